@@ -1,0 +1,227 @@
+"""The only place that talks to Redis.
+
+Operations (``engine.ops``) are generators that yield ``Call``/``Batch`` requests and receive
+the replies; ``SyncBackend`` and ``AsyncBackend`` drive them. So every operation is written
+once and works for ``Client`` and ``AsyncClient`` alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine import lua
+from engine.errors import AuthFailed, ConnectionFailed, ReadOnlyError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One Redis request: a script by name (``script``) or a plain command (``command``)."""
+
+    script: str | None = None
+    keys: Sequence[str] = ()
+    args: Sequence[Any] = ()
+    command: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several calls sent in one round trip (a non-transactional pipeline)."""
+
+    calls: list[Call] = field(default_factory=list)
+
+
+Request = Call | Batch
+Op = Generator[Request, Any, T]
+
+
+def script_call(name: str, keys: Sequence[str], args: Sequence[Any]) -> Call:
+    return Call(script=name, keys=keys, args=args)
+
+
+def cmd(*command: Any) -> Call:
+    return Call(command=command)
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
+        return AuthFailed(f"Redis refused the credentials: {exc}")
+    if isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
+        return ReadOnlyError(f"Redis denied the command: {exc}")
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        return ConnectionFailed(f"cannot reach Redis: {exc}")
+    return exc
+
+
+def _args(call: Call) -> tuple[Any, ...]:
+    if call.script is not None:
+        s = lua.script(call.script)
+        return ("EVALSHA", *lua.evalsha_args(s, list(call.keys), list(call.args)))
+    return call.command
+
+
+def _first_key(call: Call) -> str | None:
+    return call.keys[0] if call.keys else None
+
+
+class SyncBackend:
+    def __init__(self, client: redis.Redis) -> None:  # also accepts RedisCluster
+        self.redis = client
+
+    def run(self, op: Op[T]) -> T:
+        try:
+            request = next(op)
+            while True:
+                request = op.send(self.execute(request))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def execute(self, request: Request) -> Any:
+        try:
+            if isinstance(request, Batch):
+                return self._batch(request.calls)
+            return self._one(request)
+        except (RedisConnectionError, RedisTimeoutError, AuthenticationError, NoPermissionError) as exc:
+            raise _translate(exc) from exc
+        except ResponseError as exc:
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    def _one(self, call: Call) -> Any:
+        try:
+            return self._send(call)
+        except ResponseError as exc:
+            if call.script is None or not lua.is_noscript(exc):
+                raise
+            self._load(call.script, _first_key(call))
+            return self._send(call)
+
+    def _send(self, call: Call) -> Any:
+        if call.script is not None:
+            s = lua.script(call.script)
+            return self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
+        return self.redis.execute_command(*call.command)
+
+    def _load(self, name: str, key: str | None) -> None:
+        self.redis.script_load(lua.script(name).source)
+
+    def _batch(self, calls: list[Call]) -> list[Any]:
+        if not calls:
+            return []
+        results = self._pipeline(calls)
+        missing = [
+            i for i, r in enumerate(results)
+            if isinstance(r, ResponseError) and calls[i].script and lua.is_noscript(r)
+        ]
+        if missing:  # server restarted or flushed its script cache: load and redo only those
+            for name in {calls[i].script for i in missing}:
+                assert name is not None
+                self._load(name, None)
+            redo = self._pipeline([calls[i] for i in missing])
+            for i, r in zip(missing, redo, strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    def _pipeline(self, calls: list[Call]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            if call.script is not None:
+                s = lua.script(call.script)
+                pipe.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
+            else:
+                pipe.execute_command(*call.command)
+        return list(pipe.execute(raise_on_error=False))
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class AsyncBackend:
+    def __init__(self, client: aioredis.Redis) -> None:  # also accepts asyncio RedisCluster
+        self.redis = client
+
+    async def run(self, op: Op[T]) -> T:
+        try:
+            request = next(op)
+            while True:
+                request = op.send(await self.execute(request))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def execute(self, request: Request) -> Any:
+        try:
+            if isinstance(request, Batch):
+                return await self._batch(request.calls)
+            return await self._one(request)
+        except (RedisConnectionError, RedisTimeoutError, AuthenticationError, NoPermissionError) as exc:
+            raise _translate(exc) from exc
+        except ResponseError as exc:
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def _one(self, call: Call) -> Any:
+        try:
+            return await self._send(call)
+        except ResponseError as exc:
+            if call.script is None or not lua.is_noscript(exc):
+                raise
+            await self._load(call.script)
+            return await self._send(call)
+
+    async def _send(self, call: Call) -> Any:
+        if call.script is not None:
+            s = lua.script(call.script)
+            return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)  # type: ignore[misc]
+        return await self.redis.execute_command(*call.command)
+
+    async def _load(self, name: str) -> None:
+        await self.redis.script_load(lua.script(name).source)
+
+    async def _batch(self, calls: list[Call]) -> list[Any]:
+        if not calls:
+            return []
+        results = await self._pipeline(calls)
+        missing = [
+            i for i, r in enumerate(results)
+            if isinstance(r, ResponseError) and calls[i].script and lua.is_noscript(r)
+        ]
+        if missing:
+            for name in {calls[i].script for i in missing}:
+                assert name is not None
+                await self._load(name)
+            redo = await self._pipeline([calls[i] for i in missing])
+            for i, r in zip(missing, redo, strict=True):
+                results[i] = r
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    async def _pipeline(self, calls: list[Call]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            if call.script is not None:
+                s = lua.script(call.script)
+                pipe.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
+            else:
+                pipe.execute_command(*call.command)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        await self.redis.aclose()

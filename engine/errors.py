@@ -1,0 +1,105 @@
+"""Errors a user can hit, each with the guide's code and a one-line fix.
+
+``RediqError.__str__`` is the line the CLI prints; ``exit_code`` is what it exits with.
+"""
+
+from __future__ import annotations
+
+
+class RediqError(Exception):
+    code = "E000"
+    exit_code = 1
+    fix = ""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if fix is not None:
+            self.fix = fix
+
+    def __str__(self) -> str:
+        text = f"{self.code}: {self.message}"
+        return f"{text}. {self.fix}" if self.fix else text
+
+
+class ConnectionFailed(RediqError):
+    code = "E001"
+    exit_code = 3
+    fix = "Check that Redis is running and the URL (--redis-url / REDIS_URL) is right"
+
+
+class PayloadError(RediqError):
+    code = "E002"
+    exit_code = 4
+    fix = "Make the payload JSON-serialisable (dict, list, str, numbers, bool, None, or a pydantic model)"
+
+
+class PayloadTooLarge(PayloadError):
+    fix = "Store large data elsewhere (object store, database) and pass a reference in the payload"
+
+
+class UnknownQueue(RediqError):
+    code = "E003"
+    exit_code = 5
+    fix = "Run `rediq queue list` to see known queues; a queue exists once a task was enqueued to it"
+
+
+class WorkerTimeout(RediqError):
+    code = "E004"
+    exit_code = 6
+    fix = "Raise the task's timeout or make the handler faster"
+
+
+class TaskNotFound(RediqError):
+    code = "E005"
+    exit_code = 7
+    fix = "Check the id with `rediq queue inspect QUEUE`; completed tasks are kept only for the retention period"
+
+
+class InvalidTask(RediqError):
+    code = "E006"
+    exit_code = 2
+    fix = ""
+
+
+class InvalidUrl(RediqError):
+    code = "E007"
+    exit_code = 2
+    fix = (
+        "Use redis://[user:pass@]host:port/db, rediss://..., unix:///path.sock, "
+        "redis+sentinel://host:port,host:port/service or redis+cluster://host:port"
+    )
+
+
+class AuthFailed(ConnectionFailed):
+    fix = "Check the user name and password in the Redis URL"
+
+
+class AppImportError(RediqError):
+    code = "E008"
+    exit_code = 8
+    fix = "Pass --app as 'package.module:registry' where registry is an engine.Registry"
+
+
+class InvalidCron(RediqError):
+    code = "E009"
+    exit_code = 2
+    fix = "Use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 * * * *'"
+
+
+class ReadOnlyError(RediqError):
+    code = "E010"
+    exit_code = 9
+    fix = "This Redis user may not write; connect as a user with write permissions"
+
+
+class Retryable(Exception):
+    """Raise from a handler to ask for a retry, optionally after ``delay`` seconds."""
+
+    def __init__(self, message: str = "", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class Permanent(Exception):
+    """Raise from a handler when retrying cannot help: the task goes straight to dead."""

@@ -1,0 +1,125 @@
+"""State-transition events: a versioned pydantic schema and subscribers.
+
+Scripts publish one compact JSON message per transition batch on the queue's channel
+(``<prefix>:{<queue>}:events``). Pub/sub is a hint, not a log: after every (re)connect a
+subscriber yields a ``resync`` event so that listeners re-read state with a full poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.ops import Settings
+
+EVENT_VERSION = 1
+RESYNC = "resync"
+
+
+class Event(BaseModel):
+    """One transition batch. ``event`` is the new state (``pending``, ``active``, ``completed``,
+    ``retry``, ``dead``, ``cancelled``, ...) or ``progress``, ``paused``, ``resumed``,
+    ``deleted``, ``cancel_requested``; ``resync`` is synthesised by subscribers."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    version: int = Field(default=EVENT_VERSION, alias="v")
+    event: str = Field(alias="e")
+    queue: str = ""
+    ids: tuple[str, ...] = ()
+    at_ms: int = Field(default=0, alias="t")
+    percent: float | None = Field(default=None, alias="p")
+    message: str | None = Field(default=None, alias="m")
+    why: str | None = None
+
+
+def queue_of_channel(settings: Settings, channel: str) -> str:
+    prefix = settings.prefix + ":{"
+    if channel.startswith(prefix) and channel.endswith("}:events"):
+        return channel[len(prefix):-len("}:events")]
+    return ""
+
+
+def parse(settings: Settings, channel: str, data: Any) -> Event | None:
+    """Decode one message; malformed messages (a buggy publisher) are dropped, not raised."""
+    try:
+        raw = json.loads(data)
+        if not isinstance(raw, dict):
+            return None
+        ids = raw.get("ids")
+        raw["ids"] = tuple(str(i) for i in ids) if isinstance(ids, list) else ()
+        return Event.model_validate({**raw, "queue": queue_of_channel(settings, channel)})
+    except (ValueError, TypeError, ValidationError):
+        return None
+
+
+def _channels(settings: Settings, queues: list[str] | None) -> tuple[list[str], list[str]]:
+    ks = settings.keyspace
+    if queues:
+        return [ks.queue(q).events for q in queues], []
+    return [], [ks.events_pattern]
+
+
+async def subscribe(settings: Settings, redis: Any, queues: list[str] | None = None,
+                    max_backoff: float = 5.0) -> AsyncIterator[Event]:
+    """Events from the given queues (default: all), reconnecting with jittered backoff.
+    Yields ``Event(event='resync')`` after each (re)connect."""
+    channels, patterns = _channels(settings, queues)
+    backoff = 0.1
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            if channels:
+                await pubsub.subscribe(*channels)
+            if patterns:
+                await pubsub.psubscribe(*patterns)
+            backoff = 0.1
+            yield Event(e=RESYNC)
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                event = parse(settings, message.get("channel", ""), message.get("data"))
+                if event is not None:
+                    yield event
+        except (OSError, ConnectionError) as exc:  # redis errors subclass these via RedisError?
+            del exc
+        except Exception as exc:  # noqa: BLE001 - any redis error means reconnect
+            if exc.__class__.__module__.split(".")[0] != "redis":
+                raise
+        finally:
+            try:
+                await pubsub.aclose()
+            except Exception:  # noqa: BLE001 - the connection is already gone
+                pass
+        await asyncio.sleep(backoff * (0.5 + random.random()))
+        backoff = min(max_backoff, backoff * 2)
+
+
+def subscribe_sync(settings: Settings, redis: Any, queues: list[str] | None = None,
+                   timeout: float | None = None) -> Iterator[Event]:
+    """Blocking twin of ``subscribe`` (stops after ``timeout`` seconds when given)."""
+    channels, patterns = _channels(settings, queues)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        if channels:
+            pubsub.subscribe(*channels)
+        if patterns:
+            pubsub.psubscribe(*patterns)
+        yield Event(e=RESYNC)
+        while deadline is None or time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.2)
+            if message is None:
+                continue
+            event = parse(settings, message.get("channel", ""), message.get("data"))
+            if event is not None:
+                yield event
+    finally:
+        pubsub.close()

@@ -1,0 +1,170 @@
+"""Every Redis key name rediq uses, built in one place.
+
+Keys of one queue share the hash tag ``{<queue>}`` so that every script touching a queue runs
+on one Cluster slot. Global registries (the queue set, the worker registry, cron entries) live
+outside any queue's slot and are only touched by single-key commands.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+DEFAULT_PREFIX = "rediq"
+
+# Queue names become part of key names and of a hash tag: braces would break the tag, and
+# whitespace / control characters make keys unreadable in redis-cli.
+QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def validate_queue_name(name: str) -> str:
+    if not QUEUE_NAME_RE.match(name):
+        raise ValueError(
+            f"queue name {name!r} is invalid: use 1-64 letters, digits, '_', '-', '.', ':'"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """The keys of one queue. ``base`` ends with ':' so task keys are ``base + 't:' + id``."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    # state structures
+    @property
+    def pending(self) -> str:
+        return self.base + "pending"
+
+    @property
+    def active(self) -> str:
+        return self.base + "active"
+
+    @property
+    def scheduled(self) -> str:
+        return self.base + "scheduled"
+
+    @property
+    def retry(self) -> str:
+        return self.base + "retry"
+
+    @property
+    def waiting(self) -> str:
+        return self.base + "waiting"
+
+    @property
+    def dead(self) -> str:
+        return self.base + "dead"
+
+    @property
+    def completed(self) -> str:
+        return self.base + "completed"
+
+    @property
+    def cancelled(self) -> str:
+        return self.base + "cancelled"
+
+    # queue-wide bookkeeping
+    @property
+    def paused(self) -> str:
+        return self.base + "paused"
+
+    @property
+    def seq(self) -> str:
+        return self.base + "seq"
+
+    def stat(self, kind: str, minute: int) -> str:
+        """Per-minute counter (``p`` processed, ``f`` failed), expiring after a day."""
+        return f"{self.base}stats:{kind}:{minute}"
+
+    @property
+    def dep_outbox(self) -> str:
+        """Sorted set of finished task ids whose dependents still need to be told."""
+        return self.base + "depoutbox"
+
+    @property
+    def events(self) -> str:
+        """Pub/sub channel for this queue's state transitions."""
+        return self.base + "events"
+
+    @property
+    def failures(self) -> str:
+        """Hash of error fingerprint -> JSON group summary (dead and retrying tasks)."""
+        return self.base + "failures"
+
+    # per task
+    def task(self, task_id: str) -> str:
+        return self.base + "t:" + task_id
+
+    def history(self, task_id: str) -> str:
+        return self.base + "h:" + task_id
+
+    def dependents(self, task_id: str) -> str:
+        """Set of ``queue|id`` refs of tasks waiting on ``task_id``."""
+        return self.base + "dependents:" + task_id
+
+    def deps(self, task_id: str) -> str:
+        """Set of dependency ids that ``task_id`` still waits for."""
+        return self.base + "deps:" + task_id
+
+    def unique(self, unique_key: str) -> str:
+        return self.base + "unique:" + unique_key
+
+    def state_key(self, state: str) -> str:
+        return self.base + state
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    """Key names for one application prefix (several apps can share a Redis)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def queue(self, name: str) -> QueueKeys:
+        return _queue_keys(self.prefix, name)
+
+    @property
+    def queues(self) -> str:
+        """Set of known queue names (the engine never needs SCAN)."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set worker id -> last heartbeat (ms)."""
+        return f"{self.prefix}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def cron(self) -> str:
+        """Hash of cron entry name -> JSON entry."""
+        return f"{self.prefix}:cron"
+
+    def cron_fire(self, name: str, fire_ts: int) -> str:
+        return f"{self.prefix}:cronfire:{name}:{fire_ts}"
+
+    @property
+    def cron_state(self) -> str:
+        """Hash of cron entry name -> JSON of last fire (time, task id)."""
+        return f"{self.prefix}:cronstate"
+
+    @property
+    def audit(self) -> str:
+        """Stream of operator actions."""
+        return f"{self.prefix}:audit"
+
+    @property
+    def events_pattern(self) -> str:
+        return f"{self.prefix}:{{*}}:events"
+
+
+@lru_cache(maxsize=4096)
+def _queue_keys(prefix: str, name: str) -> QueueKeys:
+    return QueueKeys(prefix, name)

@@ -1,0 +1,366 @@
+"""Every engine operation, written once as a generator of Redis requests (see ``backend``).
+
+Pure argument building and reply parsing live here; ``Client``, ``AsyncClient``, the worker,
+``inspect`` and ``admin`` drive these with a sync or async backend.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.backend import Batch, Call, Op, cmd, script_call
+from engine.errors import InvalidTask, PayloadTooLarge, TaskNotFound
+from engine.keys import Keyspace, QueueKeys
+from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
+
+DEFAULT_MAX_PAYLOAD = 512 * 1024
+ENQUEUE_WIDTH = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Engine behaviour shared by clients and workers (see ``engine.config`` for the loader)."""
+
+    prefix: str = "rediq"
+    retention_s: float = 86400.0
+    """How long completed and cancelled tasks are kept."""
+    dead_retention_s: float = 30 * 86400.0
+    """How long dead tasks are kept before Redis expires them."""
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    dependency_failure: str = "cancel"
+    """What a dead/cancelled dependency does to its dependents: 'cancel' them or 'hold' them."""
+    events: bool = True
+    """Publish state-transition events (the console listens to them)."""
+
+    @property
+    def keyspace(self) -> Keyspace:
+        return Keyspace(self.prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    id: str
+    queue: str
+    state: str
+    status: str
+    """'new', 'exists' (same id already stored) or 'duplicate' (unique key held by ``id``)."""
+
+    @property
+    def created(self) -> bool:
+        return self.status == "new"
+
+    @property
+    def ref(self) -> str:
+        return f"{self.queue}|{self.id}"
+
+
+def channel(settings: Settings, qk: QueueKeys) -> str:
+    return qk.events if settings.events else ""
+
+
+# ---------------------------------------------------------------------------------- enqueue
+
+
+def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
+    payload = task.payload_json()
+    if len(payload.encode()) > settings.max_payload_bytes:
+        raise PayloadTooLarge(
+            f"payload of task {task.id} ({task.type}) is {len(payload.encode()):,} bytes, "
+            f"above the limit of {settings.max_payload_bytes:,}"
+        )
+    return [
+        task.id, task.type, payload, task.priority, task.max_retry, int(task.timeout * 1000),
+        task.due_in_ms(), task.unique_key or "", int(task.unique_ttl * 1000),
+        json.dumps(deps) if deps else "", json.dumps(task.metadata) if task.metadata else "",
+        SCHEMA_VERSION,
+    ]
+
+
+def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
+    """Find the queue of each task id (``queue|id`` refs are taken at their word)."""
+    ks = settings.keyspace
+    found: dict[str, str] = {}
+    bare = []
+    for ref in ids:
+        if "|" in ref:
+            queue, _, task_id = ref.partition("|")
+            found[task_id] = queue
+        else:
+            bare.append(ref)
+    if bare:
+        queues = sorted((yield cmd("SMEMBERS", ks.queues)))
+        probes = [(q, t) for t in bare for q in queues]
+        if probes:
+            replies = yield Batch([cmd("EXISTS", ks.queue(q).task(t)) for q, t in probes])
+            for (q, t), exists in zip(probes, replies, strict=True):
+                if exists and t not in found:
+                    found[t] = q
+    return found
+
+
+def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueResult]]:
+    """Enqueue tasks: one scripted call per queue, all in one round trip (plus dependency
+    registration for tasks that have dependencies)."""
+    ks = settings.keyspace
+    all_deps = [d for t in tasks for d in t.depends_on]
+    dep_queue: dict[str, str] = {}
+    if all_deps:
+        dep_queue = yield from locate(settings, all_deps)
+        missing = [d for d in all_deps if d.rpartition("|")[2] not in dep_queue]
+        if missing:
+            raise InvalidTask(
+                f"unknown dependency {missing[0]!r}: no such task in any queue",
+                fix="Pass ids returned by enqueue (or 'queue|id'); finished tasks expire after the retention period",
+            )
+    refs_of: dict[str, list[str]] = {}
+    by_queue: dict[str, list[Any]] = defaultdict(list)
+    order: list[str] = []
+    for task in tasks:
+        refs = [f"{dep_queue[d.rpartition('|')[2]]}|{d.rpartition('|')[2]}" for d in task.depends_on]
+        refs_of[task.id] = refs
+        by_queue[task.queue].extend(_task_args(task, settings, refs))
+        order.append(task.queue)
+    queues = list(dict.fromkeys(order))
+    calls: list[Call] = [cmd("SADD", ks.queues, *queues)]
+    for queue in queues:
+        qk = ks.queue(queue)
+        calls.append(script_call(
+            "enqueue", [qk.pending, qk.scheduled, qk.waiting, qk.seq],
+            [qk.base, channel(settings, qk), ENQUEUE_WIDTH, *by_queue[queue]],
+        ))
+    replies = yield Batch(calls)
+    results: dict[str, EnqueueResult] = {}
+    for queue, reply in zip(queues, replies[1:], strict=True):
+        for i in range(0, len(reply), 3):
+            status, task_id, state = reply[i], reply[i + 1], reply[i + 2]
+            results.setdefault(task_id, EnqueueResult(task_id, queue, state, status))
+    ordered = []
+    for task in tasks:
+        r = results.get(task.id)
+        if r is None:  # a duplicate by unique key: the reply names the holder
+            r = next(x for x in results.values() if x.queue == task.queue and x.status == "duplicate")
+        ordered.append(r)
+    # Register dependents with their dependencies, even for 'exists' (a retried enqueue must
+    # finish a registration that a crashed first attempt may have left half done).
+    waiting = [t for t in tasks if t.depends_on and results.get(t.id) and results[t.id].state == "waiting"]
+    if waiting:
+        yield from _register_dependencies(settings, [(t.queue, t.id, refs_of[t.id]) for t in waiting])
+    return ordered
+
+
+def _register_dependencies(settings: Settings, items: list[tuple[str, str, list[str]]]) -> Op[None]:
+    ks = settings.keyspace
+    calls: list[Call] = []
+    pairs: list[tuple[str, str, str]] = []
+    for queue, task_id, refs in items:
+        for ref in refs:
+            dq, _, dep_id = ref.partition("|")
+            calls.append(script_call("dep_register", [ks.queue(dq).task(dep_id)], [ks.queue(dq).base, dep_id, f"{queue}|{task_id}"]))
+            pairs.append((queue, task_id, ref))
+    states = yield Batch(calls)
+    resolves = [
+        resolve_call(settings, queue, task_id, ref, state)
+        for (queue, task_id, ref), state in zip(pairs, states, strict=True)
+        if state in ("completed", "dead", "cancelled")
+    ]
+    if resolves:
+        yield Batch(resolves)
+
+
+def resolve_call(settings: Settings, queue: str, task_id: str, dep_ref: str, outcome: str) -> Call:
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "dep_resolve",
+        [qk.waiting, qk.pending, qk.scheduled, qk.cancelled, qk.seq, qk.dep_outbox],
+        [qk.base, channel(settings, qk), task_id, dep_ref, outcome, settings.dependency_failure,
+         int(settings.retention_s * 1000)],
+    )
+
+
+def flush_outbox(settings: Settings, queue: str, task_ids: Iterable[str] | None = None,
+                 older_than_ms: int | None = None, limit: int = 100) -> Op[int]:
+    """Tell the dependents of finished tasks, then drop the outbox entries. Idempotent, so a
+    worker that died half way is simply replayed by the next flush."""
+    ks = settings.keyspace
+    qk = ks.queue(queue)
+    if task_ids is None:
+        now_ms = yield from server_time_ms()
+        upper = now_ms - (older_than_ms or 0)
+        ids = list((yield cmd("ZRANGEBYSCORE", qk.dep_outbox, "-inf", upper, "LIMIT", 0, limit)))
+    else:
+        ids = list(task_ids)
+    if not ids:
+        return 0
+    replies = yield Batch([c for i in ids for c in (cmd("HGET", qk.task(i), "state"), cmd("SMEMBERS", qk.dependents(i)))])
+    resolves: list[Call] = []
+    targets: list[tuple[str, str]] = []
+    for n, task_id in enumerate(ids):
+        state, dependents = replies[2 * n], replies[2 * n + 1]
+        if state not in ("completed", "dead", "cancelled"):
+            continue
+        for ref in dependents:
+            dq, _, dep_id = ref.partition("|")
+            resolves.append(resolve_call(settings, dq, dep_id, f"{queue}|{task_id}", state))
+            targets.append((dq, dep_id))
+    outcomes = (yield Batch(resolves)) if resolves else []
+    yield cmd("ZREM", qk.dep_outbox, *ids)
+    # a cancelled dependent may have dependents of its own: cascade now rather than at the
+    # next maintenance pass
+    for (dq, dep_id), outcome in zip(targets, outcomes, strict=True):
+        if outcome == "cancelled":
+            yield from flush_outbox(settings, dq, [dep_id])
+    return len(ids)
+
+
+def server_time_ms() -> Op[int]:
+    seconds, micros = yield cmd("TIME")
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+# ---------------------------------------------------------------------------------- reading
+
+TASK_FIELDS = (
+    "id", "type", "payload", "priority", "max_retry", "timeout", "enq", "due", "state",
+    "attempts", "started", "finished", "lease", "worker", "unique", "deps", "meta", "error",
+    "tb", "result", "progress", "pmsg", "cancel", "reason", "v",
+)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _json(text: Any, default: Any = None) -> Any:
+    if text in (None, ""):
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def task_info(queue: str, fields: dict[str, Any], history: Sequence[str] = (),
+              waiting_on: Iterable[str] = (), dependents: Iterable[str] = ()) -> TaskInfo:
+    """Build a ``TaskInfo`` from a task hash; tolerant of missing or malformed fields (a
+    buggy or older client may have written them) so readers never crash."""
+    state_text = fields.get("state") or "pending"
+    try:
+        state = TaskState(state_text)
+    except ValueError:
+        state = TaskState.PENDING
+    entries = []
+    for raw in history:
+        item = _json(raw, [])
+        if isinstance(item, list) and len(item) >= 2:
+            entries.append(HistoryEntry(at_ms=_int(item[0]) or 0, state=str(item[1]), note=str(item[2]) if len(item) > 2 else ""))
+    timeout_ms = _int(fields.get("timeout"))
+    meta = _json(fields.get("meta"), {})
+    deps = _json(fields.get("deps"), [])
+    payload_raw = fields.get("payload") or ""
+    progress = fields.get("progress")
+    return TaskInfo(
+        id=fields.get("id") or "",
+        type=fields.get("type") or "",
+        queue=queue,
+        state=state,
+        payload=_json(payload_raw, payload_raw),
+        payload_raw=payload_raw,
+        priority=_int(fields.get("priority")) if _int(fields.get("priority")) is not None else 50,  # type: ignore[arg-type]
+        max_retry=_int(fields.get("max_retry")) or 0,
+        timeout=(timeout_ms / 1000) if timeout_ms else 1800.0,
+        attempts=_int(fields.get("attempts")) or 0,
+        enqueued_at_ms=_int(fields.get("enq")) or 0,
+        due_at_ms=_int(fields.get("due")),
+        started_at_ms=_int(fields.get("started")),
+        finished_at_ms=_int(fields.get("finished")),
+        lease_expiry_ms=_int(fields.get("lease")),
+        worker=fields.get("worker"),
+        unique_key=fields.get("unique") or None,
+        depends_on=tuple(str(d) for d in deps) if isinstance(deps, list) else (),
+        waiting_on=tuple(sorted(waiting_on)),
+        dependents=tuple(sorted(dependents)),
+        metadata={str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {},
+        last_error=fields.get("error"),
+        traceback=fields.get("tb"),
+        result=_json(fields.get("result")),
+        progress=float(progress) if _int(progress) is not None else None,
+        progress_message=fields.get("pmsg"),
+        cancel_requested=fields.get("cancel") == "1",
+        reason=fields.get("reason"),
+        schema_version=_int(fields.get("v")) or 1,
+        history=tuple(entries),
+    )
+
+
+def get_task(settings: Settings, task_id: str, queue: str | None = None) -> Op[TaskInfo | None]:
+    ks = settings.keyspace
+    if queue is None:
+        where = yield from locate(settings, [task_id])
+        if task_id not in where:
+            return None
+        queue = where[task_id]
+    qk = ks.queue(queue)
+    fields, history, waiting_on, dependents = yield Batch([
+        cmd("HGETALL", qk.task(task_id)), cmd("LRANGE", qk.history(task_id), 0, -1),
+        cmd("SMEMBERS", qk.deps(task_id)), cmd("SMEMBERS", qk.dependents(task_id)),
+    ])
+    if not fields:
+        return None
+    return task_info(queue, fields, history, waiting_on, dependents)
+
+
+def require_task(settings: Settings, task_id: str, queue: str | None = None) -> Op[TaskInfo]:
+    info = yield from get_task(settings, task_id, queue)
+    if info is None:
+        raise TaskNotFound(f"no task with id {task_id!r}" + (f" in queue {queue!r}" if queue else ""))
+    return info
+
+
+# ---------------------------------------------------------------------------------- actions
+
+
+def cancel(settings: Settings, queue: str, ids: Sequence[str], reason: str = "cancelled by request") -> Op[dict[str, str]]:
+    qk = settings.keyspace.queue(queue)
+    reply = yield script_call(
+        "cancel", [qk.pending, qk.scheduled, qk.waiting, qk.retry, qk.cancelled, qk.dep_outbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), reason, *ids],
+    )
+    outcomes = {reply[i]: reply[i + 1] for i in range(0, len(reply), 2)}
+    if any(v == "cancelled" for v in outcomes.values()):
+        yield from flush_outbox(settings, queue, [i for i, v in outcomes.items() if v == "cancelled"])
+    return outcomes
+
+
+def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "requeued") -> Op[list[str]]:
+    if not ids:
+        return []
+    qk = settings.keyspace.queue(queue)
+    moved = yield script_call(
+        "requeue", [qk.pending, qk.seq, qk.dead, qk.retry, qk.scheduled, qk.cancelled, qk.completed, qk.waiting],
+        [qk.base, channel(settings, qk), note, *ids],
+    )
+    return list(moved)
+
+
+def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+    if not ids:
+        return []
+    qk = settings.keyspace.queue(queue)
+    deleted = yield script_call(
+        "delete", [qk.pending, qk.active, qk.scheduled, qk.retry, qk.waiting, qk.dead, qk.completed, qk.cancelled],
+        [qk.base, channel(settings, qk), *ids],
+    )
+    return list(deleted)
+
+
+def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:
+    qk = settings.keyspace.queue(queue)
+    changed = yield script_call("pause", [qk.paused], [channel(settings, qk), "1" if paused else "0"])
+    return bool(changed)

@@ -1,0 +1,84 @@
+-- Shared prelude, prepended to every script when it is loaded (engine/scripts.py).
+--
+-- Per-task keys are built from ARGV[1], the queue's key base ("<prefix>:{<queue>}:"), so they
+-- always hash to the same Cluster slot as the queue's fixed keys passed in KEYS. Task ids are
+-- only known inside the script (ZPOPMIN), so this cannot be avoided for batch dequeue.
+
+local HISTORY_MAX = 50
+local PRIORITY_SHIFT = 1099511627776 -- 2^40: score = priority * 2^40 + sequence
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt(n)
+  return string.format('%.0f', n)
+end
+
+local function task_key(base, id) return base .. 't:' .. id end
+
+local function history(base, id, now, state, note)
+  local hk = base .. 'h:' .. id
+  redis.call('LPUSH', hk, cjson.encode({now, state, note or ''}))
+  redis.call('LTRIM', hk, 0, HISTORY_MAX - 1)
+end
+
+local function publish(channel, event, ids, now, extra)
+  if channel == '' or #ids == 0 then return end
+  local msg = {v = 1, e = event, ids = ids, t = now}
+  if extra then for k, v in pairs(extra) do msg[k] = v end end
+  redis.call('PUBLISH', channel, cjson.encode(msg))
+end
+
+-- Score in the pending set: strict priority, then FIFO by a per-queue sequence.
+local function pending_score(base, seq_key, id)
+  local prio = tonumber(redis.call('HGET', task_key(base, id), 'priority')) or 50
+  local seq = redis.call('INCR', seq_key)
+  return fmt(prio * PRIORITY_SHIFT + seq)
+end
+
+-- Drop the unique lock if this task still holds it.
+local function release_unique(base, id)
+  local uk = redis.call('HGET', task_key(base, id), 'unique')
+  if uk and uk ~= '' then
+    local ukey = base .. 'unique:' .. uk
+    if redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
+  end
+end
+
+-- A finished task (completed/dead/cancelled) with dependents goes to the outbox; a worker
+-- then tells each dependent (on its own slot) and removes the entry. Crash-safe: the outbox
+-- entry stays until every dependent was told, and telling is idempotent.
+local function notify_dependents(base, outbox_key, id, now)
+  if redis.call('EXISTS', base .. 'dependents:' .. id) == 1 then
+    redis.call('ZADD', outbox_key, now, id)
+  end
+end
+
+local function expire_task(base, id, ttl_ms)
+  if ttl_ms > 0 then
+    redis.call('PEXPIRE', task_key(base, id), ttl_ms)
+    redis.call('PEXPIRE', base .. 'h:' .. id, ttl_ms)
+    redis.call('PEXPIRE', base .. 'dependents:' .. id, ttl_ms)
+  end
+  redis.call('DEL', base .. 'deps:' .. id)
+end
+
+local function bump_stat(base, kind, now, n)
+  local key = base .. 'stats:' .. kind .. ':' .. math.floor(now / 60000)
+  redis.call('INCRBY', key, n)
+  redis.call('EXPIRE', key, 90000)
+end
+
+-- Move a task (already removed from its previous structure) to dead.
+local function to_dead(base, dead_key, outbox_key, id, now, error, ttl_ms)
+  local tk = task_key(base, id)
+  redis.call('HSET', tk, 'state', 'dead', 'finished', now, 'error', error)
+  redis.call('HDEL', tk, 'lease', 'cancel')
+  redis.call('ZADD', dead_key, now, id)
+  release_unique(base, id)
+  notify_dependents(base, outbox_key, id, now)
+  expire_task(base, id, ttl_ms)
+  history(base, id, now, 'dead', error)
+end

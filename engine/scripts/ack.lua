@@ -1,0 +1,34 @@
+-- Complete a batch of active tasks of one queue.
+-- KEYS: 1 active, 2 completed, 3 dep outbox
+-- ARGV: 1 base, 2 channel, 3 retention ms, then triples: id, attempt, result_json ('' none)
+-- Returns: ids that were not acknowledged because this attempt no longer owns the task
+--          (its lease expired and it was handed out again, or it was deleted).
+local base, channel, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local done, stale = {}, {}
+for i = 4, #ARGV, 3 do
+  local id, attempt, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local tk = task_key(base, id)
+  local f = redis.call('HMGET', tk, 'state', 'attempts')
+  if f[1] == 'active' and f[2] == attempt then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HSET', tk, 'state', 'completed', 'finished', now)
+    redis.call('HDEL', tk, 'lease', 'cancel')
+    if result ~= '' then redis.call('HSET', tk, 'result', result) end
+    redis.call('ZADD', KEYS[2], now, id)
+    release_unique(base, id)
+    notify_dependents(base, KEYS[3], id, now)
+    expire_task(base, id, retention)
+    history(base, id, now, 'completed', '')
+    table.insert(done, id)
+  else
+    table.insert(stale, id)
+  end
+end
+if #done > 0 then
+  bump_stat(base, 'p', now, #done)
+  -- completed hashes expire by TTL; trim the index of them in the same breath
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
+  publish(channel, 'completed', done, now)
+end
+return stale

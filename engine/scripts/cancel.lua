@@ -1,0 +1,43 @@
+-- Cancel tasks: those not yet running leave their queue at once; running ones get a cancel
+-- flag that the worker's heartbeat picks up.
+-- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 retry, 5 cancelled, 6 dep outbox
+-- ARGV: 1 base, 2 channel, 3 retention ms, 4 reason, then ids
+-- Returns: flat list {id, outcome} with outcome 'cancelled', 'requested', 'final:<state>',
+--          or 'missing'
+local base, channel, retention, reason = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local from = {pending = KEYS[1], scheduled = KEYS[2], waiting = KEYS[3], retry = KEYS[4]}
+local out, cancelled, requested = {}, {}, {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local tk = task_key(base, id)
+  local state = redis.call('HGET', tk, 'state')
+  local outcome
+  if not state then
+    outcome = 'missing'
+  elseif from[state] then
+    redis.call('ZREM', from[state], id)
+    redis.call('HSET', tk, 'state', 'cancelled', 'finished', now, 'reason', reason)
+    redis.call('ZADD', KEYS[5], now, id)
+    release_unique(base, id)
+    notify_dependents(base, KEYS[6], id, now)
+    expire_task(base, id, retention)
+    history(base, id, now, 'cancelled', reason)
+    table.insert(cancelled, id)
+    outcome = 'cancelled'
+  elseif state == 'active' then
+    redis.call('HSET', tk, 'cancel', '1', 'reason', reason)
+    history(base, id, now, 'active', 'cancel requested: ' .. reason)
+    table.insert(requested, id)
+    outcome = 'requested'
+  else
+    outcome = 'final:' .. state
+  end
+  table.insert(out, id); table.insert(out, outcome)
+end
+if #cancelled > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - retention)
+end
+publish(channel, 'cancelled', cancelled, now, {why = reason})
+publish(channel, 'cancel_requested', requested, now)
+return out

@@ -1,0 +1,80 @@
+-- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
+-- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox
+-- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
+--       7 dead retention ms
+-- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v, id2, ...}
+local base, channel = ARGV[1], ARGV[2]
+local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = now_ms()
+
+-- due scheduled and retry tasks become pending
+local promoted = {}
+for _, src in ipairs({KEYS[3], KEYS[4]}) do
+  local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', src, id)
+    if redis.call('EXISTS', task_key(base, id)) == 1 then
+      redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
+      redis.call('HSET', task_key(base, id), 'state', 'pending')
+      history(base, id, now, 'pending', 'due')
+      table.insert(promoted, id)
+    end
+  end
+end
+publish(channel, 'pending', promoted, now)
+
+-- leases that ran out: the worker died or hung. Each delivery counts as an attempt, so a task
+-- that kills its worker every time goes dead instead of crashing workers forever.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+local recovered, buried = {}, {}
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], id)
+  local tk = task_key(base, id)
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker')
+  if f[1] then
+    local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+    local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
+    if attempts > max_retry then
+      to_dead(base, KEYS[6], KEYS[8], id, now, note, dead_ttl)
+      table.insert(buried, id)
+    else
+      redis.call('HSET', tk, 'state', 'pending', 'error', note)
+      redis.call('HDEL', tk, 'lease')
+      redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
+      history(base, id, now, 'pending', note)
+      table.insert(recovered, id)
+    end
+  end
+end
+publish(channel, 'pending', recovered, now, {why = 'lease expired'})
+publish(channel, 'dead', buried, now)
+
+local out = {now}
+if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then return out end
+
+local leased = {}
+local popped = redis.call('ZPOPMIN', KEYS[1], max_n)
+local lease = now + lease_ms
+for j = 1, #popped, 2 do
+  local id = popped[j]
+  local tk = task_key(base, id)
+  local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
+    'attempts', 'meta', 'v')
+  if f[1] then -- a pending entry whose hash is gone is dropped (doctor reports such entries)
+    local attempts = (tonumber(f[6]) or 0) + 1
+    redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
+      'worker', worker, 'lease', lease)
+    redis.call('HDEL', tk, 'progress', 'pmsg')
+    redis.call('ZADD', KEYS[2], lease, id)
+    history(base, id, now, 'active', worker)
+    table.insert(leased, id)
+    table.insert(out, id)
+    for k = 1, 5 do table.insert(out, f[k]) end
+    table.insert(out, attempts)
+    table.insert(out, f[7] or '')
+    table.insert(out, f[8] or '1')
+  end
+end
+publish(channel, 'active', leased, now)
+return out

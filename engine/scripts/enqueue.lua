@@ -1,0 +1,67 @@
+-- Enqueue a batch of tasks into one queue. Idempotent by task id.
+-- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 seq
+-- ARGV: 1 base, 2 channel, 3 per-task field count (12), then per task:
+--       id, type, payload, priority, max_retry, timeout_ms, due_in_ms, unique_key,
+--       unique_ttl_ms, deps_json ('' = none), meta_json ('' = none), schema_version
+-- Returns: flat list {status, id, state, ...}; status is 'new', 'exists' (same id already
+--          stored) or 'duplicate' (unique key held: id is the holder's id).
+local base, channel, width = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+local out = {}
+local by_state = {pending = {}, scheduled = {}, waiting = {}}
+local i = 4
+while i + width - 1 <= #ARGV do
+  local id, ttype, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local priority, max_retry, timeout_ms = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local due_in = tonumber(ARGV[i + 6])
+  local unique, unique_ttl = ARGV[i + 7], ARGV[i + 8]
+  local deps_json, meta_json, schema = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
+  i = i + width
+  local tk = task_key(base, id)
+  local holder = nil
+  if redis.call('EXISTS', tk) == 1 then
+    table.insert(out, 'exists'); table.insert(out, id)
+    table.insert(out, redis.call('HGET', tk, 'state') or '')
+  else
+    if unique ~= '' then
+      local ukey = base .. 'unique:' .. unique
+      holder = redis.call('GET', ukey)
+      if holder then
+        local hstate = redis.call('HGET', task_key(base, holder), 'state')
+        if hstate == false or hstate == 'completed' or hstate == 'dead' or hstate == 'cancelled' then
+          holder = nil -- stale lock left by a finished task: take it over
+        end
+      end
+      if not holder then redis.call('SET', ukey, id, 'PX', unique_ttl) end
+    end
+    if holder then
+      table.insert(out, 'duplicate'); table.insert(out, holder)
+      table.insert(out, redis.call('HGET', task_key(base, holder), 'state') or '')
+    else
+      local seq = redis.call('INCR', KEYS[4])
+      local state = 'pending'
+      local deps = {}
+      if deps_json ~= '' then deps = cjson.decode(deps_json) end
+      if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
+      redis.call('HSET', tk, 'id', id, 'type', ttype, 'payload', payload, 'priority', priority,
+        'max_retry', max_retry, 'timeout', timeout_ms, 'enq', now, 'due', now + due_in,
+        'state', state, 'attempts', 0, 'seq', seq, 'v', schema)
+      if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
+      if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
+      if state == 'waiting' then
+        redis.call('HSET', tk, 'deps', deps_json)
+        for _, ref in ipairs(deps) do redis.call('SADD', base .. 'deps:' .. id, ref) end
+        redis.call('ZADD', KEYS[3], now, id)
+      elseif state == 'scheduled' then
+        redis.call('ZADD', KEYS[2], now + due_in, id)
+      else
+        redis.call('ZADD', KEYS[1], fmt(tonumber(priority) * PRIORITY_SHIFT + seq), id)
+      end
+      history(base, id, now, state, 'enqueued')
+      table.insert(by_state[state], id)
+      table.insert(out, 'new'); table.insert(out, id); table.insert(out, state)
+    end
+  end
+end
+for state, ids in pairs(by_state) do publish(channel, state, ids, now) end
+return out

@@ -1,0 +1,29 @@
+-- Put finished or parked tasks back into pending with a fresh attempt count.
+-- KEYS: 1 pending, 2 seq, 3 dead, 4 retry, 5 scheduled, 6 cancelled, 7 completed, 8 waiting
+-- ARGV: 1 base, 2 channel, 3 note, then ids
+-- Returns: ids requeued (ids active, pending or gone are skipped)
+local base, channel, note = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local from = {dead = KEYS[3], retry = KEYS[4], scheduled = KEYS[5], cancelled = KEYS[6],
+  completed = KEYS[7], waiting = KEYS[8]}
+local moved = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local tk = task_key(base, id)
+  local state = redis.call('HGET', tk, 'state')
+  if state and from[state] then
+    redis.call('ZREM', from[state], id)
+    redis.call('PERSIST', tk)
+    redis.call('PERSIST', base .. 'h:' .. id)
+    redis.call('PERSIST', base .. 'dependents:' .. id)
+    redis.call('DEL', base .. 'deps:' .. id)
+    redis.call('HSET', tk, 'state', 'pending', 'attempts', 0, 'due', now)
+    redis.call('HDEL', tk, 'finished', 'lease', 'cancel', 'reason', 'result', 'progress', 'pmsg')
+    redis.call('HINCRBY', tk, 'requeues', 1)
+    redis.call('ZADD', KEYS[1], pending_score(base, KEYS[2], id), id)
+    history(base, id, now, 'pending', note .. ' (was ' .. state .. ')')
+    table.insert(moved, id)
+  end
+end
+publish(channel, 'pending', moved, now, {why = note})
+return moved

@@ -1,0 +1,215 @@
+"""The task model: what a producer submits (``Task``) and what the engine stores (``TaskInfo``)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.keys import validate_queue_name
+
+SCHEMA_VERSION = 1
+DEFAULT_QUEUE = "default"
+DEFAULT_PRIORITY = 50
+DEFAULT_MAX_RETRY = 3
+DEFAULT_TIMEOUT_S = 1800.0
+TASK_TYPE_MAX = 128
+
+
+class TaskState(StrEnum):
+    SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    PENDING = "pending"
+    ACTIVE = "active"
+    RETRY = "retry"
+    COMPLETED = "completed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED)
+
+
+ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Task(BaseModel):
+    """A unit of work as submitted to ``Client.enqueue``.
+
+    Validation errors name the field and the allowed range, e.g.
+    ``priority must be 0..100, got 250``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    """Task type, the key a worker's registry maps to a handler (``order:payment``)."""
+    payload: Any = None
+    """JSON-serialisable payload (a pydantic model is dumped to JSON)."""
+    queue: str = DEFAULT_QUEUE
+    id: str = Field(default_factory=new_task_id)
+    """Task id; enqueue is idempotent by id, so a retried enqueue never creates a second task."""
+    priority: int = DEFAULT_PRIORITY
+    """0..100, lower runs first."""
+    max_retry: int = DEFAULT_MAX_RETRY
+    """Retries after the first attempt; the task goes dead after ``max_retry + 1`` attempts."""
+    timeout: float = DEFAULT_TIMEOUT_S
+    """Seconds one attempt may run before it is cancelled and retried."""
+    delay: float | None = None
+    """Seconds from now before the task becomes due (exclusive with ``eta``)."""
+    eta: datetime | None = None
+    """Absolute time the task becomes due (timezone-aware)."""
+    unique_key: str | None = None
+    """While a task with this key is alive, enqueueing another returns the first one's id."""
+    unique_ttl: float = 86400.0
+    """Upper bound in seconds on how long a unique key is held."""
+    depends_on: tuple[str, ...] = ()
+    """Ids of tasks (any queue) that must complete before this one becomes pending."""
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if not value or len(value) > TASK_TYPE_MAX or any(c.isspace() for c in value):
+            raise ValueError(
+                f"type must be 1..{TASK_TYPE_MAX} characters without spaces, got {value!r}"
+            )
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str) -> str:
+        return validate_queue_name(value)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not value or len(value) > 128 or any(c.isspace() or c in "|{}" for c in value):
+            raise ValueError(f"id must be 1..128 characters without spaces, '|' or braces, got {value!r}")
+        return value
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, value: int) -> int:
+        if not 0 <= value <= 100:
+            raise ValueError(f"priority must be 0..100, got {value}")
+        return value
+
+    @field_validator("max_retry")
+    @classmethod
+    def _max_retry(cls, value: int) -> int:
+        if not 0 <= value <= 1000:
+            raise ValueError(f"max_retry must be 0..1000, got {value}")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0 < value <= 7 * 86400:
+            raise ValueError(f"timeout must be > 0 and at most 7 days in seconds, got {value}")
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, value: float | None) -> float | None:
+        if value is not None and value < 0:
+            raise ValueError(f"delay must be >= 0 seconds, got {value}")
+        return value
+
+    @field_validator("eta")
+    @classmethod
+    def _eta(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("eta must be timezone-aware, e.g. datetime.now(UTC) + timedelta(...)")
+        return value
+
+    @field_validator("unique_ttl")
+    @classmethod
+    def _unique_ttl(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError(f"unique_ttl must be >= 1 second, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _delay_or_eta(self) -> Task:
+        if self.delay is not None and self.eta is not None:
+            raise ValueError("give either delay or eta, not both")
+        if self.id in self.depends_on:
+            raise ValueError("a task cannot depend on itself")
+        return self
+
+    def payload_json(self) -> str:
+        """The payload as compact JSON; raises ``PayloadError`` (E002) when it is not JSON."""
+        from engine.errors import PayloadError
+
+        payload = self.payload
+        if isinstance(payload, BaseModel):
+            return payload.model_dump_json()
+        try:
+            return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(f"payload of task type {self.type!r} is not JSON: {exc}") from exc
+
+    def due_in_ms(self) -> int:
+        """Milliseconds until due, relative to now (Redis adds it to its own clock)."""
+        if self.delay is not None:
+            return int(self.delay * 1000)
+        if self.eta is not None:
+            return max(0, int((self.eta - datetime.now(UTC)) / timedelta(milliseconds=1)))
+        return 0
+
+
+class HistoryEntry(BaseModel):
+    """One transition in a task's status history (newest first when read)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at_ms: int
+    state: str
+    note: str = ""
+
+
+class TaskInfo(BaseModel):
+    """A task as stored in Redis, read back for clients, the CLI and the console."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    type: str
+    queue: str
+    state: TaskState
+    payload: Any = None
+    payload_raw: str = ""
+    priority: int = DEFAULT_PRIORITY
+    max_retry: int = DEFAULT_MAX_RETRY
+    timeout: float = DEFAULT_TIMEOUT_S
+    attempts: int = 0
+    enqueued_at_ms: int = 0
+    due_at_ms: int | None = None
+    started_at_ms: int | None = None
+    finished_at_ms: int | None = None
+    lease_expiry_ms: int | None = None
+    worker: str | None = None
+    unique_key: str | None = None
+    depends_on: tuple[str, ...] = ()
+    waiting_on: tuple[str, ...] = ()
+    dependents: tuple[str, ...] = ()
+    metadata: dict[str, str] = Field(default_factory=dict)
+    last_error: str | None = None
+    traceback: str | None = None
+    result: Any = None
+    progress: float | None = None
+    progress_message: str | None = None
+    cancel_requested: bool = False
+    reason: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    history: tuple[HistoryEntry, ...] = ()
