@@ -48,8 +48,13 @@ def count(settings: Settings, queue: str, state: TaskState | str) -> Op[int]:
     return int((yield cmd("ZCARD", settings.keyspace.queue(queue).state_key(str(TaskState(state))))))
 
 
-def _chunks(settings: Settings, queue: str, state: TaskState, where: Callable[[TaskInfo], bool] | None,
-            act: Callable[[Sequence[str]], Op[Sequence[str]]]) -> Op[int]:
+def _chunks(
+    settings: Settings,
+    queue: str,
+    state: TaskState,
+    where: Callable[[TaskInfo], bool] | None,
+    act: Callable[[Sequence[str]], Op[Sequence[str]]],
+) -> Op[int]:
     """Apply ``act`` to every task of a state in chunks; each chunk is one bounded script."""
     qk = settings.keyspace.queue(queue)
     key = qk.state_key(str(state))
@@ -82,17 +87,35 @@ def ops_page(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[Task
     return [ops.task_info(queue, h) for h in hashes if h]
 
 
-def requeue_all(settings: Settings, queue: str, state: TaskState | str = TaskState.DEAD,
-                where: Callable[[TaskInfo], bool] | None = None) -> Op[int]:
+def requeue_all(
+    settings: Settings,
+    queue: str,
+    state: TaskState | str = TaskState.DEAD,
+    where: Callable[[TaskInfo], bool] | None = None,
+) -> Op[int]:
     """Requeue every task of a state (default dead), optionally only those ``where`` accepts."""
     yield from _known(settings, queue)
-    return (yield from _chunks(settings, queue, TaskState(state), where,
-                               lambda ids: ops.requeue(settings, queue, ids, "requeued by operator (bulk)")))
+    return (
+        yield from _chunks(
+            settings,
+            queue,
+            TaskState(state),
+            where,
+            lambda ids: ops.requeue(settings, queue, ids, "requeued by operator (bulk)"),
+        )
+    )
 
 
-def flush(settings: Settings, queue: str, state: TaskState | str = TaskState.DEAD,
-          where: Callable[[TaskInfo], bool] | None = None) -> Op[int]:
+def flush(
+    settings: Settings,
+    queue: str,
+    state: TaskState | str = TaskState.DEAD,
+    where: Callable[[TaskInfo], bool] | None = None,
+) -> Op[int]:
     """Delete every task of a state (default dead)."""
     yield from _known(settings, queue)
-    return (yield from _chunks(settings, queue, TaskState(state), where,
-                               lambda ids: ops.delete(settings, queue, ids)))
+    return (
+        yield from _chunks(
+            settings, queue, TaskState(state), where, lambda ids: ops.delete(settings, queue, ids)
+        )
+    )

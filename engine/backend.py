@@ -121,7 +121,8 @@ class SyncBackend:
             return []
         results = self._pipeline(calls)
         missing = [
-            i for i, r in enumerate(results)
+            i
+            for i, r in enumerate(results)
             if isinstance(r, ResponseError) and calls[i].script and lua.is_noscript(r)
         ]
         if missing:  # server restarted or flushed its script cache: load and redo only those
@@ -198,7 +199,8 @@ class AsyncBackend:
             return []
         results = await self._pipeline(calls)
         missing = [
-            i for i, r in enumerate(results)
+            i
+            for i, r in enumerate(results)
             if isinstance(r, ResponseError) and calls[i].script and lua.is_noscript(r)
         ]
         if missing:

@@ -58,8 +58,9 @@ class Client:
     """Synchronous producer and reader. ``Client("redis://localhost:6379/0")``; with no URL it
     uses ``REDIS_URL`` or the embedded server."""
 
-    def __init__(self, url: str | RedisTarget | None = None, *, settings: Settings | None = None,
-                 redis: Any = None) -> None:
+    def __init__(
+        self, url: str | RedisTarget | None = None, *, settings: Settings | None = None, redis: Any = None
+    ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
         self.backend = SyncBackend(redis if redis is not None else self.target.sync())  # type: ignore[union-attr]
@@ -99,14 +100,17 @@ class Client:
 class AsyncClient:
     """The asyncio twin of ``Client``."""
 
-    def __init__(self, url: str | RedisTarget | None = None, *, settings: Settings | None = None,
-                 redis: Any = None) -> None:
+    def __init__(
+        self, url: str | RedisTarget | None = None, *, settings: Settings | None = None, redis: Any = None
+    ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
         self.backend = AsyncBackend(redis if redis is not None else self.target.aio())  # type: ignore[union-attr]
 
     async def enqueue(self, task: Task | str, payload: Any = None, **options: Any) -> EnqueueResult:
-        return (await self.backend.run(ops.enqueue_many(self.settings, [build_task(task, payload, **options)])))[0]
+        return (
+            await self.backend.run(ops.enqueue_many(self.settings, [build_task(task, payload, **options)]))
+        )[0]
 
     async def enqueue_many(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
         return await self.backend.run(ops.enqueue_many(self.settings, tasks)) if tasks else []
@@ -114,14 +118,18 @@ class AsyncClient:
     async def get_task(self, task_id: str, queue: str | None = None) -> TaskInfo | None:
         return await self.backend.run(ops.get_task(self.settings, task_id, queue))
 
-    async def cancel(self, task_id: str, queue: str | None = None, reason: str = "cancelled by request") -> str:
+    async def cancel(
+        self, task_id: str, queue: str | None = None, reason: str = "cancelled by request"
+    ) -> str:
         info = await self.backend.run(ops.require_task(self.settings, task_id, queue))
         return (await self.backend.run(ops.cancel(self.settings, info.queue, [task_id], reason)))[task_id]
 
     async def run(self, op: Op[T]) -> T:
         return await self.backend.run(op)
 
-    async def call(self, fn: Callable[Concatenate[Settings, P], Op[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def call(
+        self, fn: Callable[Concatenate[Settings, P], Op[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         """``await client.call(inspect.queues)`` runs ``inspect.queues(client.settings)``."""
         return await self.backend.run(fn(self.settings, *args, **kwargs))
 

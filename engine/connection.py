@@ -74,19 +74,28 @@ class RedisTarget:
 
             return RedisCluster(
                 startup_nodes=[ClusterNode(h, p) for h, p in self.hosts],
-                username=self.username, password=self.password, retry=retry,
-                **self._common(), **self._tls_kwargs(),
+                username=self.username,
+                password=self.password,
+                retry=retry,
+                **self._common(),
+                **self._tls_kwargs(),
             )
         if self.mode == "sentinel":
             from redis.sentinel import Sentinel
 
             sentinel = Sentinel(
-                list(self.hosts), socket_timeout=SOCKET_TIMEOUT_S,
+                list(self.hosts),
+                socket_timeout=SOCKET_TIMEOUT_S,
                 sentinel_kwargs={"password": self.options.get("sentinel_password")},
             )
             return sentinel.master_for(
-                self.service, db=self.db, username=self.username, password=self.password,
-                retry=retry, **self._common(), **self._tls_kwargs(),
+                self.service,
+                db=self.db,
+                username=self.username,
+                password=self.password,
+                retry=retry,
+                **self._common(),
+                **self._tls_kwargs(),
             )
         return redis.Redis.from_url(self.url, retry=retry, **self._common())
 
@@ -101,19 +110,28 @@ class RedisTarget:
 
             return AsyncRedisCluster(
                 startup_nodes=[AsyncClusterNode(h, p) for h, p in self.hosts],
-                username=self.username, password=self.password, retry=retry,
-                **self._common(), **self._tls_kwargs(),
+                username=self.username,
+                password=self.password,
+                retry=retry,
+                **self._common(),
+                **self._tls_kwargs(),
             )
         if self.mode == "sentinel":
             from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
             sentinel = AsyncSentinel(
-                list(self.hosts), socket_timeout=SOCKET_TIMEOUT_S,
+                list(self.hosts),
+                socket_timeout=SOCKET_TIMEOUT_S,
                 sentinel_kwargs={"password": self.options.get("sentinel_password")},
             )
             return sentinel.master_for(
-                self.service, db=self.db, username=self.username, password=self.password,
-                retry=retry, **self._common(), **self._tls_kwargs(),
+                self.service,
+                db=self.db,
+                username=self.username,
+                password=self.password,
+                retry=retry,
+                **self._common(),
+                **self._tls_kwargs(),
             )
         return aioredis.Redis.from_url(self.url, retry=retry, **self._common())
 
@@ -186,7 +204,9 @@ def parse_url(url: str) -> RedisTarget:
     if "cluster" in scheme:
         return RedisTarget(url, "cluster", hosts, "", 0, username, password, tls, options)
     if len(hosts) > 1:
-        raise InvalidUrl(f"several hosts in a plain Redis URL {mask_url(url)!r}: use redis+cluster:// or redis+sentinel://")
+        raise InvalidUrl(
+            f"several hosts in a plain Redis URL {mask_url(url)!r}: use redis+cluster:// or redis+sentinel://"
+        )
     db = _db(path.strip("/") or "0", url)
     return RedisTarget(url, "standalone", hosts, "", db, username, password, tls, options)
 

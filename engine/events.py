@@ -42,7 +42,7 @@ class Event(BaseModel):
 def queue_of_channel(settings: Settings, channel: str) -> str:
     prefix = settings.prefix + ":{"
     if channel.startswith(prefix) and channel.endswith("}:events"):
-        return channel[len(prefix):-len("}:events")]
+        return channel[len(prefix) : -len("}:events")]
     return ""
 
 
@@ -66,8 +66,9 @@ def _channels(settings: Settings, queues: list[str] | None) -> tuple[list[str], 
     return [], [ks.events_pattern]
 
 
-async def subscribe(settings: Settings, redis: Any, queues: list[str] | None = None,
-                    max_backoff: float = 5.0) -> AsyncIterator[Event]:
+async def subscribe(
+    settings: Settings, redis: Any, queues: list[str] | None = None, max_backoff: float = 5.0
+) -> AsyncIterator[Event]:
     """Events from the given queues (default: all), reconnecting with jittered backoff.
     Yields ``Event(event='resync')`` after each (re)connect."""
     channels, patterns = _channels(settings, queues)
@@ -102,8 +103,9 @@ async def subscribe(settings: Settings, redis: Any, queues: list[str] | None = N
         backoff = min(max_backoff, backoff * 2)
 
 
-def subscribe_sync(settings: Settings, redis: Any, queues: list[str] | None = None,
-                   timeout: float | None = None) -> Iterator[Event]:
+def subscribe_sync(
+    settings: Settings, redis: Any, queues: list[str] | None = None, timeout: float | None = None
+) -> Iterator[Event]:
     """Blocking twin of ``subscribe`` (stops after ``timeout`` seconds when given)."""
     channels, patterns = _channels(settings, queues)
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -19,8 +19,14 @@ THROUGHPUT_MINUTES = 30
 STALE_HEARTBEAT_S = 30.0
 
 COUNTED_STATES = (
-    TaskState.PENDING, TaskState.ACTIVE, TaskState.SCHEDULED, TaskState.RETRY,
-    TaskState.WAITING, TaskState.DEAD, TaskState.COMPLETED, TaskState.CANCELLED,
+    TaskState.PENDING,
+    TaskState.ACTIVE,
+    TaskState.SCHEDULED,
+    TaskState.RETRY,
+    TaskState.WAITING,
+    TaskState.DEAD,
+    TaskState.COMPLETED,
+    TaskState.CANCELLED,
 )
 
 
@@ -105,13 +111,15 @@ def queues(settings: Settings, names: Sequence[str] | None = None) -> Op[list[Qu
     heads: list[tuple[str, str]] = []
     parsed = []
     for i, name in enumerate(names):
-        r = replies[i * per:(i + 1) * per]
+        r = replies[i * per : (i + 1) * per]
         counts = {str(s): int(c) for s, c in zip(COUNTED_STATES, r, strict=False)}
         n = len(COUNTED_STATES)
         paused, head, processed, failed = bool(r[n]), r[n + 1], r[n + 2], r[n + 3]
         if head:
             heads.append((name, head[0]))
-        parsed.append((name, counts, paused, tuple(int(x or 0) for x in processed), tuple(int(x or 0) for x in failed)))
+        parsed.append(
+            (name, counts, paused, tuple(int(x or 0) for x in processed), tuple(int(x or 0) for x in failed))
+        )
     enq = {}
     if heads:
         enq_replies = yield Batch([cmd("HGET", settings.keyspace.queue(q).task(t), "enq") for q, t in heads])
@@ -119,13 +127,18 @@ def queues(settings: Settings, names: Sequence[str] | None = None) -> Op[list[Qu
     out = []
     for name, counts, paused, processed, failed in parsed:
         head_enq = enq.get(name)
-        out.append(QueueSummary(
-            name=name, counts=counts, paused=paused,
-            processed_per_min=processed[-2] if len(processed) > 1 else 0,
-            failed_per_min=failed[-2] if len(failed) > 1 else 0,
-            head_age_s=(now_ms - head_enq) / 1000 if head_enq else None,
-            throughput=processed, failures=failed,
-        ))
+        out.append(
+            QueueSummary(
+                name=name,
+                counts=counts,
+                paused=paused,
+                processed_per_min=processed[-2] if len(processed) > 1 else 0,
+                failed_per_min=failed[-2] if len(failed) > 1 else 0,
+                head_age_s=(now_ms - head_enq) / 1000 if head_enq else None,
+                throughput=processed,
+                failures=failed,
+            )
+        )
     return out
 
 
@@ -137,8 +150,14 @@ def queue(settings: Settings, name: str) -> Op[QueueSummary | None]:
     return summaries[0]
 
 
-def page(settings: Settings, queue_name: str, state: TaskState | str, offset: int = 0,
-         limit: int = 50, newest_first: bool | None = None) -> Op[TaskPage]:
+def page(
+    settings: Settings,
+    queue_name: str,
+    state: TaskState | str,
+    offset: int = 0,
+    limit: int = 50,
+    newest_first: bool | None = None,
+) -> Op[TaskPage]:
     """One page of a queue's tasks in one state, in run order for pending (head first) and
     newest first for finished states."""
     state = TaskState(state)
@@ -172,13 +191,20 @@ def workers(settings: Settings) -> Op[list[WorkerSummary]]:
         if not h:
             continue
         tasks = ops._json(h.get("tasks"), [])
-        out.append(WorkerSummary(
-            id=wid, host=h.get("host", "?"), pid=ops._int(h.get("pid")) or 0,
-            queues=tuple(q for q in h.get("queues", "").split(",") if q),
-            concurrency=ops._int(h.get("concurrency")) or 0, busy=ops._int(h.get("busy")) or 0,
-            started_ms=ops._int(h.get("started")) or 0, heartbeat_ms=ops._int(h.get("heartbeat")) or 0,
-            tasks=tuple(str(t) for t in tasks) if isinstance(tasks, list) else (), now_ms=now_ms,
-        ))
+        out.append(
+            WorkerSummary(
+                id=wid,
+                host=h.get("host", "?"),
+                pid=ops._int(h.get("pid")) or 0,
+                queues=tuple(q for q in h.get("queues", "").split(",") if q),
+                concurrency=ops._int(h.get("concurrency")) or 0,
+                busy=ops._int(h.get("busy")) or 0,
+                started_ms=ops._int(h.get("started")) or 0,
+                heartbeat_ms=ops._int(h.get("heartbeat")) or 0,
+                tasks=tuple(str(t) for t in tasks) if isinstance(tasks, list) else (),
+                now_ms=now_ms,
+            )
+        )
     return out
 
 

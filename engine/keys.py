@@ -20,9 +20,7 @@ QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 def validate_queue_name(name: str) -> str:
     if not QUEUE_NAME_RE.match(name):
-        raise ValueError(
-            f"queue name {name!r} is invalid: use 1-64 letters, digits, '_', '-', '.', ':'"
-        )
+        raise ValueError(f"queue name {name!r} is invalid: use 1-64 letters, digits, '_', '-', '.', ':'")
     return name
 
 

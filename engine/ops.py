@@ -73,9 +73,17 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
             f"above the limit of {settings.max_payload_bytes:,}"
         )
     return [
-        task.id, task.type, payload, task.priority, task.max_retry, int(task.timeout * 1000),
-        task.due_in_ms(), task.unique_key or "", int(task.unique_ttl * 1000),
-        json.dumps(deps) if deps else "", json.dumps(task.metadata) if task.metadata else "",
+        task.id,
+        task.type,
+        payload,
+        task.priority,
+        task.max_retry,
+        int(task.timeout * 1000),
+        task.due_in_ms(),
+        task.unique_key or "",
+        int(task.unique_ttl * 1000),
+        json.dumps(deps) if deps else "",
+        json.dumps(task.metadata) if task.metadata else "",
         SCHEMA_VERSION,
     ]
 
@@ -128,10 +136,13 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
     calls: list[Call] = [cmd("SADD", ks.queues, *queues)]
     for queue in queues:
         qk = ks.queue(queue)
-        calls.append(script_call(
-            "enqueue", [qk.pending, qk.scheduled, qk.waiting, qk.seq],
-            [qk.base, channel(settings, qk), ENQUEUE_WIDTH, *by_queue[queue]],
-        ))
+        calls.append(
+            script_call(
+                "enqueue",
+                [qk.pending, qk.scheduled, qk.waiting, qk.seq],
+                [qk.base, channel(settings, qk), ENQUEUE_WIDTH, *by_queue[queue]],
+            )
+        )
     replies = yield Batch(calls)
     results: dict[str, EnqueueResult] = {}
     for queue, reply in zip(queues, replies[1:], strict=True):
@@ -159,7 +170,13 @@ def _register_dependencies(settings: Settings, items: list[tuple[str, str, list[
     for queue, task_id, refs in items:
         for ref in refs:
             dq, _, dep_id = ref.partition("|")
-            calls.append(script_call("dep_register", [ks.queue(dq).task(dep_id)], [ks.queue(dq).base, dep_id, f"{queue}|{task_id}"]))
+            calls.append(
+                script_call(
+                    "dep_register",
+                    [ks.queue(dq).task(dep_id)],
+                    [ks.queue(dq).base, dep_id, f"{queue}|{task_id}"],
+                )
+            )
             pairs.append((queue, task_id, ref))
     states = yield Batch(calls)
     resolves = [
@@ -176,13 +193,25 @@ def resolve_call(settings: Settings, queue: str, task_id: str, dep_ref: str, out
     return script_call(
         "dep_resolve",
         [qk.waiting, qk.pending, qk.scheduled, qk.cancelled, qk.seq, qk.dep_outbox],
-        [qk.base, channel(settings, qk), task_id, dep_ref, outcome, settings.dependency_failure,
-         int(settings.retention_s * 1000)],
+        [
+            qk.base,
+            channel(settings, qk),
+            task_id,
+            dep_ref,
+            outcome,
+            settings.dependency_failure,
+            int(settings.retention_s * 1000),
+        ],
     )
 
 
-def flush_outbox(settings: Settings, queue: str, task_ids: Iterable[str] | None = None,
-                 older_than_ms: int | None = None, limit: int = 100) -> Op[int]:
+def flush_outbox(
+    settings: Settings,
+    queue: str,
+    task_ids: Iterable[str] | None = None,
+    older_than_ms: int | None = None,
+    limit: int = 100,
+) -> Op[int]:
     """Tell the dependents of finished tasks, then drop the outbox entries. Idempotent, so a
     worker that died half way is simply replayed by the next flush."""
     ks = settings.keyspace
@@ -195,7 +224,9 @@ def flush_outbox(settings: Settings, queue: str, task_ids: Iterable[str] | None 
         ids = list(task_ids)
     if not ids:
         return 0
-    replies = yield Batch([c for i in ids for c in (cmd("HGET", qk.task(i), "state"), cmd("SMEMBERS", qk.dependents(i)))])
+    replies = yield Batch(
+        [c for i in ids for c in (cmd("HGET", qk.task(i), "state"), cmd("SMEMBERS", qk.dependents(i)))]
+    )
     resolves: list[Call] = []
     targets: list[tuple[str, str]] = []
     for n, task_id in enumerate(ids):
@@ -224,9 +255,31 @@ def server_time_ms() -> Op[int]:
 # ---------------------------------------------------------------------------------- reading
 
 TASK_FIELDS = (
-    "id", "type", "payload", "priority", "max_retry", "timeout", "enq", "due", "state",
-    "attempts", "started", "finished", "lease", "worker", "unique", "deps", "meta", "error",
-    "tb", "result", "progress", "pmsg", "cancel", "reason", "v",
+    "id",
+    "type",
+    "payload",
+    "priority",
+    "max_retry",
+    "timeout",
+    "enq",
+    "due",
+    "state",
+    "attempts",
+    "started",
+    "finished",
+    "lease",
+    "worker",
+    "unique",
+    "deps",
+    "meta",
+    "error",
+    "tb",
+    "result",
+    "progress",
+    "pmsg",
+    "cancel",
+    "reason",
+    "v",
 )
 
 
@@ -246,8 +299,13 @@ def _json(text: Any, default: Any = None) -> Any:
         return default
 
 
-def task_info(queue: str, fields: dict[str, Any], history: Sequence[str] = (),
-              waiting_on: Iterable[str] = (), dependents: Iterable[str] = ()) -> TaskInfo:
+def task_info(
+    queue: str,
+    fields: dict[str, Any],
+    history: Sequence[str] = (),
+    waiting_on: Iterable[str] = (),
+    dependents: Iterable[str] = (),
+) -> TaskInfo:
     """Build a ``TaskInfo`` from a task hash; tolerant of missing or malformed fields (a
     buggy or older client may have written them) so readers never crash."""
     state_text = fields.get("state") or "pending"
@@ -259,7 +317,11 @@ def task_info(queue: str, fields: dict[str, Any], history: Sequence[str] = (),
     for raw in history:
         item = _json(raw, [])
         if isinstance(item, list) and len(item) >= 2:
-            entries.append(HistoryEntry(at_ms=_int(item[0]) or 0, state=str(item[1]), note=str(item[2]) if len(item) > 2 else ""))
+            entries.append(
+                HistoryEntry(
+                    at_ms=_int(item[0]) or 0, state=str(item[1]), note=str(item[2]) if len(item) > 2 else ""
+                )
+            )
     timeout_ms = _int(fields.get("timeout"))
     meta = _json(fields.get("meta"), {})
     deps = _json(fields.get("deps"), [])
@@ -307,10 +369,14 @@ def get_task(settings: Settings, task_id: str, queue: str | None = None) -> Op[T
             return None
         queue = where[task_id]
     qk = ks.queue(queue)
-    fields, history, waiting_on, dependents = yield Batch([
-        cmd("HGETALL", qk.task(task_id)), cmd("LRANGE", qk.history(task_id), 0, -1),
-        cmd("SMEMBERS", qk.deps(task_id)), cmd("SMEMBERS", qk.dependents(task_id)),
-    ])
+    fields, history, waiting_on, dependents = yield Batch(
+        [
+            cmd("HGETALL", qk.task(task_id)),
+            cmd("LRANGE", qk.history(task_id), 0, -1),
+            cmd("SMEMBERS", qk.deps(task_id)),
+            cmd("SMEMBERS", qk.dependents(task_id)),
+        ]
+    )
     if not fields:
         return None
     return task_info(queue, fields, history, waiting_on, dependents)
@@ -326,10 +392,13 @@ def require_task(settings: Settings, task_id: str, queue: str | None = None) -> 
 # ---------------------------------------------------------------------------------- actions
 
 
-def cancel(settings: Settings, queue: str, ids: Sequence[str], reason: str = "cancelled by request") -> Op[dict[str, str]]:
+def cancel(
+    settings: Settings, queue: str, ids: Sequence[str], reason: str = "cancelled by request"
+) -> Op[dict[str, str]]:
     qk = settings.keyspace.queue(queue)
     reply = yield script_call(
-        "cancel", [qk.pending, qk.scheduled, qk.waiting, qk.retry, qk.cancelled, qk.dep_outbox],
+        "cancel",
+        [qk.pending, qk.scheduled, qk.waiting, qk.retry, qk.cancelled, qk.dep_outbox],
         [qk.base, channel(settings, qk), int(settings.retention_s * 1000), reason, *ids],
     )
     outcomes = {reply[i]: reply[i + 1] for i in range(0, len(reply), 2)}
@@ -343,7 +412,8 @@ def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "req
         return []
     qk = settings.keyspace.queue(queue)
     moved = yield script_call(
-        "requeue", [qk.pending, qk.seq, qk.dead, qk.retry, qk.scheduled, qk.cancelled, qk.completed, qk.waiting],
+        "requeue",
+        [qk.pending, qk.seq, qk.dead, qk.retry, qk.scheduled, qk.cancelled, qk.completed, qk.waiting],
         [qk.base, channel(settings, qk), note, *ids],
     )
     return list(moved)
@@ -354,7 +424,8 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
         return []
     qk = settings.keyspace.queue(queue)
     deleted = yield script_call(
-        "delete", [qk.pending, qk.active, qk.scheduled, qk.retry, qk.waiting, qk.dead, qk.completed, qk.cancelled],
+        "delete",
+        [qk.pending, qk.active, qk.scheduled, qk.retry, qk.waiting, qk.dead, qk.completed, qk.cancelled],
         [qk.base, channel(settings, qk), *ids],
     )
     return list(deleted)

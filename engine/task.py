@@ -80,9 +80,7 @@ class Task(BaseModel):
     @classmethod
     def _type(cls, value: str) -> str:
         if not value or len(value) > TASK_TYPE_MAX or any(c.isspace() for c in value):
-            raise ValueError(
-                f"type must be 1..{TASK_TYPE_MAX} characters without spaces, got {value!r}"
-            )
+            raise ValueError(f"type must be 1..{TASK_TYPE_MAX} characters without spaces, got {value!r}")
         return value
 
     @field_validator("queue")

@@ -48,8 +48,19 @@ class ServerProcess:
 
     def start(self, wait: float = 10.0) -> ServerProcess:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.data_dir), "--protected-mode", "no",
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.data_dir),
+            "--protected-mode",
+            "no",
             *self.extra_args,
         ]
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
@@ -57,7 +68,9 @@ class ServerProcess:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server on {self.port} exited: {(self.data_dir / 'server.log').read_text()[-500:]}")
+                raise RuntimeError(
+                    f"server on {self.port} exited: {(self.data_dir / 'server.log').read_text()[-500:]}"
+                )
             try:
                 if redis.Redis(port=self.port, socket_timeout=0.5).ping():
                     return self
