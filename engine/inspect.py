@@ -220,3 +220,25 @@ def dump_json(obj: object) -> str:
         raise TypeError(type(o).__name__)
 
     return json.dumps(obj, default=default, indent=2, sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class CronEntryInfo:
+    name: str
+    expression: str
+    timezone: str
+    task_type: str
+    queue: str
+    next_fire_ms: int | None
+    last_fire_ms: int | None = None
+    last_task_id: str | None = None
+    last_state: str | None = None
+    """State of the task the last fire created (``completed``, ``dead``…), if still known."""
+    paused: bool = False
+
+
+def cron_entries(settings: Settings) -> Op[list[CronEntryInfo]]:
+    """Registered cron entries with their next fire time (see ``engine.scheduler``)."""
+    from engine import scheduler
+
+    return (yield from scheduler.list_entries(settings))
