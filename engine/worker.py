@@ -307,14 +307,11 @@ class Worker:
             fails, self._fails = self._fails, []
             calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
-            fetch_queues: list[str] = []
+            order = self._fetch_order() if want_fetch else []
             capacity = self._capacity
-            if want_fetch:
-                fetch_queues = self._fetch_order()
-                lease_ms = int(self.options.lease_s * 1000)
-                calls.extend(
-                    ops.dequeue_call(self.settings, q, capacity, lease_ms, self.id) for q in fetch_queues
-                )
+            lease_ms = int(self.options.lease_s * 1000)
+            if order:  # the first queue rides along with the acks in the same round trip
+                calls.append(ops.dequeue_call(self.settings, order[0], capacity, lease_ms, self.id))
             try:
                 replies = await self.backend.execute(Batch(calls))
             except RediqError as exc:
@@ -339,18 +336,34 @@ class Worker:
                 if with_dependents:
                     notified.append((q, list(with_dependents)))
             fail_replies = replies[n_acks : n_acks + len(fails)]
-            if any(r == "dead" or r == "cancelled" for r in fail_replies) or notified:
-                asyncio.create_task(self._flush_outboxes(notified, [q for q in self.options.queues]))
+            if notified or any(r in ("dead", "cancelled") for r in fail_replies):
+                asyncio.create_task(self._flush_outboxes(notified, list(self.options.queues)))
             got = 0
-            for q, reply in zip(fetch_queues, replies[n_acks + len(fails) :], strict=True):
-                rank = self.options.queues.index(q)
-                for job in ops.parse_dequeue(q, reply):
-                    self._arrival += 1
-                    heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
-                    got += 1
+            if order:
+                got = self._buffer_jobs(order[0], replies[-1])
+            # Later queues are asked, in order, only for what the earlier ones could not fill:
+            # strict priority between queues, never over-leasing a lower queue.
+            for q in order[1:]:
+                if got >= capacity:
+                    break
+                try:
+                    reply = await self.backend.execute(
+                        ops.dequeue_call(self.settings, q, capacity - got, lease_ms, self.id)
+                    )
+                except RediqError:
+                    break
+                got += self._buffer_jobs(q, reply)
             self._start_buffered()
             # a full fetch means there is probably more: fetch again as soon as there is room
             self._fetch_now = want_fetch and got >= capacity
+
+    def _buffer_jobs(self, queue: str, reply: Any) -> int:
+        rank = self.options.queues.index(queue)
+        jobs = ops.parse_dequeue(queue, reply)
+        for job in jobs:
+            self._arrival += 1
+            heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
+        return len(jobs)
 
     def _start_buffered(self) -> None:
         while self._buffer and len(self._running) < self.options.concurrency and not self._stopping:

@@ -53,8 +53,9 @@ def client(redis_url: str) -> Iterator[Client]:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(registry: Registry, url: str, queues: list[str], *, settings: Settings | None = None,
-                         **options: object) -> AsyncIterator[Worker]:
+async def running_worker(
+    registry: Registry, url: str, queues: list[str], *, settings: Settings | None = None, **options: object
+) -> AsyncIterator[Worker]:
     worker = Worker(registry, url, WorkerOptions(queues=queues, **options), settings)  # type: ignore[arg-type]
     task = asyncio.create_task(worker.run())
     try:
@@ -82,13 +83,17 @@ def wait_until_sync(predicate: Callable[[], bool], timeout: float = 10.0, interv
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def spawn_worker(url: str, app: str, queues: str, *extra: str, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    url: str, app: str, queues: str, *extra: str, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
     """A real worker process running ``tests/engine/worker_main.py``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, str(ROOT / "tests/engine/worker_main.py"), url, app, queues, *extra],
-        env=env, stdout=out, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
     )
 
 
