@@ -1,7 +1,8 @@
 """Read-only views for the console and the CLI. Every view reads bounded data: counts,
 one page of tasks, a fixed window of per-minute counters; never a whole queue.
 
-Use through a client: ``client.call(inspect.queues)``, ``await aclient.call(inspect.page, "payment", TaskState.DEAD)``.
+Use through a client: ``client.call(inspect.queues)``,
+``await aclient.call(inspect.page, "payment", TaskState.DEAD)``.
 """
 
 from __future__ import annotations

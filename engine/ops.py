@@ -122,7 +122,7 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
         if missing:
             raise InvalidTask(
                 f"unknown dependency {missing[0]!r}: no such task in any queue",
-                fix="Pass ids returned by enqueue (or 'queue|id'); finished tasks expire after the retention period",
+                fix="Pass ids returned by enqueue (or 'queue|id'); finished tasks expire after retention",
             )
     refs_of: dict[str, list[str]] = {}
     by_queue: dict[str, list[Any]] = defaultdict(list)
@@ -352,7 +352,7 @@ def task_info(
         last_error=fields.get("error"),
         traceback=fields.get("tb"),
         result=_json(fields.get("result")),
-        progress=float(progress) if _int(progress) is not None else None,
+        progress=float(progress) if progress is not None and _int(progress) is not None else None,
         progress_message=fields.get("pmsg"),
         cancel_requested=fields.get("cancel") == "1",
         reason=fields.get("reason"),

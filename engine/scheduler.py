@@ -138,7 +138,7 @@ def tick_op(
 
 async def tick(backend: AsyncBackend, settings: Settings, registry: Registry) -> list[str]:
     defaults = {
-        d.type: {"queue": d.queue, "priority": d.priority, "max_retry": d.max_retry, "timeout": d.timeout}
+        d.task_type: dict(queue=d.queue, priority=d.priority, max_retry=d.max_retry, timeout=d.timeout)
         for d in registry.definitions.values()
     }
     return await backend.run(tick_op(settings, list(registry.crons.values()), defaults))

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine import events, ops
-from engine.backend import AsyncBackend, Batch, Call, cmd
+from engine.backend import AsyncBackend, Batch, Call, Op, cmd
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, Permanent, RediqError, Retryable
 from engine.ops import Job, Settings
@@ -305,8 +305,14 @@ class Worker:
                 continue
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
+            # last progress reports go first: a finished task no longer accepts them
+            progress, self._progress = self._progress, {}
             calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
+            calls[:0] = [
+                ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m)
+                for j, p, m in progress.values()
+            ]
             order = self._fetch_order() if want_fetch else []
             capacity = self._capacity
             lease_ms = int(self.options.lease_s * 1000)
@@ -320,11 +326,14 @@ class Worker:
                 for q, done in acks.items():
                     self._acks[q][:0] = done
                 self._fails[:0] = fails
+                for task_id, report in progress.items():
+                    self._progress.setdefault(task_id, report)
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(5.0, backoff * 2)
                 continue
             backoff = 0.05
+            replies = replies[len(progress) :]
             n_acks = len(acks)
             notified: list[tuple[str, list[str]]] = []
             for (q, _), reply in zip(acks.items(), replies[:n_acks], strict=True):
@@ -425,7 +434,6 @@ class Worker:
             trace = tb_module.format_exc(limit=20)
         finally:
             self._running.pop(job.id, None)
-            self._progress.pop(job.id, None)
         if outcome == "completed":
             self._acks[job.queue].append((job.id, job.attempt, result_json))
             self.processed += 1
@@ -500,6 +508,9 @@ class Worker:
 
     def _queue_progress(self, job: Job, percent: float, message: str) -> None:
         first = not self._progress
+        previous = self._progress.get(job.id)
+        if previous is not None and previous[1] > percent:
+            return  # progress never goes back within an attempt (the server enforces it too)
         self._progress[job.id] = (job, percent, message)
         if first:
             asyncio.ensure_future(self._send_progress())
@@ -624,7 +635,7 @@ class Worker:
             log.warning("could not hand back %d task(s): %s", len(jobs), exc)
 
 
-def _known_queues(settings: Settings) -> ops.Op[list[str]]:
+def _known_queues(settings: Settings) -> Op[list[str]]:
     names = yield cmd("SMEMBERS", settings.keyspace.queues)
     return sorted(names)
 
