@@ -1,7 +1,10 @@
 """Task handlers of the order pipeline. Every handler is idempotent, as the seeds recommend:
 a marker per (order, step) in Redis makes a redelivered task a no-op.
 
-Run: ``rediq-worker --app examples.orders.tasks:registry --queues inventory,payment,shipping,notifications,cancellations,reports,imports``
+Run::
+
+    rediq-worker --app examples.orders.tasks:registry \
+        --queues inventory,payment,shipping,notifications,cancellations,reports,imports
 """
 
 from __future__ import annotations
