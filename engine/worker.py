@@ -405,8 +405,14 @@ class Worker:
                     f"unknown task type {job.type!r}: this worker has no handler for it (known: {known})"
                 )
             payload = self._decode_payload(job, definition)
-            await self._middleware("before", ctx)
-            result = await asyncio.wait_for(self._call(definition, ctx, payload), job.timeout_s)
+            if self.registry.middleware:
+                await self._middleware("before", ctx)
+            # asyncio.timeout, not wait_for: no second task and future per attempt (hot path)
+            async with asyncio.timeout(job.timeout_s):
+                if definition.is_async:
+                    result = await definition.handler(ctx, payload)
+                else:
+                    result = await self._call(definition, ctx, payload)
             result_json = _result_json(result)
         except TimeoutError as exc:
             outcome, error, exc_for_after = "timeout", f"E004: timed out after {job.timeout_s:g} s", exc
@@ -446,7 +452,10 @@ class Worker:
             self.failed += 1
         self._wake.set()
         self._start_buffered()
-        await self._middleware("after", ctx, outcome, exc_for_after)
+        if self.registry.middleware:
+            await self._middleware("after", ctx, outcome, exc_for_after)
+        if not self._listeners:
+            return
         report = TaskOutcome(
             job.id, job.queue, job.type, outcome, time.monotonic() - started, job.attempt, error
         )
