@@ -24,8 +24,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -96,12 +96,14 @@ class TaskContext:
         self._worker._report_progress(self._job, float(percent), message)
 
 
-@dataclass(order=True)
-class _Buffered:
+class _Buffered(NamedTuple):
+    """A leased task waiting for a free slot. A tuple, so the heap compares in C; ``arrival``
+    is unique, so ``job`` is never compared."""
+
     rank: int
     priority: int
     arrival: int
-    job: Job = field(compare=False)
+    job: Job
 
 
 class Worker:
