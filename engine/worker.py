@@ -138,6 +138,8 @@ class Worker:
         self._stopping = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
+        self._wake_seq = 0
+        """Counts work-arrived events, so one that lands during an exchange is not lost."""
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
@@ -305,6 +307,7 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
                 self._fetch_now = True
                 continue
+            wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
             # last progress reports go first: a finished task no longer accepts them
@@ -365,8 +368,9 @@ class Worker:
                     break
                 got += self._buffer_jobs(q, reply)
             self._start_buffered()
-            # a full fetch means there is probably more: fetch again as soon as there is room
-            self._fetch_now = want_fetch and got >= capacity
+            # a full fetch means there is probably more; so does a wake-up that arrived while
+            # this round trip was in flight (its task may have been enqueued after our dequeue ran)
+            self._fetch_now = want_fetch and (got >= capacity or self._wake_seq != wake_seq)
 
     def _buffer_jobs(self, queue: str, reply: Any) -> int:
         rank = self.options.queues.index(queue)
@@ -608,6 +612,7 @@ class Worker:
             async for event in events.subscribe(self.settings, self.backend.redis, self.options.queues):
                 if event.event in ("pending", "resumed", events.RESYNC):
                     self._fetch_now = True
+                    self._wake_seq += 1
                     self._wake.set()
         except Exception as exc:  # noqa: BLE001 - without wake-ups the poll still works
             log.warning("event subscription ended (%s); relying on polling", exc)
