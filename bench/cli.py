@@ -111,7 +111,7 @@ def bench_lib(lib: str, python: str, url: str, plan: Plan, log: Any, repeat: int
             log(f"  {lib:9} {key:9} {time.monotonic() - t0:5.1f} s  {_brief(key, out)}")
             if key.startswith("drain") and not out.get("complete"):
                 break  # a peer slower than the time limit: once is enough
-        else:
+        if runs and key not in res.errors:
             res.data[key] = _median_run(key, runs)
         if key in res.errors:
             log(f"  {lib:9} {key:9} {res.errors[key]}")
