@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -63,16 +65,23 @@ def run_one(python: str, lib: str, workload: str, url: str, timeout: float, **op
         cmd += [f"--{k.replace('_', '-')}", str(v)]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, start_new_session=True
-        )
-    except subprocess.TimeoutExpired:
-        return {"status": f"failed: {workload} timed out after {timeout:.0f} s"}
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
     except OSError as exc:
         return {"status": f"failed: {exc}"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # the runner leads its own process group; its workers die with it (PR_SET_PDEATHSIG)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"status": f"failed: {workload} timed out after {timeout:.0f} s"}
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        tail = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        tail = [ln for ln in stderr.strip().splitlines() if ln.strip()]
         return {"status": f"failed: {workload}: {tail[-1][:160] if tail else f'exit {proc.returncode}'}"}
     result: dict[str, Any] = json.loads(lines[-1])
     return result

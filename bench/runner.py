@@ -28,8 +28,19 @@ def flush(url: str) -> None:
     redis.Redis.from_url(url).flushall()
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the runner dies (e.g. killed by the harness's timeout)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_entry(name: str, url: str) -> None:
     os.setpgrp()  # one group per worker: rq's work horses die with it
+    _die_with_parent()
     adapter = load(name, url)
     adapter.worker()
 
