@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 from pydantic import ValidationError
 
 from engine import events, ops
-from engine.backend import AsyncBackend, Batch, Call, Op, cmd
+from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, Permanent, RediqError, Retryable
 from engine.ops import Job, Settings
@@ -184,7 +184,11 @@ class Worker:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        redis = self._redis if self._redis is not None else self.target.aio()  # type: ignore[union-attr]
+        if self._redis is not None:
+            redis = self._redis
+        else:
+            redis = self.target.aio()  # type: ignore[union-attr]
+            use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
         try:
             await self._check_server()
