@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    # SIGTERM unwinds like Ctrl-C, so the private Valkey is stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     with Valkey() as server:
         log(f"valkey {server.version()} on port {server.port}; plan {plan}")
