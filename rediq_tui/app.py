@@ -371,6 +371,8 @@ class RediqApp(App[None]):
             self.connection_lost(str(exc))
         except RediqError as exc:
             self.notify(safe.clean(str(exc), 300), title="Action failed", severity="error", markup=False)
+        except Exception as exc:  # noqa: BLE001 - report, never crash the console
+            self.notify(safe.clean(repr(exc), 300), title="Action failed", severity="error", markup=False)
         else:
             self.notify(message, title="Done", markup=False)
         self.writes += 1

@@ -14,9 +14,6 @@ class OpenQueue(Message):
     queue: str
     state: str = "pending"
 
-    def __post_init__(self) -> None:
-        super().__init__()
-
 
 @dataclass
 class OpenTask(Message):
@@ -25,13 +22,7 @@ class OpenTask(Message):
     queue: str
     task_id: str
 
-    def __post_init__(self) -> None:
-        super().__init__()
-
 
 @dataclass
 class RefreshRequested(Message):
     """A view's parameters changed (queue, state, page, sort): poll it now."""
-
-    def __post_init__(self) -> None:
-        super().__init__()

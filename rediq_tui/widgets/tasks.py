@@ -32,7 +32,7 @@ STATES: tuple[str, ...] = (
     "quarantined",
 )
 SORTS: tuple[str, ...] = ("redis", "id", "type", "priority", "attempts", "age")
-CHROME_ROWS = 7  # status, title, filter, header, footer, borders
+CHROME_ROWS = 4  # status, title, table header, footer
 
 
 @dataclass(frozen=True, slots=True)

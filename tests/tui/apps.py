@@ -1,0 +1,18 @@
+"""A task app for workers launched from the console in tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from engine.registry import Registry
+from engine.worker import TaskContext
+
+console = Registry()
+
+
+@console.task("tui:quick", queue="tuiq")
+async def quick(ctx: TaskContext, payload: Any) -> str:
+    ctx.progress(50, "half way")
+    await asyncio.sleep(0.05)
+    return "ok"
