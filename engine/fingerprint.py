@@ -18,6 +18,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"0x[0-9a-fA-F]+"), "<hex>"),
     (re.compile(r"\b[0-9a-fA-F]{12,}\b"), "<id>"),
     (re.compile(r"\b[a-zA-Z]+[-_][0-9a-zA-Z]{6,}\b"), "<id>"),
+    # any token of 6+ characters mixing letters and digits reads as an identifier
+    (re.compile(r"\b(?=[a-zA-Z]*\d)(?=\d*[a-zA-Z])[0-9a-zA-Z]{6,}\b"), "<id>"),
     (re.compile(r"'[^']{0,200}'|\"[^\"]{0,200}\""), "<str>"),
     (re.compile(r"\b\d+(?:\.\d+)?\b"), "<n>"),
     (re.compile(r"\s+"), " "),
