@@ -147,17 +147,18 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
             )
         )
     replies = yield Batch(calls)
-    results: dict[str, EnqueueResult] = {}
+    # the script answers one (status, id, state) triple per task, in the order it was sent
+    per_queue: dict[str, list[EnqueueResult]] = {}
     for queue, reply in zip(queues, replies[1:], strict=True):
-        for i in range(0, len(reply), 3):
-            status, task_id, state = reply[i], reply[i + 1], reply[i + 2]
-            results.setdefault(task_id, EnqueueResult(task_id, queue, state, status))
+        per_queue[queue] = [
+            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i]) for i in range(0, len(reply), 3)
+        ]
+    cursor: dict[str, int] = defaultdict(int)
     ordered = []
     for task in tasks:
-        r = results.get(task.id)
-        if r is None:  # a duplicate by unique key: the reply names the holder
-            r = next(x for x in results.values() if x.queue == task.queue and x.status == "duplicate")
-        ordered.append(r)
+        ordered.append(per_queue[task.queue][cursor[task.queue]])
+        cursor[task.queue] += 1
+    results = {t.id: r for t, r in zip(tasks, ordered, strict=True) if r.status != "duplicate"}
     # Register dependents with their dependencies, even for 'exists' (a retried enqueue must
     # finish a registration that a crashed first attempt may have left half done).
     waiting = [t for t in tasks if t.depends_on and results.get(t.id) and results[t.id].state == "waiting"]

@@ -11,8 +11,10 @@ from engine.fingerprint import MAX_SAMPLE, normalise_error
         ("ConnectionError: 10.0.0.7:6379 refused", "ConnectionError: 10.0.0.9:6380 refused"),
         ("KeyError: 'order-8812'", "KeyError: 'order-1'"),
         ("ValueError: bad row a3f9b2", "ValueError: bad row 77c0de"),
-        ("timeout after 30 s for job 3f2a9c1e-1234-4abc-9def-0123456789ab",
-         "timeout after 5.5 s for job 00000000-0000-4000-8000-000000000000"),
+        (
+            "timeout after 30 s for job 3f2a9c1e-1234-4abc-9def-0123456789ab",
+            "timeout after 5.5 s for job 00000000-0000-4000-8000-000000000000",
+        ),
         ("segfault at 0x7ffde1a0", "segfault at 0xdeadbeef"),
         ("db.example.com:5432 unreachable", "db2.example.org:6543 unreachable"),
     ],
