@@ -96,7 +96,7 @@ class RediqApp(App[None]):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield StatusBar(self.config.redis_url or "default Redis", id="status")
+        yield StatusBar(self.config.display_name, id="status")
         with ContentSwitcher(initial="queues", id="views"):
             yield QueuesView(id="queues")
             yield WorkersView(id="workers")

@@ -21,6 +21,20 @@ class ConsoleConfig:
     worker_app: str = ""
     """Default app path in the launch dialog."""
     stop_grace_s: float = 10.0
+    label: str | None = None
+    """Shown in the status bar instead of the (credential-free) URL."""
+
+    @property
+    def display_name(self) -> str:
+        if self.label:
+            return self.label
+        if not self.redis_url:
+            return "default Redis"
+        scheme, sep, rest = self.redis_url.partition("://")
+        if "@" in rest:  # never show a password
+            creds, _, host = rest.rpartition("@")
+            rest = f"{creds.split(':', 1)[0]}@{host}" if creds.split(":", 1)[0] else host
+        return f"{scheme}{sep}{rest}"
 
     @property
     def interval_s(self) -> float:

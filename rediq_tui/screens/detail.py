@@ -132,7 +132,7 @@ class TaskDetailScreen(Screen[None], Pollable):
     def compose(self) -> ComposeResult:
         from rediq_tui.widgets.status import StatusBar
 
-        yield StatusBar(self.rapp.config.redis_url or "default", id="detail-status")
+        yield StatusBar(self.rapp.config.display_name, id="detail-status")
         yield Static(
             Text(f"Task {safe.clean(self.task_id, 60)} · loading…", no_wrap=True),
             classes="view-title",

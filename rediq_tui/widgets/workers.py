@@ -15,6 +15,10 @@ from rediq_tui.widgets.base import View
 from rediq_tui.widgets.table import VimTable
 
 
+FRESH_S = 5.0
+"""Heartbeats younger than this show as ``now``."""
+
+
 class WorkersView(View):
     BINDINGS = [
         Binding("L", "launch", "Launch worker", id="workers.launch"),
@@ -68,7 +72,8 @@ class WorkersView(View):
                         Text(f"{w.busy}/{w.concurrency}", justify="right", style="bold" if w.busy else "dim"),
                         Text(fmt.duration(w.uptime_s), justify="right"),
                         Text(
-                            ("STALE " if w.stale else "") + fmt.duration(w.heartbeat_age_s),
+                            ("STALE " if w.stale else "")
+                            + ("now" if w.heartbeat_age_s < FRESH_S else fmt.duration(w.heartbeat_age_s)),
                             style=beat_style,
                             justify="right",
                         ),
