@@ -92,7 +92,9 @@ def main() -> int:
         t0 = time.perf_counter()
         fill(server.url, args.queues, args.tasks_per_queue, args.deep)
         total = args.queues * args.tasks_per_queue + args.deep
-        print(f"filled {args.queues:,} queues + deep queue, {total:,} tasks in {time.perf_counter() - t0:.1f}s")
+        print(
+            f"filled {args.queues:,} queues + deep queue, {total:,} tasks in {time.perf_counter() - t0:.1f}s"
+        )
         rss0 = rss_mb()
         times = asyncio.run(measure(server.url, args.rounds))
         for view, samples in times.items():

@@ -61,7 +61,7 @@ class RediqApp(App[None]):
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("p", "toggle_refresh", "Pause refresh", id="app.pause_refresh"),
         Binding("ctrl+r", "refresh_now", "Refresh now", show=False, id="app.refresh"),
-        Binding("escape", "back", "Back", show=False, id="app.back"),
+        Binding("escape", "go_back", "Back", show=False, id="app.back"),
         Binding("q", "back_or_quit", "Back/quit", id="app.quit"),
     ]
 
@@ -141,7 +141,7 @@ class RediqApp(App[None]):
 
     # ------------------------------------------------------------------ status
     def status_bars(self) -> list[StatusBar]:
-        bars = []
+        bars: list[StatusBar] = []
         for screen in self.screen_stack:
             bars.extend(screen.query(StatusBar))
         return bars
@@ -161,7 +161,7 @@ class RediqApp(App[None]):
             self.sync_status(bar)
 
     def backoff(self) -> float:
-        return min(MAX_BACKOFF_S, 0.5 * 2 ** min(self.failures, 6))
+        return float(min(MAX_BACKOFF_S, 0.5 * 2 ** min(self.failures, 6)))
 
     def set_read_only(self, reason: str) -> None:
         self.read_only = True
@@ -285,7 +285,11 @@ class RediqApp(App[None]):
 
     def open_task(self, queue: str, task_id: str) -> None:
         self.last_task = (queue, task_id)
-        self.push_screen(TaskDetailScreen(queue, task_id), callback=lambda _: self.poll())
+
+        def closed(_: None) -> None:
+            self.poll()
+
+        self.push_screen(TaskDetailScreen(queue, task_id), callback=closed)
         self.poll()
 
     @on(OpenQueue)
@@ -301,7 +305,7 @@ class RediqApp(App[None]):
     def _refresh_requested(self) -> None:
         self.poll()
 
-    def action_back(self) -> None:
+    def action_go_back(self) -> None:
         if len(self.screen_stack) > 1:
             self.pop_screen()
             self.poll()
@@ -312,7 +316,7 @@ class RediqApp(App[None]):
         if len(self.screen_stack) == 1 and self.switcher.current == "queues":
             self.exit()
         else:
-            self.action_back()
+            self.action_go_back()
 
     def action_help(self) -> None:
         contexts: list[tuple[str, list[BindingType]]] = [
@@ -438,10 +442,12 @@ class RediqApp(App[None]):
         if self.read_only:
             return
         queues = ",".join(self.view("queues").summaries) or "default"  # type: ignore[attr-defined]
-        self.push_screen(
-            LaunchScreen(self.config.worker_app, queues[:200], 4),
-            callback=lambda spec: self.launch(spec) if spec else None,
-        )
+
+        def chosen(spec: LaunchSpec | None) -> None:
+            if spec is not None:
+                self.launch(spec)
+
+        self.push_screen(LaunchScreen(self.config.worker_app, queues[:200], 4), callback=chosen)
 
     @work(group="launch", exit_on_error=False)
     async def launch(self, spec: LaunchSpec) -> None:

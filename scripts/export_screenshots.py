@@ -39,7 +39,8 @@ async def shoot(
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.polls >= 1)
         await drive(app, pilot)
-        await pilot.pause(0.2)
+        for _ in range(3):  # DataTable measures column widths on idle
+            await pilot.pause(0.05)
         path = app.save_screenshot(filename=f"{name}.svg", path=str(out))
     return Path(path)
 
@@ -109,7 +110,9 @@ async def main_async(out: Path) -> list[Path]:
 
         async def detail(app: RediqApp, pilot: Any) -> None:
             app.open_task("payment", "order-000")
-            await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None)
+            await wait_for(
+                pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None
+            )
 
         written.append(await shoot(server.url, out, "task-detail", detail))
     finally:

@@ -24,7 +24,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="confirm-box", classes="dialog"):
             yield Static(Text(self.question, style="bold"), id="confirm-question")
             yield Static(Text(f"Type {CONFIRM_WORD} and press Enter to confirm, Esc to cancel."))
-            yield Input(placeholder=CONFIRM_WORD, id="confirm-input")
+            yield Input(placeholder=f"type {CONFIRM_WORD}", id="confirm-input")
             yield Static("", id="confirm-error")
 
     def on_mount(self) -> None:

@@ -108,7 +108,7 @@ def dependency_options(task: TaskInfo) -> list[Option]:
 
 class TaskDetailScreen(Screen[None], Pollable):
     BINDINGS = [
-        Binding("escape,q", "back", "Back", id="detail.back"),
+        Binding("escape,q", "close", "Back", id="detail.back"),
         Binding("tab", "focus_next", "Deps/body", show=False, id="detail.focus"),
         Binding("r", "requeue", "Retry", id="detail.requeue"),
         Binding("c", "cancel", "Cancel", id="detail.cancel"),
@@ -197,7 +197,7 @@ class TaskDetailScreen(Screen[None], Pollable):
         if task_id:
             self.rapp.post_message(OpenTask(queue, task_id))
 
-    def action_back(self) -> None:
+    def action_close(self) -> None:
         self.dismiss(None)
 
     def action_scroll_down(self) -> None:

@@ -132,14 +132,18 @@ class TasksView(View):
     async def fetch(self, client: AsyncClient) -> TaskPage | None:
         if self.queue is None:
             return None
-        page = await client.call(inspect.page, self.queue, TaskState(self.state), self.page_offset, self.limit)
+        page = await client.call(
+            inspect.page, self.queue, TaskState(self.state), self.page_offset, self.limit
+        )
         if not page.tasks and page.offset > 0 and page.total > 0:
             # the page emptied under us (tasks moved on): step back to the last page
             self.page_offset = max(0, (page.total - 1) // self.limit * self.limit)
-            page = await client.call(inspect.page, self.queue, TaskState(self.state), self.page_offset, self.limit)
+            page = await client.call(
+                inspect.page, self.queue, TaskState(self.state), self.page_offset, self.limit
+            )
         return page
 
-    def visible(self) -> list[TaskInfo]:
+    def shown_tasks(self) -> list[TaskInfo]:
         if self.page is None:
             return []
         tasks = [t for t in self.page.tasks if matches(t, self.needle)]
@@ -166,7 +170,7 @@ class TasksView(View):
 
     def _render_rows(self) -> None:
         now_ms = int(self.rapp.clock() * 1000)
-        rows = [(t.id, self._cells(t, now_ms)) for t in self.visible()]
+        rows = [(t.id, self._cells(t, now_ms)) for t in self.shown_tasks()]
         self.table.sync(rows)
         self._title()
 

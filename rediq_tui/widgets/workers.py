@@ -14,7 +14,6 @@ from rediq_tui import fmt, safe
 from rediq_tui.widgets.base import View
 from rediq_tui.widgets.table import VimTable
 
-
 FRESH_S = 5.0
 """Heartbeats younger than this show as ``now``."""
 

@@ -21,7 +21,12 @@ def make_app(redis_url: str, **overrides: Any) -> RediqApp:
     return RediqApp(config, clock=clock)
 
 
-async def wait_for(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+async def wait_for(
+    pilot: Pilot[Any],
+    cond: Callable[[], bool],
+    timeout: float = 10.0,  # noqa: ASYNC109
+    what: str = "",
+) -> None:
     """Let the app run until ``cond()`` holds; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not cond():
@@ -31,7 +36,7 @@ async def wait_for(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float =
     await pilot.pause()
 
 
-async def next_poll(pilot: Pilot[Any], app: RediqApp, timeout: float = 10.0) -> None:
+async def next_poll(pilot: Pilot[Any], app: RediqApp, timeout: float = 10.0) -> None:  # noqa: ASYNC109
     """Wait for one more successful poll than now."""
     start = app.polls
     await wait_for(pilot, lambda: app.polls > start, timeout, "a poll")

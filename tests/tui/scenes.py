@@ -60,7 +60,17 @@ def tasks_scene(url: str, raw: redis.Redis) -> None:
 def workers_scene(url: str, raw: redis.Redis) -> None:
     now = server_ms(raw)
     rows = [
-        ("w-a", "app-1", 31337, "payment,mail", 8, 3, now - 5 * 86400 * 1000, now - 200, ["payment|task-001"]),
+        (
+            "w-a",
+            "app-1",
+            31337,
+            "payment,mail",
+            8,
+            3,
+            now - 5 * 86400 * 1000,
+            now - 200,
+            ["payment|task-001"],
+        ),
         ("w-b", "app-2", 4242, "shipping", 4, 0, now - 2 * 3600 * 1000, now - 100, []),
         ("w-c", "app-3", 999, "payment", 8, 8, now - 86400 * 1000, now - 45 * 60 * 1000, ["payment|x-9"]),
     ]

@@ -66,7 +66,9 @@ async def test_hostile_task_fields_are_inert(redis_url: str, raw: redis.Redis) -
         assert app.is_running and not app.refresh_paused
         # the detail shows everything as literal text, capped
         app.open_task("evil", "h1")
-        await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None
+        )
         body = app.screen.query_one("#detail-body").render()
         plain = body.plain if isinstance(body, Text) else str(body)
         assert "[@click=app.toggle_refresh]boom" in plain

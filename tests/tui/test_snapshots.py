@@ -22,6 +22,12 @@ def app_for(url: str, **kw: Any) -> RediqApp:
     return make_app(url, interval_ms=600_000, events=False, label="redis://snapshot", **kw)
 
 
+async def settle_tables(pilot: Pilot[Any]) -> None:
+    """DataTable measures column widths on idle: let that happen before the screenshot."""
+    for _ in range(3):
+        await pilot.pause(0.05)
+
+
 def first_poll(app: RediqApp, *keys: str, until: Callable[[], bool] | None = None) -> Any:
     async def run_before(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.polls >= 1)
@@ -31,6 +37,7 @@ def first_poll(app: RediqApp, *keys: str, until: Callable[[], bool] | None = Non
             await wait_for(pilot, lambda s=start: app.polls > s)
         if until is not None:
             await wait_for(pilot, until)
+        await settle_tables(pilot)
 
     return run_before
 
@@ -55,6 +62,7 @@ def test_tasks_view_with_progress(snap_compare: Any, redis_url: str, raw: redis.
         await pilot.press("less_than_sign")
         await wait_for(pilot, lambda: tasks.state == "pending" and tasks.table.row_count == 20)
         await pilot.press("space")
+        await settle_tables(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -68,6 +76,7 @@ def test_active_tasks_progress_bars(snap_compare: Any, redis_url: str, raw: redi
         app.tasks_view.open("payment", "active")
         app.action_show("tasks")
         await wait_for(pilot, lambda: app.tasks_view.table.row_count == 2)
+        await settle_tables(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -91,7 +100,9 @@ def test_task_detail(snap_compare: Any, redis_url: str, raw: redis.Redis) -> Non
     async def run_before(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.polls >= 1)
         app.open_task("payment", "order-000")
-        await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None
+        )
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 

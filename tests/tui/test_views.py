@@ -51,7 +51,9 @@ async def test_queues_counts_paused_and_enter_opens_tasks(redis_url: str) -> Non
 async def test_tasks_paging_state_switch_filter_sort_and_mark(redis_url: str) -> None:
     with Client(redis_url) as c:
         for i in range(45):
-            c.enqueue("order:payment" if i % 2 else "order:refund", {"n": i}, queue="payment", id=f"t-{i:03d}")
+            c.enqueue(
+                "order:payment" if i % 2 else "order:refund", {"n": i}, queue="payment", id=f"t-{i:03d}"
+            )
     app = make_app(redis_url)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.polls >= 1)
@@ -138,7 +140,9 @@ async def test_task_detail_fields_error_history_and_dependencies(redis_url: str)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.polls >= 1)
         app.open_task("payment", "parent-000")
-        await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None
+        )
         screen = app.screen
         assert isinstance(screen, TaskDetailScreen)
         body = str(screen.query_one("#detail-body").render())
@@ -225,7 +229,15 @@ async def test_help_lists_bindings_and_view_keys(redis_url: str) -> None:
         assert isinstance(app.screen, HelpScreen)
         table = app.screen.query_one("#help-table")
         actions = [str(table.get_row_at(i)[2]) for i in range(table.row_count)]  # type: ignore[attr-defined]
-        for expected in ("Queues", "Requeue all", "Flush", "Pause refresh", "Launch worker", "Mark", "Filter"):
+        for expected in (
+            "Queues",
+            "Requeue all",
+            "Flush",
+            "Pause refresh",
+            "Launch worker",
+            "Mark",
+            "Filter",
+        ):
             assert expected in actions
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
