@@ -57,6 +57,7 @@ def fill(url: str, queues: int, per_queue: int, deep: int) -> None:
 async def measure(url: str, rounds: int) -> dict[str, list[float]]:
     app = RediqApp(ConsoleConfig(redis_url=url, interval_ms=3_600_000, events=False))
     times: dict[str, list[float]] = {"queues": [], "tasks": []}
+    parts: dict[str, list[tuple[float, float]]] = {"queues": [], "tasks": []}
     async with app.run_test(size=(80, 24)) as pilot:
 
         async def one_poll() -> float:
@@ -71,12 +72,18 @@ async def measure(url: str, rounds: int) -> dict[str, list[float]]:
             await pilot.pause(0.01)
         for _ in range(rounds):
             times["queues"].append(await one_poll())
+            parts["queues"].append((app.last_fetch_s, app.last_show_s))
         app.tasks_view.open("deep", "pending")
         app.action_show("tasks")
         for _ in range(rounds):
             times["tasks"].append(await one_poll())
+            parts["tasks"].append((app.last_fetch_s, app.last_show_s))
         rows = app.tasks_view.table.row_count
         print(f"tasks page rows: {rows} (page size from terminal height)")
+    for view, samples in parts.items():
+        fetch = statistics.median(f for f, _ in samples) * 1000
+        show = statistics.median(s for _, s in samples) * 1000
+        print(f"{view:>7}: median fetch (Redis) {fetch:8.1f} ms, table update {show:8.1f} ms")
     return times
 
 

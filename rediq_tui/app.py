@@ -88,6 +88,10 @@ class RediqApp(App[None]):
         self.writes = 0
         """Finished write actions (tests wait on it)."""
         self.events_seen = 0
+        self.last_fetch_s = 0.0
+        """Duration of the last poll's Redis round trips (for the benchmark)."""
+        self.last_show_s = 0.0
+        """Duration of the last poll's table update."""
         self.launched: list[LaunchedWorker] = []
         self.last_task: tuple[str, str] | None = None
         self._timer: Timer | None = None
@@ -200,6 +204,7 @@ class RediqApp(App[None]):
             self._timer = None
         target = self.poll_target()
         ok = False
+        started = time.perf_counter()
         try:
             data = await target.fetch(self.client)
         except ConnectionFailed as exc:
@@ -210,8 +215,11 @@ class RediqApp(App[None]):
             self.notify(safe.clean(repr(exc), 300), title="Refresh failed", severity="error", markup=False)
         else:
             ok = True
+            fetched = time.perf_counter()
+            self.last_fetch_s = fetched - started
             if target is self.poll_target():
                 target.show(data)
+            self.last_show_s = time.perf_counter() - fetched
             self.polls += 1
             self.connection_ok()
         if not self.refresh_paused:
