@@ -140,11 +140,9 @@ class SyncBackend:
     def _pipeline(self, calls: list[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            if call.script is not None:
-                s = lua.script(call.script)
-                pipe.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-            else:
-                pipe.execute_command(*call.command)
+            # execute_command, not pipe.evalsha: redis-py blocks the evalsha method on cluster
+            # pipelines, while EVALSHA sent this way is routed by its first key like any command
+            pipe.execute_command(*_args(call))
         return list(pipe.execute(raise_on_error=False))
 
     def close(self) -> None:
@@ -218,11 +216,7 @@ class AsyncBackend:
     async def _pipeline(self, calls: list[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            if call.script is not None:
-                s = lua.script(call.script)
-                pipe.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-            else:
-                pipe.execute_command(*call.command)
+            pipe.execute_command(*_args(call))  # see SyncBackend._pipeline
         return list(await pipe.execute(raise_on_error=False))
 
     async def close(self) -> None:
