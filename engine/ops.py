@@ -435,3 +435,137 @@ def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:
     qk = settings.keyspace.queue(queue)
     changed = yield script_call("pause", [qk.paused], [channel(settings, qk), "1" if paused else "0"])
     return bool(changed)
+
+
+# ---------------------------------------------------------------------------------- worker side
+
+JOB_WIDTH = 9  # id + 8 fields per leased task in the dequeue reply
+
+
+@dataclass(slots=True)
+class Job:
+    """A leased task as the worker sees it (a plain dataclass: this is the hot path)."""
+
+    id: str
+    queue: str
+    type: str
+    payload_raw: str
+    priority: int
+    max_retry: int
+    timeout_s: float
+    attempt: int
+    metadata_raw: str
+    schema_version: int
+
+
+def dequeue_call(
+    settings: Settings,
+    queue: str,
+    max_tasks: int,
+    lease_ms: int,
+    worker_id: str,
+    maintenance_limit: int = 100,
+) -> Call:
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "dequeue",
+        [qk.pending, qk.active, qk.scheduled, qk.retry, qk.paused, qk.dead, qk.seq, qk.dep_outbox],
+        [
+            qk.base,
+            channel(settings, qk),
+            max_tasks,
+            lease_ms,
+            worker_id,
+            maintenance_limit,
+            int(settings.dead_retention_s * 1000),
+        ],
+    )
+
+
+def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
+    jobs = []
+    for i in range(1, len(reply), JOB_WIDTH):
+        (task_id, ttype, payload, priority, max_retry, timeout_ms, attempt, meta, version) = reply[
+            i : i + JOB_WIDTH
+        ]
+        jobs.append(
+            Job(
+                task_id,
+                queue,
+                ttype or "",
+                payload or "",
+                _int(priority) or 0,
+                _int(max_retry) or 0,
+                (_int(timeout_ms) or 1_800_000) / 1000,
+                int(attempt),
+                meta or "",
+                _int(version) or 1,
+            )
+        )
+    return jobs
+
+
+def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, int, str]]) -> Call:
+    """``done`` holds (task id, attempt, result JSON or '')."""
+    qk = settings.keyspace.queue(queue)
+    flat: list[Any] = [x for item in done for x in item]
+    return script_call(
+        "ack",
+        [qk.active, qk.completed, qk.dep_outbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), *flat],
+    )
+
+
+def fail_call(
+    settings: Settings,
+    queue: str,
+    task_id: str,
+    attempt: int,
+    error: str,
+    traceback: str,
+    retry_delay_s: float,
+    mode: str = "retry",
+) -> Call:
+    """``mode``: 'retry' (retry unless attempts are spent), 'permanent' (dead now), 'cancel'."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "fail",
+        [qk.active, qk.retry, qk.dead, qk.dep_outbox, qk.cancelled],
+        [
+            qk.base,
+            channel(settings, qk),
+            task_id,
+            attempt,
+            error,
+            traceback,
+            int(retry_delay_s * 1000),
+            mode,
+            int(settings.dead_retention_s * 1000),
+            int(settings.retention_s * 1000),
+        ],
+    )
+
+
+def extend_call(settings: Settings, queue: str, held: Sequence[tuple[str, int]], lease_ms: int) -> Call:
+    qk = settings.keyspace.queue(queue)
+    return script_call("extend", [qk.active], [qk.base, lease_ms, *[x for item in held for x in item]])
+
+
+def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, int]], note: str) -> Call:
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "release",
+        [qk.active, qk.pending, qk.seq],
+        [qk.base, channel(settings, qk), note, *[x for item in held for x in item]],
+    )
+
+
+def progress_call(
+    settings: Settings, queue: str, task_id: str, attempt: int, percent: float, message: str
+) -> Call:
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "progress",
+        [qk.task(task_id)],
+        [qk.base, channel(settings, qk), task_id, attempt, max(0.0, min(100.0, percent)), message],
+    )

@@ -53,7 +53,9 @@ end
 local function notify_dependents(base, outbox_key, id, now)
   if redis.call('EXISTS', base .. 'dependents:' .. id) == 1 then
     redis.call('ZADD', outbox_key, now, id)
+    return true
   end
+  return false
 end
 
 local function expire_task(base, id, ttl_ms)

@@ -1,11 +1,12 @@
 -- Complete a batch of active tasks of one queue.
 -- KEYS: 1 active, 2 completed, 3 dep outbox
 -- ARGV: 1 base, 2 channel, 3 retention ms, then triples: id, attempt, result_json ('' none)
--- Returns: ids that were not acknowledged because this attempt no longer owns the task
---          (its lease expired and it was handed out again, or it was deleted).
+-- Returns: {stale ids, ids with dependents to notify}; stale ids were not acknowledged because
+--          this attempt no longer owns the task (its lease expired and it was handed out
+--          again, or it was deleted).
 local base, channel, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
-local done, stale = {}, {}
+local done, stale, notified = {}, {}, {}
 for i = 4, #ARGV, 3 do
   local id, attempt, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
@@ -17,7 +18,7 @@ for i = 4, #ARGV, 3 do
     if result ~= '' then redis.call('HSET', tk, 'result', result) end
     redis.call('ZADD', KEYS[2], now, id)
     release_unique(base, id)
-    notify_dependents(base, KEYS[3], id, now)
+    if notify_dependents(base, KEYS[3], id, now) then table.insert(notified, id) end
     expire_task(base, id, retention)
     history(base, id, now, 'completed', '')
     table.insert(done, id)
@@ -31,4 +32,4 @@ if #done > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)
   publish(channel, 'completed', done, now)
 end
-return stale
+return {stale, notified}

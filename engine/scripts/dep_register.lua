@@ -1,5 +1,5 @@
 -- Record, on a dependency's slot, that another task waits for it.
--- KEYS: (none fixed; keys are built from ARGV[1])
+-- KEYS: 1 the dependency's task hash (routes the call to its Cluster slot)
 -- ARGV: 1 base of the dependency's queue, 2 dependency id, 3 dependent ref ('queue|id')
 -- Returns: the dependency's state, or false when it does not exist
 local base, dep_id, ref = ARGV[1], ARGV[2], ARGV[3]

@@ -1,5 +1,5 @@
 -- Store a running task's progress (monotonic within an attempt) and publish it.
--- KEYS: (none fixed; the task key is built from ARGV[1])
+-- KEYS: 1 the task hash (routes the call to the right Cluster slot)
 -- ARGV: 1 base, 2 channel, 3 id, 4 attempt, 5 percent (0..100), 6 message
 -- Returns: the stored percent, or false when this attempt no longer owns the task
 local base, channel, id, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]

@@ -1,0 +1,665 @@
+"""The worker runtime: leases tasks, runs handlers, reports outcomes.
+
+One *exchange* loop talks to Redis for the hot path: each round trip carries the buffered
+acks and failures of every served queue plus the next dequeue, so a busy worker spends well
+under one round trip per task. Heartbeats extend leases (server clock); a worker that dies
+simply stops extending, and the next dequeue on that queue puts its tasks back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import heapq
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import traceback as tb_module
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine import events, ops
+from engine.backend import AsyncBackend, Batch, Call, cmd
+from engine.connection import RedisTarget, parse_url
+from engine.errors import ConnectionFailed, Permanent, RediqError, Retryable
+from engine.ops import Job, Settings
+from engine.registry import Registry, TaskDef
+
+log = logging.getLogger("rediq.worker")
+
+
+@dataclass
+class WorkerOptions:
+    queues: list[str]
+    concurrency: int = 10
+    lease_s: float = 30.0
+    """Lease length; a dead worker's tasks return to pending this long after its last heartbeat."""
+    grace_s: float = 30.0
+    """On SIGTERM/SIGINT, how long running tasks may finish before they are handed back."""
+    weights: dict[str, int] | None = None
+    """None: strict priority in the order of ``queues``. Otherwise the fetch order is drawn by
+    weight each round, so lower-weight queues are never starved."""
+    prefetch: int | None = None
+    """Tasks leased beyond free slots to hide round-trip latency (default: ``concurrency``)."""
+    poll_interval_s: float = 0.5
+    """Idle poll when no event woke the worker; also bounds how late a delayed task starts."""
+    heartbeat_s: float | None = None
+    """Default: a third of the lease."""
+    maintenance_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOutcome:
+    task_id: str
+    queue: str
+    type: str
+    outcome: str
+    """'completed', 'retry', 'dead', 'cancelled', 'timeout' or 'stale' (lease lost)."""
+    duration_s: float
+    attempt: int
+    error: str | None = None
+
+
+class TaskContext:
+    """What a handler gets besides its payload."""
+
+    def __init__(self, job: Job, worker: Worker) -> None:
+        self.id = job.id
+        self.type = job.type
+        self.queue = job.queue
+        self.attempt = job.attempt
+        self.max_retry = job.max_retry
+        self.metadata: dict[str, str] = ops._json(job.metadata_raw, {}) or {}
+        self.worker_id = worker.id
+        self.cancelled = False
+        self._job = job
+        self._worker = worker
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.attempt > self.max_retry
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report progress (0..100). Non-blocking and safe from threads; only the latest report
+        per task is sent, and the stored value never goes down within an attempt."""
+        self._worker._report_progress(self._job, float(percent), message)
+
+
+@dataclass(order=True)
+class _Buffered:
+    rank: int
+    priority: int
+    arrival: int
+    job: Job = field(compare=False)
+
+
+class Worker:
+    def __init__(
+        self,
+        registry: Registry,
+        target: RedisTarget | str | None = None,
+        options: WorkerOptions | None = None,
+        settings: Settings | None = None,
+        *,
+        redis: Any = None,
+    ) -> None:
+        if target is None and redis is None:
+            from engine.embedded import default_url
+
+            target = default_url()
+        self.registry = registry
+        self.target = parse_url(target) if isinstance(target, str) else target
+        self.options = options or WorkerOptions(queues=registry.queues or ["default"])
+        self.settings = settings or Settings()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._redis = redis
+        self._listeners: list[Callable[[TaskOutcome], None]] = []
+        self._running: dict[str, tuple[Job, asyncio.Task[None], TaskContext]] = {}
+        self._buffer: list[_Buffered] = []
+        self._arrival = 0
+        self._acks: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+        self._fails: list[Call] = []
+        self._progress: dict[str, tuple[Job, float, str]] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._started_ms = int(time.time() * 1000)
+        self._fetch_now = True
+        self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.processed = 0
+        self.failed = 0
+
+    # ---------------------------------------------------------------- public
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def add_listener(self, callback: Callable[[TaskOutcome], None]) -> None:
+        self._listeners.append(callback)
+
+    def request_stop(self) -> None:
+        """Begin a graceful drain (what SIGTERM does)."""
+        self._stopping = True
+        self._stop.set()
+        self._wake.set()
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM/SIGINT; returns a process exit code."""
+        try:
+            asyncio.run(self._main_with_signals())
+        except RediqError as exc:
+            log.error("%s", exc)
+            return exc.exit_code
+        return 0
+
+    async def _main_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        await self.run()
+
+    def _on_signal(self) -> None:
+        if self._stopping:  # second signal: do not wait for the grace period
+            log.warning("second signal: handing running tasks back now")
+            self.options.grace_s = 0
+        log.info("draining: no new tasks; running ones get %.0f s", self.options.grace_s)
+        self.request_stop()
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        redis = self._redis if self._redis is not None else self.target.aio()  # type: ignore[union-attr]
+        self.backend = AsyncBackend(redis)
+        try:
+            await self._check_server()
+            await self._register()
+            loops = [
+                asyncio.create_task(self._exchange_loop(), name="rediq-exchange"),
+                asyncio.create_task(self._heartbeat_loop(), name="rediq-heartbeat"),
+                asyncio.create_task(self._maintenance_loop(), name="rediq-maintenance"),
+                asyncio.create_task(self._wake_loop(), name="rediq-wake"),
+            ]
+            log.info(
+                "worker %s serving %s with %d slots",
+                self.id,
+                ",".join(self.options.queues),
+                self.options.concurrency,
+            )
+            await self._stop.wait()
+            await self._drain()
+            for task in loops[1:]:
+                task.cancel()
+            await asyncio.gather(loops[0], return_exceptions=True)
+            for task in loops[1:]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._deregister()
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._redis is None:
+                with contextlib.suppress(Exception):
+                    await self.backend.close()
+
+    # ---------------------------------------------------------------- startup
+
+    async def _check_server(self) -> None:
+        await self.backend.execute(cmd("PING"))
+        try:
+            reply = await self.backend.execute(cmd("CONFIG", "GET", "maxmemory-policy"))
+        except RediqError:
+            return  # CONFIG is often denied by ACL; nothing to check then
+        except Exception:  # noqa: BLE001 - managed services disable CONFIG
+            return
+        policy = (
+            reply[1] if isinstance(reply, list) and len(reply) > 1 else (reply or {}).get("maxmemory-policy")
+        )
+        if policy and policy != "noeviction":
+            log.warning(
+                "Redis maxmemory-policy is %r: under memory pressure Redis may evict task hashes and "
+                "lose work. Set `maxmemory-policy noeviction`.",
+                policy,
+            )
+
+    def _registry_fields(self) -> dict[str, Any]:
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": ",".join(self.options.queues),
+            "concurrency": self.options.concurrency,
+            "started": self._started_ms,
+            "busy": len(self._running),
+            "tasks": json.dumps([f"{j.queue}|{j.id}" for j, _, _ in self._running.values()][:50]),
+        }
+
+    async def _register(self) -> None:
+        await self._heartbeat_registry()
+
+    async def _heartbeat_registry(self) -> None:
+        ks = self.settings.keyspace
+        now_ms = int(time.time() * 1000)
+        ttl_ms = int(max(self._heartbeat_s * 3, 10) * 1000)
+        fields = {**self._registry_fields(), "heartbeat": now_ms}
+        flat = [x for kv in fields.items() for x in kv]
+        await self.backend.execute(
+            Batch(
+                [
+                    cmd("HSET", ks.worker(self.id), *flat),
+                    cmd("PEXPIRE", ks.worker(self.id), ttl_ms),
+                    cmd("ZADD", ks.workers, now_ms, self.id),
+                    # forget workers that have not beaten for an hour (their hashes expired long ago)
+                    cmd("ZREMRANGEBYSCORE", ks.workers, "-inf", now_ms - 3_600_000),
+                ]
+            )
+        )
+
+    async def _deregister(self) -> None:
+        ks = self.settings.keyspace
+        with contextlib.suppress(RediqError):
+            await self.backend.execute(
+                Batch([cmd("DEL", ks.worker(self.id)), cmd("ZREM", ks.workers, self.id)])
+            )
+
+    @property
+    def _heartbeat_s(self) -> float:
+        return self.options.heartbeat_s or max(0.2, self.options.lease_s / 3)
+
+    # ---------------------------------------------------------------- the exchange loop
+
+    @property
+    def _capacity(self) -> int:
+        prefetch = self.options.concurrency if self.options.prefetch is None else self.options.prefetch
+        return self.options.concurrency + prefetch - len(self._running) - len(self._buffer)
+
+    def _fetch_order(self) -> list[str]:
+        queues = list(self.options.queues)
+        weights = self.options.weights
+        if not weights:
+            return queues
+        # weighted shuffle: a queue's chance to come first is proportional to its weight
+        keyed = [(random.random() ** (1.0 / max(1, weights.get(q, 1))), q) for q in queues]
+        return [q for _, q in sorted(keyed, reverse=True)]
+
+    async def _exchange_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            want_fetch = not self._stopping and self._capacity > 0
+            if not self._acks and not self._fails and not (want_fetch and self._fetch_now):
+                if self._stopping and not self._running:
+                    return
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
+                self._fetch_now = True
+                continue
+            acks, self._acks = self._acks, defaultdict(list)
+            fails, self._fails = self._fails, []
+            calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
+            calls.extend(fails)
+            order = self._fetch_order() if want_fetch else []
+            capacity = self._capacity
+            lease_ms = int(self.options.lease_s * 1000)
+            if order:  # the first queue rides along with the acks in the same round trip
+                calls.append(ops.dequeue_call(self.settings, order[0], capacity, lease_ms, self.id))
+            try:
+                replies = await self.backend.execute(Batch(calls))
+            except RediqError as exc:
+                # keep the outcomes: they are sent again once Redis is back (acks are idempotent
+                # per attempt, and a lost lease makes them 'stale', never double-completed)
+                for q, done in acks.items():
+                    self._acks[q][:0] = done
+                self._fails[:0] = fails
+                log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(5.0, backoff * 2)
+                continue
+            backoff = 0.05
+            n_acks = len(acks)
+            notified: list[tuple[str, list[str]]] = []
+            for (q, _), reply in zip(acks.items(), replies[:n_acks], strict=True):
+                stale, with_dependents = reply
+                if stale:
+                    log.warning(
+                        "%d task(s) of %s finished after their lease was lost: %s", len(stale), q, stale[:5]
+                    )
+                if with_dependents:
+                    notified.append((q, list(with_dependents)))
+            fail_replies = replies[n_acks : n_acks + len(fails)]
+            if notified or any(r in ("dead", "cancelled") for r in fail_replies):
+                asyncio.create_task(self._flush_outboxes(notified, list(self.options.queues)))
+            got = 0
+            if order:
+                got = self._buffer_jobs(order[0], replies[-1])
+            # Later queues are asked, in order, only for what the earlier ones could not fill:
+            # strict priority between queues, never over-leasing a lower queue.
+            for q in order[1:]:
+                if got >= capacity:
+                    break
+                try:
+                    reply = await self.backend.execute(
+                        ops.dequeue_call(self.settings, q, capacity - got, lease_ms, self.id)
+                    )
+                except RediqError:
+                    break
+                got += self._buffer_jobs(q, reply)
+            self._start_buffered()
+            # a full fetch means there is probably more: fetch again as soon as there is room
+            self._fetch_now = want_fetch and got >= capacity
+
+    def _buffer_jobs(self, queue: str, reply: Any) -> int:
+        rank = self.options.queues.index(queue)
+        jobs = ops.parse_dequeue(queue, reply)
+        for job in jobs:
+            self._arrival += 1
+            heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
+        return len(jobs)
+
+    def _start_buffered(self) -> None:
+        while self._buffer and len(self._running) < self.options.concurrency and not self._stopping:
+            job = heapq.heappop(self._buffer).job
+            ctx = TaskContext(job, self)
+            task = asyncio.create_task(self._execute(job, ctx), name=f"rediq-task-{job.id}")
+            self._running[job.id] = (job, task, ctx)
+
+    async def _flush_outboxes(self, notified: list[tuple[str, list[str]]], queues: list[str]) -> None:
+        try:
+            for q, ids in notified:
+                await self.backend.run(ops.flush_outbox(self.settings, q, ids))
+            for q in queues:
+                await self.backend.run(ops.flush_outbox(self.settings, q))
+        except RediqError as exc:  # the maintenance loop replays the outbox later
+            log.warning("dependency release deferred: %s", exc)
+
+    # ---------------------------------------------------------------- running one task
+
+    async def _execute(self, job: Job, ctx: TaskContext) -> None:
+        started = time.monotonic()
+        definition = self.registry.get(job.type)
+        outcome, error, result_json = "completed", None, ""
+        exc_for_after: BaseException | None = None
+        mode, delay, trace = "retry", 0.0, ""
+        try:
+            if definition is None:
+                known = ", ".join(sorted(self.registry.types)) or "none"
+                raise Permanent(
+                    f"unknown task type {job.type!r}: this worker has no handler for it (known: {known})"
+                )
+            payload = self._decode_payload(job, definition)
+            await self._middleware("before", ctx)
+            result = await asyncio.wait_for(self._call(definition, ctx, payload), job.timeout_s)
+            result_json = _result_json(result)
+        except TimeoutError as exc:
+            outcome, error, exc_for_after = "timeout", f"E004: timed out after {job.timeout_s:g} s", exc
+            delay = definition.retry.delay(job.attempt) if definition else 0.0
+        except asyncio.CancelledError as exc:
+            exc_for_after = exc
+            if ctx.cancelled:
+                outcome, error, mode = "cancelled", "cancelled while running", "cancel"
+            else:  # lease lost or shutdown: someone else owns the outcome now
+                outcome = "stale"
+        except Permanent as exc:
+            outcome, error, mode, exc_for_after = "dead", _describe(exc), "permanent", exc
+            trace = tb_module.format_exc(limit=20)
+        except Retryable as exc:
+            outcome, error, exc_for_after = "retry", _describe(exc), exc
+            delay = (
+                exc.delay
+                if exc.delay is not None
+                else (definition.retry.delay(job.attempt) if definition else 1.0)
+            )
+            trace = tb_module.format_exc(limit=20)
+        except Exception as exc:  # noqa: BLE001 - any handler error is the task's outcome
+            outcome, error, exc_for_after = "retry", _describe(exc), exc
+            delay = definition.retry.delay(job.attempt) if definition else 1.0
+            trace = tb_module.format_exc(limit=20)
+        finally:
+            self._running.pop(job.id, None)
+            self._progress.pop(job.id, None)
+        if outcome == "completed":
+            self._acks[job.queue].append((job.id, job.attempt, result_json))
+            self.processed += 1
+        elif outcome != "stale" and not (self._stopping and outcome == "cancelled" and not ctx.cancelled):
+            if outcome == "retry" and job.attempt > job.max_retry:
+                outcome = "dead"
+            self._fails.append(
+                ops.fail_call(self.settings, job.queue, job.id, job.attempt, error or "", trace, delay, mode)
+            )
+            self.failed += 1
+        self._wake.set()
+        self._start_buffered()
+        await self._middleware("after", ctx, outcome, exc_for_after)
+        report = TaskOutcome(
+            job.id, job.queue, job.type, outcome, time.monotonic() - started, job.attempt, error
+        )
+        for listener in self._listeners:
+            try:
+                listener(report)
+            except Exception:  # noqa: BLE001 - a broken listener must not break the worker
+                log.exception("task outcome listener failed")
+
+    def _decode_payload(self, job: Job, definition: TaskDef) -> Any:
+        try:
+            payload = json.loads(job.payload_raw) if job.payload_raw else None
+        except ValueError as exc:
+            raise Permanent(f"E002: payload is not valid JSON: {exc}") from None
+        if definition.payload_model is not None:
+            try:
+                return definition.payload_model.model_validate(payload)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+                raise Permanent(f"E002: payload failed validation: {where}: {first.get('msg')}") from None
+        return payload
+
+    async def _call(self, definition: TaskDef, ctx: TaskContext, payload: Any) -> Any:
+        if definition.is_async:
+            return await definition.handler(ctx, payload)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(definition.handler, ctx, payload))
+
+    async def _middleware(self, hook: str, ctx: TaskContext, *args: Any) -> None:
+        for middleware in self.registry.middleware:
+            fn = getattr(middleware, hook, None)
+            if fn is None:
+                continue
+            try:
+                value = fn(ctx, *args)
+                if asyncio.iscoroutine(value):
+                    await value
+            except Exception as exc:
+                name = f"{type(middleware).__name__}.{hook}"
+                if hook == "before":  # the attempt fails (and is retried); the task is not lost
+                    raise RuntimeError(f"middleware {name} raised: {_describe(exc)}") from exc
+                log.exception("middleware %s raised for task %s", name, ctx.id)
+
+    # ---------------------------------------------------------------- progress
+
+    def _report_progress(self, job: Job, percent: float, message: str) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._queue_progress(job, percent, message)
+        else:
+            loop.call_soon_threadsafe(self._queue_progress, job, percent, message)
+
+    def _queue_progress(self, job: Job, percent: float, message: str) -> None:
+        first = not self._progress
+        self._progress[job.id] = (job, percent, message)
+        if first:
+            asyncio.ensure_future(self._send_progress())
+
+    async def _send_progress(self) -> None:
+        await asyncio.sleep(0.05)  # coalesce bursts: only the latest report per task is sent
+        pending, self._progress = self._progress, {}
+        if not pending:
+            return
+        calls = [
+            ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m) for j, p, m in pending.values()
+        ]
+        with contextlib.suppress(RediqError):
+            await self.backend.execute(Batch(calls))
+
+    # ---------------------------------------------------------------- heartbeat, maintenance, wake
+
+    def _held(self) -> dict[str, list[tuple[str, int]]]:
+        held: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for job, _, _ in self._running.values():
+            held[job.queue].append((job.id, job.attempt))
+        for item in self._buffer:
+            held[item.job.queue].append((item.job.id, item.job.attempt))
+        return held
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                await self._heartbeat()
+            except RediqError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        held = self._held()
+        lease_ms = int(self.options.lease_s * 1000)
+        queues = list(held)
+        if queues:
+            replies = await self.backend.execute(
+                Batch([ops.extend_call(self.settings, q, held[q], lease_ms) for q in queues])
+            )
+            for lost, cancel in replies:
+                for task_id in lost:
+                    self._drop(task_id, "lease lost")
+                for task_id in cancel:
+                    entry = self._running.get(task_id)
+                    if entry is not None and not entry[2].cancelled:
+                        entry[2].cancelled = True
+                        if (
+                            self.registry.get(entry[0].type)
+                            and self.registry.definitions[entry[0].type].is_async
+                        ):
+                            entry[1].cancel()
+        await self._heartbeat_registry()
+
+    def _drop(self, task_id: str, why: str) -> None:
+        entry = self._running.get(task_id)
+        if entry is not None:
+            log.warning("task %s: %s; stopping it", task_id, why)
+            entry[1].cancel()
+        self._buffer = [b for b in self._buffer if b.job.id != task_id]
+        heapq.heapify(self._buffer)
+
+    async def _maintenance_loop(self) -> None:
+        from engine import scheduler
+
+        while True:
+            try:
+                queues = await self.backend.run(_known_queues(self.settings))
+                for q in queues:
+                    await self.backend.run(
+                        ops.flush_outbox(
+                            self.settings, q, older_than_ms=int(self.options.maintenance_s * 1000)
+                        )
+                    )
+                await scheduler.tick(self.backend, self.settings, self.registry)
+            except RediqError as exc:
+                log.warning("maintenance deferred: %s", exc)
+            await asyncio.sleep(self.options.maintenance_s * (0.8 + 0.4 * random.random()))
+
+    async def _wake_loop(self) -> None:
+        """Wake the exchange loop as soon as work arrives (pub/sub is a hint; polling backs it)."""
+        try:
+            async for event in events.subscribe(self.settings, self.backend.redis, self.options.queues):
+                if event.event in ("pending", "resumed", events.RESYNC):
+                    self._fetch_now = True
+                    self._wake.set()
+        except Exception as exc:  # noqa: BLE001 - without wake-ups the poll still works
+            log.warning("event subscription ended (%s); relying on polling", exc)
+
+    # ---------------------------------------------------------------- shutdown
+
+    async def _drain(self) -> None:
+        buffered = [b.job for b in self._buffer]
+        self._buffer.clear()
+        if buffered:
+            await self._release(buffered, "returned unstarted by worker shutdown")
+        if self._running:
+            done, _ = await asyncio.wait(
+                [t for _, t, _ in self._running.values()], timeout=self.options.grace_s
+            )
+            del done
+        leftover = [job for job, _, _ in self._running.values()]
+        for _, task, _ in list(self._running.values()):
+            task.cancel()
+        if leftover:
+            await asyncio.gather(*(t for _, t, _ in list(self._running.values())), return_exceptions=True)
+            await self._release(
+                leftover, f"returned by worker shutdown after {self.options.grace_s:g} s grace"
+            )
+        self._wake.set()
+
+    async def _release(self, jobs: list[Job], note: str) -> None:
+        by_queue: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for job in jobs:
+            by_queue[job.queue].append((job.id, job.attempt))
+        try:
+            await self.backend.execute(
+                Batch([ops.release_call(self.settings, q, h, note) for q, h in by_queue.items()])
+            )
+        except RediqError as exc:  # their leases expire and recovery hands them out again
+            log.warning("could not hand back %d task(s): %s", len(jobs), exc)
+
+
+def _known_queues(settings: Settings) -> ops.Op[list[str]]:
+    names = yield cmd("SMEMBERS", settings.keyspace.queues)
+    return sorted(names)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _result_json(result: Any) -> str:
+    if result is None:
+        return ""
+    if hasattr(result, "model_dump_json"):
+        return str(result.model_dump_json())
+    try:
+        return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps({"unserialisable_result": repr(result)[:1000]})
+
+
+def run_worker(
+    registry: Registry,
+    url: str | None,
+    queues: list[str],
+    concurrency: int = 10,
+    settings: Settings | None = None,
+) -> int:
+    """Convenience for scripts: run a worker in this process until SIGTERM/SIGINT."""
+    if url is None:
+        from engine.embedded import default_url
+
+        url = default_url()
+    return Worker(
+        registry, url, WorkerOptions(queues=queues, concurrency=concurrency), settings
+    ).run_forever()
+
+
+__all__ = ["ConnectionFailed", "TaskContext", "TaskOutcome", "Worker", "WorkerOptions", "run_worker"]

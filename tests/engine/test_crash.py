@@ -1,0 +1,125 @@
+"""Crash recovery with real processes: SIGKILLed workers, poison tasks, a stalled server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.client import Client
+from engine.connection import parse_url
+from engine.task import TaskState
+from tests.engine.conftest import spawn_worker, stop_process, wait_until_sync
+from tests.servers import ServerProcess, free_port
+
+APP = "tests.engine.apps:crash"
+
+
+@pytest.fixture(autouse=True)
+def _test_url(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIQ_TEST_URL", redis_url)
+
+
+def runs(raw: redis.Redis, task_id: str) -> list[str]:
+    return [x.decode() if isinstance(x, bytes) else x for x in raw.lrange(f"test:runs:{task_id}", 0, -1)]
+
+
+def test_sigkilled_worker_task_runs_again_after_lease_expiry(
+    redis_url: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    client = Client(redis_url)
+    r = client.enqueue("slow", {"seconds": 30}, queue="crash")
+    first = spawn_worker(redis_url, APP, "crash", "1.5", log_path=tmp_path / "w1.log")
+    try:
+        wait_until_sync(lambda: any(x.startswith("start:1") for x in runs(raw, r.id)), timeout=20)
+        first.send_signal(signal.SIGKILL)
+        first.wait(5)
+        info = client.get_task(r.id)
+        assert info is not None and info.state == TaskState.ACTIVE  # the lease still holds it
+        raw.hset(f"rediq:{{crash}}:t:{r.id}", "payload", '{"seconds": 0.1}')  # the rerun is quick
+        second = spawn_worker(redis_url, APP, "crash", "1.5", log_path=tmp_path / "w2.log")
+        try:
+            wait_until_sync(
+                lambda: (t := client.get_task(r.id)) is not None and t.state == TaskState.COMPLETED, 30
+            )
+        finally:
+            stop_process(second)
+    finally:
+        stop_process(first, signal.SIGKILL)
+    info = client.get_task(r.id)
+    assert info is not None and info.attempts == 2
+    assert any("worker died during attempt 1" in h.note for h in info.history)
+    assert [x.split(":")[0] for x in runs(raw, r.id)] == ["start", "start", "end"]
+
+
+def test_poison_task_that_kills_its_worker_goes_dead_after_max_retry_plus_one(
+    redis_url: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    client = Client(redis_url)
+    r = client.enqueue("exit", None, queue="crash", max_retry=1)
+    spawned = 0
+    while spawned < 6:
+        info = client.get_task(r.id)
+        if info is not None and info.state == TaskState.DEAD:
+            break
+        proc = spawn_worker(redis_url, APP, "crash", "0.6", log_path=tmp_path / f"w{spawned}.log")
+        spawned += 1
+        try:
+            proc.wait(8)  # the handler kills the process; or the worker idles until we stop it
+        except Exception:  # noqa: BLE001 - still running: it found nothing to do
+            pass
+        stop_process(proc, signal.SIGKILL)
+        time.sleep(0.7)  # let the lease run out
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.DEAD
+    assert info.last_error is not None and info.last_error.startswith("worker died during attempt 2")
+    assert len(runs(raw, r.id)) == 2  # exactly max_retry + 1 deliveries, then no more crashes
+
+
+def test_subprocess_worker_drains_on_sigterm(redis_url: str, raw: redis.Redis, tmp_path: Path) -> None:
+    client = Client(redis_url)
+    r = client.enqueue("slow", {"seconds": 0.8}, queue="crash")
+    proc = spawn_worker(redis_url, APP, "crash", "30", "10", log_path=tmp_path / "w.log")
+    wait_until_sync(lambda: len(runs(raw, r.id)) == 1, timeout=20)
+    assert stop_process(proc, signal.SIGTERM) == 0
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.COMPLETED and info.result == "done"
+    assert raw.zcard("rediq:workers") == 0
+
+
+def test_enqueue_during_a_server_stall_creates_exactly_one_task() -> None:
+    """redis-py re-sends a command after a socket timeout; with the server SIGSTOPped the first
+    copy is still queued in its socket, so both run when it resumes. The id makes it harmless."""
+    server = ServerProcess(port=free_port()).start()
+    try:
+        target = parse_url(server.url)
+        from engine import connection
+
+        old = connection.SOCKET_TIMEOUT_S
+        connection.SOCKET_TIMEOUT_S = 0.5
+        try:
+            client = Client(target)
+        finally:
+            connection.SOCKET_TIMEOUT_S = old
+        client.enqueue("warm", None, queue="stall")  # scripts loaded, connection open
+        probe = redis.Redis(port=server.port, decode_responses=True)
+        before = probe.info("commandstats")["cmdstat_evalsha"]["calls"]
+        probe.close()
+        server.signal(signal.SIGSTOP)
+        threading.Timer(2.0, server.signal, args=(signal.SIGCONT,)).start()
+        result = client.enqueue("order:payment", {"order": 1}, queue="stall", id="pay-1")
+        r = redis.Redis(port=server.port, decode_responses=True)
+        assert result.id == "pay-1"
+        assert r.zcard("rediq:{stall}:pending") == 2  # 'warm' and exactly one 'pay-1'
+        after = r.info("commandstats")["cmdstat_evalsha"]["calls"]
+        assert after - before >= 2  # the client really sent the enqueue more than once
+        assert int(r.get("rediq:{stall}:seq")) == 2
+        client.close()
+    finally:
+        server.signal(signal.SIGCONT)
+        server.cleanup()

@@ -1,0 +1,245 @@
+"""The worker runtime against a real server: handlers, failures, timeouts, drain, registry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import pytest
+import redis
+from pydantic import BaseModel
+
+from engine import inspect
+from engine.client import Client
+from engine.errors import Permanent, Retryable
+from engine.registry import Registry
+from engine.retry import Fixed
+from engine.task import TaskState
+from engine.worker import TaskContext, TaskOutcome, Worker, WorkerOptions
+from tests.engine.conftest import running_worker, wait_until
+
+
+def final(client: Client, task_id: str) -> bool:
+    info = client.get_task(task_id)
+    return info is not None and info.state.is_final
+
+
+async def test_failures_retry_with_backoff_then_succeed(redis_url: str) -> None:
+    registry = Registry()
+    attempts: list[tuple[int, float]] = []
+
+    @registry.task("flaky", queue="w", max_retry=5, retry=Fixed(seconds=0.3, jitter=0.0))
+    async def flaky(ctx: TaskContext, payload: Any) -> str:
+        attempts.append((ctx.attempt, time.monotonic()))
+        if ctx.attempt < 3:
+            raise ConnectionError("gateway unreachable")
+        return "paid"
+
+    client = Client(redis_url)
+    r = client.enqueue("flaky", None, queue="w", max_retry=5)
+    async with running_worker(registry, redis_url, ["w"], poll_interval_s=0.05):
+        await wait_until(lambda: final(client, r.id))
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.COMPLETED and info.result == "paid"
+    assert [a for a, _ in attempts] == [1, 2, 3]
+    gaps = [b - a for (_, a), (_, b) in zip(attempts, attempts[1:], strict=False)]
+    assert all(g >= 0.29 for g in gaps), gaps
+    assert info.last_error == "ConnectionError: gateway unreachable"
+
+
+async def test_permanent_error_invalid_payload_and_unknown_type_go_dead(redis_url: str) -> None:
+    registry = Registry()
+
+    class Payment(BaseModel):
+        order_id: int
+        amount: int
+
+    @registry.task("pay", queue="d", payload=Payment, max_retry=5)
+    async def pay(ctx: TaskContext, payload: Payment) -> None:
+        if payload.amount < 0:
+            raise Permanent("negative amount")
+
+    client = Client(redis_url)
+    neg = client.enqueue("pay", {"order_id": 1, "amount": -5}, queue="d", max_retry=5)
+    bad = client.enqueue("pay", {"order_id": "x"}, queue="d", max_retry=5)
+    unknown = client.enqueue("refund", {}, queue="d", max_retry=5)
+    async with running_worker(registry, redis_url, ["d"]):
+        await wait_until(lambda: all(final(client, t.id) for t in (neg, bad, unknown)))
+    for t, needle in [
+        (neg, "Permanent: negative amount"),
+        (bad, "payload failed validation: order_id"),
+        (unknown, "unknown task type 'refund'"),
+    ]:
+        info = client.get_task(t.id)
+        assert info is not None and info.state == TaskState.DEAD and info.attempts == 1
+        assert info.last_error is not None and needle in info.last_error
+
+
+async def test_retries_spent_keep_last_error_and_traceback(redis_url: str) -> None:
+    registry = Registry()
+
+    @registry.task("boom", queue="d", retry=Fixed(seconds=0.01, jitter=0))
+    def boom(ctx: TaskContext, payload: Any) -> None:
+        raise ValueError(f"bad row {ctx.attempt}")
+
+    client = Client(redis_url)
+    r = client.enqueue("boom", None, queue="d", max_retry=2)
+    async with running_worker(registry, redis_url, ["d"], poll_interval_s=0.05):
+        await wait_until(lambda: final(client, r.id))
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.DEAD and info.attempts == 3
+    assert info.last_error == "ValueError: bad row 3"
+    assert info.traceback is not None and "raise ValueError" in info.traceback
+
+
+async def test_timeout_takes_the_retry_path_with_a_clear_error(redis_url: str) -> None:
+    registry = Registry()
+
+    @registry.task("hang", queue="t", retry=Fixed(seconds=60))
+    async def hang(ctx: TaskContext, payload: Any) -> None:
+        await asyncio.sleep(30)
+
+    client = Client(redis_url)
+    r = client.enqueue("hang", None, queue="t", timeout=0.3)
+    outcomes: list[TaskOutcome] = []
+    async with running_worker(registry, redis_url, ["t"]) as worker:
+        worker.add_listener(outcomes.append)
+        await wait_until(lambda: (t := client.get_task(r.id)) is not None and t.state == TaskState.RETRY)
+    info = client.get_task(r.id)
+    assert info is not None and info.last_error == "E004: timed out after 0.3 s"
+    assert outcomes[0].outcome == "timeout"
+    client.call(__import__("engine.admin", fromlist=["x"]).delete, "t", [r.id])
+
+
+async def test_retryable_with_explicit_delay(redis_url: str) -> None:
+    registry = Registry()
+
+    @registry.task("later", queue="t")
+    async def later(ctx: TaskContext, payload: Any) -> None:
+        if ctx.attempt == 1:
+            raise Retryable("rate limited", delay=0.4)
+
+    client = Client(redis_url)
+    r = client.enqueue("later", None, queue="t")
+    async with running_worker(registry, redis_url, ["t"], poll_interval_s=0.05):
+        await wait_until(lambda: (t := client.get_task(r.id)) is not None and t.state == TaskState.RETRY)
+        info = client.get_task(r.id)
+        assert info is not None and info.due_at_ms is not None
+        started = time.monotonic()
+        await wait_until(lambda: final(client, r.id))
+        assert time.monotonic() - started >= 0.3
+
+
+async def test_worker_registers_itself_and_deregisters_on_exit(redis_url: str) -> None:
+    registry = Registry()
+    gate = asyncio.Event()
+
+    @registry.task("wait", queue="reg")
+    async def wait(ctx: TaskContext, payload: Any) -> None:
+        await gate.wait()
+
+    client = Client(redis_url)
+    r = client.enqueue("wait", None, queue="reg")
+    async with running_worker(
+        registry, redis_url, ["reg", "other"], concurrency=3, heartbeat_s=0.1
+    ) as worker:
+        await wait_until(lambda: any(w.busy == 1 for w in client.call(inspect.workers)))
+        (summary,) = client.call(inspect.workers)
+        assert summary.id == worker.id and summary.queues == ("reg", "other") and summary.concurrency == 3
+        assert summary.tasks == (f"reg|{r.id}",) and not summary.stale
+        gate.set()
+        await wait_until(lambda: final(client, r.id))
+    assert client.call(inspect.workers) == []
+
+
+async def test_sigterm_drain_finishes_short_tasks_and_hands_back_long_ones(redis_url: str) -> None:
+    registry = Registry()
+
+    @registry.task("short", queue="drain")
+    async def short(ctx: TaskContext, payload: Any) -> str:
+        await asyncio.sleep(0.3)
+        return "ok"
+
+    @registry.task("long", queue="drain")
+    async def long(ctx: TaskContext, payload: Any) -> None:
+        await asyncio.sleep(30)
+
+    client = Client(redis_url)
+    s = client.enqueue("short", None, queue="drain")
+    lg = client.enqueue("long", None, queue="drain")
+    extra = [client.enqueue("short", None, queue="drain", priority=90) for _ in range(3)]
+    worker = Worker(registry, redis_url, WorkerOptions(queues=["drain"], concurrency=2, grace_s=0.8))
+    run = asyncio.create_task(worker.run())
+    await wait_until(lambda: worker.in_flight == 2)
+    worker.request_stop()
+    await asyncio.wait_for(run, 10)
+    assert client.get_task(s.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
+    long_info = client.get_task(lg.id)
+    assert long_info is not None and long_info.state == TaskState.PENDING and long_info.attempts == 0
+    assert "returned by worker shutdown" in long_info.history[0].note
+    for e in extra:  # prefetched but never started: back to pending untouched
+        info = client.get_task(e.id)
+        assert info is not None and info.state == TaskState.PENDING and info.attempts == 0
+
+
+async def test_strict_queue_order_serves_the_first_queue_first(redis_url: str) -> None:
+    registry = Registry()
+    seen: list[str] = []
+
+    @registry.task("rec", queue="any")
+    async def rec(ctx: TaskContext, payload: Any) -> None:
+        seen.append(ctx.queue)
+
+    client = Client(redis_url)
+    for _ in range(5):
+        client.enqueue("rec", None, queue="low")
+        client.enqueue("rec", None, queue="high")
+    async with running_worker(registry, redis_url, ["high", "low"], concurrency=1, prefetch=0):
+        await wait_until(lambda: len(seen) == 10)
+    assert seen == ["high"] * 5 + ["low"] * 5
+
+
+async def test_weighted_queues_serve_all_queues(redis_url: str) -> None:
+    registry = Registry()
+    seen: list[str] = []
+
+    @registry.task("rec", queue="any")
+    async def rec(ctx: TaskContext, payload: Any) -> None:
+        seen.append(ctx.queue)
+
+    client = Client(redis_url)
+    for _ in range(40):
+        client.enqueue("rec", None, queue="a")
+        client.enqueue("rec", None, queue="b")
+    async with running_worker(
+        registry, redis_url, ["a", "b"], concurrency=1, prefetch=0, weights={"a": 3, "b": 1}
+    ):
+        await wait_until(lambda: len(seen) == 80)
+    first_half = seen[:40]
+    assert 0 < first_half.count("b") < first_half.count("a")
+
+
+async def test_warns_when_eviction_can_drop_tasks(
+    redis_url: str, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with caplog.at_level(logging.WARNING, logger="rediq.worker"):
+            async with running_worker(Registry(), redis_url, ["x"]):
+                pass
+    finally:
+        raw.config_set("maxmemory-policy", "noeviction")
+    assert any("maxmemory-policy is 'allkeys-lru'" in r.message for r in caplog.records)
+
+
+async def test_enqueue_async_client_same_surface(redis_url: str) -> None:
+    from engine.client import AsyncClient
+
+    async with AsyncClient(redis_url) as client:
+        r = await client.enqueue("t", {"a": 1}, queue="aio")
+        assert (await client.enqueue("t", {"a": 1}, queue="aio", id=r.id)).status == "exists"
+        info = await client.get_task(r.id)
+        assert info is not None and info.payload == {"a": 1}
+        assert await client.cancel(r.id) == "cancelled"
