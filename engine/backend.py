@@ -13,8 +13,17 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    NoPermissionError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
@@ -52,13 +61,27 @@ def cmd(*command: Any) -> Call:
     return Call(command=command)
 
 
+# Replies that mean "a failover or resync is under way, try again shortly": the caller sees
+# ConnectionFailed, like a refused connection, rather than a raw redis-py error.
+TRANSIENT_REPLIES = ("CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "NOREPLICAS", "READONLY")
+TRANSIENT_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisReadOnlyError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".")
+
+
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
-        return AuthFailed(f"Redis refused the credentials: {exc}")
+        return AuthFailed(f"Redis refused the credentials: {_one_line(exc)}")
     if isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
-        return ReadOnlyError(f"Redis denied the command: {exc}")
+        return ReadOnlyError(f"Redis denied the command: {_one_line(exc)}")
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return ConnectionFailed(f"cannot reach Redis: {exc}")
+        return ConnectionFailed(f"cannot reach Redis: {_one_line(exc)}")
+    if isinstance(exc, TRANSIENT_ERRORS) or str(exc).startswith(TRANSIENT_REPLIES):
+        return ConnectionFailed(f"Redis is failing over or not ready: {_one_line(exc)}")
+    if isinstance(exc, RedisClusterException) and "cannot be connected" in str(exc):
+        return ConnectionFailed(f"cannot reach Redis Cluster: {_one_line(exc)}")
     return exc
 
 
@@ -90,8 +113,17 @@ class SyncBackend:
             if isinstance(request, Batch):
                 return self._batch(request.calls)
             return self._one(request)
-        except (RedisConnectionError, RedisTimeoutError, AuthenticationError, NoPermissionError) as exc:
-            raise _translate(exc) from exc
+        except (
+            RedisConnectionError,
+            RedisTimeoutError,
+            AuthenticationError,
+            NoPermissionError,
+            RedisClusterException,
+        ) as exc:
+            translated = _translate(exc)
+            if translated is exc:  # a client-side cluster error (e.g. keys in different slots)
+                raise
+            raise translated from exc
         except ResponseError as exc:
             translated = _translate(exc)
             if translated is exc:
@@ -166,8 +198,17 @@ class AsyncBackend:
             if isinstance(request, Batch):
                 return await self._batch(request.calls)
             return await self._one(request)
-        except (RedisConnectionError, RedisTimeoutError, AuthenticationError, NoPermissionError) as exc:
-            raise _translate(exc) from exc
+        except (
+            RedisConnectionError,
+            RedisTimeoutError,
+            AuthenticationError,
+            NoPermissionError,
+            RedisClusterException,
+        ) as exc:
+            translated = _translate(exc)
+            if translated is exc:  # a client-side cluster error (e.g. keys in different slots)
+                raise
+            raise translated from exc
         except ResponseError as exc:
             translated = _translate(exc)
             if translated is exc:

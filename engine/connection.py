@@ -8,6 +8,7 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=…&ssl_certfile=�
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote
 
@@ -86,9 +87,9 @@ class RedisTarget:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
         retry = Retry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
-            from redis.cluster import ClusterNode, RedisCluster
+            from redis.cluster import ClusterNode
 
-            return RedisCluster(
+            return _cluster_class()(
                 startup_nodes=[ClusterNode(h, p) for h, p in self.hosts],
                 username=self.username,
                 password=self.password,
@@ -169,6 +170,40 @@ class RedisTarget:
                 **self._tls_kwargs(),
             )
         return aioredis.Redis(retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs())
+
+
+def _script_keys(args: tuple[Any, ...]) -> list[Any] | None:
+    """The keys of an EVAL/EVALSHA command line (``EVALSHA sha numkeys key… arg…``)."""
+    if len(args) > 2 and str(args[0]).upper() in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"):
+        return list(args[3 : 3 + int(args[2])])
+    return None
+
+
+@cache
+def _cluster_class() -> type[Any]:
+    """``RedisCluster`` whose pipelines route EVALSHA by its declared keys.
+
+    redis-py's sync cluster pipeline finds a script's keys with ``COMMAND GETKEYS`` sent to the
+    client's *default node* (its non-pipelined path special-cases EVAL/EVALSHA; the pipeline does
+    not). That costs a round trip per script call, and once the default node dies every
+    pipelined script call fails with "connection refused" even after a replica took over —
+    the client never recovers. Reading the keys from the command line fixes both.
+    """
+    from redis.cluster import RedisCluster
+
+    class ScriptAwareCluster(RedisCluster):  # type: ignore[misc]
+        def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+            pipe = super().pipeline(transaction, shard_hint)
+            generic = pipe._get_command_keys
+
+            def command_keys(*args: Any) -> Any:
+                keys = _script_keys(args)
+                return keys if keys is not None else generic(*args)
+
+            pipe._get_command_keys = command_keys
+            return pipe
+
+    return ScriptAwareCluster
 
 
 def mask_url(url: str) -> str:

@@ -6,28 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from redis.crc import key_slot
 from redis.exceptions import MovedError
 
 from engine import admin, inspect, ops
 from engine.client import AsyncClient, Client
 from engine.task import Task, TaskState
 from tests.ha import driver
+from tests.ha.util import spread_queues
 from tests.servers import ClusterSet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
-
-
-def spread_queues(c: ClusterSet, count: int = 3) -> list[str]:
-    """Queue names whose hash tags land on ``count`` different primaries."""
-    chosen: dict[int, str] = {}
-    for i in range(1000):
-        name = f"q{i}"
-        port = c.node_for_slot(key_slot(f"rediq:{{{name}}}:pending".encode()))
-        chosen.setdefault(port, name)
-        if len(chosen) == count:
-            return list(chosen.values())
-    raise AssertionError("could not find queues on distinct primaries")
 
 
 @pytest.fixture
