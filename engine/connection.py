@@ -7,6 +7,7 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=â€¦&ssl_certfile=â€
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -72,6 +73,8 @@ class RedisTarget:
                 value: Any = self.options[key]
                 if key == "ssl_check_hostname":
                     value = _flag(value)
+                elif key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") and not os.path.isfile(value):
+                    raise InvalidUrl(f"{key} file {value!r} does not exist (in Redis URL {self.display!r})")
                 kwargs[key] = value
         return kwargs
 
