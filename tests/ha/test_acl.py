@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,19 +17,10 @@ from engine.errors import AuthFailed, ReadOnlyError
 from engine.registry import Registry
 from engine.task import TaskState
 from engine.worker import TaskContext, Worker, WorkerOptions
+from tests.ha.util import PASSWORD, acl_line
 from tests.servers import ServerProcess, free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
-
-ACL_DIR = Path(__file__).resolve().parents[2] / "docs" / "acl"
-PASSWORD = "s3cret-Pw"
-
-
-def acl_line(name: str) -> str:
-    lines = [ln for ln in (ACL_DIR / name).read_text().splitlines() if ln.startswith("user ")]
-    assert len(lines) == 1, f"{name} must hold exactly one user line"
-    assert ">CHANGE_ME" in lines[0]
-    return lines[0].replace(">CHANGE_ME", ">" + PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,28 @@ from redis.exceptions import MovedError
 
 from engine import admin, inspect, ops
 from engine.client import AsyncClient, Client
+from engine.errors import ReadOnlyError
 from engine.task import Task, TaskState
 from tests.ha import driver
-from tests.ha.util import spread_queues
+from tests.ha.util import PASSWORD, acl_line, spread_queues
 from tests.servers import ClusterSet
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
+    """This module's cluster also loads the ``docs/acl`` users (the default user stays open)."""
+    aclfile = tmp_path_factory.mktemp("cluster-acl") / "users.acl"
+    aclfile.write_text(
+        "\n".join(
+            ["user default on nopass ~* &* +@all", acl_line("worker.acl"), acl_line("console-readonly.acl")]
+        )
+        + "\n"
+    )
+    c = ClusterSet(extra_args=["--aclfile", str(aclfile)]).start()
+    yield c
+    c.cleanup()
 
 
 @pytest.fixture
@@ -160,3 +176,22 @@ async def test_async_client_on_cluster(fresh_cluster: ClusterSet) -> None:
         assert page.total == 3
         found = await client.run(ops.locate(client.settings, [r.id for r in results]))
         assert {found[r.id] for r in results} == set(queues)
+
+
+def test_acl_users_on_the_cluster(fresh_cluster: ClusterSet) -> None:
+    """The least-privilege worker user suffices for cluster routing (COMMAND, CLUSTER SLOTS)
+    and scripts on every primary; the console user reads every primary and cannot write."""
+    hosts = ",".join(f"127.0.0.1:{p}" for p in fresh_cluster.primary_ports())
+    queues = spread_queues(fresh_cluster)
+    with Client(f"redis+cluster://rediq-worker:{PASSWORD}@{hosts}") as worker:
+        results = worker.enqueue_many([Task(type="acl", queue=q) for q in queues])
+        jobs = worker.run(driver.dequeue(worker.settings, queues[0]))
+        assert worker.run(driver.ack(worker.settings, jobs)) == []
+    with Client(f"redis+cluster://rediq-console:{PASSWORD}@{hosts}") as console:
+        counts = {s.name: (s.count("pending"), s.count("completed")) for s in console.call(inspect.queues)}
+        assert counts == {queues[0]: (0, 1), queues[1]: (1, 0), queues[2]: (1, 0)}
+        assert console.get_task(results[1].id) is not None
+        with pytest.raises(ReadOnlyError):
+            console.enqueue("nope", None, queue=queues[1])
+        with pytest.raises(ReadOnlyError):
+            console.call(admin.pause, queues[2])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from redis.crc import key_slot
@@ -40,3 +41,14 @@ def retrying(fn: Callable[[], T], errors: list[str], deadline_s: float = 30.0, p
             if time.monotonic() > deadline:
                 raise
             time.sleep(pause_s)
+
+
+ACL_DIR = Path(__file__).resolve().parents[2] / "docs" / "acl"
+PASSWORD = "s3cret-Pw"
+
+
+def acl_line(name: str) -> str:
+    lines = [ln for ln in (ACL_DIR / name).read_text().splitlines() if ln.startswith("user ")]
+    assert len(lines) == 1, f"{name} must hold exactly one user line"
+    assert ">CHANGE_ME" in lines[0]
+    return lines[0].replace(">CHANGE_ME", ">" + PASSWORD)
