@@ -194,9 +194,9 @@ def _cluster_class() -> type[Any]:
     """
     from redis.cluster import RedisCluster
 
-    class ScriptAwareCluster(RedisCluster):  # type: ignore[misc]
+    class ScriptAwareCluster(RedisCluster):
         def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
-            pipe = super().pipeline(transaction, shard_hint)
+            pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
             generic = pipe._get_command_keys
 
             def command_keys(*args: Any) -> Any:

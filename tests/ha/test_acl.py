@@ -117,7 +117,7 @@ def test_console_user_reads_but_cannot_write(clean: ServerProcess) -> None:
     # the console may listen to every queue's events with the engine's pattern
     pubsub = raw.pubsub()
     pubsub.psubscribe(console.settings.keyspace.events_pattern)
-    assert pubsub.get_message(timeout=2)["type"] == "psubscribe"  # type: ignore[index]
+    assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
     pubsub.close()
     raw.close()
     console.close()

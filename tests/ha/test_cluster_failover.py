@@ -23,11 +23,15 @@ KILL_AT = 80
 
 def test_client_survives_primary_kill_without_losing_acknowledged_tasks(cluster: ClusterSet) -> None:
     queues = spread_queues(cluster)
-    victim_queue = queues[0]
-    victim_port = cluster.node_for_key(f"rediq:{{{victim_queue}}}:pending")
+    client = Client(cluster.url)
+    # Kill the client's *default node*: redis-py's cluster pipeline used to ask it for the keys
+    # of every pipelined EVALSHA (COMMAND GETKEYS) and never recovered once it was gone.
+    default_port = int(client.backend.redis.get_default_node().port)
+    owners = {cluster.node_for_key(f"rediq:{{{q}}}:pending"): q for q in queues}
+    assert default_port in owners, "the default node should be a primary"
+    victim_port, victim_queue = default_port, owners[default_port]
     heirs = cluster.replica_of(victim_port)
     assert heirs, "the victim primary has no linked replica: no failover could happen"
-    client = Client(cluster.url)
     errors: list[str] = []
     stored: dict[str, str] = {}  # id -> queue, for every enqueue the client saw succeed
     completed: set[str] = set()

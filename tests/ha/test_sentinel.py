@@ -63,7 +63,9 @@ def test_enqueue_inspect_and_failover(sentinels: SentinelSet) -> None:
     assert new_primary != old_primary
     lost = [t for t in stored if client.get_task(t, "ha") is None]
     wrong = [
-        t for t in completed if (i := client.get_task(t, "ha")) is None or i.state != TaskState.COMPLETED
+        t
+        for t in completed
+        if (info := client.get_task(t, "ha")) is None or info.state != TaskState.COMPLETED
     ]
     record_figure(
         "sentinel-primary-kill (sync client)",
