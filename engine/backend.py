@@ -227,7 +227,7 @@ class AsyncBackend:
     async def _send(self, call: Call) -> Any:
         if call.script is not None:
             s = lua.script(call.script)
-            return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)  # type: ignore[misc]
+            return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
         return await self.redis.execute_command(*call.command)
 
     async def _load(self, name: str) -> None:

@@ -53,7 +53,10 @@ class WorkerTimeout(RediqError):
 class TaskNotFound(RediqError):
     code = "E005"
     exit_code = 7
-    fix = "Check the id with `rediq queue inspect QUEUE`; completed tasks are kept only for the retention period"
+    fix = (
+        "Check the id with `rediq queue inspect QUEUE`; "
+        "completed tasks are kept only for the retention period"
+    )
 
 
 class InvalidTask(RediqError):

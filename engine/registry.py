@@ -19,7 +19,7 @@ Handler = Callable[..., Any]
 
 @dataclass(frozen=True, slots=True)
 class TaskDef:
-    type: str
+    task_type: str
     handler: Handler
     is_async: bool
     queue: str = DEFAULT_QUEUE
@@ -60,7 +60,7 @@ class Registry:
 
     def task(
         self,
-        type: str,
+        task_type: str,
         *,
         queue: str = DEFAULT_QUEUE,
         priority: int = DEFAULT_PRIORITY,
@@ -72,13 +72,13 @@ class Registry:
         """Register ``fn(ctx, payload)``; ``payload`` (a pydantic model) validates input, and a
         payload that fails validation goes straight to dead with the validation error."""
         # validate the defaults once, at import time, with the same rules as enqueue
-        Task(type=type, queue=queue, priority=priority, max_retry=max_retry, timeout=timeout)
+        Task(type=task_type, queue=queue, priority=priority, max_retry=max_retry, timeout=timeout)
 
         def register(fn: Handler) -> Handler:
-            if type in self.definitions:
-                raise ValueError(f"task type {type!r} is registered twice")
-            self.definitions[type] = TaskDef(
-                type,
+            if task_type in self.definitions:
+                raise ValueError(f"task type {task_type!r} is registered twice")
+            self.definitions[task_type] = TaskDef(
+                task_type,
                 fn,
                 pyinspect.iscoroutinefunction(fn),
                 queue,
@@ -111,8 +111,8 @@ class Registry:
         validate_cron(expression, timezone)
         self.crons[name] = CronDef(name, expression, task_type, payload, timezone, queue)
 
-    def get(self, type: str) -> TaskDef | None:
-        return self.definitions.get(type)
+    def get(self, task_type: str) -> TaskDef | None:
+        return self.definitions.get(task_type)
 
     @property
     def types(self) -> set[str]:
@@ -122,9 +122,9 @@ class Registry:
     def queues(self) -> list[str]:
         return sorted({d.queue for d in self.definitions.values()})
 
-    def make_task(self, type: str, payload: Any = None, **overrides: Any) -> Task:
+    def make_task(self, task_type: str, payload: Any = None, **overrides: Any) -> Task:
         """A ``Task`` with this type's registered defaults (queue, priority, retries, timeout)."""
-        d = self.definitions.get(type)
+        d = self.definitions.get(task_type)
         defaults: dict[str, Any] = {}
         if d is not None:
             defaults = {
@@ -135,7 +135,7 @@ class Registry:
             }
         from engine.client import build_task
 
-        return build_task(type, payload, **{**defaults, **overrides})
+        return build_task(task_type, payload, **{**defaults, **overrides})
 
 
 def load_app(path: str) -> Registry:

@@ -30,13 +30,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine import events, ops
-from engine.backend import AsyncBackend, Batch, Call, cmd
+from engine.backend import AsyncBackend, Batch, Call, Op, cmd
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, Permanent, RediqError, Retryable
 from engine.ops import Job, Settings
 from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
+
+RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
 
 
 @dataclass
@@ -140,6 +142,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
         self.failed = 0
+        # run times (ms) of completed tasks per (queue, type), sent with the heartbeat
+        self._runtimes: dict[tuple[str, str], list[int]] = defaultdict(list)
 
     # ---------------------------------------------------------------- public
 
@@ -305,8 +309,14 @@ class Worker:
                 continue
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
+            # last progress reports go first: a finished task no longer accepts them
+            progress, self._progress = self._progress, {}
             calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
+            calls[:0] = [
+                ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m)
+                for j, p, m in progress.values()
+            ]
             order = self._fetch_order() if want_fetch else []
             capacity = self._capacity
             lease_ms = int(self.options.lease_s * 1000)
@@ -320,11 +330,14 @@ class Worker:
                 for q, done in acks.items():
                     self._acks[q][:0] = done
                 self._fails[:0] = fails
+                for task_id, report in progress.items():
+                    self._progress.setdefault(task_id, report)
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(5.0, backoff * 2)
                 continue
             backoff = 0.05
+            replies = replies[len(progress) :]
             n_acks = len(acks)
             notified: list[tuple[str, list[str]]] = []
             for (q, _), reply in zip(acks.items(), replies[:n_acks], strict=True):
@@ -425,10 +438,13 @@ class Worker:
             trace = tb_module.format_exc(limit=20)
         finally:
             self._running.pop(job.id, None)
-            self._progress.pop(job.id, None)
         if outcome == "completed":
             self._acks[job.queue].append((job.id, job.attempt, result_json))
             self.processed += 1
+            if definition is not None:
+                samples = self._runtimes[(job.queue, job.type)]
+                if len(samples) < RUNTIME_SAMPLES:
+                    samples.append(int((time.monotonic() - started) * 1000))
         elif outcome != "stale" and not (self._stopping and outcome == "cancelled" and not ctx.cancelled):
             if outcome == "retry" and job.attempt > job.max_retry:
                 outcome = "dead"
@@ -500,6 +516,9 @@ class Worker:
 
     def _queue_progress(self, job: Job, percent: float, message: str) -> None:
         first = not self._progress
+        previous = self._progress.get(job.id)
+        if previous is not None and previous[1] > percent:
+            return  # progress never goes back within an attempt (the server enforces it too)
         self._progress[job.id] = (job, percent, message)
         if first:
             asyncio.ensure_future(self._send_progress())
@@ -554,6 +573,17 @@ class Worker:
                         ):
                             entry[1].cancel()
         await self._heartbeat_registry()
+        if self._runtimes:
+            runtimes, self._runtimes = self._runtimes, defaultdict(list)
+            calls: list[Call] = []
+            for (queue, task_type), samples in runtimes.items():
+                key = self.settings.keyspace.queue(queue).runtimes(task_type)
+                calls += [
+                    cmd("LPUSH", key, *samples),
+                    cmd("LTRIM", key, 0, RUNTIME_SAMPLES - 1),
+                    cmd("EXPIRE", key, 86400),
+                ]
+            await self.backend.execute(Batch(calls))
 
     def _drop(self, task_id: str, why: str) -> None:
         entry = self._running.get(task_id)
@@ -624,7 +654,7 @@ class Worker:
             log.warning("could not hand back %d task(s): %s", len(jobs), exc)
 
 
-def _known_queues(settings: Settings) -> ops.Op[list[str]]:
+def _known_queues(settings: Settings) -> Op[list[str]]:
     names = yield cmd("SMEMBERS", settings.keyspace.queues)
     return sorted(names)
 

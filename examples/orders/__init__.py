@@ -1,0 +1,1 @@
+"""The seeds' e-commerce order pipeline on rediq: inventory -> payment -> sms + shipping."""
