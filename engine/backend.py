@@ -34,7 +34,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One Redis request: a script by name (``script``) or a plain command (``command``)."""
+    """One Redis request: a script by name (``script``) or a plain command (``command``).
+
+    For a plain command, ``keys`` may name a key whose Cluster node should run it: a keyless
+    command such as ``SCAN`` then runs on the node that holds that key's slot (elsewhere it is
+    ignored)."""
 
     script: str | None = None
     keys: Sequence[str] = ()
@@ -92,6 +96,23 @@ def _args(call: Call) -> tuple[Any, ...]:
     return call.command
 
 
+def _route(client: Any, call: Call) -> dict[str, Any]:
+    """``target_nodes`` for a plain command with a routing key, on a cluster client only."""
+    if call.keys and hasattr(client, "get_node_from_key"):
+        return {"target_nodes": client.get_node_from_key(call.keys[0])}
+    return {}
+
+
+def _unwrap(reply: Any, route: dict[str, Any]) -> Any:
+    """redis-py answers a routed SCAN with ``({node: cursor}, keys)``; one node was asked, so
+    hand back the plain ``(cursor, keys)`` the operation expects."""
+    if route and isinstance(reply, list | tuple) and len(reply) == 2 and isinstance(reply[0], dict):
+        cursors = list(reply[0].values())
+        if len(cursors) == 1:
+            return (cursors[0], reply[1])
+    return reply
+
+
 def _first_key(call: Call) -> str | None:
     return call.keys[0] if call.keys else None
 
@@ -143,7 +164,8 @@ class SyncBackend:
         if call.script is not None:
             s = lua.script(call.script)
             return self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-        return self.redis.execute_command(*call.command)
+        route = _route(self.redis, call)
+        return _unwrap(self.redis.execute_command(*call.command, **route), route)
 
     def _load(self, name: str, key: str | None) -> None:
         self.redis.script_load(lua.script(name).source)
@@ -228,7 +250,8 @@ class AsyncBackend:
         if call.script is not None:
             s = lua.script(call.script)
             return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-        return await self.redis.execute_command(*call.command)
+        route = _route(self.redis, call)
+        return _unwrap(await self.redis.execute_command(*call.command, **route), route)
 
     async def _load(self, name: str) -> None:
         await self.redis.script_load(lua.script(name).source)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from engine import admin, inspect
+from engine import admin, explain, inspect
 from engine.client import Client
 from engine.errors import AuthFailed, ReadOnlyError
 from engine.registry import Registry
@@ -102,6 +102,8 @@ def test_console_user_reads_but_cannot_write(clean: ServerProcess) -> None:
     info = console.get_task(task.id)  # located through the queue registry, no SCAN
     assert info is not None and info.history
     assert console.call(inspect.workers) == []
+    assert console.call(explain.why, task.id) is not None
+    assert console.call(inspect.audit) == []
     for attempt in (
         lambda: console.enqueue("acl:job", None, queue="ro"),
         lambda: console.call(admin.pause, "ro"),

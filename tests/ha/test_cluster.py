@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from redis.exceptions import MovedError
 
-from engine import admin, inspect, ops
+from engine import admin, doctor, explain, inspect, ops
 from engine.client import AsyncClient, Client
 from engine.errors import ReadOnlyError
 from engine.task import Task, TaskState
@@ -174,6 +174,7 @@ async def test_async_client_on_cluster(fresh_cluster: ClusterSet) -> None:
         assert await client.run(driver.ack(client.settings, leased)) == []
         page = await client.call(inspect.page, queues[0], TaskState.COMPLETED)
         assert page.total == 3
+        assert await client.call(doctor.examine) == []  # routed SCAN through the asyncio cluster client
         found = await client.run(ops.locate(client.settings, [r.id for r in results]))
         assert {found[r.id] for r in results} == set(queues)
 
@@ -195,3 +196,23 @@ def test_acl_users_on_the_cluster(fresh_cluster: ClusterSet) -> None:
             console.enqueue("nope", None, queue=queues[1])
         with pytest.raises(ReadOnlyError):
             console.call(admin.pause, queues[2])
+
+
+def test_doctor_and_explain_on_the_cluster(fresh_cluster: ClusterSet, client: Client) -> None:
+    """The doctor SCANs per queue: on a cluster that SCAN must run on the queue's node (a
+    keyless SCAN goes to every primary and its cursors cannot be continued)."""
+    queues = spread_queues(fresh_cluster)
+    results = client.enqueue_many([Task(type="x", queue=q) for q in queues])
+    orphan_queue = queues[1]
+    orphan_key = client.settings.keyspace.queue(orphan_queue).task("orphan")
+    direct = fresh_cluster.client(fresh_cluster.node_for_key(orphan_key))
+    direct.hset(orphan_key, mapping={"id": "orphan", "type": "x", "state": "pending", "priority": "50"})
+    direct.close()
+    findings = client.call(doctor.examine)
+    assert [(f.queue, f.item) for f in findings] == [(orphan_queue, "orphan")], findings
+    repaired = client.call(doctor.examine, True)
+    assert all(f.repaired for f in repaired) and client.call(doctor.examine) == []
+    explanation = client.call(explain.why, results[2].id)
+    assert explanation is not None
+    assert client.call(admin.pause, queues[0]) is True
+    assert [a.action for a in client.call(inspect.audit)] == ["pause"]
