@@ -8,6 +8,7 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=â€¦&ssl_certfile=â€
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from urllib.parse import parse_qsl, unquote
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError
 from redis.retry import Retry
 
 from engine.errors import InvalidUrl
@@ -88,7 +90,7 @@ class RedisTarget:
 
     def sync(self) -> Any:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
-        retry = Retry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
             from redis.cluster import ClusterNode
 
@@ -140,9 +142,9 @@ class RedisTarget:
 
     def aio(self) -> Any:
         """An asyncio client (``redis.asyncio.Redis`` or its cluster/sentinel variants)."""
-        from redis.asyncio.retry import Retry as AsyncRetry
-
-        retry = AsyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _async_retry_class()(
+            ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
+        )
         if self.mode == "cluster":
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
             from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -173,6 +175,49 @@ class RedisTarget:
                 **self._tls_kwargs(),
             )
         return aioredis.Redis(retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs())
+
+
+def _hopeless(error: Exception) -> bool:
+    """Errors that no reconnect can cure: wrong credentials (redis-py makes them connection
+    errors, so they would be retried with backoff) and a certificate the CA does not vouch for."""
+    text = str(error).lower()
+    return isinstance(error, AuthenticationError) or "certificate verify failed" in text
+
+
+class _SyncRetry(Retry):
+    """``Retry`` that fails at once on :func:`_hopeless` errors instead of backing off."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], Any],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
+        def retryable(error: Exception) -> bool:
+            return not _hopeless(error) and (is_retryable is None or is_retryable(error))
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
+@cache
+def _async_retry_class() -> type[Any]:
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    class AsyncNoHopelessRetry(AsyncRetry):
+        async def call_with_retry(
+            self,
+            do: Callable[[], Awaitable[Any]],
+            fail: Callable[..., Any],
+            is_retryable: Callable[[Exception], bool] | None = None,
+            with_failure_count: bool = False,
+        ) -> Any:
+            def retryable(error: Exception) -> bool:
+                return not _hopeless(error) and (is_retryable is None or is_retryable(error))
+
+            return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+    return AsyncNoHopelessRetry
 
 
 def _script_keys(args: tuple[Any, ...]) -> list[Any] | None:

@@ -5,6 +5,7 @@ write fails with ``ReadOnlyError`` (one line)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,8 +128,10 @@ def test_console_user_reads_but_cannot_write(clean: ServerProcess) -> None:
 
 def test_wrong_password_is_auth_failed_and_masked(clean: ServerProcess) -> None:
     client = Client(url(clean, "rediq-console", "wrong-pw-123"))
+    started = time.monotonic()
     with pytest.raises(AuthFailed) as caught:
         client.call(inspect.queue_names)
+    assert time.monotonic() - started < 1.5, "wrong credentials must not be retried with backoff"
     assert "wrong-pw-123" not in str(caught.value) and "\n" not in str(caught.value)
     assert "wrong-pw-123" not in repr(client.target)
     client.close()

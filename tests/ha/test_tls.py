@@ -3,6 +3,7 @@ our own CA works for enqueue and inspect; a wrong CA fails with one clear line."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,12 +48,23 @@ async def test_async_rediss_with_hostname_check_and_client_cert(tls: TlsServer) 
 
 def test_wrong_ca_is_one_line_connection_failed(tls: TlsServer) -> None:
     client = Client(tls.url(ca=tls.certs.other_ca))
+    started = time.monotonic()
     with pytest.raises(ConnectionFailed) as caught:
         client.call(inspect.queue_names)
+    assert time.monotonic() - started < 1.5, "a certificate the CA rejects must not be retried"
     message = str(caught.value)
     assert "\n" not in message
     assert "certificate verify failed" in message.lower(), message
     client.close()
+
+
+async def test_async_wrong_ca_fails_fast(tls: TlsServer) -> None:
+    client = AsyncClient(tls.url(ca=tls.certs.other_ca))
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed, match="certificate verify failed"):
+        await client.call(inspect.queue_names)
+    assert time.monotonic() - started < 1.5
+    await client.close()
 
 
 def test_missing_ca_file_is_one_line_invalid_url(tls: TlsServer, tmp_path: Path) -> None:
