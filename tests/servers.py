@@ -185,6 +185,13 @@ class ClusterSet:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[: self.primaries])
 
     def start(self, timeout: float = 60.0) -> ClusterSet:
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.cleanup()  # never leave half a cluster running
+            raise
+
+    def _start(self, timeout: float) -> ClusterSet:
         count = self.primaries * (1 + self.replicas)
         for _ in range(count):
             node = ServerProcess(
@@ -201,7 +208,8 @@ class ClusterSet:
                     *self.extra_args,
                 ],
             )
-            self.nodes.append(node.start())
+            self.nodes.append(node)  # before start: cleanup() must see it even if start fails
+            node.start()
         out = subprocess.run(
             [
                 valkey_cli(),
@@ -366,24 +374,33 @@ class SentinelSet:
         return ["--min-replicas-to-write", str(self.min_replicas), "--min-replicas-max-lag", "10"]
 
     def start(self, timeout: float = 30.0) -> SentinelSet:
-        primary = ServerProcess(port=free_port(), extra_args=self._data_args()).start()
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _start(self, timeout: float) -> SentinelSet:
+        primary = ServerProcess(port=free_port(), extra_args=self._data_args())
         self.data.append(primary)
+        primary.start()
         for _ in range(self.replicas):
             replica = ServerProcess(
                 port=free_port(),
                 extra_args=[*self._data_args(), "--replicaof", "127.0.0.1", str(primary.port)],
             )
-            self.data.append(replica.start())
+            self.data.append(replica)
+            replica.start()
         for _ in range(self.sentinels):
-            self.watchers.append(
-                SentinelProcess(
-                    port=free_port(),
-                    primary_port=primary.port,
-                    service=self.service,
-                    quorum=max(1, self.sentinels // 2 + 1),
-                    down_after_ms=self.down_after_ms,
-                ).start()
+            watcher = SentinelProcess(
+                port=free_port(),
+                primary_port=primary.port,
+                service=self.service,
+                quorum=max(1, self.sentinels // 2 + 1),
+                down_after_ms=self.down_after_ms,
             )
+            self.watchers.append(watcher)  # before start: cleanup() must see it
+            watcher.start()
         self.wait_healthy(timeout)
         return self
 
@@ -578,7 +595,8 @@ class TlsServer:
                 "--tls-auth-clients",
                 self.auth_clients,
             ],
-        ).start()
+        )
+        self.server.start()  # assigned first: cleanup() must see it even if start fails
         return self
 
     def url(self, ca: Path | None = None, **options: str) -> str:
