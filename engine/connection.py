@@ -241,7 +241,7 @@ def _cluster_class() -> type[Any]:
 
     class ScriptAwareCluster(RedisCluster):
         def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
-            pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+            pipe = super().pipeline(transaction, shard_hint)
             generic = pipe._get_command_keys
 
             def command_keys(*args: Any) -> Any:
