@@ -287,6 +287,10 @@ class RediqApp(App[None]):
             return
         while len(self.screen_stack) > 1:
             self.pop_screen()
+        if name == "tasks" and self.tasks_view.queue is None:
+            selected = self.screen_stack[0].query_one(QueuesView).selected
+            if selected is not None:
+                self.tasks_view.open(selected, "pending")
         self.switcher.current = name
         self.current_view.focus_main()
         self.poll()

@@ -260,3 +260,26 @@ async def test_pause_refresh_stops_polling(redis_url: str) -> None:
         assert app.polls == polls
         await pilot.press("p")
         await next_poll(pilot, app)
+
+
+async def test_tasks_key_opens_selected_queue_and_escape_clears_filter(redis_url: str) -> None:
+    with Client(redis_url) as c:
+        c.enqueue("alpha", {}, queue="a", id="a-1")
+        c.enqueue("beta", {}, queue="b", id="b-1")
+        c.enqueue("gamma", {}, queue="b", id="b-2")
+    app = make_app(redis_url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        await pilot.press("j", "3")
+        tasks = app.query_one(TasksView)
+        await wait_for(pilot, lambda: tasks.queue == "b" and tasks.table.row_count == 2)
+        await pilot.press("slash", *"gam")
+        assert app.switcher.current == "tasks"
+        await pilot.press("escape")  # clears the filter, does not leave the view
+        assert app.switcher.current == "tasks"
+        assert tasks.needle == "" and tasks.table.row_count == 2
+        assert app.focused is tasks.table
+        await pilot.press("slash", *"gam", "enter")
+        assert tasks.table.row_keys() == ["b-2"]
+        await pilot.press("escape")  # now Esc goes back to Queues
+        assert app.switcher.current == "queues"
