@@ -235,6 +235,14 @@ class TasksView(View):
         if self.queue is not None and event.row_key.value is not None:
             self.post_message(OpenTask(self.queue, str(event.row_key.value)))
 
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """Clicking (or selecting) a column header sorts by it; again: back to Redis order."""
+        event.stop()
+        key = {"id": "id", "type": "type", "priority": "priority", "attempts": "attempts", "age": "age"}
+        wanted = key.get(str(event.column_key.value), "redis")
+        self.sort_by = "redis" if wanted == self.sort_by else wanted
+        self._render_rows()
+
     def action_state(self, step: int) -> None:
         if self.queue is None:
             return

@@ -18,11 +18,13 @@ HOSTILE_TYPE = "[@click=app.quit]x\x1b]0;owned\x07\u202eevil"
 HOSTILE_ERROR = "[/oops] [@click=app.toggle_refresh]boom\x1b[2J\x9b31m\x00"
 
 
-def plant(raw: redis.Redis, queue: str, task_id: str, fields: dict[str, str]) -> None:
+def plant(raw: redis.Redis, queue: str, task_id: str, fields: dict[str | bytes, str | bytes]) -> None:
     """Write a task hash the way a buggy or malicious client could."""
     qk = Settings().keyspace.queue(queue)
     raw.sadd(Settings().keyspace.queues, queue)
-    raw.hset(qk.task(task_id), mapping={"id": task_id, "state": "pending", "enq": "1", **fields})
+    mapping: dict[str | bytes, str | bytes] = {"id": task_id, "state": "pending", "enq": "1"}
+    mapping.update(fields)
+    raw.hset(qk.task(task_id), mapping=mapping)  # type: ignore[arg-type]
     raw.zadd(qk.pending, {task_id: 1})
 
 

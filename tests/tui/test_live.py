@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from engine import admin
 from engine.client import Client
 from rediq_tui.screens.launch import LaunchScreen
 from rediq_tui.widgets.queues import QueuesView
@@ -59,11 +60,10 @@ async def test_launch_worker_see_log_and_stop_it(redis_url: str) -> None:
         assert launched.spec.queues == ("tuiq",) and launched.spec.concurrency == 2
         view = app.query_one(WorkersView)
         await wait_for(pilot, lambda: view.table.row_count == 1, timeout=30, what="worker heartbeat")
-        assert str(view.table.get_cell_at((0, 2)).plain) == "tuiq"  # type: ignore[union-attr]
+        row_key = view.table.row_keys()[0]
+        assert str(view.table.get_cell(row_key, "queues")) == "tuiq"
         with Client(redis_url) as c:
-            await wait_for(
-                pilot, lambda: c.call(__import__("engine.admin").admin.count, "tuiq", "completed") == 3
-            )
+            await wait_for(pilot, lambda: c.call(admin.count, "tuiq", "completed") == 3)
         await wait_for(pilot, lambda: any("worker starting" in line for line in launched.lines))
         log = view.query_one("#launched-log")
         assert not log.has_class("-hidden")

@@ -34,7 +34,7 @@ def first_poll(app: RediqApp, *keys: str, until: Callable[[], bool] | None = Non
         for key in keys:
             start = app.polls
             await pilot.press(key)
-            await wait_for(pilot, lambda s=start: app.polls > s)
+            await wait_for(pilot, lambda: app.polls > start)  # noqa: B023 - awaited here
         if until is not None:
             await wait_for(pilot, until)
         await settle_tables(pilot)

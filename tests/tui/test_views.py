@@ -9,6 +9,7 @@ from engine import admin
 from engine.client import Client
 from engine.registry import CronDef
 from engine.scheduler import register
+from rediq_tui.messages import OpenQueue
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.help import HelpScreen
 from rediq_tui.widgets.cron import CronView
@@ -97,7 +98,7 @@ async def test_active_progress_bar_and_live_progress_event(redis_url: str) -> No
     app = make_app(redis_url, interval_ms=60_000)  # no polls during the test: events only
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.polls >= 1)
-        app.post_message(__import__("rediq_tui.messages", fromlist=["x"]).OpenQueue("payment", "active"))
+        app.post_message(OpenQueue("payment", "active"))
         tasks = app.query_one(TasksView)
         await wait_for(pilot, lambda: tasks.page is not None and tasks.table.row_count == 2)
         assert "30%" in cell(tasks.table, "run-1", "info")
