@@ -31,17 +31,17 @@ class CronView(View):
     def compose(self) -> ComposeResult:
         yield Static("Cron", classes="view-title", id="cron-title")
         table = VimTable(id="cron-table")
-        for label, key in (
-            ("Name", "name"),
-            ("Schedule", "expr"),
-            ("Next fire (UTC)", "next"),
-            ("In", "in"),
-            ("Last", "last"),
-            ("Outcome", "outcome"),
-            ("Type", "type"),
-            ("Queue", "queue"),
+        for label, key, width in (
+            ("Name", "name", 16),
+            ("Schedule", "expr", 12),
+            ("Next fire (UTC)", "next", 16),
+            ("In", "in", 8),
+            ("Last", "last", 16),
+            ("Outcome", "outcome", 9),
+            ("Type", "type", 16),
+            ("Queue", "queue", 12),
         ):
-            table.add_column(label, key=key)
+            table.add_column(label, key=key, width=width)
         yield table
 
     @property

@@ -56,7 +56,8 @@ class VimTable(DataTable[Cell]):
             for key, cells in rows:
                 for col, cell in zip(columns, cells, strict=False):
                     if self.get_cell(key, col) != cell:
-                        self.update_cell(key, col, cell)
+                        self.update_cell(key, col, cell, update_width=True)
+            self.check_idle()
             return
         row_index = self.cursor_row
         self.clear()
@@ -69,3 +70,6 @@ class VimTable(DataTable[Cell]):
                 pass
         if self.row_count:
             self.move_cursor(row=min(row_index, self.row_count - 1), animate=False, scroll=True)
+        # column widths are measured when the table goes idle: make sure it does, even while
+        # it is hidden behind another view
+        self.check_idle()
