@@ -16,3 +16,11 @@ async def quick(ctx: TaskContext, payload: Any) -> str:
     ctx.progress(50, "half way")
     await asyncio.sleep(0.05)
     return "ok"
+
+
+@console.task("tui:slow", queue="tuislow")
+async def slow(ctx: TaskContext, payload: Any) -> str:
+    for step in range(1, 11):
+        ctx.progress(step * 10, f"step {step} of 10")
+        await asyncio.sleep(float(payload.get("step_s", 0.5)) if isinstance(payload, dict) else 0.5)
+    return "done"
