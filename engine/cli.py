@@ -203,6 +203,15 @@ def worker_json(worker: inspect.WorkerSummary) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ root
 
 
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rediq")
+    except PackageNotFoundError:
+        return "0.1.0 (source checkout)"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": TABLE_WIDTH})
 @click.option(
     "--redis-url",
@@ -210,7 +219,7 @@ def worker_json(worker: inspect.WorkerSummary) -> dict[str, Any]:
     help="Redis URL (default: $REDIS_URL, .env, config file, else the embedded Valkey server).",
 )
 @click.option("--prefix", metavar="PREFIX", help="Key prefix (default: $REDIQ_PREFIX or 'rediq').")
-@click.version_option(package_name="rediq", message="rediq %(version)s")
+@click.version_option(version=package_version(), message="rediq %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
     """Operate a rediq installation: queues, tasks, workers, the embedded server."""

@@ -250,7 +250,9 @@ def stop_server(timeout: float = STOP_TIMEOUT_S) -> int | None:
             _reap(pid)
             time.sleep(0.05)
         if _pid_alive(pid):
-            raise EmbeddedServerError(f"embedded valkey-server (pid {pid}) did not stop within {timeout:.0f}s")
+            raise EmbeddedServerError(
+                f"embedded valkey-server (pid {pid}) did not stop within {timeout:.0f}s"
+            )
         for stale in (PID_NAME, URL_NAME):
             (directory / stale).unlink(missing_ok=True)
         return pid

@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -119,6 +126,7 @@ class WorkerMetrics:
     ) -> None:
         self.labels = labels
         self.served_queues = list(served_queues)
+        disable_created_metrics()  # no *_created series: they double the series count for nothing
         self.registry = CollectorRegistry(auto_describe=True)
         by = ["queue", "type"]
         self.processed = Counter(
