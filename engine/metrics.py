@@ -126,7 +126,7 @@ class WorkerMetrics:
     ) -> None:
         self.labels = labels
         self.served_queues = list(served_queues)
-        disable_created_metrics()  # no *_created series: they double the series count for nothing
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series: they double the series count for nothing
         self.registry = CollectorRegistry(auto_describe=True)
         by = ["queue", "type"]
         self.processed = Counter(
