@@ -196,15 +196,29 @@ def _start(directory: Path) -> tuple[int, str]:
             f"valkey-server exited with {result.returncode}: {detail[-1] if detail else 'no output'}"
         )
     deadline = time.monotonic() + START_TIMEOUT_S
+    seen_pid: int | None = None
     while time.monotonic() < deadline:
-        pid = _read_pid(directory)
-        if pid is not None and _ping(url):
-            (directory / URL_NAME).write_text(url + "\n")
-            return pid, url
+        pid = _read_pid(directory) or seen_pid
+        if pid is not None:
+            seen_pid = pid
+            if not _pid_alive(pid):
+                raise EmbeddedServerError(f"embedded valkey-server exited at start: {_last_log_line(directory)}")
+            if _ping(url):
+                (directory / URL_NAME).write_text(url + "\n")
+                return pid, url
         time.sleep(0.05)
     raise EmbeddedServerError(
         f"embedded valkey-server did not answer within {START_TIMEOUT_S:.0f}s; see {directory / LOG_NAME}"
     )
+
+
+def _last_log_line(directory: Path) -> str:
+    try:
+        lines = [ln for ln in (directory / LOG_NAME).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    fatal = [ln for ln in lines if " # " in ln] or lines
+    return fatal[-1].split(" # ", 1)[-1].strip() if fatal else "no log"
 
 
 def ensure_server() -> str:
