@@ -202,7 +202,9 @@ def _start(directory: Path) -> tuple[int, str]:
         if pid is not None:
             seen_pid = pid
             if not _pid_alive(pid):
-                raise EmbeddedServerError(f"embedded valkey-server exited at start: {_last_log_line(directory)}")
+                raise EmbeddedServerError(
+                    f"embedded valkey-server exited at start: {_last_log_line(directory)}"
+                )
             if _ping(url):
                 (directory / URL_NAME).write_text(url + "\n")
                 return pid, url

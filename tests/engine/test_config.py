@@ -44,7 +44,9 @@ def test_defaults_without_any_source() -> None:
     assert set(config_sources({}).values()) == {"default"}
 
 
-def test_precedence_flag_over_env_over_dotenv_over_file(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_precedence_flag_over_env_over_dotenv_over_file(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_layers(isolated)
     monkeypatch.setenv("REDIQ_PREFIX", "fromenv")
     monkeypatch.setenv("WORKER_GRACE_S", "9")
@@ -130,7 +132,9 @@ def test_config_show_json_masks_password_and_reports_sources(
 ) -> None:
     write_layers(isolated)
     monkeypatch.setenv("REDIS_URL", "redis://user:hunter2@db.example:6380/1")
-    result = CliRunner().invoke(cli, ["--prefix", "cliprefix", "config", "show", "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["--prefix", "cliprefix", "config", "show", "--json"], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output
     shown = json.loads(result.output)

@@ -38,7 +38,12 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "engine.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -84,14 +89,17 @@ def test_concurrent_starts_share_one_server(data_dir: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     code = "from engine import embedded; embedded.ensure_server(); print(embedded.status().pid)"
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
     ]
     pids = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(pids) == 1
     assert pids == {str(embedded.status().pid)}
 
 
-def test_default_url_uses_embedded_and_announces_once(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_url_uses_embedded_and_announces_once(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     embedded._announced.clear()
     url = embedded.default_url()
     assert embedded.default_url() == url
