@@ -245,3 +245,13 @@ def test_readers_survive_hashes_written_by_a_buggy_client(client: Client, raw: r
     assert info is not None and info.priority == 50 and info.attempts == 0 and info.metadata == {}
     page = client.call(inspect.page, "junk", "pending")
     assert page.tasks[0].id == r.id
+
+
+def test_duplicates_in_one_batch_each_name_their_own_holder(client: Client) -> None:
+    a = client.enqueue("t", None, queue="ub", unique_key="A")
+    b = client.enqueue("t", None, queue="ub", unique_key="B")
+    batch = [Task(type="t", queue="ub", unique_key=k) for k in ("B", "A", "C", "A")]
+    results = client.enqueue_many(batch)
+    assert [r.status for r in results] == ["duplicate", "duplicate", "new", "duplicate"]
+    assert [r.id for r in results[:2]] == [b.id, a.id]
+    assert results[3].id == a.id and results[2].id == batch[2].id
