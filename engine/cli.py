@@ -24,7 +24,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from engine import admin, embedded, inspect
+from engine import admin, doctor, embedded, explain, inspect
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
@@ -298,8 +298,9 @@ def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> Non
         f"{summary.failed_per_min} failed in the last minute"
     )
     click.echo(f"head age    {fmt_age(summary.head_age_s)}")
-    counts = "  ".join(f"{st}={summary.count(st)}" for st in inspect.COUNTED_STATES)
-    click.echo(f"counts      {counts}")
+    counts = [f"{st}={summary.count(st)}" for st in inspect.COUNTED_STATES]
+    for i in range(0, len(counts), 4):
+        click.echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")
     rows = [
         [t.id, one_line(t.type, 18), str(t.state), str(t.attempts), one_line(t.last_error)]
         for st in SAMPLE_STATES
@@ -358,13 +359,54 @@ def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
     require_queue(state, name)
     client = state.client()
     count = client.call(admin.count, name, state_name)
+    keep = fmt_age(client.settings.quarantine_s)
     if not yes:
-        click.confirm(f"Delete {count} {state_name} task(s) of queue {name}?", abort=True, err=True)
+        click.confirm(
+            f"Delete {count} {state_name} task(s) of queue {name}? (restorable for {keep})",
+            abort=True,
+            err=True,
+        )
     flushed = client.call(admin.flush, name, state_name)
     if as_json:
         emit_json({"queue": name, "state": state_name, "flushed": flushed})
     else:
-        click.echo(f"deleted {flushed} {state_name} task(s) from queue {name}")
+        click.echo(
+            f"deleted {flushed} {state_name} task(s) from queue {name}; "
+            f"`rediq queue restore {name} --all` brings them back within {keep}"
+        )
+
+
+@queue.command("restore")
+@click.argument("name")
+@click.argument("task_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "restore_all", is_flag=True, help="Restore every quarantined task of the queue.")
+@json_option
+@pass_state
+def queue_restore(
+    state: CliState, name: str, task_ids: tuple[str, ...], restore_all: bool, as_json: bool
+) -> None:
+    """Bring deleted (quarantined) tasks of NAME back to the state they were deleted from."""
+    if bool(task_ids) == restore_all:
+        raise click.UsageError("give task ids or --all (not both)")
+    require_queue(state, name)
+    client = state.client()
+    restored = 0
+    if restore_all:
+        while True:
+            page = client.call(inspect.page, name, TaskState.QUARANTINED, 0, admin.CHUNK)
+            ids = [t.id for t in page.tasks]
+            if not ids:
+                break
+            done = client.call(admin.restore, name, ids)
+            restored += len(done)
+            if not done:
+                break
+    else:
+        restored = len(client.call(admin.restore, name, list(task_ids)))
+    if as_json:
+        emit_json({"queue": name, "restored": restored})
+    else:
+        click.echo(f"restored {restored} task(s) of queue {name}")
 
 
 # ------------------------------------------------------------------------------ worker
@@ -469,6 +511,31 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
             click.echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
 
 
+@task.command("why")
+@click.argument("task_id", metavar="ID")
+@json_option
+@pass_state
+def task_why(state: CliState, task_id: str, as_json: bool) -> None:
+    """Why a task is not running (paused queue, no worker, due later, waiting on a dependency…)."""
+    explanation = state.client().call(explain.why, task_id)
+    if as_json:
+        emit_json(
+            {
+                "id": explanation.task_id,
+                "queue": explanation.queue,
+                "state": str(explanation.state),
+                "blocked": explanation.blocked,
+                "reasons": list(explanation.reasons),
+                "position": explanation.position,
+            }
+        )
+        return
+    verdict = "blocked" if explanation.blocked else "not blocked"
+    click.echo(f"task {explanation.task_id} in {explanation.queue}: {explanation.state}, {verdict}")
+    for reason in explanation.reasons:
+        click.echo(f"  - {reason}")
+
+
 @task.command("cancel")
 @click.argument("task_id", metavar="ID")
 @json_option
@@ -561,6 +628,74 @@ def dead_requeue(
         emit_json({"queue": name, "requeued": count})
     else:
         click.echo(f"requeued {count} dead task(s) of queue {name}")
+
+
+# ------------------------------------------------------------------------------ doctor, audit
+
+
+@cli.command("doctor")
+@click.option("--repair", is_flag=True, help="Fix what is found (every repair is idempotent).")
+@json_option
+@pass_state
+def doctor_command(state: CliState, repair: bool, as_json: bool) -> None:
+    """Find state no normal transition leaves behind (and fix it with --repair)."""
+    findings = state.client().call(doctor.examine, repair)
+    if as_json:
+        emit_json(
+            {
+                "repair": repair,
+                "findings": [
+                    {
+                        "kind": f.kind,
+                        "queue": f.queue,
+                        "item": f.item,
+                        "detail": f.detail,
+                        "repaired": f.repaired,
+                    }
+                    for f in findings
+                ],
+            }
+        )
+        return
+    if not findings:
+        click.echo("no problems found")
+        return
+    rows = [
+        [f.kind, f.queue or "-", one_line(f.item, 34), "yes" if f.repaired else "no", f.detail]
+        for f in findings
+    ]
+    click.echo(render_table(["PROBLEM", "QUEUE", "ITEM", "FIXED", "DETAIL"], rows, flex=4))
+    if not repair:
+        click.echo(f"\n{len(findings)} problem(s); run `rediq doctor --repair` to fix them")
+
+
+@cli.command("audit")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_state
+def audit_command(state: CliState, limit: int, as_json: bool) -> None:
+    """The latest operator actions (pause, requeue, delete…), newest first."""
+    entries = state.client().call(inspect.audit, limit)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "at_ms": e.at_ms,
+                    "action": e.action,
+                    "queue": e.queue,
+                    "count": e.count,
+                    "detail": e.detail,
+                    "actor": e.actor,
+                }
+                for e in entries
+            ]
+        )
+        return
+    if not entries:
+        click.echo("no operator actions recorded")
+        return
+    rows = [[fmt_ms(e.at_ms)[:19], e.action, e.queue or "-", str(e.count), e.actor] for e in entries]
+    click.echo(render_table(["AT (UTC)", "ACTION", "QUEUE", "COUNT", "ACTOR"], rows, flex=4))
 
 
 # ------------------------------------------------------------------------------ dash

@@ -93,6 +93,8 @@ class RediqConfig(BaseSettings):
     """Seconds completed and cancelled tasks are kept."""
     rediq_dead_retention_s: float = 30 * 86400.0
     """Seconds dead tasks are kept before Redis expires them."""
+    rediq_quarantine_s: float = 7 * 86400.0
+    """Seconds deleted (flushed) tasks stay restorable in quarantine."""
     rediq_max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
     """Largest accepted payload, in bytes of JSON."""
     rediq_dependency_failure: Literal["cancel", "hold"] = "cancel"
@@ -114,7 +116,13 @@ class RediqConfig(BaseSettings):
             raise ValueError(f"worker_concurrency must be 1..10000, got {value}")
         return value
 
-    @field_validator("worker_lease_s", "worker_grace_s", "rediq_retention_s", "rediq_dead_retention_s")
+    @field_validator(
+        "worker_lease_s",
+        "worker_grace_s",
+        "rediq_retention_s",
+        "rediq_dead_retention_s",
+        "rediq_quarantine_s",
+    )
     @classmethod
     def _non_negative(cls, value: float) -> float:
         if value < 0:
@@ -173,6 +181,7 @@ class RediqConfig(BaseSettings):
             max_payload_bytes=self.rediq_max_payload_bytes,
             dependency_failure=self.rediq_dependency_failure,
             events=self.rediq_events,
+            quarantine_s=self.rediq_quarantine_s,
         )
 
     def display_values(self) -> dict[str, Any]:

@@ -154,7 +154,7 @@ async def test_queue_inspect_counts_sample_and_throughput(redis_url: str, client
     assert text.exit_code == 0
     assert "dead=2" in text.stdout and "pending=3" in text.stdout
     assert dead_ids[0] in text.stdout
-    assert all(len(line) <= 80 for line in text.stdout.splitlines() if not line.startswith("counts"))
+    assert all(len(line) <= 80 for line in text.stdout.splitlines())
 
 
 def test_queue_pause_and_resume(redis_url: str, client: Client) -> None:
@@ -184,7 +184,18 @@ async def test_queue_flush_dead_asks_unless_yes(redis_url: str, client: Client) 
     accepted = invoke(redis_url, "queue", "flush", "dead:cli", input="y\n")
     assert accepted.exit_code == 0
     assert "deleted 2 dead task(s)" in accepted.stdout
+    assert "(restorable for 7.0d)" in accepted.stderr
+    assert "brings them back within 7.0d" in accepted.stdout
     assert client.call(admin.count, "cli", "dead") == 0
+    assert client.call(admin.count, "cli", "quarantined") == 2
+
+    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {"queue": "cli", "restored": 2}
+    assert client.call(admin.count, "cli", "dead") == 2
+    assert invoke(redis_url, "queue", "flush", "dead:cli", "--yes").exit_code == 0
+    (one,) = client.call(inspect.page, "cli", "quarantined", 0, 1).tasks
+    assert "restored 1 task(s)" in invoke(redis_url, "queue", "restore", "cli", one.id).stdout
+    assert client.call(admin.count, "cli", "dead") == 1
+    assert invoke(redis_url, "queue", "flush", "dead:cli", "--yes").exit_code == 0
 
     await make_dead(redis_url, "cli", [("boom", 3)])
     assert invoke_json(redis_url, "queue", "flush", "dead:cli", "--yes") == {
@@ -249,6 +260,47 @@ async def test_task_retry_moves_dead_to_pending(redis_url: str, client: Client) 
     info = client.get_task(dead_id)
     assert info is not None and info.state == "pending" and info.attempts == 0
     client.call(admin.delete, "cli", [dead_id])
+
+
+def test_task_why_names_the_blocking_reason(redis_url: str, client: Client) -> None:
+    first = client.enqueue("ok", 1, queue="mail")
+    second = client.enqueue("ok", 2, queue="mail")
+    invoke(redis_url, "queue", "pause", "mail")
+    shown = invoke_json(redis_url, "task", "why", second.id)
+    assert shown["id"] == second.id and shown["queue"] == "mail" and shown["state"] == "pending"
+    assert shown["blocked"] is True
+    assert shown["position"] == 1
+    assert any("paused" in r for r in shown["reasons"])
+    assert any("no live worker" in r for r in shown["reasons"])
+    text = invoke(redis_url, "task", "why", first.id)
+    assert text.stdout.startswith(f"task {first.id} in mail: pending")
+    assert "  - queue 'mail' is paused" in text.stdout
+
+
+def test_doctor_finds_and_repairs(redis_url: str, client: Client, raw: redis.Redis) -> None:
+    assert invoke_json(redis_url, "doctor") == {"repair": False, "findings": []}
+    assert "no problems found" in invoke(redis_url, "doctor").stdout
+    task_id = client.enqueue("ok", 1, queue="mail").id
+    raw.delete(f"rediq:{{mail}}:t:{task_id}")  # a pending entry whose hash is gone
+    found = invoke_json(redis_url, "doctor")["findings"]
+    assert found and found[0]["queue"] == "mail" and found[0]["repaired"] is False
+    assert "rediq doctor --repair" in invoke(redis_url, "doctor").stdout
+    repaired = invoke_json(redis_url, "doctor", "--repair")["findings"]
+    assert repaired and all(f["repaired"] for f in repaired)
+    assert invoke_json(redis_url, "doctor")["findings"] == []
+
+
+def test_audit_lists_operator_actions(redis_url: str, client: Client) -> None:
+    assert invoke_json(redis_url, "audit") == []
+    client.enqueue("ok", 1, queue="mail")
+    invoke(redis_url, "queue", "pause", "mail")
+    invoke(redis_url, "queue", "resume", "mail")
+    entries = invoke_json(redis_url, "audit", "--limit", "5")
+    assert [e["action"] for e in entries] == ["resume", "pause"]
+    assert entries[0]["queue"] == "mail"
+    table = invoke(redis_url, "audit").stdout
+    assert table.splitlines()[0].split()[:2] == ["AT", "(UTC)"]
+    assert all(len(line) <= 80 for line in table.splitlines())
 
 
 # ---------------------------------------------------------------------------------- dead
@@ -435,6 +487,8 @@ def error_cases(redis_url: str) -> list[tuple[list[str], int, str]]:
         (["--redis-url", redis_url, "queue", "list", "--bogus"], 64, "usage error: No such option"),
         (["--redis-url", redis_url, "task", "inspect", "nope"], 7, "E005: no task with id 'nope'"),
         (["--redis-url", redis_url, "task", "cancel", "nope"], 7, "E005: "),
+        (["--redis-url", redis_url, "task", "why", "nope"], 7, "E005: "),
+        (["--redis-url", redis_url, "queue", "restore", "mail"], 64, "usage error: give task ids or --all"),
         (["--redis-url", redis_url, "queue", "inspect", "ghost"], 5, "E003: queue 'ghost' does not exist"),
         (["--redis-url", redis_url, "queue", "pause", "ghost"], 5, "E003: "),
         (["--redis-url", redis_url, "dead", "requeue", "ghost", "--all"], 5, "E003: "),
