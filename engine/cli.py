@@ -703,10 +703,12 @@ def audit_command(state: CliState, limit: int, as_json: bool) -> None:
 
 @cli.command()
 @click.option(
-    "--interval", default=1000, show_default=True, type=click.IntRange(100, 60_000), help="Refresh in ms."
+    "--interval", default=2000, show_default=True, type=click.IntRange(100, 60_000), help="Refresh in ms."
 )
+@click.option("--read-only", is_flag=True, help="Disable every console action that writes.")
+@click.option("--no-mouse", is_flag=True, help="Keyboard only.")
 @pass_state
-def dash(state: CliState, interval: int) -> None:
+def dash(state: CliState, interval: int, read_only: bool, no_mouse: bool) -> None:
     """Open the terminal console (python -m rediq_tui) on the same Redis."""
     url = state.url()
     try:
@@ -717,6 +719,8 @@ def dash(state: CliState, interval: int) -> None:
         raise ConsoleMissing("the console package rediq_tui is not installed")
     env = {**os.environ, "REDIS_URL": url, "REDIQ_PREFIX": state.config().rediq_prefix}
     args = [sys.executable, "-m", "rediq_tui", "--redis-url", url, "--interval", str(interval)]
+    args += ["--read-only"] if read_only else []
+    args += ["--no-mouse"] if no_mouse else []
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe(sys.executable, args, env)

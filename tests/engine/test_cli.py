@@ -428,13 +428,14 @@ def test_dash_execs_console_with_same_url_and_interval(redis_url: str, tmp_path:
         "dash",
         "--interval",
         "250",
+        "--read-only",
         cwd=tmp_path,
         env={"PYTHONPATH": f"{tmp_path / 'fake'}{os.pathsep}{ROOT}", "DASH_OUT": str(out)},
     )
     assert result.returncode == 0, result.stderr
     launched = json.loads(out.read_text())
     assert launched == {
-        "argv": ["--redis-url", redis_url, "--interval", "250"],
+        "argv": ["--redis-url", redis_url, "--interval", "250", "--read-only"],
         "url": redis_url,
         "prefix": "p1",
     }
