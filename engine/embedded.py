@@ -87,7 +87,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def _read_pid(directory: Path) -> int | None:
@@ -260,7 +264,8 @@ def stop_server(timeout: float = STOP_TIMEOUT_S) -> int | None:
             for stale in (PID_NAME, URL_NAME):
                 (directory / stale).unlink(missing_ok=True)
             return None
-        os.kill(pid, signal.SIGTERM)  # valkey's SIGTERM handler fsyncs the AOF and exits
+        if running is None or not _shutdown(running[1]):
+            os.kill(pid, signal.SIGTERM)  # valkey's SIGTERM handler fsyncs the AOF and exits too
         deadline = time.monotonic() + timeout
         while _pid_alive(pid) and time.monotonic() < deadline:
             _reap(pid)
@@ -272,6 +277,22 @@ def stop_server(timeout: float = STOP_TIMEOUT_S) -> int | None:
         for stale in (PID_NAME, URL_NAME):
             (directory / stale).unlink(missing_ok=True)
         return pid
+
+
+def _shutdown(url: str) -> bool:
+    """Ask the server to fsync its AOF and exit (faster than SIGTERM); False if it refused."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
+    try:
+        client.shutdown()
+    except redis.ConnectionError:
+        return True  # it closed the connection on its way out
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    return True
 
 
 def _reap(pid: int) -> None:
