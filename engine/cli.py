@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.util import find_spec
 from typing import Any
@@ -55,7 +55,6 @@ class CliState:
     prefix: str | None = None
     _config: RediqConfig | None = None
     _client: Client | None = None
-    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def flags(self, **extra: Any) -> dict[str, Any]:
         return {"redis_url": self.redis_url, "rediq_prefix": self.prefix, **extra}

@@ -368,7 +368,7 @@ def test_worker_run_registers_processes_and_drains(redis_url: str, client: Clien
             "--grace",
             "5",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -527,6 +527,17 @@ def test_wrong_password_is_one_line_and_masked(redis_url: str, acl_user: str, tm
         "--redis-url", f"redis://{acl_user}:right-password@127.0.0.1:{port}/0", "queue", "list", cwd=tmp_path
     )
     assert good.returncode == 0, good.stderr
+
+
+def test_unexpected_redis_error_is_one_line(redis_url: str, raw: redis.Redis, tmp_path: Path) -> None:
+    raw.set("broken:queues", "not a set")
+    try:
+        result = run_cli("--redis-url", redis_url, "--prefix", "broken", "queue", "list", cwd=tmp_path)
+    finally:
+        raw.delete("broken:queues")
+    assert result.returncode == 10
+    assert result.stderr.startswith("redis error: WRONGTYPE")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_invalid_config_value_is_one_line(tmp_path: Path) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,6 +145,37 @@ def test_cli_server_status_stop_and_commands_use_embedded(data_dir: Path) -> Non
     assert f"pid {shown['pid']}" in stop.stdout
     assert not embedded.status().running
     assert "not running" in cli("server", "stop", cwd=cwd).stdout
+
+
+def test_worker_and_cli_share_the_embedded_server(data_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONPATH"] = str(ROOT)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "from engine.cli import worker_main; worker_main()"]
+        + ["--app", "tests.engine.test_cli:cli_app", "--queues", "shared", "--grace", "2"],
+        env=env,
+        cwd=data_dir.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def workers() -> list[dict[str, object]]:
+            listed = cli("worker", "list", "--json", cwd=data_dir.parent)
+            return list(json.loads(listed.stdout)) if listed.returncode == 0 else []
+
+        deadline = time.monotonic() + 30
+        while not workers() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (shown,) = workers()
+        assert shown["queues"] == ["shared"]
+        assert shown["pid"] == worker.pid
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert err.count("using embedded Valkey at unix://") == 1
 
 
 def test_unstartable_server_is_one_line_error(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

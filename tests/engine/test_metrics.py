@@ -15,10 +15,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine import admin, inspect
 from engine.client import Client
+from engine.config import RediqConfig
 from engine.errors import ConnectionFailed, Permanent
 from engine.metrics import OTHER, LabelPolicy, MetricsServer, WorkerMetrics
 from engine.registry import Registry
@@ -45,6 +47,15 @@ def slow(ctx: Any, payload: Any) -> int:
 @metrics_app.task("broken", queue="mq", max_retry=0)
 def broken(ctx: Any, payload: Any) -> None:
     raise Permanent("broken on purpose")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subprocesses see no real config file, .env or data directory."""
+    for name in RediqConfig.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("REDIQ_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("REDIQ_CONFIG", str(tmp_path / "none.toml"))
 
 
 def free_port() -> int:
@@ -86,14 +97,11 @@ def test_live_worker_serves_metrics_and_health(redis_url: str, client: Client, t
     port = free_port()
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("REDIS_URL", None)
-    env["REDIQ_DATA_DIR"] = str(tmp_path / "data")
-    env["REDIQ_CONFIG"] = str(tmp_path / "none.toml")
     proc = subprocess.Popen(
         [sys.executable, "-c", "from engine.cli import worker_main; worker_main()"]
         + ["--redis-url", redis_url, "--app", "tests.engine.test_metrics:metrics_app", "--queues", "mq,mq2"]
         + ["--metrics-port", str(port), "--concurrency", "4", "--grace", "5"],
-        cwd=ROOT,
+        cwd=tmp_path,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -191,7 +199,7 @@ def test_metrics_port_in_use_is_one_line_error(redis_url: str, tmp_path: Path) -
         result = subprocess.run(
             [sys.executable, "-m", "engine.cli", "--redis-url", redis_url, "worker", "run"]
             + ["--app", "tests.engine.test_metrics:metrics_app", "--metrics-port", str(port)],
-            cwd=ROOT,
+            cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             capture_output=True,
             text=True,
