@@ -65,7 +65,10 @@ def data_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("rediq"))
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise EmbeddedServerError(f"cannot create the data directory {path}: {exc.strerror or exc}") from None
     return path
 
 

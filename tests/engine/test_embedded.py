@@ -186,3 +186,23 @@ def test_unstartable_server_is_one_line_error(data_dir: Path, monkeypatch: pytes
     assert result.stderr.startswith("E001: ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_unusable_data_dir_is_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data directory should be")
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(
+        PYTHONPATH=str(ROOT), REDIQ_DATA_DIR=str(blocker / "sub"), REDIQ_CONFIG=str(tmp_path / "no.toml")
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "server", "status"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert result.stderr.startswith("E001: cannot create the data directory")
+    assert len(result.stderr.strip().splitlines()) == 1
