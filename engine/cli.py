@@ -43,6 +43,8 @@ EXIT_INVALID = 11
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": TABLE_WIDTH}
+
 
 # ------------------------------------------------------------------------------ state
 
@@ -211,7 +213,7 @@ def package_version() -> str:
         return "0.1.0 (source checkout)"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": TABLE_WIDTH})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--redis-url",
     metavar="URL",
@@ -827,7 +829,7 @@ def server_stop(as_json: bool) -> None:
 # ------------------------------------------------------------------------------ worker run
 
 
-@click.command("run")
+@click.command("run", context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--app", required=True, metavar="MODULE:REGISTRY", help="The task registry, e.g. myapp.tasks:registry."
 )
