@@ -216,12 +216,33 @@ def load_config(**flags: Any) -> RediqConfig:
     """The effective configuration; ``flags`` are command-line values (``None`` = not given).
     Raises ``InvalidConfig`` (one line) when a value is invalid, wherever it comes from."""
     given = {k: v for k, v in flags.items() if v is not None}
+    _check_file_keys()
     try:
         return RediqConfig(**given)
     except ValidationError as exc:
         raise InvalidConfig(_validation_line(exc, given)) from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML / .env
         raise InvalidConfig(f"cannot read configuration: {exc}") from None
+
+
+def _check_file_keys() -> None:
+    """A misspelt key in the config file is an error, not a silently ignored line."""
+    path = config_file_path()
+    if not path.is_file():
+        return
+    import tomllib
+
+    try:
+        keys = set(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidConfig(f"cannot read configuration file {path}: {exc}") from None
+    unknown = sorted(keys - set(RediqConfig.model_fields))
+    if unknown:
+        import difflib
+
+        guess = difflib.get_close_matches(unknown[0], RediqConfig.model_fields, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        raise InvalidConfig(f"unknown setting {unknown[0]!r} in {path}{hint}")
 
 
 def _validation_line(exc: ValidationError, flags: dict[str, Any]) -> str:

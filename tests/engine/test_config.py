@@ -117,7 +117,15 @@ def test_invalid_value_from_file_says_so(isolated: Path) -> None:
 
 def test_malformed_toml_is_one_line_error(isolated: Path) -> None:
     (isolated / "config.toml").write_text("worker_concurrency = = 3\n")
-    with pytest.raises(InvalidConfig, match="cannot read configuration"):
+    with pytest.raises(InvalidConfig, match="cannot read configuration file"):
+        load_config()
+
+
+def test_misspelt_key_in_config_file_is_reported(isolated: Path) -> None:
+    (isolated / "config.toml").write_text("worker_concurency = 3\n")
+    with pytest.raises(
+        InvalidConfig, match="unknown setting 'worker_concurency' in .*did you mean 'worker_concurrency'"
+    ):
         load_config()
 
 
