@@ -495,10 +495,10 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         ("depends on", ", ".join(info.depends_on) or "-"),
         ("waiting on", ", ".join(info.waiting_on) or "-"),
         ("dependents", ", ".join(info.dependents) or "-"),
-        ("payload", one_line(info.payload_raw, 400) or "-"),
+        ("payload", one_line(info.payload_raw, TABLE_WIDTH - 12) or "-"),
     ]
     if info.result is not None:
-        lines.append(("result", one_line(json.dumps(info.result), 400)))
+        lines.append(("result", one_line(json.dumps(info.result), TABLE_WIDTH - 12)))
     if info.last_error:
         lines.append(("error", info.last_error))
     for label, value in lines:
