@@ -94,6 +94,29 @@ def resolve_url(config: RediqConfig) -> str:
 pass_state = click.make_pass_decorator(CliState, ensure=True)
 
 
+def complete_queue(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of queue names: read from Redis with short timeouts, never starting the
+    embedded server, and silent on any failure."""
+    import redis
+
+    try:
+        root = ctx.find_root().params
+        config = load_config(redis_url=root.get("redis_url"), rediq_prefix=root.get("prefix"))
+        url = config.redis_url or embedded.status().url
+        if not url or not url.startswith(("redis://", "rediss://", "unix://")):
+            return []
+        client = redis.Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5, decode_responses=True
+        )
+        try:
+            names = client.smembers(config.engine_settings().keyspace.queues)
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 - completion must never print an error
+        return []
+    return sorted(str(n) for n in names if str(n).startswith(incomplete))
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON (schema: docs/operations.md).")(
         fn
@@ -277,7 +300,7 @@ def require_queue(state: CliState, name: str) -> inspect.QueueSummary:
 
 
 @queue.command("inspect")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_queue)
 @click.option("--sample", default=5, show_default=True, type=click.IntRange(0, 100), help="Tasks per state.")
 @json_option
 @pass_state
@@ -313,7 +336,7 @@ def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> Non
 
 
 @queue.command("pause")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_queue)
 @json_option
 @pass_state
 def queue_pause(state: CliState, name: str, as_json: bool) -> None:
@@ -326,7 +349,7 @@ def queue_pause(state: CliState, name: str, as_json: bool) -> None:
 
 
 @queue.command("resume")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_queue)
 @json_option
 @pass_state
 def queue_resume(state: CliState, name: str, as_json: bool) -> None:
@@ -378,7 +401,7 @@ def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
 
 
 @queue.command("restore")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_queue)
 @click.argument("task_ids", metavar="[ID]...", nargs=-1)
 @click.option("--all", "restore_all", is_flag=True, help="Restore every quarantined task of the queue.")
 @json_option
@@ -602,7 +625,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
 
 
 @dead.command("requeue")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_queue)
 @click.option("--all", "requeue_all", is_flag=True, help="Requeue every dead task of the queue.")
 @click.option("--type", "task_type", metavar="TYPE", help="Only tasks of this type.")
 @click.option("--since", metavar="DURATION|ISO", help="Only tasks that died since then (15m, 2h, ISO time).")

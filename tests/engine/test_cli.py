@@ -466,6 +466,29 @@ def test_bash_completion_script(tmp_path: Path) -> None:
     assert "#compdef rediq" in zsh.stdout
 
 
+def test_queue_names_complete_from_redis(redis_url: str, client: Client, tmp_path: Path) -> None:
+    client.enqueue("ok", 1, queue="mail")
+    client.enqueue("ok", 1, queue="mailbox")
+    client.enqueue("ok", 1, queue="payment")
+    words = f"rediq --redis-url {redis_url} queue inspect ma"
+    result = run_cli(
+        cwd=tmp_path,
+        env={"_REDIQ_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": "5"},
+    )
+    assert result.returncode == 0
+    assert result.stdout.split() == ["plain,mail", "plain,mailbox"]
+    unreachable = run_cli(
+        cwd=tmp_path,
+        env={
+            "_REDIQ_COMPLETE": "bash_complete",
+            "COMP_WORDS": "rediq --redis-url redis://127.0.0.1:1/0 queue pause ",
+            "COMP_CWORD": "5",
+        },
+    )
+    assert unreachable.returncode == 0
+    assert unreachable.stdout.strip() == "" and unreachable.stderr == ""
+
+
 def test_help_and_no_arguments(tmp_path: Path) -> None:
     result = run_cli(cwd=tmp_path)
     assert result.returncode == 0
