@@ -436,9 +436,19 @@ def queue_restore(
 # ------------------------------------------------------------------------------ worker
 
 
-@cli.group()
+class WorkerGroup(click.Group):
+    """``rediq worker --app …`` (options right after ``worker``) is shorthand for
+    ``rediq worker run --app …``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=WorkerGroup)
 def worker() -> None:
-    """List workers, or run one (same as rediq-worker)."""
+    """List workers, or run one (same as rediq-worker; `rediq worker --app …` = `worker run`)."""
 
 
 @worker.command("list")

@@ -402,6 +402,34 @@ def test_worker_run_registers_processes_and_drains(redis_url: str, client: Clien
     assert invoke_json(redis_url, "worker", "list") == []
 
 
+def test_worker_shorthand_without_run(redis_url: str, tmp_path: Path) -> None:
+    """`rediq worker --app …` (what the console's launcher runs) is `rediq worker run --app …`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "worker", "--app", "tests.engine.test_cli:cli_app"]
+        + ["--queues", "short", "--concurrency", "3", "--redis-url", redis_url],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def listed() -> list[Any]:
+            result = CliRunner().invoke(cli, ["--redis-url", redis_url, "worker", "list", "--json"])
+            return list(json.loads(result.stdout)) if result.exit_code == 0 else []
+
+        wait_until_sync(lambda: len(listed()) == 1, timeout=20)
+        assert listed()[0]["queues"] == ["short"] and listed()[0]["concurrency"] == 3
+        # SIGTERM during the worker's first maintenance round can lose the cancellation and hang
+        # the drain (engine.worker issue, reported to the lead); let that round finish first.
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
 def test_worker_list_empty(redis_url: str) -> None:
     assert invoke_json(redis_url, "worker", "list") == []
     assert "no workers" in invoke(redis_url, "worker", "list").stdout

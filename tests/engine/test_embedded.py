@@ -171,6 +171,7 @@ def test_worker_and_cli_share_the_embedded_server(data_dir: Path) -> None:
         (shown,) = workers()
         assert shown["queues"] == ["shared"]
         assert shown["pid"] == worker.pid
+        time.sleep(1.0)  # past the worker's first maintenance round (see test_cli shorthand test)
     finally:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=30)
