@@ -33,11 +33,15 @@ class Finding:
     repaired: bool = False
 
 
-def _scan(pattern: str) -> Op[list[str]]:
+def _scan(pattern: str, route_key: str) -> Op[list[str]]:
+    """SCAN for ``pattern``; on a Cluster it runs on the node holding ``route_key``'s slot (all
+    keys of a queue share one slot), not on every primary."""
     cursor = "0"
     found: list[str] = []
     while True:
-        cursor, keys = yield cmd("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT)
+        cursor, keys = yield Call(
+            command=("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT), keys=(route_key,)
+        )
         found.extend(keys)
         if str(cursor) == "0":
             return found
@@ -114,7 +118,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
                 Finding("expired_lease", queue, task_id, "active, lease expired, not recovered", repair)
             )
     # 3. task hashes that belong to no state
-    task_keys = yield from _scan(_glob_escape(qk.base) + "t:*")
+    task_keys = yield from _scan(_glob_escape(qk.base) + "t:*", qk.pending)
     orphans = [k[len(qk.base) + 2 :] for k in task_keys if k[len(qk.base) + 2 :] not in members]
     if orphans:
         states = yield Batch([cmd("HMGET", qk.task(i), "state", "priority") for i in orphans])
@@ -127,7 +131,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
                 Finding("hash_without_state", queue, task_id, f"hash says {stored_state}, in no set", repair)
             )
     # 4. unique locks held by finished or missing tasks
-    for key in (yield from _scan(_glob_escape(qk.base) + "unique:*")):
+    for key in (yield from _scan(_glob_escape(qk.base) + "unique:*", qk.pending)):
         holder = yield cmd("GET", key)
         holder_state = (yield cmd("HGET", qk.task(holder), "state")) if holder else None
         if holder_state is None or holder_state in FINISHED:
@@ -155,7 +159,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
                     yield cmd("ZREM", qk.fingerprint(fp), task_id)
                 out.append(Finding("stale_group_member", queue, task_id, f"in failure group {fp}", repair))
     # 6. counters: per-minute stats without TTL, and a sequence behind its tasks
-    for key in (yield from _scan(_glob_escape(qk.base) + "stats:*")):
+    for key in (yield from _scan(_glob_escape(qk.base) + "stats:*", qk.pending)):
         if (yield cmd("TTL", key)) == -1:
             if repair:
                 yield cmd("EXPIRE", key, 90000)

@@ -58,10 +58,10 @@ def test_why_scheduled_retry_and_finished(client: Client) -> None:
     r = client.enqueue("t", None, queue="why2", max_retry=3)
     (job,) = lease(client, "why2")
     client.backend.execute(
-        ops.fail_call(client.settings, "why2", job.id, job.attempt, "HTTP 503", "", 120, "retry")
+        ops.fail_call(client.settings, "why2", job.id, job.attempt, "HTTP 503", "", 100, "retry")
     )
     e = client.call(explain.why, r.id)
-    assert any("retry after attempt 1 of 4 failed: HTTP 503; due in 120 s" in x for x in e.reasons)
+    assert any("retry after attempt 1 of 4 failed: HTTP 503; due in 100 s" in x for x in e.reasons)
     d = client.enqueue("t", None, queue="why3")
     (job,) = lease(client, "why3")
     fail(client, job, "card expired")
