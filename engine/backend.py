@@ -44,6 +44,8 @@ class Call:
     keys: Sequence[str] = ()
     args: Sequence[Any] = ()
     command: tuple[Any, ...] = ()
+    best_effort: bool = False
+    """In a Batch, an error of this call yields None instead of failing the batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,17 @@ def _unwrap(reply: Any, route: dict[str, Any]) -> Any:
         if len(cursors) == 1:
             return (cursors[0], reply[1])
     return reply
+
+
+def _settle(calls: list[Call], results: list[Any]) -> list[Any]:
+    """Raise the first error of a batch, except for best-effort calls (which read as None)."""
+    for i, r in enumerate(results):
+        if isinstance(r, Exception):
+            if calls[i].best_effort:
+                results[i] = None
+            else:
+                raise r
+    return results
 
 
 def _first_key(call: Call) -> str | None:
@@ -186,10 +199,7 @@ class SyncBackend:
             redo = self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, redo, strict=True):
                 results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
+        return _settle(calls, results)
 
     def _pipeline(self, calls: list[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
@@ -272,10 +282,7 @@ class AsyncBackend:
             redo = await self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, redo, strict=True):
                 results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
+        return _settle(calls, results)
 
     async def _pipeline(self, calls: list[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)

@@ -10,13 +10,15 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
-from engine.errors import InvalidTask, PayloadTooLarge, TaskNotFound
+from engine.errors import ConnectionFailed, InvalidTask, PayloadTooLarge, TaskNotFound
 from engine.fingerprint import normalise_error
 from engine.keys import Keyspace, QueueKeys
 from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
+
+T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 ENQUEUE_WIDTH = 12
@@ -136,7 +138,9 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
         by_queue[task.queue].extend(_task_args(task, settings, refs))
         order.append(task.queue)
     queues = list(dict.fromkeys(order))
-    calls: list[Call] = [cmd("SADD", ks.queues, *queues)]
+    # the registry lives outside the queues' slots; a failover of its node must not block
+    # enqueues, so it is best effort here and workers re-register their queues periodically
+    calls: list[Call] = [Call(command=("SADD", ks.queues, *queues), best_effort=True)]
     for queue in queues:
         qk = ks.queue(queue)
         calls.append(
@@ -165,6 +169,30 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
     if waiting:
         yield from _register_dependencies(settings, [(t.queue, t.id, refs_of[t.id]) for t in waiting])
     return ordered
+
+
+def durable(op: Op[T], replicas: int = 1, timeout_ms: int = 1000) -> Op[T]:
+    """Wrap an enqueue so that it also waits (``WAIT``, same connection, same round trip) until
+    ``replicas`` replicas have the write, and fails with ``ConnectionFailed`` otherwise: such
+    a task may be lost in a failover. Retrying is safe (enqueue is idempotent by task id)."""
+    try:
+        request = next(op)
+        while True:
+            reply: Any
+            if isinstance(request, Batch) and any(c.script == "enqueue" for c in request.calls):
+                replies = yield Batch([*request.calls, cmd("WAIT", replicas, timeout_ms)])
+                acked = int(replies[-1])
+                if acked < replicas:
+                    raise ConnectionFailed(
+                        f"enqueue reached {acked} of {replicas} replica(s) within {timeout_ms} ms; it may be "
+                        "lost in a failover (retry: enqueue is idempotent by task id)"
+                    )
+                reply = replies[:-1]
+            else:
+                reply = yield request
+            request = op.send(reply)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def _register_dependencies(settings: Settings, items: list[tuple[str, str, list[str]]]) -> Op[None]:

@@ -598,6 +598,7 @@ class Worker:
 
         while True:
             try:
+                await self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues))
                 queues = await self.backend.run(_known_queues(self.settings))
                 for q in queues:
                     await self.backend.run(

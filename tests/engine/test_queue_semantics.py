@@ -255,3 +255,25 @@ def test_duplicates_in_one_batch_each_name_their_own_holder(client: Client) -> N
     assert [r.status for r in results] == ["duplicate", "duplicate", "new", "duplicate"]
     assert [r.id for r in results[:2]] == [b.id, a.id]
     assert results[3].id == a.id and results[2].id == batch[2].id
+
+
+def test_durable_enqueue_without_replicas_fails_clearly_but_keeps_the_task(client: Client) -> None:
+    from engine.errors import ConnectionFailed
+
+    with pytest.raises(ConnectionFailed, match="reached 0 of 1 replica"):
+        client.run(
+            ops.durable(
+                ops.enqueue_many(client.settings, [Task(type="t", queue="dur", id="d1")]), timeout_ms=50
+            )
+        )
+    assert client.get_task("d1") is not None  # written to the primary; a retry returns 'exists'
+
+
+def test_durable_is_refused_on_cluster_urls() -> None:
+    from engine.connection import parse_url
+    from engine.errors import InvalidTask
+
+    client = Client(redis=object(), settings=None)
+    client.target = parse_url("redis+cluster://127.0.0.1:7000")
+    with pytest.raises(InvalidTask, match="not supported on Redis Cluster"):
+        client.enqueue("t", None, durable=True)

@@ -16,7 +16,6 @@ from engine.errors import ConnectionFailed
 from engine.task import Task, TaskState
 from tests.ha import driver
 from tests.ha.conftest import record_figure
-from tests.ha.durable import durable
 from tests.ha.util import retrying
 from tests.servers import SentinelSet, ServerProcess, free_port
 
@@ -37,26 +36,26 @@ async def test_async_client_through_sentinel(sentinels: SentinelSet) -> None:
         assert info is not None and info.state == TaskState.PENDING and info.payload == {"x": 1}
 
 
-def test_durable_enqueue_prototype_waits_for_a_replica(sentinels: SentinelSet) -> None:
+def test_durable_enqueue_waits_for_a_replica(sentinels: SentinelSet) -> None:
     """``WAIT 1`` after the enqueue: fine with replicas linked; with every replica frozen (but
     not yet ``min-replicas-max-lag`` late, so the primary still accepts the write) the durable
     enqueue reports that the task may not survive a failover."""
     client = Client(sentinels.url)
     task = Task(type="durable", queue="durable")
-    assert client.run(durable(ops.enqueue_many(client.settings, [task])))[0].status == "new"
+    assert client.enqueue_many([task], durable=True)[0].status == "new"
     replicas = [n for n in sentinels.data if n.port != sentinels.primary_port()]
     for n in replicas:
         n.signal(signal.SIGSTOP)
     try:
         frozen = Task(type="durable", queue="durable")
         with pytest.raises(ConnectionFailed, match="reached 0 of 1 replica"):
-            client.run(durable(ops.enqueue_many(client.settings, [frozen]), timeout_ms=300))
+            client.run(ops.durable(ops.enqueue_many(client.settings, [frozen]), timeout_ms=300))
         # the plain enqueue "succeeded": only durable noticed the write is on the primary alone
         assert client.get_task(frozen.id) is not None
     finally:
         for n in replicas:
             n.signal(signal.SIGCONT)
-    retried = client.run(durable(ops.enqueue_many(client.settings, [frozen]), timeout_ms=2000))
+    retried = client.run(ops.durable(ops.enqueue_many(client.settings, [frozen]), timeout_ms=2000))
     assert retried[0].status == "exists"  # idempotent retry, now acknowledged by a replica
     sentinels.wait_healthy()
     client.close()
