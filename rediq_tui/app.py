@@ -18,6 +18,7 @@ from engine import admin
 from engine.client import AsyncClient
 from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
 from engine.events import RESYNC, Event
+from engine.ops import Settings
 from engine.task import TaskState
 from rediq_tui import safe
 from rediq_tui.config import ConsoleConfig
@@ -75,7 +76,10 @@ class RediqApp(App[None]):
         super().__init__()
         self.config = config or ConsoleConfig()
         self.clock = clock
-        self.client = client or AsyncClient(self.config.redis_url)
+        if client is None:
+            settings = Settings(prefix=self.config.prefix) if self.config.prefix else None
+            client = AsyncClient(self.config.redis_url, settings=settings)
+        self.client = client
         self.read_only = self.config.read_only
         self.read_only_reason = "--read-only" if self.config.read_only else ""
         self.refresh_paused = False
@@ -465,7 +469,7 @@ class RediqApp(App[None]):
     async def launch(self, spec: LaunchSpec) -> None:
         worker = LaunchedWorker(spec, spec.argv(self.config.redis_url, self.config.worker_module))
         try:
-            await worker.start()
+            await worker.start(env={"REDIQ_PREFIX": self.client.settings.prefix})
         except OSError as exc:
             self.notify(f"Could not start the worker: {exc}", severity="error", markup=False)
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.connection import mask_url
 from rediq_tui.launcher import DEFAULT_MODULE
 
 
@@ -24,17 +25,16 @@ class ConsoleConfig:
     label: str | None = None
     """Shown in the status bar instead of the (credential-free) URL."""
 
+    prefix: str | None = None
+    """Key prefix (default: from the rediq configuration, else ``rediq``)."""
+
     @property
     def display_name(self) -> str:
         if self.label:
             return self.label
         if not self.redis_url:
             return "default Redis"
-        scheme, sep, rest = self.redis_url.partition("://")
-        if "@" in rest:  # never show a password
-            creds, _, host = rest.rpartition("@")
-            rest = f"{creds.split(':', 1)[0]}@{host}" if creds.split(":", 1)[0] else host
-        return f"{scheme}{sep}{rest}"
+        return mask_url(self.redis_url)  # never show a password
 
     @property
     def interval_s(self) -> float:

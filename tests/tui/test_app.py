@@ -35,9 +35,22 @@ def test_parse_args_defaults_and_flags() -> None:
 
 
 def test_display_name_hides_password() -> None:
-    assert ConsoleConfig(redis_url="redis://bob:s3cret@db:6379/0").display_name == "redis://bob@db:6379/0"
-    assert ConsoleConfig(redis_url="redis://:s3cret@db:6379/0").display_name == "redis://db:6379/0"
+    assert "s3cret" not in ConsoleConfig(redis_url="redis://bob:s3cret@db:6379/0").display_name
+    assert "s3cret" not in ConsoleConfig(redis_url="redis://:s3cret@db:6379/0").display_name
     assert ConsoleConfig(redis_url="redis://db").display_name == "redis://db"
+
+
+async def test_prefix_reads_another_installation(redis_url: str) -> None:
+    from engine.ops import Settings
+
+    with Client(redis_url, settings=Settings(prefix="other")) as c:
+        c.enqueue("x", {}, queue="elsewhere", id="o-1")
+    with Client(redis_url) as c:
+        c.enqueue("x", {}, queue="here", id="h-1")
+    app = make_app(redis_url, prefix="other")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        assert app.query_one(QueuesView).table.row_keys() == ["elsewhere"]
 
 
 def test_module_entry_point_help() -> None:

@@ -44,7 +44,6 @@ async def test_launch_worker_see_log_and_stop_it(redis_url: str) -> None:
             c.enqueue("tui:quick", {}, queue="tuiq", id=f"q-{i}")
     app = make_app(
         redis_url,
-        worker_module="tests.tui.worker_cli",
         worker_app="tests.tui.apps:console",
         stop_grace_s=10.0,
     )
@@ -56,7 +55,7 @@ async def test_launch_worker_see_log_and_stop_it(redis_url: str) -> None:
         await pilot.press("end", "backspace", "2", "enter")
         await wait_for(pilot, lambda: len(app.launched) == 1, what="launch")
         launched = app.launched[0]
-        assert launched.argv[:3] == [sys.executable, "-m", "tests.tui.worker_cli"]
+        assert launched.argv[:4] == [sys.executable, "-m", "engine.cli", "worker"]
         assert launched.spec.queues == ("tuiq",) and launched.spec.concurrency == 2
         view = app.query_one(WorkersView)
         await wait_for(pilot, lambda: view.table.row_count == 1, timeout=30, what="worker heartbeat")
@@ -64,7 +63,7 @@ async def test_launch_worker_see_log_and_stop_it(redis_url: str) -> None:
         assert str(view.table.get_cell(row_key, "queues")) == "tuiq"
         with Client(redis_url) as c:
             await wait_for(pilot, lambda: c.call(admin.count, "tuiq", "completed") == 3)
-        await wait_for(pilot, lambda: any("worker starting" in line for line in launched.lines))
+        await wait_for(pilot, lambda: any("serving tuiq" in line for line in launched.lines))
         log = view.query_one("#launched-log")
         assert not log.has_class("-hidden")
         await pilot.press("S")
