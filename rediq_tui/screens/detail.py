@@ -35,6 +35,7 @@ FIELDS = (
     ("unique_key", "Unique key"),
     ("reason", "Reason"),
     ("cancel_requested", "Cancel requested"),
+    ("schema_version", "Schema"),
 )
 TIMES = (
     ("enqueued_at_ms", "Enqueued"),

@@ -284,3 +284,26 @@ async def test_tasks_key_opens_selected_queue_and_escape_clears_filter(redis_url
         assert tasks.table.row_keys() == ["b-2"]
         await pilot.press("escape")  # now Esc goes back to Queues
         assert app.switcher.current == "queues"
+
+
+async def test_detail_follows_progress_events(redis_url: str) -> None:
+    with Client(redis_url) as c:
+        c.enqueue("order:payment", {}, queue="payment", id="live-1")
+        (job,) = lease(c, "payment", 1)
+        progress(c, job, 10, "starting")
+    app = make_app(redis_url, interval_ms=600_000)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1 and app.events_seen >= 1)
+        app.open_task("payment", "live-1")
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.info is not None
+        )
+        screen = app.screen
+        assert isinstance(screen, TaskDetailScreen)
+        assert "starting" in str(screen.query_one("#detail-body").render())
+        with Client(redis_url) as c:
+            progress(c, job, 60, "capturing funds")
+        await wait_for(
+            pilot, lambda: "capturing funds" in str(screen.query_one("#detail-body").render()), what="event"
+        )
+        assert screen.info is not None and screen.info.progress == 60
