@@ -40,6 +40,9 @@ VIEWS = ("queues", "workers", "tasks", "cron")
 MAX_BACKOFF_S = 15.0
 EVENT_DEBOUNCE_S = 0.3
 
+FLUSHABLE_STATES = ("dead", "completed", "cancelled")
+"""Bulk delete is offered for finished tasks only (as in the CLI)."""
+
 WriteOp = Callable[[], Awaitable[str]]
 
 TASK_ACTIONS = {
@@ -428,6 +431,14 @@ class RediqApp(App[None]):
         filter), after a confirmation stating how many."""
         if self.read_only:
             self.notify(f"Read-only: {self.read_only_reason}", severity="warning", markup=False)
+            return
+        if kind == "flush" and state not in FLUSHABLE_STATES:
+            self.notify(
+                f"Flush works on {', '.join(FLUSHABLE_STATES)} tasks, not {state}", severity="warning"
+            )
+            return
+        if kind == "requeue" and state == "active":
+            self.notify("Running tasks cannot be requeued; cancel them instead", severity="warning")
             return
         try:
             total = await self.client.call(admin.count, queue, TaskState(state))

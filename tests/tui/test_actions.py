@@ -189,3 +189,18 @@ async def test_confirm_input_is_focused_for_typing(redis_url: str) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert isinstance(app.focused, Input)
         await pilot.press("escape")
+
+
+async def test_flush_refused_for_pending_tasks(redis_url: str) -> None:
+    with Client(redis_url) as c:
+        c.enqueue("x", {}, queue="payment", id="p-1")
+    app = make_app(redis_url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.query_one(TasksView).table.row_count == 1)
+        await pilot.press("F")
+        await wait_for(pilot, lambda: any("Flush works on" in n for n in notes(app)))
+        assert not isinstance(app.screen, ConfirmScreen)
+        with Client(redis_url) as c:
+            assert c.call(admin.count, "payment", "pending") == 1
