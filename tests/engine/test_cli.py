@@ -625,16 +625,8 @@ def test_flush_declined_without_tty_changes_nothing(redis_url: str, client: Clie
     assert client.call(admin.count, "mail", "pending") == 1
 
 
-def test_worker_weights_flag_is_checked_in_one_line() -> None:
-    import subprocess
-    import sys
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "worker", "run", "--app", "x:y", "--weights", "payment=zero"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def test_worker_weights_flag_is_checked_in_one_line(tmp_path: Path) -> None:
+    proc = run_cli("worker", "run", "--app", "x:y", "--weights", "payment=zero", cwd=tmp_path)
     assert proc.returncode != 0
     assert "--weights: 'payment=zero' is not QUEUE=N" in proc.stderr
     assert "Traceback" not in proc.stderr
