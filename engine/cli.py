@@ -28,7 +28,7 @@ from engine import admin, doctor, embedded, explain, inspect
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
-from engine.errors import InvalidTask, RediqError
+from engine.errors import ConsoleMissing, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
 
 TABLE_WIDTH = 80
@@ -760,12 +760,6 @@ def dash(state: CliState, interval: int, read_only: bool, no_mouse: bool) -> Non
     os.execvpe(sys.executable, args, env)
 
 
-class ConsoleMissing(RediqError):
-    code = "E013"
-    exit_code = 14
-    fix = "Install rediq with its console (pip install rediq) or run from a checkout"
-
-
 # ------------------------------------------------------------------------------ config
 
 
@@ -870,6 +864,11 @@ def server_stop(as_json: bool) -> None:
     "--queues", metavar="A,B", help="Queues in priority order (default: $WORKER_QUEUES or the app's)."
 )
 @click.option("--concurrency", type=int, help="Handler slots (default: $WORKER_CONCURRENCY or 10).")
+@click.option(
+    "--weights",
+    metavar="A=3,B=1",
+    help="Weighted queue order instead of strict priority: each round draws the order by weight.",
+)
 @click.option("--lease", "lease_s", type=float, help="Task lease in seconds (default 30).")
 @click.option("--grace", "grace_s", type=float, help="Drain time on SIGTERM in seconds (default 30).")
 @click.option("--metrics-port", type=int, help="Serve /metrics and /health on this port.")
@@ -888,6 +887,7 @@ def worker_run(
     app: str,
     queues: str | None,
     concurrency: int | None,
+    weights: str | None,
     lease_s: float | None,
     grace_s: float | None,
     metrics_port: int | None,
@@ -913,10 +913,25 @@ def worker_run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    ctx.exit(run_worker_process(app, config))
+    ctx.exit(run_worker_process(app, config, parse_weights(weights)))
 
 
-def run_worker_process(app: str, config: RediqConfig) -> int:
+def parse_weights(text: str | None) -> dict[str, int] | None:
+    """``payment=3,reports=1`` -> ``{"payment": 3, "reports": 1}`` (one-line usage error otherwise)."""
+    if not text:
+        return None
+    weights: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or not name or not value.strip().isdigit() or int(value) < 1:
+            raise click.UsageError(
+                f"--weights: {item.strip()!r} is not QUEUE=N with N >= 1 (e.g. payment=3,reports=1)"
+            )
+        weights[name] = int(value)
+    return weights
+
+
+def run_worker_process(app: str, config: RediqConfig, weights: dict[str, int] | None = None) -> int:
     from engine.registry import load_app
 
     try:
@@ -928,6 +943,8 @@ def run_worker_process(app: str, config: RediqConfig) -> int:
         sys.path.insert(0, os.getcwd())
     registry = load_app(app)
     queues = config.worker_queues or registry.queues or ["default"]
+    if weights:
+        queues = list(dict.fromkeys([*queues, *weights]))
     target = parse_url(resolve_url(config))
     settings = config.engine_settings()
     options = WorkerOptions(
@@ -935,6 +952,7 @@ def run_worker_process(app: str, config: RediqConfig) -> int:
         concurrency=config.worker_concurrency,
         lease_s=config.worker_lease_s,
         grace_s=config.worker_grace_s,
+        weights=weights,
     )
     worker = Worker(registry, target, options, settings)
     metrics_server = None
@@ -962,12 +980,6 @@ def run_worker_process(app: str, config: RediqConfig) -> int:
             metrics_server.stop()
         if reader is not None:
             reader.close()
-
-
-class WorkerUnavailable(RediqError):
-    code = "E008"
-    exit_code = 8
-    fix = "Update rediq; engine.worker is part of the package"
 
 
 worker.add_command(worker_run)

@@ -31,20 +31,12 @@ from pydantic_settings import (
 )
 
 from engine.connection import mask_url
-from engine.errors import RediqError
+from engine.errors import InvalidConfig
 from engine.ops import DEFAULT_MAX_PAYLOAD, Settings
 
 CONFIG_FILE_ENV = "REDIQ_CONFIG"
 DOTENV_FILE = ".env"
 SOURCES = ("flag", "env", ".env", "file", "default")
-
-
-class InvalidConfig(RediqError):
-    """A configuration value (flag, environment, .env or config file) failed validation."""
-
-    code = "E011"
-    exit_code = 12
-    fix = "Correct the value; `rediq config show` lists every setting and where it comes from"
 
 
 def config_file_path() -> Path:

@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine import inspect
-from engine.errors import RediqError
+from engine.errors import MetricsBindError
 
 log = logging.getLogger("rediq.metrics")
 
@@ -207,12 +207,6 @@ class MetricsServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-class MetricsBindError(RediqError):
-    code = "E012"
-    exit_code = 13
-    fix = "Choose a free port with --metrics-port (or METRICS_PORT), or stop what holds it"
 
 
 def _handler_for(metrics: WorkerMetrics) -> type[BaseHTTPRequestHandler]:

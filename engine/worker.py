@@ -136,6 +136,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
+        self._drained = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
@@ -203,12 +204,11 @@ class Worker:
             )
             await self._stop.wait()
             await self._drain()
+            self._drained = True
             for task in loops[1:]:
                 task.cancel()
             await asyncio.gather(loops[0], return_exceptions=True)
-            for task in loops[1:]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await _cancel_all(loops[1:])
             await self._deregister()
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -545,7 +545,8 @@ class Worker:
         return held
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        # keeps extending leases through the drain's grace period; stops once drained
+        while not self._drained:
             await asyncio.sleep(self._heartbeat_s)
             try:
                 await self._heartbeat()
@@ -596,7 +597,7 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         from engine import scheduler
 
-        while True:
+        while not self._stopping:
             try:
                 await self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues))
                 queues = await self.backend.run(_known_queues(self.settings))
@@ -653,6 +654,20 @@ class Worker:
             )
         except RediqError as exc:  # their leases expire and recovery hands them out again
             log.warning("could not hand back %d task(s): %s", len(jobs), exc)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]], attempts: int = 20) -> None:
+    """Cancel background loops and wait for them. A cancellation that lands while redis-py is
+    reading a reply can be swallowed (seen on Python 3.11), so cancel again until they end; the
+    loops also check the stop flag, so they end by themselves within a pass."""
+    for _ in range(attempts):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.25)
+    log.warning("background loops did not stop: %s", [t.get_name() for t in tasks if not t.done()])
 
 
 def _known_queues(settings: Settings) -> Op[list[str]]:

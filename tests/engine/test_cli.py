@@ -623,3 +623,17 @@ def test_flush_declined_without_tty_changes_nothing(redis_url: str, client: Clie
     assert "Traceback" not in result.stderr
     time.sleep(0)  # the queue still has its pending task
     assert client.call(admin.count, "mail", "pending") == 1
+
+
+def test_worker_weights_flag_is_checked_in_one_line(tmp_path: Path) -> None:
+    proc = run_cli("worker", "run", "--app", "x:y", "--weights", "payment=zero", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "--weights: 'payment=zero' is not QUEUE=N" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_parse_weights() -> None:
+    from engine.cli import parse_weights
+
+    assert parse_weights("payment=3, reports=1") == {"payment": 3, "reports": 1}
+    assert parse_weights(None) is None
