@@ -120,6 +120,13 @@ class TasksView(View):
         """Page size from the terminal height, so one page fills the screen."""
         return max(5, self.app.size.height - CHROME_ROWS)
 
+    def on_resize(self) -> None:
+        """A taller or shorter terminal changes the page size: read the page again."""
+        if self.page is not None and len(self.page.tasks) != min(
+            self.limit, self.page.total - self.page_offset
+        ):
+            self.post_message(RefreshRequested())
+
     def open(self, queue: str, state: str) -> None:
         if (queue, state) != (self.queue, self.state):
             self.marked.clear()

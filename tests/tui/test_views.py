@@ -307,3 +307,17 @@ async def test_detail_follows_progress_events(redis_url: str) -> None:
             pilot, lambda: "capturing funds" in str(screen.query_one("#detail-body").render()), what="event"
         )
         assert screen.info is not None and screen.info.progress == 60
+
+
+async def test_page_size_follows_terminal_height(redis_url: str) -> None:
+    with Client(redis_url) as c:
+        for i in range(60):
+            c.enqueue("x", {}, queue="q", id=f"r-{i:03d}")
+    app = make_app(redis_url, interval_ms=600_000, events=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        await pilot.press("enter")
+        tasks = app.query_one(TasksView)
+        await wait_for(pilot, lambda: tasks.table.row_count == 20)
+        await pilot.resize_terminal(80, 40)
+        await wait_for(pilot, lambda: tasks.table.row_count == 36, what="bigger page")
