@@ -56,7 +56,11 @@ class VimTable(DataTable[Cell]):
             for key, cells in rows:
                 for col, cell in zip(columns, cells, strict=False):
                     if self.get_cell(key, col) != cell:
-                        self.update_cell(key, col, cell, update_width=True)
+                        # Only a wider cell re-measures its column (narrower ones would make
+                        # Textual re-measure every cell of the column: O(rows) per cell).
+                        width = cell.cell_len if isinstance(cell, Text) else len(cell)
+                        grow = width > self.columns[col].content_width
+                        self.update_cell(key, col, cell, update_width=grow)
             self.check_idle()
             return
         row_index = self.cursor_row
