@@ -93,7 +93,31 @@ class InvalidCron(RediqError):
 class ReadOnlyError(RediqError):
     code = "E010"
     exit_code = 9
-    fix = "This Redis user may not write; connect as a user with write permissions"
+    fix = "This Redis user lacks the permission; see docs/acl/ for the worker and read-only console users"
+
+
+class InvalidConfig(RediqError):
+    """A configuration value (flag, environment, .env or config file) failed validation."""
+
+    code = "E011"
+    exit_code = 12
+    fix = "Correct the value; `rediq config show` lists every setting and where it comes from"
+
+
+class MetricsBindError(RediqError):
+    code = "E012"
+    exit_code = 13
+    fix = "Choose a free port with --metrics-port (or METRICS_PORT), or stop what holds it"
+
+
+class ConsoleMissing(RediqError):
+    code = "E013"
+    exit_code = 14
+    fix = "Install rediq with its console (pip install rediq) or run from a checkout"
+
+
+class WorkerUnavailable(AppImportError):
+    fix = "Update rediq; engine.worker is part of the package"
 
 
 class Retryable(Exception):

@@ -38,6 +38,8 @@ from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
+RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
+
 
 @dataclass
 class WorkerOptions:
@@ -136,6 +138,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
+        self._drained = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
         self._wake_seq = 0
@@ -144,6 +147,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
         self.failed = 0
+        # run times (ms) of completed tasks per (queue, type), sent with the heartbeat
+        self._runtimes: dict[tuple[str, str], list[int]] = defaultdict(list)
 
     # ---------------------------------------------------------------- public
 
@@ -207,12 +212,11 @@ class Worker:
             )
             await self._stop.wait()
             await self._drain()
+            self._drained = True
             for task in loops[1:]:
                 task.cancel()
             await asyncio.gather(loops[0], return_exceptions=True)
-            for task in loops[1:]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await _cancel_all(loops[1:])
             await self._deregister()
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -453,6 +457,10 @@ class Worker:
         if outcome == "completed":
             self._acks[job.queue].append((job.id, job.attempt, result_json))
             self.processed += 1
+            if definition is not None:
+                samples = self._runtimes[(job.queue, job.type)]
+                if len(samples) < RUNTIME_SAMPLES:
+                    samples.append(int((time.monotonic() - started) * 1000))
         elif outcome != "stale" and not (self._stopping and outcome == "cancelled" and not ctx.cancelled):
             if outcome == "retry" and job.attempt > job.max_retry:
                 outcome = "dead"
@@ -556,7 +564,8 @@ class Worker:
         return held
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        # keeps extending leases through the drain's grace period; stops once drained
+        while not self._drained:
             await asyncio.sleep(self._heartbeat_s)
             try:
                 await self._heartbeat()
@@ -584,6 +593,17 @@ class Worker:
                         ):
                             entry[1].cancel()
         await self._heartbeat_registry()
+        if self._runtimes:
+            runtimes, self._runtimes = self._runtimes, defaultdict(list)
+            calls: list[Call] = []
+            for (queue, task_type), samples in runtimes.items():
+                key = self.settings.keyspace.queue(queue).runtimes(task_type)
+                calls += [
+                    cmd("LPUSH", key, *samples),
+                    cmd("LTRIM", key, 0, RUNTIME_SAMPLES - 1),
+                    cmd("EXPIRE", key, 86400),
+                ]
+            await self.backend.execute(Batch(calls))
 
     def _drop(self, task_id: str, why: str) -> None:
         entry = self._running.get(task_id)
@@ -596,8 +616,9 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         from engine import scheduler
 
-        while True:
+        while not self._stopping:
             try:
+                await self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues))
                 queues = await self.backend.run(_known_queues(self.settings))
                 for q in queues:
                     await self.backend.run(
@@ -653,6 +674,20 @@ class Worker:
             )
         except RediqError as exc:  # their leases expire and recovery hands them out again
             log.warning("could not hand back %d task(s): %s", len(jobs), exc)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]], attempts: int = 20) -> None:
+    """Cancel background loops and wait for them. A cancellation that lands while redis-py is
+    reading a reply can be swallowed (seen on Python 3.11), so cancel again until they end; the
+    loops also check the stop flag, so they end by themselves within a pass."""
+    for _ in range(attempts):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.25)
+    log.warning("background loops did not stop: %s", [t.get_name() for t in tasks if not t.done()])
 
 
 def _known_queues(settings: Settings) -> Op[list[str]]:

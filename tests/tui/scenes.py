@@ -1,0 +1,111 @@
+"""Deterministic data sets for snapshots and screenshots: fixed ids, times planted relative to
+the server clock (for ages the server computes) or to ``FIXED_NOW`` (for ages the app computes
+with its injected clock), and coarse duration formatting."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from engine import admin
+from engine.client import Client
+from engine.ops import Settings
+from engine.registry import CronDef
+from engine.scheduler import register
+from tests.tui.data import lease, make_dead, progress
+from tests.tui.helpers import FIXED_NOW
+
+KS = Settings().keyspace
+
+
+def server_ms(raw: redis.Redis) -> int:
+    sec, usec = raw.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+def queues_scene(url: str, raw: redis.Redis) -> None:
+    with Client(url) as c:
+        make_dead(c, "payment", 4)
+        for i in range(12):
+            c.enqueue("order:payment", {"order_id": i}, queue="payment", id=f"pay-{i:03d}")
+        for i in range(3):
+            c.enqueue("order:ship", {"order_id": i}, queue="shipping", id=f"ship-{i:03d}", delay=3600)
+        for i in range(5):
+            c.enqueue("mail:send", {"to": f"user{i}@example.com"}, queue="mail", id=f"mail-{i:03d}")
+        c.call(admin.pause, "mail")
+    head = server_ms(raw) - (3 * 86400 + 3600) * 1000
+    for q, tid in (("payment", "pay-000"), ("mail", "mail-000")):
+        raw.hset(KS.queue(q).task(tid), "enq", head)
+
+
+def tasks_scene(url: str, raw: redis.Redis) -> None:
+    with Client(url) as c:
+        for i in range(25):
+            c.enqueue(
+                "order:payment" if i % 3 else "order:refund",
+                {"order_id": 1000 + i, "amount": 100 * i, "currency": "EUR"},
+                queue="payment",
+                id=f"task-{i:03d}",
+                priority=10 if i < 3 else 50,
+            )
+        jobs = lease(c, "payment", 2)
+        progress(c, jobs[0], 40, "charging card")
+        progress(c, jobs[1], 90, "sending receipt")
+    enq = int(FIXED_NOW * 1000) - 3 * 3600 * 1000
+    for i in range(25):
+        raw.hset(KS.queue("payment").task(f"task-{i:03d}"), "enq", enq)
+
+
+def workers_scene(url: str, raw: redis.Redis) -> None:
+    now = server_ms(raw)
+    rows = [
+        (
+            "w-a",
+            "app-1",
+            31337,
+            "payment,mail",
+            8,
+            3,
+            now - 5 * 86400 * 1000,
+            now - 200,
+            ["payment|task-001"],
+        ),
+        ("w-b", "app-2", 4242, "shipping", 4, 0, now - 2 * 3600 * 1000, now - 100, []),
+        ("w-c", "app-3", 999, "payment", 8, 8, now - 86400 * 1000, now - 45 * 60 * 1000, ["payment|x-9"]),
+    ]
+    for wid, host, pid, queues, conc, busy, started, beat, tasks in rows:
+        raw.zadd(KS.workers, {wid: beat})
+        raw.hset(
+            KS.worker(wid),
+            mapping={
+                "host": host,
+                "pid": pid,
+                "queues": queues,
+                "concurrency": conc,
+                "busy": busy,
+                "started": started,
+                "heartbeat": beat,
+                "tasks": json.dumps(tasks),
+            },
+        )
+
+
+def cron_scene(url: str, raw: redis.Redis) -> None:
+    with Client(url) as c:
+        c.run(register(c.settings, CronDef("leap-day-report", "0 0 29 2 *", "report:leap", queue="reports")))
+        c.run(register(c.settings, CronDef("new-year-audit", "0 0 1 1 *", "audit:year", queue="audit")))
+        c.call(admin.set_cron_paused, "new-year-audit", True)
+
+
+def detail_scene(url: str, raw: redis.Redis) -> None:
+    with Client(url) as c:
+        make_dead(c, "payment", 1, prefix="order")
+        c.enqueue("order:ship", {"order_id": 1}, queue="shipping", id="ship-001", depends_on=["order-000"])
+    key = KS.queue("payment").task("order-000")
+    base = int(FIXED_NOW * 1000)
+    history = [[base + 2000, "dead", "card declined for order-000"], [base + 1000, "active", "w-test"]]
+    raw.hset(key, mapping={"enq": base, "due": base, "started": base + 1000, "finished": base + 2000})
+    hist_key = KS.queue("payment").history("order-000")
+    raw.delete(hist_key)
+    raw.rpush(hist_key, *[json.dumps(h) for h in history])
