@@ -1,4 +1,5 @@
-"""``rediq-tui [--redis-url URL] [--interval MS] [--no-mouse] [--read-only] [--theme light|dark] [--demo]``."""
+"""``rediq-tui [--redis-url URL] [--interval MS] [--no-mouse] [--read-only] [--theme light|dark]
+[--demo]``."""
 
 from __future__ import annotations
 
