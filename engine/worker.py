@@ -38,6 +38,7 @@ from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
+REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
 STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
 
@@ -561,10 +562,18 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         # keeps extending leases through the drain's grace period; stops once drained
+        # The registry entry (busy slots, current tasks) is refreshed more often than leases
+        # are extended, so the console's Workers view stays current.
+        tick = min(self._heartbeat_s, REGISTRY_REFRESH_S)
+        last_extend = time.monotonic()
         while not self._drained:
-            await asyncio.sleep(self._heartbeat_s)
+            await asyncio.sleep(tick)
             try:
-                await self._heartbeat()
+                if time.monotonic() - last_extend >= self._heartbeat_s - tick / 2:
+                    last_extend = time.monotonic()
+                    await self._heartbeat()
+                else:
+                    await self._heartbeat_registry()
             except RediqError as exc:
                 log.warning("heartbeat failed: %s", exc)
 
