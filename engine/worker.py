@@ -38,6 +38,8 @@ from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
+REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
+STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
 
 
@@ -138,6 +140,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
+        self._stop_requested_at = 0.0
         self._drained = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
@@ -161,6 +164,8 @@ class Worker:
 
     def request_stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
+        if not self._stopping:
+            self._stop_requested_at = time.monotonic()
         self._stopping = True
         self._stop.set()
         self._wake.set()
@@ -341,6 +346,17 @@ class Worker:
                 self._fails[:0] = fails
                 for task_id, report in progress.items():
                     self._progress.setdefault(task_id, report)
+                if (
+                    self._stopping
+                    and time.monotonic() - self._stop_requested_at > self.options.grace_s + STOP_FLUSH_S
+                ):
+                    unsent = sum(len(d) for d in self._acks.values()) + len(self._fails)
+                    log.error(
+                        "stopping without recording %d outcome(s): Redis is unreachable. Those tasks run "
+                        "again when their leases expire (at-least-once); nothing is lost",
+                        unsent,
+                    )
+                    return
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(5.0, backoff * 2)
@@ -565,10 +581,18 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         # keeps extending leases through the drain's grace period; stops once drained
+        # The registry entry (busy slots, current tasks) is refreshed more often than leases
+        # are extended, so the console's Workers view stays current.
+        tick = min(self._heartbeat_s, REGISTRY_REFRESH_S)
+        last_extend = time.monotonic()
         while not self._drained:
-            await asyncio.sleep(self._heartbeat_s)
+            await asyncio.sleep(tick)
             try:
-                await self._heartbeat()
+                if time.monotonic() - last_extend >= self._heartbeat_s - tick / 2:
+                    last_extend = time.monotonic()
+                    await self._heartbeat()
+                else:
+                    await self._heartbeat_registry()
             except RediqError as exc:
                 log.warning("heartbeat failed: %s", exc)
 

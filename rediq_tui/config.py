@@ -27,6 +27,8 @@ class ConsoleConfig:
 
     prefix: str | None = None
     """Key prefix (default: from the rediq configuration, else ``rediq``)."""
+    demo: bool = False
+    """Run the example order pipeline (workers + a stream of orders) while the console is open."""
 
     @property
     def display_name(self) -> str:

@@ -122,3 +122,26 @@ def test_enqueue_during_a_server_stall_creates_exactly_one_task() -> None:
     finally:
         server.signal(signal.SIGCONT)
         server.cleanup()
+
+
+def test_sigterm_stops_a_worker_whose_redis_is_gone(tmp_path: Path) -> None:
+    """With the server gone there is nothing to hand back; the worker must still exit."""
+    server = ServerProcess(port=free_port()).start()
+    try:
+        Client(server.url).enqueue("quick", None, queue="crash")
+        proc = spawn_worker(server.url, APP, "crash", "2", "1", log_path=tmp_path / "w.log")
+        r = redis.Redis(port=server.port)
+        wait_until_sync(lambda: r.zcard("rediq:workers") == 1, timeout=20)
+        server.kill()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except Exception:
+            proc.kill()
+            raise AssertionError(
+                "worker ignored SIGTERM with Redis gone:\n" + (tmp_path / "w.log").read_text()[-3000:]
+            ) from None
+        assert code in (0, 3)  # 3: E001, Redis unreachable
+    finally:
+        server.cleanup()
