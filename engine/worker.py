@@ -38,6 +38,7 @@ from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
+YIELDS_BEFORE_EXCHANGE = 3
 REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
 STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
@@ -312,7 +313,8 @@ class Worker:
         backoff = 0.05
         while True:
             want_fetch = not self._stopping and self._capacity > 0
-            if not self._acks and not self._fails and not (want_fetch and self._fetch_now):
+            want_start = bool(self._buffer) and not self._stopping and self._free_slots > 0
+            if not self._acks and not self._fails and not want_start and not (want_fetch and self._fetch_now):
                 if self._stopping and not self._running:
                     return
                 self._wake.clear()
@@ -320,6 +322,10 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
                 self._fetch_now = True
                 continue
+            # let tasks launched by the last exchange take their step first: short tasks finish
+            # now and ride in this batch instead of forcing one more round trip each
+            for _ in range(YIELDS_BEFORE_EXCHANGE):
+                await asyncio.sleep(0)
             wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
@@ -327,6 +333,11 @@ class Worker:
             progress, self._progress = self._progress, {}
             calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
+            # reserved (prefetched) tasks for the free slots: charged an attempt as they start
+            starting = self._take_reserved()
+            start_calls = [ops.start_call(self.settings, q, jobs, self.id) for q, jobs in starting.items()]
+            calls.extend(start_calls)
+            start_now = max(0, self._free_slots - sum(len(j) for j in starting.values()))
             calls[:0] = [
                 ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m)
                 for j, p, m in progress.values()
@@ -335,7 +346,11 @@ class Worker:
             capacity = self._capacity
             lease_ms = int(self.options.lease_s * 1000)
             if order:  # the first queue rides along with the acks in the same round trip
-                calls.append(ops.dequeue_call(self.settings, order[0], capacity, lease_ms, self.id))
+                calls.append(
+                    ops.dequeue_call(
+                        self.settings, order[0], capacity, lease_ms, self.id, start_now=start_now
+                    )
+                )
             try:
                 replies = await self.backend.execute(Batch(calls))
             except RediqError as exc:
@@ -346,6 +361,8 @@ class Worker:
                 self._fails[:0] = fails
                 for task_id, report in progress.items():
                     self._progress.setdefault(task_id, report)
+                for jobs in starting.values():
+                    self._reserve(jobs)
                 if (
                     self._stopping
                     and time.monotonic() - self._stop_requested_at > self.options.grace_s + STOP_FLUSH_S
@@ -374,6 +391,9 @@ class Worker:
                 if with_dependents:
                     notified.append((q, list(with_dependents)))
             fail_replies = replies[n_acks : n_acks + len(fails)]
+            start_replies = replies[n_acks + len(fails) : n_acks + len(fails) + len(start_calls)]
+            for jobs, reply in zip(starting.values(), start_replies, strict=True):
+                self._started(jobs, reply)
             if notified or any(r in ("dead", "cancelled") for r in fail_replies):
                 asyncio.create_task(self._flush_outboxes(notified, list(self.options.queues)))
             got = 0
@@ -386,30 +406,58 @@ class Worker:
                     break
                 try:
                     reply = await self.backend.execute(
-                        ops.dequeue_call(self.settings, q, capacity - got, lease_ms, self.id)
+                        ops.dequeue_call(
+                            self.settings, q, capacity - got, lease_ms, self.id, start_now=self._free_slots
+                        )
                     )
                 except RediqError:
                     break
                 got += self._buffer_jobs(q, reply)
-            self._start_buffered()
             # a full fetch means there is probably more; so does a wake-up that arrived while
             # this round trip was in flight (its task may have been enqueued after our dequeue ran)
             self._fetch_now = want_fetch and (got >= capacity or self._wake_seq != wake_seq)
 
+    @property
+    def _free_slots(self) -> int:
+        return 0 if self._stopping else self.options.concurrency - len(self._running)
+
     def _buffer_jobs(self, queue: str, reply: Any) -> int:
-        rank = self.options.queues.index(queue)
+        """Launch the dequeued tasks that started (charged), keep the reserved ones for later."""
         jobs = ops.parse_dequeue(queue, reply)
+        self._reserve([j for j in jobs if j.reserved])
         for job in jobs:
-            self._arrival += 1
-            heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
+            if not job.reserved:
+                self._launch(job)
         return len(jobs)
 
-    def _start_buffered(self) -> None:
-        while self._buffer and len(self._running) < self.options.concurrency and not self._stopping:
+    def _reserve(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._arrival += 1
+            rank = self.options.queues.index(job.queue)
+            heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
+
+    def _take_reserved(self) -> dict[str, list[Job]]:
+        """Reserved tasks for the free slots, best first, grouped by queue."""
+        taken: dict[str, list[Job]] = defaultdict(list)
+        for _ in range(min(self._free_slots, len(self._buffer))):
             job = heapq.heappop(self._buffer).job
-            ctx = TaskContext(job, self)
-            task = asyncio.create_task(self._execute(job, ctx), name=f"rediq-task-{job.id}")
-            self._running[job.id] = (job, task, ctx)
+            taken[job.queue].append(job)
+        return taken
+
+    def _started(self, jobs: list[Job], reply: list[Any]) -> None:
+        new_attempts = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        for job in jobs:
+            attempt = new_attempts.get(job.id, 0)
+            if attempt:
+                job.attempt, job.reserved = attempt, False
+                self._launch(job)
+            else:
+                log.warning("task %s: lease lost before it started; not running it", job.id)
+
+    def _launch(self, job: Job) -> None:
+        ctx = TaskContext(job, self)
+        task = asyncio.create_task(self._execute(job, ctx), name=f"rediq-task-{job.id}")
+        self._running[job.id] = (job, task, ctx)
 
     async def _flush_outboxes(self, notified: list[tuple[str, list[str]]], queues: list[str]) -> None:
         try:
@@ -484,8 +532,7 @@ class Worker:
                 ops.fail_call(self.settings, job.queue, job.id, job.attempt, error or "", trace, delay, mode)
             )
             self.failed += 1
-        self._wake.set()
-        self._start_buffered()
+        self._wake.set()  # the exchange loop acks this and starts the next reserved task
         if self.registry.middleware:
             await self._middleware("after", ctx, outcome, exc_for_after)
         if not self._listeners:

@@ -18,9 +18,12 @@ class RediqAdapter:
         self.client = Client(url)
 
     def version(self) -> str:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
-        return version("rediq")
+        try:
+            return version("rediq")
+        except PackageNotFoundError:  # running from a checkout that is not pip-installed
+            return "checkout"
 
     def enqueue_each(self, tss: list[float]) -> None:
         enqueue = self.client.enqueue

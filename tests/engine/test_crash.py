@@ -145,3 +145,34 @@ def test_sigterm_stops_a_worker_whose_redis_is_gone(tmp_path: Path) -> None:
         assert code in (0, 3)  # 3: E001, Redis unreachable
     finally:
         server.cleanup()
+
+
+def test_a_task_prefetched_next_to_a_poison_task_still_runs(
+    redis_url: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    """With one slot, the innocent task is leased as *reserved* beside the poison task. When the
+    poison kills the worker, the reserved task was never started, so it is not charged: it
+    runs on the next worker instead of going dead with max_retry=0."""
+    client = Client(redis_url)
+    poison = client.enqueue("exit", None, queue="crash", max_retry=0, priority=0)
+    innocent = client.enqueue("quick", None, queue="crash", max_retry=0, priority=10)
+    for n in range(4):
+        proc = spawn_worker(redis_url, APP, "crash", "1", "1", "1", log_path=tmp_path / f"w{n}.log")
+        try:
+            proc.wait(6)
+        except Exception:  # noqa: BLE001 - alive: nothing (left) to crash on
+            pass
+        stop_process(proc, signal.SIGKILL)
+        a, b = client.get_task(poison.id), client.get_task(innocent.id)
+        if a is not None and b is not None and a.state.is_final and b.state.is_final:
+            break
+        time.sleep(1.1)  # the crashed worker's leases run out
+    info = client.get_task(innocent.id)
+    assert info is not None and info.state == TaskState.COMPLETED, (
+        info.state if info else None,
+        info and info.last_error,
+    )
+    assert info.attempts == 1
+    dead = client.get_task(poison.id)
+    assert dead is not None and dead.state == TaskState.DEAD and dead.attempts == 1
+    assert any("expired before it started" in h.note for h in info.history)
