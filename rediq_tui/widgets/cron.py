@@ -91,11 +91,14 @@ class CronView(View):
         out.append(" · next: ", style="dim")
         if entry.paused:
             out.append("paused", style="yellow")
+        elif entry.next_fires:
+            first = entry.next_fires[0]
+            out.append(f"{fmt.stamp(first)[:16]} ({fmt.relative(first, now)})")
+            for i, ms in enumerate(entry.next_fires[1:5]):
+                out.append("\n      " if i % 3 == 0 else " · ")
+                out.append(fmt.stamp(ms)[:16])
         else:
-            fires = [f"{fmt.stamp(ms)[:16]} ({fmt.relative(ms, now)})" for ms in entry.next_fires[:5]]
-            out.append(", ".join(fires[:2]) or "-")
-            for ms in entry.next_fires[2:5]:
-                out.append(f"\n        {fmt.stamp(ms)[:16]} ({fmt.relative(ms, now)})")
+            out.append("-")
         out.append("\nlast runs: ", style="dim")
         if not entry.runs:
             out.append("none yet", style="dim")
@@ -103,7 +106,7 @@ class CronView(View):
             state = run.state or "expired"
             out.append(f"\n  {fmt.stamp(run.fire_ms)[:16]}  ")
             out.append(f"{safe.clean(state, 12):<10}", style=OUTCOME_STYLE.get(state, ""))
-            out.append(safe.clean(run.task_id, 30), style="dim")
+            out.append(safe.clean(run.task_id, 44), style="dim")
             if run.manual:
                 out.append(" (run now)", style="cyan")
         return out

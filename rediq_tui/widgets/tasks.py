@@ -265,7 +265,7 @@ class TasksView(View):
             text.append(safe.clean(self.queue, 30), style="bold")
             if self.group is not None:
                 text.append(" · group ")
-                text.append(self.group[1][:40], style="red")
+                text.append(self.group[1][:60], style="red")
             else:
                 text.append(f" · {self.state}")
             if self.searched is not None:
