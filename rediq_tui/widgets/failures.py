@@ -41,12 +41,12 @@ class FailuresView(View):
         yield Static("Failures", classes="view-title", id="failures-title")
         table = VimTable(id="failures-table")
         for label, key, width in (
-            ("Now", "count", 6),
-            ("Ever", "total", 6),
-            ("Queue", "queue", 10),
-            ("Type", "type", 14),
+            ("Now", "count", 5),
+            ("Queue", "queue", 9),
+            ("Type", "type", 13),
             ("Last", "last", 7),
-            ("Error (normalised)", "sample", None),
+            ("Error (normalised)", "sample", 36),
+            ("Ever", "total", 6),
         ):
             table.add_column(label, key=key, width=width)
         yield table
@@ -76,11 +76,11 @@ class FailuresView(View):
                     group_key(g),
                     [
                         Text(fmt.count(g.count), style="bold red", justify="right"),
-                        Text(fmt.count(g.total), style="dim", justify="right"),
-                        safe.text(g.queue, 10, style="bold"),
-                        safe.text(g.task_type, 14),
+                        safe.text(g.queue, 9, style="bold"),
+                        safe.text(g.task_type, 13),
                         Text(fmt.relative(g.last_seen_ms, now)),
                         safe.text(g.sample, 200, style="red"),
+                        Text(fmt.count(g.total), style="dim", justify="right"),
                     ],
                 )
             )

@@ -67,6 +67,7 @@ def where_filter(needle: str) -> Callable[[TaskInfo], bool] | None:
 
 class TasksView(View):
     BINDINGS = [
+        Binding("U", "restore", "Restore", id="tasks.restore"),  # first: visible at 80 columns
         Binding("slash", "filter", "Filter", id="tasks.filter"),
         Binding("space", "mark", "Mark", id="tasks.mark"),
         Binding("s", "sort", "Sort", id="tasks.sort"),
@@ -81,7 +82,6 @@ class TasksView(View):
         Binding("d", "delete", "Delete", id="tasks.delete"),
         Binding("R", "requeue_all", "Requeue all", id="tasks.requeue_all"),
         Binding("F", "flush", "Flush", id="tasks.flush"),
-        Binding("U", "restore", "Restore", id="tasks.restore"),
     ]
     MUTATING = frozenset({"requeue", "cancel", "delete", "requeue_all", "flush", "restore"})
 

@@ -156,3 +156,6 @@ def quarantine_scene(url: str, raw: redis.Redis) -> None:
     with Client(url) as c:
         ids = make_dead(c, "payment", 3)
         c.call(admin.delete, "payment", ids)
+    enq = int(FIXED_NOW * 1000) - 2 * 3600 * 1000
+    for tid in ids:
+        raw.hset(KS.queue("payment").task(tid), "enq", enq)
