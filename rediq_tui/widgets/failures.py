@@ -88,7 +88,8 @@ class FailuresView(View):
         tasks = sum(g.count for g in data)
         self.query_one("#failures-title", Static).update(
             Text(
-                f"Failures · {len(data):,} groups · {tasks:,} tasks · Enter: tasks · r retry · d delete",
+                f"Failures · {len(data):,} group{'' if len(data) == 1 else 's'} · {tasks:,} tasks"
+                " · Enter: tasks · r retry · d delete",
                 no_wrap=True,
                 overflow="ellipsis",
             )
