@@ -362,3 +362,43 @@ async def test_filter_searches_the_whole_state(redis_url: str) -> None:
         assert isinstance(app.focused, Input)
         await pilot.press("escape")
         await wait_for(pilot, lambda: tasks.searched is None and tasks.table.row_count == 20)
+
+
+# ---------------------------------------------------------------------------------- hostile
+
+HOSTILE = "[@click=app.quit]boom\x1b[2J\x9b31m\u202e"
+
+
+async def test_hostile_failure_and_audit_text_is_inert(redis_url: str, raw: redis.Redis) -> None:
+    from tests.tui.data import kill, lease
+
+    with Client(redis_url) as c:
+        c.enqueue(HOSTILE, {}, queue="evil", id="h1", max_retry=0)
+        for job in lease(c, "evil", 1):
+            kill(c, job, HOSTILE)
+    raw.xadd(
+        KS.audit, {"action": HOSTILE, "queue": HOSTILE, "count": "x", "detail": HOSTILE, "actor": HOSTILE}
+    )
+    app = make_app(redis_url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        await pilot.press("6")
+        failures = app.query_one(FailuresView)
+        await wait_for(pilot, lambda: failures.table.row_count == 1)
+        key = failures.table.row_keys()[0]
+        for col in ("type", "sample"):
+            text = cell(failures.table, key, col)
+            assert text.startswith("[@click=app.")
+            assert not any(ch in text for ch in "\x1b\x9b\u202e")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "\x1b" not in question(app) and "[@click=app.quit]" in question(app)
+        await pilot.press("escape")
+        await pilot.press("7")
+        audit = app.query_one(AuditView)
+        await wait_for(pilot, lambda: audit.table.row_count == 1)
+        key = audit.table.row_keys()[0]
+        for col in ("action", "queue", "detail", "actor"):
+            assert "\x1b" not in cell(audit.table, key, col)
+        assert cell(audit.table, key, "count") == "0"
+        assert app.is_running
