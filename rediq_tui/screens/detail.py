@@ -122,13 +122,15 @@ def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
     for key, value in sorted(task.metadata.items())[:50]:
         out.append(f"{safe.clean(key, 16):>16}: ", style="dim")
         out.append(safe.clean(value, 200) + "\n")
-    out.append(render_why(why))
-    out.append(render_attempts(task))
     out.append(section("Payload"))
     out.append("\n" + safe.pretty_json(task.payload) + "\n")
     if task.result is not None:
         out.append(section("Result"))
         out.append("\n" + safe.pretty_json(task.result) + "\n")
+    # after the payload (the first screen at 80x24 shows fields and payload; the title line
+    # already says whether and why the task is blocked)
+    out.append(render_why(why))
+    out.append(render_attempts(task))
     if task.last_error:
         out.append(section("Error"))
         out.append("\n" + safe.clean(task.last_error, 2000, multiline=True) + "\n", style="red")
@@ -223,12 +225,16 @@ class TaskDetailScreen(Screen[None], Pollable):
             title.update(Text(f"Task {safe.clean(self.task_id, 60)} · not found (expired or purged)"))
             return
         self.info = info
-        title.update(
-            Text(
-                f"{safe.clean(info.queue, 20)} · {info.state} · {safe.clean(info.type, 30)}",
-                no_wrap=True,
-            )
+        line = Text(
+            f"{safe.clean(info.queue, 20)} · {info.state} · {safe.clean(info.type, 30)}",
+            no_wrap=True,
+            overflow="ellipsis",
         )
+        if self.why is not None and self.why.blocked:
+            line.append(" · blocked", style="bold red")
+            if self.why.reasons:
+                line.append(": " + safe.clean(self.why.reasons[0], 120), style="red")
+        title.update(line)
         self.query_one("#detail-body", Static).update(render_task(info, self.why))
         deps = self.query_one("#detail-deps", OptionList)
         options = dependency_options(info)

@@ -163,3 +163,18 @@ def quarantine_scene(url: str, raw: redis.Redis) -> None:
     enq = int(FIXED_NOW * 1000) - 2 * 3600 * 1000
     for tid in ids:
         raw.hset(KS.queue("payment").task(tid), "enq", enq)
+
+
+def blocked_scene(url: str, raw: redis.Redis) -> None:
+    """A pending task in a paused queue that no worker serves: blocked, with two reasons."""
+    with Client(url) as c:
+        for i in range(3):
+            c.enqueue("mail:send", {"to": f"user{i}@example.com"}, queue="mail", id=f"mail-{i:03d}")
+        c.call(admin.pause, "mail")
+    base = int(FIXED_NOW * 1000) - 600_000
+    for i in range(3):
+        raw.hset(KS.queue("mail").task(f"mail-{i:03d}"), mapping={"enq": base, "due": base})
+    for i in range(3):
+        hist_key = KS.queue("mail").history(f"mail-{i:03d}")
+        raw.delete(hist_key)
+        raw.rpush(hist_key, json.dumps([base, "pending", "enqueued"]))

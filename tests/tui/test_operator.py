@@ -264,6 +264,8 @@ async def test_detail_why_blocked_and_attempt_timeline(redis_url: str, raw: redi
         assert "queue 'mail' is paused" in body
         assert "no live worker serves queue 'mail'" in body
         assert "Attempts (oldest first) \n(none)" in body
+        title = plain(screen.query_one("#detail-title", Static))
+        assert title.startswith("mail · pending · mail:send · blocked: queue 'mail' is paused")
 
 
 # ---------------------------------------------------------------------------------- forecast

@@ -168,3 +168,17 @@ def test_task_detail_why_and_attempts(snap_compare: Any, redis_url: str, raw: re
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_task_detail_blocked(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.blocked_scene(redis_url, raw)
+    app = app_for(redis_url)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        app.open_task("mail", "mail-001")
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.why is not None)
+        await pilot.press(*["j"] * 9)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
