@@ -59,15 +59,15 @@ async def next_poll(pilot: Any, app: RediqApp) -> None:
 
 
 def detail_candidate(client: Client) -> tuple[str, str] | None:
-    """A task worth showing in detail: dependencies and at least one attempt; a retrying
-    payment (blocked, with dependents waiting on it) is best, then a waiting task, then any
-    finished task with dependencies."""
+    """A task worth showing in detail, always one with dependencies: a retrying payment
+    (blocked, with dependents waiting on it) is best, then one that completed after a failed
+    attempt (a two-row attempt timeline), then a waiting task, then any completed one."""
     best: tuple[int, TaskInfo] | None = None
     for queue in ("payment", "shipping", "notifications", "inventory"):
-        for state, rank in ((TaskState.RETRY, 0), (TaskState.WAITING, 1), (TaskState.COMPLETED, 3)):
+        for state, rank in ((TaskState.RETRY, 0), (TaskState.WAITING, 2), (TaskState.COMPLETED, 3)):
             page = client.call(inspect.page, queue, state, 0, 50)
             for t in page.tasks:
-                r = rank - 1 if state == TaskState.COMPLETED and t.attempts > 1 else rank
+                r = 1 if state == TaskState.COMPLETED and t.attempts > 1 else rank
                 if (t.depends_on or t.dependents) and (best is None or r < best[0]):
                     best = (r, t)
     return (best[1].queue, best[1].id) if best else None
