@@ -577,6 +577,14 @@ def dequeue_call(
     )
 
 
+def _int_fast(value: Any) -> int | None:
+    """``_int`` with a fast path for the plain integer strings the scripts return."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return _int(value)
+
+
 def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
     jobs = []
     for i in range(1, len(reply), JOB_WIDTH):
@@ -589,12 +597,12 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
                 queue,
                 ttype or "",
                 payload or "",
-                _int(priority) or 0,
-                _int(max_retry) or 0,
-                (_int(timeout_ms) or 1_800_000) / 1000,
+                _int_fast(priority) or 0,
+                _int_fast(max_retry) or 0,
+                (_int_fast(timeout_ms) or 1_800_000) / 1000,
                 int(attempt),
                 meta or "",
-                _int(version) or 1,
+                _int_fast(version) or 1,
             )
         )
     return jobs

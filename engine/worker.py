@@ -24,13 +24,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from engine import events, ops
-from engine.backend import AsyncBackend, Batch, Call, Op, cmd
+from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, Permanent, RediqError, Retryable
 from engine.ops import Job, Settings
@@ -100,12 +100,14 @@ class TaskContext:
         self._worker._report_progress(self._job, float(percent), message)
 
 
-@dataclass(order=True)
-class _Buffered:
+class _Buffered(NamedTuple):
+    """A leased task waiting for a free slot. A tuple, so the heap compares in C; ``arrival``
+    is unique, so ``job`` is never compared."""
+
     rank: int
     priority: int
     arrival: int
-    job: Job = field(compare=False)
+    job: Job
 
 
 class Worker:
@@ -142,6 +144,8 @@ class Worker:
         self._drained = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
+        self._wake_seq = 0
+        """Counts work-arrived events, so one that lands during an exchange is not lost."""
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
@@ -190,7 +194,11 @@ class Worker:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        redis = self._redis if self._redis is not None else self.target.aio()  # type: ignore[union-attr]
+        if self._redis is not None:
+            redis = self._redis
+        else:
+            redis = self.target.aio()  # type: ignore[union-attr]
+            use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
         try:
             await self._check_server()
@@ -312,6 +320,7 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
                 self._fetch_now = True
                 continue
+            wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
             # last progress reports go first: a finished task no longer accepts them
@@ -383,8 +392,9 @@ class Worker:
                     break
                 got += self._buffer_jobs(q, reply)
             self._start_buffered()
-            # a full fetch means there is probably more: fetch again as soon as there is room
-            self._fetch_now = want_fetch and got >= capacity
+            # a full fetch means there is probably more; so does a wake-up that arrived while
+            # this round trip was in flight (its task may have been enqueued after our dequeue ran)
+            self._fetch_now = want_fetch and (got >= capacity or self._wake_seq != wake_seq)
 
     def _buffer_jobs(self, queue: str, reply: Any) -> int:
         rank = self.options.queues.index(queue)
@@ -425,8 +435,14 @@ class Worker:
                     f"unknown task type {job.type!r}: this worker has no handler for it (known: {known})"
                 )
             payload = self._decode_payload(job, definition)
-            await self._middleware("before", ctx)
-            result = await asyncio.wait_for(self._call(definition, ctx, payload), job.timeout_s)
+            if self.registry.middleware:
+                await self._middleware("before", ctx)
+            # asyncio.timeout, not wait_for: no second task and future per attempt (hot path)
+            async with asyncio.timeout(job.timeout_s):
+                if definition.is_async:
+                    result = await definition.handler(ctx, payload)
+                else:
+                    result = await self._call(definition, ctx, payload)
             result_json = _result_json(result)
         except TimeoutError as exc:
             outcome, error, exc_for_after = "timeout", f"E004: timed out after {job.timeout_s:g} s", exc
@@ -470,7 +486,10 @@ class Worker:
             self.failed += 1
         self._wake.set()
         self._start_buffered()
-        await self._middleware("after", ctx, outcome, exc_for_after)
+        if self.registry.middleware:
+            await self._middleware("after", ctx, outcome, exc_for_after)
+        if not self._listeners:
+            return
         report = TaskOutcome(
             job.id, job.queue, job.type, outcome, time.monotonic() - started, job.attempt, error
         )
@@ -642,6 +661,7 @@ class Worker:
             async for event in events.subscribe(self.settings, self.backend.redis, self.options.queues):
                 if event.event in ("pending", "resumed", events.RESYNC):
                     self._fetch_now = True
+                    self._wake_seq += 1
                     self._wake.set()
         except Exception as exc:  # noqa: BLE001 - without wake-ups the poll still works
             log.warning("event subscription ended (%s); relying on polling", exc)

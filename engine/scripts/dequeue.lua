@@ -63,12 +63,12 @@ for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v')
+    'attempts', 'meta', 'v', 'progress')
   if f[1] then -- a pending entry whose hash is gone is dropped (doctor reports such entries)
     local attempts = (tonumber(f[6]) or 0) + 1
     redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
       'worker', worker, 'lease', lease)
-    redis.call('HDEL', tk, 'progress', 'pmsg')
+    if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
     history(base, id, now, 'active', worker)
     table.insert(leased, id)
