@@ -23,20 +23,22 @@ from engine.task import TaskState
 from rediq_tui import safe
 from rediq_tui.config import ConsoleConfig
 from rediq_tui.launcher import LaunchedWorker, LaunchSpec
-from rediq_tui.messages import OpenQueue, OpenTask, RefreshRequested
+from rediq_tui.messages import OpenGroup, OpenQueue, OpenTask, RefreshRequested
 from rediq_tui.screens.confirm import ConfirmScreen
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.help import HelpScreen
 from rediq_tui.screens.launch import LaunchScreen
+from rediq_tui.widgets.audit import AuditView
 from rediq_tui.widgets.base import Pollable, View
 from rediq_tui.widgets.cron import CronView
+from rediq_tui.widgets.failures import FailuresView
 from rediq_tui.widgets.queues import QueuesView
 from rediq_tui.widgets.status import StatusBar
 from rediq_tui.widgets.table import VimTable
 from rediq_tui.widgets.tasks import TasksView, where_filter
 from rediq_tui.widgets.workers import WorkersView
 
-VIEWS = ("queues", "workers", "tasks", "cron")
+VIEWS = ("queues", "workers", "tasks", "cron", "failures", "audit")
 MAX_BACKOFF_S = 15.0
 EVENT_DEBOUNCE_S = 0.3
 
@@ -50,6 +52,7 @@ TASK_ACTIONS = {
     "requeue": ("Requeue", "requeued", False),
     "cancel": ("Cancel", "cancelled", True),
     "delete": ("Delete", "deleted (to quarantine)", True),
+    "restore": ("Restore", "restored", False),
 }
 
 
@@ -62,6 +65,8 @@ class RediqApp(App[None]):
         Binding("3,t", "show('tasks')", "Tasks", id="view.tasks"),
         Binding("4,i", "show('detail')", "Detail", id="view.detail"),
         Binding("5,o", "show('cron')", "Cron", id="view.cron"),
+        Binding("6,f", "show('failures')", "Failures", id="view.failures"),
+        Binding("7,a", "show('audit')", "Audit", id="view.audit"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("p", "toggle_refresh", "Pause refresh", id="app.pause_refresh"),
         Binding("ctrl+r", "refresh_now", "Refresh now", show=False, id="app.refresh"),
@@ -113,6 +118,8 @@ class RediqApp(App[None]):
             yield WorkersView(id="workers")
             yield TasksView(id="tasks")
             yield CronView(id="cron")
+            yield FailuresView(id="failures")
+            yield AuditView(id="audit")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -316,6 +323,11 @@ class RediqApp(App[None]):
         self.tasks_view.open(message.queue, message.state)
         self.action_show("tasks")
 
+    @on(OpenGroup)
+    def _open_group(self, message: OpenGroup) -> None:
+        self.tasks_view.open_group(message.queue, message.fingerprint, message.label)
+        self.action_show("tasks")
+
     @on(OpenTask)
     def _open_task(self, message: OpenTask) -> None:
         self.open_task(message.queue, message.task_id)
@@ -346,6 +358,7 @@ class RediqApp(App[None]):
             ("detail", list(TaskDetailScreen.BINDINGS)),
             ("workers", list(WorkersView.BINDINGS)),
             ("cron", list(CronView.BINDINGS)),
+            ("failures", list(FailuresView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(contexts))
 
@@ -416,6 +429,8 @@ class RediqApp(App[None]):
             elif kind == "cancel":
                 outcomes = await self.client.call(admin.cancel, queue, ids)
                 done = sum(1 for v in outcomes.values() if v in ("cancelled", "requested"))
+            elif kind == "restore":
+                done = len(await self.client.call(admin.restore, queue, ids))
             else:
                 done = len(await self.client.call(admin.delete, queue, ids))
             if on_done is not None:
@@ -463,6 +478,28 @@ class RediqApp(App[None]):
             return f"{moved:,} {state} tasks of {shown} {'requeued' if kind == 'requeue' else 'flushed'}"
 
         self.write(run, f"{verb} all{count_text} {state} tasks{scope} of {shown}?")
+
+    def group_action(self, kind: str, queue: str, fingerprint: str, count: int, label: str) -> None:
+        """Retry or delete (to quarantine, restorable) every task of one failure group: one
+        action, after a typed confirmation stating the count."""
+        if self.read_only:
+            self.notify(f"Read-only: {self.read_only_reason}", severity="warning", markup=False)
+            return
+        shown = safe.clean(queue, 40)
+        label = safe.clean(label, 120)
+
+        async def run() -> str:
+            if kind == "retry":
+                moved = await self.client.call(admin.retry_group, queue, fingerprint)
+                return f"{moved:,} tasks of {label} requeued"
+            moved = await self.client.call(admin.delete_group, queue, fingerprint)
+            return f"{moved:,} tasks of {label} deleted (to quarantine, restorable)"
+
+        if kind == "retry":
+            question = f"Retry all {count:,} tasks of {label} in {shown}?"
+        else:
+            question = f"Delete all {count:,} tasks of {label} in {shown} (to quarantine, restorable)?"
+        self.write(run, question)
 
     # ------------------------------------------------------------------ launched workers
     def launch_worker_dialog(self) -> None:

@@ -63,3 +63,25 @@ def bar(percent: float | None, width: int = 10) -> str:
     p = max(0.0, min(100.0, percent))
     full = round(p / 100 * width)
     return "█" * full + "░" * (width - full) + f" {p:3.0f}%"
+
+
+def seconds(s: float | None) -> str:
+    """Precise short duration for runtimes: ``0.42s``, ``12.3s``, then as ``duration``."""
+    if s is None:
+        return "-"
+    if s < 10:
+        return f"{max(0.0, s):.2f}s"
+    if s < 60:
+        return f"{s:.1f}s"
+    return duration(s)
+
+
+def drain(pending: int, drain_minutes: float | None) -> str:
+    """Backlog forecast: ``drains in ~4 min``, ``not draining``, or ``-`` when empty."""
+    if not pending:
+        return "-"
+    if drain_minutes is None:
+        return "not draining"
+    if drain_minutes < 120:
+        return f"drains in ~{max(1, round(drain_minutes))} min"
+    return f"drains in ~{drain_minutes / 60:.0f} h"

@@ -26,3 +26,12 @@ class OpenTask(Message):
 @dataclass
 class RefreshRequested(Message):
     """A view's parameters changed (queue, state, page, sort): poll it now."""
+
+
+@dataclass
+class OpenGroup(Message):
+    """Show the tasks of one failure group."""
+
+    queue: str
+    fingerprint: str
+    label: str

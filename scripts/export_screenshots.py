@@ -1,6 +1,6 @@
-"""Write ``screenshots/*.svg`` of each console view from the real app against a real server.
+"""Write ``screenshots/scenes/*.svg`` of each console view from the real app against a real server.
 
-    python scripts/export_screenshots.py [--out screenshots]
+    python scripts/export_screenshots.py [--out screenshots/scenes]
 
 Starts a private valkey-server (as the tests do), fills it with the deterministic scenes of
 ``tests/tui/scenes.py`` and saves one screenshot per view at 80x24 with ``app.save_screenshot``.
@@ -115,6 +115,20 @@ async def main_async(out: Path) -> list[Path]:
             )
 
         written.append(await shoot(server.url, out, "task-detail", detail))
+
+        await reset(scenes.failures_scene)
+
+        async def failures(app: RediqApp, pilot: Any) -> None:
+            await show(app, pilot, "6")
+
+        written.append(await shoot(server.url, out, "failures", failures))
+
+        await reset(scenes.audit_scene)
+
+        async def audit(app: RediqApp, pilot: Any) -> None:
+            await show(app, pilot, "7")
+
+        written.append(await shoot(server.url, out, "audit", audit))
     finally:
         raw.close()
         server.cleanup()
@@ -123,7 +137,9 @@ async def main_async(out: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "screenshots")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parents[1] / "screenshots" / "scenes"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for path in asyncio.run(main_async(args.out)):

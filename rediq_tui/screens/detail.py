@@ -13,8 +13,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine import inspect
+from engine import explain, inspect
 from engine.client import AsyncClient
+from engine.errors import TaskNotFound
+from engine.explain import Explanation
 from engine.task import TaskInfo
 from rediq_tui import fmt, safe
 from rediq_tui.messages import OpenTask
@@ -50,7 +52,53 @@ def section(title: str) -> Text:
     return Text(f"\n── {title} ", style="bold")
 
 
-def render_task(task: TaskInfo) -> Text:
+def render_why(why: Explanation | None) -> Text:
+    """``Why not running?``: the reasons ``engine.explain.why`` found, red when blocked."""
+    out = section("Why not running?")
+    out.append("\n")
+    if why is None:
+        out.append("(unknown)\n", style="dim")
+        return out
+    style = "bold red" if why.blocked else "green"
+    out.append("blocked" if why.blocked else "not blocked", style=style)
+    if why.position is not None:
+        out.append(f" · position {why.position + 1:,} in pending", style="dim")
+    out.append("\n")
+    for reason in why.reasons[:20]:
+        out.append("• " + safe.clean(reason, 300) + "\n", style="red" if why.blocked else "")
+    return out
+
+
+def render_attempts(task: TaskInfo) -> Text:
+    """The attempt timeline (``engine.inspect.attempts``, from the history): number, worker,
+    start, duration, outcome, error."""
+    out = section("Attempts (oldest first)")
+    out.append("\n")
+    timeline = inspect.attempts(task)
+    if not timeline:
+        out.append("(none)\n", style="dim")
+    for a in timeline[:50]:
+        out.append(f"#{a.number:<2} ", style="bold")
+        out.append(f"{safe.clean(a.worker, 14):<14} ")
+        out.append(fmt.stamp(a.started_ms)[11:] + " ", style="dim")
+        out.append(f"{fmt.seconds(a.duration_s):>6} ")
+        out.append(f"{safe.clean(a.outcome, 10):<9}", style=OUTCOME_STYLE.get(a.outcome, ""))
+        if a.error:
+            out.append(" " + safe.clean(a.error, 120), style="red")
+        out.append("\n")
+    return out
+
+
+OUTCOME_STYLE = {
+    "completed": "green",
+    "dead": "bold red",
+    "retry": "yellow",
+    "cancelled": "yellow",
+    "running": "cyan",
+}
+
+
+def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
     out = Text()
     out.append("Task ", style="bold")
     out.append(safe.clean(task.id, 128), style="bold cyan")
@@ -79,6 +127,10 @@ def render_task(task: TaskInfo) -> Text:
     if task.result is not None:
         out.append(section("Result"))
         out.append("\n" + safe.pretty_json(task.result) + "\n")
+    # after the payload (the first screen at 80x24 shows fields and payload; the title line
+    # already says whether and why the task is blocked)
+    out.append(render_why(why))
+    out.append(render_attempts(task))
     if task.last_error:
         out.append(section("Error"))
         out.append("\n" + safe.clean(task.last_error, 2000, multiline=True) + "\n", style="red")
@@ -124,6 +176,7 @@ class TaskDetailScreen(Screen[None], Pollable):
         self.queue = queue
         self.task_id = task_id
         self.info: TaskInfo | None = None
+        self.why: Explanation | None = None
         self.missing = False
 
     @property
@@ -153,24 +206,36 @@ class TaskDetailScreen(Screen[None], Pollable):
             return None
         return True
 
-    async def fetch(self, client: AsyncClient) -> TaskInfo | None:
-        return await client.call(inspect.task, self.task_id, self.queue)
+    async def fetch(self, client: AsyncClient) -> tuple[TaskInfo | None, Explanation | None]:
+        info = await client.call(inspect.task, self.task_id, self.queue)
+        if info is None:
+            return None, None
+        try:
+            why = await client.call(explain.why, self.task_id, self.queue)
+        except TaskNotFound:  # gone between the two reads
+            why = None
+        return info, why
 
     def show(self, data: Any) -> None:
-        info: TaskInfo | None = data
+        info: TaskInfo | None
+        info, self.why = data
         title = self.query_one("#detail-title", Static)
         if info is None:
             self.missing = True
             title.update(Text(f"Task {safe.clean(self.task_id, 60)} · not found (expired or purged)"))
             return
         self.info = info
-        title.update(
-            Text(
-                f"{safe.clean(info.queue, 20)} · {info.state} · {safe.clean(info.type, 30)}",
-                no_wrap=True,
-            )
+        line = Text(
+            f"{safe.clean(info.queue, 20)} · {info.state} · {safe.clean(info.type, 30)}",
+            no_wrap=True,
+            overflow="ellipsis",
         )
-        self.query_one("#detail-body", Static).update(render_task(info))
+        if self.why is not None and self.why.blocked:
+            line.append(" · blocked", style="bold red")
+            if self.why.reasons:
+                line.append(": " + safe.clean(self.why.reasons[0], 120), style="red")
+        title.update(line)
+        self.query_one("#detail-body", Static).update(render_task(info, self.why))
         deps = self.query_one("#detail-deps", OptionList)
         options = dependency_options(info)
         highlighted = deps.highlighted
@@ -189,7 +254,7 @@ class TaskDetailScreen(Screen[None], Pollable):
                 "progress_message": message if message is not None else self.info.progress_message,
             }
         )
-        self.query_one("#detail-body", Static).update(render_task(self.info))
+        self.query_one("#detail-body", Static).update(render_task(self.info, self.why))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from engine import admin, inspect
 from engine.client import AsyncClient
@@ -43,6 +43,7 @@ class CronView(View):
         ):
             table.add_column(label, key=key, width=width)
         yield table
+        yield Static("", id="cron-detail")
 
     @property
     def table(self) -> VimTable:
@@ -80,6 +81,44 @@ class CronView(View):
             )
         self.table.sync(rows)
         self.query_one("#cron-title", Static).update(Text(f"Cron · {len(data)} entries", no_wrap=True))
+        self._detail()
+
+    def detail_text(self, entry: CronEntryInfo) -> Text:
+        """The selected entry: its next five fire times and its last runs with their outcome."""
+        now = self.rapp.clock()
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(safe.clean(entry.name, 30), style="bold")
+        out.append(" · next: ", style="dim")
+        if entry.paused:
+            out.append("paused", style="yellow")
+        elif entry.next_fires:
+            first = entry.next_fires[0]
+            out.append(f"{fmt.stamp(first)[:16]} ({fmt.relative(first, now)})")
+            for i, ms in enumerate(entry.next_fires[1:5]):
+                out.append("\n      " if i % 3 == 0 else " · ")
+                out.append(fmt.stamp(ms)[:16])
+        else:
+            out.append("-")
+        out.append("\nlast runs: ", style="dim")
+        if not entry.runs:
+            out.append("none yet", style="dim")
+        for run in entry.runs[:4]:
+            state = run.state or "expired"
+            out.append(f"\n  {fmt.stamp(run.fire_ms)[:16]}  ")
+            out.append(f"{safe.clean(state, 12):<10}", style=OUTCOME_STYLE.get(state, ""))
+            out.append(safe.clean(run.task_id, 44), style="dim")
+            if run.manual:
+                out.append(" (run now)", style="cyan")
+        return out
+
+    def _detail(self) -> None:
+        key = self.table.cursor_key
+        entry = self.entries.get(key) if key is not None else None
+        self.query_one("#cron-detail", Static).update(self.detail_text(entry) if entry else Text(""))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._detail()
 
     def action_run_now(self) -> None:
         name = self.table.cursor_key

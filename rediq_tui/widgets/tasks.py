@@ -31,6 +31,8 @@ STATES: tuple[str, ...] = (
     "waiting",
     "quarantined",
 )
+SEARCH_SCAN_LIMIT = 20_000
+"""The ``/`` filter searches the whole state server-side, reading at most this many tasks."""
 SORTS: tuple[str, ...] = ("redis", "id", "type", "priority", "attempts", "age")
 CHROME_ROWS = 4  # status, title, table header, footer
 
@@ -65,6 +67,7 @@ def where_filter(needle: str) -> Callable[[TaskInfo], bool] | None:
 
 class TasksView(View):
     BINDINGS = [
+        Binding("U", "restore", "Restore", id="tasks.restore"),  # first: visible at 80 columns
         Binding("slash", "filter", "Filter", id="tasks.filter"),
         Binding("space", "mark", "Mark", id="tasks.mark"),
         Binding("s", "sort", "Sort", id="tasks.sort"),
@@ -80,7 +83,7 @@ class TasksView(View):
         Binding("R", "requeue_all", "Requeue all", id="tasks.requeue_all"),
         Binding("F", "flush", "Flush", id="tasks.flush"),
     ]
-    MUTATING = frozenset({"requeue", "cancel", "delete", "requeue_all", "flush"})
+    MUTATING = frozenset({"requeue", "cancel", "delete", "requeue_all", "flush", "restore"})
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -92,6 +95,15 @@ class TasksView(View):
         self.marked: set[str] = set()
         self.page: TaskPage | None = None
         self.progress: dict[str, Progress] = {}
+        self.group: tuple[str, str] | None = None
+        """(fingerprint, label) when showing one failure group's tasks instead of a state."""
+        self.searched: tuple[int, int] | None = None
+        """(examined, total) of the last server-side search, while a filter is set."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "restore" and (self.state != "quarantined" or self.group is not None):
+            return False  # only quarantined tasks can be restored: hide the key elsewhere
+        return super().check_action(action, parameters)
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -128,17 +140,40 @@ class TasksView(View):
             self.post_message(RefreshRequested())
 
     def open(self, queue: str, state: str) -> None:
-        if (queue, state) != (self.queue, self.state):
-            self.marked.clear()
-            self.page_offset = 0
-            self.page = None
-            self.table.clear()
+        if (queue, state) != (self.queue, self.state) or self.group is not None:
+            self._reset()
+        self.group = None
         self.queue, self.state = queue, state
+        self.refresh_bindings()
         self._title()
+
+    def open_group(self, queue: str, fingerprint: str, label: str) -> None:
+        """Show the tasks of one failure group (dead or retrying), newest failure first."""
+        if self.group is None or (queue, fingerprint) != (self.queue, self.group[0]):
+            self._reset()
+        self.queue, self.state, self.group = queue, "dead", (fingerprint, label)
+        self.refresh_bindings()
+        self._title()
+
+    def _reset(self) -> None:
+        self.marked.clear()
+        self.page_offset = 0
+        self.page = None
+        self.searched = None
+        self.table.clear()
 
     async def fetch(self, client: AsyncClient) -> TaskPage | None:
         if self.queue is None:
             return None
+        if self.group is not None:
+            return await client.call(
+                inspect.group_tasks, self.queue, self.group[0], self.page_offset, self.limit
+            )
+        if self.needle:
+            # the filter searches the whole state (bounded), not only the page on screen
+            return await client.call(
+                inspect.search, self.queue, TaskState(self.state), self.needle, self.limit, SEARCH_SCAN_LIMIT
+            )
         page = await client.call(
             inspect.page, self.queue, TaskState(self.state), self.page_offset, self.limit
         )
@@ -153,7 +188,8 @@ class TasksView(View):
     def shown_tasks(self) -> list[TaskInfo]:
         if self.page is None:
             return []
-        tasks = [t for t in self.page.tasks if matches(t, self.needle)]
+        searched = self.searched is not None and self.group is None
+        tasks = [t for t in self.page.tasks if searched or matches(t, self.needle)]
         key: dict[str, Callable[[TaskInfo], object]] = {
             "id": lambda t: t.id,
             "type": lambda t: t.type,
@@ -172,6 +208,7 @@ class TasksView(View):
         if (data.queue, str(data.state)) != (self.queue, self.state):
             return  # a stale page of what was shown before
         self.page = data
+        self.searched = (data.offset, data.total) if self.needle and self.group is None else None
         self.progress = {t.id: Progress(t.progress, t.progress_message) for t in data.tasks}
         self._render_rows()
 
@@ -226,7 +263,15 @@ class TasksView(View):
             first = self.page_offset + 1 if shown else 0
             text = Text(no_wrap=True, overflow="ellipsis")
             text.append(safe.clean(self.queue, 30), style="bold")
-            text.append(f" · {self.state} · {first:,}-{self.page_offset + shown:,} of {total:,}")
+            if self.group is not None:
+                text.append(" · group ")
+                text.append(self.group[1][:60], style="red")
+            else:
+                text.append(f" · {self.state}")
+            if self.searched is not None:
+                text.append(f" · {shown:,} found · searched {self.searched[0]:,} of {self.searched[1]:,}")
+            else:
+                text.append(f" · {first:,}-{self.page_offset + shown:,} of {total:,}")
             if self.needle:
                 text.append(" · filter: ")
                 text.append(safe.clean(self.needle, 20), style="bold")
@@ -253,12 +298,19 @@ class TasksView(View):
     def action_state(self, step: int) -> None:
         if self.queue is None:
             return
+        if self.group is not None:  # leave the group for the states, starting at dead
+            self.open(self.queue, self.state)
+            self.post_message(RefreshRequested())
+            return
         i = (STATES.index(self.state) + step) % len(STATES)
         self.open(self.queue, STATES[i])
         self.post_message(RefreshRequested())
 
     def action_page(self, step: int) -> None:
         if self.queue is None:
+            return
+        if self.searched is not None:
+            self.app.bell()  # a search shows its first hits; narrow the filter for others
             return
         total = self.page.total if self.page else 0
         new = self.page_offset + step * self.limit
@@ -293,8 +345,11 @@ class TasksView(View):
     def _apply_filter(self, event: Input.Submitted) -> None:
         self.needle = event.value.strip()
         event.input.remove_class("-shown")
+        self.page_offset = 0
+        self.searched = None
         self._render_rows()
         self.table.focus()
+        self.post_message(RefreshRequested())
 
     def on_key(self, event: object) -> None:
         from textual.events import Key
@@ -305,9 +360,11 @@ class TasksView(View):
                 event.stop()
                 box.value = ""
                 self.needle = ""
+                self.searched = None
                 box.remove_class("-shown")
                 self._render_rows()
                 self.table.focus()
+                self.post_message(RefreshRequested())
 
     # ------------------------------------------------------------------ actions
     def selection(self) -> list[str]:
@@ -335,10 +392,21 @@ class TasksView(View):
     def action_delete(self) -> None:
         self._act("delete")
 
+    def action_restore(self) -> None:
+        self._act("restore")
+
+    def _bulk(self, kind: str) -> None:
+        if self.queue is None:
+            return
+        if self.group is not None:
+            total = self.page.total if self.page else 0
+            group_kind = "retry" if kind == "requeue" else "delete"
+            self.rapp.group_action(group_kind, self.queue, self.group[0], total, self.group[1])
+            return
+        self.rapp.bulk_state_action(kind, self.queue, self.state, self.needle)
+
     def action_requeue_all(self) -> None:
-        if self.queue is not None:
-            self.rapp.bulk_state_action("requeue", self.queue, self.state, self.needle)
+        self._bulk("requeue")
 
     def action_flush(self) -> None:
-        if self.queue is not None:
-            self.rapp.bulk_state_action("flush", self.queue, self.state, self.needle)
+        self._bulk("flush")

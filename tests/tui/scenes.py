@@ -13,7 +13,7 @@ from engine.client import Client
 from engine.ops import Settings
 from engine.registry import CronDef
 from engine.scheduler import register
-from tests.tui.data import lease, make_dead, progress
+from tests.tui.data import kill, lease, make_dead, progress
 from tests.tui.helpers import FIXED_NOW
 
 KS = Settings().keyspace
@@ -37,6 +37,10 @@ def queues_scene(url: str, raw: redis.Redis) -> None:
     head = server_ms(raw) - (3 * 86400 + 3600) * 1000
     for q, tid in (("payment", "pay-000"), ("mail", "mail-000")):
         raw.hset(KS.queue(q).task(tid), "enq", head)
+    # the 4 failures of make_dead would show as Err/m when the poll falls in the next minute
+    stats = list(raw.scan_iter(KS.queue("payment").base + "stats:*"))
+    if stats:
+        raw.delete(*stats)
 
 
 def tasks_scene(url: str, raw: redis.Redis) -> None:
@@ -109,3 +113,68 @@ def detail_scene(url: str, raw: redis.Redis) -> None:
     hist_key = KS.queue("payment").history("order-000")
     raw.delete(hist_key)
     raw.rpush(hist_key, *[json.dumps(h) for h in history])
+
+
+def failures_scene(url: str, raw: redis.Redis) -> None:
+    """Two failure groups in payment (12 and 3 tasks) and one in shipping; the groups' first and
+    last failure times are planted relative to ``FIXED_NOW``."""
+    with Client(url) as c:
+        make_dead(c, "payment", 12)
+        for i in range(3):
+            c.enqueue("order:payment", {"order_id": i}, queue="payment", id=f"gw-{i:03d}", max_retry=0)
+        for i, job in enumerate(lease(c, "payment", 3)):
+            kill(c, job, f"ConnectionError: 10.0.0.{i + 7}:6379 refused")
+        c.enqueue("order:ship", {"order_id": 1}, queue="shipping", id="ship-001", max_retry=0)
+        for job in lease(c, "shipping", 1):
+            kill(c, job, "KeyError: 'address'")
+    base = int(FIXED_NOW * 1000)
+    for q in ("payment", "shipping"):
+        key = KS.queue(q).failures
+        for n, (fp, value) in enumerate(sorted(raw.hgetall(key).items())):
+            data = json.loads(value)
+            data["first"] = base - (n + 2) * 3600 * 1000
+            data["last"] = base - (n + 1) * 60 * 1000
+            raw.hset(key, fp, json.dumps(data))
+
+
+def audit_scene(url: str, raw: redis.Redis) -> None:
+    """Audit entries with planted times and actor (the stream id is the time)."""
+    base = int(FIXED_NOW * 1000)
+    entries = [
+        ("pause", "mail", 1, "", "ops@console-1"),
+        ("requeue_all", "payment", 312, "state=dead", "ops@console-1"),
+        ("retry_group", "payment", 12, "3f9a2c", "alice@laptop"),
+        ("delete_group", "shipping", 1, "b71e0d", "alice@laptop"),
+        ("restore", "shipping", 1, "ship-001", "bob@laptop"),
+        ("cron_run_now", "", 1, "leap-day-report", "bob@laptop"),
+    ]
+    for i, (action, queue, count, detail, actor) in enumerate(entries):
+        raw.xadd(
+            KS.audit,
+            {"action": action, "queue": queue, "count": count, "detail": detail, "actor": actor},
+            id=f"{base - (len(entries) - i) * 60_000}-0",
+        )
+
+
+def quarantine_scene(url: str, raw: redis.Redis) -> None:
+    with Client(url) as c:
+        ids = make_dead(c, "payment", 3)
+        c.call(admin.delete, "payment", ids)
+    enq = int(FIXED_NOW * 1000) - 2 * 3600 * 1000
+    for tid in ids:
+        raw.hset(KS.queue("payment").task(tid), "enq", enq)
+
+
+def blocked_scene(url: str, raw: redis.Redis) -> None:
+    """A pending task in a paused queue that no worker serves: blocked, with two reasons."""
+    with Client(url) as c:
+        for i in range(3):
+            c.enqueue("mail:send", {"to": f"user{i}@example.com"}, queue="mail", id=f"mail-{i:03d}")
+        c.call(admin.pause, "mail")
+    base = int(FIXED_NOW * 1000) - 600_000
+    for i in range(3):
+        raw.hset(KS.queue("mail").task(f"mail-{i:03d}"), mapping={"enq": base, "due": base})
+    for i in range(3):
+        hist_key = KS.queue("mail").history(f"mail-{i:03d}")
+        raw.delete(hist_key)
+        raw.rpush(hist_key, json.dumps([base, "pending", "enqueued"]))

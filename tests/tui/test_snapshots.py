@@ -116,3 +116,69 @@ def test_light_theme_queues(snap_compare: Any, redis_url: str, raw: redis.Redis)
 def test_help_screen(snap_compare: Any, redis_url: str) -> None:
     app = app_for(redis_url)
     assert snap_compare(app, terminal_size=SIZE, press=["question_mark"])
+
+
+def test_failures_view(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.failures_scene(redis_url, raw)
+    app = app_for(redis_url)
+    assert snap_compare(app, terminal_size=SIZE, run_before=first_poll(app, "6"))
+
+
+def test_retry_group_confirmation(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.failures_scene(redis_url, raw)
+    app = app_for(redis_url)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await first_poll(app, "6")(pilot)
+        await pilot.press("j", "r")
+        await wait_for(pilot, lambda: len(app.screen_stack) > 1)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_audit_view(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.audit_scene(redis_url, raw)
+    app = app_for(redis_url)
+    assert snap_compare(app, terminal_size=SIZE, run_before=first_poll(app, "7"))
+
+
+def test_quarantined_tasks_with_restore(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.quarantine_scene(redis_url, raw)
+    app = app_for(redis_url)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        app.tasks_view.open("payment", "quarantined")
+        app.action_show("tasks")
+        await wait_for(pilot, lambda: app.tasks_view.table.row_count == 3)
+        await settle_tables(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_task_detail_why_and_attempts(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.detail_scene(redis_url, raw)
+    app = app_for(redis_url)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        app.open_task("payment", "order-000")
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.why is not None)
+        await pilot.press(*["j"] * 12)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_task_detail_blocked(snap_compare: Any, redis_url: str, raw: redis.Redis) -> None:
+    scenes.blocked_scene(redis_url, raw)
+    app = app_for(redis_url)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        app.open_task("mail", "mail-001")
+        await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.why is not None)
+        await pilot.press(*["j"] * 9)
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
