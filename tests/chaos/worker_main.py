@@ -1,0 +1,25 @@
+"""A chaos worker process: ``worker_main.py URL QUEUES LEASE_S CONCURRENCY`` (app: tests.chaos.apps)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from engine.worker import Worker, WorkerOptions
+from tests.chaos.apps import chaos
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
+    url, queues = sys.argv[1], sys.argv[2].split(",")
+    lease_s = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
+    concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+    options = WorkerOptions(
+        queues=queues,
+        concurrency=concurrency,
+        lease_s=lease_s,
+        grace_s=5.0,
+        heartbeat_s=lease_s / 3,
+        poll_interval_s=0.2,
+        maintenance_s=1.0,
+    )
+    sys.exit(Worker(chaos, url, options).run_forever())
