@@ -65,6 +65,7 @@ class WorkerPool:
     log_dir: Path
     lease_s: float = 2.0
     concurrency: int = 4
+    heartbeat_s: float | None = None
     prefix: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -84,6 +85,7 @@ class WorkerPool:
                 self.queues,
                 str(self.lease_s),
                 str(self.concurrency),
+                str(self.heartbeat_s if self.heartbeat_s is not None else self.lease_s / 3),
             ],
             env=env,
             stdout=log,

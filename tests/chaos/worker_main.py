@@ -1,4 +1,5 @@
-"""A chaos worker process: ``worker_main.py URL QUEUES LEASE_S CONCURRENCY`` (app: tests.chaos.apps)."""
+"""A chaos worker process: ``worker_main.py URL QUEUES LEASE_S CONCURRENCY [HEARTBEAT_S]``
+(app: tests.chaos.apps)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ if __name__ == "__main__":
     url, queues = sys.argv[1], sys.argv[2].split(",")
     lease_s = float(sys.argv[3]) if len(sys.argv) > 3 else 2.0
     concurrency = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+    heartbeat_s = float(sys.argv[5]) if len(sys.argv) > 5 else lease_s / 3
     options = WorkerOptions(
         queues=queues,
         concurrency=concurrency,
         lease_s=lease_s,
         grace_s=5.0,
-        heartbeat_s=lease_s / 3,
+        heartbeat_s=heartbeat_s,
         poll_interval_s=0.2,
         maintenance_s=1.0,
     )
