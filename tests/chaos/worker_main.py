@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
+from engine.ops import Settings
 from engine.worker import Worker, WorkerOptions
 from tests.chaos.apps import chaos
 
@@ -24,4 +26,8 @@ if __name__ == "__main__":
         poll_interval_s=0.2,
         maintenance_s=1.0,
     )
-    sys.exit(Worker(chaos, url, options).run_forever())
+    settings = Settings(
+        retention_s=float(os.environ.get("REDIQ_CHAOS_RETENTION_S", 86400)),
+        dead_retention_s=float(os.environ.get("REDIQ_CHAOS_DEAD_RETENTION_S", 30 * 86400)),
+    )
+    sys.exit(Worker(chaos, url, options, settings).run_forever())
