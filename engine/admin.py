@@ -1,20 +1,64 @@
-"""Operator actions: pause/resume, requeue, cancel, delete, flush. Bulk actions run in bounded
-chunks so a huge dead set never stalls Redis in one command.
+"""Operator actions: pause/resume, requeue, cancel, delete (to quarantine), restore, flush,
+failure-group actions. Bulk actions run in bounded chunks (``CHUNK`` tasks per script call) so
+a huge dead set never stalls Redis in one command, and every action is appended to the audit
+stream (``inspect.audit``).
 
 Use through a client: ``client.call(admin.pause, "payment")``.
 """
 
 from __future__ import annotations
 
+import getpass
+import socket
 from collections.abc import Callable, Sequence
+from functools import cache
 
 from engine import ops
-from engine.backend import Op, cmd
+from engine.backend import Batch, Op, cmd
 from engine.errors import UnknownQueue
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
 
 CHUNK = 500
+AUDIT_MAX = 10_000
+
+
+@cache
+def _actor() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def audit(
+    settings: Settings,
+    action: str,
+    queue: str = "",
+    count: int = 0,
+    detail: str = "",
+    actor: str | None = None,
+) -> Op[None]:
+    """Append one operator action to the audit stream (capped near ``AUDIT_MAX`` entries)."""
+    yield cmd(
+        "XADD",
+        settings.keyspace.audit,
+        "MAXLEN",
+        "~",
+        AUDIT_MAX,
+        "*",
+        "action",
+        action,
+        "queue",
+        queue,
+        "count",
+        count,
+        "detail",
+        detail[:500],
+        "actor",
+        actor or _actor(),
+    )
 
 
 def _known(settings: Settings, queue: str) -> Op[None]:
@@ -24,40 +68,70 @@ def _known(settings: Settings, queue: str) -> Op[None]:
 
 def pause(settings: Settings, queue: str) -> Op[bool]:
     yield from _known(settings, queue)
-    return (yield from ops.set_paused(settings, queue, True))
+    changed = yield from ops.set_paused(settings, queue, True)
+    yield from audit(settings, "pause", queue)
+    return changed
 
 
 def resume(settings: Settings, queue: str) -> Op[bool]:
     yield from _known(settings, queue)
-    return (yield from ops.set_paused(settings, queue, False))
+    changed = yield from ops.set_paused(settings, queue, False)
+    yield from audit(settings, "resume", queue)
+    return changed
 
 
 def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
-    return (yield from ops.requeue(settings, queue, ids, "requeued by operator"))
+    moved = yield from ops.requeue(settings, queue, ids, "requeued by operator")
+    yield from audit(settings, "requeue", queue, len(moved), ",".join(ids[:20]))
+    return moved
 
 
 def cancel(settings: Settings, queue: str, ids: Sequence[str]) -> Op[dict[str, str]]:
-    return (yield from ops.cancel(settings, queue, ids, "cancelled by operator"))
+    outcomes = yield from ops.cancel(settings, queue, ids, "cancelled by operator")
+    done = sum(1 for v in outcomes.values() if v in ("cancelled", "requested"))
+    yield from audit(settings, "cancel", queue, done, ",".join(ids[:20]))
+    return outcomes
 
 
 def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
-    return (yield from ops.delete(settings, queue, ids))
+    """Delete recoverably: tasks go to quarantine (``restore`` brings them back)."""
+    moved = yield from ops.quarantine(settings, queue, ids)
+    yield from audit(settings, "delete", queue, len(moved), ",".join(ids[:20]))
+    return moved
+
+
+def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+    restored = yield from ops.restore(settings, queue, ids)
+    yield from audit(settings, "restore", queue, len(restored), ",".join(ids[:20]))
+    return restored
+
+
+def purge(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+    """Delete for good (no quarantine)."""
+    deleted = yield from ops.delete(settings, queue, ids)
+    yield from audit(settings, "purge", queue, len(deleted), ",".join(ids[:20]))
+    return deleted
 
 
 def count(settings: Settings, queue: str, state: TaskState | str) -> Op[int]:
-    return int((yield cmd("ZCARD", settings.keyspace.queue(queue).state_key(str(TaskState(state))))))
+    key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
+    return int((yield cmd("ZCARD", key)))
+
+
+def _tasks(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[TaskInfo]]:
+    qk = settings.keyspace.queue(queue)
+    hashes = yield Batch([cmd("HGETALL", qk.task(i)) for i in ids])
+    return [ops.task_info(queue, h) for h in hashes if h]
 
 
 def _chunks(
     settings: Settings,
+    key: str,
     queue: str,
-    state: TaskState,
     where: Callable[[TaskInfo], bool] | None,
     act: Callable[[Sequence[str]], Op[Sequence[str]]],
 ) -> Op[int]:
-    """Apply ``act`` to every task of a state in chunks; each chunk is one bounded script."""
-    qk = settings.keyspace.queue(queue)
-    key = qk.state_key(str(state))
+    """Apply ``act`` to every member of ``key`` in chunks; each chunk is one bounded script."""
     done = 0
     offset = 0
     while True:
@@ -66,25 +140,14 @@ def _chunks(
             return done
         chosen = list(ids)
         if where is not None:
-            page = yield from ops_page(settings, queue, ids)
-            chosen = [t.id for t in page if where(t)]
-            skipped = len(ids) - len(chosen)
-        else:
-            skipped = 0
+            tasks = yield from _tasks(settings, queue, ids)
+            chosen = [t.id for t in tasks if where(t)]
         acted: Sequence[str] = []
         if chosen:
             acted = yield from act(chosen)
         done += len(acted)
         # acted tasks left the set; skipped ones stay, so step over them
-        offset += skipped + (len(chosen) - len(acted))
-
-
-def ops_page(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[TaskInfo]]:
-    from engine.backend import Batch
-
-    qk = settings.keyspace.queue(queue)
-    hashes = yield Batch([cmd("HGETALL", qk.task(i)) for i in ids])
-    return [ops.task_info(queue, h) for h in hashes if h]
+        offset += len(ids) - len(acted)
 
 
 def requeue_all(
@@ -95,15 +158,16 @@ def requeue_all(
 ) -> Op[int]:
     """Requeue every task of a state (default dead), optionally only those ``where`` accepts."""
     yield from _known(settings, queue)
-    return (
-        yield from _chunks(
-            settings,
-            queue,
-            TaskState(state),
-            where,
-            lambda ids: ops.requeue(settings, queue, ids, "requeued by operator (bulk)"),
-        )
+    key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
+    moved = yield from _chunks(
+        settings,
+        key,
+        queue,
+        where,
+        lambda ids: ops.requeue(settings, queue, ids, "requeued by operator (bulk)"),
     )
+    yield from audit(settings, "requeue_all", queue, moved, f"state={state}" + (" filtered" if where else ""))
+    return moved
 
 
 def flush(
@@ -112,10 +176,46 @@ def flush(
     state: TaskState | str = TaskState.DEAD,
     where: Callable[[TaskInfo], bool] | None = None,
 ) -> Op[int]:
-    """Delete every task of a state (default dead)."""
+    """Delete (to quarantine) every task of a state, default dead."""
     yield from _known(settings, queue)
-    return (
-        yield from _chunks(
-            settings, queue, TaskState(state), where, lambda ids: ops.delete(settings, queue, ids)
-        )
+    key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
+    moved = yield from _chunks(settings, key, queue, where, lambda ids: ops.quarantine(settings, queue, ids))
+    yield from audit(settings, "flush", queue, moved, f"state={state}" + (" filtered" if where else ""))
+    return moved
+
+
+def retry_group(settings: Settings, queue: str, fingerprint: str) -> Op[int]:
+    """Requeue every task of one failure group (dead or retrying) in one action."""
+    key = settings.keyspace.queue(queue).fingerprint(fingerprint)
+    moved = yield from _chunks(
+        settings,
+        key,
+        queue,
+        None,
+        lambda ids: ops.requeue(settings, queue, ids, f"requeued with group {fingerprint}"),
     )
+    yield from audit(settings, "retry_group", queue, moved, fingerprint)
+    return moved
+
+
+def delete_group(settings: Settings, queue: str, fingerprint: str) -> Op[int]:
+    key = settings.keyspace.queue(queue).fingerprint(fingerprint)
+    moved = yield from _chunks(settings, key, queue, None, lambda ids: ops.quarantine(settings, queue, ids))
+    yield from audit(settings, "delete_group", queue, moved, fingerprint)
+    return moved
+
+
+def run_cron_now(settings: Settings, name: str) -> Op[str]:
+    from engine import scheduler
+
+    task_id = yield from scheduler.run_now(settings, name)
+    yield from audit(settings, "cron_run_now", "", 1, name)
+    return task_id
+
+
+def set_cron_paused(settings: Settings, name: str, paused: bool) -> Op[bool]:
+    from engine import scheduler
+
+    changed = yield from scheduler.set_paused(settings, name, paused)
+    yield from audit(settings, "cron_pause" if paused else "cron_resume", "", int(changed), name)
+    return changed

@@ -13,8 +13,17 @@ from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    NoPermissionError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
@@ -25,12 +34,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One Redis request: a script by name (``script``) or a plain command (``command``)."""
+    """One Redis request: a script by name (``script``) or a plain command (``command``).
+
+    For a plain command, ``keys`` may name a key whose Cluster node should run it: a keyless
+    command such as ``SCAN`` then runs on the node that holds that key's slot (elsewhere it is
+    ignored)."""
 
     script: str | None = None
     keys: Sequence[str] = ()
     args: Sequence[Any] = ()
     command: tuple[Any, ...] = ()
+    best_effort: bool = False
+    """In a Batch, an error of this call yields None instead of failing the batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +67,27 @@ def cmd(*command: Any) -> Call:
     return Call(command=command)
 
 
+# Replies that mean "a failover or resync is under way, try again shortly": the caller sees
+# ConnectionFailed, like a refused connection, rather than a raw redis-py error.
+TRANSIENT_REPLIES = ("CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "NOREPLICAS", "READONLY")
+TRANSIENT_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisReadOnlyError)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()).rstrip(".")
+
+
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
-        return AuthFailed(f"Redis refused the credentials: {exc}")
+        return AuthFailed(f"Redis refused the credentials: {_one_line(exc)}")
     if isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
-        return ReadOnlyError(f"Redis denied the command: {exc}")
+        return ReadOnlyError(f"Redis denied the command: {_one_line(exc)}")
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        return ConnectionFailed(f"cannot reach Redis: {exc}")
+        return ConnectionFailed(f"cannot reach Redis: {_one_line(exc)}")
+    if isinstance(exc, TRANSIENT_ERRORS) or str(exc).startswith(TRANSIENT_REPLIES):
+        return ConnectionFailed(f"Redis is failing over or not ready: {_one_line(exc)}")
+    if isinstance(exc, RedisClusterException) and "cannot be connected" in str(exc):
+        return ConnectionFailed(f"cannot reach Redis Cluster: {_one_line(exc)}")
     return exc
 
 
@@ -67,6 +96,34 @@ def _args(call: Call) -> tuple[Any, ...]:
         s = lua.script(call.script)
         return ("EVALSHA", *lua.evalsha_args(s, list(call.keys), list(call.args)))
     return call.command
+
+
+def _route(client: Any, call: Call) -> dict[str, Any]:
+    """``target_nodes`` for a plain command with a routing key, on a cluster client only."""
+    if call.keys and hasattr(client, "get_node_from_key"):
+        return {"target_nodes": client.get_node_from_key(call.keys[0])}
+    return {}
+
+
+def _unwrap(reply: Any, route: dict[str, Any]) -> Any:
+    """redis-py answers a routed SCAN with ``({node: cursor}, keys)``; one node was asked, so
+    hand back the plain ``(cursor, keys)`` the operation expects."""
+    if route and isinstance(reply, list | tuple) and len(reply) == 2 and isinstance(reply[0], dict):
+        cursors = list(reply[0].values())
+        if len(cursors) == 1:
+            return (cursors[0], reply[1])
+    return reply
+
+
+def _settle(calls: list[Call], results: list[Any]) -> list[Any]:
+    """Raise the first error of a batch, except for best-effort calls (which read as None)."""
+    for i, r in enumerate(results):
+        if isinstance(r, Exception):
+            if calls[i].best_effort:
+                results[i] = None
+            else:
+                raise r
+    return results
 
 
 def _first_key(call: Call) -> str | None:
@@ -90,8 +147,17 @@ class SyncBackend:
             if isinstance(request, Batch):
                 return self._batch(request.calls)
             return self._one(request)
-        except (RedisConnectionError, RedisTimeoutError, AuthenticationError, NoPermissionError) as exc:
-            raise _translate(exc) from exc
+        except (
+            RedisConnectionError,
+            RedisTimeoutError,
+            AuthenticationError,
+            NoPermissionError,
+            RedisClusterException,
+        ) as exc:
+            translated = _translate(exc)
+            if translated is exc:  # a client-side cluster error (e.g. keys in different slots)
+                raise
+            raise translated from exc
         except ResponseError as exc:
             translated = _translate(exc)
             if translated is exc:
@@ -111,7 +177,8 @@ class SyncBackend:
         if call.script is not None:
             s = lua.script(call.script)
             return self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-        return self.redis.execute_command(*call.command)
+        route = _route(self.redis, call)
+        return _unwrap(self.redis.execute_command(*call.command, **route), route)
 
     def _load(self, name: str, key: str | None) -> None:
         self.redis.script_load(lua.script(name).source)
@@ -132,19 +199,14 @@ class SyncBackend:
             redo = self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, redo, strict=True):
                 results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
+        return _settle(calls, results)
 
     def _pipeline(self, calls: list[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            if call.script is not None:
-                s = lua.script(call.script)
-                pipe.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-            else:
-                pipe.execute_command(*call.command)
+            # execute_command, not pipe.evalsha: redis-py blocks the evalsha method on cluster
+            # pipelines, while EVALSHA sent this way is routed by its first key like any command
+            pipe.execute_command(*_args(call))
         return list(pipe.execute(raise_on_error=False))
 
     def close(self) -> None:
@@ -168,8 +230,17 @@ class AsyncBackend:
             if isinstance(request, Batch):
                 return await self._batch(request.calls)
             return await self._one(request)
-        except (RedisConnectionError, RedisTimeoutError, AuthenticationError, NoPermissionError) as exc:
-            raise _translate(exc) from exc
+        except (
+            RedisConnectionError,
+            RedisTimeoutError,
+            AuthenticationError,
+            NoPermissionError,
+            RedisClusterException,
+        ) as exc:
+            translated = _translate(exc)
+            if translated is exc:  # a client-side cluster error (e.g. keys in different slots)
+                raise
+            raise translated from exc
         except ResponseError as exc:
             translated = _translate(exc)
             if translated is exc:
@@ -189,7 +260,8 @@ class AsyncBackend:
         if call.script is not None:
             s = lua.script(call.script)
             return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-        return await self.redis.execute_command(*call.command)
+        route = _route(self.redis, call)
+        return _unwrap(await self.redis.execute_command(*call.command, **route), route)
 
     async def _load(self, name: str) -> None:
         await self.redis.script_load(lua.script(name).source)
@@ -210,19 +282,12 @@ class AsyncBackend:
             redo = await self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, redo, strict=True):
                 results[i] = r
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
+        return _settle(calls, results)
 
     async def _pipeline(self, calls: list[Call]) -> list[Any]:
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            if call.script is not None:
-                s = lua.script(call.script)
-                pipe.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
-            else:
-                pipe.execute_command(*call.command)
+            pipe.execute_command(*_args(call))  # see SyncBackend._pipeline
         return list(await pipe.execute(raise_on_error=False))
 
     async def close(self) -> None:

@@ -44,6 +44,20 @@ def validation_message(exc: ValidationError) -> str:
     return message
 
 
+def _enqueue_op(
+    client: Client | AsyncClient, tasks: Sequence[Task], durable: bool | int
+) -> Op[list[EnqueueResult]]:
+    op = ops.enqueue_many(client.settings, tasks)
+    if not durable:
+        return op
+    if client.target is not None and client.target.mode == "cluster":
+        raise InvalidTask(
+            "durable enqueue is not supported on Redis Cluster yet",
+            fix="Use it with a single primary or Sentinel, or rely on min-replicas-to-write",
+        )
+    return ops.durable(op, replicas=1 if durable is True else int(durable))
+
+
 def _target(url: str | RedisTarget | None) -> RedisTarget:
     if isinstance(url, RedisTarget):
         return url
@@ -65,11 +79,15 @@ class Client:
         self.target = _target(url) if redis is None else None
         self.backend = SyncBackend(redis if redis is not None else self.target.sync())  # type: ignore[union-attr]
 
-    def enqueue(self, task: Task | str, payload: Any = None, **options: Any) -> EnqueueResult:
-        return self.backend.run(ops.enqueue_many(self.settings, [build_task(task, payload, **options)]))[0]
+    def enqueue(
+        self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
+    ) -> EnqueueResult:
+        """Enqueue one task. ``durable=True`` (or a replica count) also waits until replicas have
+        it and raises ``ConnectionFailed`` if they do not (retrying is safe)."""
+        return self.backend.run(_enqueue_op(self, [build_task(task, payload, **options)], durable))[0]
 
-    def enqueue_many(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
-        return self.backend.run(ops.enqueue_many(self.settings, tasks)) if tasks else []
+    def enqueue_many(self, tasks: Sequence[Task], *, durable: bool | int = False) -> list[EnqueueResult]:
+        return self.backend.run(_enqueue_op(self, tasks, durable)) if tasks else []
 
     def get_task(self, task_id: str, queue: str | None = None) -> TaskInfo | None:
         return self.backend.run(ops.get_task(self.settings, task_id, queue))
@@ -107,13 +125,16 @@ class AsyncClient:
         self.target = _target(url) if redis is None else None
         self.backend = AsyncBackend(redis if redis is not None else self.target.aio())  # type: ignore[union-attr]
 
-    async def enqueue(self, task: Task | str, payload: Any = None, **options: Any) -> EnqueueResult:
-        return (
-            await self.backend.run(ops.enqueue_many(self.settings, [build_task(task, payload, **options)]))
-        )[0]
+    async def enqueue(
+        self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
+    ) -> EnqueueResult:
+        op = _enqueue_op(self, [build_task(task, payload, **options)], durable)
+        return (await self.backend.run(op))[0]
 
-    async def enqueue_many(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
-        return await self.backend.run(ops.enqueue_many(self.settings, tasks)) if tasks else []
+    async def enqueue_many(
+        self, tasks: Sequence[Task], *, durable: bool | int = False
+    ) -> list[EnqueueResult]:
+        return await self.backend.run(_enqueue_op(self, tasks, durable)) if tasks else []
 
     async def get_task(self, task_id: str, queue: str | None = None) -> TaskInfo | None:
         return await self.backend.run(ops.get_task(self.settings, task_id, queue))

@@ -7,19 +7,27 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=…&ssl_certfile=�
 
 from __future__ import annotations
 
+import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import AuthenticationError
 from redis.retry import Retry
 
 from engine.errors import InvalidUrl
 
 Mode = Literal["standalone", "sentinel", "cluster"]
 SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
+
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
+SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+CERT_REQS = ("none", "optional", "required")
 
 # Reconnects back off with jitter so that many workers do not hammer a restarting server.
 RETRIES = 6
@@ -36,9 +44,13 @@ class RedisTarget:
     service: str = ""
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in reprs or logs
     tls: bool = False
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict, repr=False)  # may hold sentinel_password
+    unix_path: str = ""
+
+    def __repr__(self) -> str:
+        return f"RedisTarget({self.display!r}, mode={self.mode!r})"
 
     @property
     def display(self) -> str:
@@ -58,21 +70,31 @@ class RedisTarget:
         if not self.tls:
             return {}
         kwargs: dict[str, Any] = {"ssl": True}
-        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"):
+        for key in TLS_OPTIONS:
             if key in self.options:
                 value: Any = self.options[key]
                 if key == "ssl_check_hostname":
-                    value = value.lower() in ("1", "true", "yes")
+                    value = _flag(value)
+                elif key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") and not os.path.isfile(value):
+                    raise InvalidUrl(f"{key} file {value!r} does not exist (in Redis URL {self.display!r})")
                 kwargs[key] = value
         return kwargs
 
+    def _sentinel_kwargs(self) -> dict[str, Any]:
+        return {
+            "username": self.options.get("sentinel_username"),
+            "password": self.options.get("sentinel_password"),
+            "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": 2.0,
+        }
+
     def sync(self) -> Any:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
-        retry = Retry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
-            from redis.cluster import ClusterNode, RedisCluster
+            from redis.cluster import ClusterNode
 
-            return RedisCluster(
+            return _cluster_class()(
                 startup_nodes=[ClusterNode(h, p) for h, p in self.hosts],
                 username=self.username,
                 password=self.password,
@@ -86,7 +108,7 @@ class RedisTarget:
             sentinel = Sentinel(
                 list(self.hosts),
                 socket_timeout=SOCKET_TIMEOUT_S,
-                sentinel_kwargs={"password": self.options.get("sentinel_password")},
+                sentinel_kwargs=self._sentinel_kwargs(),
             )
             return sentinel.master_for(
                 self.service,
@@ -97,13 +119,32 @@ class RedisTarget:
                 **self._common(),
                 **self._tls_kwargs(),
             )
-        return redis.Redis.from_url(self.url, retry=retry, **self._common())
+        return redis.Redis(retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs())
+
+    def _standalone(self) -> dict[str, Any]:
+        """Connection arguments of a standalone server, built from the parsed URL (not
+        ``from_url``, which would pass query options through as untyped strings)."""
+        if self.unix_path:
+            return {
+                "unix_socket_path": self.unix_path,
+                "db": self.db,
+                "username": self.username,
+                "password": self.password,
+            }
+        host, port = self.hosts[0]
+        return {
+            "host": host,
+            "port": port,
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+        }
 
     def aio(self) -> Any:
         """An asyncio client (``redis.asyncio.Redis`` or its cluster/sentinel variants)."""
-        from redis.asyncio.retry import Retry as AsyncRetry
-
-        retry = AsyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _async_retry_class()(
+            ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
+        )
         if self.mode == "cluster":
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
             from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -122,7 +163,7 @@ class RedisTarget:
             sentinel = AsyncSentinel(
                 list(self.hosts),
                 socket_timeout=SOCKET_TIMEOUT_S,
-                sentinel_kwargs={"password": self.options.get("sentinel_password")},
+                sentinel_kwargs=self._sentinel_kwargs(),
             )
             return sentinel.master_for(
                 self.service,
@@ -133,75 +174,214 @@ class RedisTarget:
                 **self._common(),
                 **self._tls_kwargs(),
             )
-        return aioredis.Redis.from_url(self.url, retry=retry, **self._common())
+        return aioredis.Redis(retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs())
+
+
+def _hopeless(error: Exception) -> bool:
+    """Errors that no reconnect can cure: wrong credentials (redis-py makes them connection
+    errors, so they would be retried with backoff) and a certificate the CA does not vouch for."""
+    text = str(error).lower()
+    return isinstance(error, AuthenticationError) or "certificate verify failed" in text
+
+
+class _SyncRetry(Retry):
+    """``Retry`` that fails at once on :func:`_hopeless` errors instead of backing off."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], Any],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
+        def retryable(error: Exception) -> bool:
+            return not _hopeless(error) and (is_retryable is None or is_retryable(error))
+
+        return super().call_with_retry(do, fail, retryable, with_failure_count)
+
+
+@cache
+def _async_retry_class() -> type[Any]:
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    class AsyncNoHopelessRetry(AsyncRetry):
+        async def call_with_retry(
+            self,
+            do: Callable[[], Awaitable[Any]],
+            fail: Callable[..., Any],
+            is_retryable: Callable[[Exception], bool] | None = None,
+            with_failure_count: bool = False,
+        ) -> Any:
+            def retryable(error: Exception) -> bool:
+                return not _hopeless(error) and (is_retryable is None or is_retryable(error))
+
+            return await super().call_with_retry(do, fail, retryable, with_failure_count)
+
+    return AsyncNoHopelessRetry
+
+
+def _script_keys(args: tuple[Any, ...]) -> list[Any] | None:
+    """The keys of an EVAL/EVALSHA command line (``EVALSHA sha numkeys key… arg…``)."""
+    if len(args) > 2 and str(args[0]).upper() in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"):
+        return list(args[3 : 3 + int(args[2])])
+    return None
+
+
+@cache
+def _cluster_class() -> type[Any]:
+    """``RedisCluster`` whose pipelines route EVALSHA by its declared keys.
+
+    redis-py's sync cluster pipeline finds a script's keys with ``COMMAND GETKEYS`` sent to the
+    client's *default node* (its non-pipelined path special-cases EVAL/EVALSHA; the pipeline does
+    not). That costs a round trip per script call, and once the default node dies every
+    pipelined script call fails with "connection refused" even after a replica took over —
+    the client never recovers. Reading the keys from the command line fixes both.
+    """
+    from redis.cluster import RedisCluster
+
+    class ScriptAwareCluster(RedisCluster):
+        def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+            pipe = super().pipeline(transaction, shard_hint)
+            generic = pipe._get_command_keys
+
+            def command_keys(*args: Any) -> Any:
+                keys = _script_keys(args)
+                return keys if keys is not None else generic(*args)
+
+            pipe._get_command_keys = command_keys
+            return pipe
+
+    return ScriptAwareCluster
 
 
 def mask_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """``url`` with the password (between the user's ':' and the last '@' of the authority)
+    replaced by ``***``; works for malformed URLs too, so error messages never leak it."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    authority_end = len(rest)
+    for stop in "/?#":
+        pos = rest.find(stop, rest.rfind("@") + 1 if "@" in rest else 0)
+        if pos != -1:
+            authority_end = min(authority_end, pos)
+    authority, tail = rest[:authority_end], rest[authority_end:]
+    userinfo, at, hosts = authority.rpartition("@")
+    if at and ":" in userinfo:
+        user = userinfo.partition(":")[0]
+        authority = f"{user}:***@{hosts}"
+    masked = authority + tail
+    return f"{scheme}{sep}{masked}" if sep else masked
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _split_host(item: str) -> tuple[str, str]:
+    if item.startswith("["):  # IPv6 literal: [::1]:6379
+        host, _, after = item[1:].partition("]")
+        return host, after.removeprefix(":")
+    if item.count(":") == 1:
+        host, _, port = item.partition(":")
+        return host, port
+    return item, ""
 
 
 def _hosts(netloc_hosts: str, url: str, default_port: int) -> tuple[tuple[str, int], ...]:
     hosts: list[tuple[str, int]] = []
-    for item in netloc_hosts.split(","):
-        item = item.strip()
+    for raw in netloc_hosts.split(","):
+        item = raw.strip()
         if not item:
             continue
-        host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
+        host, port_text = _split_host(item)
         if not port_text:
-            host, port_text = item, str(default_port)
+            port_text = str(default_port)
         try:
             port = int(port_text)
         except ValueError:
             raise InvalidUrl(f"bad port {port_text!r} in Redis URL {mask_url(url)!r}") from None
-        if not 0 < port < 65536 or not host:
-            raise InvalidUrl(f"bad host or port {item!r} in Redis URL {mask_url(url)!r}")
-        hosts.append((host.strip("[]"), port))
+        if not 0 < port < 65536:
+            raise InvalidUrl(f"port {port} out of range 1..65535 in Redis URL {mask_url(url)!r}")
+        if not host:
+            raise InvalidUrl(f"no host before port {port} in Redis URL {mask_url(url)!r}")
+        hosts.append((host, port))
     if not hosts:
         raise InvalidUrl(f"no host in Redis URL {mask_url(url)!r}")
     return tuple(hosts)
+
+
+def _options(query: str, url: str, tls: bool, allowed: tuple[str, ...]) -> dict[str, str]:
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    for key, value in options.items():
+        if key in TLS_OPTIONS and not tls:
+            raise InvalidUrl(f"option {key!r} needs a TLS URL (rediss://…): {mask_url(url)!r}")
+        if key not in allowed:
+            raise InvalidUrl(
+                f"unknown option {key!r} in Redis URL {mask_url(url)!r} "
+                f"({'known: ' + ', '.join(allowed) if allowed else 'this scheme takes none'})"
+            )
+        if key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile") and not value:
+            raise InvalidUrl(f"option {key!r} needs a file path in Redis URL {mask_url(url)!r}")
+        if key == "ssl_cert_reqs" and value not in CERT_REQS:
+            raise InvalidUrl(f"ssl_cert_reqs must be one of {', '.join(CERT_REQS)}, got {value!r}")
+    if ("ssl_certfile" in options) != ("ssl_keyfile" in options):
+        raise InvalidUrl(f"ssl_certfile and ssl_keyfile go together in Redis URL {mask_url(url)!r}")
+    return options
 
 
 def parse_url(url: str) -> RedisTarget:
     """Parse and check a Redis URL; raises ``InvalidUrl`` (one line, password masked)."""
     if not isinstance(url, str) or "://" not in url:
         raise InvalidUrl(f"not a Redis URL: {mask_url(str(url))!r}")
+    if any(c in url for c in "\r\n\t "):
+        raise InvalidUrl(f"whitespace in Redis URL {mask_url(url.strip())!r}")
     scheme, _, rest = url.partition("://")
     scheme = scheme.lower()
     if scheme not in SCHEMES:
-        raise InvalidUrl(f"unknown scheme {scheme!r} in Redis URL {mask_url(url)!r}")
+        raise InvalidUrl(
+            f"unknown scheme {scheme!r} in Redis URL {mask_url(url)!r} (use {', '.join(SCHEMES)})"
+        )
     tls = scheme.startswith("rediss")
-    if scheme == "unix":
-        path = urlsplit(url).path
-        if not path:
-            raise InvalidUrl(f"unix URL without a socket path: {mask_url(url)!r}")
-        return RedisTarget(url=url, mode="standalone", options=dict(parse_qsl(urlsplit(url).query)))
     userinfo, at, hostpart = rest.rpartition("@")
     if not at:
         userinfo, hostpart = "", rest
     hostpart, _, query = hostpart.partition("?")
-    netloc_hosts, _, path = hostpart.partition("/")
     username: str | None = None
     password: str | None = None
     if userinfo:
         user, colon, pw = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(pw) if colon else None
-    options = dict(parse_qsl(query))
-    hosts = _hosts(netloc_hosts, url, 26379 if "sentinel" in scheme else 6379)
+    if scheme == "unix":
+        path = unquote(hostpart)
+        if not path.startswith("/") or path == "/":
+            raise InvalidUrl(
+                f"unix URL without an absolute socket path: {mask_url(url)!r} (unix:///path.sock)"
+            )
+        options = _options(query, url, False, ("db",))
+        db = _db(options.pop("db", "0"), url)
+        return RedisTarget(url, "standalone", (), "", db, username, password, False, options, unix_path=path)
+    netloc_hosts, _, path = hostpart.partition("/")
+    tls_opts = TLS_OPTIONS if tls else ()
     if "sentinel" in scheme:
+        options = _options(query, url, tls, (*tls_opts, *SENTINEL_OPTIONS))
+        hosts = _hosts(netloc_hosts, url, 26379)
         segments = [s for s in path.split("/") if s]
         if not segments:
             raise InvalidUrl(f"sentinel URL needs a service name: {mask_url(url)!r} (…/mymaster)")
+        if len(segments) > 2:
+            raise InvalidUrl(f"sentinel URL path must be /service[/db]: {mask_url(url)!r}")
         db = _db(segments[1] if len(segments) > 1 else "0", url)
-        return RedisTarget(url, "sentinel", hosts, segments[0], db, username, password, tls, options)
+        return RedisTarget(url, "sentinel", hosts, unquote(segments[0]), db, username, password, tls, options)
+    options = _options(query, url, tls, tls_opts)
+    hosts = _hosts(netloc_hosts, url, 6379)
     if "cluster" in scheme:
+        if path.strip("/") not in ("", "0"):
+            raise InvalidUrl(
+                f"Redis Cluster has only database 0, got /{path.strip('/')} in {mask_url(url)!r}"
+            )
         return RedisTarget(url, "cluster", hosts, "", 0, username, password, tls, options)
     if len(hosts) > 1:
         raise InvalidUrl(

@@ -93,7 +93,7 @@ class InvalidCron(RediqError):
 class ReadOnlyError(RediqError):
     code = "E010"
     exit_code = 9
-    fix = "This Redis user may not write; connect as a user with write permissions"
+    fix = "This Redis user lacks the permission; see docs/acl/ for the worker and read-only console users"
 
 
 class Retryable(Exception):

@@ -19,16 +19,7 @@ from engine.task import TaskInfo, TaskState
 THROUGHPUT_MINUTES = 30
 STALE_HEARTBEAT_S = 30.0
 
-COUNTED_STATES = (
-    TaskState.PENDING,
-    TaskState.ACTIVE,
-    TaskState.SCHEDULED,
-    TaskState.RETRY,
-    TaskState.WAITING,
-    TaskState.DEAD,
-    TaskState.COMPLETED,
-    TaskState.CANCELLED,
-)
+COUNTED_STATES = tuple(TaskState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +227,19 @@ class CronEntryInfo:
     last_state: str | None = None
     """State of the task the last fire created (``completed``, ``dead``…), if still known."""
     paused: bool = False
+    next_fires: tuple[int, ...] = ()
+    """The next five fire times (epoch ms)."""
+    runs: tuple[CronRun, ...] = ()
+    """The last runs, newest first, with the state of the task each created."""
+
+
+@dataclass(frozen=True, slots=True)
+class CronRun:
+    fire_ms: int
+    task_id: str
+    queue: str
+    state: str | None
+    manual: bool = False
 
 
 def cron_entries(settings: Settings) -> Op[list[CronEntryInfo]]:
@@ -243,3 +247,210 @@ def cron_entries(settings: Settings) -> Op[list[CronEntryInfo]]:
     from engine import scheduler
 
     return (yield from scheduler.list_entries(settings))
+
+
+# ---------------------------------------------------------------------------------- failures
+
+
+@dataclass(frozen=True, slots=True)
+class FailureGroup:
+    """Unresolved failures (dead or retrying) of one task type with one normalised error."""
+
+    queue: str
+    fingerprint: str
+    task_type: str
+    sample: str
+    count: int
+    """Tasks in the group now."""
+    total: int
+    """Failures recorded for the group since it first appeared."""
+    first_seen_ms: int
+    last_seen_ms: int
+
+
+def failure_groups(settings: Settings, names: Sequence[str] | None = None) -> Op[list[FailureGroup]]:
+    """Failure groups, biggest first. Reads one small hash per queue plus a ZCARD per group."""
+    if names is None:
+        names = yield from queue_names(settings)
+    ks = settings.keyspace
+    hashes = yield Batch([cmd("HGETALL", ks.queue(q).failures) for q in names])
+    found: list[tuple[str, str, dict[str, object]]] = []
+    for q, h in zip(names, hashes, strict=True):
+        for fp, raw in h.items():
+            data = ops._json(raw, {})
+            if isinstance(data, dict):
+                found.append((q, fp, data))
+    if not found:
+        return []
+    counts = yield Batch([cmd("ZCARD", ks.queue(q).fingerprint(fp)) for q, fp, _ in found])
+    groups = [
+        FailureGroup(
+            queue=q,
+            fingerprint=fp,
+            task_type=str(d.get("type", "")),
+            sample=str(d.get("sample", "")),
+            count=int(c),
+            total=ops._int(d.get("total")) or 0,
+            first_seen_ms=ops._int(d.get("first")) or 0,
+            last_seen_ms=ops._int(d.get("last")) or 0,
+        )
+        for (q, fp, d), c in zip(found, counts, strict=True)
+        if int(c) > 0
+    ]
+    return sorted(groups, key=lambda g: (-g.count, -g.last_seen_ms))
+
+
+def group_tasks(
+    settings: Settings, queue_name: str, fingerprint: str, offset: int = 0, limit: int = 50
+) -> Op[TaskPage]:
+    """One page of the tasks in a failure group, newest failure first."""
+    qk = settings.keyspace.queue(queue_name)
+    key = qk.fingerprint(fingerprint)
+    total, ids = yield Batch([cmd("ZCARD", key), cmd("ZRANGE", key, offset, offset + limit - 1, "REV")])
+    hashes = (yield Batch([cmd("HGETALL", qk.task(i)) for i in ids])) if ids else []
+    tasks = [ops.task_info(queue_name, h) for h in hashes if h]
+    return TaskPage(queue_name, TaskState.DEAD, offset, int(total), tasks)
+
+
+# ---------------------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: str
+    at_ms: int
+    action: str
+    queue: str
+    count: int
+    detail: str
+    actor: str
+
+
+def audit(settings: Settings, limit: int = 100) -> Op[list[AuditEntry]]:
+    """The latest operator actions, newest first."""
+    entries = yield cmd("XREVRANGE", settings.keyspace.audit, "+", "-", "COUNT", limit)
+    out = []
+    for entry_id, fields in entries or []:
+        f = dict(zip(fields[::2], fields[1::2], strict=False)) if isinstance(fields, list) else dict(fields)
+        out.append(
+            AuditEntry(
+                id=entry_id,
+                at_ms=int(str(entry_id).split("-")[0]),
+                action=f.get("action", ""),
+                queue=f.get("queue", ""),
+                count=ops._int(f.get("count")) or 0,
+                detail=f.get("detail", ""),
+                actor=f.get("actor", ""),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------- attempts
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    number: int
+    worker: str
+    started_ms: int
+    ended_ms: int | None
+    outcome: str
+    """'completed', 'retry', 'dead', 'cancelled', 'pending' (handed back or lease expired), or
+    'running'."""
+    error: str = ""
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_ms is None else (self.ended_ms - self.started_ms) / 1000
+
+
+def attempts(task_info: TaskInfo) -> list[Attempt]:
+    """The attempt timeline of a task, derived from its (bounded) history: each 'active' entry
+    opens an attempt, the next transition closes it. Oldest first."""
+    out: list[Attempt] = []
+    current: dict[str, object] | None = None
+    for entry in reversed(task_info.history):  # history is newest first
+        if entry.state == "active" and not entry.note.startswith("cancel requested"):
+            current = {"worker": entry.note, "started": entry.at_ms}
+            continue
+        if current is not None and entry.state != "active":
+            out.append(
+                Attempt(
+                    len(out) + 1,
+                    str(current["worker"]),
+                    int(current["started"]),  # type: ignore[call-overload]
+                    entry.at_ms,
+                    entry.state,
+                    entry.note if entry.state != "completed" else "",
+                )
+            )
+            current = None
+    if current is not None:
+        out.append(Attempt(len(out) + 1, str(current["worker"]), int(current["started"]), None, "running"))  # type: ignore[call-overload]
+    return out
+
+
+# ---------------------------------------------------------------------------------- forecast
+
+FORECAST_WARN_MIN = 10.0
+FORECAST_ALERT_MIN = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStats:
+    task_type: str
+    samples: int
+    p50_s: float
+    p95_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    queue: str
+    pending: int
+    head_age_s: float | None
+    rate_per_min: float
+    """Completions per minute, averaged over the last five full minutes."""
+    drain_minutes: float | None
+    """Minutes until pending reaches zero at the current rate (None: not draining)."""
+    runtimes: tuple[RuntimeStats, ...] = ()
+
+    @property
+    def level(self) -> str:
+        """'ok', 'warn' or 'alert', for colouring rows."""
+        if self.pending and self.drain_minutes is None:
+            return "alert"
+        if self.drain_minutes is None:
+            return "ok"
+        if self.drain_minutes >= FORECAST_ALERT_MIN:
+            return "alert"
+        return "warn" if self.drain_minutes >= FORECAST_WARN_MIN else "ok"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def forecast(settings: Settings, queue_name: str, task_types: Sequence[str] = ()) -> Op[Forecast | None]:
+    """Backlog forecast of one queue: oldest-at-head age, runtime p50/p95 per task type over
+    the last samples the workers reported, and when the backlog drains at the current rate."""
+    summary = yield from queue(settings, queue_name)
+    if summary is None:
+        return None
+    qk = settings.keyspace.queue(queue_name)
+    recent = summary.throughput[-6:-1] or (0,)
+    rate = sum(recent) / len(recent)
+    pending = summary.count(TaskState.PENDING)
+    stats: list[RuntimeStats] = []
+    if task_types:
+        lists = yield Batch([cmd("LRANGE", qk.runtimes(t), 0, -1) for t in task_types])
+        for t, values in zip(task_types, lists, strict=True):
+            samples = [int(v) / 1000 for v in values if str(v).isdigit()]
+            if samples:
+                stats.append(
+                    RuntimeStats(t, len(samples), _percentile(samples, 0.5), _percentile(samples, 0.95))
+                )
+    drain = (pending / rate) if rate > 0 else (0.0 if pending == 0 else None)
+    return Forecast(queue_name, pending, summary.head_age_s, rate, drain, tuple(stats))

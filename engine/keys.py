@@ -68,6 +68,10 @@ class QueueKeys:
     def cancelled(self) -> str:
         return self.base + "cancelled"
 
+    @property
+    def quarantine(self) -> str:
+        return self.base + "quarantined"
+
     # queue-wide bookkeeping
     @property
     def paused(self) -> str:
@@ -110,6 +114,14 @@ class QueueKeys:
     def deps(self, task_id: str) -> str:
         """Set of dependency ids that ``task_id`` still waits for."""
         return self.base + "deps:" + task_id
+
+    def fingerprint(self, fp: str) -> str:
+        """Sorted set of the ids in one error-fingerprint group."""
+        return self.base + "fp:" + fp
+
+    def runtimes(self, task_type: str) -> str:
+        """Capped list of recent run times (ms) of one task type, for the backlog forecast."""
+        return self.base + "rt:" + task_type
 
     def unique(self, unique_key: str) -> str:
         return self.base + "unique:" + unique_key

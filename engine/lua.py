@@ -27,6 +27,8 @@ SCRIPT_NAMES = (
     "progress",
     "dep_register",
     "dep_resolve",
+    "quarantine",
+    "restore",
 )
 
 

@@ -10,12 +10,15 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
-from engine.errors import InvalidTask, PayloadTooLarge, TaskNotFound
+from engine.errors import ConnectionFailed, InvalidTask, PayloadTooLarge, TaskNotFound
+from engine.fingerprint import normalise_error
 from engine.keys import Keyspace, QueueKeys
 from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
+
+T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 ENQUEUE_WIDTH = 12
@@ -35,6 +38,8 @@ class Settings:
     """What a dead/cancelled dependency does to its dependents: 'cancel' them or 'hold' them."""
     events: bool = True
     """Publish state-transition events (the console listens to them)."""
+    quarantine_s: float = 7 * 86400.0
+    """How long deleted tasks stay restorable in quarantine."""
 
     @property
     def keyspace(self) -> Keyspace:
@@ -133,7 +138,9 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
         by_queue[task.queue].extend(_task_args(task, settings, refs))
         order.append(task.queue)
     queues = list(dict.fromkeys(order))
-    calls: list[Call] = [cmd("SADD", ks.queues, *queues)]
+    # the registry lives outside the queues' slots; a failover of its node must not block
+    # enqueues, so it is best effort here and workers re-register their queues periodically
+    calls: list[Call] = [Call(command=("SADD", ks.queues, *queues), best_effort=True)]
     for queue in queues:
         qk = ks.queue(queue)
         calls.append(
@@ -144,23 +151,48 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
             )
         )
     replies = yield Batch(calls)
-    results: dict[str, EnqueueResult] = {}
+    # the script answers one (status, id, state) triple per task, in the order it was sent
+    per_queue: dict[str, list[EnqueueResult]] = {}
     for queue, reply in zip(queues, replies[1:], strict=True):
-        for i in range(0, len(reply), 3):
-            status, task_id, state = reply[i], reply[i + 1], reply[i + 2]
-            results.setdefault(task_id, EnqueueResult(task_id, queue, state, status))
+        per_queue[queue] = [
+            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i]) for i in range(0, len(reply), 3)
+        ]
+    cursor: dict[str, int] = defaultdict(int)
     ordered = []
     for task in tasks:
-        r = results.get(task.id)
-        if r is None:  # a duplicate by unique key: the reply names the holder
-            r = next(x for x in results.values() if x.queue == task.queue and x.status == "duplicate")
-        ordered.append(r)
+        ordered.append(per_queue[task.queue][cursor[task.queue]])
+        cursor[task.queue] += 1
+    results = {t.id: r for t, r in zip(tasks, ordered, strict=True) if r.status != "duplicate"}
     # Register dependents with their dependencies, even for 'exists' (a retried enqueue must
     # finish a registration that a crashed first attempt may have left half done).
     waiting = [t for t in tasks if t.depends_on and results.get(t.id) and results[t.id].state == "waiting"]
     if waiting:
         yield from _register_dependencies(settings, [(t.queue, t.id, refs_of[t.id]) for t in waiting])
     return ordered
+
+
+def durable(op: Op[T], replicas: int = 1, timeout_ms: int = 1000) -> Op[T]:
+    """Wrap an enqueue so that it also waits (``WAIT``, same connection, same round trip) until
+    ``replicas`` replicas have the write, and fails with ``ConnectionFailed`` otherwise: such
+    a task may be lost in a failover. Retrying is safe (enqueue is idempotent by task id)."""
+    try:
+        request = next(op)
+        while True:
+            reply: Any
+            if isinstance(request, Batch) and any(c.script == "enqueue" for c in request.calls):
+                replies = yield Batch([*request.calls, cmd("WAIT", replicas, timeout_ms)])
+                acked = int(replies[-1])
+                if acked < replicas:
+                    raise ConnectionFailed(
+                        f"enqueue reached {acked} of {replicas} replica(s) within {timeout_ms} ms; it may be "
+                        "lost in a failover (retry: enqueue is idempotent by task id)"
+                    )
+                reply = replies[:-1]
+            else:
+                reply = yield request
+            request = op.send(reply)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def _register_dependencies(settings: Settings, items: list[tuple[str, str, list[str]]]) -> Op[None]:
@@ -425,10 +457,63 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
     qk = settings.keyspace.queue(queue)
     deleted = yield script_call(
         "delete",
-        [qk.pending, qk.active, qk.scheduled, qk.retry, qk.waiting, qk.dead, qk.completed, qk.cancelled],
+        [
+            qk.pending,
+            qk.active,
+            qk.scheduled,
+            qk.retry,
+            qk.waiting,
+            qk.dead,
+            qk.completed,
+            qk.cancelled,
+            qk.quarantine,
+        ],
         [qk.base, channel(settings, qk), *ids],
     )
     return list(deleted)
+
+
+def quarantine(
+    settings: Settings, queue: str, ids: Sequence[str], note: str = "deleted by operator"
+) -> Op[list[str]]:
+    """Delete tasks recoverably: they stay in quarantine for ``settings.quarantine_s``."""
+    if not ids:
+        return []
+    qk = settings.keyspace.queue(queue)
+    moved = yield script_call(
+        "quarantine",
+        [
+            qk.quarantine,
+            qk.pending,
+            qk.active,
+            qk.scheduled,
+            qk.retry,
+            qk.waiting,
+            qk.dead,
+            qk.completed,
+            qk.cancelled,
+        ],
+        [qk.base, channel(settings, qk), int(settings.quarantine_s * 1000), note, *ids],
+    )
+    return list(moved)
+
+
+def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+    if not ids:
+        return []
+    qk = settings.keyspace.queue(queue)
+    restored = yield script_call(
+        "restore",
+        [qk.quarantine, qk.pending, qk.seq, qk.dead, qk.completed, qk.cancelled],
+        [
+            qk.base,
+            channel(settings, qk),
+            int(settings.dead_retention_s * 1000),
+            int(settings.retention_s * 1000),
+            *ids,
+        ],
+    )
+    return list(restored)
 
 
 def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:
@@ -469,7 +554,17 @@ def dequeue_call(
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
-        [qk.pending, qk.active, qk.scheduled, qk.retry, qk.paused, qk.dead, qk.seq, qk.dep_outbox],
+        [
+            qk.pending,
+            qk.active,
+            qk.scheduled,
+            qk.retry,
+            qk.paused,
+            qk.dead,
+            qk.seq,
+            qk.dep_outbox,
+            qk.failures,
+        ],
         [
             qk.base,
             channel(settings, qk),
@@ -526,11 +621,13 @@ def fail_call(
     retry_delay_s: float,
     mode: str = "retry",
 ) -> Call:
-    """``mode``: 'retry' (retry unless attempts are spent), 'permanent' (dead now), 'cancel'."""
+    """``mode``: 'retry' (retry unless attempts are spent), 'permanent' (dead now), 'cancel'.
+    Failures join the error-fingerprint group of (task type, normalised error)."""
     qk = settings.keyspace.queue(queue)
+    sample = normalise_error(error)
     return script_call(
         "fail",
-        [qk.active, qk.retry, qk.dead, qk.dep_outbox, qk.cancelled],
+        [qk.active, qk.retry, qk.dead, qk.dep_outbox, qk.cancelled, qk.failures],
         [
             qk.base,
             channel(settings, qk),
@@ -542,6 +639,7 @@ def fail_call(
             mode,
             int(settings.dead_retention_s * 1000),
             int(settings.retention_s * 1000),
+            sample,
         ],
     )
 

@@ -131,9 +131,50 @@ def tick_op(
         results = yield from ops.enqueue_many(settings, [task])
         if results[0].created:
             created.append(task.id)
-        st.update(last_fire_ms=prev_ms, last_task_id=task.id, last_queue=task.queue)
+        _record_run(st, prev_ms, task.id, task.queue, manual=False)
         yield cmd("HSET", ks.cron_state, name, json.dumps(st))
     return created
+
+
+RUNS_KEPT = 10
+
+
+def _record_run(st: dict[str, Any], fire_ms: int, task_id: str, queue: str, *, manual: bool) -> None:
+    if not manual:
+        st["last_fire_ms"] = fire_ms
+    st.update(last_task_id=task_id, last_queue=queue)
+    runs = [r for r in st.get("runs", []) if r.get("task_id") != task_id]
+    st["runs"] = [{"fire_ms": fire_ms, "task_id": task_id, "queue": queue, "manual": manual}, *runs][
+        :RUNS_KEPT
+    ]
+
+
+def run_now(settings: Settings, name: str, task_defaults: dict[str, dict[str, Any]] | None = None) -> Op[str]:
+    """Fire an entry now, outside its schedule (its regular ticks are unaffected)."""
+    from engine.client import build_task
+
+    ks = settings.keyspace
+    raw, state_raw = yield Batch([cmd("HGET", ks.cron, name), cmd("HGET", ks.cron_state, name)])
+    entries = _load_entries({name: raw} if raw else {})
+    if name not in entries:
+        raise InvalidCron(f"no cron entry named {name!r}", fix="List entries with `rediq cron list`")
+    data = entries[name]
+    now_ms = yield from ops.server_time_ms()
+    options = dict((task_defaults or {}).get(data["task_type"], {}))
+    if data.get("queue"):
+        options["queue"] = data["queue"]
+    task = build_task(
+        data["task_type"],
+        data.get("payload"),
+        id=f"cron-{name}-manual-{now_ms}",
+        metadata={"cron": name, "manual": "1"},
+        **options,
+    )
+    yield from ops.enqueue_many(settings, [task])
+    st = json.loads(state_raw) if state_raw else {"last_fire_ms": now_ms}
+    _record_run(st, now_ms, task.id, task.queue, manual=True)
+    yield cmd("HSET", ks.cron_state, name, json.dumps(st))
+    return task.id
 
 
 async def tick(backend: AsyncBackend, settings: Settings, registry: Registry) -> list[str]:
@@ -157,35 +198,48 @@ def set_paused(settings: Settings, name: str, paused: bool) -> Op[bool]:
 
 
 def list_entries(settings: Settings) -> Op[list[CronEntryInfo]]:
-    from engine.inspect import CronEntryInfo
+    from engine.inspect import CronEntryInfo, CronRun
 
     ks = settings.keyspace
     now_ms = yield from ops.server_time_ms()
     raw, state = yield Batch([cmd("HGETALL", ks.cron), cmd("HGETALL", ks.cron_state)])
     entries = _load_entries(raw)
     states = {name: json.loads(state[name]) for name in entries if name in state}
-    lookups = [(n, s["last_queue"], s["last_task_id"]) for n, s in states.items() if s.get("last_task_id")]
-    last_states: dict[str, str] = {}
+    lookups = sorted({(r["queue"], r["task_id"]) for st in states.values() for r in st.get("runs", [])})
+    task_states: dict[tuple[str, str], str] = {}
     if lookups:
-        replies = yield Batch([cmd("HGET", ks.queue(q).task(t), "state") for _, q, t in lookups])
-        last_states = {n: r for (n, _, _), r in zip(lookups, replies, strict=True) if r}
+        replies = yield Batch([cmd("HGET", ks.queue(q).task(t), "state") for q, t in lookups])
+        task_states = {key: r for key, r in zip(lookups, replies, strict=True) if r}
     out = []
     for name in sorted(entries):
         data = entries[name]
         st = states.get(name, {})
-        _, next_ms = _fire_times(data["expression"], data.get("timezone", "UTC"), now_ms)
+        tz = data.get("timezone", "UTC")
+        runs = tuple(
+            CronRun(
+                r["fire_ms"],
+                r["task_id"],
+                r["queue"],
+                task_states.get((r["queue"], r["task_id"])),
+                r["manual"],
+            )
+            for r in st.get("runs", [])
+        )
+        fires = next_fire_times(data["expression"], tz, now_ms)
         out.append(
             CronEntryInfo(
                 name=name,
                 expression=data["expression"],
-                timezone=data.get("timezone", "UTC"),
+                timezone=tz,
                 task_type=data["task_type"],
                 queue=data.get("queue") or "",
-                next_fire_ms=next_ms,
-                last_fire_ms=st.get("last_fire_ms") if st.get("last_task_id") else None,
-                last_task_id=st.get("last_task_id"),
-                last_state=last_states.get(name),
+                next_fire_ms=fires[0],
+                last_fire_ms=runs[0].fire_ms if runs else None,
+                last_task_id=runs[0].task_id if runs else None,
+                last_state=runs[0].state if runs else None,
                 paused=bool(st.get("paused")),
+                next_fires=tuple(fires),
+                runs=runs,
             )
         )
     return out

@@ -29,10 +29,12 @@ class TaskState(StrEnum):
     COMPLETED = "completed"
     DEAD = "dead"
     CANCELLED = "cancelled"
+    QUARANTINED = "quarantined"
+    """Deleted by an operator; restorable until the quarantine TTL ends."""
 
     @property
     def is_final(self) -> bool:
-        return self in (TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED)
+        return self in (TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED, TaskState.QUARANTINED)
 
 
 ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)

@@ -38,6 +38,8 @@ from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
+RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
+
 
 @dataclass
 class WorkerOptions:
@@ -140,6 +142,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
         self.failed = 0
+        # run times (ms) of completed tasks per (queue, type), sent with the heartbeat
+        self._runtimes: dict[tuple[str, str], list[int]] = defaultdict(list)
 
     # ---------------------------------------------------------------- public
 
@@ -437,6 +441,10 @@ class Worker:
         if outcome == "completed":
             self._acks[job.queue].append((job.id, job.attempt, result_json))
             self.processed += 1
+            if definition is not None:
+                samples = self._runtimes[(job.queue, job.type)]
+                if len(samples) < RUNTIME_SAMPLES:
+                    samples.append(int((time.monotonic() - started) * 1000))
         elif outcome != "stale" and not (self._stopping and outcome == "cancelled" and not ctx.cancelled):
             if outcome == "retry" and job.attempt > job.max_retry:
                 outcome = "dead"
@@ -565,6 +573,17 @@ class Worker:
                         ):
                             entry[1].cancel()
         await self._heartbeat_registry()
+        if self._runtimes:
+            runtimes, self._runtimes = self._runtimes, defaultdict(list)
+            calls: list[Call] = []
+            for (queue, task_type), samples in runtimes.items():
+                key = self.settings.keyspace.queue(queue).runtimes(task_type)
+                calls += [
+                    cmd("LPUSH", key, *samples),
+                    cmd("LTRIM", key, 0, RUNTIME_SAMPLES - 1),
+                    cmd("EXPIRE", key, 86400),
+                ]
+            await self.backend.execute(Batch(calls))
 
     def _drop(self, task_id: str, why: str) -> None:
         entry = self._running.get(task_id)
@@ -579,6 +598,7 @@ class Worker:
 
         while True:
             try:
+                await self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues))
                 queues = await self.backend.run(_known_queues(self.settings))
                 for q in queues:
                     await self.backend.run(

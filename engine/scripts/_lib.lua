@@ -87,3 +87,27 @@ local function to_dead(base, dead_key, outbox_key, id, now, error, ttl_ms)
   expire_task(base, id, ttl_ms)
   history(base, id, now, 'dead', error)
 end
+
+-- Error fingerprint groups: unresolved failures (retrying or dead) grouped by task type plus
+-- normalised error, kept up to date at fail time so the console never scans the dead set.
+-- failures hash: fp -> JSON {type, sample, first, last, total}; members: '<base>fp:<fp>' zset.
+local function leave_group(base, id, fp)
+  if fp == nil then fp = redis.call('HGET', task_key(base, id), 'fp') end
+  if fp and fp ~= '' then
+    redis.call('ZREM', base .. 'fp:' .. fp, id)
+    redis.call('HDEL', task_key(base, id), 'fp')
+  end
+end
+
+local function join_group(base, failures_key, id, sample, ttype, now)
+  local fp = string.sub(redis.sha1hex(ttype .. '\n' .. sample), 1, 16)
+  leave_group(base, id)
+  redis.call('HSET', task_key(base, id), 'fp', fp)
+  redis.call('ZADD', base .. 'fp:' .. fp, now, id)
+  local raw = redis.call('HGET', failures_key, fp)
+  local g
+  if raw then g = cjson.decode(raw) else g = {type = ttype, sample = sample, first = now, total = 0} end
+  g.last = now
+  g.total = (g.total or 0) + 1
+  redis.call('HSET', failures_key, fp, cjson.encode(g))
+end

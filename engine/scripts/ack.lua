@@ -10,8 +10,9 @@ local done, stale, notified = {}, {}, {}
 for i = 4, #ARGV, 3 do
   local id, attempt, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts')
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'fp')
   if f[1] == 'active' and f[2] == attempt then
+    if f[3] then leave_group(base, id, f[3]) end
     redis.call('ZREM', KEYS[1], id)
     redis.call('HSET', tk, 'state', 'completed', 'finished', now)
     redis.call('HDEL', tk, 'lease', 'cancel')

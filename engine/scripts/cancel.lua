@@ -17,6 +17,7 @@ for i = 5, #ARGV do
     outcome = 'missing'
   elseif from[state] then
     redis.call('ZREM', from[state], id)
+    leave_group(base, id)
     redis.call('HSET', tk, 'state', 'cancelled', 'finished', now, 'reason', reason)
     redis.call('ZADD', KEYS[5], now, id)
     release_unique(base, id)

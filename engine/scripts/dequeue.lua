@@ -1,5 +1,6 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
--- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox
+-- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
+--       9 failures (fingerprint groups)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v, id2, ...}
@@ -31,11 +32,13 @@ local recovered, buried = {}, {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker')
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type')
   if f[1] then
     local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
     local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
     if attempts > max_retry then
+      local ttype = f[4] or ''
+      join_group(base, KEYS[9], id, 'worker died during attempt <n> (lease expired)', ttype, now)
       to_dead(base, KEYS[6], KEYS[8], id, now, note, dead_ttl)
       table.insert(buried, id)
     else

@@ -1,18 +1,21 @@
 -- Record a failed attempt: schedule a retry, or bury the task when retries are spent or the
 -- error is permanent; or end a running task whose cancellation was requested.
--- KEYS: 1 active, 2 retry, 3 dead, 4 dep outbox, 5 cancelled
+-- KEYS: 1 active, 2 retry, 3 dead, 4 dep outbox, 5 cancelled, 6 failures (fingerprint groups)
 -- ARGV: 1 base, 2 channel, 3 id, 4 attempt, 5 error, 6 traceback, 7 retry delay ms,
---       8 mode ('retry', 'permanent' or 'cancel'), 9 dead retention ms, 10 retention ms
+--       8 mode ('retry', 'permanent' or 'cancel'), 9 dead retention ms, 10 retention ms,
+--       11 normalised error: with the task type it names the failure group
 -- Returns: 'retry', 'dead', 'cancelled' or 'stale' (this attempt no longer owns the task)
 local base, channel, id, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local error, tb, delay = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local mode, dead_ttl, retention = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local sample = ARGV[11]
 local now = now_ms()
 local tk = task_key(base, id)
-local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry')
+local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry', 'type')
 if f[1] ~= 'active' or f[2] ~= attempt then return 'stale' end
 redis.call('ZREM', KEYS[1], id)
 if mode == 'cancel' then
+  leave_group(base, id)
   redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
   redis.call('HDEL', tk, 'lease', 'cancel')
   redis.call('ZADD', KEYS[5], now, id)
@@ -25,6 +28,7 @@ if mode == 'cancel' then
 end
 redis.call('HSET', tk, 'error', error, 'tb', tb)
 bump_stat(base, 'f', now, 1)
+join_group(base, KEYS[6], id, sample, f[4] or '', now)
 if mode == 'permanent' or tonumber(f[2]) > tonumber(f[3]) then
   to_dead(base, KEYS[3], KEYS[4], id, now, error, dead_ttl)
   publish(channel, 'dead', {id}, now)

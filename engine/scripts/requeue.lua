@@ -13,6 +13,7 @@ for i = 4, #ARGV do
   local state = redis.call('HGET', tk, 'state')
   if state and from[state] then
     redis.call('ZREM', from[state], id)
+    leave_group(base, id)
     redis.call('PERSIST', tk)
     redis.call('PERSIST', base .. 'h:' .. id)
     redis.call('PERSIST', base .. 'dependents:' .. id)

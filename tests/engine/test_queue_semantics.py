@@ -245,3 +245,35 @@ def test_readers_survive_hashes_written_by_a_buggy_client(client: Client, raw: r
     assert info is not None and info.priority == 50 and info.attempts == 0 and info.metadata == {}
     page = client.call(inspect.page, "junk", "pending")
     assert page.tasks[0].id == r.id
+
+
+def test_duplicates_in_one_batch_each_name_their_own_holder(client: Client) -> None:
+    a = client.enqueue("t", None, queue="ub", unique_key="A")
+    b = client.enqueue("t", None, queue="ub", unique_key="B")
+    batch = [Task(type="t", queue="ub", unique_key=k) for k in ("B", "A", "C", "A")]
+    results = client.enqueue_many(batch)
+    assert [r.status for r in results] == ["duplicate", "duplicate", "new", "duplicate"]
+    assert [r.id for r in results[:2]] == [b.id, a.id]
+    assert results[3].id == a.id and results[2].id == batch[2].id
+
+
+def test_durable_enqueue_without_replicas_fails_clearly_but_keeps_the_task(client: Client) -> None:
+    from engine.errors import ConnectionFailed
+
+    with pytest.raises(ConnectionFailed, match="reached 0 of 1 replica"):
+        client.run(
+            ops.durable(
+                ops.enqueue_many(client.settings, [Task(type="t", queue="dur", id="d1")]), timeout_ms=50
+            )
+        )
+    assert client.get_task("d1") is not None  # written to the primary; a retry returns 'exists'
+
+
+def test_durable_is_refused_on_cluster_urls() -> None:
+    from engine.connection import parse_url
+    from engine.errors import InvalidTask
+
+    client = Client(redis=object(), settings=None)
+    client.target = parse_url("redis+cluster://127.0.0.1:7000")
+    with pytest.raises(InvalidTask, match="not supported on Redis Cluster"):
+        client.enqueue("t", None, durable=True)

@@ -1,0 +1,29 @@
+-- Move tasks to quarantine instead of deleting them: restorable until the quarantine TTL ends.
+-- KEYS: 1 quarantine, 2 pending, 3 active, 4 scheduled, 5 retry, 6 waiting, 7 dead, 8 completed,
+--       9 cancelled
+-- ARGV: 1 base, 2 channel, 3 quarantine ttl ms, 4 note, then ids
+-- Returns: ids quarantined
+local base, channel, ttl, note = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now = now_ms()
+local from = {pending = KEYS[2], active = KEYS[3], scheduled = KEYS[4], retry = KEYS[5],
+  waiting = KEYS[6], dead = KEYS[7], completed = KEYS[8], cancelled = KEYS[9]}
+local moved = {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local tk = task_key(base, id)
+  local state = redis.call('HGET', tk, 'state')
+  if state and from[state] then
+    redis.call('ZREM', from[state], id)
+    leave_group(base, id)
+    release_unique(base, id)
+    redis.call('HSET', tk, 'state', 'quarantined', 'qfrom', state, 'finished', now)
+    redis.call('HDEL', tk, 'lease', 'cancel')
+    redis.call('ZADD', KEYS[1], now, id)
+    expire_task(base, id, ttl)
+    history(base, id, now, 'quarantined', note .. ' (was ' .. state .. ')')
+    table.insert(moved, id)
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+publish(channel, 'quarantined', moved, now)
+return moved
