@@ -1,0 +1,32 @@
+"""Hypothesis profiles: ``default`` keeps the fuzz tests to about a minute in the main suite;
+``HYPOTHESIS_PROFILE=deep`` runs 10,000+ cases per input fuzzer (the worker fuzz, which runs
+a real worker per example, gets a tenth of that)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default",
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "deep",
+    max_examples=10_000,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.data_too_large,
+    ],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def examples(default: int, deep: int) -> int:
+    """Per-test example count for the expensive fuzzers."""
+    return deep if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else default
