@@ -173,6 +173,15 @@ async def _run_worker(url: str, r: redis.Redis, junk_events: list[str]) -> None:
                 break
             await asyncio.sleep(0.05)
         assert not runner.done(), f"the worker stopped: {runner.exception() if runner.done() else ''}"
+        # and it still serves: a well-formed task enqueued now completes
+        client = Client(url)
+        probe = client.enqueue("ok", {"probe": True}, queue=QUEUE, id="probe")
+        client.close()
+        for _ in range(100):
+            if r.hget(BASE + "t:" + probe.id, "state") == "completed":
+                break
+            await asyncio.sleep(0.05)
+        assert r.hget(BASE + "t:" + probe.id, "state") == "completed", "the worker stopped serving"
     finally:
         worker.request_stop()
         await asyncio.wait_for(runner, 20)
