@@ -23,6 +23,8 @@ RETENTION_S = 2.0
 ALLOWED_WITHOUT_TTL = re.compile(
     r"^rediq:(queues|workers|cron|cronstate)$"
     r"|^rediq:\{[^}]+\}:(pending|active|scheduled|retry|waiting|dead|completed|cancelled|seq|depoutbox|paused)$"
+    # failure groups: one summary per distinct (type, normalised error), and each group's index
+    r"|^rediq:\{[^}]+\}:(failures|fp:[0-9a-f]+)$"
 )
 
 
@@ -89,6 +91,10 @@ def test_memory_returns_to_baseline_after_retention(
     # finished indexes hold only what finished within retention, not every task ever run
     assert r.zcard("rediq:{chaos}:completed") <= 2
     assert r.zcard("rediq:{chaos}:dead") <= 2, "ids of expired dead tasks pile up in the dead index"
+    groups = {k: n for k, n in index_sizes.items() if ":fp:" in k}
+    assert all(n <= 2 for n in groups.values()), (
+        f"ids of expired dead tasks pile up in failure groups: {groups}"
+    )
     assert after - baseline < max(256 * 1024, 0.02 * (peak - baseline))
     assert check_invariants(r) == []
     client.close()
