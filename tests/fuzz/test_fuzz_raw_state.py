@@ -82,8 +82,14 @@ history_entry = st.one_of(
 )
 
 
+FAR_FUTURE = [50 * 2**40, 1e300]
+
+
 @st.composite
-def raw_tasks(draw: st.DrawFn) -> list[tuple[str, dict[str, str], list[str], float]]:
+def raw_tasks(draw: st.DrawFn, due_now: bool = False) -> list[tuple[str, dict[str, str], list[str], float]]:
+    """Up to 4 junk tasks. ``due_now``: their set scores (due time, lease expiry) have passed,
+    so that a worker must deal with them now (a far-future score leaves the junk untouched
+    until then: only the readers see it)."""
     n = draw(st.integers(1, 4))
     out = []
     for i in range(n):
@@ -93,7 +99,7 @@ def raw_tasks(draw: st.DrawFn) -> list[tuple[str, dict[str, str], list[str], flo
                 task_id,
                 draw(task_hash(task_id)),
                 draw(st.lists(history_entry, max_size=4)),
-                draw(st.sampled_from([0.0, 50 * 2**40 + i, -1.0, 1e300])),
+                draw(st.sampled_from([0.0, -1.0, 1000.0] + ([] if due_now else [f + i for f in FAR_FUTURE]))),
             )
         )
     return out
@@ -188,7 +194,7 @@ async def _run_worker(url: str, r: redis.Redis, junk_events: list[str]) -> None:
 
 
 @given(
-    tasks=raw_tasks(),
+    tasks=raw_tasks(due_now=True),
     state=st.sampled_from(["pending", "scheduled", "retry", "active"]),
     junk_events=st.lists(junk, max_size=3),
 )
@@ -210,13 +216,13 @@ def test_worker_survives_raw_state(
         asyncio.run(_run_worker(redis_url, r, junk_events))
         assert r.zcard(BASE + "pending") == 0, "pending tasks left behind"
         assert check_invariants(r) == []
-        now_ms = int(r.time()[0]) * 1000
         for task_id, *_ in tasks:
             state_now = r.hget(BASE + "t:" + task_id, "state")
-            if state_now in ("scheduled", "retry", "active"):
-                # only a due time or lease that the junk put far in the future may keep it there
-                score = r.zscore(BASE + state_now, task_id)
-                assert score is not None and score > now_ms + 5_000, (task_id, state_now, score)
+            if state_now in ("retry", "active"):
+                # still retrying (junk attempts/max_retry can allow many, with growing backoff)
+                # or running: in its set (the checker agrees) and it says what went wrong
+                assert r.zscore(BASE + state_now, task_id) is not None
+                assert state_now == "active" or r.hget(BASE + "t:" + task_id, "error")
                 continue
             assert state_now in ("completed", "dead"), (task_id, state_now)
             if state_now == "dead":
