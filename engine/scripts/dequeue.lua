@@ -33,7 +33,7 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type')
-  if f[1] then
+  if f[1] or redis.call('EXISTS', tk) == 1 then -- (a hash without 'attempts' is recovered too)
     local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
     local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
     if attempts > max_retry then
@@ -64,7 +64,10 @@ for j = 1, #popped, 2 do
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
     'attempts', 'meta', 'v')
-  if f[1] then -- a pending entry whose hash is gone is dropped (doctor reports such entries)
+  -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
+  -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
+  -- 'unknown task type' instead of leaving it in no state set at all
+  if f[1] or redis.call('EXISTS', tk) == 1 then
     local attempts = (tonumber(f[6]) or 0) + 1
     redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
       'worker', worker, 'lease', lease)
