@@ -198,7 +198,7 @@ async def _run_worker(url: str, r: redis.Redis, junk_events: list[str]) -> None:
     state=st.sampled_from(["pending", "scheduled", "retry", "active"]),
     junk_events=st.lists(junk, max_size=3),
 )
-@hsettings(max_examples=examples(12, 1000))
+@hsettings(max_examples=examples(12, 300))
 @example(
     tasks=[("t0", {"type": "boom", "max_retry": "junk", "attempts": "0", "state": "pending"}, [], 0.0)],
     state="pending",
