@@ -96,6 +96,30 @@ class ReadOnlyError(RediqError):
     fix = "This Redis user lacks the permission; see docs/acl/ for the worker and read-only console users"
 
 
+class InvalidConfig(RediqError):
+    """A configuration value (flag, environment, .env or config file) failed validation."""
+
+    code = "E011"
+    exit_code = 12
+    fix = "Correct the value; `rediq config show` lists every setting and where it comes from"
+
+
+class MetricsBindError(RediqError):
+    code = "E012"
+    exit_code = 13
+    fix = "Choose a free port with --metrics-port (or METRICS_PORT), or stop what holds it"
+
+
+class ConsoleMissing(RediqError):
+    code = "E013"
+    exit_code = 14
+    fix = "Install rediq with its console (pip install rediq) or run from a checkout"
+
+
+class WorkerUnavailable(AppImportError):
+    fix = "Update rediq; engine.worker is part of the package"
+
+
 class Retryable(Exception):
     """Raise from a handler to ask for a retry, optionally after ``delay`` seconds."""
 

@@ -454,3 +454,42 @@ def forecast(settings: Settings, queue_name: str, task_types: Sequence[str] = ()
                 )
     drain = (pending / rate) if rate > 0 else (0.0 if pending == 0 else None)
     return Forecast(queue_name, pending, summary.head_age_s, rate, drain, tuple(stats))
+
+
+# ---------------------------------------------------------------------------------- search
+
+SEARCH_CHUNK = 500
+
+
+def search(
+    settings: Settings,
+    queue_name: str,
+    state: TaskState | str,
+    text: str,
+    limit: int = 50,
+    scan_limit: int = 20_000,
+) -> Op[TaskPage]:
+    """Tasks of one queue and state whose id, type, payload or error contains ``text``
+    (case-insensitive), reading at most ``scan_limit`` tasks in bounded chunks: a search of a
+    huge dead set stays cheap for Redis, and says how far it looked (``TaskPage.offset`` is the
+    number of tasks examined)."""
+    state = TaskState(state)
+    qk = settings.keyspace.queue(queue_name)
+    key = qk.state_key(str(state))
+    needle = text.casefold()
+    newest_first = state in (TaskState.DEAD, TaskState.COMPLETED, TaskState.CANCELLED, TaskState.QUARANTINED)
+    total = int((yield cmd("ZCARD", key)))
+    found: list[TaskInfo] = []
+    examined = 0
+    while examined < min(total, scan_limit) and len(found) < limit:
+        end = min(examined + SEARCH_CHUNK, scan_limit) - 1
+        ids = yield cmd("ZRANGE", key, examined, end, *(("REV",) if newest_first else ()))
+        if not ids:
+            break
+        examined += len(ids)
+        hashes = yield Batch([cmd("HMGET", qk.task(i), "id", "type", "payload", "error") for i in ids])
+        hits = [i for i, h in zip(ids, hashes, strict=True) if any(needle in (f or "").casefold() for f in h)]
+        if hits:
+            full = yield Batch([cmd("HGETALL", qk.task(i)) for i in hits[: limit - len(found)]])
+            found.extend(ops.task_info(queue_name, h) for h in full if h)
+    return TaskPage(queue_name, state, examined, total, found)

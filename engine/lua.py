@@ -29,6 +29,7 @@ SCRIPT_NAMES = (
     "dep_resolve",
     "quarantine",
     "restore",
+    "start",
 )
 
 

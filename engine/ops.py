@@ -524,7 +524,7 @@ def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:
 
 # ---------------------------------------------------------------------------------- worker side
 
-JOB_WIDTH = 9  # id + 8 fields per leased task in the dequeue reply
+JOB_WIDTH = 10  # id + 9 fields per leased task in the dequeue reply
 
 
 @dataclass(slots=True)
@@ -539,8 +539,11 @@ class Job:
     max_retry: int
     timeout_s: float
     attempt: int
+    """Attempt number; for a reserved task, the attempts charged so far (it is not started)."""
     metadata_raw: str
     schema_version: int
+    reserved: bool = False
+    """Prefetched: leased but not started; ``start_call`` charges the attempt when it starts."""
 
 
 def dequeue_call(
@@ -550,7 +553,10 @@ def dequeue_call(
     lease_ms: int,
     worker_id: str,
     maintenance_limit: int = 100,
+    start_now: int | None = None,
 ) -> Call:
+    """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
+    and start at once, the others are reserved until ``start_call``."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -573,14 +579,29 @@ def dequeue_call(
             worker_id,
             maintenance_limit,
             int(settings.dead_retention_s * 1000),
+            max_tasks if start_now is None else start_now,
         ],
     )
+
+
+def start_call(settings: Settings, queue: str, jobs: Sequence[Job], worker_id: str) -> Call:
+    qk = settings.keyspace.queue(queue)
+    flat: list[Any] = [x for j in jobs for x in (j.id, j.attempt)]
+    return script_call("start", [qk.active], [qk.base, channel(settings, qk), worker_id, *flat])
+
+
+def _int_fast(value: Any) -> int | None:
+    """``_int`` with a fast path for the plain integer strings the scripts return."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return _int(value)
 
 
 def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
     jobs = []
     for i in range(1, len(reply), JOB_WIDTH):
-        (task_id, ttype, payload, priority, max_retry, timeout_ms, attempt, meta, version) = reply[
+        (task_id, ttype, payload, priority, max_retry, timeout_ms, attempt, meta, version, reserved) = reply[
             i : i + JOB_WIDTH
         ]
         jobs.append(
@@ -589,12 +610,13 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
                 queue,
                 ttype or "",
                 payload or "",
-                _int(priority) or 0,
-                _int(max_retry) or 0,
-                (_int(timeout_ms) or 1_800_000) / 1000,
+                _int_fast(priority) or 0,
+                _int_fast(max_retry) or 0,
+                (_int_fast(timeout_ms) or 1_800_000) / 1000,
                 int(attempt),
                 meta or "",
-                _int(version) or 1,
+                _int_fast(version) or 1,
+                reserved == "1",
             )
         )
     return jobs

@@ -24,13 +24,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
 from engine import events, ops
-from engine.backend import AsyncBackend, Batch, Call, Op, cmd
+from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, Permanent, RediqError, Retryable
 from engine.ops import Job, Settings
@@ -38,6 +38,9 @@ from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
+YIELDS_BEFORE_EXCHANGE = 3
+REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
+STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
 
 
@@ -98,12 +101,14 @@ class TaskContext:
         self._worker._report_progress(self._job, float(percent), message)
 
 
-@dataclass(order=True)
-class _Buffered:
+class _Buffered(NamedTuple):
+    """A leased task waiting for a free slot. A tuple, so the heap compares in C; ``arrival``
+    is unique, so ``job`` is never compared."""
+
     rank: int
     priority: int
     arrival: int
-    job: Job = field(compare=False)
+    job: Job
 
 
 class Worker:
@@ -136,8 +141,12 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
+        self._stop_requested_at = 0.0
+        self._drained = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
+        self._wake_seq = 0
+        """Counts work-arrived events, so one that lands during an exchange is not lost."""
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
@@ -156,6 +165,8 @@ class Worker:
 
     def request_stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
+        if not self._stopping:
+            self._stop_requested_at = time.monotonic()
         self._stopping = True
         self._stop.set()
         self._wake.set()
@@ -184,7 +195,11 @@ class Worker:
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
-        redis = self._redis if self._redis is not None else self.target.aio()  # type: ignore[union-attr]
+        if self._redis is not None:
+            redis = self._redis
+        else:
+            redis = self.target.aio()  # type: ignore[union-attr]
+            use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
         try:
             await self._check_server()
@@ -203,12 +218,11 @@ class Worker:
             )
             await self._stop.wait()
             await self._drain()
+            self._drained = True
             for task in loops[1:]:
                 task.cancel()
             await asyncio.gather(loops[0], return_exceptions=True)
-            for task in loops[1:]:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await _cancel_all(loops[1:])
             await self._deregister()
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -299,7 +313,8 @@ class Worker:
         backoff = 0.05
         while True:
             want_fetch = not self._stopping and self._capacity > 0
-            if not self._acks and not self._fails and not (want_fetch and self._fetch_now):
+            want_start = bool(self._buffer) and not self._stopping and self._free_slots > 0
+            if not self._acks and not self._fails and not want_start and not (want_fetch and self._fetch_now):
                 if self._stopping and not self._running:
                     return
                 self._wake.clear()
@@ -307,12 +322,22 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
                 self._fetch_now = True
                 continue
+            # let tasks launched by the last exchange take their step first: short tasks finish
+            # now and ride in this batch instead of forcing one more round trip each
+            for _ in range(YIELDS_BEFORE_EXCHANGE):
+                await asyncio.sleep(0)
+            wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
             # last progress reports go first: a finished task no longer accepts them
             progress, self._progress = self._progress, {}
             calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
+            # reserved (prefetched) tasks for the free slots: charged an attempt as they start
+            starting = self._take_reserved()
+            start_calls = [ops.start_call(self.settings, q, jobs, self.id) for q, jobs in starting.items()]
+            calls.extend(start_calls)
+            start_now = max(0, self._free_slots - sum(len(j) for j in starting.values()))
             calls[:0] = [
                 ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m)
                 for j, p, m in progress.values()
@@ -321,7 +346,11 @@ class Worker:
             capacity = self._capacity
             lease_ms = int(self.options.lease_s * 1000)
             if order:  # the first queue rides along with the acks in the same round trip
-                calls.append(ops.dequeue_call(self.settings, order[0], capacity, lease_ms, self.id))
+                calls.append(
+                    ops.dequeue_call(
+                        self.settings, order[0], capacity, lease_ms, self.id, start_now=start_now
+                    )
+                )
             try:
                 replies = await self.backend.execute(Batch(calls))
             except RediqError as exc:
@@ -332,6 +361,19 @@ class Worker:
                 self._fails[:0] = fails
                 for task_id, report in progress.items():
                     self._progress.setdefault(task_id, report)
+                for jobs in starting.values():
+                    self._reserve(jobs)
+                if (
+                    self._stopping
+                    and time.monotonic() - self._stop_requested_at > self.options.grace_s + STOP_FLUSH_S
+                ):
+                    unsent = sum(len(d) for d in self._acks.values()) + len(self._fails)
+                    log.error(
+                        "stopping without recording %d outcome(s): Redis is unreachable. Those tasks run "
+                        "again when their leases expire (at-least-once); nothing is lost",
+                        unsent,
+                    )
+                    return
                 log.warning("Redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(5.0, backoff * 2)
@@ -357,6 +399,9 @@ class Worker:
                 if with_dependents:
                     notified.append((q, list(with_dependents)))
             fail_replies = replies[n_acks : n_acks + len(fails)]
+            start_replies = replies[n_acks + len(fails) : n_acks + len(fails) + len(start_calls)]
+            for jobs, reply in zip(starting.values(), start_replies, strict=True):
+                self._started(jobs, reply)
             if notified or any(r in ("dead", "cancelled") for r in fail_replies):
                 asyncio.create_task(self._flush_outboxes(notified, list(self.options.queues)))
             got = 0
@@ -369,29 +414,58 @@ class Worker:
                     break
                 try:
                     reply = await self.backend.execute(
-                        ops.dequeue_call(self.settings, q, capacity - got, lease_ms, self.id)
+                        ops.dequeue_call(
+                            self.settings, q, capacity - got, lease_ms, self.id, start_now=self._free_slots
+                        )
                     )
                 except RediqError:
                     break
                 got += self._buffer_jobs(q, reply)
-            self._start_buffered()
-            # a full fetch means there is probably more: fetch again as soon as there is room
-            self._fetch_now = want_fetch and got >= capacity
+            # a full fetch means there is probably more; so does a wake-up that arrived while
+            # this round trip was in flight (its task may have been enqueued after our dequeue ran)
+            self._fetch_now = want_fetch and (got >= capacity or self._wake_seq != wake_seq)
+
+    @property
+    def _free_slots(self) -> int:
+        return 0 if self._stopping else self.options.concurrency - len(self._running)
 
     def _buffer_jobs(self, queue: str, reply: Any) -> int:
-        rank = self.options.queues.index(queue)
+        """Launch the dequeued tasks that started (charged), keep the reserved ones for later."""
         jobs = ops.parse_dequeue(queue, reply)
+        self._reserve([j for j in jobs if j.reserved])
         for job in jobs:
-            self._arrival += 1
-            heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
+            if not job.reserved:
+                self._launch(job)
         return len(jobs)
 
-    def _start_buffered(self) -> None:
-        while self._buffer and len(self._running) < self.options.concurrency and not self._stopping:
+    def _reserve(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._arrival += 1
+            rank = self.options.queues.index(job.queue)
+            heapq.heappush(self._buffer, _Buffered(rank, job.priority, self._arrival, job))
+
+    def _take_reserved(self) -> dict[str, list[Job]]:
+        """Reserved tasks for the free slots, best first, grouped by queue."""
+        taken: dict[str, list[Job]] = defaultdict(list)
+        for _ in range(min(self._free_slots, len(self._buffer))):
             job = heapq.heappop(self._buffer).job
-            ctx = TaskContext(job, self)
-            task = asyncio.create_task(self._execute(job, ctx), name=f"rediq-task-{job.id}")
-            self._running[job.id] = (job, task, ctx)
+            taken[job.queue].append(job)
+        return taken
+
+    def _started(self, jobs: list[Job], reply: list[Any]) -> None:
+        new_attempts = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        for job in jobs:
+            attempt = new_attempts.get(job.id, 0)
+            if attempt:
+                job.attempt, job.reserved = attempt, False
+                self._launch(job)
+            else:
+                log.warning("task %s: lease lost before it started; not running it", job.id)
+
+    def _launch(self, job: Job) -> None:
+        ctx = TaskContext(job, self)
+        task = asyncio.create_task(self._execute(job, ctx), name=f"rediq-task-{job.id}")
+        self._running[job.id] = (job, task, ctx)
 
     async def _flush_outboxes(self, notified: list[tuple[str, list[str]]], queues: list[str]) -> None:
         try:
@@ -417,8 +491,14 @@ class Worker:
                     f"unknown task type {job.type!r}: this worker has no handler for it (known: {known})"
                 )
             payload = self._decode_payload(job, definition)
-            await self._middleware("before", ctx)
-            result = await asyncio.wait_for(self._call(definition, ctx, payload), job.timeout_s)
+            if self.registry.middleware:
+                await self._middleware("before", ctx)
+            # asyncio.timeout, not wait_for: no second task and future per attempt (hot path)
+            async with asyncio.timeout(job.timeout_s):
+                if definition.is_async:
+                    result = await definition.handler(ctx, payload)
+                else:
+                    result = await self._call(definition, ctx, payload)
             result_json = _result_json(result)
         except TimeoutError as exc:
             outcome, error, exc_for_after = "timeout", f"E004: timed out after {job.timeout_s:g} s", exc
@@ -460,9 +540,11 @@ class Worker:
                 ops.fail_call(self.settings, job.queue, job.id, job.attempt, error or "", trace, delay, mode)
             )
             self.failed += 1
-        self._wake.set()
-        self._start_buffered()
-        await self._middleware("after", ctx, outcome, exc_for_after)
+        self._wake.set()  # the exchange loop acks this and starts the next reserved task
+        if self.registry.middleware:
+            await self._middleware("after", ctx, outcome, exc_for_after)
+        if not self._listeners:
+            return
         report = TaskOutcome(
             job.id, job.queue, job.type, outcome, time.monotonic() - started, job.attempt, error
         )
@@ -553,10 +635,19 @@ class Worker:
         return held
 
     async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
+        # keeps extending leases through the drain's grace period; stops once drained
+        # The registry entry (busy slots, current tasks) is refreshed more often than leases
+        # are extended, so the console's Workers view stays current.
+        tick = min(self._heartbeat_s, REGISTRY_REFRESH_S)
+        last_extend = time.monotonic()
+        while not self._drained:
+            await asyncio.sleep(tick)
             try:
-                await self._heartbeat()
+                if time.monotonic() - last_extend >= self._heartbeat_s - tick / 2:
+                    last_extend = time.monotonic()
+                    await self._heartbeat()
+                else:
+                    await self._heartbeat_registry()
             except RediqError as exc:
                 log.warning("heartbeat failed: %s", exc)
 
@@ -604,7 +695,7 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         from engine import scheduler
 
-        while True:
+        while not self._stopping:
             try:
                 await self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues))
                 queues = await self.backend.run(_known_queues(self.settings))
@@ -625,6 +716,7 @@ class Worker:
             async for event in events.subscribe(self.settings, self.backend.redis, self.options.queues):
                 if event.event in ("pending", "resumed", events.RESYNC):
                     self._fetch_now = True
+                    self._wake_seq += 1
                     self._wake.set()
         except Exception as exc:  # noqa: BLE001 - without wake-ups the poll still works
             log.warning("event subscription ended (%s); relying on polling", exc)
@@ -661,6 +753,20 @@ class Worker:
             )
         except RediqError as exc:  # their leases expire and recovery hands them out again
             log.warning("could not hand back %d task(s): %s", len(jobs), exc)
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]], attempts: int = 20) -> None:
+    """Cancel background loops and wait for them. A cancellation that lands while redis-py is
+    reading a reply can be swallowed (seen on Python 3.11), so cancel again until they end; the
+    loops also check the stop flag, so they end by themselves within a pass."""
+    for _ in range(attempts):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.25)
+    log.warning("background loops did not stop: %s", [t.get_name() for t in tasks if not t.done()])
 
 
 def _known_queues(settings: Settings) -> Op[list[str]]:

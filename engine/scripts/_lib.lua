@@ -20,8 +20,10 @@ local function task_key(base, id) return base .. 't:' .. id end
 
 local function history(base, id, now, state, note)
   local hk = base .. 'h:' .. id
-  redis.call('LPUSH', hk, cjson.encode({now, state, note or ''}))
-  redis.call('LTRIM', hk, 0, HISTORY_MAX - 1)
+  -- trim only when the push went past the cap: same list, one command fewer per entry
+  if redis.call('LPUSH', hk, cjson.encode({now, state, note or ''})) > HISTORY_MAX then
+    redis.call('LTRIM', hk, 0, HISTORY_MAX - 1)
+  end
 end
 
 local function publish(channel, event, ids, now, extra)
@@ -58,13 +60,15 @@ local function notify_dependents(base, outbox_key, id, now)
   return false
 end
 
-local function expire_task(base, id, ttl_ms)
+-- has_dependents / has_deps: false when the caller knows that key cannot exist (skips a
+-- command on the hot path); nil when unknown.
+local function expire_task(base, id, ttl_ms, has_dependents, has_deps)
   if ttl_ms > 0 then
     redis.call('PEXPIRE', task_key(base, id), ttl_ms)
     redis.call('PEXPIRE', base .. 'h:' .. id, ttl_ms)
-    redis.call('PEXPIRE', base .. 'dependents:' .. id, ttl_ms)
+    if has_dependents ~= false then redis.call('PEXPIRE', base .. 'dependents:' .. id, ttl_ms) end
   end
-  redis.call('DEL', base .. 'deps:' .. id)
+  if has_deps ~= false then redis.call('DEL', base .. 'deps:' .. id) end
 end
 
 local function bump_stat(base, kind, now, n)

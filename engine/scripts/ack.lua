@@ -10,17 +10,22 @@ local done, stale, notified = {}, {}, {}
 for i = 4, #ARGV, 3 do
   local id, attempt, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'fp')
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'fp', 'unique', 'deps')
   if f[1] == 'active' and f[2] == attempt then
     if f[3] then leave_group(base, id, f[3]) end
     redis.call('ZREM', KEYS[1], id)
-    redis.call('HSET', tk, 'state', 'completed', 'finished', now)
+    if result ~= '' then
+      redis.call('HSET', tk, 'state', 'completed', 'finished', now, 'result', result)
+    else
+      redis.call('HSET', tk, 'state', 'completed', 'finished', now)
+    end
     redis.call('HDEL', tk, 'lease', 'cancel')
-    if result ~= '' then redis.call('HSET', tk, 'result', result) end
     redis.call('ZADD', KEYS[2], now, id)
-    release_unique(base, id)
-    if notify_dependents(base, KEYS[3], id, now) then table.insert(notified, id) end
-    expire_task(base, id, retention)
+    if f[4] and f[4] ~= '' then release_unique(base, id) end
+    local has_dependents = notify_dependents(base, KEYS[3], id, now)
+    if has_dependents then table.insert(notified, id) end
+    -- the deps set exists only for tasks enqueued with dependencies ('deps' field)
+    expire_task(base, id, retention, has_dependents, f[5] ~= false and f[5] ~= '')
     history(base, id, now, 'completed', '')
     table.insert(done, id)
   else

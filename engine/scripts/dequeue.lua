@@ -2,11 +2,15 @@
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
 --       9 failures (fingerprint groups)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
---       7 dead retention ms
--- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v, id2, ...}
+--       7 dead retention ms, 8 how many of them start now (default: all)
+-- Tasks beyond the ones starting now are *reserved* (prefetched): leased but not charged an
+-- attempt until start.lua starts them, so a worker that dies never charges tasks it did not run.
+-- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
+--           reserved ('1'/'0'), id2, ...}
 local base, channel = ARGV[1], ARGV[2]
 local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local n_start = tonumber(ARGV[8] or ARGV[3])
 local now = now_ms()
 
 -- due scheduled and retry tasks become pending
@@ -32,8 +36,14 @@ local recovered, buried = {}, {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type')
-  if f[1] or redis.call('EXISTS', tk) == 1 then -- (a hash without 'attempts' is recovered too)
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved')
+  if f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
+    redis.call('HSET', tk, 'state', 'pending')
+    redis.call('HDEL', tk, 'lease', 'reserved', 'worker')
+    redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
+    history(base, id, now, 'pending', 'lease of ' .. (f[3] or '?') .. ' expired before it started')
+    table.insert(recovered, id)
+  elseif f[1] or redis.call('EXISTS', tk) == 1 then -- (a hash without 'attempts' too)
     local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
     local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
     if attempts > max_retry then
@@ -63,23 +73,31 @@ for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v')
+    'attempts', 'meta', 'v', 'progress')
   -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
   -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
   -- 'unknown task type' instead of leaving it in no state set at all
   if f[1] or redis.call('EXISTS', tk) == 1 then
-    local attempts = (tonumber(f[6]) or 0) + 1
-    redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
-      'worker', worker, 'lease', lease)
-    redis.call('HDEL', tk, 'progress', 'pmsg')
+    local attempts = tonumber(f[6]) or 0
+    local reserved = '1'
+    if #leased < n_start then -- starts now: this delivery is an attempt
+      attempts = attempts + 1
+      reserved = '0'
+      redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
+        'worker', worker, 'lease', lease)
+      history(base, id, now, 'active', worker)
+      table.insert(leased, id)
+    else
+      redis.call('HSET', tk, 'state', 'active', 'reserved', '1', 'worker', worker, 'lease', lease)
+    end
+    if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
-    history(base, id, now, 'active', worker)
-    table.insert(leased, id)
     table.insert(out, id)
     for k = 1, 5 do table.insert(out, f[k]) end
     table.insert(out, attempts)
     table.insert(out, f[7] or '')
     table.insert(out, f[8] or '1')
+    table.insert(out, reserved)
   end
 end
 publish(channel, 'active', leased, now)

@@ -9,6 +9,9 @@ local base, channel, width = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
 local by_state = {pending = {}, scheduled = {}, waiting = {}}
+-- the queue's sequence, counted here and stored once (same values as an INCR per task)
+local seq_start = tonumber(redis.call('GET', KEYS[4]) or '0')
+local seq = seq_start
 local i = 4
 while i + width - 1 <= #ARGV do
   local id, ttype, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -38,7 +41,7 @@ while i + width - 1 <= #ARGV do
       table.insert(out, 'duplicate'); table.insert(out, holder)
       table.insert(out, redis.call('HGET', task_key(base, holder), 'state') or '')
     else
-      local seq = redis.call('INCR', KEYS[4])
+      seq = seq + 1
       local state = 'pending'
       local deps = {}
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
@@ -63,5 +66,6 @@ while i + width - 1 <= #ARGV do
     end
   end
 end
+if seq ~= seq_start then redis.call('SET', KEYS[4], fmt(seq)) end
 for state, ids in pairs(by_state) do publish(channel, state, ids, now) end
 return out

@@ -37,7 +37,7 @@ if mode == 'permanent' or (tonumber(f[2]) or 0) > (tonumber(f[3]) or 0) then
   return 'dead'
 end
 redis.call('HSET', tk, 'state', 'retry', 'due', now + delay)
-redis.call('HDEL', tk, 'lease', 'cancel')
+redis.call('HDEL', tk, 'lease', 'cancel', 'progress', 'pmsg') -- progress belongs to an attempt
 redis.call('ZADD', KEYS[2], now + delay, id)
 history(base, id, now, 'retry', error)
 publish(channel, 'retry', {id}, now)

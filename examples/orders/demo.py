@@ -26,6 +26,16 @@ log = logging.getLogger("rediq.demo")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGTERM (a graceful drain) to the worker when the console process dies, even by
+    SIGKILL, so a demo never leaves workers behind. Elsewhere ``Demo.stop`` is the only path."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Demo:
     def __init__(
         self,
@@ -64,6 +74,7 @@ class Demo:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # the console's Ctrl+C must not kill them before a clean drain
+                    preexec_fn=_die_with_parent,
                 )
             )
         self._feeder = threading.Thread(target=self._feed, name="rediq-demo-feeder", daemon=True)

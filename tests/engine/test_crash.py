@@ -122,3 +122,57 @@ def test_enqueue_during_a_server_stall_creates_exactly_one_task() -> None:
     finally:
         server.signal(signal.SIGCONT)
         server.cleanup()
+
+
+def test_sigterm_stops_a_worker_whose_redis_is_gone(tmp_path: Path) -> None:
+    """With the server gone there is nothing to hand back; the worker must still exit."""
+    server = ServerProcess(port=free_port()).start()
+    try:
+        Client(server.url).enqueue("quick", None, queue="crash")
+        proc = spawn_worker(server.url, APP, "crash", "2", "1", log_path=tmp_path / "w.log")
+        r = redis.Redis(port=server.port)
+        wait_until_sync(lambda: r.zcard("rediq:workers") == 1, timeout=20)
+        server.kill()
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        except Exception:
+            proc.kill()
+            raise AssertionError(
+                "worker ignored SIGTERM with Redis gone:\n" + (tmp_path / "w.log").read_text()[-3000:]
+            ) from None
+        assert code in (0, 3)  # 3: E001, Redis unreachable
+    finally:
+        server.cleanup()
+
+
+def test_a_task_prefetched_next_to_a_poison_task_still_runs(
+    redis_url: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    """With one slot, the innocent task is leased as *reserved* beside the poison task. When the
+    poison kills the worker, the reserved task was never started, so it is not charged: it
+    runs on the next worker instead of going dead with max_retry=0."""
+    client = Client(redis_url)
+    poison = client.enqueue("exit", None, queue="crash", max_retry=0, priority=0)
+    innocent = client.enqueue("quick", None, queue="crash", max_retry=0, priority=10)
+    for n in range(4):
+        proc = spawn_worker(redis_url, APP, "crash", "1", "1", "1", log_path=tmp_path / f"w{n}.log")
+        try:
+            proc.wait(6)
+        except Exception:  # noqa: BLE001 - alive: nothing (left) to crash on
+            pass
+        stop_process(proc, signal.SIGKILL)
+        a, b = client.get_task(poison.id), client.get_task(innocent.id)
+        if a is not None and b is not None and a.state.is_final and b.state.is_final:
+            break
+        time.sleep(1.1)  # the crashed worker's leases run out
+    info = client.get_task(innocent.id)
+    assert info is not None and info.state == TaskState.COMPLETED, (
+        info.state if info else None,
+        info and info.last_error,
+    )
+    assert info.attempts == 1
+    dead = client.get_task(poison.id)
+    assert dead is not None and dead.state == TaskState.DEAD and dead.attempts == 1
+    assert any("expired before it started" in h.note for h in info.history)

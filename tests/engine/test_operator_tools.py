@@ -315,3 +315,35 @@ def test_cron_control_next_fires_run_now_pause_and_last_runs(client: Client) -> 
     )
     created = client.run(scheduler.tick_op(client.settings, [], {}))
     assert created == []  # paused entries do not fire
+
+
+def test_search_finds_matches_beyond_the_first_page_within_a_bound(client: Client) -> None:
+    client.enqueue_many([Task(type="order:sms", queue="srch", payload={"n": i}) for i in range(1200)])
+    client.enqueue("order:payment", {"card": "VISA-needle"}, queue="srch")
+    page = client.call(inspect.search, "srch", "pending", "NEEDLE")
+    assert [t.type for t in page.tasks] == ["order:payment"] and page.total == 1201 and page.offset == 1201
+    bounded = client.call(inspect.search, "srch", "pending", "needle", scan_limit=600)
+    assert bounded.tasks == [] and bounded.offset == 600  # looked at 600, says so
+    by_type = client.call(inspect.search, "srch", "pending", "order:sms", limit=5)
+    assert len(by_type.tasks) == 5
+
+
+async def test_worker_registry_shows_busy_slots_within_seconds(redis_url: str) -> None:
+    registry = Registry()
+    gate = asyncio.Event()
+
+    @registry.task("hold", queue="reg2")
+    async def hold(ctx: TaskContext, payload: Any) -> None:
+        await gate.wait()
+
+    client = Client(redis_url)
+    async with running_worker(
+        registry, redis_url, ["reg2"], concurrency=2, lease_s=30
+    ):  # lease heartbeat 10 s
+        await asyncio.sleep(0.5)
+        client.enqueue("hold", None, queue="reg2")
+        client.enqueue("hold", None, queue="reg2")
+        started = time.monotonic()
+        await wait_until(lambda: any(w.busy == 2 for w in client.call(inspect.workers)), timeout=6)
+        assert time.monotonic() - started < 5  # not after the 10 s lease heartbeat
+        gate.set()

@@ -277,3 +277,13 @@ def test_durable_is_refused_on_cluster_urls() -> None:
     client.target = parse_url("redis+cluster://127.0.0.1:7000")
     with pytest.raises(InvalidTask, match="not supported on Redis Cluster"):
         client.enqueue("t", None, durable=True)
+
+
+def test_a_retry_clears_the_failed_attempts_progress(client: Client) -> None:
+    r = client.enqueue("t", None, queue="prog")
+    (job,) = lease(client, "prog")
+    client.backend.execute(ops.progress_call(client.settings, "prog", job.id, job.attempt, 40, "half way"))
+    assert client.get_task(r.id).progress == 40  # type: ignore[union-attr]
+    fail(client, job, delay=0)
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.RETRY and info.progress is None

@@ -1,4 +1,5 @@
-"""Run a worker in its own process for crash tests: ``worker_main.py URL APP QUEUES [lease_s] [grace_s]``."""
+"""A worker in its own process for crash tests:
+``worker_main.py URL APP QUEUES [lease_s] [grace_s] [concurrency]``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ if __name__ == "__main__":
     url, app, queues = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
     lease_s = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
     grace_s = float(sys.argv[5]) if len(sys.argv) > 5 else 30.0
+    concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 4
     options = WorkerOptions(
-        queues=queues, concurrency=4, lease_s=lease_s, grace_s=grace_s, heartbeat_s=lease_s / 3
+        queues=queues, concurrency=concurrency, lease_s=lease_s, grace_s=grace_s, heartbeat_s=lease_s / 3
     )
     sys.exit(Worker(load_app(app), url, options).run_forever())

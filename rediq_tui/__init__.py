@@ -1,0 +1,1 @@
+"""rediq-tui: the Textual operations console of rediq."""

@@ -1,0 +1,47 @@
+"""The benchmark harness works end to end (rediq only, tiny N). Never asserts on speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.proxy import _RequestCounter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_request_counter_counts_whole_requests_across_chunks() -> None:
+    counter = _RequestCounter()
+    wire = b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv*\r\n\r\n" + b"PING\r\n"
+    assert counter.feed(wire[:10]) == 0
+    assert counter.feed(wire[10:30]) == 1
+    assert counter.feed(wire[30:]) == 2
+
+
+def test_python_m_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--libs", "rediq", "--output", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rediq" in proc.stdout  # the table
+    report = json.loads(out.read_text())
+    (row,) = report["results"]
+    assert row["lib"] == "rediq" and row["status"] == "ok", row
+    data = row["data"]
+    assert data["enqueue"]["enqueue_single"] > 0
+    assert data["enqueue"]["enqueue_batch"] > 0
+    for key in ("drain1", "drain2"):
+        assert data[key]["drain"] > 0 and data[key]["complete"], data[key]
+    assert 0 < data["latency"]["p50_ms"] <= data["latency"]["p99_ms"]
+    commands = data["commands"]
+    assert commands["drained"] == commands["n"]
+    assert commands["worker_cmds"] > 0 and commands["worker_rtt"] > 0 and commands["server_cmds"] > 0
+    assert commands["enqueue_rtt"] > 0
+    assert report["machine"]["valkey"]

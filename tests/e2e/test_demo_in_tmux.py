@@ -1,0 +1,150 @@
+"""As a person would: ``rediq-tui --demo`` in a real terminal (tmux, 80×24), keys pressed,
+the screen read back with ``capture-pane``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def demo_workers(data_dir: Path) -> list[str]:
+    """Pids of demo worker processes serving this test's embedded server."""
+    pattern = f"examples.orders.run_worker unix://{data_dir}"
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+
+def wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return predicate()
+
+
+class Terminal:
+    def __init__(self, socket: str, data_dir: Path) -> None:
+        self.socket = socket
+        self.data_dir = data_dir
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True)
+        return done.stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-t", "demo", "-p")
+
+    def keys(self, *keys: str, pause: float = 0.4) -> None:
+        for key in keys:
+            self.tmux("send-keys", "-t", "demo", key)
+            time.sleep(pause)
+
+    def wait_for(self, predicate: Callable[[str], bool], what: str, timeout: float = 40.0) -> str:
+        screen = ""
+
+        def seen() -> bool:
+            nonlocal screen
+            screen = self.screen()
+            return predicate(screen)
+
+        if not wait(seen, timeout):
+            raise AssertionError(f"never saw {what}; last screen:\n{screen}")
+        return screen
+
+
+def row(screen: str, name: str) -> str:
+    return next((line for line in screen.splitlines() if line.strip().startswith(name + " ")), "")
+
+
+def column(screen: str, name: str, index: int) -> int:
+    """A number from a queue row: 1 pending, 2 active, 3 scheduled, 4 retry, 5 dead, 6 done."""
+    cells = row(screen, name).split()
+    return int(cells[index]) if len(cells) > index and cells[index].isdigit() else -1
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Terminal]:
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed: .ci/run installs it (apt-get install tmux)")
+    term = Terminal(f"rediq-e2e-{uuid.uuid4().hex[:8]}", tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TMUX")}
+    env.update(
+        REDIQ_DATA_DIR=str(term.data_dir),
+        REDIQ_CONFIG=str(tmp_path / "none.toml"),
+        REDIQ_DEMO_PACE="0.3",
+        PYTHONPATH=str(ROOT),
+        TERM="xterm-256color",
+    )
+    command = f"cd {ROOT} && {sys.executable} -m rediq_tui --demo --no-mouse"
+    subprocess.run(
+        ["tmux", "-L", term.socket, "new-session", "-d", "-s", "demo", "-x", "80", "-y", "24", command],
+        env=env,
+        check=True,
+    )
+    term.tmux("select-pane", "-t", "demo", "-T", "rediq-e2e-title")
+    try:
+        yield term
+    finally:
+        subprocess.run(["tmux", "-L", term.socket, "kill-server"], capture_output=True)
+        wait(lambda: not demo_workers(term.data_dir), 30)
+        subprocess.run(["pkill", "-f", f"valkey-server.*{tmp_path}"], capture_output=True)
+
+
+def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
+    # the queues view fills with the order pipeline
+    screen = demo.wait_for(lambda s: "Queues ·" in s and column(s, "inventory", 6) > 0, "live queue counts")
+    for queue in ("inventory", "payment", "shipping", "notifications", "cancellations"):
+        assert row(screen, queue), f"no row for {queue}"
+    assert all(len(line) <= 80 for line in screen.splitlines())
+
+    # workers view: the demo's two workers are alive
+    demo.keys("2")
+    screen = demo.wait_for(lambda s: "Workers · 2 live" in s, "two live workers")
+    assert screen.count("/6") == 2  # busy/concurrency of each worker
+
+    # pause payment from the queues view: its row shows the pause flag and work piles up
+    demo.keys("1", "g", "j", "j", "j", "j", "P")
+    screen = demo.wait_for(lambda s: "⏸" in row(s, "payment"), "payment paused")
+    pending_then = column(screen, "payment", 1)
+    demo.wait_for(lambda s: column(s, "payment", 1) > pending_then, "payment's backlog growing")
+
+    # open payment's tasks, then one task's detail with its dependencies
+    demo.keys("Enter")
+    demo.wait_for(lambda s: "payment · pending" in s, "payment's pending tasks")
+    demo.keys("Enter")
+    screen = demo.wait_for(lambda s: "State: pending" in s and "Payload" in s, "a task's detail")
+    assert "depended on  inventory|" in screen and "needed by    shipping|" in screen
+    assert '"amount"' in screen and '"order_id"' in screen
+
+    # back to queues and resume: the backlog drains
+    demo.keys("Escape", "1", "g", "j", "j", "j", "j", "P")
+    demo.wait_for(
+        lambda s: "⏸" not in row(s, "payment") and 0 <= column(s, "payment", 1) <= pending_then,
+        "payment resumed and draining",
+        timeout=60,
+    )
+
+    # nothing changed the terminal's title; quitting stops everything the demo started
+    assert demo.tmux("display-message", "-p", "-t", "demo", "#{pane_title}").strip() == "rediq-e2e-title"
+    assert len(demo_workers(demo.data_dir)) == 2
+    demo.keys("q")
+    assert wait(lambda: not demo_workers(demo.data_dir), 30), "demo workers left running after quitting"
+
+
+def test_killing_the_console_does_not_orphan_demo_workers(demo: Terminal) -> None:
+    demo.wait_for(lambda s: "Queues ·" in s, "the console")
+    assert wait(lambda: len(demo_workers(demo.data_dir)) == 2, 20)
+    demo.tmux("kill-server")  # the terminal goes away: the console dies without its cleanup
+    assert wait(lambda: not demo_workers(demo.data_dir), 30), "demo workers outlived the console"
