@@ -318,7 +318,7 @@ TASK_FIELDS = (
 def _int(value: Any) -> int | None:
     try:
         return int(float(value)) if value not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "1e309" is a float, inf has no int
         return None
 
 

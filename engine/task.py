@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -136,6 +137,8 @@ class Task(BaseModel):
     @field_validator("delay")
     @classmethod
     def _delay(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"delay must be a finite number of seconds, got {value}")
         if value is not None and value < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {value}")
         return value
@@ -150,6 +153,8 @@ class Task(BaseModel):
     @field_validator("unique_ttl")
     @classmethod
     def _unique_ttl(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"unique_ttl must be a finite number of seconds, got {value}")
         if value < 1:
             raise ValueError(f"unique_ttl must be >= 1 second, got {value}")
         return value

@@ -378,6 +378,14 @@ class Worker:
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(5.0, backoff * 2)
                 continue
+            except Exception:  # noqa: BLE001 - e.g. a script error on a hash a buggy client wrote
+                # Never let it end this loop (the worker would keep heartbeating but serve nothing).
+                # The other calls of the batch did run; the failed one's task keeps its lease and
+                # is handed out again when that expires.
+                log.exception("a call to Redis failed; its task returns when its lease expires")
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(5.0, backoff * 2)
+                continue
             backoff = 0.05
             replies = replies[len(progress) :]
             n_acks = len(acks)

@@ -83,6 +83,15 @@ local function to_dead(base, dead_key, outbox_key, id, now, error, ttl_ms)
   redis.call('HSET', tk, 'state', 'dead', 'finished', now, 'error', error)
   redis.call('HDEL', tk, 'lease', 'cancel')
   redis.call('ZADD', dead_key, now, id)
+  -- dead hashes expire by TTL; trim the index of them in the same breath (as ack does for
+  -- completed), or the ids of long-expired dead tasks pile up forever
+  if ttl_ms > 0 then
+    redis.call('ZREMRANGEBYSCORE', dead_key, '-inf', now - ttl_ms)
+    -- likewise the task's failure group: members that joined (failed) longer ago than the dead
+    -- retention are dead tasks whose hashes are gone (a retrying member rejoins at each failure)
+    local fp = redis.call('HGET', tk, 'fp')
+    if fp and fp ~= '' then redis.call('ZREMRANGEBYSCORE', base .. 'fp:' .. fp, '-inf', now - ttl_ms) end
+  end
   release_unique(base, id)
   notify_dependents(base, outbox_key, id, now)
   expire_task(base, id, ttl_ms)

@@ -43,7 +43,7 @@ for _, id in ipairs(expired) do
     redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
     history(base, id, now, 'pending', 'lease of ' .. (f[3] or '?') .. ' expired before it started')
     table.insert(recovered, id)
-  elseif f[1] then
+  elseif f[1] or redis.call('EXISTS', tk) == 1 then -- (a hash without 'attempts' too)
     local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
     local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
     if attempts > max_retry then
@@ -74,7 +74,10 @@ for j = 1, #popped, 2 do
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
     'attempts', 'meta', 'v', 'progress')
-  if f[1] then -- a pending entry whose hash is gone is dropped (doctor reports such entries)
+  -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
+  -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
+  -- 'unknown task type' instead of leaving it in no state set at all
+  if f[1] or redis.call('EXISTS', tk) == 1 then
     local attempts = tonumber(f[6]) or 0
     local reserved = '1'
     if #leased < n_start then -- starts now: this delivery is an attempt

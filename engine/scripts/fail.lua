@@ -29,7 +29,9 @@ end
 redis.call('HSET', tk, 'error', error, 'tb', tb)
 bump_stat(base, 'f', now, 1)
 join_group(base, KEYS[6], id, sample, f[4] or '', now)
-if mode == 'permanent' or tonumber(f[2]) > tonumber(f[3]) then
+-- a max_retry a buggy client left unreadable counts as 0 (as dequeue reads it): comparing nil
+-- would raise after the ZREM above and leave the task in no state set at all
+if mode == 'permanent' or (tonumber(f[2]) or 0) > (tonumber(f[3]) or 0) then
   to_dead(base, KEYS[3], KEYS[4], id, now, error, dead_ttl)
   publish(channel, 'dead', {id}, now)
   return 'dead'

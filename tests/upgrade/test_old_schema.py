@@ -1,0 +1,90 @@
+"""Upgrade safety: tasks and events written by the previous release (schema version 0: no
+``v``, ``seq``, ``meta`` or ``timeout`` field in the task hash, events without ``v``) are still
+read and processed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from engine import events, inspect
+from engine.client import Client
+from engine.ops import Settings
+from engine.registry import Registry
+from engine.task import TaskState
+from engine.worker import TaskContext
+from tests.engine.conftest import running_worker, wait_until
+from tests.engine.invariants import check_invariants
+
+QUEUE = "legacy"
+BASE = f"rediq:{{{QUEUE}}}:"
+PRIORITY_SHIFT = 2**40
+
+app = Registry()
+
+
+@app.task("legacy:double", queue=QUEUE)
+def double(ctx: TaskContext, payload: Any) -> int:
+    return int(payload["n"]) * 2
+
+
+def write_old_task(r: redis.Redis, task_id: str, n: int, version: str | None) -> None:
+    """A task hash as release 0 wrote it."""
+    fields = {
+        "id": task_id,
+        "type": "legacy:double",
+        "payload": json.dumps({"n": n}),
+        "priority": "50",
+        "max_retry": "3",
+        "enq": "1700000000000",
+        "due": "1700000000000",
+        "state": "pending",
+        "attempts": "0",
+    }
+    if version is not None:
+        fields["v"] = version
+    r.hset(BASE + "t:" + task_id, mapping=fields)
+    r.lpush(BASE + "h:" + task_id, json.dumps([1700000000000, "pending"]))  # no note: old entries
+    r.zadd(BASE + "pending", {task_id: 50 * PRIORITY_SHIFT + n})
+    r.sadd("rediq:queues", QUEUE)
+
+
+async def test_old_format_tasks_are_read_and_processed(redis_url: str, raw: redis.Redis) -> None:
+    write_old_task(raw, "old-no-v", 1, None)
+    write_old_task(raw, "old-v0", 2, "0")
+    client = Client(redis_url)
+    try:
+        for task_id in ("old-no-v", "old-v0"):
+            info = client.get_task(task_id)
+            assert info is not None and info.state == TaskState.PENDING and info.queue == QUEUE
+            assert info.timeout == 1800.0 and info.metadata == {}
+            assert [h.state for h in info.history] == ["pending"]
+        page = client.call(inspect.page, QUEUE, TaskState.PENDING)
+        assert sorted(t.id for t in page.tasks) == ["old-no-v", "old-v0"]
+        # a new task enqueued beside them sorts after them (the old ones have no seq field)
+        new = client.enqueue("legacy:double", {"n": 3}, queue=QUEUE)
+        async with running_worker(app, redis_url, [QUEUE], concurrency=2, poll_interval_s=0.05):
+
+            def all_done() -> bool:
+                return all(
+                    (t := client.get_task(i, QUEUE)) is not None and t.state == TaskState.COMPLETED
+                    for i in ("old-no-v", "old-v0", new.id)
+                )
+
+            await wait_until(all_done, timeout=15)
+        results = {i: client.get_task(i, QUEUE).result for i in ("old-no-v", "old-v0", new.id)}  # type: ignore[union-attr]
+        assert results == {"old-no-v": 2, "old-v0": 4, new.id: 6}
+        assert check_invariants(raw) == []
+    finally:
+        client.close()
+
+
+def test_events_without_a_version_parse() -> None:
+    settings = Settings()
+    old = events.parse(settings, BASE + "events", json.dumps({"e": "pending", "ids": ["a", "b"], "t": 17}))
+    assert old is not None
+    assert (old.event, old.queue, old.ids, old.at_ms, old.version) == ("pending", QUEUE, ("a", "b"), 17, 1)
+    bare = events.parse(settings, BASE + "events", json.dumps({"e": "completed"}))
+    assert bare is not None and bare.ids == () and bare.event == "completed"
