@@ -8,7 +8,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pydantic import ValidationError
 
 from engine import ops
-from engine.backend import AsyncBackend, Op, SyncBackend
+from engine.backend import AsyncBackend, Op, SyncBackend, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import InvalidTask
 from engine.ops import EnqueueResult, Settings
@@ -77,7 +77,10 @@ class Client:
     ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
-        self.backend = SyncBackend(redis if redis is not None else self.target.sync())  # type: ignore[union-attr]
+        if redis is None:
+            redis = self.target.sync()  # type: ignore[union-attr]
+            use_hiredis_packer(redis)
+        self.backend = SyncBackend(redis)
 
     def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
@@ -123,7 +126,10 @@ class AsyncClient:
     ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
-        self.backend = AsyncBackend(redis if redis is not None else self.target.aio())  # type: ignore[union-attr]
+        if redis is None:
+            redis = self.target.aio()  # type: ignore[union-attr]
+            use_hiredis_packer(redis)
+        self.backend = AsyncBackend(redis)
 
     async def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
-from engine.errors import ConnectionFailed, InvalidTask, PayloadTooLarge, TaskNotFound
+from engine.errors import ConnectionFailed, InvalidTask, PayloadError, PayloadTooLarge, TaskNotFound
 from engine.fingerprint import normalise_error
 from engine.keys import Keyspace, QueueKeys
 from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
@@ -21,7 +21,7 @@ from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
 T = TypeVar("T")
 
 DEFAULT_MAX_PAYLOAD = 512 * 1024
-ENQUEUE_WIDTH = 12
+ENQUEUE_WIDTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +72,26 @@ def channel(settings: Settings, qk: QueueKeys) -> str:
 
 def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
     payload = task.payload_json()
-    if len(payload.encode()) > settings.max_payload_bytes:
+    try:
+        size = len(payload.encode())
+    except UnicodeEncodeError as exc:
+        raise PayloadError(
+            f"payload of task type {task.type!r} holds text that is not valid Unicode "
+            f"({exc.reason} at character {exc.start}); decode bytes before putting them in a payload"
+        ) from exc
+    if size > settings.max_payload_bytes:
         raise PayloadTooLarge(
-            f"payload of task {task.id} ({task.type}) is {len(payload.encode()):,} bytes, "
+            f"payload of task {task.id} ({task.type}) is {size:,} bytes, "
             f"above the limit of {settings.max_payload_bytes:,}"
         )
+    extras: dict[str, Any] = {}
+    if task.unique_key:
+        extras["u"] = task.unique_key
+        extras["ut"] = int(task.unique_ttl * 1000)
+    if deps:
+        extras["d"] = json.dumps(deps)
+    if task.metadata:
+        extras["m"] = json.dumps(task.metadata)
     return [
         task.id,
         task.type,
@@ -85,11 +100,7 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         task.max_retry,
         int(task.timeout * 1000),
         task.due_in_ms(),
-        task.unique_key or "",
-        int(task.unique_ttl * 1000),
-        json.dumps(deps) if deps else "",
-        json.dumps(task.metadata) if task.metadata else "",
-        SCHEMA_VERSION,
+        json.dumps(extras) if extras else "",
     ]
 
 
@@ -147,7 +158,7 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
             script_call(
                 "enqueue",
                 [qk.pending, qk.scheduled, qk.waiting, qk.seq],
-                [qk.base, channel(settings, qk), ENQUEUE_WIDTH, *by_queue[queue]],
+                [qk.base, channel(settings, qk), ENQUEUE_WIDTH, SCHEMA_VERSION, *by_queue[queue]],
             )
         )
     replies = yield Batch(calls)

@@ -18,12 +18,17 @@ end
 
 local function task_key(base, id) return base .. 't:' .. id end
 
-local function history(base, id, now, state, note)
+-- entry: an encoded history entry, JSON [time_ms, state, note]
+local function push_history(base, id, entry)
   local hk = base .. 'h:' .. id
   -- trim only when the push went past the cap: same list, one command fewer per entry
-  if redis.call('LPUSH', hk, cjson.encode({now, state, note or ''})) > HISTORY_MAX then
+  if redis.call('LPUSH', hk, entry) > HISTORY_MAX then
     redis.call('LTRIM', hk, 0, HISTORY_MAX - 1)
   end
+end
+
+local function history(base, id, now, state, note)
+  push_history(base, id, cjson.encode({now, state, note or ''}))
 end
 
 local function publish(channel, event, ids, now, extra)

@@ -1,30 +1,41 @@
 -- Enqueue a batch of tasks into one queue. Idempotent by task id.
 -- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 seq
--- ARGV: 1 base, 2 channel, 3 per-task field count (12), then per task:
---       id, type, payload, priority, max_retry, timeout_ms, due_in_ms, unique_key,
---       unique_ttl_ms, deps_json ('' = none), meta_json ('' = none), schema_version
+-- ARGV: 1 base, 2 channel, 3 per-task field count (8), 4 schema_version, then per task:
+--       id, type, payload, priority, max_retry, timeout_ms, due_in_ms, extras
+--       extras: '' for a plain task (most of them: nothing to decode), else a JSON object with
+--       any of u (unique key), ut (unique ttl ms), d (JSON text of the dependency refs),
+--       m (JSON text of the metadata)
 -- Returns: flat list {status, id, state, ...}; status is 'new', 'exists' (same id already
 --          stored) or 'duplicate' (unique key held: id is the holder's id).
-local base, channel, width = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local base, channel, width, schema = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local out = {}
+local n = 0
 local by_state = {pending = {}, scheduled = {}, waiting = {}}
+-- the 'enqueued' history entry is the same for every task of a state in this batch
+local entered = {}
+for state in pairs(by_state) do entered[state] = cjson.encode({now, state, 'enqueued'}) end
 -- the queue's sequence, counted here and stored once (same values as an INCR per task)
 local seq_start = tonumber(redis.call('GET', KEYS[4]) or '0')
 local seq = seq_start
-local i = 4
+local i = 5
 while i + width - 1 <= #ARGV do
   local id, ttype, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local priority, max_retry, timeout_ms = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local due_in = tonumber(ARGV[i + 6])
-  local unique, unique_ttl = ARGV[i + 7], ARGV[i + 8]
-  local deps_json, meta_json, schema = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
+  local extras = ARGV[i + 7]
   i = i + width
+  local unique, unique_ttl, deps_json, meta_json = '', 0, '', ''
+  if extras ~= '' then
+    local x = cjson.decode(extras)
+    unique, unique_ttl = x.u or '', x.ut or 0
+    deps_json, meta_json = x.d or '', x.m or ''
+  end
   local tk = task_key(base, id)
   local holder = nil
   if redis.call('EXISTS', tk) == 1 then
-    table.insert(out, 'exists'); table.insert(out, id)
-    table.insert(out, redis.call('HGET', tk, 'state') or '')
+    out[n + 1], out[n + 2], out[n + 3] = 'exists', id, redis.call('HGET', tk, 'state') or ''
+    n = n + 3
   else
     if unique ~= '' then
       local ukey = base .. 'unique:' .. unique
@@ -35,11 +46,12 @@ while i + width - 1 <= #ARGV do
           holder = nil -- stale lock left by a finished task: take it over
         end
       end
-      if not holder then redis.call('SET', ukey, id, 'PX', unique_ttl) end
+      if not holder then redis.call('SET', ukey, id, 'PX', fmt(unique_ttl)) end
     end
     if holder then
-      table.insert(out, 'duplicate'); table.insert(out, holder)
-      table.insert(out, redis.call('HGET', task_key(base, holder), 'state') or '')
+      out[n + 1], out[n + 2] = 'duplicate', holder
+      out[n + 3] = redis.call('HGET', task_key(base, holder), 'state') or ''
+      n = n + 3
     else
       seq = seq + 1
       local state = 'pending'
@@ -60,9 +72,11 @@ while i + width - 1 <= #ARGV do
       else
         redis.call('ZADD', KEYS[1], fmt(tonumber(priority) * PRIORITY_SHIFT + seq), id)
       end
-      history(base, id, now, state, 'enqueued')
-      table.insert(by_state[state], id)
-      table.insert(out, 'new'); table.insert(out, id); table.insert(out, state)
+      push_history(base, id, entered[state])
+      local ids = by_state[state]
+      ids[#ids + 1] = id
+      out[n + 1], out[n + 2], out[n + 3] = 'new', id, state
+      n = n + 3
     end
   end
 end
