@@ -659,9 +659,13 @@ class Worker:
             replies = await self.backend.execute(
                 Batch([ops.extend_call(self.settings, q, held[q], lease_ms) for q in queues])
             )
+            # the attempt each id was extended for: a reserved task may have started (been
+            # charged its attempt) while this round trip was in flight, and a "lost" answer
+            # about the attempt before must not stop the run that now owns the lease
+            extended = {task_id: attempt for pairs in held.values() for task_id, attempt in pairs}
             for lost, cancel in replies:
                 for task_id in lost:
-                    self._drop(task_id, "lease lost")
+                    self._drop(task_id, extended[task_id], "lease lost")
                 for task_id in cancel:
                     entry = self._running.get(task_id)
                     if entry is not None and not entry[2].cancelled:
@@ -684,12 +688,13 @@ class Worker:
                 ]
             await self.backend.execute(Batch(calls))
 
-    def _drop(self, task_id: str, why: str) -> None:
+    def _drop(self, task_id: str, attempt: int, why: str) -> None:
+        """Stop or forget this attempt of a task (a later attempt of it is left alone)."""
         entry = self._running.get(task_id)
-        if entry is not None:
+        if entry is not None and entry[0].attempt == attempt:
             log.warning("task %s: %s; stopping it", task_id, why)
             entry[1].cancel()
-        self._buffer = [b for b in self._buffer if b.job.id != task_id]
+        self._buffer = [b for b in self._buffer if b.job.id != task_id or b.job.attempt != attempt]
         heapq.heapify(self._buffer)
 
     async def _maintenance_loop(self) -> None:

@@ -243,3 +243,41 @@ async def test_enqueue_async_client_same_surface(redis_url: str) -> None:
         info = await client.get_task(r.id)
         assert info is not None and info.payload == {"a": 1}
         assert await client.cancel(r.id) == "cancelled"
+
+
+async def test_a_heartbeat_answer_about_the_reserved_attempt_does_not_stop_the_started_run(
+    redis_url: str,
+) -> None:
+    """Found at full chaos scale (Redis frozen 10 s): a heartbeat built while a task was still
+    reserved (attempt 0) came back after the task had started (attempt 1). Redis rightly said
+    attempt 0 no longer holds the lease, and the worker cancelled the run that did hold it; the
+    task was re-run when its lease expired. The answer must only stop the attempt it was about."""
+    registry = Registry()
+    release = {name: asyncio.Event() for name in ("first", "second")}
+    runs: list[tuple[str, int]] = []
+
+    @registry.task("hold", queue="hb")
+    async def hold(ctx: TaskContext, payload: Any) -> None:
+        runs.append((payload, ctx.attempt))
+        await release[payload].wait()
+
+    client = Client(redis_url)
+    first = client.enqueue("hold", "first", queue="hb")
+    second = client.enqueue("hold", "second", queue="hb")
+    # one slot, one prefetched task; heartbeats only when this test sends them
+    async with running_worker(registry, redis_url, ["hb"], concurrency=1, prefetch=1, lease_s=60) as worker:
+        await wait_until(lambda: runs == [("first", 1)] and len(worker._buffer) == 1)
+        in_flight = worker._held()  # the heartbeat's snapshot: 'second' reserved, attempt 0
+        assert sorted(a for pairs in in_flight.values() for _, a in pairs) == [0, 1]
+        release["first"].set()
+        await wait_until(lambda: ("second", 1) in runs)
+        worker._held = lambda: in_flight  # type: ignore[method-assign]
+        await worker._heartbeat()  # the late answer: 'second' at attempt 0 is lost
+        await asyncio.sleep(0.1)
+        assert second.id in worker._running, "the started run was stopped by a stale answer"
+        release["second"].set()
+        await wait_until(lambda: final(client, second.id))
+    info = client.get_task(second.id)
+    assert info is not None and info.state == TaskState.COMPLETED and info.attempts == 1
+    assert runs == [("first", 1), ("second", 1)]
+    assert client.get_task(first.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
