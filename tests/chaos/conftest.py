@@ -19,6 +19,15 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"rediq chaos scale: {scale()} (REDIQ_CHAOS_SCALE)"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The suite-wide 120 s limit fits the default scale; at full sizes (50,000 tasks, 400 cron
+    minutes, 200,000 for memory) a scenario is given up to 15 minutes."""
+    limit = int(max(120, 900 * scale()))
+    for item in items:
+        if item.get_closest_marker("chaos") is not None and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
+
+
 @pytest.fixture
 def server_factory() -> Iterator[ServerFactory]:
     """``server_factory(extra_args=[...])``: a private server on its own port."""

@@ -94,7 +94,10 @@ def test_control_a_worker_that_stops_heartbeating_has_its_leases_taken(
 ) -> None:
     """Heartbeat (10 s) slower than the lease (1 s): the leases really expire mid-task, and the
     same checks must see the resulting duplicate executions."""
-    ids, r, _, _ = _run(server_factory, pool_factory, ledger, honest_heartbeat_s=10.0, wait_s=8.0)
+    # recovered tasks rejoin the back of the queue: give the backlog time to reach them
+    ids, r, _, _ = _run(
+        server_factory, pool_factory, ledger, honest_heartbeat_s=10.0, wait_s=8.0 + len_hint()
+    )
     runs = read_ledger(ledger)
     fig = completion_figure("control: lease lapses mid-task", ids, task_states(r, "chaos", ids), runs)
     fig.report()

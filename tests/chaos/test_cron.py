@@ -4,10 +4,10 @@ one real second (the engine takes all cron time from Redis ``TIME``)."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -26,11 +26,15 @@ SPEED = 60
 
 
 def fake_clock_server(tmp_path: Path, spec: str) -> ServerProcess:
-    if shutil.which("faketime") is None:
+    libfaketime = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), "")
+    if not libfaketime:
         pytest.fail("faketime is not installed: apt-get install -y faketime")
+    # libfaketime preloaded and the server exec'd by the shell, so the pid the fixture stops is
+    # the server's (the ``faketime`` wrapper forks, and its child outlived every run)
     wrapper = tmp_path / "valkey-faketime.sh"
     wrapper.write_text(
-        f"#!/bin/sh\nFAKETIME_DONT_FAKE_MONOTONIC=1 exec faketime -f '{spec}' {valkey_binary()} \"$@\"\n"
+        f"#!/bin/sh\nFAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME='{spec}' LD_PRELOAD={libfaketime} "
+        f'exec {valkey_binary()} "$@"\n'
     )
     wrapper.chmod(0o755)
     return ServerProcess(port=free_port(), binary=str(wrapper)).start()

@@ -3,6 +3,7 @@ dead), and many clients reconnecting after a Redis restart do so at spread-out t
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 import threading
@@ -86,9 +87,13 @@ def herd(
         pipe.lrange(f"rediq:{{herd}}:h:{task_id}", 0, -1)
     for task_id, history in zip(ids, pipe.execute(), strict=True):
         fails = sorted(int(e[0]) for e in map(json.loads, history) if e[1] == "retry")
-        for wave, (failed_at, due) in enumerate(zip(fails, sorted(dues[task_id]), strict=False), start=1):
-            waves[wave].append(due)
-            delays[wave].append((due - failed_at) / 1000)
+        # each due time belongs to the latest failure before it (a due the watcher missed drops
+        # one sample instead of shifting the pairs of later waves)
+        for due in dues[task_id]:
+            wave = bisect.bisect_right(fails, due)
+            if wave:
+                waves[wave].append(due)
+                delays[wave].append((due - fails[wave - 1]) / 1000)
     dead = r.zcard("rediq:{herd}:dead")
     attempts = [
         int(a)

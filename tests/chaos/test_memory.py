@@ -55,7 +55,7 @@ def expire_all(r: redis.Redis) -> bool:
 def test_memory_returns_to_baseline_after_retention(
     server_factory: ServerFactory, pool_factory: PoolFactory
 ) -> None:
-    n = scaled(50_000)
+    n = scaled(200_000)
     server = server_factory()
     settings = Settings(retention_s=RETENTION_S, dead_retention_s=RETENTION_S)
     client = Client(server.url, settings=settings)
@@ -95,7 +95,11 @@ def test_memory_returns_to_baseline_after_retention(
     assert all(n <= 2 for n in groups.values()), (
         f"ids of expired dead tasks pile up in failure groups: {groups}"
     )
-    assert after - baseline < max(256 * 1024, 0.02 * (peak - baseline))
+    # What stays is capacity, not tasks: a zset that once held N members keeps a hash table
+    # sized for N after they are removed (Valkey does not shrink it; ~10 bytes per member at the
+    # peak), and the completed index peaks at what finishes within one retention period.
+    # Measured: +0.13 MB after 5,000 tasks, +0.24 MB after 50,000, +0.41 MB after 200,000.
+    assert after - baseline < max(256 * 1024, 0.05 * (peak - baseline))
     assert check_invariants(r) == []
     client.close()
 

@@ -17,6 +17,7 @@ from tests.chaos.harness import (
     Run,
     completion_figure,
     read_ledger,
+    scale,
     scaled,
     task_states,
     unexplained_duplicates,
@@ -51,7 +52,7 @@ def test_sigkill_a_worker_every_2s(
     pool = pool_factory(server.url, "chaos", lease_s=2.0).start(4)
     rng = random.Random(9)
     kills = 0
-    deadline = time.monotonic() + 170
+    deadline = time.monotonic() + max(170, 400 * scale())  # 50,000 x 50 ms on 16 slots: ~160 s of work
     while time.monotonic() < deadline and r.zcard("rediq:{chaos}:completed") < n:
         time.sleep(2.0)
         victim = rng.choice(pool.alive)
