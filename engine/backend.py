@@ -39,33 +39,39 @@ T = TypeVar("T")
 _PACKING: dict[type, type] = {}
 
 
-def _encode_replacing(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Text that UTF-8 cannot encode (a lone surrogate) becomes '?', as redis-py does for the
-    ``encoding_errors="replace"`` the engine's clients are built with."""
-    return tuple(a.encode("utf-8", "replace") if type(a) is str else a for a in args)
+def _pack_in_one_call(args: tuple[Any, ...], replace: bool) -> list[bytes] | None:
+    """The command packed by one hiredis call, or None when redis-py's own packer must do it:
+    a command name with a space ('SCRIPT LOAD'), an argument hiredis refuses by type (None,
+    bool: redis-py raises its usual error), or text UTF-8 cannot encode (a lone surrogate)
+    under a strict encoding policy. Under ``encoding_errors="replace"`` (the engine's clients)
+    such text becomes '?', as redis-py's Python packer does."""
+    first = args[0] if args else None
+    if type(first) is not str or " " in first:
+        return None
+    try:
+        return [_hiredis_pack(args)]
+    except UnicodeEncodeError:
+        if not replace:
+            return None
+        return [_hiredis_pack(tuple(a.encode("utf-8", "replace") if type(a) is str else a for a in args))]
+    except TypeError:
+        return None
 
 
 class _HiredisPacker:
     """Packs a sync command with one hiredis call. redis-py's own hiredis serializer first walks
     every argument in a Python generator (more than the packing itself costs on a 1,000-task
-    ``enqueue_many``) and lets a lone surrogate escape as ``UnicodeEncodeError``. Anything
-    hiredis refuses by type (None, bool) goes through redis-py's serializer, errors included."""
+    ``enqueue_many``) and lets a lone surrogate escape as ``UnicodeEncodeError``."""
 
-    def __init__(self) -> None:
+    def __init__(self, replace: bool) -> None:
         from redis.connection import HiredisRespSerializer
 
+        self._replace = replace
         self._fallback = HiredisRespSerializer()
 
     def pack(self, *args: Any) -> list[bytes]:
-        first = args[0] if args else None
-        if type(first) is str and " " not in first:
-            try:
-                return [_hiredis_pack(args)]
-            except UnicodeEncodeError:
-                return [_hiredis_pack(_encode_replacing(args))]
-            except TypeError:
-                pass
-        return self._fallback.pack(*args)  # type: ignore[no-any-return]
+        packed = _pack_in_one_call(args, self._replace)
+        return packed if packed is not None else self._fallback.pack(*args)
 
 
 def use_hiredis_packer(client: Any) -> bool:
@@ -83,24 +89,20 @@ def use_hiredis_packer(client: Any) -> bool:
     kwargs = getattr(pool, "connection_kwargs", {})
     if str(kwargs.get("encoding", "utf-8")).lower() not in ("utf-8", "utf8"):
         return False
+    replace = kwargs.get("encoding_errors") == "replace"
     if isinstance(client, redis.Redis):
         # sync connections take their packer as a constructor argument; the pool passes its
         # connection_kwargs to every connection it opens from now on
-        kwargs["command_packer"] = _HiredisPacker()
+        kwargs["command_packer"] = _HiredisPacker(replace)
         return True
     base = pool.connection_class
     packed = _PACKING.get(base)
     if packed is None:
-        pack = _hiredis_pack
 
         def pack_command(self: Any, *args: Any) -> list[bytes]:
-            first = args[0] if args else None
-            if type(first) is str and " " not in first:
-                try:
-                    return [pack(args)]
-                except (TypeError, UnicodeEncodeError):
-                    pass  # redis-py's packer: its type errors, its encoding_errors policy
-            return base.pack_command(self, *args)  # type: ignore[no-any-return]
+            # under a strict policy redis-py's packer raises its own error for bad text
+            fast = _pack_in_one_call(args, self.encoder.encoding_errors == "replace")
+            return fast if fast is not None else base.pack_command(self, *args)
 
         packed = type(f"Hiredis{base.__name__}", (base,), {"pack_command": pack_command})
         _PACKING[base] = packed
