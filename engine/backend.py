@@ -155,6 +155,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()).rstrip(".")
 
 
+# what a backend turns into the engine's one-line errors (E001, auth, NOPERM, failover replies)
+_TRANSLATED = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    AuthenticationError,
+    NoPermissionError,
+    RedisClusterException,
+    ResponseError,
+)
+
+
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, AuthenticationError) or "WRONGPASS" in str(exc) or "NOAUTH" in str(exc):
         return AuthFailed(f"Redis refused the credentials: {_one_line(exc)}")
@@ -225,20 +236,9 @@ class SyncBackend:
             if isinstance(request, Batch):
                 return self._batch(request.calls)
             return self._one(request)
-        except (
-            RedisConnectionError,
-            RedisTimeoutError,
-            AuthenticationError,
-            NoPermissionError,
-            RedisClusterException,
-        ) as exc:
+        except _TRANSLATED as exc:
             translated = _translate(exc)
-            if translated is exc:  # a client-side cluster error (e.g. keys in different slots)
-                raise
-            raise translated from exc
-        except ResponseError as exc:
-            translated = _translate(exc)
-            if translated is exc:
+            if translated is exc:  # e.g. a client-side cluster error (keys in different slots)
                 raise
             raise translated from exc
 
@@ -308,20 +308,9 @@ class AsyncBackend:
             if isinstance(request, Batch):
                 return await self._batch(request.calls)
             return await self._one(request)
-        except (
-            RedisConnectionError,
-            RedisTimeoutError,
-            AuthenticationError,
-            NoPermissionError,
-            RedisClusterException,
-        ) as exc:
+        except _TRANSLATED as exc:
             translated = _translate(exc)
-            if translated is exc:  # a client-side cluster error (e.g. keys in different slots)
-                raise
-            raise translated from exc
-        except ResponseError as exc:
-            translated = _translate(exc)
-            if translated is exc:
+            if translated is exc:  # e.g. a client-side cluster error (keys in different slots)
                 raise
             raise translated from exc
 
