@@ -145,8 +145,16 @@ def test_exactly_one_task_per_enqueue_call_through_network_faults(
     assert r.info("commandstats")["cmdstat_evalsha"]["calls"] - before >= calls + 5
 
 
+@pytest.fixture
+def no_client_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the control: redis-py's own retries re-send with the same id, so a lost reply only
+    reaches the caller (who then picks a fresh id) once those are spent, and whether that copy
+    had landed is luck. Without them every lost reply surfaces, and the control is certain."""
+    monkeypatch.setattr(connection, "RETRIES", 0)
+
+
 def test_control_retrying_with_a_fresh_id_creates_duplicates(
-    proxy: tuple[FaultProxy, redis.Redis], short_timeouts: None
+    proxy: tuple[FaultProxy, redis.Redis], short_timeouts: None, no_client_retries: None
 ) -> None:
     p, r = proxy
     calls, failures, conns, before = run_with_faults(p, r, fresh_id_on_retry=True)
