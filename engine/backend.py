@@ -128,9 +128,17 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Several calls sent in one round trip (a non-transactional pipeline)."""
+    """Several calls sent in one round trip (a non-transactional pipeline).
+
+    ``streamed``: write the calls one after another and read each reply once the next call is
+    on its way, so Redis runs call k while the client packs call k+1 and decodes reply k-1
+    (for a few large script calls, such as a big ``enqueue_many`` in chunks). Every call must
+    be safe to run twice: a broken connection re-sends the whole batch. Replies are Redis's
+    own (no redis-py response callbacks), which is what scripts answer anyway. A Cluster
+    client sends a streamed batch as a plain pipeline."""
 
     calls: list[Call] = field(default_factory=list)
+    streamed: bool = False
 
 
 Request = Call | Batch
@@ -219,9 +227,81 @@ def _first_key(call: Call) -> str | None:
     return call.keys[0] if call.keys else None
 
 
+class _Direct:
+    """Which calls may skip redis-py's command and pipeline layers and go over a pooled
+    connection directly: on a plain or Sentinel client (never Cluster, which must route),
+    scripts and the commands whose replies redis-py hands back as they are (no response
+    callback), so the caller sees the same values. On the worker's hot path this halves the
+    client's time per round trip (about 130 µs to 60 µs here for a one-call batch)."""
+
+    def __init__(self, client: Any) -> None:
+        pool = getattr(client, "connection_pool", None)  # a Cluster client has none
+        self.pool = pool if pool is not None and hasattr(pool, "get_connection") else None
+        self._parsed = {str(name).upper() for name in getattr(client, "response_callbacks", {})}
+
+    def allows(self, calls: Sequence[Call]) -> bool:
+        if self.pool is None:
+            return False
+        for call in calls:
+            if call.script is None:
+                name = call.command[0] if call.command else None
+                if type(name) is not str or name.upper() in self._parsed:
+                    return False
+        return True
+
+
+def _read_reply(conn: Any) -> Any:
+    try:
+        return conn.read_response()
+    except ResponseError as exc:  # kept in place, like a pipeline with raise_on_error=False
+        return exc
+
+
+def _exchange(conn: Any, calls: Sequence[Call], streamed: bool) -> list[Any]:
+    """Write the calls and read their replies on one connection: all in one write, or (streamed)
+    each call written before the previous one's reply is read."""
+    if not streamed:
+        conn.send_packed_command(conn.pack_commands([_args(c) for c in calls]))
+        return [_read_reply(conn) for _ in calls]
+    replies: list[Any] = []
+    for i, call in enumerate(calls):
+        conn.send_packed_command(conn.pack_command(*_args(call)), check_health=i == 0)
+        if i:
+            replies.append(_read_reply(conn))
+    replies.append(_read_reply(conn))
+    return replies
+
+
+async def _read_reply_async(conn: Any) -> Any:
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+async def _exchange_async(conn: Any, calls: Sequence[Call], streamed: bool) -> list[Any]:
+    if not streamed:
+        await conn.send_packed_command(conn.pack_commands([_args(c) for c in calls]))
+        return [await _read_reply_async(conn) for _ in calls]
+    replies: list[Any] = []
+    for i, call in enumerate(calls):
+        await conn.send_packed_command(conn.pack_command(*_args(call)), check_health=i == 0)
+        if i:
+            replies.append(await _read_reply_async(conn))
+    replies.append(await _read_reply_async(conn))
+    return replies
+
+
+def _raise_error(reply: Any) -> Any:
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
 class SyncBackend:
     def __init__(self, client: redis.Redis) -> None:  # also accepts RedisCluster
         self.redis = client
+        self._direct = _Direct(client)
 
     def run(self, op: Op[T]) -> T:
         try:
@@ -234,7 +314,7 @@ class SyncBackend:
     def execute(self, request: Request) -> Any:
         try:
             if isinstance(request, Batch):
-                return self._batch(request.calls)
+                return self._batch(request.calls, request.streamed)
             return self._one(request)
         except _TRANSLATED as exc:
             translated = _translate(exc)
@@ -252,6 +332,8 @@ class SyncBackend:
             return self._send(call)
 
     def _send(self, call: Call) -> Any:
+        if self._direct.allows((call,)):
+            return _raise_error(self._over_one_connection([call], streamed=False)[0])
         if call.script is not None:
             s = lua.script(call.script)
             return self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
@@ -261,10 +343,10 @@ class SyncBackend:
     def _load(self, name: str, key: str | None) -> None:
         self.redis.script_load(lua.script(name).source)
 
-    def _batch(self, calls: list[Call]) -> list[Any]:
+    def _batch(self, calls: list[Call], streamed: bool = False) -> list[Any]:
         if not calls:
             return []
-        results = self._pipeline(calls)
+        results = self._pipeline(calls, streamed)
         missing = [
             i
             for i, r in enumerate(results)
@@ -279,13 +361,28 @@ class SyncBackend:
                 results[i] = r
         return _settle(calls, results)
 
-    def _pipeline(self, calls: list[Call]) -> list[Any]:
+    def _pipeline(self, calls: list[Call], streamed: bool = False) -> list[Any]:
+        if self._direct.allows(calls):
+            return self._over_one_connection(calls, streamed)
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
             # execute_command, not pipe.evalsha: redis-py blocks the evalsha method on cluster
             # pipelines, while EVALSHA sent this way is routed by its first key like any command
             pipe.execute_command(*_args(call))
         return list(pipe.execute(raise_on_error=False))
+
+    def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
+        """Like a redis-py pipeline (same retries: a broken connection re-sends every call),
+        without its per-command layers."""
+        pool = self._direct.pool
+        assert pool is not None
+        conn = pool.get_connection()
+        try:
+            return conn.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: _exchange(conn, calls, streamed), lambda _: conn.disconnect()
+            )
+        finally:
+            pool.release(conn)
 
     def close(self) -> None:
         self.redis.close()
@@ -294,6 +391,7 @@ class SyncBackend:
 class AsyncBackend:
     def __init__(self, client: aioredis.Redis) -> None:  # also accepts asyncio RedisCluster
         self.redis = client
+        self._direct = _Direct(client)
 
     async def run(self, op: Op[T]) -> T:
         try:
@@ -306,7 +404,7 @@ class AsyncBackend:
     async def execute(self, request: Request) -> Any:
         try:
             if isinstance(request, Batch):
-                return await self._batch(request.calls)
+                return await self._batch(request.calls, request.streamed)
             return await self._one(request)
         except _TRANSLATED as exc:
             translated = _translate(exc)
@@ -324,6 +422,8 @@ class AsyncBackend:
             return await self._send(call)
 
     async def _send(self, call: Call) -> Any:
+        if self._direct.allows((call,)):
+            return _raise_error((await self._over_one_connection([call], streamed=False))[0])
         if call.script is not None:
             s = lua.script(call.script)
             return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
@@ -333,10 +433,10 @@ class AsyncBackend:
     async def _load(self, name: str) -> None:
         await self.redis.script_load(lua.script(name).source)
 
-    async def _batch(self, calls: list[Call]) -> list[Any]:
+    async def _batch(self, calls: list[Call], streamed: bool = False) -> list[Any]:
         if not calls:
             return []
-        results = await self._pipeline(calls)
+        results = await self._pipeline(calls, streamed)
         missing = [
             i
             for i, r in enumerate(results)
@@ -351,11 +451,24 @@ class AsyncBackend:
                 results[i] = r
         return _settle(calls, results)
 
-    async def _pipeline(self, calls: list[Call]) -> list[Any]:
+    async def _pipeline(self, calls: list[Call], streamed: bool = False) -> list[Any]:
+        if self._direct.allows(calls):
+            return await self._over_one_connection(calls, streamed)
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
             pipe.execute_command(*_args(call))  # see SyncBackend._pipeline
         return list(await pipe.execute(raise_on_error=False))
+
+    async def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
+        pool = self._direct.pool
+        assert pool is not None
+        conn = await pool.get_connection()
+        try:
+            return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
+                lambda: _exchange_async(conn, calls, streamed), lambda _: conn.disconnect()
+            )
+        finally:
+            await pool.release(conn)
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -30,18 +30,29 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=Fa
 
 
 _C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+# The C encoder behind ``_JSON``, made once. Without a markers dict it keeps no state between
+# calls (so threads may share it); a circular reference then ends in RecursionError, which
+# ``_compact_json`` reports as the ValueError that ``json`` raises for one.
+_C_ENCODER: Any = (
+    None
+    if _C_MAKE_ENCODER is None
+    else _C_MAKE_ENCODER(
+        None, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+)
 
 
 def _compact_json(value: Any) -> str:
-    """``_JSON.encode(value)``, three times faster: the C encoder that ``JSONEncoder.encode``
-    builds on each call is built here directly, skipping the Python layers around it (this
-    runs once per task enqueued). Same output and errors: circular references and NaN raise
-    ``ValueError``, unknown types ``TypeError``."""
-    make = _C_MAKE_ENCODER
-    if make is None:  # pragma: no cover - an interpreter without the C accelerator
+    """``_JSON.encode(value)``, about four times faster: the C encoder that
+    ``JSONEncoder.encode`` builds on each call is built once and called directly (this runs
+    once per task enqueued). Same output and errors: NaN raises ``ValueError``, unknown types
+    ``TypeError``; a circular reference or nesting too deep to encode raise ``ValueError``."""
+    if _C_ENCODER is None:  # pragma: no cover - an interpreter without the C accelerator
         return _JSON.encode(value)
-    encode = make({}, _JSON.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-    return "".join(encode(value, 0))
+    try:
+        return "".join(_C_ENCODER(value, 0))
+    except RecursionError:
+        raise ValueError("circular reference or nesting too deep to encode") from None
 
 
 class TaskState(StrEnum):

@@ -323,9 +323,11 @@ class Worker:
                 self._fetch_now = True
                 continue
             # let tasks launched by the last exchange take their step first: short tasks finish
-            # now and ride in this batch instead of forcing one more round trip each
-            for _ in range(YIELDS_BEFORE_EXCHANGE):
-                await asyncio.sleep(0)
+            # now and ride in this batch instead of forcing one more round trip each (with
+            # nothing running there is nothing to wait for: a wake-up fetches at once)
+            if self._running:
+                for _ in range(YIELDS_BEFORE_EXCHANGE):
+                    await asyncio.sleep(0)
             wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []

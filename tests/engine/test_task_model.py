@@ -50,6 +50,20 @@ def test_payload_must_be_json(redis_url: str) -> None:
     assert str(info.value).startswith("E002:")
 
 
+def test_a_circular_or_too_deep_payload_is_a_payload_error_not_a_traceback(redis_url: str) -> None:
+    circular: list[object] = []
+    circular.append(circular)
+    deep: list[object] = []
+    for _ in range(50_000):
+        deep = [deep]
+    with Client(redis_url) as client:
+        for payload in (circular, deep):
+            with pytest.raises(PayloadError, match="circular reference or nesting too deep"):
+                client.enqueue("t", payload, queue="bad")
+        assert client.backend.redis.exists("rediq:{bad}:pending") == 0
+        assert client.enqueue("t", [[1, [2]]], queue="bad").created  # the shared encoder still works
+
+
 def test_payload_over_the_limit_is_refused_and_nothing_is_stored(redis_url: str) -> None:
     settings = Settings(max_payload_bytes=1024)
     with Client(redis_url, settings=settings) as client:
