@@ -104,7 +104,7 @@ def w_enqueue(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str,
         n, t0 = 0, time.perf_counter()
         limit = t0 + args.seconds
         chunk = 100 if mode == "single" else 1000
-        target = args.n_enqueue if mode == "single" else args.n
+        target = args.n_enqueue if mode == "single" else args.n_batch
         while n < target and time.perf_counter() < limit:
             if mode == "single":
                 adapter.enqueue_each([0.0] * chunk)
@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", required=True)
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--n-enqueue", type=int, default=5_000)
+    p.add_argument("--n-batch", type=int, default=100_000)
     p.add_argument("--procs", type=int, default=1)
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=30.0)
