@@ -953,6 +953,7 @@ def run_worker_process(app: str, config: RediqConfig, weights: dict[str, int] | 
         lease_s=config.worker_lease_s,
         grace_s=config.worker_grace_s,
         weights=weights,
+        event_loop=config.worker_event_loop,
     )
     worker = Worker(registry, target, options, settings)
     metrics_server = None

@@ -75,6 +75,9 @@ class RediqConfig(BaseSettings):
     """Task lease in seconds; a dead worker's tasks run again this long after its last heartbeat."""
     worker_grace_s: float = 30.0
     """On SIGTERM/SIGINT, seconds running tasks get to finish before they are handed back."""
+    worker_event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The worker's event loop: uvloop (faster round trips) or asyncio; 'auto' takes uvloop
+    when it is installed (it is a dependency on Linux and macOS)."""
     metrics_enabled: bool | None = None
     """Serve Prometheus metrics from the worker. Unset: on when a metrics port is set."""
     metrics_port: int | None = None

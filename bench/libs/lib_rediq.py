@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench import record
@@ -48,7 +49,10 @@ class RediqAdapter:
         async def noop(ctx: Any, payload: dict[str, float]) -> None:
             record.done(payload["ts"])
 
-        Worker(registry, self.url, WorkerOptions(queues=[QUEUE], concurrency=10)).run_forever()
+        # WORKER_EVENT_LOOP=asyncio compares against the default (uvloop when installed)
+        loop = os.environ.get("WORKER_EVENT_LOOP", "auto")
+        options = WorkerOptions(queues=[QUEUE], concurrency=10, event_loop=loop)
+        Worker(registry, self.url, options).run_forever()
 
     def close(self) -> None:
         self.client.backend.close()

@@ -402,6 +402,43 @@ def test_worker_run_registers_processes_and_drains(redis_url: str, client: Clien
     assert invoke_json(redis_url, "worker", "list") == []
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_the_worker_runs_on_the_event_loop_configured(
+    redis_url: str, client: Client, tmp_path: Path, loop: str
+) -> None:
+    task = client.enqueue("ok", None, queue="clirun")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "--redis-url", redis_url, "worker", "run"]
+        + ["--app", "tests.engine.test_cli:cli_app", "--queues", "clirun", "--grace", "5"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "WORKER_EVENT_LOOP": loop},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_sync(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"slots on {loop}" in err
+
+
+def test_an_unknown_event_loop_is_a_one_line_config_error(redis_url: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "--redis-url", redis_url, "worker", "run"]
+        + ["--app", "tests.engine.test_cli:cli_app", "--queues", "clirun"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "WORKER_EVENT_LOOP": "trio"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "worker_event_loop" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_worker_shorthand_without_run(redis_url: str, tmp_path: Path) -> None:
     """`rediq worker --app …` (what the console's launcher runs) is `rediq worker run --app …`."""
     proc = subprocess.Popen(
