@@ -100,6 +100,16 @@ class QueueKeys:
         """Hash of error fingerprint -> JSON group summary (dead and retrying tasks)."""
         return self.base + "failures"
 
+    @property
+    def idle(self) -> str:
+        """Hash of worker id -> 'free slots:deadline ms:lease ms' for workers waiting on this
+        queue: enqueue hands a new task straight to one of them (see ``inbox``)."""
+        return self.base + "idle"
+
+    def inbox(self, worker_id: str) -> str:
+        """List of tasks handed to one waiting worker (leased to it, not yet started)."""
+        return self.base + "inbox:" + worker_id
+
     # per task
     def task(self, task_id: str) -> str:
         return self.base + "t:" + task_id

@@ -161,7 +161,8 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
     chunk = ENQUEUE_CHUNK * ENQUEUE_WIDTH
     for queue in queues:
         qk = ks.queue(queue)
-        keys, head = [qk.pending, qk.scheduled, qk.waiting, qk.seq], [qk.base, channel(settings, qk)]
+        keys = [qk.pending, qk.scheduled, qk.waiting, qk.seq, qk.paused, qk.active, qk.idle]
+        head = [qk.base, channel(settings, qk)]
         args = by_queue[queue]
         for start in range(0, len(args), chunk):
             calls.append(
@@ -570,6 +571,14 @@ class Job:
     schema_version: int
     reserved: bool = False
     """Prefetched: leased but not started; ``start_call`` charges the attempt when it starts."""
+    confirmed: bool = True
+    """False while a handed-off task runs ahead of its start mark: Redis still holds it as
+    reserved, with ``attempt - 1`` charged, until ``start_call`` lands."""
+
+    @property
+    def held_attempt(self) -> int:
+        """The attempt count Redis holds for this lease (what heartbeats and releases name)."""
+        return self.attempt if self.confirmed else self.attempt - 1
 
 
 def dequeue_call(
@@ -580,9 +589,11 @@ def dequeue_call(
     worker_id: str,
     maintenance_limit: int = 100,
     start_now: int | None = None,
+    handoff_ms: int = 0,
 ) -> Call:
     """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
-    and start at once, the others are reserved until ``start_call``."""
+    and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
+    worker left with free slots registers for hand-offs (``parse_handoff``) for that long."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -596,6 +607,7 @@ def dequeue_call(
             qk.seq,
             qk.dep_outbox,
             qk.failures,
+            qk.idle,
         ],
         [
             qk.base,
@@ -606,13 +618,18 @@ def dequeue_call(
             maintenance_limit,
             int(settings.dead_retention_s * 1000),
             max_tasks if start_now is None else start_now,
+            handoff_ms,
         ],
     )
 
 
-def start_call(settings: Settings, queue: str, jobs: Sequence[Job], worker_id: str) -> Call:
+def start_call(
+    settings: Settings, queue: str, jobs: Sequence[Job], worker_id: str, uncharged: bool = False
+) -> Call:
+    """Charge reserved tasks their attempt. ``uncharged``: the jobs already carry the attempt
+    they run as (handed-off tasks started ahead of this mark), one more than Redis holds."""
     qk = settings.keyspace.queue(queue)
-    flat: list[Any] = [x for j in jobs for x in (j.id, j.attempt)]
+    flat: list[Any] = [x for j in jobs for x in (j.id, j.attempt - 1 if uncharged else j.attempt)]
     return script_call("start", [qk.active], [qk.base, channel(settings, qk), worker_id, *flat])
 
 
@@ -646,6 +663,24 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
             )
         )
     return jobs
+
+
+def parse_handoff(queue: str, record: str) -> Job:
+    """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged)."""
+    task_id, ttype, payload, priority, max_retry, timeout_ms, meta, version = json.loads(record)
+    return Job(
+        task_id,
+        queue,
+        ttype or "",
+        payload or "",
+        _int_fast(priority) or 0,
+        _int_fast(max_retry) or 0,
+        (_int_fast(timeout_ms) or 1_800_000) / 1000,
+        0,
+        meta or "",
+        _int_fast(version) or 1,
+        True,
+    )
 
 
 def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, int, str]]) -> Call:

@@ -32,13 +32,17 @@ from pydantic import ValidationError
 from engine import events, ops
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
-from engine.errors import ConnectionFailed, InvalidConfig, Permanent, RediqError, Retryable
+from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
 from engine.ops import Job, Settings
 from engine.registry import Registry, TaskDef
 
 log = logging.getLogger("rediq.worker")
 
 YIELDS_BEFORE_EXCHANGE = 3
+# How long a hand-off registration lasts unless renewed (an idle worker renews it with each
+# poll): a worker that died while waiting is handed new tasks for at most this long, and those
+# wait for their lease to run out (they return uncharged).
+HANDOFF_MS = 2000
 REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
 STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
@@ -64,6 +68,9 @@ class WorkerOptions:
     maintenance_s: float = 5.0
     event_loop: str = "auto"
     """``run_forever``'s event loop: 'uvloop', 'asyncio', or 'auto' (uvloop when installed)."""
+    handoff: bool = True
+    """When idle, register so that enqueue hands new tasks straight to this worker (one hop
+    from enqueue to start instead of a wake-up and a dequeue round trip)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +147,10 @@ class Worker:
         self._acks: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
         self._fails: list[Call] = []
         self._progress: dict[str, tuple[Job, float, str]] = {}
+        self._early: dict[str, list[Job]] = defaultdict(list)
+        """Handed-off tasks started before their start mark: sent first in the next exchange."""
+        self.handed_off = 0
+        self._inbox_tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._stopping = False
@@ -213,6 +224,12 @@ class Worker:
                 asyncio.create_task(self._maintenance_loop(), name="rediq-maintenance"),
                 asyncio.create_task(self._wake_loop(), name="rediq-wake"),
             ]
+            if self.options.handoff:
+                self._inbox_tasks = [
+                    asyncio.create_task(self._inbox_loop(q), name=f"rediq-inbox-{q}")
+                    for q in self.options.queues
+                ]
+                loops += self._inbox_tasks
             log.info(
                 "worker %s serving %s with %d slots on %s",
                 self.id,
@@ -318,7 +335,13 @@ class Worker:
         while True:
             want_fetch = not self._stopping and self._capacity > 0
             want_start = bool(self._buffer) and not self._stopping and self._free_slots > 0
-            if not self._acks and not self._fails and not want_start and not (want_fetch and self._fetch_now):
+            if (
+                not self._acks
+                and not self._fails
+                and not self._early
+                and not want_start
+                and not (want_fetch and self._fetch_now)
+            ):
                 if self._stopping and not self._running:
                     return
                 self._wake.clear()
@@ -335,9 +358,16 @@ class Worker:
             wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
+            early, self._early = self._early, defaultdict(list)
             # last progress reports go first: a finished task no longer accepts them
             progress, self._progress = self._progress, {}
-            calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
+            # start marks of handed-off tasks already running go first: an outcome of one of
+            # them in this same batch must find its attempt charged
+            early_calls = [
+                ops.start_call(self.settings, q, jobs, self.id, uncharged=True) for q, jobs in early.items()
+            ]
+            calls: list[Call] = [*early_calls]
+            calls.extend(ops.ack_call(self.settings, q, done) for q, done in acks.items())
             calls.extend(fails)
             # reserved (prefetched) tasks for the free slots: charged an attempt as they start
             starting = self._take_reserved()
@@ -354,7 +384,13 @@ class Worker:
             if order:  # the first queue rides along with the acks in the same round trip
                 calls.append(
                     ops.dequeue_call(
-                        self.settings, order[0], capacity, lease_ms, self.id, start_now=start_now
+                        self.settings,
+                        order[0],
+                        capacity,
+                        lease_ms,
+                        self.id,
+                        start_now=start_now,
+                        handoff_ms=self._handoff_ms,
                     )
                 )
             try:
@@ -369,6 +405,8 @@ class Worker:
                     self._progress.setdefault(task_id, report)
                 for jobs in starting.values():
                     self._reserve(jobs)
+                for q, jobs in early.items():
+                    self._early[q][:0] = jobs
                 if (
                     self._stopping
                     and time.monotonic() - self._stop_requested_at > self.options.grace_s + STOP_FLUSH_S
@@ -394,6 +432,9 @@ class Worker:
                 continue
             backoff = 0.05
             replies = replies[len(progress) :]
+            for jobs, reply in zip(early.values(), replies[: len(early_calls)], strict=True):
+                self._confirm(jobs, reply)
+            replies = replies[len(early_calls) :]
             n_acks = len(acks)
             notified: list[tuple[str, list[str]]] = []
             for (q, _), reply in zip(acks.items(), replies[:n_acks], strict=True):
@@ -421,7 +462,13 @@ class Worker:
                 try:
                     reply = await self.backend.execute(
                         ops.dequeue_call(
-                            self.settings, q, capacity - got, lease_ms, self.id, start_now=self._free_slots
+                            self.settings,
+                            q,
+                            capacity - got,
+                            lease_ms,
+                            self.id,
+                            start_now=self._free_slots,
+                            handoff_ms=self._handoff_ms,
                         )
                     )
                 except RediqError:
@@ -467,6 +514,53 @@ class Worker:
                 self._launch(job)
             else:
                 log.warning("task %s: lease lost before it started; not running it", job.id)
+
+    def _confirm(self, jobs: list[Job], reply: list[Any]) -> None:
+        """Start marks of handed-off tasks that were already running: a task whose lease was
+        gone by then (cancelled or deleted meanwhile) is stopped."""
+        new_attempts = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        for job in jobs:
+            if new_attempts.get(job.id, 0) == job.attempt:
+                job.confirmed = True
+            else:
+                self._drop(job.id, job.attempt, "lease lost before its start was recorded")
+
+    @property
+    def _handoff_ms(self) -> int:
+        return HANDOFF_MS if self.options.handoff and not self._stopping else 0
+
+    async def _inbox_loop(self, queue: str) -> None:
+        """Take tasks that enqueue handed to this worker: start each at once when a slot is
+        free (its start mark follows in the next exchange), else keep it with the prefetched."""
+        inbox = self.settings.keyspace.queue(queue).inbox(self.id)
+        backoff = 0.05
+        while not self._stopping:
+            try:
+                popped = await self.backend.execute(cmd("BLPOP", inbox, 1))
+            except ReadOnlyError as exc:  # an ACL from before hand-off: serve without it
+                if self.options.handoff:
+                    log.warning("hand-off off: %s (docs/acl/worker.acl lists what it needs)", exc)
+                self.options.handoff = False
+                return
+            except RediqError as exc:
+                log.warning("hand-off inbox of %s unavailable (%s); retrying", queue, exc)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(5.0, backoff * 2)
+                continue
+            backoff = 0.05
+            if popped:
+                self._take_handoff(ops.parse_handoff(queue, popped[1]))
+
+    def _take_handoff(self, job: Job) -> None:
+        self.handed_off += 1
+        if self._stopping or self._free_slots <= 0:
+            self._reserve([job])  # started (or released) by the exchange loop like any prefetch
+            self._wake.set()
+            return
+        job.attempt, job.reserved, job.confirmed = job.attempt + 1, False, False
+        self._early[job.queue].append(job)
+        self._launch(job)
+        self._wake.set()
 
     def _launch(self, job: Job) -> None:
         ctx = TaskContext(job, self)
@@ -635,7 +729,7 @@ class Worker:
     def _held(self) -> dict[str, list[tuple[str, int]]]:
         held: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for job, _, _ in self._running.values():
-            held[job.queue].append((job.id, job.attempt))
+            held[job.queue].append((job.id, job.held_attempt))
         for item in self._buffer:
             held[item.job.queue].append((item.job.id, item.job.attempt))
         return held
@@ -735,6 +829,10 @@ class Worker:
     # ---------------------------------------------------------------- shutdown
 
     async def _drain(self) -> None:
+        if self._inbox_tasks:
+            # the inbox loops end within their one-second wait; what they took is buffered
+            await asyncio.wait(self._inbox_tasks, timeout=3)
+            await self._withdraw_handoffs()
         buffered = [b.job for b in self._buffer]
         self._buffer.clear()
         if buffered:
@@ -754,10 +852,24 @@ class Worker:
             )
         self._wake.set()
 
+    async def _withdraw_handoffs(self) -> None:
+        """No more hand-offs: withdraw the registrations, then take what already arrived (it
+        is released with the other prefetched tasks)."""
+        ks = self.settings.keyspace
+        try:
+            await self.backend.execute(
+                Batch([cmd("HDEL", ks.queue(q).idle, self.id) for q in self.options.queues])
+            )
+            for q in self.options.queues:
+                while popped := await self.backend.execute(cmd("LPOP", ks.queue(q).inbox(self.id))):
+                    self._take_handoff(ops.parse_handoff(q, popped))
+        except RediqError as exc:  # what is left returns when its lease expires, uncharged
+            log.warning("could not withdraw hand-off registrations: %s", exc)
+
     async def _release(self, jobs: list[Job], note: str) -> None:
         by_queue: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for job in jobs:
-            by_queue[job.queue].append((job.id, job.attempt))
+            by_queue[job.queue].append((job.id, job.held_attempt))
         try:
             await self.backend.execute(
                 Batch([ops.release_call(self.settings, q, h, note) for q, h in by_queue.items()])

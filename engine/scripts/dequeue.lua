@@ -1,8 +1,13 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
---       9 failures (fingerprint groups)
+--       9 failures (fingerprint groups), 10 idle (hand-off registrations)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
---       7 dead retention ms, 8 how many of them start now (default: all)
+--       7 dead retention ms, 8 how many of them start now (default: all),
+--       9 hand-off registration ms (0 or absent: none)
+-- Hand-off: a worker that drained the queue with slots to spare registers in KEYS[10] (free
+-- slots less the tasks already in its inbox, a deadline, its lease), and enqueue.lua hands new
+-- tasks straight to its inbox, reserved, saving the wake-up and this round trip. Every dequeue
+-- renews or withdraws the registration, so a dead worker's lapses within ARGV[9] ms.
 -- Tasks beyond the ones starting now are *reserved* (prefetched): leased but not charged an
 -- attempt until start.lua starts them, so a worker that dies never charges tasks it did not run.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
@@ -11,7 +16,23 @@ local base, channel = ARGV[1], ARGV[2]
 local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_start = tonumber(ARGV[8] or ARGV[3])
+local handoff_ms = tonumber(ARGV[9] or '0')
 local now = now_ms()
+
+-- read before anything below changes state: a script error (an ACL without LLEN) must not
+-- strand tasks it already leased
+local in_inbox = handoff_ms > 0 and redis.call('LLEN', base .. 'inbox:' .. worker) or 0
+
+local function register_idle(free)
+  if handoff_ms <= 0 then return end
+  free = free - in_inbox
+  if free > 0 then
+    redis.call('HSET', KEYS[10], worker, free .. ':' .. (now + handoff_ms) .. ':' .. lease_ms)
+    redis.call('PEXPIRE', KEYS[10], handoff_ms) -- outlives no registration
+  else
+    redis.call('HDEL', KEYS[10], worker)
+  end
+end
 
 -- due scheduled and retry tasks become pending
 local promoted = {}
@@ -64,7 +85,10 @@ publish(channel, 'pending', recovered, now, {why = 'lease expired'})
 publish(channel, 'dead', buried, now)
 
 local out = {now}
-if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then return out end
+if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then
+  register_idle(0)
+  return out
+end
 
 local leased = {}
 local popped = redis.call('ZPOPMIN', KEYS[1], max_n)
@@ -101,4 +125,6 @@ for j = 1, #popped, 2 do
   end
 end
 publish(channel, 'active', leased, now)
+-- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
+if #popped < 2 * max_n then register_idle(n_start - #leased) else register_idle(0) end
 return out

@@ -1,10 +1,13 @@
 -- Enqueue a batch of tasks into one queue. Idempotent by task id.
--- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 seq
+-- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 seq, 5 paused, 6 active, 7 idle (hand-off)
 -- ARGV: 1 base, 2 channel, 3 per-task field count (8), 4 schema_version, then per task:
 --       id, type, payload, priority, max_retry, timeout_ms, due_in_ms, extras
 --       extras: '' for a plain task (most of them: nothing to decode), else a JSON object with
 --       any of u (unique key), ut (unique ttl ms), d (JSON text of the dependency refs),
 --       m (JSON text of the metadata)
+-- A new task that would be pending goes straight to a waiting worker when one registered in
+-- KEYS[7] (see dequeue.lua): leased to it, reserved (its attempt is charged when it starts),
+-- pushed to its inbox. Its state is then 'active'.
 -- Returns: flat list {status, id, state, ...}; status is 'new', 'exists' (same id already
 --          stored) or 'duplicate' (unique key held: id is the holder's id).
 local base, channel, width, schema = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -18,6 +21,28 @@ for state in pairs(by_state) do entered[state] = cjson.encode({now, state, 'enqu
 -- the queue's sequence, counted here and stored once (same values as an INCR per task)
 local seq_start = tonumber(redis.call('GET', KEYS[4]) or '0')
 local seq = seq_start
+-- waiting workers (read once, when the first pending task needs one)
+local takers, taker_i = nil, 1
+local function next_taker()
+  if takers == nil then
+    takers = {}
+    if redis.call('EXISTS', KEYS[7]) == 1 and redis.call('EXISTS', KEYS[5]) == 0 then
+      local flat = redis.call('HGETALL', KEYS[7])
+      for j = 1, #flat, 2 do
+        local free, deadline, lease_ms = string.match(flat[j + 1], '^(%d+):(%d+):(%d+)$')
+        if free and tonumber(deadline) > now then
+          takers[#takers + 1] = {worker = flat[j], free = tonumber(free), deadline = deadline,
+            lease_ms = tonumber(lease_ms)}
+        else
+          redis.call('HDEL', KEYS[7], flat[j]) -- lapsed: its worker stopped renewing
+        end
+      end
+    end
+  end
+  while takers[taker_i] and takers[taker_i].free <= 0 do taker_i = taker_i + 1 end
+  return takers[taker_i]
+end
+local handed = {}
 local i = 5
 while i + width - 1 <= #ARGV do
   local id, ttype, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -58,9 +83,11 @@ while i + width - 1 <= #ARGV do
       local deps = {}
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
+      local taker = nil
+      if state == 'pending' then taker = next_taker() end
       redis.call('HSET', tk, 'id', id, 'type', ttype, 'payload', payload, 'priority', priority,
         'max_retry', max_retry, 'timeout', timeout_ms, 'enq', now, 'due', now + due_in,
-        'state', state, 'attempts', 0, 'seq', seq, 'v', schema)
+        'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema)
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
       if state == 'waiting' then
@@ -69,17 +96,39 @@ while i + width - 1 <= #ARGV do
         redis.call('ZADD', KEYS[3], now, id)
       elseif state == 'scheduled' then
         redis.call('ZADD', KEYS[2], now + due_in, id)
+      elseif taker then
+        local lease = now + taker.lease_ms
+        redis.call('HSET', tk, 'reserved', '1', 'worker', taker.worker, 'lease', lease)
+        redis.call('ZADD', KEYS[6], lease, id)
+        local inbox = base .. 'inbox:' .. taker.worker
+        redis.call('RPUSH', inbox, cjson.encode({id, ttype, payload, priority, max_retry, timeout_ms,
+          meta_json, schema}))
+        -- a dead worker's inbox goes when the leases in it run out (recovery takes the tasks)
+        redis.call('PEXPIRE', inbox, taker.lease_ms)
+        taker.free = taker.free - 1
+        handed[taker.worker] = taker
       else
         redis.call('ZADD', KEYS[1], fmt(tonumber(priority) * PRIORITY_SHIFT + seq), id)
       end
       push_history(base, id, entered[state])
-      local ids = by_state[state]
-      ids[#ids + 1] = id
+      if taker then
+        state = 'active'
+      else
+        local ids = by_state[state]
+        ids[#ids + 1] = id
+      end
       out[n + 1], out[n + 2], out[n + 3] = 'new', id, state
       n = n + 3
     end
   end
 end
 if seq ~= seq_start then redis.call('SET', KEYS[4], fmt(seq)) end
+for worker, taker in pairs(handed) do
+  if taker.free > 0 then
+    redis.call('HSET', KEYS[7], worker, taker.free .. ':' .. taker.deadline .. ':' .. taker.lease_ms)
+  else
+    redis.call('HDEL', KEYS[7], worker)
+  end
+end
 for state, ids in pairs(by_state) do publish(channel, state, ids, now) end
 return out

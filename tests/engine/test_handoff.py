@@ -1,0 +1,134 @@
+"""Hand-off: a worker that drained its queue with slots to spare registers, and enqueue hands a
+new task straight to its inbox (leased, reserved) instead of leaving it pending for a wake-up
+and a dequeue. What must hold: slots are never exceeded, a registration lapses when not
+renewed, a paused queue hands nothing off, a dead worker's hand-offs come back uncharged, and a
+stopping worker leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import redis
+
+from engine import admin, ops
+from engine.client import Client
+from engine.registry import Registry
+from engine.task import Task
+from tests.engine.conftest import running_worker, wait_until
+
+IDLE = "rediq:{h}:idle"
+
+
+def register_idle(
+    client: Client, worker: str, slots: int, handoff_ms: int, lease_ms: int = 30_000
+) -> list[Any]:
+    """What an idle worker's dequeue does: finds nothing and registers for hand-offs."""
+    return list(
+        client.backend.execute(
+            ops.dequeue_call(
+                client.settings, "h", slots, lease_ms, worker, start_now=slots, handoff_ms=handoff_ms
+            )
+        )
+    )
+
+
+async def test_an_idle_worker_is_handed_new_tasks_and_never_exceeds_its_slots(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    running, most = 0, 0
+
+    @registry.task("slow", queue="h")
+    async def slow(ctx: Any, payload: Any) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.2)
+        running -= 1
+        return int(ctx.attempt)
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=2) as worker:
+        await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        assert raw.hget(IDLE, worker.id).startswith("2:")  # type: ignore[union-attr]
+        results = [client.enqueue("slow", i, queue="h") for i in range(6)]
+        # the first two went straight to the worker, the registration then used up
+        assert [r.state for r in results[:2]] == ["active", "active"]
+        await wait_until(lambda: all(client.get_task(r.id).state == "completed" for r in results))  # type: ignore[union-attr]
+        assert worker.handed_off >= 2
+    assert most == 2
+    for r in results:
+        info = client.get_task(r.id)
+        assert info is not None and info.attempts == 1 and info.result == 1
+
+
+def test_enqueue_hands_off_only_as_many_as_the_free_slots_less_the_inbox(
+    client: Client, raw: redis.Redis
+) -> None:
+    register_idle(client, "w1", 3, 5_000)
+    assert raw.hget(IDLE, "w1").startswith("3:")  # type: ignore[union-attr]
+    results = client.enqueue_many([Task(type="t", queue="h") for _ in range(5)])
+    assert [r.state for r in results] == ["active"] * 3 + ["pending"] * 2
+    assert raw.llen("rediq:{h}:inbox:w1") == 3
+    assert not raw.hexists(IDLE, "w1")  # all three slots promised
+    task = raw.hgetall(f"rediq:{{h}}:t:{results[0].id}")
+    assert (task["state"], task["reserved"], task["worker"], task["attempts"]) == ("active", "1", "w1", "0")
+    assert 0 < raw.pttl("rediq:{h}:inbox:w1") <= 30_000  # a dead worker's inbox expires
+    # the worker's next dequeue takes the two pending, and does not count the inbox as free
+    reply = register_idle(client, "w1", 3, 5_000)
+    assert len(ops.parse_dequeue("h", reply)) == 2
+    assert not raw.hexists(IDLE, "w1")  # 3 slots - 2 leased - 3 in the inbox: nothing to offer
+
+
+def test_a_lapsed_registration_is_not_used_and_is_removed(client: Client, raw: redis.Redis) -> None:
+    register_idle(client, "gone", 4, 50)
+    time.sleep(0.1)
+    result = client.enqueue("t", None, queue="h")
+    assert result.state == "pending"
+    assert not raw.hexists(IDLE, "gone") and raw.llen("rediq:{h}:inbox:gone") == 0
+
+
+def test_a_paused_queue_hands_nothing_off(client: Client, raw: redis.Redis) -> None:
+    client.enqueue("t", None, queue="h")  # the queue exists (pause names a known queue)
+    register_idle(client, "w1", 4, 5_000)  # takes that one, still registers 3 free slots
+    client.call(admin.pause, "h")
+    assert client.enqueue("t", None, queue="h").state == "pending"
+    assert raw.llen("rediq:{h}:inbox:w1") == 0
+
+
+def test_hand_offs_to_a_dead_worker_come_back_uncharged(client: Client, raw: redis.Redis) -> None:
+    register_idle(client, "dead-worker", 2, 5_000, lease_ms=200)
+    task = client.enqueue("t", None, queue="h", max_retry=0)
+    assert task.state == "active"
+    time.sleep(0.3)  # the lease runs out; nobody took the task from the inbox
+    reply = register_idle(client, "w2", 1, 0)  # any dequeue recovers expired leases first
+    jobs = ops.parse_dequeue("h", reply)
+    assert [j.id for j in jobs] == [task.id] and jobs[0].attempt == 1  # its first attempt
+    info = client.get_task(task.id)
+    assert info is not None and info.state == "active" and info.attempts == 1
+    assert any("expired before it started" in h.note for h in info.history)
+
+
+async def test_a_stopping_worker_withdraws_and_leaves_nothing_behind(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    gate = asyncio.Event()
+
+    @registry.task("wait", queue="h")
+    async def wait(ctx: Any, payload: Any) -> None:
+        await gate.wait()
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=1, grace_s=0.2) as worker:
+        await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        first = client.enqueue("wait", None, queue="h")
+        await wait_until(lambda: worker.in_flight == 1)
+        # its only slot is busy: a task enqueued now stays pending
+        second = client.enqueue("wait", None, queue="h")
+        assert first.state == "active" and second.state == "pending"
+    states = {client.get_task(t.id).state for t in (first, second)}  # type: ignore[union-attr]
+    assert states == {"pending"}  # the running one was handed back after the grace period
+    assert not raw.hexists(IDLE, worker.id)
+    assert raw.llen(f"rediq:{{h}}:inbox:{worker.id}") == 0
+    assert client.get_task(first.id).attempts == 0  # type: ignore[union-attr]  # refunded
