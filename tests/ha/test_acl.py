@@ -24,13 +24,24 @@ from tests.servers import ServerProcess, free_port
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
 
+# the worker user as granted before hand-off (no list commands beyond LPUSH/LRANGE/LTRIM)
+OLD_WORKER_ACL = acl_line("worker.acl").replace("user rediq-worker ", "user rediq-worker-old ", 1)
+for _command in (" +rpush", " +lpop", " +blpop", " +llen"):
+    OLD_WORKER_ACL = OLD_WORKER_ACL.replace(_command, "")
+
+
 @pytest.fixture(scope="module")
 def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     aclfile = tmp_path_factory.mktemp("acl") / "users.acl"
     # the default user stays open for the test's own setup; the files are loaded verbatim
     aclfile.write_text(
         "\n".join(
-            ["user default on nopass ~* &* +@all", acl_line("worker.acl"), acl_line("console-readonly.acl")]
+            [
+                "user default on nopass ~* &* +@all",
+                acl_line("worker.acl"),
+                acl_line("console-readonly.acl"),
+                OLD_WORKER_ACL,
+            ]
         )
         + "\n"
     )
@@ -76,6 +87,36 @@ async def test_worker_user_enqueues_inspects_and_runs_a_worker(clean: ServerProc
         assert client.get_task(child.id).result == "done 2"  # type: ignore[union-attr]
         assert [w.id for w in client.call(inspect.workers)] == [worker.id]
         assert not running.done()
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(running, 30)
+    client.close()
+
+
+async def test_a_worker_under_an_acl_from_before_hand_off_serves_without_it(
+    clean: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    old_url = url(clean, "rediq-worker-old")
+    registry = Registry()
+
+    @registry.task("acl:job", queue="acl")
+    async def job(ctx: TaskContext, payload: Any) -> str:
+        return f"done {payload['n']}"
+
+    client = Client(old_url)
+    worker = Worker(registry, old_url, WorkerOptions(queues=["acl"], concurrency=2, poll_interval_s=0.1))
+    running = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(1.0)  # idle: it would register for hand-offs if it could
+        tasks = [client.enqueue("acl:job", {"n": n}, queue="acl") for n in range(3)]
+        assert {t.state for t in tasks} == {"pending"}  # nobody registered
+        for _ in range(100):
+            if all(getattr(client.get_task(t.id), "state", None) == TaskState.COMPLETED for t in tasks):
+                break
+            await asyncio.sleep(0.1)
+        assert [client.get_task(t.id).result for t in tasks] == ["done 0", "done 1", "done 2"]  # type: ignore[union-attr]
+        assert worker.handed_off == 0 and not worker.options.handoff
+        assert "hand-off off" in caplog.text
     finally:
         worker.request_stop()
         await asyncio.wait_for(running, 30)
