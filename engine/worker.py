@@ -432,13 +432,21 @@ class Worker:
                 continue
             backoff = 0.05
             replies = replies[len(progress) :]
+            confirmed: set[str] = set()
             for jobs, reply in zip(early.values(), replies[: len(early_calls)], strict=True):
-                self._confirm(jobs, reply)
+                confirmed |= self._confirm(jobs, reply)
             replies = replies[len(early_calls) :]
             n_acks = len(acks)
             notified: list[tuple[str, list[str]]] = []
-            for (q, _), reply in zip(acks.items(), replies[:n_acks], strict=True):
+            for (q, done), reply in zip(acks.items(), replies[:n_acks], strict=True):
                 stale, with_dependents = reply
+                # An outcome can overtake its own start mark: when Redis had lost the start
+                # script (restart, SCRIPT FLUSH) the backend reloads it and re-sends the mark
+                # after the rest of the batch ran. Such an outcome goes again, now behind it.
+                overtook = {task_id for task_id in stale if task_id in confirmed}
+                if overtook:
+                    self._acks[q].extend(d for d in done if d[0] in overtook)
+                    stale = [task_id for task_id in stale if task_id not in overtook]
                 if stale:
                     log.warning(
                         "%d task(s) of %s finished after their lease was lost: %s", len(stale), q, stale[:5]
@@ -446,6 +454,11 @@ class Worker:
                 if with_dependents:
                     notified.append((q, list(with_dependents)))
             fail_replies = replies[n_acks : n_acks + len(fails)]
+            self._fails.extend(
+                call
+                for call, reply in zip(fails, fail_replies, strict=True)
+                if reply == "stale" and call.args[2] in confirmed
+            )
             start_replies = replies[n_acks + len(fails) : n_acks + len(fails) + len(start_calls)]
             for jobs, reply in zip(starting.values(), start_replies, strict=True):
                 self._started(jobs, reply)
@@ -515,15 +528,18 @@ class Worker:
             else:
                 log.warning("task %s: lease lost before it started; not running it", job.id)
 
-    def _confirm(self, jobs: list[Job], reply: list[Any]) -> None:
+    def _confirm(self, jobs: list[Job], reply: list[Any]) -> set[str]:
         """Start marks of handed-off tasks that were already running: a task whose lease was
-        gone by then (cancelled or deleted meanwhile) is stopped."""
+        gone by then (cancelled or deleted meanwhile) is stopped. Returns the confirmed ids."""
         new_attempts = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        confirmed = set()
         for job in jobs:
             if new_attempts.get(job.id, 0) == job.attempt:
                 job.confirmed = True
+                confirmed.add(job.id)
             else:
                 self._drop(job.id, job.attempt, "lease lost before its start was recorded")
+        return confirmed
 
     @property
     def _handoff_ms(self) -> int:

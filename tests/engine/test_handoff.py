@@ -132,3 +132,31 @@ async def test_a_stopping_worker_withdraws_and_leaves_nothing_behind(
     assert not raw.hexists(IDLE, worker.id)
     assert raw.llen(f"rediq:{{h}}:inbox:{worker.id}") == 0
     assert client.get_task(first.id).attempts == 0  # type: ignore[union-attr]  # refunded
+
+
+async def test_an_outcome_that_overtakes_its_start_mark_is_sent_again(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """Redis lost the start script but not the ack script (a restart, then acks before the first
+    hand-off): the backend reloads it and re-sends the start mark after the batch's ack ran.
+    The ack, stale by then, must go again instead of leaving the task active for a lease."""
+    from engine import lua
+
+    registry = Registry()
+    runs: list[int] = []
+
+    @registry.task("quick", queue="h")
+    async def quick(ctx: Any, payload: Any) -> None:
+        runs.append(ctx.attempt)
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=4, lease_s=30) as worker:
+        await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        raw.script_flush()
+        for name in ("ack", "fail", "dequeue", "enqueue", "extend"):
+            raw.script_load(lua.script(name).source)
+        task = client.enqueue("quick", None, queue="h")
+        assert task.state == "active"  # handed off
+        await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=10)
+    assert runs == [1]
+    info = client.get_task(task.id)
+    assert info is not None and info.attempts == 1
