@@ -666,21 +666,9 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
 
 
 def parse_handoff(queue: str, record: str) -> Job:
-    """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged)."""
-    task_id, ttype, payload, priority, max_retry, timeout_ms, meta, version = json.loads(record)
-    return Job(
-        task_id,
-        queue,
-        ttype or "",
-        payload or "",
-        _int_fast(priority) or 0,
-        _int_fast(max_retry) or 0,
-        (_int_fast(timeout_ms) or 1_800_000) / 1000,
-        0,
-        meta or "",
-        _int_fast(version) or 1,
-        True,
-    )
+    """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged). The
+    record holds the fields of one task of a dequeue reply, in the same order."""
+    return parse_dequeue(queue, [None, *json.loads(record)])[0]
 
 
 def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, int, str]]) -> Call:

@@ -101,8 +101,9 @@ while i + width - 1 <= #ARGV do
         redis.call('HSET', tk, 'reserved', '1', 'worker', taker.worker, 'lease', lease)
         redis.call('ZADD', KEYS[6], lease, id)
         local inbox = base .. 'inbox:' .. taker.worker
+        -- the fields of one task of a dequeue reply, in its order: attempts 0, reserved
         redis.call('RPUSH', inbox, cjson.encode({id, ttype, payload, priority, max_retry, timeout_ms,
-          meta_json, schema}))
+          0, meta_json, schema, '1'}))
         -- a dead worker's inbox goes when the leases in it run out (recovery takes the tasks)
         redis.call('PEXPIRE', inbox, taker.lease_ms)
         taker.free = taker.free - 1
