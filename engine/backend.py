@@ -133,9 +133,9 @@ class Batch:
     ``streamed``: write the calls one after another and read each reply once the next call is
     on its way, so Redis runs call k while the client packs call k+1 and decodes reply k-1
     (for a few large script calls, such as a big ``enqueue_many`` in chunks). Every call must
-    be safe to run twice: a broken connection re-sends the whole batch. Replies are Redis's
-    own (no redis-py response callbacks), which is what scripts answer anyway. A Cluster
-    client sends a streamed batch as a plain pipeline."""
+    be safe to run twice: a broken connection re-sends the whole batch. Only where ``_Direct``
+    allows the calls (not on Cluster, no command whose reply redis-py post-processes);
+    otherwise the batch goes as a plain pipeline."""
 
     calls: list[Call] = field(default_factory=list)
     streamed: bool = False
@@ -231,8 +231,8 @@ class _Direct:
     """Which calls may skip redis-py's command and pipeline layers and go over a pooled
     connection directly: on a plain or Sentinel client (never Cluster, which must route),
     scripts and the commands whose replies redis-py hands back as they are (no response
-    callback), so the caller sees the same values. On the worker's hot path this halves the
-    client's time per round trip (about 130 µs to 60 µs here for a one-call batch)."""
+    callback), so the caller sees the same values. On the worker's hot path this takes about
+    30 µs off each round trip here (a one-call batch: ~175 µs to ~145 µs of wall time)."""
 
     def __init__(self, client: Any) -> None:
         pool = getattr(client, "connection_pool", None)  # a Cluster client has none
