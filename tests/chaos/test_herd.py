@@ -87,10 +87,12 @@ def herd(
         pipe.lrange(f"rediq:{{herd}}:h:{task_id}", 0, -1)
     for task_id, history in zip(ids, pipe.execute(), strict=True):
         fails = sorted(int(e[0]) for e in map(json.loads, history) if e[1] == "retry")
-        # each due time belongs to the latest failure before it (a due the watcher missed drops
-        # one sample instead of shifting the pairs of later waves)
+        # each due time belongs to the latest failure strictly before it (a due the watcher
+        # missed drops one sample instead of shifting the pairs of later waves). Strictly: a
+        # retry promoted at its due and failed again within the same millisecond records that
+        # failure at the due itself (both are Redis TIME), and that failure is the next wave's
         for due in dues[task_id]:
-            wave = bisect.bisect_right(fails, due)
+            wave = bisect.bisect_left(fails, due)
             if wave:
                 waves[wave].append(due)
                 delays[wave].append((due - fails[wave - 1]) / 1000)
