@@ -110,6 +110,11 @@ class QueueKeys:
         """List of tasks handed to one waiting worker (leased to it, not yet started)."""
         return self.base + "inbox:" + worker_id
 
+    def receipt(self, worker_id: str) -> str:
+        """JSON [request id, task ids...] of one worker's last dequeue that leased tasks, for one
+        lease: a copy of that request sent again gets the same tasks (see ``dequeue.lua``)."""
+        return self.base + "receipt:" + worker_id
+
     # per task
     def task(self, task_id: str) -> str:
         return self.base + "t:" + task_id

@@ -590,10 +590,14 @@ def dequeue_call(
     maintenance_limit: int = 100,
     start_now: int | None = None,
     handoff_ms: int = 0,
+    request_id: str = "",
 ) -> Call:
     """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
     and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
-    worker left with free slots registers for hand-offs (``parse_handoff``) for that long."""
+    worker left with free slots registers for hand-offs (``parse_handoff``) for that long.
+    With ``request_id`` (unique per worker and queue until its reply arrives), the call leaves a
+    receipt (``QueueKeys.receipt``): sent again after its reply was lost, it returns the tasks
+    the first copy leased instead of leasing more."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -619,6 +623,7 @@ def dequeue_call(
             int(settings.dead_retention_s * 1000),
             max_tasks if start_now is None else start_now,
             handoff_ms,
+            request_id,
         ],
     )
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import heapq
+import itertools
 import json
 import logging
 import os
@@ -158,6 +159,10 @@ class Worker:
         self._drained = False
         self._started_ms = int(time.time() * 1000)
         self._fetch_now = True
+        self._dequeue_requests: dict[str, str] = {}
+        """Per queue, the id of a dequeue whose reply has not arrived yet: sent again under the
+        same id, it returns the tasks it leased (its receipt) rather than stranding them."""
+        self._request_seq = itertools.count(1)
         self._wake_seq = 0
         """Counts work-arrived events, so one that lands during an exchange is not lost."""
         self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
@@ -391,6 +396,7 @@ class Worker:
                         self.id,
                         start_now=start_now,
                         handoff_ms=self._handoff_ms,
+                        request_id=self._request_id(order[0]),
                     )
                 )
             try:
@@ -427,10 +433,13 @@ class Worker:
                 # The other calls of the batch did run; the failed one's task keeps its lease and
                 # is handed out again when that expires.
                 log.exception("a call to Redis failed; its task returns when its lease expires")
+                self._dequeue_requests.clear()
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(5.0, backoff * 2)
                 continue
             backoff = 0.05
+            if order:
+                self._dequeue_requests.pop(order[0], None)
             replies = replies[len(progress) :]
             confirmed: set[str] = set()
             for jobs, reply in zip(early.values(), replies[: len(early_calls)], strict=True):
@@ -482,14 +491,23 @@ class Worker:
                             self.id,
                             start_now=self._free_slots,
                             handoff_ms=self._handoff_ms,
+                            request_id=self._request_id(q),
                         )
                     )
                 except RediqError:
-                    break
+                    break  # the request id stays: the next try gets what this one leased
+                del self._dequeue_requests[q]
                 got += self._buffer_jobs(q, reply)
             # a full fetch means there is probably more; so does a wake-up that arrived while
             # this round trip was in flight (its task may have been enqueued after our dequeue ran)
             self._fetch_now = want_fetch and (got >= capacity or self._wake_seq != wake_seq)
+
+    def _request_id(self, queue: str) -> str:
+        """The id of the next dequeue from ``queue``: the one whose reply was lost, if any."""
+        request = self._dequeue_requests.get(queue)
+        if request is None:
+            request = self._dequeue_requests[queue] = str(next(self._request_seq))
+        return request
 
     @property
     def _free_slots(self) -> int:

@@ -28,9 +28,9 @@ for i = 4, #ARGV, 3 do
     expire_task(base, id, retention, has_dependents, f[5] ~= false and f[5] ~= '')
     history(base, id, now, 'completed', '')
     table.insert(done, id)
-  else
+  elseif f[1] ~= 'completed' or f[2] ~= attempt then
     table.insert(stale, id)
-  end
+  end -- (completed by this attempt already: a copy of this call sent again after a lost reply)
 end
 if #done > 0 then
   bump_stat(base, 'p', now, #done)

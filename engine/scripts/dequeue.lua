@@ -3,13 +3,18 @@
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
---       9 hand-off registration ms (0 or absent: none)
+--       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt)
 -- Hand-off: a worker that drained the queue with slots to spare registers in KEYS[10] (free
 -- slots less the tasks already in its inbox, a deadline, its lease), and enqueue.lua hands new
 -- tasks straight to its inbox, reserved, saving the wake-up and this round trip. Every dequeue
 -- renews or withdraws the registration, so a dead worker's lapses within ARGV[9] ms.
 -- Tasks beyond the ones starting now are *reserved* (prefetched): leased but not charged an
 -- attempt until start.lua starts them, so a worker that dies never charges tasks it did not run.
+-- Receipts: a request whose reply was lost (a socket timeout while the server was frozen, a
+-- dropped connection) is sent again with the same request id, and the first copy may already
+-- have run. A dequeue that leased tasks leaves a receipt (the request id and the ids, one per
+-- worker and queue, for one lease); a copy that finds its own request id there returns those
+-- tasks again instead of leasing more and leaving the first copy's held by nobody for a lease.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), id2, ...}
 local base, channel = ARGV[1], ARGV[2]
@@ -17,7 +22,34 @@ local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_start = tonumber(ARGV[8] or ARGV[3])
 local handoff_ms = tonumber(ARGV[9] or '0')
+local request = ARGV[10] or ''
+local receipt_key = base .. 'receipt:' .. worker
 local now = now_ms()
+
+if request ~= '' then
+  local receipt = redis.call('GET', receipt_key)
+  if receipt then
+    receipt = cjson.decode(receipt)
+    if receipt[1] == request then -- a copy of a request that already ran: same tasks again
+      local out = {now}
+      for i = 2, #receipt do
+        local id = receipt[i]
+        local f = redis.call('HMGET', task_key(base, id), 'type', 'payload', 'priority', 'max_retry',
+          'timeout', 'attempts', 'meta', 'v', 'reserved', 'state', 'worker', 'lease')
+        -- only what this worker still holds: a lease that ran out is another worker's to recover
+        if f[10] == 'active' and f[11] == worker and (tonumber(f[12]) or 0) > now then
+          table.insert(out, id)
+          for k = 1, 5 do table.insert(out, f[k]) end
+          table.insert(out, f[6] or '0')
+          table.insert(out, f[7] or '')
+          table.insert(out, f[8] or '1')
+          table.insert(out, f[9] == '1' and '1' or '0')
+        end
+      end
+      return out
+    end
+  end
+end
 
 -- read before anything below changes state: a script error (an ACL without LLEN) must not
 -- strand tasks it already leased
@@ -125,6 +157,11 @@ for j = 1, #popped, 2 do
   end
 end
 publish(channel, 'active', leased, now)
+if request ~= '' and #out > 1 then
+  local receipt = {request}
+  for j = 2, #out, 10 do table.insert(receipt, out[j]) end -- the ids: every 10th entry
+  redis.call('SET', receipt_key, cjson.encode(receipt), 'PX', lease_ms)
+end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
 if #popped < 2 * max_n then register_idle(n_start - #leased) else register_idle(0) end
 return out

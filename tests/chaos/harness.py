@@ -3,6 +3,7 @@ pure checkers that turn what happened into one figure line (controls feed them b
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -190,6 +191,22 @@ def task_states(r: redis.Redis, queue: str, ids: Sequence[str]) -> dict[str, dic
         for t, vals in zip(chunk, pipe.execute(), strict=True):
             if vals[0] is not None:
                 out[t] = dict(zip(("state", "enq", "finished", "attempts"), vals, strict=True))
+    return out
+
+
+def lease_expiries(r: redis.Redis, queue: str, ids: Sequence[str]) -> list[str]:
+    """Ids of tasks that waited for a lease to run out at least once (their history says so):
+    held by a worker that died, or leased by a request whose reply nobody received."""
+    out: list[str] = []
+    base = f"rediq:{{{queue}}}:h:"
+    for i in range(0, len(ids), 2000):
+        chunk = ids[i : i + 2000]
+        pipe = r.pipeline(transaction=False)
+        for t in chunk:
+            pipe.lrange(base + t, 0, -1)
+        for t, history in zip(chunk, pipe.execute(), strict=True):
+            if any("expired" in json.loads(entry)[2] for entry in history):
+                out.append(t)
     return out
 
 

@@ -16,7 +16,7 @@ import redis
 from engine.client import Client
 from engine.task import Task
 from tests.chaos.conftest import PoolFactory, ServerFactory
-from tests.chaos.harness import completion_figure, read_ledger, scaled, task_states, wait_for
+from tests.chaos.harness import completion_figure, lease_expiries, read_ledger, scaled, task_states, wait_for
 from tests.engine.invariants import check_invariants
 
 pytestmark = pytest.mark.chaos
@@ -81,6 +81,13 @@ def test_redis_sigstop_10s(server_factory: ServerFactory, pool_factory: PoolFact
     assert done and fig.lost == 0
     assert worst < SPIN_LIMIT, f"a worker spun while Redis was frozen: {shares}"
     assert fig.duplicates == 0  # leases (30 s) outlive the pause, so nobody re-runs a task
+    # a dequeue re-sent after its socket timeout returns what its first copy leased when Redis
+    # resumed (dequeue receipts), so no task waits out a lease held by nobody
+    expired = lease_expiries(r, "chaos", ids)
+    assert expired == [], (
+        pool.logs()[-2000:],
+        [r.lrange(f"rediq:{{chaos}}:h:{t}", 0, -1) for t in expired[:3]],
+    )
     assert check_invariants(r) == []
     client.close()
 
