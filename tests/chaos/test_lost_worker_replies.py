@@ -64,7 +64,8 @@ async def run_through_lost_replies(
                 proxy.set_mode("lose_replies")
                 await asyncio.sleep(0.6)
             proxy.set_mode("pass")
-            await wait_until(lambda: r.zcard("rediq:{lost}:completed") >= n, timeout=60)
+            # twice the run time of the tasks on 8 slots, plus the faults and a lease
+            await wait_until(lambda: r.zcard("rediq:{lost}:completed") >= n, timeout=30 + n * 0.05 / 8 * 2)
         expired = lease_expiries(r, "lost", ids)
         fig = Figure(
             f"worker replies lost 6 x 0.6 s (prefetch {prefetch})",
