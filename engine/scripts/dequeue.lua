@@ -26,6 +26,17 @@ local request = ARGV[10] or ''
 local receipt_key = base .. 'receipt:' .. worker
 local now = now_ms()
 
+-- one task of the reply; f: HMGET of type, payload, priority, max_retry, timeout, attempts,
+-- meta, v (in this order, then whatever the caller needs)
+local function add_entry(out, id, f, attempts, reserved)
+  table.insert(out, id)
+  for k = 1, 5 do table.insert(out, f[k]) end
+  table.insert(out, attempts)
+  table.insert(out, f[7] or '')
+  table.insert(out, f[8] or '1')
+  table.insert(out, reserved)
+end
+
 if request ~= '' then
   local receipt = redis.call('GET', receipt_key)
   if receipt then
@@ -38,12 +49,7 @@ if request ~= '' then
           'timeout', 'attempts', 'meta', 'v', 'reserved', 'state', 'worker', 'lease')
         -- only what this worker still holds: a lease that ran out is another worker's to recover
         if f[10] == 'active' and f[11] == worker and (tonumber(f[12]) or 0) > now then
-          table.insert(out, id)
-          for k = 1, 5 do table.insert(out, f[k]) end
-          table.insert(out, f[6] or '0')
-          table.insert(out, f[7] or '')
-          table.insert(out, f[8] or '1')
-          table.insert(out, f[9] == '1' and '1' or '0')
+          add_entry(out, id, f, f[6] or '0', f[9] == '1' and '1' or '0')
         end
       end
       return out
@@ -148,12 +154,7 @@ for j = 1, #popped, 2 do
     end
     if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
-    table.insert(out, id)
-    for k = 1, 5 do table.insert(out, f[k]) end
-    table.insert(out, attempts)
-    table.insert(out, f[7] or '')
-    table.insert(out, f[8] or '1')
-    table.insert(out, reserved)
+    add_entry(out, id, f, attempts, reserved)
   end
 end
 publish(channel, 'active', leased, now)
