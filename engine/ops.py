@@ -720,6 +720,29 @@ def fail_call(
     )
 
 
+WORKER_FORGOTTEN_MS = 3_600_000
+"""A registered worker that has not beaten for this long is dropped from the registry."""
+
+
+def beat_registry(settings: Settings, worker_id: str, fields: dict[str, Any], ttl_ms: int) -> Op[int]:
+    """Refresh a worker's registry entry, stamped with the Redis clock (as leases are): a
+    worker whose own clock runs an hour ahead must not make every other worker look an hour
+    old and drop it. Returns the server time it stamped."""
+    ks = settings.keyspace
+    now_ms = yield from server_time_ms()
+    flat = [x for kv in {**fields, "heartbeat": now_ms}.items() for x in kv]
+    yield Batch(
+        [
+            cmd("HSET", ks.worker(worker_id), *flat),
+            cmd("PEXPIRE", ks.worker(worker_id), ttl_ms),
+            cmd("ZADD", ks.workers, now_ms, worker_id),
+            # forget workers that have not beaten for an hour (their hashes expired long ago)
+            cmd("ZREMRANGEBYSCORE", ks.workers, "-inf", now_ms - WORKER_FORGOTTEN_MS),
+        ]
+    )
+    return now_ms
+
+
 def extend_call(settings: Settings, queue: str, held: Sequence[tuple[str, int]], lease_ms: int) -> Call:
     qk = settings.keyspace.queue(queue)
     return script_call("extend", [qk.active], [qk.base, lease_ms, *[x for item in held for x in item]])

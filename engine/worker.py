@@ -157,7 +157,8 @@ class Worker:
         self._stopping = False
         self._stop_requested_at = 0.0
         self._drained = False
-        self._started_ms = int(time.time() * 1000)
+        self._started_ms = 0
+        """Redis clock, set when the worker registers."""
         self._fetch_now = True
         self._dequeue_requests: dict[str, str] = {}
         """Per queue, the id of a dequeue whose reply has not arrived yet: sent again under the
@@ -288,25 +289,12 @@ class Worker:
         }
 
     async def _register(self) -> None:
+        self._started_ms = await self.backend.run(ops.server_time_ms())
         await self._heartbeat_registry()
 
     async def _heartbeat_registry(self) -> None:
-        ks = self.settings.keyspace
-        now_ms = int(time.time() * 1000)
         ttl_ms = int(max(self._heartbeat_s * 3, 10) * 1000)
-        fields = {**self._registry_fields(), "heartbeat": now_ms}
-        flat = [x for kv in fields.items() for x in kv]
-        await self.backend.execute(
-            Batch(
-                [
-                    cmd("HSET", ks.worker(self.id), *flat),
-                    cmd("PEXPIRE", ks.worker(self.id), ttl_ms),
-                    cmd("ZADD", ks.workers, now_ms, self.id),
-                    # forget workers that have not beaten for an hour (their hashes expired long ago)
-                    cmd("ZREMRANGEBYSCORE", ks.workers, "-inf", now_ms - 3_600_000),
-                ]
-            )
-        )
+        await self.backend.run(ops.beat_registry(self.settings, self.id, self._registry_fields(), ttl_ms))
 
     async def _deregister(self) -> None:
         ks = self.settings.keyspace

@@ -154,6 +154,40 @@ async def test_worker_registers_itself_and_deregisters_on_exit(redis_url: str) -
     assert client.call(inspect.workers) == []
 
 
+class _ClockTwoHoursAhead:
+    """``engine.worker``'s view of the ``time`` module, with the wall clock two hours fast."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def time(self) -> float:
+        return time.time() + 7200
+
+
+async def test_a_worker_with_a_clock_ahead_does_not_drop_the_others(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.worker
+
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    seconds, micros = raw.time()
+    server_ms = seconds * 1000 + micros // 1000
+    # an honest worker, registered a minute ago by the server clock
+    raw.hset("rediq:worker:honest", mapping={"host": "h", "heartbeat": server_ms - 60_000})
+    raw.zadd("rediq:workers", {"honest": server_ms - 60_000})
+    monkeypatch.setattr(engine.worker, "time", _ClockTwoHoursAhead())
+    async with running_worker(Registry(), redis_url, ["skew"], heartbeat_s=0.1) as worker:
+        await asyncio.sleep(0.35)  # a few registry beats
+        score = raw.zscore("rediq:workers", worker.id)
+        assert score is not None and abs(score - server_ms) < 30_000  # the Redis clock, not +2 h
+        assert raw.zscore("rediq:workers", "honest") == server_ms - 60_000
+        client = Client(redis_url)
+        (skewed,) = [w for w in client.call(inspect.workers) if w.id == worker.id]
+        client.close()
+        assert abs(skewed.heartbeat_ms - server_ms) < 30_000 and abs(skewed.started_ms - server_ms) < 30_000
+    raw.close()
+
+
 async def test_sigterm_drain_finishes_short_tasks_and_hands_back_long_ones(redis_url: str) -> None:
     registry = Registry()
 
