@@ -160,6 +160,9 @@ class Worker:
         self._started_ms = 0
         """Redis clock, set when the worker registers."""
         self._fetch_now = True
+        self._promised_slots = 0
+        """Free slots an exchange in flight will fill (tasks it starts): a hand-off arriving
+        meanwhile must not take them, or the worker would run more than ``concurrency``."""
         self._dequeue_requests: dict[str, str] = {}
         """Per queue, the id of a dequeue whose reply has not arrived yet: sent again under the
         same id, it returns the tasks it leased (its receipt) rather than stranding them."""
@@ -387,8 +390,13 @@ class Worker:
                         request_id=self._request_id(order[0]),
                     )
                 )
+            self._promised_slots = sum(len(jobs) for jobs in starting.values()) + (start_now if order else 0)
             try:
-                replies = await self.backend.execute(Batch(calls))
+                try:
+                    replies = await self.backend.execute(Batch(calls))
+                finally:
+                    # the tasks the reply starts are launched below before anything else runs
+                    self._promised_slots = 0
             except RediqError as exc:
                 # keep the outcomes: they are sent again once Redis is back (acks are idempotent
                 # per attempt, and a lost lease makes them 'stale', never double-completed)
@@ -469,6 +477,7 @@ class Worker:
             for q in order[1:]:
                 if got >= capacity:
                     break
+                self._promised_slots = self._free_slots
                 try:
                     reply = await self.backend.execute(
                         ops.dequeue_call(
@@ -477,13 +486,15 @@ class Worker:
                             capacity - got,
                             lease_ms,
                             self.id,
-                            start_now=self._free_slots,
+                            start_now=self._promised_slots,
                             handoff_ms=self._handoff_ms,
                             request_id=self._request_id(q),
                         )
                     )
                 except RediqError:
                     break  # the request id stays: the next try gets what this one leased
+                finally:
+                    self._promised_slots = 0
                 del self._dequeue_requests[q]
                 got += self._buffer_jobs(q, reply)
             # a full fetch means there is probably more; so does a wake-up that arrived while
@@ -575,7 +586,7 @@ class Worker:
 
     def _take_handoff(self, job: Job) -> None:
         self.handed_off += 1
-        if self._stopping or self._free_slots <= 0:
+        if self._stopping or self._free_slots - self._promised_slots <= 0:
             self._reserve([job])  # started (or released) by the exchange loop like any prefetch
             self._wake.set()
             return

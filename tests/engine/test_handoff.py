@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from engine import admin, ops
+from engine.backend import Batch
 from engine.client import Client
 from engine.registry import Registry
 from engine.task import Task
@@ -61,6 +62,47 @@ async def test_an_idle_worker_is_handed_new_tasks_and_never_exceeds_its_slots(
     for r in results:
         info = client.get_task(r.id)
         assert info is not None and info.attempts == 1 and info.result == 1
+
+
+async def test_a_hand_off_during_an_exchange_does_not_take_a_slot_that_exchange_fills(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """The exchange that carries A's start mark also dequeues for the one slot left; a hand-off
+    (B) that arrives while that round trip is in flight must not take that slot too, or the
+    dequeued task (C) would make three tasks run on two slots."""
+    registry = Registry()
+    running, most = 0, 0
+
+    @registry.task("slow", queue="h")
+    async def slow(ctx: Any, payload: Any) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.3)
+        running -= 1
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=2) as worker:
+        await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        real_execute = worker.backend.execute
+        armed = True
+
+        async def execute(request: Any) -> Any:
+            nonlocal armed
+            calls = request.calls if isinstance(request, Batch) else [request]
+            if armed and any(c.script == "dequeue" for c in calls) and worker.handed_off == 1:
+                armed = False
+                b = client.enqueue("slow", "B", queue="h")  # the registration's last free slot
+                c = client.enqueue("slow", "C", queue="h")  # none left: pending, for this dequeue
+                assert (b.state, c.state) == ("active", "pending")
+                await wait_until(lambda: worker.handed_off == 2)  # B arrived mid-exchange
+            return await real_execute(request)
+
+        worker.backend.execute = execute  # type: ignore[method-assign]
+        a = client.enqueue("slow", "A", queue="h")
+        assert a.state == "active"
+        await wait_until(lambda: not armed)
+        await wait_until(lambda: raw.zcard("rediq:{h}:completed") == 3)
+    assert most == 2
 
 
 def test_enqueue_hands_off_only_as_many_as_the_free_slots_less_the_inbox(
