@@ -264,6 +264,24 @@ def resolve_call(settings: Settings, queue: str, task_id: str, dep_ref: str, out
     )
 
 
+def trim_finished_indexes(settings: Settings, queue: str) -> Op[int]:
+    """Drop ids whose retention is over from the completed, cancelled, dead and quarantined
+    indexes (their hashes have expired). The scripts that add to an index trim it too, so this
+    matters only for a queue with no traffic. Returns how many ids went."""
+    qk = settings.keyspace.queue(queue)
+    now_ms = yield from server_time_ms()
+    kept_for = (
+        (qk.completed, settings.retention_s),
+        (qk.cancelled, settings.retention_s),
+        (qk.dead, settings.dead_retention_s),
+        (qk.quarantine, settings.quarantine_s),
+    )
+    removed = yield Batch(
+        [cmd("ZREMRANGEBYSCORE", key, "-inf", now_ms - int(seconds * 1000)) for key, seconds in kept_for]
+    )
+    return sum(int(n) for n in removed)
+
+
 def flush_outbox(
     settings: Settings,
     queue: str,

@@ -843,6 +843,7 @@ class Worker:
                             self.settings, q, older_than_ms=int(self.options.maintenance_s * 1000)
                         )
                     )
+                    await self.backend.run(ops.trim_finished_indexes(self.settings, q))
                 await scheduler.tick(self.backend, self.settings, self.registry)
             except RediqError as exc:
                 log.warning("maintenance deferred: %s", exc)

@@ -11,9 +11,10 @@ import pytest
 import redis
 from pydantic import BaseModel
 
-from engine import inspect
+from engine import inspect, ops
 from engine.client import Client
 from engine.errors import Permanent, Retryable
+from engine.ops import Settings
 from engine.registry import Registry
 from engine.retry import Fixed
 from engine.task import TaskState
@@ -315,3 +316,49 @@ async def test_a_heartbeat_answer_about_the_reserved_attempt_does_not_stop_the_s
     assert info is not None and info.state == TaskState.COMPLETED and info.attempts == 1
     assert runs == [("first", 1), ("second", 1)]
     assert client.get_task(first.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
+
+
+async def test_maintenance_trims_finished_indexes_of_a_queue_with_no_traffic(redis_url: str) -> None:
+    """The scripts that finish a task trim its index; with no later task, the worker's
+    maintenance pass drops the ids whose hashes have expired."""
+    settings = Settings(retention_s=0.3, dead_retention_s=0.3)
+    registry = Registry()
+
+    @registry.task("ok", queue="quiet")
+    async def ok(ctx: TaskContext, payload: Any) -> None:
+        return None
+
+    @registry.task("bad", queue="quiet", max_retry=0)
+    async def bad(ctx: TaskContext, payload: Any) -> None:
+        raise Permanent("no")
+
+    client = Client(redis_url, settings=settings)
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    async with running_worker(registry, redis_url, ["quiet"], settings=settings, maintenance_s=0.2):
+        done, dead = client.enqueue("ok", None, queue="quiet"), client.enqueue("bad", None, queue="quiet")
+        await wait_until(lambda: final(client, done.id) and final(client, dead.id))
+        assert raw.zcard("rediq:{quiet}:completed") == 1 and raw.zcard("rediq:{quiet}:dead") == 1
+        # nothing else finishes on this queue; the hashes expire, then the index entries go
+        await wait_until(
+            lambda: not raw.exists(f"rediq:{{quiet}}:t:{done.id}", f"rediq:{{quiet}}:t:{dead.id}")
+        )
+        await wait_until(lambda: raw.zcard("rediq:{quiet}:completed") + raw.zcard("rediq:{quiet}:dead") == 0)
+    client.close()
+    raw.close()
+
+
+def test_trimming_keeps_what_is_within_retention(redis_url: str) -> None:
+    settings = Settings(retention_s=60, dead_retention_s=0.1)
+    client = Client(redis_url, settings=settings)
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    seconds, micros = raw.time()
+    now_ms = seconds * 1000 + micros // 1000
+    raw.zadd("rediq:{quiet}:completed", {"recent": now_ms - 1000, "old": now_ms - 120_000})
+    raw.zadd("rediq:{quiet}:dead", {"gone": now_ms - 1000})
+    raw.zadd("rediq:{quiet}:quarantined", {"kept": now_ms - 86_400_000})  # quarantine lasts 7 days
+    assert client.call(ops.trim_finished_indexes, "quiet") == 2
+    assert raw.zrange("rediq:{quiet}:completed", 0, -1) == ["recent"]
+    assert raw.zcard("rediq:{quiet}:dead") == 0 and raw.zcard("rediq:{quiet}:quarantined") == 1
+    raw.delete("rediq:{quiet}:completed", "rediq:{quiet}:quarantined")
+    client.close()
+    raw.close()
