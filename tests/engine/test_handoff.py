@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -35,9 +36,9 @@ def register_idle(
     )
 
 
-async def test_an_idle_worker_is_handed_new_tasks_and_never_exceeds_its_slots(
-    redis_url: str, client: Client, raw: redis.Redis
-) -> None:
+def slow_tasks_counted(seconds: float) -> tuple[Registry, Callable[[], int]]:
+    """A registry whose task type "slow" (queue "h") takes ``seconds`` and returns its attempt,
+    and a function giving the most that ran at once."""
     registry = Registry()
     running, most = 0, 0
 
@@ -46,10 +47,17 @@ async def test_an_idle_worker_is_handed_new_tasks_and_never_exceeds_its_slots(
         nonlocal running, most
         running += 1
         most = max(most, running)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(seconds)
         running -= 1
         return int(ctx.attempt)
 
+    return registry, lambda: most
+
+
+async def test_an_idle_worker_is_handed_new_tasks_and_never_exceeds_its_slots(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry, peak = slow_tasks_counted(0.2)
     async with running_worker(registry, redis_url, ["h"], concurrency=2) as worker:
         await wait_until(lambda: raw.hexists(IDLE, worker.id))
         assert raw.hget(IDLE, worker.id).startswith("2:")  # type: ignore[union-attr]
@@ -58,7 +66,7 @@ async def test_an_idle_worker_is_handed_new_tasks_and_never_exceeds_its_slots(
         assert [r.state for r in results[:2]] == ["active", "active"]
         await wait_until(lambda: all(client.get_task(r.id).state == "completed" for r in results))  # type: ignore[union-attr]
         assert worker.handed_off >= 2
-    assert most == 2
+    assert peak() == 2
     for r in results:
         info = client.get_task(r.id)
         assert info is not None and info.attempts == 1 and info.result == 1
@@ -70,17 +78,7 @@ async def test_a_hand_off_during_an_exchange_does_not_take_a_slot_that_exchange_
     """The exchange that carries A's start mark also dequeues for the one slot left; a hand-off
     (B) that arrives while that round trip is in flight must not take that slot too, or the
     dequeued task (C) would make three tasks run on two slots."""
-    registry = Registry()
-    running, most = 0, 0
-
-    @registry.task("slow", queue="h")
-    async def slow(ctx: Any, payload: Any) -> None:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        await asyncio.sleep(0.3)
-        running -= 1
-
+    registry, peak = slow_tasks_counted(0.3)
     async with running_worker(registry, redis_url, ["h"], concurrency=2) as worker:
         await wait_until(lambda: raw.hexists(IDLE, worker.id))
         real_execute = worker.backend.execute
@@ -102,7 +100,7 @@ async def test_a_hand_off_during_an_exchange_does_not_take_a_slot_that_exchange_
         assert a.state == "active"
         await wait_until(lambda: not armed)
         await wait_until(lambda: raw.zcard("rediq:{h}:completed") == 3)
-    assert most == 2
+    assert peak() == 2
 
 
 def test_enqueue_hands_off_only_as_many_as_the_free_slots_less_the_inbox(
