@@ -630,6 +630,7 @@ def dequeue_call(
             qk.dep_outbox,
             qk.failures,
             qk.idle,
+            qk.receipt(worker_id),
         ],
         [
             qk.base,

@@ -1,6 +1,7 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
---       9 failures (fingerprint groups), 10 idle (hand-off registrations)
+--       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
+--       receipt (see below)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt)
@@ -23,7 +24,7 @@ local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_start = tonumber(ARGV[8] or ARGV[3])
 local handoff_ms = tonumber(ARGV[9] or '0')
 local request = ARGV[10] or ''
-local receipt_key = base .. 'receipt:' .. worker
+local receipt_key = KEYS[11]
 local now = now_ms()
 
 -- one task of the reply; f: HMGET of type, payload, priority, max_retry, timeout, attempts,
