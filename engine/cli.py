@@ -560,6 +560,7 @@ def task_why(state: CliState, task_id: str, as_json: bool) -> None:
                 "state": str(explanation.state),
                 "blocked": explanation.blocked,
                 "reasons": list(explanation.reasons),
+                "causes": [{"reason": str(c.reason), "text": c.text} for c in explanation.causes],
                 "position": explanation.position,
             }
         )

@@ -272,6 +272,7 @@ def test_task_why_names_the_blocking_reason(redis_url: str, client: Client) -> N
     assert shown["position"] == 1
     assert any("paused" in r for r in shown["reasons"])
     assert any("no live worker" in r for r in shown["reasons"])
+    assert [c["reason"] for c in shown["causes"]] == ["paused", "no_worker", "position"]
     text = invoke(redis_url, "task", "why", first.id)
     assert text.stdout.startswith(f"task {first.id} in mail: pending")
     assert "  - queue 'mail' is paused" in text.stdout
