@@ -82,7 +82,7 @@ class QueueKeys:
         return self.base + "seq"
 
     def stat(self, kind: str, minute: int) -> str:
-        """Per-minute counter (``p`` processed, ``f`` failed), expiring after a day."""
+        """Per-minute counter (``p`` processed, ``f`` failed, ``e`` enqueued), expiring after a day."""
         return f"{self.base}stats:{kind}:{minute}"
 
     @property

@@ -367,3 +367,11 @@ def test_why_next_up_does_not_depend_on_the_queue_name(client: Client, queue: st
     e = client.call(explain.why, r.id)
     assert not e.blocked
     assert e.reasons == ("next up", f"position 1 of 1 in {queue!r}")
+
+
+def test_enqueues_are_counted_per_minute_for_the_forecast(client: Client) -> None:
+    client.enqueue_many([Task(type="t", queue="inflow") for _ in range(3)])
+    client.enqueue("t", None, queue="inflow", delay=60)
+    summary = client.call(inspect.queue, "inflow")
+    assert summary is not None and summary.arrivals[-1] == 4
+    assert sum(summary.arrivals) == 4 and len(summary.arrivals) == len(summary.throughput)

@@ -305,7 +305,10 @@ async def test_queues_forecast_column_and_selected_queue_runtimes(redis_url: str
         await next_poll(pilot, app)
         await wait_for(pilot, lambda: view.forecast is not None and view.forecast.queue == "payment")
         line = plain(view.query_one("#queues-detail", Static))
-        assert line == "payment · 4 pending · 0.0/min · not draining · order:payment p50 1.10s p95 2.00s"
+        assert (
+            line
+            == "payment · 4 pending · 0.0/min out, 0.0 in · not draining · order:payment p50 1.10s p95 2.00s"
+        )
         await pilot.press("k")
         assert plain(view.query_one("#queues-detail", Static)).startswith("mail · 1 pending")
 
