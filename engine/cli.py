@@ -752,8 +752,9 @@ def dash(state: CliState, interval: int, read_only: bool, no_mouse: bool) -> Non
         has_console = False
     if not has_console:
         raise ConsoleMissing("the console package rediq_tui is not installed")
+    # the URL (it may hold a password) goes in the environment: argv is readable by every local user
     env = {**os.environ, "REDIS_URL": url, "REDIQ_PREFIX": state.config().rediq_prefix}
-    args = [sys.executable, "-m", "rediq_tui", "--redis-url", url, "--interval", str(interval)]
+    args = [sys.executable, "-m", "rediq_tui", "--interval", str(interval)]
     args += ["--read-only"] if read_only else []
     args += ["--no-mouse"] if no_mouse else []
     sys.stdout.flush()

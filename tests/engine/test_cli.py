@@ -673,3 +673,20 @@ def test_parse_weights() -> None:
 
     assert parse_weights("payment=3, reports=1") == {"payment": 3, "reports": 1}
     assert parse_weights(None) is None
+
+
+def test_dash_passes_the_url_in_the_environment_not_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "redis://:hunter2@127.0.0.1:6390/0"
+    seen: dict[str, Any] = {}
+
+    def fake_exec(file: str, args: list[str], env: dict[str, str]) -> None:
+        seen.update(file=file, args=args, env=env)
+
+    monkeypatch.setattr(os, "execvpe", fake_exec)
+    result = CliRunner().invoke(cli, ["--redis-url", url, "dash", "--read-only"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen["args"][1:3] == ["-m", "rediq_tui"] and "--read-only" in seen["args"]
+    assert not any("hunter2" in a or "redis://" in a for a in seen["args"])
+    assert seen["env"]["REDIS_URL"] == url

@@ -168,3 +168,22 @@ def test_config_show_table_fits_80_columns_and_does_not_start_a_server(
     assert all(len(line) <= 80 for line in table)
     assert "redis_url" in result.output and "env" in result.output
     assert not (isolated / "data" / "valkey.pid").exists()
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_config_show_masks_the_sentinel_password(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    url = "redis+sentinel://:pw1@s1:26379,s2:26379/mymaster/0?sentinel_password=hunter2&sentinel_username=u"
+    monkeypatch.setenv("REDIS_URL", url)
+    result = CliRunner().invoke(
+        cli, ["config", "show", *(["--json"] if as_json else [])], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output and "pw1" not in result.output
+    if as_json:
+        shown = json.loads(result.output)["settings"]["redis_url"]["value"]
+        assert (
+            shown
+            == "redis+sentinel://:***@s1:26379,s2:26379/mymaster/0?sentinel_password=***&sentinel_username=u"
+        )
