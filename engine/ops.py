@@ -13,9 +13,16 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
-from engine.errors import ConnectionFailed, InvalidTask, PayloadError, PayloadTooLarge, TaskNotFound
+from engine.errors import (
+    ConnectionFailed,
+    InvalidConfig,
+    InvalidTask,
+    PayloadError,
+    PayloadTooLarge,
+    TaskNotFound,
+)
 from engine.fingerprint import normalise_error
-from engine.keys import Keyspace, QueueKeys
+from engine.keys import Keyspace, QueueKeys, validate_prefix
 from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
 
 T = TypeVar("T")
@@ -43,6 +50,12 @@ class Settings:
     """Publish state-transition events (the console listens to them)."""
     quarantine_s: float = 7 * 86400.0
     """How long deleted tasks stay restorable in quarantine."""
+
+    def __post_init__(self) -> None:
+        try:
+            validate_prefix(self.prefix)
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from None
 
     @property
     def keyspace(self) -> Keyspace:

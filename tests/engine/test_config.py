@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.config import InvalidConfig, RediqConfig, config_file_path, config_sources, load_config
+from engine.ops import Settings
 
 CONFIG_ENV_NAMES = [name.upper() for name in RediqConfig.model_fields]
 
@@ -187,3 +188,16 @@ def test_config_show_masks_the_sentinel_password(
             shown
             == "redis+sentinel://:***@s1:26379,s2:26379/mymaster/0?sentinel_password=***&sentinel_username=u"
         )
+
+
+@pytest.mark.parametrize("prefix", ["app{x}", "{app}", "a}b", "two words"])
+def test_prefix_with_hash_tag_braces_or_spaces_is_refused(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("REDIQ_PREFIX", prefix)
+    with pytest.raises(InvalidConfig) as err:
+        load_config()
+    assert str(err.value).startswith("E011: invalid setting rediq_prefix=")
+    assert "\n" not in str(err.value) and "braces would put every queue in one Cluster slot" in str(err.value)
+    with pytest.raises(InvalidConfig, match="one Cluster slot"):
+        Settings(prefix=prefix)
