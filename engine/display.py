@@ -60,6 +60,8 @@ def cap(text: str, limit: int, hidden: int = 0) -> str:
         note = f"{ELLIPSIS}(+{len(text) - keep + hidden:,} chars)"
         if keep + len(note) <= limit:
             return text[:keep] + note
+        if len(note) >= limit:  # a count too long to fit at all
+            return text[: limit - 1] + ELLIPSIS
         keep = max(1, limit - len(note))
 
 
