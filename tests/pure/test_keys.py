@@ -72,7 +72,7 @@ def test_invalid_queue_names(name: str) -> None:
         validate_queue_name(name)
 
 
-@pytest.mark.parametrize("prefix", ["rediq", "app:v2", "x"])
+@pytest.mark.parametrize("prefix", ["rediq", "app:v2", "x", "XX-app"])
 def test_valid_prefixes(prefix: str) -> None:
     assert validate_prefix(prefix) == prefix
 
