@@ -28,6 +28,7 @@ from engine import admin, doctor, embedded, explain, inspect
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
+from engine.display import SafeFormatter
 from engine.errors import ConsoleMissing, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
 
@@ -900,11 +901,10 @@ def worker_run(
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds)."""
     parent = ctx.find_object(CliState) or CliState()
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # log lines carry Redis data (task ids, types, errors): shown with every control visible
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), handlers=[handler])
     config = load_config(
         redis_url=worker_redis_url or parent.redis_url,
         rediq_prefix=worker_prefix or parent.prefix,

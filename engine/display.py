@@ -12,6 +12,7 @@ terminal and two different names never look alike (``lnk\\x1b[0m`` reads ``lnkâ
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -83,4 +84,12 @@ def visible(value: Any, limit: int = DEFAULT_LIMIT, *, multiline: bool = False) 
     return cap(text, limit, hidden)
 
 
-__all__ = ["DEFAULT_LIMIT", "ELLIPSIS", "cap", "to_str", "visible"]
+class SafeFormatter(logging.Formatter):
+    """A log formatter whose lines show Redis data (task ids, types, errors, queue names) the
+    way the CLI does: every control visible, tracebacks keeping their newlines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), 0, multiline=True)
+
+
+__all__ = ["DEFAULT_LIMIT", "ELLIPSIS", "SafeFormatter", "cap", "to_str", "visible"]

@@ -115,3 +115,22 @@ def test_cap_edges() -> None:
     assert visible("x" * 30, 24) == "x" * 12 + "…(+18 chars)"
     # a count that cannot fit beside any text still ends (it used to loop for ever)
     assert cap("x" * 30, 24, hidden=10**30) == "x" * 23 + "…"
+
+
+def test_log_lines_show_controls_and_keep_traceback_lines() -> None:
+    import logging
+
+    from engine.display import SafeFormatter
+
+    record = logging.LogRecord(
+        "rediq.worker", logging.WARNING, "f.py", 1, "task %s: %s", ("t\x1b]0;x\x07", "boom"), None
+    )
+    try:
+        raise ValueError("bad\u202eevil")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    line = SafeFormatter("%(levelname)s %(message)s").format(record)
+    assert line.startswith("WARNING task t␛]0;x␇: boom\nTraceback (most recent call last):\n")
+    assert line.endswith("ValueError: bad⟨U+202E⟩evil")
