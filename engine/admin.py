@@ -80,7 +80,7 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
     return changed
 
 
-def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
     moved = yield from ops.requeue(settings, queue, ids, "requeued by operator")
     yield from audit(settings, "requeue", queue, len(moved), ",".join(ids[:20]))
     return moved
@@ -100,7 +100,7 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
     return moved
 
 
-def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
     restored = yield from ops.restore(settings, queue, ids)
     yield from audit(settings, "restore", queue, len(restored), ",".join(ids[:20]))
     return restored

@@ -415,22 +415,34 @@ def queue_restore(
     require_queue(state, name)
     client = state.client()
     restored = 0
+    refused: dict[str, str] = {}
     if restore_all:
-        while True:
-            page = client.call(inspect.page, name, TaskState.QUARANTINED, 0, admin.CHUNK)
+        while True:  # refused tasks stay quarantined: page past them
+            page = client.call(inspect.page, name, TaskState.QUARANTINED, len(refused), admin.CHUNK)
             ids = [t.id for t in page.tasks]
             if not ids:
                 break
             done = client.call(admin.restore, name, ids)
             restored += len(done)
-            if not done:
+            refused.update(done.refused)
+            if not done and not done.refused:
                 break
     else:
-        restored = len(client.call(admin.restore, name, list(task_ids)))
+        done = client.call(admin.restore, name, list(task_ids))
+        restored, refused = len(done), done.refused
     if as_json:
-        emit_json({"queue": name, "restored": restored})
+        emit_json({"queue": name, "restored": restored, "refused": refused})
     else:
-        click.echo(f"restored {restored} task(s) of queue {name}")
+        click.echo(f"restored {restored} task(s) of queue {name}" + refusal_line(refused))
+
+
+def refusal_line(refused: dict[str, str]) -> str:
+    """'; refused 2: ID (reason), ...' on the same line, or '' when nothing was refused."""
+    if not refused:
+        return ""
+    shown = ", ".join(f"{i} ({why})" for i, why in list(refused.items())[:3])
+    more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+    return f"; refused {len(refused)}: {shown}{more}"
 
 
 # ------------------------------------------------------------------------------ worker
@@ -596,6 +608,11 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
     """Put a dead, retrying, scheduled, waiting or finished task back to pending now."""
     info = require_task(state, task_id)
     moved = state.client().call(admin.requeue, info.queue, [task_id])
+    if task_id in moved.refused:
+        raise InvalidTask(
+            f"task {task_id} was not requeued: {moved.refused[task_id]}",
+            fix="Cancel or finish the task holding the key first, then retry this one",
+        )
     if not moved:
         raise InvalidTask(
             f"task {task_id} is {info.state}; it cannot be retried now",
