@@ -219,3 +219,13 @@ def set_cron_paused(settings: Settings, name: str, paused: bool) -> Op[bool]:
     changed = yield from scheduler.set_paused(settings, name, paused)
     yield from audit(settings, "cron_pause" if paused else "cron_resume", "", int(changed), name)
     return changed
+
+
+def remove_cron(settings: Settings, name: str) -> Op[bool]:
+    """Delete a cron entry and its state. A scheduler whose code still declares it stores it
+    again on its next pass: remove the entry from the code first (or it is orphaned anyway)."""
+    from engine import scheduler
+
+    removed = yield from scheduler.unregister(settings, name)
+    yield from audit(settings, "cron_remove", "", int(removed), name)
+    return removed

@@ -28,7 +28,7 @@ from engine import admin, doctor, embedded, explain, inspect
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
-from engine.errors import ConsoleMissing, InvalidTask, RediqError, WorkerUnavailable
+from engine.errors import ConsoleMissing, InvalidCron, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
 
 TABLE_WIDTH = 80
@@ -622,6 +622,80 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
         emit_json({"id": task_id, "queue": info.queue, "previous_state": str(info.state), "state": "pending"})
     else:
         click.echo(f"task {task_id} requeued (was {info.state})")
+
+
+# ------------------------------------------------------------------------------ cron
+
+
+@cli.group()
+def cron() -> None:
+    """List, pause, resume or remove cron entries (declared in code with ``registry.cron``)."""
+
+
+@cron.command("list")
+@json_option
+@pass_state
+def cron_list(state: CliState, as_json: bool) -> None:
+    """Cron entries, their next fire, last run and status (paused, orphaned)."""
+    entries = state.client().call(inspect.cron_entries)
+    if as_json:
+        click.echo(inspect.dump_json(entries))
+        return
+    if not entries:
+        click.echo("no cron entries")
+        return
+    rows = [
+        [
+            e.name,
+            e.expression + ("" if e.timezone == "UTC" else f" {e.timezone}"),
+            e.task_type,
+            fmt_ms(e.next_fire_ms),
+            f"{e.last_state or '-'}",
+            "orphaned" if e.orphaned else "paused" if e.paused else "active",
+        ]
+        for e in entries
+    ]
+    click.echo(render_table(["NAME", "SCHEDULE", "TYPE", "NEXT", "LAST", "STATUS"], rows))
+    if any(e.orphaned for e in entries):
+        click.echo(
+            "orphaned: declared by no live worker for longer than its interval; `rediq cron remove NAME`"
+        )
+
+
+def _cron_name(state: CliState, name: str) -> None:
+    names = [e.name for e in state.client().call(inspect.cron_entries)]
+    if name not in names:
+        raise InvalidCron(f"no cron entry named {name!r}", fix="List entries with `rediq cron list`")
+
+
+@cron.command("pause")
+@click.argument("name")
+@pass_state
+def cron_pause(state: CliState, name: str) -> None:
+    """Stop NAME firing until resumed."""
+    _cron_name(state, name)
+    state.client().call(admin.set_cron_paused, name, True)
+    click.echo(f"cron entry {name} paused")
+
+
+@cron.command("resume")
+@click.argument("name")
+@pass_state
+def cron_resume(state: CliState, name: str) -> None:
+    """Let a paused NAME fire again (from its next tick; missed ticks are not fired)."""
+    _cron_name(state, name)
+    state.client().call(admin.set_cron_paused, name, False)
+    click.echo(f"cron entry {name} resumed")
+
+
+@cron.command("remove")
+@click.argument("name")
+@pass_state
+def cron_remove(state: CliState, name: str) -> None:
+    """Delete NAME (a worker whose code still declares it stores it again)."""
+    _cron_name(state, name)
+    state.client().call(admin.remove_cron, name)
+    click.echo(f"cron entry {name} removed")
 
 
 # ------------------------------------------------------------------------------ dead
