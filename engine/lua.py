@@ -30,6 +30,8 @@ SCRIPT_NAMES = (
     "quarantine",
     "restore",
     "start",
+    "doctor_place",
+    "doctor_fix",
 )
 
 

@@ -36,11 +36,14 @@ if outcome == 'completed' then
   end
   return 'released'
 end
+-- a failure of a dependency this task no longer waits for (told twice, or requeued) is a no-op
+if redis.call('SISMEMBER', deps_key, ref) == 0 then return 'noop' end
 local reason = 'dependency ' .. ref .. ' ' .. outcome
 if f[3] == 'cancel' or f[3] == 'hold' then policy = f[3] end
 if policy == 'hold' then
-  if redis.call('HGET', tk, 'reason') == reason then return 'noop' end
-  redis.call('HSET', tk, 'reason', reason .. '; requeue it to continue')
+  local held = reason .. '; requeue it to continue'
+  if redis.call('HGET', tk, 'reason') == held then return 'noop' end
+  redis.call('HSET', tk, 'reason', held)
   history(base, id, now, 'waiting', reason)
   return 'held'
 end
