@@ -4,6 +4,7 @@ entry no scheduler declares any more is orphaned and stops firing; ``rediq cron`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine import inspect, scheduler
+from engine.backend import Call
 from engine.cli import cli
 from engine.client import Client
 from engine.errors import InvalidCron
@@ -111,3 +113,16 @@ def test_cron_list_pause_resume_remove(redis_url: str, client: Client, entries: 
     assert "cli-report" not in run("list")
     unknown = CliRunner().invoke(cli, ["--redis-url", redis_url, "cron", "pause", "cli-report"])
     assert unknown.exit_code != 0 and "rediq cron list" in str(unknown.exception)
+
+
+def test_a_stored_entry_that_never_fires_is_skipped_and_the_others_still_work(
+    client: Client, entries: list[str]
+) -> None:
+    """An entry written by an older version (or by hand) with '0 0 31 2 *' used to raise in
+    every scheduler pass, which ended the worker's maintenance loop: no cron, no outbox replay."""
+    entries += ["never", "hourly-ok"]
+    never = {"name": "never", "expression": "0 0 31 2 *", "task_type": "t", "queue": "cron-x"}
+    client.backend.execute(Call(command=("HSET", client.settings.keyspace.cron, "never", json.dumps(never))))
+    ok = CronDef("hourly-ok", "0 * * * *", "t", queue="cron-x")
+    assert client.run(scheduler.tick_op(client.settings, [ok], {})) == []  # first sight of ok
+    assert [e.name for e in client.call(inspect.cron_entries) if e.name in entries] == ["hourly-ok"]
