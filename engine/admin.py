@@ -155,17 +155,21 @@ def requeue_all(
     queue: str,
     state: TaskState | str = TaskState.DEAD,
     where: Callable[[TaskInfo], bool] | None = None,
+    refused: dict[str, str] | None = None,
 ) -> Op[int]:
-    """Requeue every task of a state (default dead), optionally only those ``where`` accepts."""
+    """Requeue every task of a state (default dead), optionally only those ``where`` accepts.
+    Tasks refused (another live task holds their unique key) stay, with the reason put in
+    ``refused`` when given."""
     yield from _known(settings, queue)
     key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
-    moved = yield from _chunks(
-        settings,
-        key,
-        queue,
-        where,
-        lambda ids: ops.requeue(settings, queue, ids, "requeued by operator (bulk)"),
-    )
+
+    def act(ids: Sequence[str]) -> Op[Sequence[str]]:
+        moved = yield from ops.requeue(settings, queue, ids, "requeued by operator (bulk)")
+        if refused is not None:
+            refused.update(moved.refused)
+        return moved
+
+    moved = yield from _chunks(settings, key, queue, where, act)
     yield from audit(settings, "requeue_all", queue, moved, f"state={state}" + (" filtered" if where else ""))
     return moved
 

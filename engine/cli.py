@@ -748,11 +748,12 @@ def dead_requeue(
         return cutoff_ms is None or (t.finished_at_ms or t.enqueued_at_ms) >= cutoff_ms
 
     where = None if requeue_all else chosen
-    count = state.client().call(admin.requeue_all, name, TaskState.DEAD, where)
+    refused: dict[str, str] = {}
+    count = state.client().call(admin.requeue_all, name, TaskState.DEAD, where, refused)
     if as_json:
-        emit_json({"queue": name, "requeued": count})
+        emit_json({"queue": name, "requeued": count, "refused": refused})
     else:
-        click.echo(f"requeued {count} dead task(s) of queue {name}")
+        click.echo(f"requeued {count} dead task(s) of queue {name}" + refusal_line(refused))
 
 
 # ------------------------------------------------------------------------------ doctor, audit

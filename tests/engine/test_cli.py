@@ -316,6 +316,7 @@ async def test_dead_requeue_by_type_since_and_all(redis_url: str, client: Client
     assert invoke_json(redis_url, "dead", "requeue", "cli", "--type", "fizzle") == {
         "queue": "cli",
         "requeued": 2,
+        "refused": {},
     }
     assert client.call(admin.count, "cli", "dead") == 2
     assert client.call(admin.count, "cli", "pending") == 2

@@ -238,3 +238,21 @@ def test_a_bad_task_is_refused_before_any_task_of_its_batch_is_sent(
         tasks.append(build_task("t", None, queue="bv", **options))
         client.enqueue_many(tasks)
     assert raw.keys(KEY % "bv" + "*") == []
+
+
+def test_bulk_requeue_skips_and_reports_a_task_whose_unique_key_is_held(
+    redis_url: str, client: Client
+) -> None:
+    first = client.enqueue("t", None, queue="rb", unique_key="k")
+    other = client.enqueue("t", None, queue="rb")
+    for job in lease(client, "rb", n=2):
+        kill(client, job)
+    holder = client.enqueue("t", None, queue="rb", unique_key="k")
+    result = CliRunner().invoke(cli, ["--redis-url", redis_url, "dead", "requeue", "rb", "--all"])
+    assert result.exit_code == 0, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("requeued 1 dead task(s) of queue rb; refused 1: " + first.id), line
+    assert holder.id in line
+    assert state_of(client, other.id) == TaskState.PENDING
+    assert state_of(client, first.id) == TaskState.DEAD
+    client.call(admin.delete, "rb", [holder.id, other.id, first.id])
