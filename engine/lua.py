@@ -31,6 +31,8 @@ SCRIPT_NAMES = (
     "restore",
     "start",
     "testkit_advance",
+    "doctor_place",
+    "doctor_fix",
 )
 
 

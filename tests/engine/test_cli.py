@@ -189,7 +189,11 @@ async def test_queue_flush_dead_asks_unless_yes(redis_url: str, client: Client) 
     assert client.call(admin.count, "cli", "dead") == 0
     assert client.call(admin.count, "cli", "quarantined") == 2
 
-    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {"queue": "cli", "restored": 2}
+    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {
+        "queue": "cli",
+        "restored": 2,
+        "refused": {},
+    }
     assert client.call(admin.count, "cli", "dead") == 2
     assert invoke(redis_url, "queue", "flush", "dead:cli", "--yes").exit_code == 0
     (one,) = client.call(inspect.page, "cli", "quarantined", 0, 1).tasks
@@ -313,6 +317,7 @@ async def test_dead_requeue_by_type_since_and_all(redis_url: str, client: Client
     assert invoke_json(redis_url, "dead", "requeue", "cli", "--type", "fizzle") == {
         "queue": "cli",
         "requeued": 2,
+        "refused": {},
     }
     assert client.call(admin.count, "cli", "dead") == 2
     assert client.call(admin.count, "cli", "pending") == 2
