@@ -27,7 +27,7 @@ from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
-from engine.errors import AuthFailed, ConnectionFailed, FunctionsMissing, ReadOnlyError
+from engine.errors import AuthFailed, ConnectionFailed, ReadOnlyError
 from engine.lua import ScriptMode
 
 _hiredis_pack: Any
@@ -206,38 +206,6 @@ def _script_missing(mode: ScriptMode, call: Call, reply: Any) -> bool:
     return lua.is_function_missing(reply) if mode is ScriptMode.FUNCTIONS else lua.is_noscript(reply)
 
 
-def _primaries(client: Any) -> list[Any]:
-    """Where a library must be loaded: every primary of a Cluster, else ``[None]`` (the one
-    server, or the Sentinel primary)."""
-    return list(client.get_primaries()) if hasattr(client, "get_primaries") else [None]
-
-
-def _node_name(node: Any) -> str:
-    return "server" if node is None else f"{node.host}:{node.port}"
-
-
-def _on(node: Any) -> dict[str, Any]:
-    return {} if node is None else {"target_nodes": node}
-
-
-def _missing_library(node: Any, exc: BaseException) -> FunctionsMissing:
-    lib = lua.library()
-    return FunctionsMissing(
-        f"rediq's function library {lib.name} is not installed on {_node_name(node)} and this "
-        f"Redis user may not load it ({_one_line(exc)})"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class LibraryStatus:
-    """Whether this version's library is on one primary (``node``: 'host:port' or 'server')."""
-
-    node: str
-    present: bool
-    loaded: bool = False
-    """Loaded just now by this client."""
-
-
 def _route(client: Any, call: Call) -> dict[str, Any]:
     """``target_nodes`` for a plain command with a routing key, on a cluster client only."""
     if call.keys and hasattr(client, "get_node_from_key"):
@@ -371,7 +339,7 @@ class SyncBackend:
 
     # ------------------------------------------------------------ scripts and the library
 
-    def library_status(self) -> list[LibraryStatus]:
+    def library_status(self) -> list[lua.LibraryStatus]:
         """Whether this version's function library is on each primary (the version check:
         ``FCALL_RO`` of its ``version`` function, which any rediq user may call)."""
         try:
@@ -379,7 +347,7 @@ class SyncBackend:
         except _TRANSLATED as exc:
             raise _translate(exc) from exc
 
-    def install_functions(self) -> list[LibraryStatus]:
+    def install_functions(self) -> list[lua.LibraryStatus]:
         """``FUNCTION LOAD`` this version's library on every primary that lacks it; raises
         ``FunctionsMissing`` where this user may not load it."""
         try:
@@ -393,30 +361,30 @@ class SyncBackend:
         if self.script_mode is ScriptMode.FUNCTIONS and not all(s.present for s in self.library_status()):
             self.install_functions()
 
-    def _library_status(self) -> list[LibraryStatus]:
+    def _library_status(self) -> list[lua.LibraryStatus]:
         found = []
-        for node in _primaries(self.redis):
+        for node in lua.primaries(self.redis):
             try:
-                self.redis.execute_command(*lua.version_call(), **_on(node))
-                found.append(LibraryStatus(_node_name(node), True))
+                self.redis.execute_command(*lua.version_call(), **lua.on(node))
+                found.append(lua.LibraryStatus(lua.node_name(node), True))
             except ResponseError as exc:
                 if not lua.is_function_missing(exc):
                     raise
-                found.append(LibraryStatus(_node_name(node), False))
+                found.append(lua.LibraryStatus(lua.node_name(node), False))
         return found
 
-    def _install_functions(self) -> list[LibraryStatus]:
+    def _install_functions(self) -> list[lua.LibraryStatus]:
         source = lua.library().source
         done = []
-        for node in _primaries(self.redis):
+        for node in lua.primaries(self.redis):
             try:
-                self.redis.execute_command("FUNCTION", "LOAD", source, **_on(node))
-                done.append(LibraryStatus(_node_name(node), True, loaded=True))
+                self.redis.execute_command("FUNCTION", "LOAD", source, **lua.on(node))
+                done.append(lua.LibraryStatus(lua.node_name(node), True, loaded=True))
             except ResponseError as exc:  # NoPermissionError is one
                 if lua.is_library_present(exc):
-                    done.append(LibraryStatus(_node_name(node), True))
+                    done.append(lua.LibraryStatus(lua.node_name(node), True))
                 elif isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
-                    raise _missing_library(node, exc) from exc
+                    raise lua.missing_library(node, exc) from exc
                 else:
                     raise
         return done
@@ -518,13 +486,13 @@ class AsyncBackend:
 
     # ------------------------------------------------------------ scripts and the library
 
-    async def library_status(self) -> list[LibraryStatus]:
+    async def library_status(self) -> list[lua.LibraryStatus]:
         try:
             return await self._library_status()
         except _TRANSLATED as exc:
             raise _translate(exc) from exc
 
-    async def install_functions(self) -> list[LibraryStatus]:
+    async def install_functions(self) -> list[lua.LibraryStatus]:
         try:
             return await self._install_functions()
         except _TRANSLATED as exc:
@@ -536,30 +504,30 @@ class AsyncBackend:
         ):
             await self.install_functions()
 
-    async def _library_status(self) -> list[LibraryStatus]:
+    async def _library_status(self) -> list[lua.LibraryStatus]:
         found = []
-        for node in _primaries(self.redis):
+        for node in lua.primaries(self.redis):
             try:
-                await self.redis.execute_command(*lua.version_call(), **_on(node))
-                found.append(LibraryStatus(_node_name(node), True))
+                await self.redis.execute_command(*lua.version_call(), **lua.on(node))
+                found.append(lua.LibraryStatus(lua.node_name(node), True))
             except ResponseError as exc:
                 if not lua.is_function_missing(exc):
                     raise
-                found.append(LibraryStatus(_node_name(node), False))
+                found.append(lua.LibraryStatus(lua.node_name(node), False))
         return found
 
-    async def _install_functions(self) -> list[LibraryStatus]:
+    async def _install_functions(self) -> list[lua.LibraryStatus]:
         source = lua.library().source
         done = []
-        for node in _primaries(self.redis):
+        for node in lua.primaries(self.redis):
             try:
-                await self.redis.execute_command("FUNCTION", "LOAD", source, **_on(node))
-                done.append(LibraryStatus(_node_name(node), True, loaded=True))
+                await self.redis.execute_command("FUNCTION", "LOAD", source, **lua.on(node))
+                done.append(lua.LibraryStatus(lua.node_name(node), True, loaded=True))
             except ResponseError as exc:
                 if lua.is_library_present(exc):
-                    done.append(LibraryStatus(_node_name(node), True))
+                    done.append(lua.LibraryStatus(lua.node_name(node), True))
                 elif isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
-                    raise _missing_library(node, exc) from exc
+                    raise lua.missing_library(node, exc) from exc
                 else:
                     raise
         return done

@@ -35,7 +35,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from engine.errors import InvalidConfig
+from engine.errors import FunctionsMissing, InvalidConfig
 
 MODE_ENV = "REDIQ_SCRIPT_MODE"
 LIBRARY_PREFIX = "rediq_"
@@ -206,3 +206,39 @@ def version_call() -> tuple[Any, ...]:
     """``FCALL_RO rediq_<hash>_version 0``: answers the library's name where it is installed,
     ``Function not found`` where it is not. Needs only ``FCALL_RO`` (no ``FUNCTION LIST``)."""
     return ("FCALL_RO", _library().function(VERSION_FUNCTION), 0)
+
+
+# ------------------------------------------------------------------------------ where it lives
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryStatus:
+    """Whether this version's library is on one primary (``node``: 'host:port' or 'server')."""
+
+    node: str
+    present: bool
+    loaded: bool = False
+    """Loaded just now by this client."""
+
+
+def primaries(client: Any) -> list[Any]:
+    """Where a library must be loaded: every primary of a Cluster, else ``[None]`` (the one
+    server, or the Sentinel primary)."""
+    return list(client.get_primaries()) if hasattr(client, "get_primaries") else [None]
+
+
+def node_name(node: Any) -> str:
+    return "server" if node is None else f"{node.host}:{node.port}"
+
+
+def on(node: Any) -> dict[str, Any]:
+    """``execute_command`` arguments sending a command to ``node`` (None: the client's own)."""
+    return {} if node is None else {"target_nodes": node}
+
+
+def missing_library(node: Any, exc: BaseException) -> FunctionsMissing:
+    reason = " ".join(str(exc).split()).rstrip(".")
+    return FunctionsMissing(
+        f"rediq's function library {library().name} is not installed on {node_name(node)} and "
+        f"this Redis user may not load it ({reason})"
+    )
