@@ -7,7 +7,7 @@ once and works for ``Client`` and ``AsyncClient`` alike.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -303,6 +303,13 @@ async def _exchange_async(conn: Any, calls: Sequence[Call], streamed: bool, mode
     return replies
 
 
+def _translating(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except _TRANSLATED as exc:
+        raise _translate(exc) from exc
+
+
 def _raise_error(reply: Any) -> Any:
     if isinstance(reply, Exception):
         raise reply
@@ -354,6 +361,23 @@ class SyncBackend:
             return self._install_functions()
         except _TRANSLATED as exc:
             raise _translate(exc) from exc
+
+    def prune_functions(self) -> list[tuple[str, str]]:
+        """Delete every other version's library (``rediq_*`` but this one) on every primary, once
+        no worker of those versions runs; returns the (node, library) pairs deleted."""
+        deleted = []
+        try:
+            for node in lua.primaries(self.redis):
+                listed = self.redis.execute_command(
+                    "FUNCTION", "LIST", "LIBRARYNAME", "rediq_*", **lua.on(node)
+                )
+                for name in lua.library_names(listed):
+                    if name.startswith(lua.LIBRARY_PREFIX) and name != lua.library().name:
+                        self.redis.execute_command("FUNCTION", "DELETE", name, **lua.on(node))
+                        deleted.append((lua.node_name(node), name))
+        except _TRANSLATED as exc:
+            raise _translate(exc) from exc
+        return deleted
 
     def ensure_scripts(self) -> None:
         """Fail fast (a worker at start): in functions mode, this version's library must be on
@@ -486,23 +510,15 @@ class AsyncBackend:
 
     # ------------------------------------------------------------ scripts and the library
 
-    async def library_status(self) -> list[lua.LibraryStatus]:
-        try:
-            return await self._library_status()
-        except _TRANSLATED as exc:
-            raise _translate(exc) from exc
-
-    async def install_functions(self) -> list[lua.LibraryStatus]:
-        try:
-            return await self._install_functions()
-        except _TRANSLATED as exc:
-            raise _translate(exc) from exc
-
     async def ensure_scripts(self) -> None:
-        if self.script_mode is ScriptMode.FUNCTIONS and not all(
-            s.present for s in await self.library_status()
-        ):
-            await self.install_functions()
+        """``SyncBackend.ensure_scripts``: a worker's version check at start."""
+        if self.script_mode is not ScriptMode.FUNCTIONS:
+            return
+        try:
+            if not all(s.present for s in await self._library_status()):
+                await self._install_functions()
+        except _TRANSLATED as exc:
+            raise _translate(exc) from exc
 
     async def _library_status(self) -> list[lua.LibraryStatus]:
         found = []

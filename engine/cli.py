@@ -858,27 +858,30 @@ def server_stop(as_json: bool) -> None:
 
 @server.command("install-functions")
 @click.option("--check", is_flag=True, help="Only report where the library is missing (exit 1 if anywhere).")
+@click.option(
+    "--prune", is_flag=True, help="Also delete other versions' libraries (once their workers are gone)."
+)
 @json_option
 @pass_state
-def server_install_functions(state: CliState, check: bool, as_json: bool) -> int:
+def server_install_functions(state: CliState, check: bool, prune: bool, as_json: bool) -> int:
     """Load this version's Lua function library on every primary (needs FUNCTION LOAD).
 
     Run it once per rediq version as an admin user: workers under docs/acl/worker.acl may
     call the functions (FCALL) but not load them."""
     backend = state.client().backend
     statuses = backend.library_status() if check else backend.install_functions()
+    pruned = backend.prune_functions() if prune and not check else []
     library = lua.library().name
     if as_json:
-        emit_json(
-            {
-                "library": library,
-                "nodes": [{"node": s.node, "present": s.present, "loaded": s.loaded} for s in statuses],
-            }
-        )
+        nodes = [{"node": s.node, "present": s.present, "loaded": s.loaded} for s in statuses]
+        deleted = [{"node": node, "library": name} for node, name in pruned]
+        emit_json({"library": library, "nodes": nodes, "deleted": deleted})
     else:
         for s in statuses:
             what = "loaded" if s.loaded else "present" if s.present else "MISSING"
             click.echo(f"{library} {what} on {s.node}")
+        for node, name in pruned:
+            click.echo(f"{name} deleted on {node}")
     return 0 if all(s.present for s in statuses) else 1
 
 

@@ -236,6 +236,23 @@ def on(node: Any) -> dict[str, Any]:
     return {} if node is None else {"target_nodes": node}
 
 
+def list_call() -> tuple[str, ...]:
+    """``FUNCTION LIST`` of every rediq library (any version): an admin command."""
+    return ("FUNCTION", "LIST", "LIBRARYNAME", f"{LIBRARY_PREFIX}*")
+
+
+def library_names(reply: Any) -> list[str]:
+    """rediq library names in a ``FUNCTION LIST`` reply (RESP2 flat lists or RESP3 maps)."""
+    names = []
+    for entry in reply or []:
+        fields = entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=False))
+        name = fields.get("library_name", fields.get(b"library_name"))
+        text = name.decode() if isinstance(name, bytes) else str(name)
+        if text.startswith(LIBRARY_PREFIX):  # the pattern matches case-insensitively
+            names.append(text)
+    return names
+
+
 def missing_library(node: Any, exc: BaseException) -> FunctionsMissing:
     reason = " ".join(str(exc).split()).rstrip(".")
     return FunctionsMissing(

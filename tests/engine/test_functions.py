@@ -4,6 +4,7 @@ across a restart, side by side with another version; ``REDIQ_SCRIPT_MODE=eval`` 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from importlib import resources
@@ -14,6 +15,7 @@ import redis
 
 from engine import lua
 from engine.backend import SyncBackend
+from engine.cli import cli, run
 from engine.client import Client
 from engine.errors import InvalidConfig
 from engine.lua import ScriptMode
@@ -159,3 +161,22 @@ def test_library_status_and_install(no_functions: redis.Redis, redis_url: str) -
         assert [(s.present, s.loaded) for s in client.backend.install_functions()] == [(True, True)]
         assert [(s.present, s.loaded) for s in client.backend.install_functions()] == [(True, False)]
         assert [s.present for s in client.backend.library_status()] == [True]
+
+
+def test_install_functions_prune_deletes_other_versions_only(
+    no_functions: redis.Redis, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lib = lua.library()
+    no_functions.function_load(lib.source.replace(lib.name, "rediq_0123456789ab"))
+    no_functions.function_load(
+        "#!lua name=other_app\nredis.register_function('other_f', function() return 1 end)"
+    )
+    assert (
+        run(cli, ["--redis-url", redis_url, "server", "install-functions", "--prune", "--json"], "rediq") == 0
+    )
+    reply = json.loads(capsys.readouterr().out)
+    assert reply["library"] == lib.name
+    assert reply["nodes"] == [{"node": "server", "present": True, "loaded": True}]
+    assert reply["deleted"] == [{"node": "server", "library": "rediq_0123456789ab"}]
+    assert _libraries(no_functions) == [lib.name]
+    assert no_functions.fcall("other_f", 0) == 1  # another application's library is left alone
