@@ -28,7 +28,8 @@ from engine import admin, doctor, embedded, explain, inspect, lua
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
-from engine.errors import ConsoleMissing, InvalidTask, RediqError, WorkerUnavailable
+from engine.display import SafeFormatter, visible
+from engine.errors import ConsoleMissing, InvalidCron, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
 
 TABLE_WIDTH = 80
@@ -415,22 +416,34 @@ def queue_restore(
     require_queue(state, name)
     client = state.client()
     restored = 0
+    refused: dict[str, str] = {}
     if restore_all:
-        while True:
-            page = client.call(inspect.page, name, TaskState.QUARANTINED, 0, admin.CHUNK)
+        while True:  # refused tasks stay quarantined: page past them
+            page = client.call(inspect.page, name, TaskState.QUARANTINED, len(refused), admin.CHUNK)
             ids = [t.id for t in page.tasks]
             if not ids:
                 break
             done = client.call(admin.restore, name, ids)
             restored += len(done)
-            if not done:
+            refused.update(done.refused)
+            if not done and not done.refused:
                 break
     else:
-        restored = len(client.call(admin.restore, name, list(task_ids)))
+        done = client.call(admin.restore, name, list(task_ids))
+        restored, refused = len(done), done.refused
     if as_json:
-        emit_json({"queue": name, "restored": restored})
+        emit_json({"queue": name, "restored": restored, "refused": refused})
     else:
-        click.echo(f"restored {restored} task(s) of queue {name}")
+        click.echo(f"restored {restored} task(s) of queue {name}" + refusal_line(refused))
+
+
+def refusal_line(refused: dict[str, str]) -> str:
+    """'; refused 2: ID (reason), ...' on the same line, or '' when nothing was refused."""
+    if not refused:
+        return ""
+    shown = ", ".join(f"{i} ({why})" for i, why in list(refused.items())[:3])
+    more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+    return f"; refused {len(refused)}: {shown}{more}"
 
 
 # ------------------------------------------------------------------------------ worker
@@ -597,6 +610,11 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
     """Put a dead, retrying, scheduled, waiting or finished task back to pending now."""
     info = require_task(state, task_id)
     moved = state.client().call(admin.requeue, info.queue, [task_id])
+    if task_id in moved.refused:
+        raise InvalidTask(
+            f"task {task_id} was not requeued: {moved.refused[task_id]}",
+            fix="Cancel or finish the task holding the key first, then retry this one",
+        )
     if not moved:
         raise InvalidTask(
             f"task {task_id} is {info.state}; it cannot be retried now",
@@ -606,6 +624,80 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
         emit_json({"id": task_id, "queue": info.queue, "previous_state": str(info.state), "state": "pending"})
     else:
         click.echo(f"task {task_id} requeued (was {info.state})")
+
+
+# ------------------------------------------------------------------------------ cron
+
+
+@cli.group()
+def cron() -> None:
+    """List, pause, resume or remove cron entries (declared in code with ``registry.cron``)."""
+
+
+@cron.command("list")
+@json_option
+@pass_state
+def cron_list(state: CliState, as_json: bool) -> None:
+    """Cron entries, their next fire, last run and status (paused, orphaned)."""
+    entries = state.client().call(inspect.cron_entries)
+    if as_json:
+        click.echo(inspect.dump_json(entries))
+        return
+    if not entries:
+        click.echo("no cron entries")
+        return
+    rows = [
+        [
+            e.name,
+            e.expression + ("" if e.timezone == "UTC" else f" {e.timezone}"),
+            e.task_type,
+            fmt_ms(e.next_fire_ms),
+            f"{e.last_state or '-'}",
+            "orphaned" if e.orphaned else "paused" if e.paused else "active",
+        ]
+        for e in entries
+    ]
+    click.echo(render_table(["NAME", "SCHEDULE", "TYPE", "NEXT", "LAST", "STATUS"], rows))
+    if any(e.orphaned for e in entries):
+        click.echo(
+            "orphaned: declared by no live worker for longer than its interval; `rediq cron remove NAME`"
+        )
+
+
+def _cron_name(state: CliState, name: str) -> None:
+    names = [e.name for e in state.client().call(inspect.cron_entries)]
+    if name not in names:
+        raise InvalidCron(f"no cron entry named {name!r}", fix="List entries with `rediq cron list`")
+
+
+@cron.command("pause")
+@click.argument("name")
+@pass_state
+def cron_pause(state: CliState, name: str) -> None:
+    """Stop NAME firing until resumed."""
+    _cron_name(state, name)
+    state.client().call(admin.set_cron_paused, name, True)
+    click.echo(f"cron entry {name} paused")
+
+
+@cron.command("resume")
+@click.argument("name")
+@pass_state
+def cron_resume(state: CliState, name: str) -> None:
+    """Let a paused NAME fire again (from its next tick; missed ticks are not fired)."""
+    _cron_name(state, name)
+    state.client().call(admin.set_cron_paused, name, False)
+    click.echo(f"cron entry {name} resumed")
+
+
+@cron.command("remove")
+@click.argument("name")
+@pass_state
+def cron_remove(state: CliState, name: str) -> None:
+    """Delete NAME (a worker whose code still declares it stores it again)."""
+    _cron_name(state, name)
+    state.client().call(admin.remove_cron, name)
+    click.echo(f"cron entry {name} removed")
 
 
 # ------------------------------------------------------------------------------ dead
@@ -658,11 +750,12 @@ def dead_requeue(
         return cutoff_ms is None or (t.finished_at_ms or t.enqueued_at_ms) >= cutoff_ms
 
     where = None if requeue_all else chosen
-    count = state.client().call(admin.requeue_all, name, TaskState.DEAD, where)
+    refused: dict[str, str] = {}
+    count = state.client().call(admin.requeue_all, name, TaskState.DEAD, where, refused)
     if as_json:
-        emit_json({"queue": name, "requeued": count})
+        emit_json({"queue": name, "requeued": count, "refused": refused})
     else:
-        click.echo(f"requeued {count} dead task(s) of queue {name}")
+        click.echo(f"requeued {count} dead task(s) of queue {name}" + refusal_line(refused))
 
 
 # ------------------------------------------------------------------------------ doctor, audit
@@ -930,11 +1023,10 @@ def worker_run(
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds)."""
     parent = ctx.find_object(CliState) or CliState()
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # log lines carry Redis data (task ids, types, errors): shown with every control visible
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), handlers=[handler])
     config = load_config(
         redis_url=worker_redis_url or parent.redis_url,
         rediq_prefix=worker_prefix or parent.prefix,
@@ -1027,6 +1119,15 @@ def one_line_usage(exc: click.UsageError) -> str:
     return f"usage error: {message}{hint}"
 
 
+_LINE_BREAKS = re.compile(r"[ \t\r\n]+")
+
+
+def _error_line(text: str) -> None:
+    """One stderr line; error texts quote Redis data (ids, names, server replies), so every
+    control in them is shown visibly."""
+    click.echo(visible(_LINE_BREAKS.sub(" ", text).strip(), 0), err=True)
+
+
 def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> int:
     """Run a click command; every failure becomes one stderr line and a distinct exit code."""
     import redis
@@ -1041,35 +1142,32 @@ def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> i
         click.echo(exc.format_message())
         return 0
     except click.UsageError as exc:
-        click.echo(one_line_usage(exc), err=True)
+        _error_line(one_line_usage(exc))
         return EXIT_USAGE
     except click.Abort:
-        click.echo("aborted: nothing was changed", err=True)
+        _error_line("aborted: nothing was changed")
         return EXIT_ABORTED
     except click.ClickException as exc:
-        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        _error_line(f"error: {exc.format_message()}")
         return exc.exit_code if exc.exit_code not in (0, 1) else EXIT_INVALID
     except RediqError as exc:
-        click.echo(" ".join(str(exc).split()), err=True)
+        _error_line(str(exc))
         return exc.exit_code
     except ValidationError as exc:
-        click.echo(f"invalid value: {validation_message(exc)}", err=True)
+        _error_line(f"invalid value: {validation_message(exc)}")
         return EXIT_INVALID
     except redis.RedisError as exc:
-        click.echo(f"redis error: {' '.join(mask_url(str(exc)).split())}", err=True)
+        _error_line(f"redis error: {mask_url(str(exc))}")
         return EXIT_REDIS
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        _error_line("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if debug:
             raise
-        click.echo(
-            f"internal error: {type(exc).__name__}: {one_line(str(exc))} (set REDIQ_DEBUG=1 for a traceback)",
-            err=True,
-        )
+        _error_line(f"internal error: {type(exc).__name__}: {exc} (set REDIQ_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
 
 

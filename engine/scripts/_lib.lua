@@ -54,6 +54,27 @@ local function release_unique(base, id)
   end
 end
 
+-- Take the unique lock again for a task coming back to life (requeue, restore): its lock was
+-- released when it finished. Returns nil when the task holds it now, or the reason it cannot
+-- (another live task holds the key). The TTL is the default unique TTL (the task's own is
+-- not stored).
+local UNIQUE_RETAKE_TTL_MS = 86400000
+local LIVE = {pending = true, scheduled = true, waiting = true, active = true, retry = true}
+local function retake_unique(base, id)
+  local uk = redis.call('HGET', task_key(base, id), 'unique')
+  if not uk or uk == '' then return nil end
+  local ukey = base .. 'unique:' .. uk
+  local holder = redis.call('GET', ukey)
+  if holder and holder ~= id then
+    local hstate = redis.call('HGET', task_key(base, holder), 'state')
+    if hstate and LIVE[hstate] then
+      return 'unique key ' .. uk .. ' is held by live task ' .. holder .. ' (' .. hstate .. ')'
+    end
+  end
+  redis.call('SET', ukey, id, 'PX', UNIQUE_RETAKE_TTL_MS)
+  return nil
+end
+
 -- A finished task (completed/dead/cancelled) with dependents goes to the outbox; a worker
 -- then tells each dependent (on its own slot) and removes the entry. Crash-safe: the outbox
 -- entry stays until every dependent was told, and telling is idempotent.
