@@ -178,6 +178,32 @@ def test_the_library_is_loaded_on_every_primary_after_function_flush(
             r.close()
 
 
+async def test_fcall_is_routed_by_its_keys_without_asking_the_server(
+    fresh_cluster: ClusterSet, client: Client
+) -> None:
+    """redis-py asks a node (COMMAND GETKEYS, a round trip) for the keys of every FCALL;
+    rediq's cluster clients read them from the command line, piped or not, sync or async."""
+    queues = spread_queues(fresh_cluster)
+    client.enqueue("warm", None, queue=queues[0])  # library loaded, slots known
+    for port in fresh_cluster.ports:
+        r = fresh_cluster.client(port)
+        r.config_resetstat()
+        r.close()
+    client.enqueue_many([Task(type="job", queue=q) for q in queues])  # pipeline
+    assert client.call(admin.pause, queues[1]) is True  # single call
+    async with AsyncClient(fresh_cluster.url) as aio:
+        await aio.enqueue_many([Task(type="a", queue=q) for q in queues])
+        await aio.enqueue("a", None, queue=queues[2])
+    fcalls = getkeys = 0
+    for port in fresh_cluster.ports:
+        r = fresh_cluster.client(port)
+        stats = r.info("commandstats")
+        fcalls += int(stats.get("cmdstat_fcall", {}).get("calls", 0))
+        getkeys += int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0))
+        r.close()
+    assert fcalls >= 3 + 1 + 3 + 1 and getkeys == 0
+
+
 def test_noscript_after_script_flush_in_eval_mode(
     fresh_cluster: ClusterSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
