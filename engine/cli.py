@@ -24,7 +24,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from engine import admin, doctor, embedded, explain, inspect
+from engine import admin, doctor, embedded, explain, inspect, lua
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
@@ -768,6 +768,7 @@ def dead_requeue(
 def doctor_command(state: CliState, repair: bool, as_json: bool) -> None:
     """Find state no normal transition leaves behind (and fix it with --repair)."""
     findings = state.client().call(doctor.examine, repair)
+    findings += doctor.examine_library(state.client().backend, repair)
     if as_json:
         emit_json(
             {
@@ -946,6 +947,35 @@ def server_stop(as_json: bool) -> None:
         click.echo("embedded server was not running")
     else:
         click.echo(f"stopped embedded server (pid {pid})")
+
+
+@server.command("install-functions")
+@click.option("--check", is_flag=True, help="Only report where the library is missing (exit 1 if anywhere).")
+@click.option(
+    "--prune", is_flag=True, help="Also delete other versions' libraries (once their workers are gone)."
+)
+@json_option
+@pass_state
+def server_install_functions(state: CliState, check: bool, prune: bool, as_json: bool) -> int:
+    """Load this version's Lua function library on every primary (needs FUNCTION LOAD).
+
+    Run it once per rediq version as an admin user: workers under docs/acl/worker.acl may
+    call the functions (FCALL) but not load them."""
+    backend = state.client().backend
+    statuses = backend.library_status() if check else backend.install_functions()
+    pruned = backend.prune_functions() if prune and not check else []
+    library = lua.library().name
+    if as_json:
+        nodes = [{"node": s.node, "present": s.present, "loaded": s.loaded} for s in statuses]
+        deleted = [{"node": node, "library": name} for node, name in pruned]
+        emit_json({"library": library, "nodes": nodes, "deleted": deleted})
+    else:
+        for s in statuses:
+            what = "loaded" if s.loaded else "present" if s.present else "MISSING"
+            click.echo(f"{library} {what} on {s.node}")
+        for node, name in pruned:
+            click.echo(f"{name} deleted on {node}")
+    return 0 if all(s.present for s in statuses) else 1
 
 
 # ------------------------------------------------------------------------------ worker run

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import ops
-from engine.backend import Batch, Call, Op, cmd, script_call
+from engine import lua, ops
+from engine.backend import Batch, Call, Op, SyncBackend, cmd, script_call
+from engine.errors import FunctionsMissing
 from engine.ops import Settings
 from engine.task import TaskState
 
@@ -253,3 +254,21 @@ def _orphaned_dependents(settings: Settings, queue: str, repair: bool) -> Op[lis
         for (i, ref), outcome in zip(gone, outcomes, strict=True)
         if outcome != "noop"
     ]
+
+
+def examine_library(backend: SyncBackend, repair: bool = False) -> list[Finding]:
+    """This rediq version's function library on every primary (functions mode only): a primary
+    that lacks it (added later, or after ``FUNCTION FLUSH``) fails every call routed to it
+    under a user that may not load it. ``repair`` loads it where this user may."""
+    if backend.script_mode is not lua.ScriptMode.FUNCTIONS:
+        return []
+    missing = [s.node for s in backend.library_status() if not s.present]
+    repaired = False
+    detail = f"{lua.library().name} not loaded: run `rediq server install-functions` as an admin user"
+    if missing and repair:
+        try:
+            backend.install_functions()
+            repaired = True
+        except FunctionsMissing:
+            detail += " (this user may not FUNCTION LOAD)"
+    return [Finding("function_library_missing", "", node, detail, repaired) for node in missing]
