@@ -1,4 +1,5 @@
--- Shared prelude, prepended to every script when it is loaded (engine/scripts.py).
+-- Shared prelude: library-level locals shared by every function of rediq's function library
+-- (engine/lua.py builds the library at load time; in eval mode it is prepended to each script).
 --
 -- Per-task keys are built from ARGV[1], the queue's key base ("<prefix>:{<queue>}:"), so they
 -- always hash to the same Cluster slot as the queue's fixed keys passed in KEYS. Task ids are
