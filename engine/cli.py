@@ -125,7 +125,7 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+    echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -157,15 +157,21 @@ def fmt_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def echo(text: object = "") -> None:
+    """Every line the CLI prints. Text quotes Redis data (task types, ids, errors, queue and
+    worker names), so each control in it shows visibly (``engine.display``); ``--json`` output
+    passes unchanged, as the encoder already escapes every control."""
+    click.echo(visible(text, 0, multiline=True))
+
+
 def one_line(text: str | None, limit: int = 200) -> str:
-    if not text:
-        return ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """A table cell or a one-line field: line breaks and controls shown (``␊``), capped."""
+    return visible(text, limit) if text else ""
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flex: int = 0) -> str:
     """A plain table no wider than 80 columns; the ``flex`` column is truncated to fit."""
+    rows = [[visible(c, 0) for c in r] for r in rows]  # widths of what is shown
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     gap = 2
     total = sum(widths) + gap * (len(widths) - 1)
@@ -272,7 +278,7 @@ def queue_list(state: CliState, as_json: bool) -> None:
         emit_json([queue_json(s) for s in summaries])
         return
     if not summaries:
-        click.echo("no queues yet (a queue exists once a task was enqueued to it)")
+        echo("no queues yet (a queue exists once a task was enqueued to it)")
         return
     headers = ["QUEUE", "PEND", "ACTIVE", "SCHED", "RETRY", "WAIT", "DEAD", "DONE/M", "HEAD", "PAUSED"]
     rows = [
@@ -288,7 +294,7 @@ def queue_list(state: CliState, as_json: bool) -> None:
         ]
         for s in summaries
     ]
-    click.echo(render_table(headers, rows))
+    echo(render_table(headers, rows))
 
 
 def require_queue(state: CliState, name: str) -> inspect.QueueSummary:
@@ -317,23 +323,23 @@ def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> Non
         out["sample"] = {st: [task_brief_json(t) for t in tasks] for st, tasks in samples.items()}
         emit_json(out)
         return
-    click.echo(f"queue       {summary.name}{'  (PAUSED)' if summary.paused else ''}")
-    click.echo(
+    echo(f"queue       {summary.name}{'  (PAUSED)' if summary.paused else ''}")
+    echo(
         f"throughput  {summary.processed_per_min} completed, "
         f"{summary.failed_per_min} failed in the last minute"
     )
-    click.echo(f"head age    {fmt_age(summary.head_age_s)}")
+    echo(f"head age    {fmt_age(summary.head_age_s)}")
     counts = [f"{st}={summary.count(st)}" for st in inspect.COUNTED_STATES]
     for i in range(0, len(counts), 4):
-        click.echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")
+        echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")
     rows = [
         [t.id, one_line(t.type, 18), str(t.state), str(t.attempts), one_line(t.last_error)]
         for st in SAMPLE_STATES
         for t in samples[st]
     ]
     if rows:
-        click.echo("")
-        click.echo(render_table(["ID", "TYPE", "STATE", "ATT", "ERROR"], rows, flex=4))
+        echo("")
+        echo(render_table(["ID", "TYPE", "STATE", "ATT", "ERROR"], rows, flex=4))
 
 
 @queue.command("pause")
@@ -346,7 +352,7 @@ def queue_pause(state: CliState, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"queue": name, "paused": True, "changed": changed})
     else:
-        click.echo(f"queue {name} paused" if changed else f"queue {name} was already paused")
+        echo(f"queue {name} paused" if changed else f"queue {name} was already paused")
 
 
 @queue.command("resume")
@@ -359,7 +365,7 @@ def queue_resume(state: CliState, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"queue": name, "paused": False, "changed": changed})
     else:
-        click.echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
+        echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
 
 
 def parse_state_target(value: str) -> tuple[str, str]:
@@ -387,7 +393,7 @@ def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
     keep = fmt_age(client.settings.quarantine_s)
     if not yes:
         click.confirm(
-            f"Delete {count} {state_name} task(s) of queue {name}? (restorable for {keep})",
+            visible(f"Delete {count} {state_name} task(s) of queue {name}? (restorable for {keep})", 0),
             abort=True,
             err=True,
         )
@@ -395,7 +401,7 @@ def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"queue": name, "state": state_name, "flushed": flushed})
     else:
-        click.echo(
+        echo(
             f"deleted {flushed} {state_name} task(s) from queue {name}; "
             f"`rediq queue restore {name} --all` brings them back within {keep}"
         )
@@ -434,7 +440,7 @@ def queue_restore(
     if as_json:
         emit_json({"queue": name, "restored": restored, "refused": refused})
     else:
-        click.echo(f"restored {restored} task(s) of queue {name}" + refusal_line(refused))
+        echo(f"restored {restored} task(s) of queue {name}" + refusal_line(refused))
 
 
 def refusal_line(refused: dict[str, str]) -> str:
@@ -474,7 +480,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
         emit_json([worker_json(w) for w in workers])
         return
     if not workers:
-        click.echo("no workers registered")
+        echo("no workers registered")
         return
     rows = [
         [
@@ -487,7 +493,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
         ]
         for w in workers
     ]
-    click.echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS"], rows))
+    echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS"], rows))
 
 
 # ------------------------------------------------------------------------------ task
@@ -548,14 +554,14 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
     if info.last_error:
         lines.append(("error", info.last_error))
     for label, value in lines:
-        click.echo(f"{label:<11} {value}")
+        echo(f"{label:<11} {value}")
     if info.traceback:
-        click.echo("traceback:")
-        click.echo(info.traceback.rstrip())
+        echo("traceback:")
+        echo(info.traceback.rstrip())
     if info.history:
-        click.echo("history (newest first):")
+        echo("history (newest first):")
         for entry in info.history:
-            click.echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
+            echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
 
 
 @task.command("why")
@@ -579,9 +585,9 @@ def task_why(state: CliState, task_id: str, as_json: bool) -> None:
         )
         return
     verdict = "blocked" if explanation.blocked else "not blocked"
-    click.echo(f"task {explanation.task_id} in {explanation.queue}: {explanation.state}, {verdict}")
+    echo(f"task {explanation.task_id} in {explanation.queue}: {explanation.state}, {verdict}")
     for reason in explanation.reasons:
-        click.echo(f"  - {reason}")
+        echo(f"  - {reason}")
 
 
 @task.command("cancel")
@@ -595,11 +601,11 @@ def task_cancel(state: CliState, task_id: str, as_json: bool) -> None:
     if as_json:
         emit_json({"id": task_id, "queue": info.queue, "result": result})
     elif result == "cancelled":
-        click.echo(f"task {task_id} cancelled")
+        echo(f"task {task_id} cancelled")
     elif result == "requested":
-        click.echo(f"task {task_id} is running; cancellation requested")
+        echo(f"task {task_id} is running; cancellation requested")
     else:
-        click.echo(f"task {task_id} already finished ({result.removeprefix('final:')}); nothing to cancel")
+        echo(f"task {task_id} already finished ({result.removeprefix('final:')}); nothing to cancel")
 
 
 @task.command("retry")
@@ -623,7 +629,7 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
     if as_json:
         emit_json({"id": task_id, "queue": info.queue, "previous_state": str(info.state), "state": "pending"})
     else:
-        click.echo(f"task {task_id} requeued (was {info.state})")
+        echo(f"task {task_id} requeued (was {info.state})")
 
 
 # ------------------------------------------------------------------------------ cron
@@ -641,10 +647,10 @@ def cron_list(state: CliState, as_json: bool) -> None:
     """Cron entries, their next fire, last run and status (paused, orphaned)."""
     entries = state.client().call(inspect.cron_entries)
     if as_json:
-        click.echo(inspect.dump_json(entries))
+        echo(inspect.dump_json(entries))
         return
     if not entries:
-        click.echo("no cron entries")
+        echo("no cron entries")
         return
     rows = [
         [
@@ -657,11 +663,9 @@ def cron_list(state: CliState, as_json: bool) -> None:
         ]
         for e in entries
     ]
-    click.echo(render_table(["NAME", "SCHEDULE", "TYPE", "NEXT", "LAST", "STATUS"], rows))
+    echo(render_table(["NAME", "SCHEDULE", "TYPE", "NEXT", "LAST", "STATUS"], rows))
     if any(e.orphaned for e in entries):
-        click.echo(
-            "orphaned: declared by no live worker for longer than its interval; `rediq cron remove NAME`"
-        )
+        echo("orphaned: declared by no live worker for longer than its interval; `rediq cron remove NAME`")
 
 
 def _cron_name(state: CliState, name: str) -> None:
@@ -677,7 +681,7 @@ def cron_pause(state: CliState, name: str) -> None:
     """Stop NAME firing until resumed."""
     _cron_name(state, name)
     state.client().call(admin.set_cron_paused, name, True)
-    click.echo(f"cron entry {name} paused")
+    echo(f"cron entry {name} paused")
 
 
 @cron.command("resume")
@@ -687,7 +691,7 @@ def cron_resume(state: CliState, name: str) -> None:
     """Let a paused NAME fire again (from its next tick; missed ticks are not fired)."""
     _cron_name(state, name)
     state.client().call(admin.set_cron_paused, name, False)
-    click.echo(f"cron entry {name} resumed")
+    echo(f"cron entry {name} resumed")
 
 
 @cron.command("remove")
@@ -697,7 +701,7 @@ def cron_remove(state: CliState, name: str) -> None:
     """Delete NAME (a worker whose code still declares it stores it again)."""
     _cron_name(state, name)
     state.client().call(admin.remove_cron, name)
-    click.echo(f"cron entry {name} removed")
+    echo(f"cron entry {name} removed")
 
 
 # ------------------------------------------------------------------------------ dead
@@ -755,7 +759,7 @@ def dead_requeue(
     if as_json:
         emit_json({"queue": name, "requeued": count, "refused": refused})
     else:
-        click.echo(f"requeued {count} dead task(s) of queue {name}" + refusal_line(refused))
+        echo(f"requeued {count} dead task(s) of queue {name}" + refusal_line(refused))
 
 
 # ------------------------------------------------------------------------------ doctor, audit
@@ -787,15 +791,15 @@ def doctor_command(state: CliState, repair: bool, as_json: bool) -> None:
         )
         return
     if not findings:
-        click.echo("no problems found")
+        echo("no problems found")
         return
     rows = [
         [f.kind, f.queue or "-", one_line(f.item, 34), "yes" if f.repaired else "no", f.detail]
         for f in findings
     ]
-    click.echo(render_table(["PROBLEM", "QUEUE", "ITEM", "FIXED", "DETAIL"], rows, flex=4))
+    echo(render_table(["PROBLEM", "QUEUE", "ITEM", "FIXED", "DETAIL"], rows, flex=4))
     if not repair:
-        click.echo(f"\n{len(findings)} problem(s); run `rediq doctor --repair` to fix them")
+        echo(f"\n{len(findings)} problem(s); run `rediq doctor --repair` to fix them")
 
 
 @cli.command("audit")
@@ -821,10 +825,10 @@ def audit_command(state: CliState, limit: int, as_json: bool) -> None:
         )
         return
     if not entries:
-        click.echo("no operator actions recorded")
+        echo("no operator actions recorded")
         return
     rows = [[fmt_ms(e.at_ms)[:19], e.action, e.queue or "-", str(e.count), e.actor] for e in entries]
-    click.echo(render_table(["AT (UTC)", "ACTION", "QUEUE", "COUNT", "ACTOR"], rows, flex=4))
+    echo(render_table(["AT (UTC)", "ACTION", "QUEUE", "COUNT", "ACTOR"], rows, flex=4))
 
 
 # ------------------------------------------------------------------------------ dash
@@ -884,10 +888,10 @@ def config_show(state: CliState, as_json: bool) -> None:
         [k, "" if v is None else json.dumps(v) if not isinstance(v, str) else v, sources[k]]
         for k, v in values.items()
     ]
-    click.echo(render_table(["SETTING", "VALUE", "SOURCE"], rows, flex=1))
-    click.echo(f"\nconfig file: {config_file_path()}")
+    echo(render_table(["SETTING", "VALUE", "SOURCE"], rows, flex=1))
+    echo(f"\nconfig file: {config_file_path()}")
     if not effective.redis_url:
-        click.echo("redis_url unset: the embedded Valkey server is used (`rediq server status`)")
+        echo("redis_url unset: the embedded Valkey server is used (`rediq server status`)")
 
 
 # ------------------------------------------------------------------------------ server
@@ -917,11 +921,11 @@ def server_status(as_json: bool) -> None:
         emit_json(server_json(status))
         return
     if status.running:
-        click.echo(f"running     pid {status.pid} at {status.url}")
+        echo(f"running     pid {status.pid} at {status.url}")
     else:
-        click.echo("stopped")
-    click.echo(f"data dir    {status.data_dir}")
-    click.echo(f"persisted   {'yes (AOF)' if status.aof else 'no data yet'}")
+        echo("stopped")
+    echo(f"data dir    {status.data_dir}")
+    echo(f"persisted   {'yes (AOF)' if status.aof else 'no data yet'}")
 
 
 @server.command("start")
@@ -933,7 +937,7 @@ def server_start(as_json: bool) -> None:
     if as_json:
         emit_json(server_json(status))
     else:
-        click.echo(f"running     pid {status.pid} at {url}")
+        echo(f"running     pid {status.pid} at {url}")
 
 
 @server.command("stop")
@@ -944,9 +948,9 @@ def server_stop(as_json: bool) -> None:
     if as_json:
         emit_json({"stopped": pid is not None, "pid": pid})
     elif pid is None:
-        click.echo("embedded server was not running")
+        echo("embedded server was not running")
     else:
-        click.echo(f"stopped embedded server (pid {pid})")
+        echo(f"stopped embedded server (pid {pid})")
 
 
 @server.command("install-functions")
@@ -972,9 +976,9 @@ def server_install_functions(state: CliState, check: bool, prune: bool, as_json:
     else:
         for s in statuses:
             what = "loaded" if s.loaded else "present" if s.present else "MISSING"
-            click.echo(f"{library} {what} on {s.node}")
+            echo(f"{library} {what} on {s.node}")
         for node, name in pruned:
-            click.echo(f"{name} deleted on {node}")
+            echo(f"{name} deleted on {node}")
     return 0 if all(s.present for s in statuses) else 1
 
 
@@ -1139,7 +1143,7 @@ def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> i
         )
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.format_message())
+        echo(exc.format_message())
         return 0
     except click.UsageError as exc:
         _error_line(one_line_usage(exc))
