@@ -200,6 +200,11 @@ class RediqConfig(BaseSettings):
             quarantine_s=self.rediq_quarantine_s,
         )
 
+    def __repr_args__(self) -> Any:
+        # reprs and str() end up in logs and tracebacks: never with a password in them
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "redis_url" and isinstance(value, str) else value
+
     def display_values(self) -> dict[str, Any]:
         """Every setting, with passwords in URLs masked, safe to print."""
         values = self.model_dump(mode="json")
