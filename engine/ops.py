@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
+from engine.declarations import Declarations
 from engine.errors import ConnectionFailed, InvalidTask, PayloadError, PayloadTooLarge, TaskNotFound
 from engine.fingerprint import normalise_error
 from engine.keys import Keyspace, QueueKeys
@@ -43,6 +44,8 @@ class Settings:
     """Publish state-transition events (the console listens to them)."""
     quarantine_s: float = 7 * 86400.0
     """How long deleted tasks stay restorable in quarantine."""
+    strict_types: bool = False
+    """Clients refuse to enqueue a task type declared nowhere (default: warn once per type)."""
 
     @property
     def keyspace(self) -> Keyspace:
@@ -58,6 +61,8 @@ class EnqueueResult(NamedTuple):
     state: str
     status: str
     """'new', 'exists' (same id already stored) or 'duplicate' (unique key held by ``id``)."""
+    client: Any = None
+    """The client that enqueued it, for ``wait``; not part of equality."""
 
     @property
     def created(self) -> bool:
@@ -66,6 +71,48 @@ class EnqueueResult(NamedTuple):
     @property
     def ref(self) -> str:
         return f"{self.queue}|{self.id}"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EnqueueResult):
+            return self[:4] == other[:4]
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:4])
+
+    def __repr__(self) -> str:
+        fields = f"id={self.id!r}, queue={self.queue!r}, state={self.state!r}, status={self.status!r}"
+        return f"EnqueueResult({fields})"
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the task is final and return its result (see ``Client.result``);
+        for a result of ``Client.enqueue``."""
+        from engine import results
+
+        return results.wait_sync(self._bound("wait"), self.id, self.queue, timeout)
+
+    async def wait_async(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - as wait()
+        """``wait`` for a result of ``AsyncClient.enqueue``."""
+        from engine import results
+
+        return await results.wait_async(self._bound("wait_async"), self.id, self.queue, timeout)
+
+    def _bound(self, method: str) -> Any:
+        from engine.client import AsyncClient
+
+        asynchronous = method == "wait_async"
+        if self.client is None or isinstance(self.client, AsyncClient) != asynchronous:
+            other = "wait_async" if method == "wait" else "wait"
+            raise InvalidTask(
+                f"EnqueueResult.{method} needs the {'AsyncClient' if asynchronous else 'Client'} that "
+                "enqueued the task",
+                fix=f"Use .{other}() for a task from {'a Client' if asynchronous else 'an AsyncClient'}, "
+                "or client.result(id, timeout=...)",
+            )
+        return self.client
 
 
 def channel(settings: Settings, qk: QueueKeys) -> str:
@@ -131,10 +178,21 @@ def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
     return found
 
 
-def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueResult]]:
+def enqueue_many(
+    settings: Settings,
+    tasks: Sequence[Task],
+    declarations: Declarations | None = None,
+    *,
+    bind: Any = None,
+) -> Op[list[EnqueueResult]]:
     """Enqueue tasks: one scripted call per queue, all in one round trip (plus dependency
-    registration for tasks that have dependencies)."""
+    registration for tasks that have dependencies). Each task takes its type's declaration
+    for the fields it did not set (``declarations``: a client's cache; None reads the
+    published ones afresh, one round trip). ``bind``: the client the results can ``wait`` on."""
     ks = settings.keyspace
+    if declarations is None:
+        declarations = Declarations(strict=settings.strict_types)
+    tasks = yield from declarations.resolve(ks, tasks)
     all_deps = [d for t in tasks for d in t.depends_on]
     dep_queue: dict[str, str] = {}
     if all_deps:
@@ -177,7 +235,7 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
     per_queue: dict[str, list[EnqueueResult]] = defaultdict(list)
     for queue, reply in zip(call_queues, replies[1:], strict=True):
         per_queue[queue].extend(
-            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i]) for i in range(0, len(reply), 3)
+            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i], bind) for i in range(0, len(reply), 3)
         )
     if len(queues) == 1:
         ordered = per_queue[queues[0]]

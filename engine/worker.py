@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from engine import events, ops
+from engine import declarations, events, ops
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -294,6 +294,9 @@ class Worker:
     async def _register(self) -> None:
         self._started_ms = await self.backend.run(ops.server_time_ms())
         await self._heartbeat_registry()
+        # producers without the app's registry enqueue with these (engine.declarations)
+        decls = list(self.registry.declarations().values())
+        await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
 
     async def _heartbeat_registry(self) -> None:
         ttl_ms = int(max(self._heartbeat_s * 3, 10) * 1000)
