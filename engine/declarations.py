@@ -102,17 +102,22 @@ class Declaration:
     def apply(self, task: Task) -> Task:
         """``task`` with the declared value of every field it did not set explicitly."""
         explicit = task.model_fields_set
+        current = task.__dict__
         update: dict[str, Any] = {}
-        for name in _APPLIED:
-            if name not in explicit:
-                value = getattr(self, name)
-                if getattr(task, name) != value:
-                    update[name] = value
+        for name, value in (
+            ("queue", self.queue),
+            ("priority", self.priority),
+            ("max_retry", self.max_retry),
+            ("timeout", self.timeout),
+        ):
+            if name not in explicit and current[name] != value:
+                update[name] = value
         if self.unique_ttl is not None and "unique_key" not in explicit:
             digest = hashlib.sha1(task.payload_json().encode("utf-8", "replace")).hexdigest()[:32]
             update["unique_key"] = f"{task.type}:{digest}"
             if "unique_ttl" not in explicit:
                 update["unique_ttl"] = self.unique_ttl
+        # not validated again: the values are the declaration's, validated when it was made or read
         return task.model_copy(update=update) if update else task
 
 
@@ -192,20 +197,25 @@ class Declarations:
         if remote and self._due(remote):
             yield from self.refresh(keyspace)
         out: list[Task] = []
+        found: dict[str, Declaration | None] = {}  # per type, once per call
         for task in tasks:
-            decl = self.get(task.type)
-            if decl is not None:
-                out.append(decl.apply(task))
-                continue
-            if self.strict:
-                raise InvalidTask(
-                    f"task type {task.type!r} is declared nowhere and this client is strict",
-                    fix=f"Declare it with @registry.task({task.type!r}, queue=...) in the app a worker runs "
-                    "(workers publish declarations at start), or pass Client(registry=...)",
-                )
-            warn_undeclared(task)
-            out.append(task)
+            if task.type in found:
+                decl = found[task.type]
+            else:
+                decl = found[task.type] = self.get(task.type)
+                if decl is None:
+                    self._undeclared(task)
+            out.append(task if decl is None else decl.apply(task))
         return out
+
+    def _undeclared(self, task: Task) -> None:
+        if self.strict:
+            raise InvalidTask(
+                f"task type {task.type!r} is declared nowhere and this client is strict",
+                fix=f"Declare it with @registry.task({task.type!r}, queue=...) in the app a worker runs "
+                "(workers publish declarations at start), or pass Client(registry=...)",
+            )
+        warn_undeclared(task)
 
 
 def publish(keyspace: Keyspace, worker_id: str, declarations: Sequence[Declaration]) -> Op[int]:
