@@ -294,9 +294,13 @@ class Worker:
     async def _register(self) -> None:
         self._started_ms = await self.backend.run(ops.server_time_ms())
         await self._heartbeat_registry()
-        # producers without the app's registry enqueue with these (engine.declarations)
+        # producers without the app's registry enqueue with these (engine.declarations); a
+        # worker whose Redis user may not write them still runs its tasks
         decls = list(self.registry.declarations().values())
-        await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
+        try:
+            await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
+        except ReadOnlyError as exc:
+            log.warning("task declarations not published (%s): producers without the registry guess", exc)
 
     async def _heartbeat_registry(self) -> None:
         ttl_ms = int(max(self._heartbeat_s * 3, 10) * 1000)

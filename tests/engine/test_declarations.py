@@ -303,3 +303,38 @@ async def test_task_types_lists_declarations_and_the_workers_serving_them(redis_
         table = CliRunner().invoke(cli, ["--redis-url", redis_url, "task", "types"])
         assert "order:sms" in table.output and "NONE, 1 not on its" in table.output
         assert "0 runs first" in table.output
+
+
+async def test_a_worker_that_may_not_publish_declarations_still_runs_tasks(
+    redis_url: str, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment whose worker ACL predates declarations: the worker warns and works."""
+    raw.execute_command(
+        "ACL",
+        "SETUSER",
+        "oldworker",
+        "on",
+        ">pw",
+        "resetkeys",
+        "~rediq:{*",
+        "~rediq:queues",
+        "~rediq:workers",
+        "~rediq:worker:*",
+        "%R~rediq:types*",
+        "&*",
+        "+@all",
+    )
+    try:
+        registry, _ = payment_registry()
+        url = redis_url.replace("redis://", "redis://oldworker:pw@")
+        with caplog.at_level(logging.WARNING, logger="rediq.worker"):
+            async with (
+                running_worker(registry, url, ["payment"]),
+                AsyncClient(redis_url, registry=registry) as c,
+            ):
+                result = await c.enqueue("order:payment", {"order_id": "o-1", "amount": 3})
+                assert await result.wait_async(timeout=20) == {"charged": 3}
+        assert not raw.exists("rediq:types")
+        assert any("task declarations not published (E010" in r.getMessage() for r in caplog.records)
+    finally:
+        raw.execute_command("ACL", "DELUSER", "oldworker")
