@@ -51,7 +51,9 @@ def validation_message(exc: ValidationError) -> str:
 def _enqueue_op(
     client: Client | AsyncClient, tasks: Sequence[Task], durable: bool | int
 ) -> Op[list[EnqueueResult]]:
-    op = ops.enqueue_many(client.settings, tasks, client.declarations, bind=client)
+    op = ops.enqueue_many(
+        client.settings, tasks, client.declarations, bind=client, hooks=client.enqueue_hooks
+    )
     if not durable:
         return op
     if client.target is not None and client.target.mode == "cluster":
@@ -86,7 +88,8 @@ class Client:
     Every enqueue applies the task type's declaration (queue, priority, retries, timeout,
     uniqueness; explicit options win): from ``registry`` when given, else as published by the
     workers that run it. ``strict=True`` refuses types declared nowhere (default: warn once
-    per type and use the given or default queue)."""
+    per type and use the given or default queue). ``before_enqueue`` hooks (after the
+    registry's ``@registry.before_enqueue`` ones) see each task last: see ``ops.EnqueueHook``."""
 
     def __init__(
         self,
@@ -96,6 +99,7 @@ class Client:
         redis: Any = None,
         registry: Registry | None = None,
         strict: bool | None = None,
+        before_enqueue: Sequence[ops.EnqueueHook] = (),
     ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
@@ -104,6 +108,7 @@ class Client:
             use_hiredis_packer(redis)
         self.backend = SyncBackend(redis)
         self.declarations = _declarations(self.settings, registry, strict)
+        self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
         if registry is not None and registry.client is None:
             registry.client = self  # the registry's typed handles enqueue through this client
 
@@ -180,6 +185,7 @@ class AsyncClient:
         redis: Any = None,
         registry: Registry | None = None,
         strict: bool | None = None,
+        before_enqueue: Sequence[ops.EnqueueHook] = (),
     ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
@@ -188,6 +194,7 @@ class AsyncClient:
             use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
         self.declarations = _declarations(self.settings, registry, strict)
+        self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
 
     async def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any

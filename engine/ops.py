@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -156,6 +156,25 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
     ]
 
 
+EnqueueHook = Callable[[Task], "Task | None"]
+"""Runs on each task before it is enqueued (``Client(before_enqueue=...)``,
+``@registry.before_enqueue``): add tracing headers to ``metadata``, validate, refuse."""
+
+
+def _run_hooks(hooks: Sequence[EnqueueHook], task: Task) -> Task:
+    for hook in hooks:
+        changed = hook(task)
+        if changed is not None:
+            if not isinstance(changed, Task):
+                name = getattr(hook, "__name__", repr(hook))
+                raise InvalidTask(
+                    f"before-enqueue hook {name} returned {type(changed).__name__}, not a Task or None",
+                    fix="Return task.model_copy(update=...) to change it, None to keep it, raise to refuse",
+                )
+            task = changed
+    return task
+
+
 def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
     """Find the queue of each task id (``queue|id`` refs are taken at their word)."""
     ks = settings.keyspace
@@ -184,15 +203,20 @@ def enqueue_many(
     declarations: Declarations | None = None,
     *,
     bind: Any = None,
+    hooks: Sequence[EnqueueHook] = (),
 ) -> Op[list[EnqueueResult]]:
     """Enqueue tasks: one scripted call per queue, all in one round trip (plus dependency
     registration for tasks that have dependencies). Each task takes its type's declaration
     for the fields it did not set (``declarations``: a client's cache; None reads the
-    published ones afresh, one round trip). ``bind``: the client the results can ``wait`` on."""
+    published ones afresh, one round trip), then passes through ``hooks`` in order (each
+    returns the task to enqueue, or None to keep it; an exception refuses the whole call
+    before anything is written). ``bind``: the client the results can ``wait`` on."""
     ks = settings.keyspace
     if declarations is None:
         declarations = Declarations(strict=settings.strict_types)
     tasks = yield from declarations.resolve(ks, tasks)
+    if hooks:
+        tasks = [_run_hooks(hooks, task) for task in tasks]
     all_deps = [d for t in tasks for d in t.depends_on]
     dep_queue: dict[str, str] = {}
     if all_deps:

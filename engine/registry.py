@@ -20,6 +20,7 @@ from engine.task import DEFAULT_MAX_RETRY, DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFA
 
 if TYPE_CHECKING:
     from engine.client import AsyncClient, Client
+    from engine.ops import EnqueueHook
 
 Handler = Callable[..., Any]
 M = TypeVar("M")
@@ -89,6 +90,8 @@ class Registry:
     client: Client | None = field(default=None, repr=False, compare=False)
     """The client typed handles enqueue through (default: a ``Client(registry=self)`` made on
     first use, from ``REDIS_URL`` or the embedded server)."""
+    enqueue_hooks: list[EnqueueHook] = field(default_factory=list)
+    """Run on every task a client with this registry enqueues (``before_enqueue``)."""
     async_clients: dict[int, tuple[asyncio.AbstractEventLoop, AsyncClient]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -136,6 +139,14 @@ class Registry:
             return TaskHandle(self, task_type, fn)
 
         return register
+
+    def before_enqueue(self, hook: EnqueueHook) -> EnqueueHook:
+        """``@registry.before_enqueue``: ``hook(task)`` runs on every task that a client with
+        this registry enqueues (typed handles included), after the type's declaration is
+        applied. Return a changed task (``task.model_copy(update={"metadata": ...})``, e.g.
+        tracing headers), None to keep it, or raise to refuse the enqueue."""
+        self.enqueue_hooks.append(hook)
+        return hook
 
     def declarations(self) -> dict[str, Declaration]:
         """Every registered type's declaration, by type."""

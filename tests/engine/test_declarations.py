@@ -22,6 +22,7 @@ from engine.cli import cli
 from engine.errors import InvalidTask
 from engine.ops import Settings
 from engine.registry import CronDef
+from engine.task import Task
 from tests.engine.conftest import running_worker, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -338,3 +339,30 @@ async def test_a_worker_that_may_not_publish_declarations_still_runs_tasks(
         assert any("task declarations not published (E010" in r.getMessage() for r in caplog.records)
     finally:
         raw.execute_command("ACL", "DELUSER", "oldworker")
+
+
+# ------------------------------------------------------------------ before-enqueue hooks
+
+
+def test_before_enqueue_hooks_add_headers_and_can_refuse(redis_url: str, raw: redis.Redis) -> None:
+    registry, charge = payment_registry()
+    seen: list[str] = []
+
+    @registry.before_enqueue
+    def trace(task: Task) -> Task:
+        seen.append(task.queue)  # runs after the declaration: the declared queue
+        return task.model_copy(update={"metadata": {**task.metadata, "traceparent": "00-abc-01"}})
+
+    def refuse_big(task: Task) -> None:
+        if isinstance(task.payload, dict) and task.payload.get("amount", 0) > 10_000:
+            raise InvalidTask("amount above 10,000 needs approval")
+
+    with Client(redis_url, registry=registry, before_enqueue=[refuse_big]) as client:
+        result = charge.enqueue(Payment(order_id="o-1", amount=5))
+        assert json.loads(stored(raw, "payment", result.id)["meta"]) == {"traceparent": "00-abc-01"}
+        with pytest.raises(InvalidTask, match="E006: amount above 10,000 needs approval"):
+            client.enqueue("order:payment", {"order_id": "o-2", "amount": 50_000})
+        with pytest.raises(InvalidTask, match="returned int, not a Task or None"):
+            Client(redis_url, before_enqueue=[lambda task: 1]).enqueue("x:y", {})  # type: ignore[list-item,return-value]
+    assert seen == ["payment", "payment"]
+    assert raw.zcard("rediq:{payment}:pending") == 1  # the refused one was never written
