@@ -16,7 +16,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from engine import events, ops
-from engine.backend import Op, cmd
+from engine.backend import Batch, Op, cmd
 from engine.errors import ResultTimeout, TaskCancelled, TaskDead, TaskFailed, TaskNotFound
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
@@ -33,6 +33,23 @@ def outcome(settings: Settings, task_id: str, queue: str) -> Op[TaskInfo | None]
     values = yield cmd("HMGET", settings.keyspace.queue(queue).task(task_id), *_FIELDS)
     fields = {k: v for k, v in zip(_FIELDS, values, strict=True) if v is not None}
     return ops.task_info(queue, fields) if fields else None
+
+
+def dependency_results(settings: Settings, queue: str, task_id: str) -> Op[dict[str, Any]]:
+    """The results of a task's completed dependencies, by dependency id (what
+    ``TaskContext.dependency_results`` returns). A dependency that did not complete (dead or
+    cancelled under ``dependency_failure='hold'``) or whose hash expired is absent."""
+    ks = settings.keyspace
+    refs = ops._json((yield cmd("HGET", ks.queue(queue).task(task_id), "deps")), [])
+    pairs = [str(ref).partition("|")[::2] for ref in refs] if isinstance(refs, list) else []
+    if not pairs:
+        return {}
+    replies = yield Batch([cmd("HMGET", ks.queue(q).task(i), "state", "result") for q, i in pairs])
+    return {
+        i: ops._json(result)
+        for (_, i), (state, result) in zip(pairs, replies, strict=True)
+        if state == TaskState.COMPLETED
+    }
 
 
 def settle(info: TaskInfo | None, task_id: str) -> tuple[bool, Any]:

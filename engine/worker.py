@@ -110,6 +110,13 @@ class TaskContext:
         per task is sent, and the stored value never goes down within an attempt."""
         self._worker._report_progress(self._job, float(percent), message)
 
+    async def dependency_results(self) -> dict[str, Any]:
+        """The results of this task's completed dependencies (``depends_on``), by their ids."""
+        from engine.results import dependency_results
+
+        op = dependency_results(self._worker.settings, self.queue, self.id)
+        return await self._worker.backend.run(op)
+
 
 class _Buffered(NamedTuple):
     """A leased task waiting for a free slot. A tuple, so the heap compares in C; ``arrival``

@@ -113,3 +113,30 @@ async def test_async_wait_costs_a_handful_of_commands_too(redis_url: str, raw: r
         with pytest.raises(ResultTimeout):
             await result.wait_async(timeout=5)
         assert commands_processed(raw) - before - 1 <= 10
+
+
+async def test_a_dependent_task_reads_its_dependencies_results(redis_url: str) -> None:
+    registry = Registry()
+
+    @registry.task("calc:price", queue="calc")
+    async def price(ctx: Any, payload: Any) -> int:
+        return 1999
+
+    @registry.task("calc:stock", queue="stock")
+    def stock(ctx: Any, payload: Any) -> dict[str, int]:
+        return {"sku-1": 3}
+
+    @registry.task("calc:quote", queue="calc")
+    async def quote(ctx: Any, payload: Any) -> dict[str, Any]:
+        return await ctx.dependency_results()
+
+    async with (
+        running_worker(registry, redis_url, ["calc", "stock"]),
+        AsyncClient(redis_url, registry=registry) as c,
+    ):
+        a = await c.enqueue("calc:price", None)
+        b = await c.enqueue("calc:stock", None)
+        alone = await c.enqueue("calc:quote", None)
+        both = await c.enqueue("calc:quote", None, depends_on=[a, b])
+        assert await both.wait_async(timeout=20) == {a.id: 1999, b.id: {"sku-1": 3}}
+        assert await alone.wait_async(timeout=20) == {}
