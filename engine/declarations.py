@@ -3,8 +3,8 @@
 ``@registry.task("order:payment", queue="payment", max_retry=5)`` declares where the type runs
 and its defaults. A producer gets declarations from its own registry (``Client(registry=...)``
 or a typed handle) or, with no registry, from Redis: every worker publishes its registry's
-declarations at start (``publish``) and bumps a version counter when one changed; a producer
-caches them and re-reads the hash only when the counter moved (checked at most every
+declarations at start (``publish``) and sets a new version token when one changed; a producer
+caches them and re-reads the hash only when the version moved (checked at most every
 ``REFRESH_S``, or ``MISS_REFRESH_S`` after meeting a type it does not know).
 
 Fields a task sets explicitly (pydantic's ``model_fields_set``) win over the declaration.
@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -166,27 +167,30 @@ class Declarations:
         return age >= self.miss_refresh_s and any(t not in self.published for t in types)
 
     def refresh(self, keyspace: Keyspace, force: bool = False) -> Op[None]:
-        """Re-read published declarations if the version counter moved (one GET when it did
-        not). A failed read keeps the cache; with no cache at all it raises ``ConnectionFailed``
-        rather than send tasks to a queue their declaration does not name."""
-        first = self.version is None
+        """Re-read published declarations if the version moved (one GET when it did not). A
+        failed read keeps the cache; with no cache at all it raises ``ConnectionFailed`` rather
+        than send tasks to a queue their declaration does not name."""
+        read_all = Call(command=("HGETALL", keyspace.declarations), best_effort=True)
         calls = [Call(command=("GET", keyspace.declarations_version), best_effort=True)]
-        if first or force:
-            calls.append(Call(command=("HGETALL", keyspace.declarations), best_effort=True))
+        if self.version is None or force:
+            calls.append(read_all)
         replies = yield Batch(calls)
-        version = replies[0]
-        raw = replies[1] if len(replies) > 1 else None
-        if not first and not force and version is not None and str(version) != self.version:
-            raw = (yield Batch([Call(command=("HGETALL", keyspace.declarations), best_effort=True)]))[0]
-        if raw is None and (first or force or str(version) != self.version):
-            if first:
+        version = "" if replies[0] is None else str(replies[0])  # "": nothing published yet
+        if len(replies) > 1:
+            raw = replies[1]
+        elif version != self.version:
+            raw = (yield Batch([read_all]))[0]
+        else:
+            self.checked_at = time.monotonic()
+            return
+        if raw is None:  # the read failed
+            if self.version is None:
                 raise ConnectionFailed("cannot read the published task declarations")
             return  # keep what we have; the next check tries again
+        parsed = (Declaration.from_json(text) for text in dict(raw).values())
+        self.published = {d.task_type: d for d in parsed if d is not None}
+        self.version = version
         self.checked_at = time.monotonic()
-        if raw is not None:
-            parsed = (Declaration.from_json(text) for text in dict(raw).values())
-            self.published = {d.task_type: d for d in parsed if d is not None}
-        self.version = "" if version is None else str(version)
 
     def get(self, task_type: str) -> Declaration | None:
         return self.local.get(task_type) or self.published.get(task_type)
@@ -231,8 +235,9 @@ def publish(keyspace: Keyspace, worker_id: str, declarations: Sequence[Declarati
         calls.append(
             cmd("HSET", keyspace.declarations, *[x for d in changed for x in (d.task_type, d.to_json())])
         )
-        # after the write: a producer that read the old version re-reads the hash
-        calls.append(cmd("INCR", keyspace.declarations_version))
+        # after the write: a producer that read the old version re-reads the hash. A random
+        # token, not a counter: a counter restarts after a flush and could match a stale cache
+        calls.append(cmd("SET", keyspace.declarations_version, os.urandom(8).hex()))
     served = {d.task_type: d.digest for d in declarations}
     calls.append(cmd("HSET", keyspace.declared_by, worker_id, json.dumps(served, sort_keys=True)))
     known = yield cmd("HKEYS", keyspace.declared_by)

@@ -193,8 +193,8 @@ class Keyspace:
 
     @property
     def declarations_version(self) -> str:
-        """Counter bumped after every change of ``declarations``: producers re-read the hash
-        only when it moved."""
+        """A random token set anew after every change of ``declarations``: producers re-read
+        the hash only when it moved."""
         return f"{self.prefix}:types:version"
 
     @property

@@ -236,9 +236,11 @@ def test_client_caches_declarations_and_rereads_them_when_the_version_moves(
     # a new version of the app moves the type; the client sees it at its next check
     moved = Registry()
     moved.task("order:payment", queue="payment-v2", max_retry=2)(lambda ctx, payload: None)
+    version = raw.get("rediq:types:version")
     assert publish(client, moved, "w-v2") == 1
-    assert publish(client, moved, "w-v2b") == 0  # same declarations: no change, no version bump
-    assert raw.get("rediq:types:version") == "2"
+    moved_version = raw.get("rediq:types:version")
+    assert publish(client, moved, "w-v2b") == 0  # same declarations: no change, no new version
+    assert version != moved_version == raw.get("rediq:types:version")
     result = client.enqueue("order:payment", {})
     assert result.queue == "payment"  # cached until the next check
     client.declarations.refresh_s = 0.0
@@ -254,6 +256,18 @@ def test_a_miss_rechecks_soon_so_a_just_started_worker_is_seen(client: Client) -
     assert client.enqueue("order:payment", {}).queue == "payment"
 
 
+def test_a_flushed_server_is_not_answered_from_a_stale_cache(client: Client, raw: redis.Redis) -> None:
+    registry, _ = payment_registry()
+    publish(client, registry)
+    assert client.enqueue("order:payment", {}).queue == "payment"
+    raw.flushall()
+    moved = Registry()
+    moved.task("order:payment", queue="payment-after-flush")(lambda ctx, payload: None)
+    publish(client, moved)  # a counter would read 1 again here, as before the flush
+    client.declarations.refresh_s = 0.0
+    assert client.enqueue("order:payment", {}).queue == "payment-after-flush"
+
+
 def test_malformed_published_declaration_counts_as_undeclared(client: Client, raw: redis.Redis) -> None:
     raw.hset(
         "rediq:types",
@@ -262,7 +276,7 @@ def test_malformed_published_declaration_counts_as_undeclared(client: Client, ra
             "bad:queue": json.dumps({"task_type": "bad:queue", "queue": "a b"}),
         },
     )
-    raw.incr("rediq:types:version")
+    raw.set("rediq:types:version", "hand-made")
     assert client.enqueue("bad:json", {}).queue == "default"
     assert client.enqueue("bad:queue", {}).queue == "default"
 
