@@ -592,6 +592,23 @@ def task_types(state: CliState, as_json: bool) -> None:
     click.echo("PRI: 0..100, 0 runs first")
 
 
+@task.command("forget")
+@click.argument("task_types", metavar="TYPE...", nargs=-1, required=True)
+@json_option
+@pass_state
+def task_forget(state: CliState, task_types: tuple[str, ...], as_json: bool) -> None:
+    """Drop the published declarations of types no app has any more (producers without a
+    registry then treat them as undeclared); a worker that has one publishes it again at start."""
+    from engine.declarations import forget
+
+    client = state.client()
+    removed = client.run(forget(client.settings.keyspace, list(task_types)))
+    if as_json:
+        emit_json({"forgotten": removed})
+    else:
+        click.echo(f"{removed} declaration(s) forgotten")
+
+
 @task.command("why")
 @click.argument("task_id", metavar="ID")
 @json_option

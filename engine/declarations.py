@@ -248,6 +248,15 @@ def publish(keyspace: Keyspace, worker_id: str, declarations: Sequence[Declarati
     return len(changed)
 
 
+def forget(keyspace: Keyspace, task_types: Sequence[str]) -> Op[int]:
+    """Drop published declarations (of types no app has any more); returns how many went. A
+    worker that still has one publishes it again when it starts."""
+    removed = int((yield cmd("HDEL", keyspace.declarations, *task_types)))
+    if removed:
+        yield cmd("SET", keyspace.declarations_version, os.urandom(8).hex())
+    return removed
+
+
 @dataclass(frozen=True, slots=True)
 class TypeInfo:
     """One declared type for ``rediq task types``: its declaration and the live workers that

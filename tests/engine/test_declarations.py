@@ -380,3 +380,13 @@ def test_before_enqueue_hooks_add_headers_and_can_refuse(redis_url: str, raw: re
             Client(redis_url, before_enqueue=[lambda task: 1]).enqueue("x:y", {})  # type: ignore[list-item,return-value]
     assert seen == ["payment", "payment"]
     assert raw.zcard("rediq:{payment}:pending") == 1  # the refused one was never written
+
+
+def test_task_forget_drops_a_stale_declaration(client: Client, redis_url: str) -> None:
+    registry, _ = payment_registry()
+    publish(client, registry)
+    assert client.enqueue("order:payment", {}).queue == "payment"
+    result = CliRunner().invoke(cli, ["--redis-url", redis_url, "task", "forget", "order:payment", "--json"])
+    assert (result.exit_code, json.loads(result.stdout)) == (0, {"forgotten": 1})
+    client.declarations.refresh_s = 0.0
+    assert client.enqueue("order:payment", {}).queue == "default"
