@@ -73,15 +73,20 @@ class EnqueueResult(NamedTuple):
         return f"{self.queue}|{self.id}"
 
     def __eq__(self, other: object) -> bool:
+        # equal as the 4-tuple it was before it carried its client
         if isinstance(other, EnqueueResult):
             return self[:4] == other[:4]
-        return tuple.__eq__(self, other)
+        return isinstance(other, tuple) and self[:4] == other
 
     def __ne__(self, other: object) -> bool:
         return not self == other
 
     def __hash__(self) -> int:
         return hash(self[:4])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (to another process) without the client, whose connections cannot travel
+        return (EnqueueResult, tuple(self[:4]))
 
     def __repr__(self) -> str:
         fields = f"id={self.id!r}, queue={self.queue!r}, state={self.state!r}, status={self.status!r}"

@@ -140,3 +140,14 @@ async def test_a_dependent_task_reads_its_dependencies_results(redis_url: str) -
         both = await c.enqueue("calc:quote", None, depends_on=[a, b])
         assert await both.wait_async(timeout=20) == {a.id: 1999, b.id: {"sku-1": 3}}
         assert await alone.wait_async(timeout=20) == {}
+
+
+def test_an_enqueue_result_compares_and_pickles_as_the_plain_tuple(client: Client) -> None:
+    import pickle
+
+    result = client.enqueue("x:y", {}, queue="rpc")
+    plain = (result.id, "rpc", "pending", "new")
+    assert result == plain and hash(result) == hash(plain) and result.client is client
+    copied = pickle.loads(pickle.dumps(result))
+    assert copied == result and copied.client is None
+    assert "client" not in repr(result)
