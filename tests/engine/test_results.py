@@ -151,3 +151,17 @@ def test_an_enqueue_result_compares_and_pickles_as_the_plain_tuple(client: Clien
     copied = pickle.loads(pickle.dumps(result))
     assert copied == result and copied.client is None
     assert "client" not in repr(result)
+
+
+async def test_client_requeue_pause_and_resume(redis_url: str) -> None:
+    with Client(redis_url) as client:
+        later = client.enqueue("x:y", {}, queue="ops", delay=3600)
+        client.cancel(later.id)
+        assert client.requeue(later.id) is True
+        info = client.get_task(later.id)
+        assert info is not None and info.state == "pending"
+    async with AsyncClient(redis_url) as c:
+        assert await c.pause("ops") is True
+        assert (await c.get_task(later.id)) is not None
+        assert await c.resume("ops") is True
+        assert await c.requeue(later.id) is False  # pending already: nothing to move
