@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from engine import AsyncClient, Client, Registry, ResultTimeout, TaskCancelled, TaskDead, TaskFailed
+from engine import AsyncClient, Client, Registry, ResultTimeout, TaskCancelled, TaskDead, TaskFailed, results
 from engine.errors import InvalidTask, Permanent, TaskNotFound
 from tests.engine.conftest import running_worker
 
@@ -36,7 +36,10 @@ def echo_registry() -> Registry:
     return registry
 
 
-async def test_async_wait_returns_the_value_and_raises_for_a_dead_task(redis_url: str) -> None:
+async def test_async_wait_returns_the_value_and_raises_for_a_dead_task(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(results, "RECHECK_S", 300.0)  # woken by events only
     registry = echo_registry()
     async with running_worker(registry, redis_url, ["rpc"]), AsyncClient(redis_url, registry=registry) as c:
         result = await c.enqueue("rpc:add", {"a": 2, "b": 3})
@@ -50,8 +53,12 @@ async def test_async_wait_returns_the_value_and_raises_for_a_dead_task(redis_url
         assert "the gateway refused the card" in (info.value.info.last_error or "")
 
 
-async def test_sync_result_is_woken_by_the_completion(redis_url: str) -> None:
-    """The waiter blocks in a thread, subscribed, while the worker runs a 0.5 s task."""
+async def test_sync_result_is_woken_by_the_completion(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The waiter blocks in a thread, subscribed, while the worker runs a 0.5 s task. With the
+    safety re-read pushed past the timeout, only the completion event can wake it in time."""
+    monkeypatch.setattr(results, "RECHECK_S", 300.0)
     registry = echo_registry()
     with Client(redis_url, registry=registry) as client:
         result = client.enqueue("rpc:slow", 0.5)
