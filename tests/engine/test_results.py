@@ -42,13 +42,16 @@ async def test_async_wait_returns_the_value_and_raises_for_a_dead_task(
     monkeypatch.setattr(results, "RECHECK_S", 300.0)  # woken by events only
     registry = echo_registry()
     async with running_worker(registry, redis_url, ["rpc"]), AsyncClient(redis_url, registry=registry) as c:
+        started = time.monotonic()
         result = await c.enqueue("rpc:add", {"a": 2, "b": 3})
-        assert await result.wait_async(timeout=20) == 5
-        assert await c.result(result.id, timeout=20) == 5  # again, already final: no wait
-        assert await c.enqueue_and_wait("rpc:add", {"a": 40, "b": 2}, timeout=20) == 42
+        assert await result.wait_async(timeout=60) == 5
+        assert await c.result(result.id, timeout=60) == 5  # again, already final: no wait
+        assert await c.enqueue_and_wait("rpc:add", {"a": 40, "b": 2}, timeout=60) == 42
         dead = await c.enqueue("rpc:broken", {})
         with pytest.raises(TaskDead) as info:
-            await dead.wait_async(timeout=20)
+            await dead.wait_async(timeout=60)
+        # three waits, each ended by an event: without one, each would last its 60 s
+        assert time.monotonic() - started < 60
         assert str(info.value).startswith(f"E014: task {dead.id} (rpc:broken) is dead after 1 attempt(s)")
         assert "the gateway refused the card" in (info.value.info.last_error or "")
 
@@ -63,11 +66,13 @@ async def test_sync_result_is_woken_by_the_completion(
     with Client(redis_url, registry=registry) as client:
         result = client.enqueue("rpc:slow", 0.5)
         box: dict[str, Any] = {}
-        waiter = threading.Thread(target=lambda: box.update(value=client.result(result.id, timeout=30)))
+        waiter = threading.Thread(target=lambda: box.update(value=client.result(result.id, timeout=60)))
         waiter.start()
+        started = time.monotonic()
         async with running_worker(registry, redis_url, ["rpc"]):
-            await asyncio.to_thread(waiter.join, 30)
-            rpc = await asyncio.to_thread(client.enqueue_and_wait, "rpc:add", {"a": 1, "b": 1}, timeout=20)
+            await asyncio.to_thread(waiter.join, 60)
+            rpc = await asyncio.to_thread(client.enqueue_and_wait, "rpc:add", {"a": 1, "b": 1}, timeout=60)
+        assert time.monotonic() - started < 60  # woken by events: without them, 120 s
         assert box == {"value": "done"}
         assert rpc == 2
 
