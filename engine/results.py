@@ -75,12 +75,17 @@ def _timeout(task_id: str, timeout: float | None) -> ResultTimeout:
     return ResultTimeout(f"task {task_id} has no result after {timeout:g} s")
 
 
+FINAL_EVENTS = frozenset({"completed", "dead", "cancelled", "deleted", "quarantined"})
+"""Events after which a waiter reads the task again (progress, retry and the like cannot end
+a wait, so a task reporting progress costs its waiters nothing)."""
+
+
 def _names(settings: Settings, message: Any, task_id: str) -> bool:
-    """Whether a pub/sub message is an event about ``task_id``."""
+    """Whether a pub/sub message is an event that may have ended the wait for ``task_id``."""
     if message is None or message.get("type") != "message":
         return False
     event = events.parse(settings, message.get("channel") or "", message.get("data"))
-    return event is not None and task_id in event.ids
+    return event is not None and event.event in FINAL_EVENTS and task_id in event.ids
 
 
 def _remaining(deadline: float | None) -> float:

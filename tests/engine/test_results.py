@@ -177,3 +177,22 @@ async def test_client_requeue_pause_and_resume(redis_url: str) -> None:
         assert (await c.get_task(later.id)) is not None
         assert await c.resume("ops") is True
         assert await c.requeue(later.id) is False  # pending already: nothing to move
+
+
+def test_only_events_that_can_end_a_wait_cost_a_read() -> None:
+    from engine.ops import Settings
+
+    settings = Settings()
+    channel = settings.keyspace.queue("rpc").events
+
+    def message(event: str, ids: list[str]) -> dict[str, Any]:
+        import json
+
+        return {"type": "message", "channel": channel, "data": json.dumps({"v": 1, "e": event, "ids": ids})}
+
+    assert results._names(settings, message("completed", ["a", "b"]), "b")
+    assert results._names(settings, message("dead", ["b"]), "b")
+    assert not results._names(settings, message("completed", ["a"]), "b")
+    assert not results._names(settings, message("progress", ["b"]), "b")
+    assert not results._names(settings, message("retry", ["b"]), "b")
+    assert not results._names(settings, {"type": "message", "channel": channel, "data": "{oops"}, "b")
