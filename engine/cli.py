@@ -29,6 +29,7 @@ from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
 from engine.declarations import TypeInfo
+from engine.display import SafeFormatter, visible
 from engine.errors import ConsoleMissing, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
 
@@ -624,6 +625,7 @@ def task_why(state: CliState, task_id: str, as_json: bool) -> None:
                 "state": str(explanation.state),
                 "blocked": explanation.blocked,
                 "reasons": list(explanation.reasons),
+                "causes": [{"reason": str(c.reason), "text": c.text} for c in explanation.causes],
                 "position": explanation.position,
             }
         )
@@ -815,8 +817,9 @@ def dash(state: CliState, interval: int, read_only: bool, no_mouse: bool) -> Non
         has_console = False
     if not has_console:
         raise ConsoleMissing("the console package rediq_tui is not installed")
+    # the URL (it may hold a password) goes in the environment: argv is readable by every local user
     env = {**os.environ, "REDIS_URL": url, "REDIQ_PREFIX": state.config().rediq_prefix}
-    args = [sys.executable, "-m", "rediq_tui", "--redis-url", url, "--interval", str(interval)]
+    args = [sys.executable, "-m", "rediq_tui", "--interval", str(interval)]
     args += ["--read-only"] if read_only else []
     args += ["--no-mouse"] if no_mouse else []
     sys.stdout.flush()
@@ -962,11 +965,10 @@ def worker_run(
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds)."""
     parent = ctx.find_object(CliState) or CliState()
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # log lines carry Redis data (task ids, types, errors): shown with every control visible
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), handlers=[handler])
     config = load_config(
         redis_url=worker_redis_url or parent.redis_url,
         rediq_prefix=worker_prefix or parent.prefix,
@@ -1059,6 +1061,15 @@ def one_line_usage(exc: click.UsageError) -> str:
     return f"usage error: {message}{hint}"
 
 
+_LINE_BREAKS = re.compile(r"[ \t\r\n]+")
+
+
+def _error_line(text: str) -> None:
+    """One stderr line; error texts quote Redis data (ids, names, server replies), so every
+    control in them is shown visibly."""
+    click.echo(visible(_LINE_BREAKS.sub(" ", text).strip(), 0), err=True)
+
+
 def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> int:
     """Run a click command; every failure becomes one stderr line and a distinct exit code."""
     import redis
@@ -1073,35 +1084,32 @@ def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> i
         click.echo(exc.format_message())
         return 0
     except click.UsageError as exc:
-        click.echo(one_line_usage(exc), err=True)
+        _error_line(one_line_usage(exc))
         return EXIT_USAGE
     except click.Abort:
-        click.echo("aborted: nothing was changed", err=True)
+        _error_line("aborted: nothing was changed")
         return EXIT_ABORTED
     except click.ClickException as exc:
-        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        _error_line(f"error: {exc.format_message()}")
         return exc.exit_code if exc.exit_code not in (0, 1) else EXIT_INVALID
     except RediqError as exc:
-        click.echo(" ".join(str(exc).split()), err=True)
+        _error_line(str(exc))
         return exc.exit_code
     except ValidationError as exc:
-        click.echo(f"invalid value: {validation_message(exc)}", err=True)
+        _error_line(f"invalid value: {validation_message(exc)}")
         return EXIT_INVALID
     except redis.RedisError as exc:
-        click.echo(f"redis error: {' '.join(mask_url(str(exc)).split())}", err=True)
+        _error_line(f"redis error: {mask_url(str(exc))}")
         return EXIT_REDIS
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        _error_line("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if debug:
             raise
-        click.echo(
-            f"internal error: {type(exc).__name__}: {one_line(str(exc))} (set REDIQ_DEBUG=1 for a traceback)",
-            err=True,
-        )
+        _error_line(f"internal error: {type(exc).__name__}: {exc} (set REDIQ_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
 
 

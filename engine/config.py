@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from engine.connection import mask_url
 from engine.errors import InvalidConfig
+from engine.keys import validate_prefix
 from engine.ops import DEFAULT_MAX_PAYLOAD, Settings
 
 CONFIG_FILE_ENV = "REDIQ_CONFIG"
@@ -134,9 +135,7 @@ class RediqConfig(BaseSettings):
     @field_validator("rediq_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not value or any(c.isspace() for c in value):
-            raise ValueError(f"rediq_prefix must be non-empty without spaces, got {value!r}")
-        return value
+        return validate_prefix(value)
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=â€¦&ssl_certfile=â€
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -271,8 +272,11 @@ def mask_url(url: str) -> str:
     if at and ":" in userinfo:
         user = userinfo.partition(":")[0]
         authority = f"{user}:***@{hosts}"
-    masked = authority + tail
+    masked = authority + _SECRET_OPTION.sub(r"\1***", tail)
     return f"{scheme}{sep}{masked}" if sep else masked
+
+
+_SECRET_OPTION = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
 
 
 def _flag(value: str) -> bool:

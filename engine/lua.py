@@ -30,6 +30,7 @@ SCRIPT_NAMES = (
     "quarantine",
     "restore",
     "start",
+    "testkit_advance",
 )
 
 

@@ -14,9 +14,16 @@ from typing import Any, NamedTuple, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
 from engine.declarations import Declarations
-from engine.errors import ConnectionFailed, InvalidTask, PayloadError, PayloadTooLarge, TaskNotFound
+from engine.errors import (
+    ConnectionFailed,
+    InvalidConfig,
+    InvalidTask,
+    PayloadError,
+    PayloadTooLarge,
+    TaskNotFound,
+)
 from engine.fingerprint import normalise_error
-from engine.keys import Keyspace, QueueKeys
+from engine.keys import Keyspace, QueueKeys, validate_prefix
 from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
 
 T = TypeVar("T")
@@ -46,6 +53,12 @@ class Settings:
     """How long deleted tasks stay restorable in quarantine."""
     strict_types: bool = False
     """Clients refuse to enqueue a task type declared nowhere (default: warn once per type)."""
+
+    def __post_init__(self) -> None:
+        try:
+            validate_prefix(self.prefix)
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from None
 
     @property
     def keyspace(self) -> Keyspace:

@@ -123,7 +123,10 @@ while i + width - 1 <= #ARGV do
     end
   end
 end
-if seq ~= seq_start then redis.call('SET', KEYS[4], fmt(seq)) end
+if seq ~= seq_start then
+  redis.call('SET', KEYS[4], fmt(seq))
+  bump_stat(base, 'e', now, seq - seq_start) -- arrivals per minute, for the backlog forecast
+end
 for worker, taker in pairs(handed) do
   if taker.free > 0 then
     redis.call('HSET', KEYS[7], worker, taker.free .. ':' .. taker.deadline .. ':' .. taker.lease_ms)
