@@ -303,11 +303,13 @@ def test_pause_of_a_queue_that_never_held_a_task(client: Client) -> None:
     assert client.resume("brand-new") is True
 
 
-async def test_task_types_lists_declarations_and_the_workers_serving_them(redis_url: str) -> None:
+async def test_task_types_lists_declarations_and_the_workers_serving_them(
+    redis_url: str, raw: redis.Redis
+) -> None:
     registry, _ = payment_registry()
     registry.task("order:sms", queue="notifications")(lambda ctx, payload: None)
     async with running_worker(registry, redis_url, ["payment"]) as worker:
-        await wait_until(lambda: bool(Client(redis_url).run(declarations.list_types(Settings().keyspace))))
+        await wait_until(lambda: bool(raw.hlen("rediq:types:workers")))  # the worker published
         result = CliRunner().invoke(cli, ["--redis-url", redis_url, "task", "types", "--json"])
         assert result.exit_code == 0, result.output
         types = {t["task_type"]: t for t in json.loads(result.stdout)}
