@@ -15,7 +15,8 @@ from functools import cache
 
 from engine import ops
 from engine.backend import Batch, Op, cmd
-from engine.errors import UnknownQueue
+from engine.errors import InvalidTask, UnknownQueue
+from engine.keys import validate_queue_name
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
 
@@ -67,7 +68,13 @@ def _known(settings: Settings, queue: str) -> Op[None]:
 
 
 def pause(settings: Settings, queue: str) -> Op[bool]:
-    yield from _known(settings, queue)
+    """Pause a queue, known or not: pausing one before its first task arrives (a deploy, a
+    maintenance window) is legitimate, so an unknown name joins the known queues."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    yield cmd("SADD", settings.keyspace.queues, queue)
     changed = yield from ops.set_paused(settings, queue, True)
     yield from audit(settings, "pause", queue)
     return changed

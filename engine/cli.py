@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.util import find_spec
 from typing import Any
@@ -28,6 +28,7 @@ from engine import admin, doctor, embedded, explain, inspect, lua
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
+from engine.declarations import TypeInfo
 from engine.display import SafeFormatter, visible
 from engine.errors import ConsoleMissing, InvalidCron, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
@@ -501,7 +502,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
 
 @cli.group()
 def task() -> None:
-    """Inspect, cancel or retry one task."""
+    """Inspect, cancel or retry one task; list the declared task types."""
 
 
 def require_task(state: CliState, task_id: str) -> TaskInfo:
@@ -529,7 +530,7 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         ("queue", info.queue),
         ("state", str(info.state) + ("  (cancel requested)" if info.cancel_requested else "")),
         ("attempts", f"{info.attempts} of {info.max_retry + 1}"),
-        ("priority", str(info.priority)),
+        ("priority", f"{info.priority} (0..100, 0 runs first)"),
         ("timeout", f"{info.timeout:g}s"),
         ("enqueued", fmt_ms(info.enqueued_at_ms)),
         ("due", fmt_ms(info.due_at_ms)),
@@ -562,6 +563,69 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         echo("history (newest first):")
         for entry in info.history:
             echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
+
+
+def type_json(info: TypeInfo) -> dict[str, Any]:
+    return {
+        **asdict(info.declaration),
+        "digest": info.declaration.digest,
+        "served_by": list(info.served_by),
+        "handlers_elsewhere": list(info.handlers_elsewhere),
+        "other_versions": list(info.other_versions),
+    }
+
+
+@task.command("types")
+@json_option
+@pass_state
+def task_types(state: CliState, as_json: bool) -> None:
+    """Task types the running apps declare (queue, priority 0..100 with 0 first, retries,
+    timeout) and the live workers that serve each. Workers publish them when they start."""
+    from engine.declarations import list_types
+
+    client = state.client()
+    types = client.run(list_types(client.settings.keyspace))
+    if as_json:
+        emit_json([type_json(t) for t in types])
+        return
+    if not types:
+        click.echo(
+            "no task types declared: start a worker (rediq-worker --app ...) to publish its registry's"
+        )
+        return
+    rows = []
+    for t in types:
+        d = t.declaration
+        served = f"{len(t.served_by)} worker(s)" if t.served_by else "NONE"
+        if t.handlers_elsewhere:
+            served += f", {len(t.handlers_elsewhere)} not on its queue"
+        if t.other_versions:
+            served += f", {len(t.other_versions)} other version"
+        unique = f"{d.unique_ttl:g}s" if d.unique_ttl is not None else "-"
+        rows.append(
+            [d.task_type, d.queue, str(d.priority), str(d.max_retry), f"{d.timeout:g}s", unique, served]
+        )
+    click.echo(
+        render_table(["TYPE", "QUEUE", "PRI", "RETRY", "TIMEOUT", "UNIQUE", "SERVED BY"], rows, flex=6)
+    )
+    click.echo("PRI: 0..100, 0 runs first")
+
+
+@task.command("forget")
+@click.argument("task_types", metavar="TYPE...", nargs=-1, required=True)
+@json_option
+@pass_state
+def task_forget(state: CliState, task_types: tuple[str, ...], as_json: bool) -> None:
+    """Drop the published declarations of types no app has any more (producers without a
+    registry then treat them as undeclared); a worker that has one publishes it again at start."""
+    from engine.declarations import forget
+
+    client = state.client()
+    removed = client.run(forget(client.settings.keyspace, list(task_types)))
+    if as_json:
+        emit_json({"forgotten": removed})
+    else:
+        click.echo(f"{removed} declaration(s) forgotten")
 
 
 @task.command("why")

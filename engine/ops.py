@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
+from engine.declarations import Declarations
 from engine.errors import (
     ConnectionFailed,
     InvalidConfig,
@@ -59,6 +60,8 @@ class Settings:
     """Publish state-transition events (the console listens to them)."""
     quarantine_s: float = 7 * 86400.0
     """How long deleted tasks stay restorable in quarantine."""
+    strict_types: bool = False
+    """Clients refuse to enqueue a task type declared nowhere (default: warn once per type)."""
 
     def __post_init__(self) -> None:
         try:
@@ -93,6 +96,8 @@ class EnqueueResult(NamedTuple):
     state: str
     status: str
     """'new', 'exists' (same id already stored) or 'duplicate' (unique key held by ``id``)."""
+    client: Any = None
+    """The client that enqueued it, for ``wait``; not part of equality."""
 
     @property
     def created(self) -> bool:
@@ -101,6 +106,53 @@ class EnqueueResult(NamedTuple):
     @property
     def ref(self) -> str:
         return f"{self.queue}|{self.id}"
+
+    def __eq__(self, other: object) -> bool:
+        # equal as the 4-tuple it was before it carried its client
+        if isinstance(other, EnqueueResult):
+            return self[:4] == other[:4]
+        return isinstance(other, tuple) and self[:4] == other
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:4])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (to another process) without the client, whose connections cannot travel
+        return (EnqueueResult, tuple(self[:4]))
+
+    def __repr__(self) -> str:
+        fields = f"id={self.id!r}, queue={self.queue!r}, state={self.state!r}, status={self.status!r}"
+        return f"EnqueueResult({fields})"
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the task is final and return its result (see ``Client.result``);
+        for a result of ``Client.enqueue``."""
+        from engine import results
+
+        return results.wait_sync(self._bound("wait"), self.id, self.queue, timeout)
+
+    async def wait_async(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - as wait()
+        """``wait`` for a result of ``AsyncClient.enqueue``."""
+        from engine import results
+
+        return await results.wait_async(self._bound("wait_async"), self.id, self.queue, timeout)
+
+    def _bound(self, method: str) -> Any:
+        from engine.client import AsyncClient
+
+        asynchronous = method == "wait_async"
+        if self.client is None or isinstance(self.client, AsyncClient) != asynchronous:
+            other = "wait_async" if method == "wait" else "wait"
+            raise InvalidTask(
+                f"EnqueueResult.{method} needs the {'AsyncClient' if asynchronous else 'Client'} that "
+                "enqueued the task",
+                fix=f"Use .{other}() for a task from {'a Client' if asynchronous else 'an AsyncClient'}, "
+                "or client.result(id, timeout=...)",
+            )
+        return self.client
 
 
 def channel(settings: Settings, qk: QueueKeys) -> str:
@@ -145,6 +197,25 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
     ]
 
 
+EnqueueHook = Callable[[Task], "Task | None"]
+"""Runs on each task before it is enqueued (``Client(before_enqueue=...)``,
+``@registry.before_enqueue``): add tracing headers to ``metadata``, validate, refuse."""
+
+
+def _run_hooks(hooks: Sequence[EnqueueHook], task: Task) -> Task:
+    for hook in hooks:
+        changed = hook(task)
+        if changed is not None:
+            if not isinstance(changed, Task):
+                name = getattr(hook, "__name__", repr(hook))
+                raise InvalidTask(
+                    f"before-enqueue hook {name} returned {type(changed).__name__}, not a Task or None",
+                    fix="Return task.model_copy(update=...) to change it, None to keep it, raise to refuse",
+                )
+            task = changed
+    return task
+
+
 def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
     """Find the queue of each task id (``queue|id`` refs are taken at their word)."""
     ks = settings.keyspace
@@ -167,10 +238,26 @@ def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
     return found
 
 
-def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueResult]]:
+def enqueue_many(
+    settings: Settings,
+    tasks: Sequence[Task],
+    declarations: Declarations | None = None,
+    *,
+    bind: Any = None,
+    hooks: Sequence[EnqueueHook] = (),
+) -> Op[list[EnqueueResult]]:
     """Enqueue tasks: one scripted call per queue, all in one round trip (plus dependency
-    registration for tasks that have dependencies)."""
+    registration for tasks that have dependencies). Each task takes its type's declaration
+    for the fields it did not set (``declarations``: a client's cache; None reads the
+    published ones afresh, one round trip), then passes through ``hooks`` in order (each
+    returns the task to enqueue, or None to keep it; an exception refuses the whole call
+    before anything is written). ``bind``: the client the results can ``wait`` on."""
     ks = settings.keyspace
+    if declarations is None:
+        declarations = Declarations(strict=settings.strict_types)
+    tasks = yield from declarations.resolve(ks, tasks)
+    if hooks:
+        tasks = [_run_hooks(hooks, task) for task in tasks]
     all_deps = [d for t in tasks for d in t.depends_on]
     dep_queue: dict[str, str] = {}
     if all_deps:
@@ -213,7 +300,7 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
     per_queue: dict[str, list[EnqueueResult]] = defaultdict(list)
     for queue, reply in zip(call_queues, replies[1:], strict=True):
         per_queue[queue].extend(
-            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i]) for i in range(0, len(reply), 3)
+            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i], bind) for i in range(0, len(reply), 3)
         )
     if len(queues) == 1:
         ordered = per_queue[queues[0]]

@@ -61,6 +61,7 @@ def test_a_streamed_batch_reloads_scripts_after_a_flush(client: Client, raw: red
 def test_a_connection_broken_mid_stream_resends_without_a_second_task(
     client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    client.enqueue("t", None, queue="warm")  # declarations read: the batch below is the only exchange
     real_read = backend._read_reply
     reads = {"n": 0}
 
