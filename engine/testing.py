@@ -3,12 +3,17 @@ until the work is done.
 
 With rediq installed, pytest loads this module as a plugin (entry point ``rediq``):
 
+    from engine import Client
     from engine.testing import run_until_idle
 
-    def test_order_ends_shipped(rediq_client, rediq_url):
-        order = rediq_client.enqueue("order:payment", {"order_id": "o-1", "amount": 5})
-        report = run_until_idle(registry, rediq_url, rediq_client.settings, horizon_s=3600)
-        assert rediq_client.get_task(order.id).state == "completed"
+    def test_payment_completes(rediq_url, rediq_settings):
+        # a client with the app's registry: the task lands in the queue its type declares
+        with Client(rediq_url, settings=rediq_settings, registry=registry) as client:
+            paid = client.enqueue("order:payment", {"order_id": "o-1", "amount": 5})
+            run_until_idle(registry, rediq_url, rediq_settings, horizon_s=3600)
+            assert client.get_task(paid.id).state == "completed"
+
+(``examples/orders/test_pipeline.py`` is a complete example.)
 
 - ``rediq_url`` (session): a private embedded Valkey in a temporary directory, on a unix socket.
 - ``rediq_client``: a ``Client`` whose keys carry a prefix of their own, so tests never see
