@@ -154,10 +154,6 @@ def test_doctor_resolves_dependents_of_a_vanished_dependency(client: Client, raw
     assert findings(client, "dl4") == []
 
 
-def test_placement_keys_cover_every_state() -> None:
-    assert sorted(doctor.PLACE_ORDER) == sorted(doctor.STATE_SETS)
-
-
 async def test_doctor_repairs_while_a_real_worker_serves_the_queue(redis_url: str) -> None:
     calls: Counter[str] = Counter()
     registry = Registry()

@@ -5,19 +5,15 @@ across a restart, side by side with another version; ``REDIQ_SCRIPT_MODE=eval`` 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
 import redis
 
 from engine import lua
-from engine.backend import SyncBackend
 from engine.cli import cli, run
 from engine.client import Client
-from engine.errors import InvalidConfig
 from engine.lua import ScriptMode
 from engine.task import Task
 from tests.servers import ServerProcess, free_port
@@ -42,41 +38,6 @@ def no_functions(raw: redis.Redis) -> Iterator[redis.Redis]:
     raw.config_resetstat()
     yield raw
     raw.function_flush()
-
-
-def test_every_script_file_is_a_function_of_the_library() -> None:
-    files = {
-        p.name[: -len(".lua")]
-        for p in resources.files("engine").joinpath("scripts").iterdir()
-        if p.name.endswith(".lua") and not p.name.startswith("_")
-    }
-    assert set(lua.SCRIPT_NAMES) == files and "dequeue" in files
-    lib = lua.library()
-    assert re.fullmatch(r"rediq_[0-9a-f]{12}", lib.name)
-    assert lib.source.startswith(f"#!lua name={lib.name}\n")
-    registered = set(re.findall(r"function_name = '([a-z0-9_]+)'", lib.source))
-    assert registered == {lib.function(n) for n in (*files, lua.VERSION_FUNCTION)}
-    # the version check needs FCALL_RO only: its function is registered no-writes
-    assert f"function_name = '{lib.function('version')}', flags = {{'no-writes'}}" in lib.source
-
-
-def test_the_library_name_follows_its_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A changed script is a new version: a new library name, so an old worker keeps its own."""
-    before = lua.library()
-    real = lua._read
-
-    def edited(name: str) -> str:
-        return real(name) + ("\n-- edited\n" if name == "ack" else "")
-
-    lua._library.cache_clear()
-    monkeypatch.setattr(lua, "_read", edited)
-    try:
-        after = lua.library()
-        assert after.name != before.name and after.version != before.version
-    finally:
-        monkeypatch.undo()
-        lua._library.cache_clear()
-    assert lua.library() == before
 
 
 def test_first_use_loads_the_library_and_calls_go_by_fcall(no_functions: redis.Redis, redis_url: str) -> None:
@@ -145,14 +106,6 @@ def test_eval_mode_sends_evalsha_and_loads_scripts(
         client.backend.ensure_scripts()  # nothing to check in eval mode
     assert _calls(no_functions, "evalsha") >= 1 and _calls(no_functions, "fcall") == 0
     assert _libraries(no_functions) == []
-
-
-def test_an_unknown_script_mode_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(lua.MODE_ENV, "lua")
-    with pytest.raises(InvalidConfig) as caught:
-        SyncBackend(redis.Redis())
-    assert "\n" not in str(caught.value) and "REDIQ_SCRIPT_MODE" in str(caught.value)
-    assert str(caught.value).startswith("E011: ")
 
 
 def test_library_status_and_install(no_functions: redis.Redis, redis_url: str) -> None:

@@ -201,3 +201,28 @@ def test_prefix_with_hash_tag_braces_or_spaces_is_refused(
     assert "\n" not in str(err.value) and "braces would put every queue in one Cluster slot" in str(err.value)
     with pytest.raises(InvalidConfig, match="one Cluster slot"):
         Settings(prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    ("flags", "field"),
+    [
+        ({"worker_lease_s": 0}, "worker_lease_s"),
+        ({"worker_lease_s": 0.2}, "worker_lease_s"),
+        ({"rediq_retention_s": 0}, "rediq_retention_s"),
+        ({"rediq_dead_retention_s": 0}, "rediq_dead_retention_s"),
+        ({"rediq_quarantine_s": 0}, "rediq_quarantine_s"),
+        ({"worker_grace_s": 1e16}, "worker_grace_s"),
+    ],
+)
+def test_configuration_out_of_range_is_refused_in_one_line(flags: dict[str, float], field: str) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        load_config(**flags)
+    text = str(info.value)
+    assert field in text and "\n" not in text and ".." in text
+
+
+def test_settings_refuse_a_retention_that_would_keep_finished_tasks_forever() -> None:
+    with pytest.raises(InvalidConfig, match="retention_s=0"):
+        Settings(retention_s=0)
+    with pytest.raises(InvalidConfig, match="dead_retention_s"):
+        Settings(dead_retention_s=0.0001)

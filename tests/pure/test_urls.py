@@ -10,8 +10,6 @@ from engine.client import Client
 from engine.connection import mask_url, parse_url
 from engine.errors import InvalidUrl
 
-pytestmark = pytest.mark.cluster
-
 SECRET = "p%40ss:w0rd"  # encoded '@' and a ':' inside the password
 
 
