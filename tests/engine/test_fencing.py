@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from engine import admin, ops
+from engine import admin, inspect, ops
 from engine.backend import Batch
 from engine.client import Client
 from engine.metrics import LabelPolicy, WorkerMetrics
@@ -223,5 +223,7 @@ async def test_the_worker_counts_and_reports_refused_calls(
         await wait_until(lambda: worker.fenced == 1)
         key = client.settings.keyspace.worker(worker.id)
         await wait_until(lambda: raw.hget(key, "fenced") == "1", timeout=10)
+        (listed,) = [w for w in client.call(inspect.workers) if w.id == worker.id]
+        assert listed.fenced == 1  # what `rediq worker list` and the console show
     assert b'rediq_fenced_total{call="ack",queue="fz"} 1.0' in metrics.exposition()
     assert client.get_task(task.id) is None  # the refused ack did not bring it back
