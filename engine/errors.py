@@ -130,3 +130,15 @@ class Retryable(Exception):
 
 class Permanent(Exception):
     """Raise from a handler when retrying cannot help: the task goes straight to dead."""
+
+
+class FunctionsMissing(RediqError):
+    """This rediq version's Lua function library is not on the server and this Redis user may
+    not load it (a worker's ACL has FCALL, not FUNCTION LOAD)."""
+
+    code = "E010"
+    exit_code = 9
+    fix = (
+        "Run `rediq server install-functions` as an admin user (one allowed FUNCTION LOAD), "
+        "or set REDIQ_SCRIPT_MODE=eval on servers without functions (weaker: see SECURITY.md)"
+    )

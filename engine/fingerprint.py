@@ -7,7 +7,25 @@ import re
 
 MAX_SAMPLE = 300
 
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*"
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*"
+
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # times first, whole: their digits would otherwise become several <n> around fixed letters
+    # ('02T04', 'Z'), and the same failure at another second would make a group of its own
+    (
+        re.compile(
+            r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2}\b)?)?"
+        ),
+        "<time>",
+    ),
+    (
+        re.compile(
+            rf"\b(?:{_DAY},? )?\d{{1,2}} {_MONTH} \d{{4}}(?: \d{{2}}:\d{{2}}(?::\d{{2}})?)?(?: GMT| UTC)?"
+        ),
+        "<time>",
+    ),
+    (re.compile(r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b"), "<time>"),
     (
         re.compile(r"\b[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}\b"),
         "<uuid>",

@@ -35,6 +35,8 @@ class QueueSummary:
     throughput: tuple[int, ...] = ()
     """Completed per minute, oldest first, the current minute last."""
     failures: tuple[int, ...] = ()
+    arrivals: tuple[int, ...] = ()
+    """Tasks enqueued per minute, oldest first, the current minute last."""
 
     def count(self, state: TaskState | str) -> int:
         return self.counts.get(str(state), 0)
@@ -91,6 +93,7 @@ def _queue_calls(settings: Settings, name: str, minute: int) -> list[Call]:
     minutes = range(minute - THROUGHPUT_MINUTES + 1, minute + 1)
     calls.append(cmd("MGET", *[qk.stat("p", m) for m in minutes]))
     calls.append(cmd("MGET", *[qk.stat("f", m) for m in minutes]))
+    calls.append(cmd("MGET", *[qk.stat("e", m) for m in minutes]))
     return calls
 
 
@@ -108,18 +111,17 @@ def queues(settings: Settings, names: Sequence[str] | None = None) -> Op[list[Qu
         r = replies[i * per : (i + 1) * per]
         counts = {str(s): int(c) for s, c in zip(COUNTED_STATES, r, strict=False)}
         n = len(COUNTED_STATES)
-        paused, head, processed, failed = bool(r[n]), r[n + 1], r[n + 2], r[n + 3]
+        paused, head = bool(r[n]), r[n + 1]
+        processed, failed, arrived = (tuple(int(x or 0) for x in series) for series in r[n + 2 : n + 5])
         if head:
             heads.append((name, head[0]))
-        parsed.append(
-            (name, counts, paused, tuple(int(x or 0) for x in processed), tuple(int(x or 0) for x in failed))
-        )
+        parsed.append((name, counts, paused, processed, failed, arrived))
     enq = {}
     if heads:
         enq_replies = yield Batch([cmd("HGET", settings.keyspace.queue(q).task(t), "enq") for q, t in heads])
         enq = {q: ops._int(e) for (q, _), e in zip(heads, enq_replies, strict=True)}
     out = []
-    for name, counts, paused, processed, failed in parsed:
+    for name, counts, paused, processed, failed, arrived in parsed:
         head_enq = enq.get(name)
         out.append(
             QueueSummary(
@@ -131,6 +133,7 @@ def queues(settings: Settings, names: Sequence[str] | None = None) -> Op[list[Qu
                 head_age_s=(now_ms - head_enq) / 1000 if head_enq else None,
                 throughput=processed,
                 failures=failed,
+                arrivals=arrived,
             )
         )
     return out
@@ -234,6 +237,10 @@ class CronEntryInfo:
     """The next five fire times (epoch ms)."""
     runs: tuple[CronRun, ...] = ()
     """The last runs, newest first, with the state of the task each created."""
+    orphaned: bool = False
+    """Declared by no live scheduler for longer than its interval: it no longer fires."""
+    declared_ms: int | None = None
+    """When a scheduler last declared it (its code still holds it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,8 +423,10 @@ class Forecast:
     rate_per_min: float
     """Completions per minute, averaged over the last five full minutes."""
     drain_minutes: float | None
-    """Minutes until pending reaches zero at the current rate (None: not draining)."""
+    """Minutes until pending reaches zero at the current rates (None: not draining)."""
     runtimes: tuple[RuntimeStats, ...] = ()
+    inflow_per_min: float = 0.0
+    """Enqueues per minute over the same minutes: the backlog drains at rate minus inflow."""
 
     @property
     def level(self) -> str:
@@ -436,6 +445,26 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+FORECAST_MINUTES = 5
+
+
+def _recent_rate(series: tuple[int, ...]) -> float:
+    """Per-minute average over the last full minutes (the current one is partial)."""
+    recent = series[-FORECAST_MINUTES - 1 : -1] or (0,)
+    return sum(recent) / len(recent)
+
+
+def forecast_of(summary: QueueSummary, runtimes: Sequence[RuntimeStats] = ()) -> Forecast:
+    """The backlog forecast from a summary already read (pure): pending shrinks at completions
+    minus enqueues per minute; a queue whose inflow keeps up with its workers is not draining,
+    however fast they run."""
+    rate, inflow = _recent_rate(summary.throughput), _recent_rate(summary.arrivals)
+    pending = summary.count(TaskState.PENDING)
+    net = rate - inflow
+    drain = (pending / net) if pending and net > 0 else (0.0 if pending == 0 else None)
+    return Forecast(summary.name, pending, summary.head_age_s, rate, drain, tuple(runtimes), inflow)
+
+
 def forecast(settings: Settings, queue_name: str, task_types: Sequence[str] = ()) -> Op[Forecast | None]:
     """Backlog forecast of one queue: oldest-at-head age, runtime p50/p95 per task type over
     the last samples the workers reported, and when the backlog drains at the current rate."""
@@ -443,9 +472,6 @@ def forecast(settings: Settings, queue_name: str, task_types: Sequence[str] = ()
     if summary is None:
         return None
     qk = settings.keyspace.queue(queue_name)
-    recent = summary.throughput[-6:-1] or (0,)
-    rate = sum(recent) / len(recent)
-    pending = summary.count(TaskState.PENDING)
     stats: list[RuntimeStats] = []
     if task_types:
         lists = yield Batch([cmd("LRANGE", qk.runtimes(t), 0, -1) for t in task_types])
@@ -455,8 +481,7 @@ def forecast(settings: Settings, queue_name: str, task_types: Sequence[str] = ()
                 stats.append(
                     RuntimeStats(t, len(samples), _percentile(samples, 0.5), _percentile(samples, 0.95))
                 )
-    drain = (pending / rate) if rate > 0 else (0.0 if pending == 0 else None)
-    return Forecast(queue_name, pending, summary.head_age_s, rate, drain, tuple(stats))
+    return forecast_of(summary, stats)
 
 
 # ---------------------------------------------------------------------------------- search

@@ -24,6 +24,17 @@ def validate_queue_name(name: str) -> str:
     return name
 
 
+def validate_prefix(prefix: str) -> str:
+    """A key prefix must not hold a hash tag: with ``{`` or ``}`` in it, Redis Cluster hashes
+    every key on the prefix's tag instead of the queue's, and all queues land in one slot."""
+    if not prefix or any(c.isspace() or c in "{}" for c in prefix):
+        raise ValueError(
+            f"key prefix {prefix!r} is invalid: use a non-empty prefix without spaces or braces "
+            "(braces would put every queue in one Cluster slot)"
+        )
+    return prefix
+
+
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
     """The keys of one queue. ``base`` ends with ':' so task keys are ``base + 't:' + id``."""
@@ -82,7 +93,7 @@ class QueueKeys:
         return self.base + "seq"
 
     def stat(self, kind: str, minute: int) -> str:
-        """Per-minute counter (``p`` processed, ``f`` failed), expiring after a day."""
+        """Per-minute counter (``p`` processed, ``f`` failed, ``e`` enqueued), expiring after a day."""
         return f"{self.base}stats:{kind}:{minute}"
 
     @property

@@ -7,15 +7,23 @@ Pure argument building and reply parsing live here; ``Client``, ``AsyncClient``,
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
-from engine.errors import ConnectionFailed, InvalidTask, PayloadError, PayloadTooLarge, TaskNotFound
+from engine.errors import (
+    ConnectionFailed,
+    InvalidConfig,
+    InvalidTask,
+    PayloadError,
+    PayloadTooLarge,
+    TaskNotFound,
+)
 from engine.fingerprint import normalise_error
-from engine.keys import Keyspace, QueueKeys
+from engine.keys import Keyspace, QueueKeys, validate_prefix
 from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
 
 T = TypeVar("T")
@@ -25,6 +33,12 @@ ENQUEUE_WIDTH = 8
 # tasks per enqueue script call: big enough that a call's overhead is small, small enough that
 # a large batch streams in several calls and never holds Redis for long in one
 ENQUEUE_CHUNK = 250
+MAX_RETENTION_S = 10 * 365 * 86400.0
+DEPENDENCY_POLICIES = ("cancel", "hold")
+DEPENDENCY_FAILURE_ENV = "REDIQ_DEPENDENCY_FAILURE"
+FINISHED_FOR_DEPENDENTS = ("completed", "dead", "cancelled", "quarantined")
+"""Dependency states that resolve a dependent: completed releases it, the others (and a
+dependency that is gone) fail it under its stored policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +51,33 @@ class Settings:
     dead_retention_s: float = 30 * 86400.0
     """How long dead tasks are kept before Redis expires them."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
-    dependency_failure: str = "cancel"
-    """What a dead/cancelled dependency does to its dependents: 'cancel' them or 'hold' them."""
+    dependency_failure: str = field(default_factory=lambda: os.environ.get(DEPENDENCY_FAILURE_ENV, "cancel"))
+    """What a dead/cancelled/vanished dependency does to its dependents: 'cancel' them or 'hold'
+    them. Stored with each dependent at enqueue (a ``Task.dependency_failure`` overrides it), so
+    the enqueuing process decides. Default: ``$REDIQ_DEPENDENCY_FAILURE`` or 'cancel'."""
     events: bool = True
     """Publish state-transition events (the console listens to them)."""
     quarantine_s: float = 7 * 86400.0
     """How long deleted tasks stay restorable in quarantine."""
+
+    def __post_init__(self) -> None:
+        try:
+            validate_prefix(self.prefix)
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from None
+        # the scripts take a TTL of 0 ms as "no TTL": a retention that rounds to 0 would keep
+        # finished hashes forever, so it is refused before anything is written
+        for name in ("retention_s", "dead_retention_s", "quarantine_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.001 <= value <= MAX_RETENTION_S):
+                raise InvalidConfig(
+                    f"{name}={value!r} is out of range: use 0.001..{MAX_RETENTION_S:.0f} seconds "
+                    "(finished tasks expire after it; 0 does not mean forever)"
+                )
+        if self.dependency_failure not in DEPENDENCY_POLICIES:
+            raise InvalidConfig(
+                f"dependency_failure={self.dependency_failure!r}: use one of {', '.join(DEPENDENCY_POLICIES)}"
+            )
 
     @property
     def keyspace(self) -> Keyspace:
@@ -95,6 +130,7 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         extras["ut"] = int(task.unique_ttl * 1000)
     if deps:
         extras["d"] = json.dumps(deps)
+        extras["p"] = task.dependency_failure or settings.dependency_failure
     if task.metadata:
         extras["m"] = json.dumps(task.metadata)
     return [
@@ -238,13 +274,19 @@ def _register_dependencies(settings: Settings, items: list[tuple[str, str, list[
             )
             pairs.append((queue, task_id, ref))
     states = yield Batch(calls)
+    # a dependency already finished, deleted or expired resolves the dependent at once (a
+    # vanished one counts as failed): otherwise nothing would ever tell it
     resolves = [
-        resolve_call(settings, queue, task_id, ref, state)
+        resolve_call(settings, queue, task_id, ref, state or GONE)
         for (queue, task_id, ref), state in zip(pairs, states, strict=True)
-        if state in ("completed", "dead", "cancelled")
+        if not state or state in FINISHED_FOR_DEPENDENTS
     ]
     if resolves:
         yield Batch(resolves)
+
+
+GONE = "gone"
+"""The outcome a dependent is told when its dependency was deleted or expired."""
 
 
 def resolve_call(settings: Settings, queue: str, task_id: str, dep_ref: str, outcome: str) -> Call:
@@ -308,11 +350,11 @@ def flush_outbox(
     targets: list[tuple[str, str]] = []
     for n, task_id in enumerate(ids):
         state, dependents = replies[2 * n], replies[2 * n + 1]
-        if state not in ("completed", "dead", "cancelled"):
-            continue
+        if state and state not in FINISHED_FOR_DEPENDENTS:
+            continue  # requeued or restored since: it will finish again
         for ref in dependents:
             dq, _, dep_id = ref.partition("|")
-            resolves.append(resolve_call(settings, dq, dep_id, f"{queue}|{task_id}", state))
+            resolves.append(resolve_call(settings, dq, dep_id, f"{queue}|{task_id}", state or GONE))
             targets.append((dq, dep_id))
     outcomes = (yield Batch(resolves)) if resolves else []
     yield cmd("ZREM", qk.dep_outbox, *ids)
@@ -469,6 +511,19 @@ def require_task(settings: Settings, task_id: str, queue: str | None = None) -> 
 # ---------------------------------------------------------------------------------- actions
 
 
+class Moved(list[str]):
+    """The ids an action moved, in order (a list, so existing callers keep working), and
+    ``refused``: each id it left in place on purpose, with the reason."""
+
+    def __init__(self, ids: Iterable[str] = (), refused: dict[str, str] | None = None) -> None:
+        super().__init__(ids)
+        self.refused: dict[str, str] = dict(refused or {})
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
 def cancel(
     settings: Settings, queue: str, ids: Sequence[str], reason: str = "cancelled by request"
 ) -> Op[dict[str, str]]:
@@ -484,16 +539,17 @@ def cancel(
     return outcomes
 
 
-def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "requeued") -> Op[list[str]]:
+def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "requeued") -> Op[Moved]:
+    """Requeue tasks; one whose unique key another live task holds is refused (``.refused``)."""
     if not ids:
-        return []
+        return Moved()
     qk = settings.keyspace.queue(queue)
-    moved = yield script_call(
+    moved, refused = yield script_call(
         "requeue",
         [qk.pending, qk.seq, qk.dead, qk.retry, qk.scheduled, qk.cancelled, qk.completed, qk.waiting],
         [qk.base, channel(settings, qk), note, *ids],
     )
-    return list(moved)
+    return Moved(moved, _pairs(refused))
 
 
 def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
@@ -512,9 +568,12 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
             qk.completed,
             qk.cancelled,
             qk.quarantine,
+            qk.dep_outbox,
         ],
         [qk.base, channel(settings, qk), *ids],
     )
+    # their dependents learn that the dependency is gone
+    yield from flush_outbox(settings, queue, list(deleted))
     return list(deleted)
 
 
@@ -537,19 +596,25 @@ def quarantine(
             qk.dead,
             qk.completed,
             qk.cancelled,
+            qk.dep_outbox,
         ],
         [qk.base, channel(settings, qk), int(settings.quarantine_s * 1000), note, *ids],
     )
+    # their dependents learn that the dependency was deleted
+    yield from flush_outbox(settings, queue, list(moved))
     return list(moved)
 
 
-def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[Moved]:
+    """Restore quarantined tasks; one whose unique key another live task holds stays
+    quarantined (``.refused``). A waiting one re-registers with its dependencies, so those
+    already finished (or gone) resolve it now."""
     if not ids:
-        return []
+        return Moved()
     qk = settings.keyspace.queue(queue)
-    restored = yield script_call(
+    restored, refused, waiting = yield script_call(
         "restore",
-        [qk.quarantine, qk.pending, qk.seq, qk.dead, qk.completed, qk.cancelled],
+        [qk.quarantine, qk.pending, qk.seq, qk.dead, qk.completed, qk.cancelled, qk.waiting, qk.scheduled],
         [
             qk.base,
             channel(settings, qk),
@@ -558,7 +623,12 @@ def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]
             *ids,
         ],
     )
-    return list(restored)
+    if waiting:
+        deps = yield Batch([cmd("SMEMBERS", qk.deps(i)) for i in waiting])
+        yield from _register_dependencies(
+            settings, [(queue, i, sorted(refs)) for i, refs in zip(waiting, deps, strict=True) if refs]
+        )
+    return Moved(restored, _pairs(refused))
 
 
 def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:

@@ -277,6 +277,7 @@ class Worker:
 
     async def _check_server(self) -> None:
         await self.backend.execute(cmd("PING"))
+        await self.backend.ensure_scripts()  # no function library, no FUNCTION LOAD: E010 now
         try:
             reply = await self.backend.execute(cmd("CONFIG", "GET", "maxmemory-policy"))
         except RediqError:

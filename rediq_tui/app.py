@@ -22,7 +22,7 @@ from engine.ops import Settings
 from engine.task import TaskState
 from rediq_tui import safe
 from rediq_tui.config import ConsoleConfig
-from rediq_tui.launcher import LaunchedWorker, LaunchSpec
+from rediq_tui.launcher import LaunchedWorker, LaunchSpec, environment
 from rediq_tui.messages import OpenGroup, OpenQueue, OpenTask, RefreshRequested
 from rediq_tui.screens.confirm import ConfirmScreen
 from rediq_tui.screens.detail import TaskDetailScreen
@@ -515,9 +515,9 @@ class RediqApp(App[None]):
 
     @work(group="launch", exit_on_error=False)
     async def launch(self, spec: LaunchSpec) -> None:
-        worker = LaunchedWorker(spec, spec.argv(self.config.redis_url, self.config.worker_module))
+        worker = LaunchedWorker(spec, spec.argv(self.config.worker_module))
         try:
-            await worker.start(env={"REDIQ_PREFIX": self.client.settings.prefix})
+            await worker.start(env=environment(self.config.redis_url, self.client.settings.prefix))
         except OSError as exc:
             self.notify(f"Could not start the worker: {exc}", severity="error", markup=False)
             return

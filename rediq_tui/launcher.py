@@ -20,12 +20,20 @@ class LaunchSpec:
     queues: tuple[str, ...]
     concurrency: int = 4
 
-    def argv(self, redis_url: str | None, module: str = DEFAULT_MODULE) -> list[str]:
+    def argv(self, module: str = DEFAULT_MODULE) -> list[str]:
+        """The worker's command line. The Redis URL is not on it (it may hold a password, and
+        every local user can read a process's argv): ``environment`` passes it."""
         args = [sys.executable, "-m", module, "worker", "--app", self.app, "--queues", ",".join(self.queues)]
-        args += ["--concurrency", str(self.concurrency)]
-        if redis_url:
-            args += ["--redis-url", redis_url]
-        return args
+        return args + ["--concurrency", str(self.concurrency)]
+
+
+def environment(redis_url: str | None, prefix: str) -> dict[str, str]:
+    """What a launched worker gets besides the console's own environment: the URL and prefix
+    it must use (a URL always: an inherited REDIS_URL must not send it elsewhere)."""
+    env = {"REDIQ_PREFIX": prefix}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
 
 
 @dataclass

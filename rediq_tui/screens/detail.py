@@ -129,7 +129,8 @@ def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
         out.append("\n" + safe.pretty_json(task.result) + "\n")
     # after the payload (the first screen at 80x24 shows fields and payload; the title line
     # already says whether and why the task is blocked)
-    out.append(render_why(why))
+    if not task.state.is_final:  # a finished task shows its outcome and attempts instead
+        out.append(render_why(why))
     out.append(render_attempts(task))
     if task.last_error:
         out.append(section("Error"))

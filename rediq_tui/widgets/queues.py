@@ -41,13 +41,8 @@ runtime percentiles in the selected queue's forecast."""
 
 def local_forecast(q: QueueSummary) -> Forecast:
     """The forecast of ``engine.inspect.forecast`` without runtimes, from the summary already
-    read (no extra Redis call per row): completions per minute over the last five full
-    minutes, and when pending reaches zero at that rate."""
-    recent = q.throughput[-6:-1] or (0,)
-    rate = sum(recent) / len(recent)
-    pending = q.count("pending")
-    drain = (pending / rate) if rate > 0 else (0.0 if pending == 0 else None)
-    return Forecast(q.name, pending, q.head_age_s, rate, drain)
+    read (no extra Redis call per row)."""
+    return inspect.forecast_of(q)
 
 
 def short_drain(fc: Forecast) -> str:
@@ -63,7 +58,7 @@ def forecast_line(fc: Forecast) -> Text:
     """The selected queue's detail line: backlog, rate, drain time and runtimes per type."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(safe.clean(fc.queue, 24), style="bold")
-    line.append(f" · {fc.pending:,} pending · {fc.rate_per_min:.1f}/min · ")
+    line.append(f" · {fc.pending:,} pending · {fc.rate_per_min:.1f}/min out, {fc.inflow_per_min:.1f} in · ")
     line.append(
         fmt.drain(fc.pending, fc.drain_minutes) if fc.pending else "empty", style=LEVEL_STYLE[fc.level]
     )

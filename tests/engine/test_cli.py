@@ -189,7 +189,11 @@ async def test_queue_flush_dead_asks_unless_yes(redis_url: str, client: Client) 
     assert client.call(admin.count, "cli", "dead") == 0
     assert client.call(admin.count, "cli", "quarantined") == 2
 
-    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {"queue": "cli", "restored": 2}
+    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {
+        "queue": "cli",
+        "restored": 2,
+        "refused": {},
+    }
     assert client.call(admin.count, "cli", "dead") == 2
     assert invoke(redis_url, "queue", "flush", "dead:cli", "--yes").exit_code == 0
     (one,) = client.call(inspect.page, "cli", "quarantined", 0, 1).tasks
@@ -272,6 +276,7 @@ def test_task_why_names_the_blocking_reason(redis_url: str, client: Client) -> N
     assert shown["position"] == 1
     assert any("paused" in r for r in shown["reasons"])
     assert any("no live worker" in r for r in shown["reasons"])
+    assert [c["reason"] for c in shown["causes"]] == ["paused", "no_worker", "position"]
     text = invoke(redis_url, "task", "why", first.id)
     assert text.stdout.startswith(f"task {first.id} in mail: pending")
     assert "  - queue 'mail' is paused" in text.stdout
@@ -312,6 +317,7 @@ async def test_dead_requeue_by_type_since_and_all(redis_url: str, client: Client
     assert invoke_json(redis_url, "dead", "requeue", "cli", "--type", "fizzle") == {
         "queue": "cli",
         "requeued": 2,
+        "refused": {},
     }
     assert client.call(admin.count, "cli", "dead") == 2
     assert client.call(admin.count, "cli", "pending") == 2
@@ -500,7 +506,7 @@ def test_dash_execs_console_with_same_url_and_interval(redis_url: str, tmp_path:
     assert result.returncode == 0, result.stderr
     launched = json.loads(out.read_text())
     assert launched == {
-        "argv": ["--redis-url", redis_url, "--interval", "250", "--read-only"],
+        "argv": ["--interval", "250", "--read-only"],  # the URL travels in the environment only
         "url": redis_url,
         "prefix": "p1",
     }
@@ -672,3 +678,36 @@ def test_parse_weights() -> None:
 
     assert parse_weights("payment=3, reports=1") == {"payment": 3, "reports": 1}
     assert parse_weights(None) is None
+
+
+def test_dash_passes_the_url_in_the_environment_not_on_the_command_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "redis://:hunter2@127.0.0.1:6390/0"
+    seen: dict[str, Any] = {}
+
+    def fake_exec(file: str, args: list[str], env: dict[str, str]) -> None:
+        seen.update(file=file, args=args, env=env)
+
+    monkeypatch.setattr(os, "execvpe", fake_exec)
+    result = CliRunner().invoke(cli, ["--redis-url", url, "dash", "--read-only"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen["args"][1:3] == ["-m", "rediq_tui"] and "--read-only" in seen["args"]
+    assert not any("hunter2" in a or "redis://" in a for a in seen["args"])
+    assert seen["env"]["REDIS_URL"] == url
+
+
+def test_error_lines_show_controls_visibly(capsys: pytest.CaptureFixture[str]) -> None:
+    import click
+
+    from engine.cli import run
+    from engine.errors import TaskNotFound
+
+    @click.command()
+    def boom() -> None:
+        raise TaskNotFound("no task \x1b]0;PWNED\x07 in\nqueue \u202eevil")
+
+    assert run(boom, [], "rediq") == TaskNotFound.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("E005: no task ␛]0;PWNED␇ in queue ⟨U+202E⟩evil. Check the id")
+    assert err.count("\n") == 1

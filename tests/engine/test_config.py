@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.config import InvalidConfig, RediqConfig, config_file_path, config_sources, load_config
+from engine.ops import Settings
 
 CONFIG_ENV_NAMES = [name.upper() for name in RediqConfig.model_fields]
 
@@ -168,3 +169,35 @@ def test_config_show_table_fits_80_columns_and_does_not_start_a_server(
     assert all(len(line) <= 80 for line in table)
     assert "redis_url" in result.output and "env" in result.output
     assert not (isolated / "data" / "valkey.pid").exists()
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_config_show_masks_the_sentinel_password(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    url = "redis+sentinel://:pw1@s1:26379,s2:26379/mymaster/0?sentinel_password=hunter2&sentinel_username=u"
+    monkeypatch.setenv("REDIS_URL", url)
+    result = CliRunner().invoke(
+        cli, ["config", "show", *(["--json"] if as_json else [])], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "hunter2" not in result.output and "pw1" not in result.output
+    if as_json:
+        shown = json.loads(result.output)["settings"]["redis_url"]["value"]
+        assert (
+            shown
+            == "redis+sentinel://:***@s1:26379,s2:26379/mymaster/0?sentinel_password=***&sentinel_username=u"
+        )
+
+
+@pytest.mark.parametrize("prefix", ["app{x}", "{app}", "a}b", "two words"])
+def test_prefix_with_hash_tag_braces_or_spaces_is_refused(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("REDIQ_PREFIX", prefix)
+    with pytest.raises(InvalidConfig) as err:
+        load_config()
+    assert str(err.value).startswith("E011: invalid setting rediq_prefix=")
+    assert "\n" not in str(err.value) and "braces would put every queue in one Cluster slot" in str(err.value)
+    with pytest.raises(InvalidConfig, match="one Cluster slot"):
+        Settings(prefix=prefix)

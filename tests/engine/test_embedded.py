@@ -207,3 +207,40 @@ def test_unusable_data_dir_is_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert result.stderr.startswith("E001: cannot create the data directory")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_long_data_dir_still_serves_on_a_private_socket_never_tcp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data directory whose socket path would not fit in a socket address used to fall back
+    to a loopback port with no password: any local user could write to the queues."""
+    directory = tmp_path / ("x" * 60) / ("y" * 60) / "data"
+    monkeypatch.setenv("REDIQ_DATA_DIR", str(directory))
+    try:
+        url = embedded.ensure_server()
+        assert url.startswith("unix://") and len(url) - len("unix://") <= embedded.MAX_SOCKET_PATH
+        sock = Path(url.removeprefix("unix://"))
+        assert sock.parent.name == f"rediq-{os.getuid()}"
+        assert sock.parent.stat().st_mode & 0o777 == 0o700
+        assert sock.stat().st_mode & 0o077 == 0
+        r = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            assert r.config_get("port") == {"port": "0"}  # no TCP listener at all
+            assert r.ping()
+        finally:
+            r.close()
+        assert directory.stat().st_mode & 0o777 == 0o700
+    finally:
+        embedded.stop_server()
+
+
+def test_data_dir_made_private_at_start_and_a_foreign_one_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "open"
+    mine.mkdir(mode=0o755)
+    mine.chmod(0o755)
+    embedded._make_private(mine)
+    assert mine.stat().st_mode & 0o777 == 0o700
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    with pytest.raises(embedded.EmbeddedServerError, match="not a directory owned by this user"):
+        embedded._make_private(link)

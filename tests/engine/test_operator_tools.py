@@ -178,7 +178,8 @@ def test_delete_goes_to_quarantine_and_restore_brings_it_back(client: Client) ->
     assert client.get_task(dead.id).state == TaskState.QUARANTINED  # type: ignore[union-attr]
     assert client.call(admin.restore, "qr", [dead.id, waiting.id]) == [dead.id, waiting.id]
     assert client.get_task(dead.id).state == TaskState.DEAD  # type: ignore[union-attr]
-    assert client.get_task(waiting.id).state == TaskState.PENDING  # type: ignore[union-attr]
+    # a delayed task goes back to waiting for its due time, not straight to pending
+    assert client.get_task(waiting.id).state == TaskState.SCHEDULED  # type: ignore[union-attr]
     client.call(admin.delete, "qr", [dead.id])
     assert client.call(admin.purge, "qr", [dead.id]) == [dead.id]
     assert client.get_task(dead.id) is None
@@ -206,7 +207,7 @@ def test_bulk_actions_run_in_bounded_chunks(client: Client, raw: redis.Redis) ->
         )
     raw.config_resetstat()
     assert client.call(admin.requeue_all, "bulk") == n
-    calls = raw.info("commandstats")["cmdstat_evalsha"]["calls"]
+    calls = raw.info("commandstats")["cmdstat_fcall"]["calls"]
     assert calls == math.ceil(n / admin.CHUNK)  # never one giant script over the whole set
 
 
@@ -344,3 +345,31 @@ async def test_worker_registry_shows_busy_slots_within_seconds(redis_url: str) -
         await wait_until(lambda: any(w.busy == 2 for w in client.call(inspect.workers)), timeout=6)
         assert time.monotonic() - started < 5  # not after the 10 s lease heartbeat
         gate.set()
+
+
+@pytest.mark.parametrize("queue", ["orders", "busybox"])
+def test_why_next_up_does_not_depend_on_the_queue_name(client: Client, queue: str) -> None:
+    """The old explainer found 'busy' in its own message naming queue 'busybox' and called the
+    next task blocked."""
+    fields = {
+        "host": "h",
+        "pid": 1,
+        "queues": queue,
+        "concurrency": 4,
+        "started": 0,
+        "busy": 0,
+        "tasks": "[]",
+    }
+    client.run(ops.beat_registry(client.settings, "w-live", fields, 60_000))
+    r = client.enqueue("t", None, queue=queue)
+    e = client.call(explain.why, r.id)
+    assert not e.blocked
+    assert e.reasons == ("next up", f"position 1 of 1 in {queue!r}")
+
+
+def test_enqueues_are_counted_per_minute_for_the_forecast(client: Client) -> None:
+    client.enqueue_many([Task(type="t", queue="inflow") for _ in range(3)])
+    client.enqueue("t", None, queue="inflow", delay=60)
+    summary = client.call(inspect.queue, "inflow")
+    assert summary is not None and summary.arrivals[-1] == 4
+    assert sum(summary.arrivals) == 4 and len(summary.arrivals) == len(summary.throughput)

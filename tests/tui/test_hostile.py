@@ -80,8 +80,10 @@ async def test_hostile_task_fields_are_inert(redis_url: str, raw: redis.Redis) -
         await pilot.click("#detail-body", offset=(5, 5))
         await pilot.pause(0.2)
         assert app.is_running and not app.refresh_paused
+        # shown, not obeyed: the title sequence and the override are visible placeholders
+        assert "x␛]0;owned␇⟨U+202E⟩evil" in plain
         svg = app.export_screenshot()
-        assert "owned" not in svg
+        assert "\x1b" not in svg and "\u202e" not in svg
     assert app.return_code in (None, 0)
 
 
