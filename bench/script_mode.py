@@ -58,14 +58,14 @@ def one_run(url: str, raw: redis.Redis, mode: ScriptMode, n: int) -> dict[str, f
     started = time.perf_counter()
     for _ in range(n):
         jobs = ops.parse_dequeue("b", backend.execute(ops.dequeue_call(settings, "b", 1, 30_000, "bench")))
-        backend.execute(ops.ack_call(settings, "b", [(j.id, j.attempt, "") for j in jobs]))
+        backend.execute(ops.ack_call(settings, "b", [(j.id, j.token, "") for j in jobs]))
     out["dequeue+ack"] = (time.perf_counter() - started) / n * 1e6
     for i in range(n):
         client.enqueue("bench", i, queue="c")
     started = time.perf_counter()
     for _ in range(n // 10):
         jobs = ops.parse_dequeue("c", backend.execute(ops.dequeue_call(settings, "c", 10, 30_000, "bench")))
-        backend.execute(ops.ack_call(settings, "c", [(j.id, j.attempt, "") for j in jobs]))
+        backend.execute(ops.ack_call(settings, "c", [(j.id, j.token, "") for j in jobs]))
     out["dequeue+ack x10"] = (time.perf_counter() - started) / n * 1e6
     stats = raw.info("commandstats")
     name = "cmdstat_fcall" if mode is ScriptMode.FUNCTIONS else "cmdstat_evalsha"

@@ -223,6 +223,7 @@ def worker_json(worker: inspect.WorkerSummary) -> dict[str, Any]:
         "queues": list(worker.queues),
         "concurrency": worker.concurrency,
         "busy": worker.busy,
+        "fenced": worker.fenced,
         "started_ms": worker.started_ms,
         "heartbeat_ms": worker.heartbeat_ms,
         "heartbeat_age_s": round(worker.heartbeat_age_s, 3),
@@ -491,10 +492,11 @@ def worker_list(state: CliState, as_json: bool) -> None:
             fmt_age(w.heartbeat_age_s),
             fmt_age(w.uptime_s),
             "stale" if w.stale else "ok",
+            str(w.fenced),
         ]
         for w in workers
     ]
-    echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS"], rows))
+    echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS", "FENCED"], rows))
 
 
 # ------------------------------------------------------------------------------ task
@@ -1163,6 +1165,7 @@ def run_worker_process(app: str, config: RediqConfig, weights: dict[str, int] | 
             served_queues=queues,
         )
         worker.add_listener(metrics.observe)
+        worker.add_fence_listener(metrics.observe_fenced)
         metrics_server = MetricsServer(metrics, config.metrics_host, config.effective_metrics_port).start()
         host, port = metrics_server.address
         logging.getLogger("rediq.metrics").info("serving http://%s:%d/metrics and /health", host, port)

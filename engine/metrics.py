@@ -148,6 +148,13 @@ class WorkerMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.fenced = Counter(
+            "rediq_fenced",
+            "Calls about a task refused because their delivery was over (a lost lease, a cancel, "
+            "delete or requeue meanwhile), by call (start, ack, fail, extend, release, progress)",
+            ["queue", "call"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge(
             "rediq_worker_in_flight", "Tasks running in this worker", registry=self.registry
         )
@@ -168,6 +175,10 @@ class WorkerMetrics:
             self.errors.labels(queue, task_type, kind).inc()
         if kind == "dead":
             self.failed.labels(queue, task_type).inc()
+
+    def observe_fenced(self, queue: str, call: str, n: int) -> None:
+        """Record ``n`` refused calls (a worker fence listener)."""
+        self.fenced.labels(self.labels.queue(queue), call).inc(n)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -726,7 +726,7 @@ def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:
 
 # ---------------------------------------------------------------------------------- worker side
 
-JOB_WIDTH = 10  # id + 9 fields per leased task in the dequeue reply
+JOB_WIDTH = 11  # id + 10 fields per leased task in the dequeue reply
 
 
 @dataclass(slots=True)
@@ -745,15 +745,11 @@ class Job:
     metadata_raw: str
     schema_version: int
     reserved: bool = False
-    """Prefetched: leased but not started; ``start_call`` charges the attempt when it starts."""
-    confirmed: bool = True
-    """False while a handed-off task runs ahead of its start mark: Redis still holds it as
-    reserved, with ``attempt - 1`` charged, until ``start_call`` lands."""
-
-    @property
-    def held_attempt(self) -> int:
-        """The attempt count Redis holds for this lease (what heartbeats and releases name)."""
-        return self.attempt if self.confirmed else self.attempt - 1
+    """Prefetched or handed off: leased but not started; ``start_call`` charges the attempt,
+    and the handler runs only once its reply says so."""
+    token: str = ""
+    """This delivery's fencing token (``<worker id>#<delivery number>``): every call about the
+    task names it, and the scripts refuse it once the task went on to another delivery."""
 
 
 def dequeue_call(
@@ -788,6 +784,7 @@ def dequeue_call(
             qk.failures,
             qk.idle,
             qk.receipt(worker_id),
+            qk.cancelled,
         ],
         [
             qk.base,
@@ -800,18 +797,22 @@ def dequeue_call(
             max_tasks if start_now is None else start_now,
             handoff_ms,
             request_id,
+            int(settings.retention_s * 1000),
         ],
     )
 
 
-def start_call(
-    settings: Settings, queue: str, jobs: Sequence[Job], worker_id: str, uncharged: bool = False
-) -> Call:
-    """Charge reserved tasks their attempt. ``uncharged``: the jobs already carry the attempt
-    they run as (handed-off tasks started ahead of this mark), one more than Redis holds."""
+def start_call(settings: Settings, queue: str, jobs: Sequence[Job]) -> Call:
+    """Charge reserved tasks their attempt; the reply (``parse_started``) gives the attempt each
+    started as, 0 for one refused (its delivery is over). Idempotent per delivery."""
     qk = settings.keyspace.queue(queue)
-    flat: list[Any] = [x for j in jobs for x in (j.id, j.attempt - 1 if uncharged else j.attempt)]
-    return script_call("start", [qk.active], [qk.base, channel(settings, qk), worker_id, *flat])
+    flat: list[Any] = [x for j in jobs for x in (j.id, j.token)]
+    return script_call("start", [qk.active], [qk.base, channel(settings, qk), *flat])
+
+
+def parse_started(reply: Sequence[Any]) -> dict[str, int]:
+    """Task id -> the attempt it started as (0: refused)."""
+    return {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
 def _int_fast(value: Any) -> int | None:
@@ -825,9 +826,19 @@ def _int_fast(value: Any) -> int | None:
 def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
     jobs = []
     for i in range(1, len(reply), JOB_WIDTH):
-        (task_id, ttype, payload, priority, max_retry, timeout_ms, attempt, meta, version, reserved) = reply[
-            i : i + JOB_WIDTH
-        ]
+        (
+            task_id,
+            ttype,
+            payload,
+            priority,
+            max_retry,
+            timeout_ms,
+            attempt,
+            meta,
+            version,
+            reserved,
+            token,
+        ) = reply[i : i + JOB_WIDTH]
         jobs.append(
             Job(
                 task_id,
@@ -841,19 +852,21 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
                 meta or "",
                 _int_fast(version) or 1,
                 reserved == "1",
+                token,
             )
         )
     return jobs
 
 
 def parse_handoff(queue: str, record: str) -> Job:
-    """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged). The
-    record holds the fields of one task of a dequeue reply, in the same order."""
+    """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged) until
+    ``start_call``. The record holds the fields of one task of a dequeue reply, in its order."""
     return parse_dequeue(queue, [None, *json.loads(record)])[0]
 
 
-def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, int, str]]) -> Call:
-    """``done`` holds (task id, attempt, result JSON or '')."""
+def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, str, str]]) -> Call:
+    """``done`` holds (task id, delivery token, result JSON or ''). The reply: (refused ids,
+    ids with dependents to notify)."""
     qk = settings.keyspace.queue(queue)
     flat: list[Any] = [x for item in done for x in item]
     return script_call(
@@ -867,14 +880,15 @@ def fail_call(
     settings: Settings,
     queue: str,
     task_id: str,
-    attempt: int,
+    token: str,
     error: str,
     traceback: str,
     retry_delay_s: float,
     mode: str = "retry",
 ) -> Call:
     """``mode``: 'retry' (retry unless attempts are spent), 'permanent' (dead now), 'cancel'.
-    Failures join the error-fingerprint group of (task type, normalised error)."""
+    Failures join the error-fingerprint group of (task type, normalised error). ``token``:
+    the delivery's (``Job.token``); the reply is 'stale' when it was refused."""
     qk = settings.keyspace.queue(queue)
     sample = normalise_error(error)
     return script_call(
@@ -884,7 +898,7 @@ def fail_call(
             qk.base,
             channel(settings, qk),
             task_id,
-            attempt,
+            token,
             error,
             traceback,
             int(retry_delay_s * 1000),
@@ -919,12 +933,14 @@ def beat_registry(settings: Settings, worker_id: str, fields: dict[str, Any], tt
     return now_ms
 
 
-def extend_call(settings: Settings, queue: str, held: Sequence[tuple[str, int]], lease_ms: int) -> Call:
+def extend_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]], lease_ms: int) -> Call:
+    """``held``: (task id, delivery token). The reply: (refused ids, ids to cancel)."""
     qk = settings.keyspace.queue(queue)
     return script_call("extend", [qk.active], [qk.base, lease_ms, *[x for item in held for x in item]])
 
 
-def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, int]], note: str) -> Call:
+def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]], note: str) -> Call:
+    """``held``: (task id, delivery token). The reply: the refused ids."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "release",
@@ -934,11 +950,12 @@ def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, int]]
 
 
 def progress_call(
-    settings: Settings, queue: str, task_id: str, attempt: int, percent: float, message: str
+    settings: Settings, queue: str, task_id: str, token: str, percent: float, message: str
 ) -> Call:
+    """The reply: the stored percent, or None when refused (``token`` is not the delivery's)."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "progress",
         [qk.task(task_id)],
-        [qk.base, channel(settings, qk), task_id, attempt, max(0.0, min(100.0, percent)), message],
+        [qk.base, channel(settings, qk), task_id, token, max(0.0, min(100.0, percent)), message],
     )

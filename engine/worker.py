@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import ValidationError
 
@@ -47,6 +47,10 @@ HANDOFF_MS = 2000
 REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
 STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
+
+FencedCall = Literal["start", "ack", "fail", "extend", "release", "progress"]
+"""A call about a task that a script refused because its delivery token was no longer the
+task's current one (see ``ops.Job.token``)."""
 
 
 @dataclass
@@ -152,12 +156,17 @@ class Worker:
         self._running: dict[str, tuple[Job, asyncio.Task[None], TaskContext]] = {}
         self._buffer: list[_Buffered] = []
         self._arrival = 0
-        self._acks: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+        self._acks: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
         self._fails: list[Call] = []
         self._progress: dict[str, tuple[Job, float, str]] = {}
-        self._early: dict[str, list[Job]] = defaultdict(list)
-        """Handed-off tasks started before their start mark: sent first in the next exchange."""
         self.handed_off = 0
+        self._handoff_starting = 0
+        """Handed-off tasks whose start mark is in flight: they hold a slot, and run once its
+        reply says they started (never before: Redis must have charged the attempt)."""
+        self.fenced = 0
+        """Calls about a task refused because their delivery was over (counted per task)."""
+        self._fence_listeners: list[Callable[[str, FencedCall, int], None]] = []
+        self._queue_of_base = {self.settings.keyspace.queue(q).base: q for q in self.options.queues}
         self._inbox_tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -191,6 +200,10 @@ class Worker:
 
     def add_listener(self, callback: Callable[[TaskOutcome], None]) -> None:
         self._listeners.append(callback)
+
+    def add_fence_listener(self, callback: Callable[[str, FencedCall, int], None]) -> None:
+        """``callback(queue, call, n)``: ``n`` calls of that kind were refused (fenced)."""
+        self._fence_listeners.append(callback)
 
     def request_stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
@@ -296,6 +309,7 @@ class Worker:
             "concurrency": self.options.concurrency,
             "started": self._started_ms,
             "busy": len(self._running),
+            "fenced": self.fenced,
             "tasks": json.dumps([f"{j.queue}|{j.id}" for j, _, _ in self._running.values()][:50]),
         }
 
@@ -330,7 +344,13 @@ class Worker:
     @property
     def _capacity(self) -> int:
         prefetch = self.options.concurrency if self.options.prefetch is None else self.options.prefetch
-        return self.options.concurrency + prefetch - len(self._running) - len(self._buffer)
+        return (
+            self.options.concurrency
+            + prefetch
+            - len(self._running)
+            - len(self._buffer)
+            - self._handoff_starting
+        )
 
     def _fetch_order(self) -> list[str]:
         queues = list(self.options.queues)
@@ -346,13 +366,7 @@ class Worker:
         while True:
             want_fetch = not self._stopping and self._capacity > 0
             want_start = bool(self._buffer) and not self._stopping and self._free_slots > 0
-            if (
-                not self._acks
-                and not self._fails
-                and not self._early
-                and not want_start
-                and not (want_fetch and self._fetch_now)
-            ):
+            if not self._acks and not self._fails and not want_start and not (want_fetch and self._fetch_now):
                 if self._stopping and not self._running:
                     return
                 self._wake.clear()
@@ -369,24 +383,17 @@ class Worker:
             wake_seq = self._wake_seq
             acks, self._acks = self._acks, defaultdict(list)
             fails, self._fails = self._fails, []
-            early, self._early = self._early, defaultdict(list)
             # last progress reports go first: a finished task no longer accepts them
             progress, self._progress = self._progress, {}
-            # start marks of handed-off tasks already running go first: an outcome of one of
-            # them in this same batch must find its attempt charged
-            early_calls = [
-                ops.start_call(self.settings, q, jobs, self.id, uncharged=True) for q, jobs in early.items()
-            ]
-            calls: list[Call] = [*early_calls]
-            calls.extend(ops.ack_call(self.settings, q, done) for q, done in acks.items())
+            calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
             # reserved (prefetched) tasks for the free slots: charged an attempt as they start
             starting = self._take_reserved()
-            start_calls = [ops.start_call(self.settings, q, jobs, self.id) for q, jobs in starting.items()]
+            start_calls = [ops.start_call(self.settings, q, jobs) for q, jobs in starting.items()]
             calls.extend(start_calls)
             start_now = max(0, self._free_slots - sum(len(j) for j in starting.values()))
             calls[:0] = [
-                ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m)
+                ops.progress_call(self.settings, j.queue, j.id, j.token, p, m)
                 for j, p, m in progress.values()
             ]
             order = self._fetch_order() if want_fetch else []
@@ -413,17 +420,15 @@ class Worker:
                     # the tasks the reply starts are launched below before anything else runs
                     self._promised_slots = 0
             except RediqError as exc:
-                # keep the outcomes: they are sent again once Redis is back (acks are idempotent
-                # per attempt, and a lost lease makes them 'stale', never double-completed)
+                # keep the outcomes: they are sent again once Redis is back (every call is
+                # idempotent per delivery token, and a lost lease has them refused, never applied)
                 for q, done in acks.items():
                     self._acks[q][:0] = done
                 self._fails[:0] = fails
                 for task_id, report in progress.items():
                     self._progress.setdefault(task_id, report)
-                for jobs in starting.values():
+                for jobs in starting.values():  # their start is sent again: same token, same answer
                     self._reserve(jobs)
-                for q, jobs in early.items():
-                    self._early[q][:0] = jobs
                 if (
                     self._stopping
                     and time.monotonic() - self._stop_requested_at > self.options.grace_s + STOP_FLUSH_S
@@ -451,34 +456,21 @@ class Worker:
             backoff = 0.05
             if order:
                 self._dequeue_requests.pop(order[0], None)
+            for (job, _, _), reply in zip(progress.values(), replies, strict=False):
+                if reply is None:
+                    self._fenced(job.queue, "progress", [job.id])
             replies = replies[len(progress) :]
-            confirmed: set[str] = set()
-            for jobs, reply in zip(early.values(), replies[: len(early_calls)], strict=True):
-                confirmed |= self._confirm(jobs, reply)
-            replies = replies[len(early_calls) :]
             n_acks = len(acks)
             notified: list[tuple[str, list[str]]] = []
-            for (q, done), reply in zip(acks.items(), replies[:n_acks], strict=True):
-                stale, with_dependents = reply
-                # An outcome can overtake its own start mark: when Redis had lost the start
-                # script (restart, SCRIPT FLUSH) the backend reloads it and re-sends the mark
-                # after the rest of the batch ran. Such an outcome goes again, now behind it.
-                overtook = {task_id for task_id in stale if task_id in confirmed}
-                if overtook:
-                    self._acks[q].extend(d for d in done if d[0] in overtook)
-                    stale = [task_id for task_id in stale if task_id not in overtook]
-                if stale:
-                    log.warning(
-                        "%d task(s) of %s finished after their lease was lost: %s", len(stale), q, stale[:5]
-                    )
+            for q, reply in zip(acks, replies[:n_acks], strict=True):
+                refused, with_dependents = reply
+                self._fenced(q, "ack", refused)
                 if with_dependents:
                     notified.append((q, list(with_dependents)))
             fail_replies = replies[n_acks : n_acks + len(fails)]
-            self._fails.extend(
-                call
-                for call, reply in zip(fails, fail_replies, strict=True)
-                if reply == "stale" and call.args[2] in confirmed
-            )
+            for call, reply in zip(fails, fail_replies, strict=True):
+                if reply == "stale":
+                    self._fenced(self._queue_of_base.get(call.args[0], "?"), "fail", [call.args[2]])
             start_replies = replies[n_acks + len(fails) : n_acks + len(fails) + len(start_calls)]
             for jobs, reply in zip(starting.values(), start_replies, strict=True):
                 self._started(jobs, reply)
@@ -525,7 +517,9 @@ class Worker:
 
     @property
     def _free_slots(self) -> int:
-        return 0 if self._stopping else self.options.concurrency - len(self._running)
+        if self._stopping:
+            return 0
+        return self.options.concurrency - len(self._running) - self._handoff_starting
 
     def _buffer_jobs(self, queue: str, reply: Any) -> int:
         """Launch the dequeued tasks that started (charged), keep the reserved ones for later."""
@@ -551,27 +545,37 @@ class Worker:
         return taken
 
     def _started(self, jobs: list[Job], reply: list[Any]) -> None:
-        new_attempts = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+        """Launch the reserved tasks whose start Redis recorded; a refused one is not run."""
+        new_attempts = ops.parse_started(reply)
+        refused = []
         for job in jobs:
             attempt = new_attempts.get(job.id, 0)
             if attempt:
                 job.attempt, job.reserved = attempt, False
                 self._launch(job)
             else:
-                log.warning("task %s: lease lost before it started; not running it", job.id)
+                refused.append(job.id)
+        if refused:
+            self._fenced(jobs[0].queue, "start", refused)
 
-    def _confirm(self, jobs: list[Job], reply: list[Any]) -> set[str]:
-        """Start marks of handed-off tasks that were already running: a task whose lease was
-        gone by then (cancelled or deleted meanwhile) is stopped. Returns the confirmed ids."""
-        new_attempts = {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
-        confirmed = set()
-        for job in jobs:
-            if new_attempts.get(job.id, 0) == job.attempt:
-                job.confirmed = True
-                confirmed.add(job.id)
-            else:
-                self._drop(job.id, job.attempt, "lease lost before its start was recorded")
-        return confirmed
+    def _fenced(self, queue: str, call: FencedCall, task_ids: list[str]) -> None:
+        """Calls refused because their delivery was over: not applied, logged and counted."""
+        if not task_ids:
+            return
+        self.fenced += len(task_ids)
+        log.warning(
+            "%s of %d task(s) of %s refused: no longer their current delivery (lease lost, or "
+            "cancelled, deleted or requeued meanwhile): %s",
+            call,
+            len(task_ids),
+            queue,
+            task_ids[:5],
+        )
+        for listener in self._fence_listeners:
+            try:
+                listener(queue, call, len(task_ids))
+            except Exception:  # noqa: BLE001 - a broken listener must not break the worker
+                log.exception("fence listener failed")
 
     @property
     def _handoff_ms(self) -> int:
@@ -579,7 +583,7 @@ class Worker:
 
     async def _inbox_loop(self, queue: str) -> None:
         """Take tasks that enqueue handed to this worker: start each at once when a slot is
-        free (its start mark follows in the next exchange), else keep it with the prefetched."""
+        free, else keep it with the prefetched."""
         inbox = self.settings.keyspace.queue(queue).inbox(self.id)
         backoff = 0.05
         while not self._stopping:
@@ -597,18 +601,28 @@ class Worker:
                 continue
             backoff = 0.05
             if popped:
-                self._take_handoff(ops.parse_handoff(queue, popped[1]))
+                await self._take_handoff(ops.parse_handoff(queue, popped[1]))
 
-    def _take_handoff(self, job: Job) -> None:
+    async def _take_handoff(self, job: Job) -> None:
+        """Start a handed-off task: its start mark goes at once, and the handler runs only on
+        its reply. Run ahead of the mark, a worker killed before the mark landed would leave the
+        attempt uncharged, and the task would run again as the same attempt (past max_retry)."""
         self.handed_off += 1
         if self._stopping or self._free_slots - self._promised_slots <= 0:
             self._reserve([job])  # started (or released) by the exchange loop like any prefetch
             self._wake.set()
             return
-        job.attempt, job.reserved, job.confirmed = job.attempt + 1, False, False
-        self._early[job.queue].append(job)
-        self._launch(job)
-        self._wake.set()
+        self._handoff_starting += 1
+        try:
+            reply = await self.backend.execute(ops.start_call(self.settings, job.queue, [job]))
+        except Exception as exc:  # noqa: BLE001 - the exchange sends the start again (same token)
+            log.warning("task %s: start of a hand-off deferred (%s)", job.id, exc)
+            self._reserve([job])
+            self._wake.set()
+            return
+        finally:
+            self._handoff_starting -= 1
+        self._started([job], reply)
 
     def _launch(self, job: Job) -> None:
         ctx = TaskContext(job, self)
@@ -675,7 +689,7 @@ class Worker:
         finally:
             self._running.pop(job.id, None)
         if outcome == "completed":
-            self._acks[job.queue].append((job.id, job.attempt, result_json))
+            self._acks[job.queue].append((job.id, job.token, result_json))
             self.processed += 1
             if definition is not None:
                 samples = self._runtimes[(job.queue, job.type)]
@@ -685,7 +699,7 @@ class Worker:
             if outcome == "retry" and job.attempt > job.max_retry:
                 outcome = "dead"
             self._fails.append(
-                ops.fail_call(self.settings, job.queue, job.id, job.attempt, error or "", trace, delay, mode)
+                ops.fail_call(self.settings, job.queue, job.id, job.token, error or "", trace, delay, mode)
             )
             self.failed += 1
         self._wake.set()  # the exchange loop acks this and starts the next reserved task
@@ -766,20 +780,25 @@ class Worker:
         pending, self._progress = self._progress, {}
         if not pending:
             return
+        jobs = [j for j, _, _ in pending.values()]
         calls = [
-            ops.progress_call(self.settings, j.queue, j.id, j.attempt, p, m) for j, p, m in pending.values()
+            ops.progress_call(self.settings, j.queue, j.id, j.token, p, m) for j, p, m in pending.values()
         ]
         with contextlib.suppress(RediqError):
-            await self.backend.execute(Batch(calls))
+            replies = await self.backend.execute(Batch(calls))
+            for job, reply in zip(jobs, replies, strict=True):
+                if reply is None:
+                    self._fenced(job.queue, "progress", [job.id])
 
     # ---------------------------------------------------------------- heartbeat, maintenance, wake
 
-    def _held(self) -> dict[str, list[tuple[str, int]]]:
-        held: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    def _held(self) -> dict[str, list[tuple[str, str]]]:
+        """(task id, delivery token) of every task this worker holds, per queue."""
+        held: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for job, _, _ in self._running.values():
-            held[job.queue].append((job.id, job.held_attempt))
+            held[job.queue].append((job.id, job.token))
         for item in self._buffer:
-            held[item.job.queue].append((item.job.id, item.job.attempt))
+            held[item.job.queue].append((item.job.id, item.job.token))
         return held
 
     async def _heartbeat_loop(self) -> None:
@@ -807,11 +826,10 @@ class Worker:
             replies = await self.backend.execute(
                 Batch([ops.extend_call(self.settings, q, held[q], lease_ms) for q in queues])
             )
-            # the attempt each id was extended for: a reserved task may have started (been
-            # charged its attempt) while this round trip was in flight, and a "lost" answer
-            # about the attempt before must not stop the run that now owns the lease
-            extended = {task_id: attempt for pairs in held.values() for task_id, attempt in pairs}
-            for lost, cancel in replies:
+            # the delivery each id was extended for: a "lost" answer stops only that delivery
+            extended = {task_id: token for pairs in held.values() for task_id, token in pairs}
+            for q, (lost, cancel) in zip(queues, replies, strict=True):
+                self._fenced(q, "extend", list(lost))
                 for task_id in lost:
                     self._drop(task_id, extended[task_id], "lease lost")
                 for task_id in cancel:
@@ -836,13 +854,13 @@ class Worker:
                 ]
             await self.backend.execute(Batch(calls))
 
-    def _drop(self, task_id: str, attempt: int, why: str) -> None:
-        """Stop or forget this attempt of a task (a later attempt of it is left alone)."""
+    def _drop(self, task_id: str, token: str, why: str) -> None:
+        """Stop or forget this delivery of a task (a later delivery of it is left alone)."""
         entry = self._running.get(task_id)
-        if entry is not None and entry[0].attempt == attempt:
+        if entry is not None and entry[0].token == token:
             log.warning("task %s: %s; stopping it", task_id, why)
             entry[1].cancel()
-        self._buffer = [b for b in self._buffer if b.job.id != task_id or b.job.attempt != attempt]
+        self._buffer = [b for b in self._buffer if b.job.id != task_id or b.job.token != token]
         heapq.heapify(self._buffer)
 
     async def _maintenance_loop(self) -> None:
@@ -911,18 +929,20 @@ class Worker:
             )
             for q in self.options.queues:
                 while popped := await self.backend.execute(cmd("LPOP", ks.queue(q).inbox(self.id))):
-                    self._take_handoff(ops.parse_handoff(q, popped))
+                    await self._take_handoff(ops.parse_handoff(q, popped))
         except RediqError as exc:  # what is left returns when its lease expires, uncharged
             log.warning("could not withdraw hand-off registrations: %s", exc)
 
     async def _release(self, jobs: list[Job], note: str) -> None:
-        by_queue: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        by_queue: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for job in jobs:
-            by_queue[job.queue].append((job.id, job.held_attempt))
+            by_queue[job.queue].append((job.id, job.token))
         try:
-            await self.backend.execute(
+            replies = await self.backend.execute(
                 Batch([ops.release_call(self.settings, q, h, note) for q, h in by_queue.items()])
             )
+            for q, refused in zip(by_queue, replies, strict=True):
+                self._fenced(q, "release", list(refused))
         except RediqError as exc:  # their leases expire and recovery hands them out again
             log.warning("could not hand back %d task(s): %s", len(jobs), exc)
 

@@ -19,6 +19,15 @@ end
 
 local function task_key(base, id) return base .. 't:' .. id end
 
+-- Fencing: every delivery of a task (a lease by dequeue, reserved or starting now, or a
+-- hand-off by enqueue) bumps the hash's 'dlv' counter in the same HSET that leases it. The
+-- holder's token is '<worker id>#<dlv>'; a call naming any other token (an earlier delivery's
+-- holder that stalled past its lease, a copy of a call after the task moved on) is refused.
+local function token_of(worker, dlv)
+  if not worker or not dlv then return nil end
+  return worker .. '#' .. dlv
+end
+
 -- entry: an encoded history entry, JSON [time_ms, state, note]
 local function push_history(base, id, entry)
   local hk = base .. 'h:' .. id

@@ -1,17 +1,19 @@
 -- Complete a batch of active tasks of one queue.
 -- KEYS: 1 active, 2 completed, 3 dep outbox
--- ARGV: 1 base, 2 channel, 3 retention ms, then triples: id, attempt, result_json ('' none)
--- Returns: {stale ids, ids with dependents to notify}; stale ids were not acknowledged because
---          this attempt no longer owns the task (its lease expired and it was handed out
---          again, or it was deleted).
+-- ARGV: 1 base, 2 channel, 3 retention ms, then triples: id, token (the delivery's, see
+--       token_of in _lib.lua), result_json ('' none)
+-- Returns: {refused ids, ids with dependents to notify}; refused ids were not acknowledged
+--          because this delivery no longer owns the task (its lease expired and it was handed
+--          out again, or it was cancelled, deleted, requeued) or never started it.
 local base, channel, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local done, stale, notified = {}, {}, {}
 for i = 4, #ARGV, 3 do
-  local id, attempt, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'fp', 'unique', 'deps')
-  if f[1] == 'active' and f[2] == attempt then
+  local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv')
+  local owned = token_of(f[6], f[7]) == token
+  if f[1] == 'active' and owned and f[2] ~= '1' then
     if f[3] then leave_group(base, id, f[3]) end
     redis.call('ZREM', KEYS[1], id)
     if result ~= '' then
@@ -28,9 +30,9 @@ for i = 4, #ARGV, 3 do
     expire_task(base, id, retention, has_dependents, f[5] ~= false and f[5] ~= '')
     history(base, id, now, 'completed', '')
     table.insert(done, id)
-  elseif f[1] ~= 'completed' or f[2] ~= attempt then
+  elseif f[1] ~= 'completed' or not owned then
     table.insert(stale, id)
-  end -- (completed by this attempt already: a copy of this call sent again after a lost reply)
+  end -- (completed by this delivery already: a copy of this call sent again after a lost reply)
 end
 if #done > 0 then
   bump_stat(base, 'p', now, #done)

@@ -1,10 +1,14 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
---       receipt (see below)
+--       receipt (see below), 12 cancelled
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
---       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt)
+--       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
+--       11 retention ms of cancelled tasks
+-- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
+-- in the HSET that leases it, and the reply carries the delivery's token, which every later
+-- call about the task (start, ack, fail, extend, release, progress) must name.
 -- Hand-off: a worker that drained the queue with slots to spare registers in KEYS[10] (free
 -- slots less the tasks already in its inbox, a deadline, its lease), and enqueue.lua hands new
 -- tasks straight to its inbox, reserved, saving the wake-up and this round trip. Every dequeue
@@ -16,8 +20,11 @@
 -- have run. A dequeue that leased tasks leaves a receipt (the request id and the ids, one per
 -- worker and queue, for one lease); a copy that finds its own request id there returns those
 -- tasks again instead of leasing more and leaving the first copy's held by nobody for a lease.
+-- Lease recovery ends a task whose cancellation was requested 'cancelled' (its worker died or
+-- hung before it could act on the request); others go back to pending (a reserved one
+-- uncharged) or, their attempts spent, to dead.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
---           reserved ('1'/'0'), id2, ...}
+--           reserved ('1'/'0'), token, id2, ...}
 local base, channel = ARGV[1], ARGV[2]
 local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -25,17 +32,19 @@ local n_start = tonumber(ARGV[8] or ARGV[3])
 local handoff_ms = tonumber(ARGV[9] or '0')
 local request = ARGV[10] or ''
 local receipt_key = KEYS[11]
+local retention = tonumber(ARGV[11] or '86400000')
 local now = now_ms()
 
 -- one task of the reply; f: HMGET of type, payload, priority, max_retry, timeout, attempts,
 -- meta, v (in this order, then whatever the caller needs)
-local function add_entry(out, id, f, attempts, reserved)
+local function add_entry(out, id, f, attempts, reserved, token)
   table.insert(out, id)
   for k = 1, 5 do table.insert(out, f[k]) end
   table.insert(out, attempts)
   table.insert(out, f[7] or '')
   table.insert(out, f[8] or '1')
   table.insert(out, reserved)
+  table.insert(out, token)
 end
 
 if request ~= '' then
@@ -47,10 +56,10 @@ if request ~= '' then
       for i = 2, #receipt do
         local id = receipt[i]
         local f = redis.call('HMGET', task_key(base, id), 'type', 'payload', 'priority', 'max_retry',
-          'timeout', 'attempts', 'meta', 'v', 'reserved', 'state', 'worker', 'lease')
+          'timeout', 'attempts', 'meta', 'v', 'reserved', 'state', 'worker', 'lease', 'dlv')
         -- only what this worker still holds: a lease that ran out is another worker's to recover
         if f[10] == 'active' and f[11] == worker and (tonumber(f[12]) or 0) > now then
-          add_entry(out, id, f, f[6] or '0', f[9] == '1' and '1' or '0')
+          add_entry(out, id, f, f[6] or '0', f[9] == '1' and '1' or '0', token_of(worker, f[13]))
         end
       end
       return out
@@ -92,12 +101,22 @@ publish(channel, 'pending', promoted, now)
 -- leases that ran out: the worker died or hung. Each delivery counts as an attempt, so a task
 -- that kills its worker every time goes dead instead of crashing workers forever.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
-local recovered, buried = {}, {}
+local recovered, buried, cancelled = {}, {}, {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved')
-  if f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
+  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved', 'cancel')
+  if f[6] == '1' then -- cancel requested while it was held: its holder cannot act on it now
+    leave_group(base, id)
+    redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
+    redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
+    redis.call('ZADD', KEYS[12], now, id)
+    release_unique(base, id)
+    notify_dependents(base, KEYS[8], id, now)
+    expire_task(base, id, retention)
+    history(base, id, now, 'cancelled', 'lease of ' .. (f[3] or '?') .. ' expired after a cancel was requested')
+    table.insert(cancelled, id)
+  elseif f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
     redis.call('HSET', tk, 'state', 'pending')
     redis.call('HDEL', tk, 'lease', 'reserved', 'worker')
     redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
@@ -122,6 +141,7 @@ for _, id in ipairs(expired) do
 end
 publish(channel, 'pending', recovered, now, {why = 'lease expired'})
 publish(channel, 'dead', buried, now)
+publish(channel, 'cancelled', cancelled, now, {why = 'lease expired'})
 
 local out = {now}
 if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then
@@ -136,32 +156,34 @@ for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v', 'progress')
+    'attempts', 'meta', 'v', 'progress', 'dlv')
   -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
   -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
   -- 'unknown task type' instead of leaving it in no state set at all
   if f[1] or redis.call('EXISTS', tk) == 1 then
     local attempts = tonumber(f[6]) or 0
     local reserved = '1'
+    local dlv = (tonumber(f[10]) or 0) + 1
     if #leased < n_start then -- starts now: this delivery is an attempt
       attempts = attempts + 1
       reserved = '0'
       redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
-        'worker', worker, 'lease', lease)
+        'worker', worker, 'lease', lease, 'dlv', dlv)
       history(base, id, now, 'active', worker)
       table.insert(leased, id)
     else
-      redis.call('HSET', tk, 'state', 'active', 'reserved', '1', 'worker', worker, 'lease', lease)
+      redis.call('HSET', tk, 'state', 'active', 'reserved', '1', 'worker', worker, 'lease', lease,
+        'dlv', dlv)
     end
     if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
-    add_entry(out, id, f, attempts, reserved)
+    add_entry(out, id, f, attempts, reserved, token_of(worker, dlv))
   end
 end
 publish(channel, 'active', leased, now)
 if request ~= '' and #out > 1 then
   local receipt = {request}
-  for j = 2, #out, 10 do table.insert(receipt, out[j]) end -- the ids: every 10th entry
+  for j = 2, #out, 11 do table.insert(receipt, out[j]) end -- the ids: every 11th entry
   redis.call('SET', receipt_key, cjson.encode(receipt), 'PX', lease_ms)
 end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw

@@ -7,7 +7,10 @@
 --       m (JSON text of the metadata), p (dependency-failure policy, stored as 'dpol')
 -- A new task that would be pending goes straight to a waiting worker when one registered in
 -- KEYS[7] (see dequeue.lua): leased to it, reserved (its attempt is charged when it starts),
--- pushed to its inbox. Its state is then 'active'.
+-- pushed to its inbox with its delivery token (dlv 1, see token_of in _lib.lua). Its state is
+-- then 'active'. Not while the pending set holds a task that runs before it (a lower score: a
+-- higher priority enqueued while the queue was paused or the takers were full), or the new
+-- task would jump ahead of it.
 -- Returns: flat list {status, id, state, ...}; status is 'new', 'exists' (same id already
 --          stored) or 'duplicate' (unique key held: id is the holder's id).
 local base, channel, width, schema = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -43,6 +46,15 @@ local function next_taker()
   return takers[taker_i]
 end
 local handed = {}
+-- the lowest pending score (the task that runs next), read once when a taker is first found
+local min_pending = nil
+local function runs_before_pending(score)
+  if min_pending == nil then
+    local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    min_pending = first[2] and tonumber(first[2]) or math.huge
+  end
+  return score < min_pending
+end
 local i = 5
 while i + width - 1 <= #ARGV do
   local id, ttype, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -85,7 +97,11 @@ while i + width - 1 <= #ARGV do
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
       local taker = nil
-      if state == 'pending' then taker = next_taker() end
+      local score = tonumber(priority) * PRIORITY_SHIFT + seq
+      if state == 'pending' then
+        taker = next_taker()
+        if taker and not runs_before_pending(score) then taker = nil end
+      end
       redis.call('HSET', tk, 'id', id, 'type', ttype, 'payload', payload, 'priority', priority,
         'max_retry', max_retry, 'timeout', timeout_ms, 'enq', now, 'due', now + due_in,
         'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema)
@@ -99,18 +115,19 @@ while i + width - 1 <= #ARGV do
         redis.call('ZADD', KEYS[2], now + due_in, id)
       elseif taker then
         local lease = now + taker.lease_ms
-        redis.call('HSET', tk, 'reserved', '1', 'worker', taker.worker, 'lease', lease)
+        redis.call('HSET', tk, 'reserved', '1', 'worker', taker.worker, 'lease', lease, 'dlv', 1)
         redis.call('ZADD', KEYS[6], lease, id)
         local inbox = base .. 'inbox:' .. taker.worker
-        -- the fields of one task of a dequeue reply, in its order: attempts 0, reserved
+        -- the fields of one task of a dequeue reply, in its order: attempts 0, reserved, token
         redis.call('RPUSH', inbox, cjson.encode({id, ttype, payload, priority, max_retry, timeout_ms,
-          0, meta_json, schema, '1'}))
+          0, meta_json, schema, '1', taker.worker .. '#1'}))
         -- a dead worker's inbox goes when the leases in it run out (recovery takes the tasks)
         redis.call('PEXPIRE', inbox, taker.lease_ms)
         taker.free = taker.free - 1
         handed[taker.worker] = taker
       else
-        redis.call('ZADD', KEYS[1], fmt(tonumber(priority) * PRIORITY_SHIFT + seq), id)
+        redis.call('ZADD', KEYS[1], fmt(score), id)
+        if min_pending ~= nil and score < min_pending then min_pending = score end
       end
       push_history(base, id, entered[state])
       if taker then

@@ -1,18 +1,20 @@
 -- Heartbeat: extend the leases of tasks a worker holds.
 -- KEYS: 1 active
--- ARGV: 1 base, 2 lease ms, then pairs: id, attempt
--- Returns: {lost ids, ids whose cancellation was requested}
+-- ARGV: 1 base, 2 lease ms, then pairs: id, token (the delivery's, see token_of in _lib.lua)
+-- Returns: {refused ids (not this delivery's any more: lost), ids whose cancellation was requested}
+-- A reserved task is extended like a started one: the token, not the attempt count, names the
+-- lease, so a start whose reply was lost does not make the next heartbeat drop the task.
 local base, lease_ms = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local lost, cancel = {}, {}
 for i = 3, #ARGV, 2 do
-  local id, attempt = ARGV[i], ARGV[i + 1]
+  local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'cancel')
-  if f[1] == 'active' and f[2] == attempt then
+  local f = redis.call('HMGET', tk, 'state', 'worker', 'dlv', 'cancel')
+  if f[1] == 'active' and token_of(f[2], f[3]) == token then
     redis.call('ZADD', KEYS[1], 'XX', now + lease_ms, id)
     redis.call('HSET', tk, 'lease', now + lease_ms)
-    if f[3] == '1' then table.insert(cancel, id) end
+    if f[4] == '1' then table.insert(cancel, id) end
   else
     table.insert(lost, id)
   end

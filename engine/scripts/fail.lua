@@ -1,22 +1,31 @@
 -- Record a failed attempt: schedule a retry, or bury the task when retries are spent or the
 -- error is permanent; or end a running task whose cancellation was requested.
 -- KEYS: 1 active, 2 retry, 3 dead, 4 dep outbox, 5 cancelled, 6 failures (fingerprint groups)
--- ARGV: 1 base, 2 channel, 3 id, 4 attempt, 5 error, 6 traceback, 7 retry delay ms,
+-- ARGV: 1 base, 2 channel, 3 id, 4 token (the delivery's, see token_of in _lib.lua),
+--       5 error, 6 traceback, 7 retry delay ms,
 --       8 mode ('retry', 'permanent' or 'cancel'), 9 dead retention ms, 10 retention ms,
 --       11 normalised error: with the task type it names the failure group
--- Returns: 'retry', 'dead', 'cancelled' or 'stale' (this attempt no longer owns the task)
-local base, channel, id, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- Returns: 'retry', 'dead', 'cancelled' or 'stale' (refused: this delivery no longer owns the
+--          task, or never started it). A copy of a call that already ran (sent again after its
+--          reply was lost) answers what the first copy did ('ftok' records the failing token).
+local base, channel, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local error, tb, delay = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local mode, dead_ttl, retention = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local sample = ARGV[11]
 local now = now_ms()
 local tk = task_key(base, id)
-local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry', 'type')
-if f[1] ~= 'active' or f[2] ~= attempt then return 'stale' end
+local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry', 'type', 'worker', 'dlv', 'reserved', 'ftok')
+if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token or f[7] == '1' then
+  if f[8] == token then -- this delivery's failure was recorded by an earlier copy of this call
+    if f[1] == 'dead' or f[1] == 'cancelled' then return f[1] end
+    return 'retry'
+  end
+  return 'stale'
+end
 redis.call('ZREM', KEYS[1], id)
 if mode == 'cancel' then
   leave_group(base, id)
-  redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
+  redis.call('HSET', tk, 'state', 'cancelled', 'finished', now, 'ftok', token)
   redis.call('HDEL', tk, 'lease', 'cancel')
   redis.call('ZADD', KEYS[5], now, id)
   release_unique(base, id)
@@ -26,7 +35,7 @@ if mode == 'cancel' then
   publish(channel, 'cancelled', {id}, now)
   return 'cancelled'
 end
-redis.call('HSET', tk, 'error', error, 'tb', tb)
+redis.call('HSET', tk, 'error', error, 'tb', tb, 'ftok', token)
 bump_stat(base, 'f', now, 1)
 join_group(base, KEYS[6], id, sample, f[4] or '', now)
 -- a max_retry a buggy client left unreadable counts as 0 (as dequeue reads it): comparing nil

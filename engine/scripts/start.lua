@@ -1,29 +1,32 @@
--- Start reserved (prefetched) tasks: only now does their delivery count as an attempt.
+-- Start reserved (prefetched or handed-off) tasks: only now does their delivery count as an
+-- attempt. The handler runs only after this call's reply says the task started, so a worker
+-- that dies at any point never runs an attempt Redis did not charge.
 -- KEYS: 1 active (routes the call to the queue's slot)
--- ARGV: 1 base, 2 channel, 3 worker id, then pairs: id, attempt (the uncharged count)
--- Returns: flat list {id, new attempt} for started tasks; 0 when the lease was lost meanwhile.
--- A call sent again gets the same answer: a task it finds already started by this worker at
--- the next attempt counts as started.
-local base, channel, worker = ARGV[1], ARGV[2], ARGV[3]
+-- ARGV: 1 base, 2 channel, then pairs: id, token (the delivery's, see token_of in _lib.lua)
+-- Returns: flat list {id, attempt} for started tasks; attempt 0 when refused (the token is not
+--          the task's current delivery: its lease ran out and it went on, or it was cancelled,
+--          deleted, requeued meanwhile).
+-- A call sent again gets the same answer: a task this delivery already started (an earlier
+-- copy of the call ran, its reply was lost) answers with the attempt it started as.
+local base, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 local out, started = {}, {}
-for i = 4, #ARGV, 2 do
-  local id, attempt = ARGV[i], ARGV[i + 1]
+for i = 3, #ARGV, 2 do
+  local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker')
-  local new_attempt = 0
-  if f[1] == 'active' and f[2] == attempt and f[3] == '1' and f[4] == worker then
-    new_attempt = tonumber(attempt) + 1
-    redis.call('HSET', tk, 'attempts', new_attempt, 'started', now)
-    redis.call('HDEL', tk, 'reserved')
-    history(base, id, now, 'active', worker)
-    table.insert(started, id)
-  elseif f[1] == 'active' and f[3] ~= '1' and f[4] == worker and f[2] == tostring(tonumber(attempt) + 1) then
-    -- started by an earlier copy of this same call (sent again after its reply was lost): the
-    -- task is this worker's to run, as that copy's reply would have said
-    new_attempt = tonumber(attempt) + 1
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv')
+  local attempt = 0
+  if f[1] == 'active' and token_of(f[4], f[5]) == token then
+    attempt = tonumber(f[2]) or 0
+    if f[3] == '1' then
+      attempt = attempt + 1
+      redis.call('HSET', tk, 'attempts', attempt, 'started', now)
+      redis.call('HDEL', tk, 'reserved')
+      history(base, id, now, 'active', f[4])
+      table.insert(started, id)
+    end
   end
-  table.insert(out, id); table.insert(out, new_attempt)
+  table.insert(out, id); table.insert(out, attempt)
 end
 publish(channel, 'active', started, now)
 return out

@@ -85,6 +85,9 @@ class WorkersView(View):
         title = Text(f"Workers · {len(data)} live", no_wrap=True)
         if stale:
             title.append(f" · {stale} stale", style="bold red")
+        fenced = sum(w.fenced for w in data)  # calls refused: their delivery was over
+        if fenced:
+            title.append(f" · {fenced} fenced", style="yellow")
         title.append(" · L: launch one")
         self.query_one("#workers-title", Static).update(title)
         self.show_launched()

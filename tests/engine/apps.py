@@ -40,3 +40,11 @@ def hard_exit(ctx: TaskContext, payload: Any) -> None:
 async def quick(ctx: TaskContext, payload: Any) -> int:
     _record(ctx, "ran")
     return 1
+
+
+@crash.task("exit_at_once", queue="crash", max_retry=0)
+async def exit_at_once(ctx: TaskContext, payload: Any) -> None:
+    # blocks the event loop until the process is gone: nothing the worker would send after
+    # launching the handler (a start mark riding a later round trip) can leave first
+    _record(ctx, "start")
+    os._exit(13)

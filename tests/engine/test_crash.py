@@ -176,3 +176,37 @@ def test_a_task_prefetched_next_to_a_poison_task_still_runs(
     dead = client.get_task(poison.id)
     assert dead is not None and dead.state == TaskState.DEAD and dead.attempts == 1
     assert any("expired before it started" in h.note for h in info.history)
+
+
+def test_a_handed_off_task_that_kills_its_worker_runs_exactly_max_retry_plus_one_times(
+    redis_url: str, raw: redis.Redis, tmp_path: Path
+) -> None:
+    """On the hand-off path the start is recorded before the handler runs: a worker killed by
+    the handler leaves its attempt charged, so with max_retry=0 the task is not run again as
+    attempt 1 (before, the handler ran ahead of its start mark, and the killed attempt came back
+    uncharged: ctx.attempt repeated, and a poison task could kill workers forever)."""
+    client = Client(redis_url)
+    first = spawn_worker(redis_url, APP, "crash", "0.6", log_path=tmp_path / "w1.log")
+    try:
+        wait_until_sync(lambda: raw.hlen("rediq:{crash}:idle") > 0, timeout=20)  # registered
+        r = client.enqueue("exit_at_once", None, queue="crash", max_retry=0)
+        assert r.state == TaskState.ACTIVE  # handed off, not dequeued
+        assert first.wait(20) == 13  # the handler killed it
+    finally:
+        stop_process(first, signal.SIGKILL)
+    second = spawn_worker(redis_url, APP, "crash", "0.6", log_path=tmp_path / "w2.log")
+    try:
+        # the lease runs out; the second worker's dequeue recovers it (or, before the fix, runs it)
+        wait_until_sync(
+            lambda: (
+                second.poll() is not None
+                or ((t := client.get_task(r.id)) is not None and t.state == TaskState.DEAD)
+            ),
+            timeout=30,
+        )
+    finally:
+        stop_process(second, signal.SIGKILL)
+    assert [x.split(":")[:2] for x in runs(raw, r.id)] == [["start", "1"]]
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.DEAD and info.attempts == 1
+    assert info.last_error is not None and info.last_error.startswith("worker died during attempt 1")

@@ -78,7 +78,7 @@ def test_a_task_leased_during_the_snapshot_keeps_its_lease(client: Client, raw: 
     assert raw.zscore(qk.pending, r.id) is None, "the task is both pending and active"
     assert raw.hget(qk.task(r.id), "lease") == str(int(lease_ms))
     # the worker that holds it completes it: it ran once
-    client.backend.execute(ops.ack_call(client.settings, "dl1", [(job.id, job.attempt, "")]))
+    client.backend.execute(ops.ack_call(client.settings, "dl1", [(job.id, job.token, "")]))
     assert client.get_task(r.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
 
 

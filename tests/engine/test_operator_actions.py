@@ -26,13 +26,13 @@ def lease(client: Client, queue: str, n: int = 1, start_now: int | None = None) 
 
 
 def complete(client: Client, job: ops.Job) -> None:
-    client.backend.execute(ops.ack_call(client.settings, job.queue, [(job.id, job.attempt, "")]))
+    client.backend.execute(ops.ack_call(client.settings, job.queue, [(job.id, job.token, "")]))
     client.run(ops.flush_outbox(client.settings, job.queue, [job.id]))
 
 
 def kill(client: Client, job: ops.Job) -> None:
     client.backend.execute(
-        ops.fail_call(client.settings, job.queue, job.id, job.attempt, "boom", "", 0, "permanent")
+        ops.fail_call(client.settings, job.queue, job.id, job.token, "boom", "", 0, "permanent")
     )
 
 

@@ -32,7 +32,7 @@ def lease(
 def fail(client: Client, job: ops.Job, error: str, mode: str = "permanent") -> str:
     return str(
         client.backend.execute(
-            ops.fail_call(client.settings, job.queue, job.id, job.attempt, error, "", 0, mode)
+            ops.fail_call(client.settings, job.queue, job.id, job.token, error, "", 0, mode)
         )
     )
 
@@ -58,7 +58,7 @@ def test_why_scheduled_retry_and_finished(client: Client) -> None:
     r = client.enqueue("t", None, queue="why2", max_retry=3)
     (job,) = lease(client, "why2")
     client.backend.execute(
-        ops.fail_call(client.settings, "why2", job.id, job.attempt, "HTTP 503", "", 100, "retry")
+        ops.fail_call(client.settings, "why2", job.id, job.token, "HTTP 503", "", 100, "retry")
     )
     e = client.call(explain.why, r.id)
     assert any("retry after attempt 1 of 4 failed: HTTP 503; due in 100 s" in x for x in e.reasons)
@@ -152,7 +152,7 @@ def test_success_after_retry_leaves_the_group(client: Client) -> None:
     fail(client, job, "timeout 1", mode="retry")
     assert [g.count for g in client.call(inspect.failure_groups)] == [1]
     (job,) = lease(client, "fg2")
-    client.backend.execute(ops.ack_call(client.settings, "fg2", [(job.id, job.attempt, "")]))
+    client.backend.execute(ops.ack_call(client.settings, "fg2", [(job.id, job.token, "")]))
     assert client.call(inspect.failure_groups) == []
     assert client.get_task(r.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
 
@@ -202,10 +202,7 @@ def test_bulk_actions_run_in_bounded_chunks(client: Client, raw: redis.Redis) ->
     while jobs := lease(client, "bulk", 500):
         client.backend.execute(
             Batch(
-                [
-                    ops.fail_call(client.settings, "bulk", j.id, j.attempt, "x", "", 0, "permanent")
-                    for j in jobs
-                ]
+                [ops.fail_call(client.settings, "bulk", j.id, j.token, "x", "", 0, "permanent") for j in jobs]
             )
         )
     raw.config_resetstat()
@@ -224,7 +221,7 @@ def test_doctor_finds_and_repairs_each_corruption_idempotently(client: Client, r
     tasks = [client.enqueue("t", None, queue="doc", id=f"t{i}") for i in range(6)]
     done = client.enqueue("t", None, queue="doc", id="done", unique_key="u-done")
     jobs = lease(client, "doc", 1)
-    client.backend.execute(ops.ack_call(client.settings, "doc", [(j.id, j.attempt, "") for j in jobs]))
+    client.backend.execute(ops.ack_call(client.settings, "doc", [(j.id, j.token, "") for j in jobs]))
     lease(client, "doc", 1, lease_ms=1)  # t1 active with a lease that runs out, nobody polls
     time.sleep(1.1)
     raw.zrem(qk.pending, "t2")  # hash in no state

@@ -57,13 +57,11 @@ def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[t
                 job = held.pop(int(step[1]) % len(held))  # type: ignore[call-overload]
                 if kind == "ack":
                     client.backend.execute(
-                        ops.ack_call(client.settings, job.queue, [(job.id, job.attempt, "1")])
+                        ops.ack_call(client.settings, job.queue, [(job.id, job.token, "1")])
                     )
                 else:
                     client.backend.execute(
-                        ops.fail_call(
-                            client.settings, job.queue, job.id, job.attempt, "e", "", 0, str(step[2])
-                        )
+                        ops.fail_call(client.settings, job.queue, job.id, job.token, "e", "", 0, str(step[2]))
                     )
             elif kind in ("cancel", "delete", "requeue") and enqueued:
                 ids = sorted(enqueued)

@@ -24,16 +24,16 @@ def lease(client: Client, queue: str, n: int = 100, lease_ms: int = 30_000, work
 
 
 def ack(client: Client, jobs: list[Job], result: str = "") -> list[list[str]]:
-    by_queue: dict[str, list[tuple[str, int, str]]] = {}
+    by_queue: dict[str, list[tuple[str, str, str]]] = {}
     for j in jobs:
-        by_queue.setdefault(j.queue, []).append((j.id, j.attempt, result))
+        by_queue.setdefault(j.queue, []).append((j.id, j.token, result))
     return [client.backend.execute(ops.ack_call(client.settings, q, d)) for q, d in by_queue.items()]
 
 
 def fail(client: Client, job: Job, mode: str = "retry", delay: float = 0.0) -> str:
     return str(
         client.backend.execute(
-            ops.fail_call(client.settings, job.queue, job.id, job.attempt, "boom", "tb", delay, mode)
+            ops.fail_call(client.settings, job.queue, job.id, job.token, "boom", "tb", delay, mode)
         )
     )
 
@@ -217,10 +217,7 @@ def test_bulk_requeue_with_filter_and_flush_in_chunks(client: Client) -> None:
     while jobs := lease(client, "bulk", 500):
         client.backend.execute(
             Batch(
-                [
-                    ops.fail_call(client.settings, "bulk", j.id, j.attempt, "x", "", 0, "permanent")
-                    for j in jobs
-                ]
+                [ops.fail_call(client.settings, "bulk", j.id, j.token, "x", "", 0, "permanent") for j in jobs]
             )
         )
     assert client.call(admin.count, "bulk", "dead") == 1200
@@ -286,7 +283,7 @@ def test_durable_is_refused_on_cluster_urls() -> None:
 def test_a_retry_clears_the_failed_attempts_progress(client: Client) -> None:
     r = client.enqueue("t", None, queue="prog")
     (job,) = lease(client, "prog")
-    client.backend.execute(ops.progress_call(client.settings, "prog", job.id, job.attempt, 40, "half way"))
+    client.backend.execute(ops.progress_call(client.settings, "prog", job.id, job.token, 40, "half way"))
     assert client.get_task(r.id).progress == 40  # type: ignore[union-attr]
     fail(client, job, delay=0)
     info = client.get_task(r.id)

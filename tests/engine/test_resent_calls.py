@@ -78,8 +78,9 @@ def test_a_new_request_leases_new_tasks_and_an_empty_one_leaves_the_receipt(
 
 def test_a_receipt_never_returns_a_task_the_worker_no_longer_holds(client: Client, raw: redis.Redis) -> None:
     ids = enqueue(client, 3)
-    assert len(dequeue(client, "1", lease_ms=300)) == 3
-    client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[0], 1, "")]))
+    held = dequeue(client, "1", lease_ms=300)
+    assert len(held) == 3
+    client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[0], held[0].token, "")]))
     time.sleep(0.4)  # the other two leases run out; another worker recovers and takes them
     taken = dequeue(client, "1", worker="w2", n=5)
     assert sorted(j.id for j in taken) == sorted(ids[1:]) and all(j.attempt == 2 for j in taken)
@@ -94,29 +95,31 @@ def test_a_start_mark_sent_again_still_starts_the_tasks_and_charges_once(
     enqueue(client, 2)
     jobs = dequeue(client, "1", start_now=0)
     assert all(j.reserved and j.attempt == 0 for j in jobs)
-    start = ops.start_call(client.settings, "rcpt", jobs, "w1")
+    assert [j.token for j in jobs] == ["w1#1", "w1#1"]
+    start = ops.start_call(client.settings, "rcpt", jobs)
     first: Any = client.backend.execute(start)
     again: Any = client.backend.execute(start)
     assert again == first == [x for j in jobs for x in (j.id, 1)]
     assert [client.get_task(j.id).attempts for j in jobs] == [1, 1]  # type: ignore[union-attr]
-    # another worker's mark, or one for another attempt, is still refused
-    other: Any = client.backend.execute(ops.start_call(client.settings, "rcpt", jobs, "w2"))
-    assert other == [x for j in jobs for x in (j.id, 0)]
-    jobs[0].attempt = 1  # as if reserved after one charged attempt: the task is at attempt 1, not 2
-    late: Any = client.backend.execute(ops.start_call(client.settings, "rcpt", jobs[:1], "w1"))
-    assert late == [jobs[0].id, 0]
+    # another worker's mark, or one for another delivery, is still refused
+    for token in ("w2#1", "w1#2", "w1#0"):
+        jobs[0].token = token
+        other: Any = client.backend.execute(ops.start_call(client.settings, "rcpt", jobs[:1]))
+        assert other == [jobs[0].id, 0]
+    assert client.get_task(jobs[0].id).attempts == 1  # type: ignore[union-attr]
 
 
 def test_an_acknowledgement_sent_again_is_not_stale(client: Client, raw: redis.Redis) -> None:
     ids = enqueue(client, 2)
-    dequeue(client, "1")
-    ack = ops.ack_call(client.settings, "rcpt", [(ids[0], 1, "")])
+    held = dequeue(client, "1")
+    ack = ops.ack_call(client.settings, "rcpt", [(ids[0], held[0].token, "")])
     assert client.backend.execute(ack) == [[], []]
     assert client.backend.execute(ack) == [[], []]
     assert client.get_task(ids[0]).state == "completed"  # type: ignore[union-attr]
-    # an ack of an attempt that does not own the task is still stale
-    wrong: Any = client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[1], 2, "")]))
+    # an ack of a delivery that does not own the task is still refused
+    wrong: Any = client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[1], "w1#2", "")]))
     assert wrong == [[ids[1]], []]
-    completed_other: Any = client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[0], 2, "")]))
+    other_ack = ops.ack_call(client.settings, "rcpt", [(ids[0], "w2#1", "")])
+    completed_other: Any = client.backend.execute(other_ack)
     assert completed_other == [[ids[0]], []]
     assert raw.zcard("rediq:{rcpt}:active") == 1  # ids[1], still leased

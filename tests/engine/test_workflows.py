@@ -79,7 +79,7 @@ def test_dependency_already_completed_releases_at_once(client: Client) -> None:
     dep = client.enqueue("t", None, queue="a")
     reply = client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
     (job,) = ops.parse_dequeue("a", reply)
-    client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.attempt, "")]))
+    client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.token, "")]))
     child = client.enqueue("t", None, queue="b", depends_on=[dep])
     assert state_of(client, child.id) == TaskState.PENDING
 
@@ -92,7 +92,7 @@ def test_release_survives_a_crash_between_ack_and_release(client: Client) -> Non
     (job,) = ops.parse_dequeue(
         "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
-    _, notified = client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.attempt, "")]))
+    _, notified = client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.token, "")]))
     assert notified == [dep.id]
     # ...the worker is SIGKILLed here: nobody flushed the outbox
     assert state_of(client, child.id) == TaskState.WAITING
@@ -114,7 +114,7 @@ def test_dead_dependency_cancels_dependents_in_cascade(client: Client) -> None:
         "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
     assert (
-        client.backend.execute(ops.fail_call(client.settings, "a", job.id, job.attempt, "no stock", "", 0))
+        client.backend.execute(ops.fail_call(client.settings, "a", job.id, job.token, "no stock", "", 0))
         == "dead"
     )
     client.run(ops.flush_outbox(client.settings, "a"))
@@ -132,7 +132,7 @@ def test_hold_policy_keeps_dependents_waiting_until_the_dependency_is_requeued(r
     (job,) = ops.parse_dequeue(
         "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
-    client.backend.execute(ops.fail_call(client.settings, "a", job.id, job.attempt, "x", "", 0))
+    client.backend.execute(ops.fail_call(client.settings, "a", job.id, job.token, "x", "", 0))
     client.run(ops.flush_outbox(client.settings, "a"))
     info = client.get_task(b.id)
     assert (
@@ -144,7 +144,7 @@ def test_hold_policy_keeps_dependents_waiting_until_the_dependency_is_requeued(r
     (job,) = ops.parse_dequeue(
         "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
-    client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.attempt, "")]))
+    client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.token, "")]))
     client.run(ops.flush_outbox(client.settings, "a"))
     assert state_of(client, b.id) == TaskState.PENDING
 

@@ -21,14 +21,14 @@ def ack(settings: Settings, jobs: list[Job]) -> Op[list[str]]:
     if not jobs:
         return []
     queue = jobs[0].queue
-    stale, notified = yield ops.ack_call(settings, queue, [(j.id, j.attempt, '{"ok":true}') for j in jobs])
+    stale, notified = yield ops.ack_call(settings, queue, [(j.id, j.token, '{"ok":true}') for j in jobs])
     if notified:
         yield from ops.flush_outbox(settings, queue, list(notified))
     return list(stale)
 
 
 def fail(settings: Settings, job: Job, error: str, mode: str = "retry") -> Op[str]:
-    outcome = yield ops.fail_call(settings, job.queue, job.id, job.attempt, error, "Traceback: test", 0, mode)
+    outcome = yield ops.fail_call(settings, job.queue, job.id, job.token, error, "Traceback: test", 0, mode)
     if isinstance(outcome, list):  # newer scripts answer {outcome, notify}
         outcome = outcome[0]
     if outcome in ("dead", "cancelled"):

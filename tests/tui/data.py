@@ -14,16 +14,12 @@ def lease(client: Client, queue: str, n: int = 1, worker: str = "w-test") -> lis
 def kill(client: Client, job: ops.Job, error: str = "boom") -> None:
     """Fail a leased task permanently: it goes dead."""
     client.backend.execute(
-        ops.fail_call(
-            client.settings, job.queue, job.id, job.attempt, error, "Traceback: boom", 0, "permanent"
-        )
+        ops.fail_call(client.settings, job.queue, job.id, job.token, error, "Traceback: boom", 0, "permanent")
     )
 
 
 def progress(client: Client, job: ops.Job, percent: float, message: str) -> None:
-    client.backend.execute(
-        ops.progress_call(client.settings, job.queue, job.id, job.attempt, percent, message)
-    )
+    client.backend.execute(ops.progress_call(client.settings, job.queue, job.id, job.token, percent, message))
 
 
 def make_dead(client: Client, queue: str, n: int, prefix: str = "dead") -> list[str]:
