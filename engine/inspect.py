@@ -55,6 +55,8 @@ class WorkerSummary:
     tasks: tuple[str, ...]
     """``queue|id`` of the tasks in flight."""
     now_ms: int = 0
+    overdue: int = 0
+    """Busy slots held by sync handlers past their timeout (or cancel) that have not returned."""
 
     @property
     def heartbeat_age_s(self) -> float:
@@ -198,6 +200,7 @@ def workers(settings: Settings) -> Op[list[WorkerSummary]]:
                 heartbeat_ms=ops._int(h.get("heartbeat")) or 0,
                 tasks=tuple(str(t) for t in tasks) if isinstance(tasks, list) else (),
                 now_ms=now_ms,
+                overdue=ops._int(h.get("overdue")) or 0,
             )
         )
     return out
