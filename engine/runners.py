@@ -155,11 +155,17 @@ class _RemoteTraceback(Exception):
         return self.text
 
 
-def _child_main(conn: Connection) -> None:
-    """A child process: run handlers sent by the worker until told to stop."""
+def _child_main(conn: Connection, preload: bytes) -> None:
+    """A child process: import the app's sync handlers (``preload``: so that no task's time limit
+    pays for the import), then run handlers sent by the worker until told to stop."""
     global _CHILD_CONN
     _CHILD_CONN = conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which drains
+    try:
+        pickle.loads(preload)
+    except BaseException as exc:  # noqa: BLE001 - reported to the worker, which cannot start
+        conn.send(("broken", describe(exc)))
+        return
     conn.send(("ready",))
     while True:
         try:
@@ -198,14 +204,28 @@ class ChildKilled(Exception):
 
 
 class _Child:
-    def __init__(self, mp: Any) -> None:
+    def __init__(self, mp: Any, preload: bytes) -> None:
         self.conn, child_end = mp.Pipe()
-        self.process = mp.Process(target=_child_main, args=(child_end,), name="rediq-child", daemon=True)
+        self.process = mp.Process(
+            target=_child_main, args=(child_end, preload), name="rediq-child", daemon=True
+        )
         self.process.start()
         child_end.close()
-        if not self.conn.poll(CHILD_START_S) or self.conn.recv() != ("ready",):
+
+    def wait_ready(self) -> _Child:
+        reply: Any = ("did not start within", f"{CHILD_START_S:g} s")
+        with contextlib.suppress(EOFError, OSError):
+            if self.conn.poll(CHILD_START_S):
+                reply = self.conn.recv()
+        if reply != ("ready",):
             self.kill()
-            raise RuntimeError("a child process did not start (see its output for the import error)")
+            from engine.errors import InvalidConfig
+
+            raise InvalidConfig(
+                f"a child process (--pool process) cannot load the handlers: {' '.join(reply)}",
+                fix="check that the app imports cleanly in a fresh interpreter (python -c 'import yourapp')",
+            )
+        return self
 
     def kill(self) -> None:
         # SIGKILL, not SIGTERM: the limit must hold for a handler that ignores SIGTERM
@@ -233,6 +253,8 @@ class ChildPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.preload = pickle.dumps([])
+        """The app's sync handlers, pickled: unpickling them imports the app in a child."""
         self._mp = multiprocessing.get_context("spawn")
         self._idle: list[_Child] = []
         self._lock = threading.Lock()
@@ -240,20 +262,40 @@ class ChildPool:
 
     def warm(self) -> None:
         """Start the children now, so the first tasks' time limits do not include a spawn."""
-        children = [_Child(self._mp) for _ in range(self.size)]
+        starting = [_Child(self._mp, self.preload) for _ in range(self.size)]
+        children = [child.wait_ready() for child in starting]
         with self._lock:
             self._idle.extend(children)
 
-    def run(self, call: _Call) -> Any:
-        """Run in a worker thread: send the call to a child and wait for its reply, killing the
-        child when ``call.stop`` is set. Returns the result JSON or raises the handler's error."""
+    def acquire(self) -> _Child:
+        """A ready child (blocking: run in a thread): an idle one, else a new one."""
+        while True:
+            with self._lock:
+                child = self._idle.pop() if self._idle else None
+            if child is None:
+                return _Child(self._mp, self.preload).wait_ready()
+            if child.process.is_alive():
+                return child
+            child.kill()  # died idle (OOM killer, an operator): take another
+
+    def give_back(self, child: _Child) -> None:
         with self._lock:
-            child = self._idle.pop() if self._idle else None
-        if child is not None and not child.process.is_alive():
-            child.kill()  # died idle (OOM killer, an operator): the task goes to a fresh one
-            child = None
-        if child is None:
-            child = _Child(self._mp)
+            if not self._closed:
+                self._idle.append(child)
+                return
+        child.kill()
+
+    def _replace(self) -> None:
+        """Start a child in place of a killed one, so the next task does not wait for a spawn."""
+        try:
+            self.give_back(_Child(self._mp, self.preload).wait_ready())
+        except Exception:  # noqa: BLE001 - the next task starts one itself
+            log.exception("could not start a replacement child process")
+
+    def run(self, child: _Child, call: _Call) -> Any:
+        """Run in a worker thread: send the call to ``child`` and wait for its reply, killing
+        the child when ``call.stop`` is set or the task's cancel was requested. Returns the
+        result JSON or raises the handler's error."""
         try:
             child.conn.send(call.message)
             while True:
@@ -270,12 +312,10 @@ class ChildPool:
                     raise ChildKilled(f"child process died (exit code {child.process.exitcode})")
         except BaseException:
             child.kill()
+            if not self._closed:
+                threading.Thread(target=self._replace, name="rediq-child-start", daemon=True).start()
             raise
-        with self._lock:
-            if self._closed:
-                child.kill()
-            else:
-                self._idle.append(child)
+        self.give_back(child)
         if reply[0] == "ok":
             return Serialised(reply[1])
         exc: BaseException = reply[1]
@@ -328,6 +368,7 @@ class HandlerRunner:
     async def start(self, sync_handlers: dict[str, Callable[..., Any]]) -> None:
         if self._children is not None:
             check_picklable(sync_handlers)
+            self._children.preload = pickle.dumps(list(sync_handlers.values()))
             await asyncio.get_running_loop().run_in_executor(None, self._children.warm)
 
     def close(self) -> None:
@@ -340,25 +381,21 @@ class HandlerRunner:
         ctx: Any,
         payload: Any,
         on_progress: Callable[[float, str], None],
+        deadline: asyncio.Timeout,
+        timeout_s: float,
     ) -> Any:
-        """Run a sync handler. If this task is cancelled (its deadline, a cancel, a lost lease),
-        the handler is stopped where possible (a child is killed) and waited for; then the
-        CancelledError goes on, so the caller records the attempt only once the slot is free."""
-        child_call: _Call | None = None
+        """Run a sync handler under ``deadline``. If this task is cancelled (the deadline, a
+        cancel, a lost lease), the handler is stopped where possible (its child is killed) and
+        waited for; then the CancelledError goes on, so the caller records the attempt only once
+        the slot is free."""
         if self._children is not None:
-            child_ctx = ChildContext(
-                ctx.id, ctx.type, ctx.queue, ctx.attempt, ctx.max_retry, ctx.metadata, ctx.worker_id
-            )
-            try:
-                message = pickle.dumps((handler, child_ctx, payload))
-            except Exception as exc:  # noqa: BLE001 - any pickling failure
-                raise Permanent(
-                    f"the payload cannot be sent to a child process (--pool process): {describe(exc)}"
-                ) from None
-            child_call = _Call(message, on_progress, lambda: bool(ctx.cancelled))
+            child_call, child = await self._child_for(handler, ctx, payload, on_progress)
+            # the time limit counts from the handler's start, not from a child's spawn
+            deadline.reschedule(asyncio.get_running_loop().time() + timeout_s)
             children = self._children
-            future = self._threads.submit(lambda: children.run(child_call))
+            future = self._threads.submit(lambda: children.run(child, child_call))
         else:
+            child_call = None
             context = contextvars.copy_context()  # middleware's context variables reach the handler
             future = self._threads.submit(lambda: context.run(handler, ctx, payload))
         try:
@@ -369,6 +406,32 @@ class HandlerRunner:
             if not future.done():
                 await self._wait_out(future, ctx.id)
             raise
+
+    async def _child_for(
+        self,
+        handler: Callable[[Any, Any], Any],
+        ctx: Any,
+        payload: Any,
+        on_progress: Callable[[float, str], None],
+    ) -> tuple[_Call, _Child]:
+        assert self._children is not None
+        child_ctx = ChildContext(
+            ctx.id, ctx.type, ctx.queue, ctx.attempt, ctx.max_retry, ctx.metadata, ctx.worker_id
+        )
+        try:
+            message = pickle.dumps((handler, child_ctx, payload))
+        except Exception as exc:  # noqa: BLE001 - any pickling failure
+            raise Permanent(
+                f"the payload cannot be sent to a child process (--pool process): {describe(exc)}"
+            ) from None
+        children = self._children
+        acquired = self._threads.submit(children.acquire)
+        try:
+            child = await asyncio.shield(acquired)
+        except asyncio.CancelledError:  # the child still arrives: keep it for the next task
+            acquired.add_done_callback(lambda f: None if f.exception() else children.give_back(f.result()))
+            raise
+        return _Call(message, on_progress, lambda: bool(ctx.cancelled)), child
 
     async def _wait_out(self, future: asyncio.Future[Any], task_id: str) -> None:
         self.overdue += 1

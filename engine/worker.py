@@ -676,7 +676,7 @@ class Worker:
                 if definition.is_async:
                     result = await definition.handler(ctx, payload)
                 else:
-                    result = await self._call(definition, ctx, payload)
+                    result = await self._call(definition, ctx, payload, deadline, job.timeout_s)
             result_json = result_json_of(result)
         except TimeoutError as exc:
             exc_for_after = exc
@@ -756,11 +756,13 @@ class Worker:
                 raise Permanent(f"E002: payload failed validation: {where}: {first.get('msg')}") from None
         return payload
 
-    async def _call(self, definition: TaskDef, ctx: TaskContext, payload: Any) -> Any:
+    async def _call(
+        self, definition: TaskDef, ctx: TaskContext, payload: Any, deadline: asyncio.Timeout, timeout_s: float
+    ) -> Any:
         if definition.is_async:
             return await definition.handler(ctx, payload)
         # a thread or a child process; given up (deadline, cancel), it keeps the slot until it returns
-        return await self._runner.call(definition.handler, ctx, payload, functools.partial(ctx.progress))
+        return await self._runner.call(definition.handler, ctx, payload, ctx.progress, deadline, timeout_s)
 
     def _defer_unknown(self, job: Job) -> None:
         """No handler here for this type (a rolling deploy): back uncharged for a worker that
