@@ -6,6 +6,7 @@ them, and a second SIGTERM ends the grace period."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import os
@@ -391,4 +392,67 @@ def test_a_second_sigterm_ends_the_grace_period(redis_url: str, raw: redis.Redis
     info = client.get_task(r.id)
     assert info is not None and info.state == TaskState.PENDING and info.attempts == 0
     assert "returned by worker shutdown" in info.history[0].note
+    client.close()
+
+
+async def test_the_heartbeat_survives_an_error_and_keeps_extending_leases(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    release = asyncio.Event()
+    long_runs: list[int] = []
+
+    @registry.task("quick", queue="hb")
+    async def quick(ctx: TaskContext, payload: Any) -> None:
+        return None
+
+    @registry.task("long", queue="hb")
+    async def long(ctx: TaskContext, payload: Any) -> str:
+        long_runs.append(ctx.attempt)
+        await release.wait()
+        return "done"
+
+    qk = Settings().keyspace.queue("hb")
+    raw.set(qk.runtimes("quick"), "not a list")  # the heartbeat's run-time push fails (WRONGTYPE)
+    client = Client(redis_url)
+    async with running_worker(
+        registry, redis_url, ["hb"], lease_s=1.0, heartbeat_s=0.2, poll_interval_s=0.05
+    ) as worker:
+        q = client.enqueue("quick", None, queue="hb")
+        await wait_until(lambda: state_of(client, q.id) == TaskState.COMPLETED)
+        r = client.enqueue("long", None, queue="hb")
+        try:
+            await wait_until(lambda: long_runs == [1])
+            first_lease = int(raw.hget(qk.task(r.id), "lease") or 0)
+            # leases are still extended after the failed heartbeat
+            await wait_until(lambda: int(raw.hget(qk.task(r.id), "lease") or 0) > first_lease + 2500)
+            # ...by this worker's heartbeat for this run: not lapsed, recovered and run again
+            assert long_runs == [1]
+            info = client.get_task(r.id)
+            assert info is not None and info.attempts == 1
+            assert worker.loop_errors["heartbeat"] >= 1
+        finally:
+            release.set()
+        await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
+    assert long_runs == [1]
+    raw.delete(qk.runtimes("quick"))
+    client.close()
+
+
+async def test_the_hand_off_inbox_loop_survives_a_malformed_record(redis_url: str, raw: redis.Redis) -> None:
+    registry = Registry()
+
+    @registry.task("quick", queue="ib")
+    async def quick(ctx: TaskContext, payload: Any) -> str:
+        return "ok"
+
+    qk = Settings().keyspace.queue("ib")
+    client = Client(redis_url)
+    async with running_worker(registry, redis_url, ["ib"], poll_interval_s=0.05) as worker:
+        raw.rpush(qk.inbox(worker.id), "{not json")
+        await wait_until(lambda: raw.llen(qk.inbox(worker.id)) == 0)
+        await wait_until(lambda: bool(raw.hexists(qk.idle, worker.id)))  # registered for hand-offs
+        r = client.enqueue("quick", None, queue="ib")  # handed to this worker's inbox
+        await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
+        assert worker.loop_errors["inbox-ib"] == 1
     client.close()
