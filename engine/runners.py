@@ -389,9 +389,13 @@ class HandlerRunner:
         waited for; then the CancelledError goes on, so the caller records the attempt only once
         the slot is free."""
         if self._children is not None:
+            # the time limit counts from the handler's start, not from a child's spawn: a task
+            # must never time out before its handler ran
+            if not deadline.expired():
+                deadline.reschedule(None)
             child_call, child = await self._child_for(handler, ctx, payload, on_progress)
-            # the time limit counts from the handler's start, not from a child's spawn
-            deadline.reschedule(asyncio.get_running_loop().time() + timeout_s)
+            if not deadline.expired():
+                deadline.reschedule(asyncio.get_running_loop().time() + timeout_s)
             children = self._children
             future = self._threads.submit(lambda: children.run(child, child_call))
         else:

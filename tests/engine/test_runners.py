@@ -456,3 +456,21 @@ async def test_the_hand_off_inbox_loop_survives_a_malformed_record(redis_url: st
         await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
         assert worker.loop_errors["inbox-ib"] == 1
     client.close()
+
+
+async def test_a_cancel_kills_the_child_running_the_task(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIQ_TEST_URL", redis_url)
+    client = Client(redis_url)
+    r = client.enqueue("sleep_forever", None, queue="pool", timeout=600)
+    async with running_worker(
+        pool_apps.pool, redis_url, ["pool"], concurrency=1, pool="process", heartbeat_s=0.1
+    ):
+        await wait_until(lambda: len(runs(raw, r.id)) == 1, timeout=60)
+        client.cancel(r.id)
+        await wait_until(lambda: state_of(client, r.id) == TaskState.CANCELLED, timeout=30)
+    pid = int(runs(raw, r.id)[0].split(":")[2])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    client.close()
