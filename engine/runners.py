@@ -162,7 +162,8 @@ def _child_main(conn: Connection, preload: bytes) -> None:
     _CHILD_CONN = conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which drains
     try:
-        pickle.loads(preload)
+        for ref in pickle.loads(preload):
+            ref.resolve()
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which cannot start
         conn.send(("broken", describe(exc)))
         return
@@ -175,8 +176,8 @@ def _child_main(conn: Connection, preload: bytes) -> None:
         if message is None:
             return
         try:
-            handler, ctx, payload = pickle.loads(message)
-            reply: tuple[Any, ...] = ("ok", result_json(handler(ctx, payload)))
+            ref, ctx, payload = pickle.loads(message)
+            reply: tuple[Any, ...] = ("ok", result_json(ref.resolve()(ctx, payload)))
         except BaseException as exc:  # noqa: BLE001 - every handler error goes back to the worker
             reply = ("error", _portable(exc), traceback.format_exc(limit=20))
         conn.send(reply)
@@ -333,19 +334,41 @@ class ChildPool:
             child.kill()
 
 
-def check_picklable(handlers: dict[str, Callable[..., Any]]) -> None:
+@dataclass(frozen=True)
+class HandlerRef:
+    """A sync handler named by module and attribute: what a child process imports and calls
+    (the attribute may be the function or the typed handle ``@registry.task`` returns, which
+    calls it)."""
+
+    module: str
+    name: str
+
+    def resolve(self) -> Callable[[Any, Any], Any]:
+        import importlib
+
+        found: Callable[[Any, Any], Any] = getattr(importlib.import_module(self.module), self.name)
+        return found
+
+
+def handler_refs(handlers: dict[str, Callable[..., Any]]) -> dict[str, HandlerRef]:
     """``--pool process`` sends each sync handler to a child by reference: it must be a
     module-level function. Raises InvalidConfig naming the first that is not."""
+    import sys
+
     from engine.errors import InvalidConfig
 
-    for name, handler in handlers.items():
-        try:
-            pickle.dumps(handler)
-        except Exception as exc:  # noqa: BLE001 - any pickling failure
+    refs = {}
+    for task_type, handler in handlers.items():
+        module, name = getattr(handler, "__module__", None), getattr(handler, "__qualname__", "")
+        found = getattr(sys.modules.get(module or ""), name, None) if "." not in name else None
+        if found is None or (found is not handler and getattr(found, "__wrapped__", None) is not handler):
             raise InvalidConfig(
-                f"task {name!r}: its handler cannot be sent to a child process ({describe(exc)})",
+                f"task {task_type!r}: its handler {name or handler!r} cannot be sent to a child process "
+                "(it is not a module-level function)",
                 fix="define sync handlers at module level, or run with --pool thread",
-            ) from None
+            )
+        refs[task_type] = HandlerRef(str(module), name)
+    return refs
 
 
 # ---------------------------------------------------------------------------------- the runner
@@ -364,11 +387,12 @@ class HandlerRunner:
         """Set at shutdown after the grace period: stop waiting for such handlers."""
         self._threads = DaemonThreadPool("rediq-task")
         self._children = ChildPool(concurrency) if pool == "process" else None
+        self._refs: dict[str, HandlerRef] = {}
 
     async def start(self, sync_handlers: dict[str, Callable[..., Any]]) -> None:
         if self._children is not None:
-            check_picklable(sync_handlers)
-            self._children.preload = pickle.dumps(list(sync_handlers.values()))
+            self._refs = handler_refs(sync_handlers)
+            self._children.preload = pickle.dumps(list(self._refs.values()))
             await asyncio.get_running_loop().run_in_executor(None, self._children.warm)
 
     def close(self) -> None:
@@ -423,7 +447,7 @@ class HandlerRunner:
             ctx.id, ctx.type, ctx.queue, ctx.attempt, ctx.max_retry, ctx.metadata, ctx.worker_id
         )
         try:
-            message = pickle.dumps((handler, child_ctx, payload))
+            message = pickle.dumps((self._refs[ctx.type], child_ctx, payload))
         except Exception as exc:  # noqa: BLE001 - any pickling failure
             raise Permanent(
                 f"the payload cannot be sent to a child process (--pool process): {describe(exc)}"
