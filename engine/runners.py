@@ -23,7 +23,6 @@ import random
 import signal
 import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
 from engine.errors import Permanent, RediqError, Retryable
+from engine.tracebacks import format_handler_traceback
 
 log = logging.getLogger("rediq.worker")
 
@@ -58,6 +58,14 @@ def result_json(result: Any) -> str:
         return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
         return json.dumps({"unserialisable_result": repr(result)[:1000]})
+
+
+def handler_traceback(exc: BaseException) -> str:
+    """The traceback stored on a failed task: the child's own (``--pool process``), else this
+    process's, from the handler's frame down (``engine.tracebacks``)."""
+    if isinstance(exc.__cause__, _RemoteTraceback):
+        return exc.__cause__.text
+    return format_handler_traceback(exc)
 
 
 def describe(exc: BaseException) -> str:
@@ -179,7 +187,7 @@ def _child_main(conn: Connection, preload: bytes) -> None:
             ref, ctx, payload = pickle.loads(message)
             reply: tuple[Any, ...] = ("ok", result_json(ref.resolve()(ctx, payload)))
         except BaseException as exc:  # noqa: BLE001 - every handler error goes back to the worker
-            reply = ("error", _portable(exc), traceback.format_exc(limit=20))
+            reply = ("error", _portable(exc), format_handler_traceback(exc))
         conn.send(reply)
 
 

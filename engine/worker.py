@@ -20,7 +20,6 @@ import random
 import signal
 import socket
 import time
-import traceback as tb_module
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -683,7 +682,7 @@ class Worker:
             if deadline.expired():  # the worker's deadline, not a TimeoutError the handler raised
                 outcome, error = "timeout", f"E004: timed out after {job.timeout_s:g} s"
             else:
-                outcome, error, trace = "retry", _describe(exc), tb_module.format_exc(limit=20)
+                outcome, error, trace = "retry", _describe(exc), runners.handler_traceback(exc)
             delay = definition.retry.delay(job.attempt) if definition else 0.0
         except asyncio.CancelledError as exc:
             exc_for_after = exc
@@ -696,7 +695,7 @@ class Worker:
                 outcome = "stale"
         except Permanent as exc:
             outcome, error, mode, exc_for_after = "dead", _describe(exc), "permanent", exc
-            trace = tb_module.format_exc(limit=20)
+            trace = runners.handler_traceback(exc)
         except Retryable as exc:
             outcome, error, exc_for_after = "retry", _describe(exc), exc
             delay = (
@@ -704,11 +703,11 @@ class Worker:
                 if exc.delay is not None
                 else (definition.retry.delay(job.attempt) if definition else 1.0)
             )
-            trace = tb_module.format_exc(limit=20)
+            trace = runners.handler_traceback(exc)
         except Exception as exc:  # noqa: BLE001 - any handler error is the task's outcome
             outcome, error, exc_for_after = "retry", _describe(exc), exc
             delay = definition.retry.delay(job.attempt) if definition else 1.0
-            trace = tb_module.format_exc(limit=20)
+            trace = runners.handler_traceback(exc)
         finally:
             self._running.pop(job.id, None)
         if ctx.cancelled and outcome not in ("stale", "cancelled"):
