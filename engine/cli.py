@@ -224,6 +224,7 @@ def worker_json(worker: inspect.WorkerSummary) -> dict[str, Any]:
         "concurrency": worker.concurrency,
         "busy": worker.busy,
         "fenced": worker.fenced,
+        "overdue": worker.overdue,
         "started_ms": worker.started_ms,
         "heartbeat_ms": worker.heartbeat_ms,
         "heartbeat_age_s": round(worker.heartbeat_age_s, 3),
@@ -489,6 +490,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
             w.id,
             one_line(",".join(w.queues), 20),
             f"{w.busy}/{w.concurrency}",
+            str(w.overdue) if w.overdue else "-",
             fmt_age(w.heartbeat_age_s),
             fmt_age(w.uptime_s),
             "stale" if w.stale else "ok",
@@ -496,7 +498,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
         ]
         for w in workers
     ]
-    echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS", "FENCED"], rows))
+    echo(render_table(["WORKER", "QUEUES", "BUSY", "OVERDUE", "BEAT", "UP", "STATUS", "FENCED"], rows))
 
 
 # ------------------------------------------------------------------------------ task
@@ -1066,6 +1068,17 @@ def server_install_functions(state: CliState, check: bool, prune: bool, as_json:
 )
 @click.option("--lease", "lease_s", type=float, help="Task lease in seconds (default 30).")
 @click.option("--grace", "grace_s", type=float, help="Drain time on SIGTERM in seconds (default 30).")
+@click.option(
+    "--pool",
+    type=click.Choice(["thread", "process"]),
+    help="Where sync handlers run: threads (default) or child processes killed at the task's timeout.",
+)
+@click.option(
+    "--unknown-type-timeout",
+    "unknown_type_timeout_s",
+    type=float,
+    help="Seconds a task of a type no worker has a handler for waits before it goes dead (default 3600).",
+)
 @click.option("--metrics-port", type=int, help="Serve /metrics and /health on this port.")
 @click.option("--metrics-host", metavar="HOST", help="Metrics bind address (default 127.0.0.1).")
 @click.option("--redis-url", "worker_redis_url", metavar="URL", help="Redis URL (overrides the global flag).")
@@ -1085,6 +1098,8 @@ def worker_run(
     weights: str | None,
     lease_s: float | None,
     grace_s: float | None,
+    pool: str | None,
+    unknown_type_timeout_s: float | None,
     metrics_port: int | None,
     metrics_host: str | None,
     worker_redis_url: str | None,
@@ -1104,6 +1119,8 @@ def worker_run(
         worker_concurrency=concurrency,
         worker_lease_s=lease_s,
         worker_grace_s=grace_s,
+        worker_pool=pool,
+        worker_unknown_type_timeout_s=unknown_type_timeout_s,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
@@ -1148,12 +1165,14 @@ def run_worker_process(app: str, config: RediqConfig, weights: dict[str, int] | 
         grace_s=config.worker_grace_s,
         weights=weights,
         event_loop=config.worker_event_loop,
+        pool=config.worker_pool,
+        unknown_type_timeout_s=config.worker_unknown_type_timeout_s,
     )
     worker = Worker(registry, target, options, settings)
     metrics_server = None
     reader: Client | None = None
     if config.metrics_on:
-        from engine.metrics import LabelPolicy, MetricsServer, WorkerMetrics
+        from engine.metrics import LabelPolicy, MetricsServer, WorkerMetrics, WorkerStateCollector
 
         reader = Client(target, settings=settings)
         labels = LabelPolicy(registry.types, set(queues) | set(registry.queues))
@@ -1163,6 +1182,7 @@ def run_worker_process(app: str, config: RediqConfig, weights: dict[str, int] | 
             lambda: reader_client.call(inspect.queues),
             lambda: float(worker.in_flight),
             served_queues=queues,
+            worker_state=WorkerStateCollector(lambda: worker.overdue_slots, lambda: worker.loop_errors),
         )
         worker.add_listener(metrics.observe)
         worker.add_fence_listener(metrics.observe_fenced)

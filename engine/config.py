@@ -83,6 +83,12 @@ class RediqConfig(BaseSettings):
     worker_event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """The worker's event loop: uvloop (faster round trips) or asyncio; 'auto' takes uvloop
     when it is installed (it is a dependency on Linux and macOS)."""
+    worker_pool: Literal["thread", "process"] = "thread"
+    """Where sync handlers run: 'thread' (a handler past its timeout keeps its slot until it
+    returns) or 'process' (one child process per slot, killed at the task's timeout)."""
+    worker_unknown_type_timeout_s: float = 3600.0
+    """A task whose type a worker has no handler for goes back uncharged (for a worker that has
+    one, e.g. during a rolling deploy); dead once no worker took it for this many seconds."""
     metrics_enabled: bool | None = None
     """Serve Prometheus metrics from the worker. Unset: on when a metrics port is set."""
     metrics_port: int | None = None
@@ -145,6 +151,13 @@ class RediqConfig(BaseSettings):
                 f"must be {MIN_RETENTION_S:.0f}..{MAX_SECONDS:.0f} seconds, got {value} "
                 "(finished tasks expire after it; 0 is not 'forever')"
             )
+        return value
+
+    @field_validator("worker_unknown_type_timeout_s")
+    @classmethod
+    def _unknown_type_timeout(cls, value: float) -> float:
+        if not 0 <= value <= 366 * 86400:  # NaN fails too
+            raise ValueError(f"must be 0..31622400 seconds, got {value}")
         return value
 
     @field_validator("metrics_port")

@@ -57,6 +57,8 @@ class WorkerSummary:
     now_ms: int = 0
     fenced: int = 0
     """Calls about a task this worker made after its delivery was over, refused (not applied)."""
+    overdue: int = 0
+    """Busy slots held by sync handlers past their timeout (or cancel) that have not returned."""
 
     @property
     def heartbeat_age_s(self) -> float:
@@ -201,6 +203,7 @@ def workers(settings: Settings) -> Op[list[WorkerSummary]]:
                 tasks=tuple(str(t) for t in tasks) if isinstance(tasks, list) else (),
                 now_ms=now_ms,
                 fenced=ops._int(h.get("fenced")) or 0,
+                overdue=ops._int(h.get("overdue")) or 0,
             )
         )
     return out

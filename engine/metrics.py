@@ -27,7 +27,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine import inspect
@@ -114,6 +114,35 @@ class QueueDepthCollector(Collector):
         yield up
 
 
+class WorkerStateCollector(Collector):
+    """Figures the worker keeps itself: slots held by handlers past their timeout, and errors of
+    its background loops (each logged and the loop restarted)."""
+
+    def __init__(self, overdue: Callable[[], int], loop_errors: Callable[[], dict[str, int]]) -> None:
+        self.overdue = overdue
+        self.loop_errors = loop_errors
+
+    def collect(self) -> Iterator[Metric]:
+        overdue = GaugeMetricFamily(
+            "rediq_worker_overdue_slots",
+            "Slots held by sync handlers past their timeout (or cancel) that have not returned",
+        )
+        overdue.add_metric([], self.overdue())
+        errors = CounterMetricFamily(
+            "rediq_worker_loop_errors",
+            "Exceptions in the worker's background loops (logged; the loop goes on)",
+            labels=["loop"],
+        )
+        by_loop: dict[str, int] = {}
+        for loop, count in dict(self.loop_errors()).items():
+            kind = loop.partition("-")[0]  # 'inbox-<queue>' -> 'inbox': bounded label values
+            by_loop[kind] = by_loop.get(kind, 0) + count
+        for kind, count in sorted(by_loop.items()):
+            errors.add_metric([kind], count)
+        yield overdue
+        yield errors
+
+
 class WorkerMetrics:
     """The worker's metrics. ``observe`` takes ``engine.worker.TaskOutcome``-like objects."""
 
@@ -123,6 +152,7 @@ class WorkerMetrics:
         read_queues: QueueReader,
         in_flight: Callable[[], float] = lambda: 0,
         served_queues: Iterable[str] = (),
+        worker_state: WorkerStateCollector | None = None,
     ) -> None:
         self.labels = labels
         self.served_queues = list(served_queues)
@@ -161,6 +191,8 @@ class WorkerMetrics:
         self.in_flight.set_function(in_flight)
         self.depths = QueueDepthCollector(read_queues, labels)
         self.registry.register(self.depths)
+        if worker_state is not None:
+            self.registry.register(worker_state)
 
     def observe(self, outcome: Any) -> None:
         """Record one finished attempt (a worker listener)."""

@@ -959,3 +959,35 @@ def progress_call(
         [qk.task(task_id)],
         [qk.base, channel(settings, qk), task_id, token, max(0.0, min(100.0, percent)), message],
     )
+
+
+def defer_call(
+    settings: Settings,
+    queue: str,
+    task_id: str,
+    token: str,
+    delay_s: float,
+    limit_s: float,
+    note: str,
+    error: str,
+) -> Call:
+    """A task of a type this worker has no handler for: back uncharged, due after ``delay_s``
+    (for a worker that knows the type), or dead with ``error`` once it has waited so for
+    ``limit_s``. Its reply reads like ``fail_call``'s: 'deferred', 'dead' or 'stale'; like
+    ``fail_call`` the task id is ``args[2]``."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "defer",
+        [qk.active, qk.scheduled, qk.dead, qk.dep_outbox],
+        [
+            qk.base,
+            channel(settings, qk),
+            task_id,
+            token,
+            int(delay_s * 1000),
+            int(limit_s * 1000),
+            note,
+            error,
+            int(settings.dead_retention_s * 1000),
+        ],
+    )

@@ -20,24 +20,25 @@ import random
 import signal
 import socket
 import time
-import traceback as tb_module
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import declarations, events, ops
+from engine import declarations, events, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
 from engine.ops import Job, Settings
 from engine.registry import Registry, TaskDef
+from engine.runners import HandlerRunner, keep_running
+from engine.runners import result_json as result_json_of
 
 log = logging.getLogger("rediq.worker")
+T = TypeVar("T")
 
 YIELDS_BEFORE_EXCHANGE = 3
 # How long a hand-off registration lasts unless renewed (an idle worker renews it with each
@@ -76,6 +77,13 @@ class WorkerOptions:
     handoff: bool = True
     """When idle, register so that enqueue hands new tasks straight to this worker (one hop
     from enqueue to start instead of a wake-up and a dequeue round trip)."""
+    pool: runners.Pool = "thread"
+    """Where sync handlers run: 'thread' (a handler past its timeout keeps its slot until it
+    returns) or 'process' (a child process per slot, killed at the task's timeout)."""
+    unknown_type_delay_s: float = 5.0
+    """A task of a type this worker has no handler for goes back uncharged, due this much later."""
+    unknown_type_timeout_s: float = 3600.0
+    """...and goes dead once no worker with a handler took it for this long (0: at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +193,12 @@ class Worker:
         self._request_seq = itertools.count(1)
         self._wake_seq = 0
         """Counts work-arrived events, so one that lands during an exchange is not lost."""
-        self._pool = ThreadPoolExecutor(max_workers=self.options.concurrency, thread_name_prefix="rediq-task")
+        _check_options(self.options)
+        self._runner = HandlerRunner(self.options.pool, self.options.concurrency)
+        self._hurry = asyncio.Event()
+        """Set by a second SIGTERM/SIGINT: the drain stops waiting for running tasks."""
+        self.loop_errors: Counter[str] = Counter()
+        """Exceptions per background loop (each logged, then the loop restarted)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.processed = 0
         self.failed = 0
@@ -197,6 +210,11 @@ class Worker:
     @property
     def in_flight(self) -> int:
         return len(self._running)
+
+    @property
+    def overdue_slots(self) -> int:
+        """Slots held by sync handlers past their timeout, cancel or lost lease (not yet returned)."""
+        return self._runner.overdue
 
     def add_listener(self, callback: Callable[[TaskOutcome], None]) -> None:
         self._listeners.append(callback)
@@ -233,6 +251,7 @@ class Worker:
         if self._stopping:  # second signal: do not wait for the grace period
             log.warning("second signal: handing running tasks back now")
             self.options.grace_s = 0
+            self._hurry.set()  # the drain may already be waiting out the grace period
         log.info("draining: no new tasks; running ones get %.0f s", self.options.grace_s)
         self.request_stop()
 
@@ -246,16 +265,19 @@ class Worker:
         self.backend = AsyncBackend(redis)
         try:
             await self._check_server()
+            await self._runner.start(
+                {name: d.handler for name, d in self.registry.definitions.items() if not d.is_async}
+            )
             await self._register()
             loops = [
                 asyncio.create_task(self._exchange_loop(), name="rediq-exchange"),
-                asyncio.create_task(self._heartbeat_loop(), name="rediq-heartbeat"),
-                asyncio.create_task(self._maintenance_loop(), name="rediq-maintenance"),
-                asyncio.create_task(self._wake_loop(), name="rediq-wake"),
+                self._background("heartbeat", self._heartbeat_loop, lambda: not self._drained),
+                self._background("maintenance", self._maintenance_loop),
+                self._background("wake", self._wake_loop),
             ]
             if self.options.handoff:
                 self._inbox_tasks = [
-                    asyncio.create_task(self._inbox_loop(q), name=f"rediq-inbox-{q}")
+                    self._background(f"inbox-{q}", functools.partial(self._inbox_loop, q))
                     for q in self.options.queues
                 ]
                 loops += self._inbox_tasks
@@ -275,10 +297,17 @@ class Worker:
             await _cancel_all(loops[1:])
             await self._deregister()
         finally:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._runner.close()
             if self._redis is None:
                 with contextlib.suppress(Exception):
                     await self.backend.close()
+
+    def _background(
+        self, name: str, body: Callable[[], Any], running: Callable[[], bool] | None = None
+    ) -> asyncio.Task[None]:
+        """A background loop that survives any exception (logged, counted, restarted)."""
+        keep = running or (lambda: not self._stopping)
+        return asyncio.create_task(keep_running(name, body, keep, self.loop_errors), name=f"rediq-{name}")
 
     # ---------------------------------------------------------------- startup
 
@@ -310,6 +339,7 @@ class Worker:
             "started": self._started_ms,
             "busy": len(self._running),
             "fenced": self.fenced,
+            "overdue": self._runner.overdue,
             "tasks": json.dumps([f"{j.queue}|{j.id}" for j, _, _ in self._running.values()][:50]),
         }
 
@@ -646,34 +676,40 @@ class Worker:
         outcome, error, result_json = "completed", None, ""
         exc_for_after: BaseException | None = None
         mode, delay, trace = "retry", 0.0, ""
+        # asyncio.timeout, not wait_for: no second task and future per attempt (hot path)
+        deadline = asyncio.timeout(job.timeout_s)
         try:
             if definition is None:
-                known = ", ".join(sorted(self.registry.types)) or "none"
-                raise Permanent(
-                    f"unknown task type {job.type!r}: this worker has no handler for it (known: {known})"
-                )
+                self._defer_unknown(job)
+                return
             payload = self._decode_payload(job, definition)
             if self.registry.middleware:
                 await self._middleware("before", ctx)
-            # asyncio.timeout, not wait_for: no second task and future per attempt (hot path)
-            async with asyncio.timeout(job.timeout_s):
+            async with deadline:
                 if definition.is_async:
                     result = await definition.handler(ctx, payload)
                 else:
-                    result = await self._call(definition, ctx, payload)
-            result_json = _result_json(result)
+                    result = await self._call(definition, ctx, payload, deadline, job.timeout_s)
+            result_json = result_json_of(result)
         except TimeoutError as exc:
-            outcome, error, exc_for_after = "timeout", f"E004: timed out after {job.timeout_s:g} s", exc
+            exc_for_after = exc
+            if deadline.expired():  # the worker's deadline, not a TimeoutError the handler raised
+                outcome, error = "timeout", f"E004: timed out after {job.timeout_s:g} s"
+            else:
+                outcome, error, trace = "retry", _describe(exc), runners.handler_traceback(exc)
             delay = definition.retry.delay(job.attempt) if definition else 0.0
         except asyncio.CancelledError as exc:
             exc_for_after = exc
             if ctx.cancelled:
                 outcome, error, mode = "cancelled", "cancelled while running", "cancel"
+            elif deadline.expired() and not self._stopping:  # a cancel that raced the deadline
+                outcome, error = "timeout", f"E004: timed out after {job.timeout_s:g} s"
+                delay = definition.retry.delay(job.attempt) if definition else 0.0
             else:  # lease lost or shutdown: someone else owns the outcome now
                 outcome = "stale"
         except Permanent as exc:
             outcome, error, mode, exc_for_after = "dead", _describe(exc), "permanent", exc
-            trace = tb_module.format_exc(limit=20)
+            trace = runners.handler_traceback(exc)
         except Retryable as exc:
             outcome, error, exc_for_after = "retry", _describe(exc), exc
             delay = (
@@ -681,13 +717,16 @@ class Worker:
                 if exc.delay is not None
                 else (definition.retry.delay(job.attempt) if definition else 1.0)
             )
-            trace = tb_module.format_exc(limit=20)
+            trace = runners.handler_traceback(exc)
         except Exception as exc:  # noqa: BLE001 - any handler error is the task's outcome
             outcome, error, exc_for_after = "retry", _describe(exc), exc
             delay = definition.retry.delay(job.attempt) if definition else 1.0
-            trace = tb_module.format_exc(limit=20)
+            trace = runners.handler_traceback(exc)
         finally:
             self._running.pop(job.id, None)
+        if ctx.cancelled and outcome not in ("stale", "cancelled"):
+            # a sync handler runs on after its cancel (or its child was killed): the cancel wins
+            outcome, error, mode, trace = "cancelled", "cancelled while running", "cancel", ""
         if outcome == "completed":
             self._acks[job.queue].append((job.id, job.token, result_json))
             self.processed += 1
@@ -730,11 +769,37 @@ class Worker:
                 raise Permanent(f"E002: payload failed validation: {where}: {first.get('msg')}") from None
         return payload
 
-    async def _call(self, definition: TaskDef, ctx: TaskContext, payload: Any) -> Any:
+    async def _call(
+        self, definition: TaskDef, ctx: TaskContext, payload: Any, deadline: asyncio.Timeout, timeout_s: float
+    ) -> Any:
         if definition.is_async:
             return await definition.handler(ctx, payload)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(definition.handler, ctx, payload))
+        # a thread or a child process; given up (deadline, cancel), it keeps the slot until it returns
+        return await self._runner.call(definition.handler, ctx, payload, ctx.progress, deadline, timeout_s)
+
+    def _defer_unknown(self, job: Job) -> None:
+        """No handler here for this type (a rolling deploy): back uncharged for a worker that
+        has one, sent with the next exchange like a failure; dead only after the time limit."""
+        known = ", ".join(sorted(self.registry.types)) or "none"
+        limit = self.options.unknown_type_timeout_s
+        log.warning(
+            "task %s: unknown task type %r (known here: %s); handing it back", job.id, job.type, known
+        )
+        self._fails.append(
+            ops.defer_call(
+                self.settings,
+                job.queue,
+                job.id,
+                job.token,
+                self.options.unknown_type_delay_s,
+                limit,
+                f"unknown task type {job.type!r} on worker {self.id}; due again in "
+                f"{self.options.unknown_type_delay_s:g} s for a worker that has a handler for it",
+                f"unknown task type {job.type!r}: no worker with a handler for it took it within {limit:g} s "
+                f"(known to worker {self.id}: {known})",
+            )
+        )
+        self._wake.set()
 
     async def _middleware(self, hook: str, ctx: TaskContext, *args: Any) -> None:
         for middleware in self.registry.middleware:
@@ -817,6 +882,9 @@ class Worker:
                     await self._heartbeat_registry()
             except RediqError as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:  # noqa: BLE001 - e.g. a malformed reply: never stop extending leases
+                self.loop_errors["heartbeat"] += 1
+                log.exception("heartbeat failed; trying again in %.1f s", tick)
 
     async def _heartbeat(self) -> None:
         held = self._held()
@@ -867,31 +935,46 @@ class Worker:
         from engine import scheduler
 
         while not self._stopping:
-            try:
-                await self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues))
-                queues = await self.backend.run(_known_queues(self.settings))
-                for q in queues:
-                    await self.backend.run(
-                        ops.flush_outbox(
-                            self.settings, q, older_than_ms=int(self.options.maintenance_s * 1000)
-                        )
-                    )
-                    await self.backend.run(ops.trim_finished_indexes(self.settings, q))
-                await scheduler.tick(self.backend, self.settings, self.registry)
-            except RediqError as exc:
-                log.warning("maintenance deferred: %s", exc)
+            # each step on its own: one that raises (a bad cron entry, a corrupt hash) must not
+            # stop the others, here or in later passes
+            await self._maintain(
+                "queue registration",
+                self.backend.execute(cmd("SADD", self.settings.keyspace.queues, *self.options.queues)),
+            )
+            queues = await self._maintain("queue listing", self.backend.run(_known_queues(self.settings)))
+            older_than_ms = int(self.options.maintenance_s * 1000)
+            for q in queues or []:
+                await self._maintain(
+                    f"outbox of {q}",
+                    self.backend.run(ops.flush_outbox(self.settings, q, older_than_ms=older_than_ms)),
+                )
+                await self._maintain(
+                    f"index trim of {q}", self.backend.run(ops.trim_finished_indexes(self.settings, q))
+                )
+            await self._maintain("cron", scheduler.tick(self.backend, self.settings, self.registry))
             await asyncio.sleep(self.options.maintenance_s * (0.8 + 0.4 * random.random()))
+
+    async def _maintain(self, step: str, work: Awaitable[T]) -> T | None:
+        try:
+            return await work
+        except RediqError as exc:
+            log.warning("maintenance (%s) deferred: %s", step, exc)
+        except Exception:  # noqa: BLE001 - logged with its traceback and counted; the next pass tries again
+            self.loop_errors["maintenance"] += 1
+            log.exception("maintenance (%s) failed; trying again next pass", step)
+        return None
 
     async def _wake_loop(self) -> None:
         """Wake the exchange loop as soon as work arrives (pub/sub is a hint; polling backs it)."""
-        try:
-            async for event in events.subscribe(self.settings, self.backend.redis, self.options.queues):
-                if event.event in ("pending", "resumed", events.RESYNC):
-                    self._fetch_now = True
-                    self._wake_seq += 1
-                    self._wake.set()
-        except Exception as exc:  # noqa: BLE001 - without wake-ups the poll still works
-            log.warning("event subscription ended (%s); relying on polling", exc)
+        # if the subscription fails, keep_running logs it, counts it and subscribes again with
+        # backoff (the poll goes on meanwhile)
+        async for event in events.subscribe(self.settings, self.backend.redis, self.options.queues):
+            if event.event in ("pending", "resumed", events.RESYNC):
+                self._fetch_now = True
+                self._wake_seq += 1
+                self._wake.set()
+        if not self._stopping:
+            raise ConnectionFailed("event subscription ended")
 
     # ---------------------------------------------------------------- shutdown
 
@@ -905,10 +988,10 @@ class Worker:
         if buffered:
             await self._release(buffered, "returned unstarted by worker shutdown")
         if self._running:
-            done, _ = await asyncio.wait(
-                [t for _, t, _ in self._running.values()], timeout=self.options.grace_s
+            await _wait_all_unless(
+                [t for _, t, _ in self._running.values()], self._hurry, self.options.grace_s
             )
-            del done
+        self._runner.abandon.set()  # stop waiting for sync handlers past their timeout
         leftover = [job for job, _, _ in self._running.values()]
         for _, task, _ in list(self._running.values()):
             task.cancel()
@@ -979,25 +1062,36 @@ async def _cancel_all(tasks: list[asyncio.Task[None]], attempts: int = 20) -> No
     log.warning("background loops did not stop: %s", [t.get_name() for t in tasks if not t.done()])
 
 
+async def _wait_all_unless(tasks: list[asyncio.Task[None]], hurry: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait for ``tasks`` for up to ``timeout`` seconds, or until ``hurry`` is set."""
+    deadline = time.monotonic() + timeout
+    waiting: set[asyncio.Future[Any]] = set(tasks)
+    hurried = asyncio.ensure_future(hurry.wait())
+    try:
+        while waiting and not hurried.done() and (left := deadline - time.monotonic()) > 0:
+            _, waiting = await asyncio.wait(
+                waiting | {hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiting.discard(hurried)
+    finally:
+        hurried.cancel()
+
+
 def _known_queues(settings: Settings) -> Op[list[str]]:
     names = yield cmd("SMEMBERS", settings.keyspace.queues)
     return sorted(names)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+_describe = runners.describe
 
 
-def _result_json(result: Any) -> str:
-    if result is None:
-        return ""
-    if hasattr(result, "model_dump_json"):
-        return str(result.model_dump_json())
-    try:
-        return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError):
-        return json.dumps({"unserialisable_result": repr(result)[:1000]})
+def _check_options(options: WorkerOptions) -> None:
+    if options.pool not in ("thread", "process"):
+        raise InvalidConfig(f"pool must be 'thread' or 'process', got {options.pool!r}")
+    for name in ("unknown_type_delay_s", "unknown_type_timeout_s"):
+        value = getattr(options, name)
+        if not 0 <= value <= 366 * 86400:  # NaN fails too
+            raise InvalidConfig(f"{name} must be 0..31622400 seconds, got {value!r}")
 
 
 def run_worker(

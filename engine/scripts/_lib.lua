@@ -49,8 +49,16 @@ local function publish(channel, event, ids, now, extra)
 end
 
 -- Score in the pending set: strict priority, then FIFO by a per-queue sequence.
+-- A priority as stored, made a valid score term: a hash written by a buggy client may hold
+-- 'nan', 'inf' or text (a NaN score would fail ZADD after the task left its previous set).
+local function priority_of(value)
+  local prio = tonumber(value)
+  if prio == nil or prio ~= prio or prio < 0 or prio > 100 then return 50 end
+  return math.floor(prio)
+end
+
 local function pending_score(base, seq_key, id)
-  local prio = tonumber(redis.call('HGET', task_key(base, id), 'priority')) or 50
+  local prio = priority_of(redis.call('HGET', task_key(base, id), 'priority'))
   local seq = redis.call('INCR', seq_key)
   return fmt(prio * PRIORITY_SHIFT + seq)
 end

@@ -45,7 +45,7 @@ for i = 2, #ARGV do
     if not redis.call('ZSCORE', set_of[state], id) then
       local score
       if state == 'pending' then
-        score = fmt((tonumber(f[2]) or 50) * PRIORITY_SHIFT)
+        score = fmt(priority_of(f[2]) * PRIORITY_SHIFT)
       elseif state == 'active' then
         score = fmt(tonumber(f[5]) or 0)
       elseif state == 'scheduled' or state == 'retry' then

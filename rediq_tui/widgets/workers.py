@@ -37,6 +37,7 @@ class WorkersView(View):
             ("PID", "pid"),
             ("Queues", "queues"),
             ("Busy", "busy"),
+            ("Overdue", "overdue"),
             ("Up", "uptime"),
             ("Beat", "beat"),
             ("Tasks", "tasks"),
@@ -69,6 +70,12 @@ class WorkersView(View):
                         Text(str(w.pid), justify="right"),
                         safe.text(",".join(w.queues), 24),
                         Text(f"{w.busy}/{w.concurrency}", justify="right", style="bold" if w.busy else "dim"),
+                        # slots held by sync handlers past their timeout: the worker takes less work
+                        Text(
+                            str(w.overdue) if w.overdue else "-",
+                            justify="right",
+                            style="bold red" if w.overdue else "dim",
+                        ),
                         Text(fmt.duration(w.uptime_s), justify="right"),
                         Text(
                             ("STALE " if w.stale else "")

@@ -391,9 +391,10 @@ def test_worker_run_registers_processes_and_drains(redis_url: str, client: Clien
         assert shown["concurrency"] == 2
         assert shown["stale"] is False
         assert shown["pid"] == proc.pid
+        assert shown["overdue"] == 0  # no slot held by a handler past its timeout
 
         table = invoke(redis_url, "worker", "list")
-        assert table.stdout.splitlines()[0].split()[:2] == ["WORKER", "QUEUES"]
+        assert table.stdout.splitlines()[0].split()[:4] == ["WORKER", "QUEUES", "BUSY", "OVERDUE"]
         assert all(len(line) <= 80 for line in table.stdout.splitlines())
 
         ids = [client.enqueue("ok", i, queue="clirun").id for i in range(5)]

@@ -288,3 +288,18 @@ def test_a_retry_clears_the_failed_attempts_progress(client: Client) -> None:
     fail(client, job, delay=0)
     info = client.get_task(r.id)
     assert info is not None and info.state == TaskState.RETRY and info.progress is None
+
+
+@pytest.mark.parametrize("priority", ["nan", "inf", "-inf", "high", "1e400"])
+def test_a_due_task_with_a_junk_priority_is_promoted_not_lost(
+    client: Client, raw: redis.Redis, priority: str
+) -> None:
+    """A hash a buggy client wrote with priority 'nan' made the promotion's ZADD fail after the
+    task had left the scheduled set: it was in no state set at all (found by the raw-state fuzz)."""
+    task = client.enqueue("t", None, queue="junk", delay=0.001)
+    raw.hset(client.settings.keyspace.queue("junk").task(task.id), "priority", priority)
+    time.sleep(0.01)
+    jobs = client.backend.execute(ops.dequeue_call(client.settings, "junk", 1, 30_000, "w1"))
+    leased = ops.parse_dequeue("junk", jobs)
+    assert [j.id for j in leased] == [task.id]
+    client.backend.execute(ops.release_call(client.settings, "junk", [(task.id, leased[0].token)], "test"))

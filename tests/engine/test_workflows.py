@@ -363,5 +363,6 @@ async def test_sync_handler_can_poll_ctx_cancelled(redis_url: str) -> None:
         client.cancel(r.id)
         await wait_until(lambda: (t := client.get_task(r.id)) is not None and t.state.is_final)
     info = client.get_task(r.id)
-    # the handler returned normally after seeing the flag: its result is kept
-    assert info is not None and info.state == TaskState.COMPLETED and info.result == "stopped early"
+    # the handler returned normally after seeing the flag: the cancel wins (issue 14), the task
+    # ends cancelled, not completed
+    assert info is not None and info.state == TaskState.CANCELLED and info.result is None

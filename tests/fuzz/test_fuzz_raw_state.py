@@ -164,7 +164,14 @@ async def _run_worker(url: str, r: redis.Redis, junk_events: list[str]) -> None:
     worker = Worker(
         app,
         url,
-        WorkerOptions(queues=[QUEUE], concurrency=4, lease_s=1.0, poll_interval_s=0.05, maintenance_s=0.2),
+        WorkerOptions(
+            queues=[QUEUE],
+            concurrency=4,
+            lease_s=1.0,
+            poll_interval_s=0.05,
+            maintenance_s=0.2,
+            unknown_type_timeout_s=0,  # junk types go dead at once (through defer.lua), not wait an hour
+        ),
     )
     runner = asyncio.create_task(worker.run())
     try:

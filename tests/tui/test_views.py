@@ -183,6 +183,7 @@ async def test_workers_view_shows_heartbeats_and_stale(redis_url: str, raw: redi
             "queues": "payment,mail",
             "concurrency": 8,
             "busy": 2,
+            "overdue": 1,
             "started": now_ms - 7_200_000,
             "heartbeat": now_ms - 600_000,
             "tasks": '["payment|abc"]',
@@ -196,6 +197,7 @@ async def test_workers_view_shows_heartbeats_and_stale(redis_url: str, raw: redi
         await wait_for(pilot, lambda: view.table.row_count == 1, what="worker row")
         assert cell(view.table, "w-old", "host") == "box-1"
         assert cell(view.table, "w-old", "busy") == "2/8"
+        assert cell(view.table, "w-old", "overdue") == "1"  # a slot held by a handler past its timeout
         assert cell(view.table, "w-old", "beat").startswith("STALE 10m")
         assert cell(view.table, "w-old", "uptime") == "2h"
 
