@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from engine.declarations import Declaration
 from engine.errors import AppImportError
 from engine.handles import TaskHandle
+from engine.lifecycle import LifecycleHook
 from engine.retry import DEFAULT_POLICY, RetryPolicy
 from engine.task import DEFAULT_MAX_RETRY, DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFAULT_TIMEOUT_S, Task
 
@@ -96,6 +97,8 @@ class Registry:
         default_factory=dict, repr=False, compare=False
     )
     """Per event loop, the ``AsyncClient`` handles' ``enqueue_async`` uses."""
+    startup_hooks: list[LifecycleHook] = field(default_factory=list)
+    shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
 
     def task(
         self,
@@ -146,6 +149,20 @@ class Registry:
         applied. Return a changed task (``task.model_copy(update={"metadata": ...})``, e.g.
         tracing headers), None to keep it, or raise to refuse the enqueue."""
         self.enqueue_hooks.append(hook)
+        return hook
+
+    def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
+        """``@registry.on_startup``: ``hook(state)`` (sync or async) runs once per worker process
+        before it takes any task (and once in each child with ``--pool process``); what it sets
+        on ``state`` handlers read as ``ctx.state``. If it raises, the worker exits non-zero
+        (E016) without taking tasks."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: LifecycleHook) -> LifecycleHook:
+        """``@registry.on_shutdown``: ``hook(state)`` runs once per worker process after the
+        drain (last registered first); an error is logged and the other hooks still run."""
+        self.shutdown_hooks.append(hook)
         return hook
 
     def declarations(self) -> dict[str, Declaration]:

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import declarations, events, ops, runners
+from engine import declarations, events, lifecycle, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -109,6 +109,8 @@ class TaskContext:
         self.max_retry = job.max_retry
         self.metadata: dict[str, str] = ops._json(job.metadata_raw, {}) or {}
         self.worker_id = worker.id
+        self.state = worker.state
+        """What the registry's startup hooks set up (``ctx.state.db``...), shared by all tasks."""
         self.cancelled = False
         self._job = job
         self._worker = worker
@@ -160,6 +162,8 @@ class Worker:
         self.settings = settings or Settings()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._redis = redis
+        self.state = lifecycle.WorkerState()
+        """Shared with handlers as ``ctx.state``; filled by the registry's startup hooks."""
         self._listeners: list[Callable[[TaskOutcome], None]] = []
         self._running: dict[str, tuple[Job, asyncio.Task[None], TaskContext]] = {}
         self._buffer: list[_Buffered] = []
@@ -263,10 +267,16 @@ class Worker:
             redis = self.target.aio()  # type: ignore[union-attr]
             use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
+        hooks_ran = False
         try:
             await self._check_server()
+            # before any task is taken: a failing hook (StartupFailed) stops the worker here
+            await lifecycle.run_startup(self.registry.startup_hooks, self.state)
+            hooks_ran = True
             await self._runner.start(
-                {name: d.handler for name, d in self.registry.definitions.items() if not d.is_async}
+                {name: d.handler for name, d in self.registry.definitions.items() if not d.is_async},
+                self.registry.startup_hooks,
+                self.registry.shutdown_hooks,
             )
             await self._register()
             loops = [
@@ -297,7 +307,9 @@ class Worker:
             await _cancel_all(loops[1:])
             await self._deregister()
         finally:
-            self._runner.close()
+            self._runner.close()  # children run their shutdown hooks as they stop
+            if hooks_ran:
+                await lifecycle.run_shutdown(self.registry.shutdown_hooks, self.state)
             if self._redis is None:
                 with contextlib.suppress(Exception):
                     await self.backend.close()

@@ -1,0 +1,115 @@
+"""Worker lifecycle against a real server: startup hooks run once per worker process (and once
+per ``--pool process`` child) before any task, handlers see the shared ``ctx.state``, shutdown
+hooks run after the drain, and a failing startup hook stops a real worker process non-zero
+without it taking a task."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from engine.client import Client
+from engine.task import TaskState
+from tests.engine import lifecycle_apps
+from tests.engine.conftest import running_worker, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def log(raw: redis.Redis) -> list[tuple[str, int]]:
+    entries = [e.rsplit(":", 1) for e in raw.lrange(lifecycle_apps.LOG, 0, -1)]
+    return [(what, int(pid)) for what, pid in entries]
+
+
+@pytest.fixture(autouse=True)
+def test_url(redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIQ_TEST_URL", redis_url)
+    raw.delete(lifecycle_apps.LOG)
+
+
+async def test_startup_hooks_fill_the_state_handlers_see_and_shutdown_runs_after_the_drain(
+    redis_url: str, raw: redis.Redis, client: Client
+) -> None:
+    tasks = [client.enqueue("lc:sync", None, queue="lc"), client.enqueue("lc:async", None, queue="lc")]
+    me = os.getpid()
+    async with running_worker(lifecycle_apps.hooks, redis_url, ["lc"], concurrency=2) as worker:
+        await wait_until(lambda: all(client.get_task(t.id).state == TaskState.COMPLETED for t in tasks))  # type: ignore[union-attr]
+        assert worker.state.pool == {"opened_by": me}
+    for t in tasks:
+        info = client.get_task(t.id)
+        assert info is not None and info.result == {"pool": me, "client": f"client-{me}", "pid": me}
+    # each startup hook once, in order, before any task; shutdown once, after both tasks
+    assert log(raw) == [
+        ("startup-async", me),
+        ("startup-sync", me),
+        ("task", me),
+        ("task", me),
+        (f"shutdown-{me}", me),
+    ]
+
+
+async def test_process_pool_children_run_the_startup_hooks_and_their_handlers_see_their_own_state(
+    redis_url: str, raw: redis.Redis, client: Client
+) -> None:
+    task = client.enqueue("lc:sync", None, queue="lc")
+    me = os.getpid()
+    async with running_worker(lifecycle_apps.hooks, redis_url, ["lc"], concurrency=1, pool="process"):
+        await wait_until(lambda: client.get_task(task.id).state == TaskState.COMPLETED, timeout=60)  # type: ignore[union-attr]
+    info = client.get_task(task.id)
+    assert info is not None
+    child = info.result["pid"]
+    assert child != me
+    assert info.result == {"pool": child, "client": f"client-{child}", "pid": child}
+    entries = log(raw)
+    # the worker process and its one child each ran each startup hook once, and each its
+    # shutdown hook once when the worker stopped
+    assert sorted(entries) == sorted(
+        [
+            ("startup-async", me),
+            ("startup-sync", me),
+            ("startup-async", child),
+            ("startup-sync", child),
+            ("task", child),
+            (f"shutdown-{child}", child),
+            (f"shutdown-{me}", me),
+        ]
+    )
+    assert entries.index(("startup-sync", child)) < entries.index(("task", child))
+
+
+def test_a_failing_startup_hook_stops_a_real_worker_non_zero_without_taking_tasks(
+    redis_url: str, raw: redis.Redis, client: Client
+) -> None:
+    task = client.enqueue("lc:never", None, queue="lc-broken")
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("rediq-worker")),
+            "--app",
+            "tests.engine.lifecycle_apps:broken",
+            "--redis-url",
+            redis_url,
+            "--queues",
+            "lc-broken",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 17, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, proc.stderr
+    assert (
+        "E016: startup hook tests.engine.lifecycle_apps.connect_database failed: "
+        "ConnectionRefusedError: database at db:5432 refused the connection" in errors[0]
+    )
+    assert "Traceback" not in proc.stderr
+    info = client.get_task(task.id)
+    assert info is not None and info.state == TaskState.PENDING and info.attempts == 0
+    assert log(raw) == []  # the handler never ran
