@@ -64,3 +64,20 @@ def connect_database(state: WorkerState) -> None:
 @broken.task("lc:never", queue="lc-broken")
 def never(ctx: Any, payload: Any) -> None:
     record("task")
+
+
+burst = Registry()
+
+
+@burst.task("burst:step", queue="burst")
+def step(ctx: Any, payload: Any) -> int:
+    return int(payload["n"]) * 2
+
+
+@burst.task("burst:flaky", queue="burst")
+def flaky(ctx: Any, payload: Any) -> str:
+    from engine.errors import Retryable
+
+    if ctx.attempt == 1:
+        raise Retryable("first attempt fails", delay=0)
+    return "second attempt"

@@ -113,3 +113,65 @@ def test_a_failing_startup_hook_stops_a_real_worker_non_zero_without_taking_task
     info = client.get_task(task.id)
     assert info is not None and info.state == TaskState.PENDING and info.attempts == 0
     assert log(raw) == []  # the handler never ran
+
+
+# ---------------------------------------------------------------------------------- --burst
+
+
+def run_burst_worker(redis_url: str, queues: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("rediq-worker")),
+            "--app",
+            "tests.engine.lifecycle_apps:burst",
+            "--redis-url",
+            redis_url,
+            "--queues",
+            queues,
+            "--burst",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_burst_worker_exits_0_once_its_queues_are_drained(redis_url: str, client: Client) -> None:
+    first = client.enqueue("burst:step", {"n": 1}, queue="burst")
+    # released only after ``first`` completes (the dependency release keeps the worker on)
+    chained = [first]
+    for n in range(2, 6):
+        chained.append(client.enqueue("burst:step", {"n": n}, queue="burst", depends_on=[chained[-1]]))
+    retried = client.enqueue("burst:flaky", None, queue="burst")  # its retry is due at once
+    due_soon = client.enqueue("burst:step", {"n": 9}, queue="burst", delay=0.5)
+    later = client.enqueue("burst:step", {"n": 10}, queue="burst", delay=3600)
+    proc = run_burst_worker(redis_url, "burst")
+    assert proc.returncode == 0, proc.stderr
+    assert "burst: the queues are drained" in proc.stderr
+    for t in [*chained, retried]:
+        info = client.get_task(t.id)
+        assert info is not None and info.state == TaskState.COMPLETED, (t.id, info)
+    info = client.get_task(retried.id)
+    assert info is not None and info.result == "second attempt" and info.attempts == 2
+    # scheduled for later than now: left for another worker (due_soon may or may not have come
+    # due before the worker read the queues drained; either way it is not lost)
+    info = client.get_task(due_soon.id)
+    assert info is not None and info.state in (TaskState.SCHEDULED, TaskState.COMPLETED)
+    info = client.get_task(later.id)
+    assert info is not None and info.state == TaskState.SCHEDULED
+
+
+def test_burst_worker_on_empty_and_paused_queues_exits_0(redis_url: str, client: Client) -> None:
+    waiting = client.enqueue("burst:step", {"n": 1}, queue="burst-paused")
+    client.pause("burst-paused")
+    proc = run_burst_worker(redis_url, "burst-empty,burst-paused")
+    assert proc.returncode == 0, proc.stderr
+    info = client.get_task(waiting.id)
+    assert info is not None and info.state == TaskState.PENDING and info.attempts == 0
+    client.resume("burst-paused")
+    proc = run_burst_worker(redis_url, "burst-paused")
+    assert proc.returncode == 0, proc.stderr
+    info = client.get_task(waiting.id)
+    assert info is not None and info.state == TaskState.COMPLETED and info.result == 2
