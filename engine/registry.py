@@ -40,6 +40,7 @@ class TaskDef:
     retry: RetryPolicy = DEFAULT_POLICY
     payload_model: type[BaseModel] | None = None
     unique_ttl: float | None = None
+    keep_result: float | None = None
 
     @property
     def declaration(self) -> Declaration:
@@ -53,6 +54,7 @@ class TaskDef:
             self.unique_ttl,
             repr(self.retry),
             f"{model.__module__}.{model.__qualname__}" if model is not None else "",
+            self.keep_result,
         )
 
 
@@ -111,13 +113,16 @@ class Registry:
         retry: RetryPolicy = DEFAULT_POLICY,
         payload: type[BaseModel] | None = None,
         unique_ttl: float | None = None,
+        keep_result: float | None = None,
     ) -> Callable[[Callable[[Any, M], R]], TaskHandle[M, R]]:
         """Register ``fn(ctx, payload)`` and return a typed handle to enqueue it
         (``fn.enqueue(payload)``; calling the handle calls ``fn``). ``payload`` (a pydantic
         model) validates input, and a payload that fails validation goes straight to dead with
         the validation error. ``priority`` is 0..100 and 0 runs first. ``unique_ttl``: while a
         task of this type with the same payload is alive (at most that many seconds),
-        enqueueing it again returns the first one's id."""
+        enqueueing it again returns the first one's id. ``keep_result``: seconds a completed
+        task of this type (its result and hash) is kept, 0 to store no result (default: the
+        retention)."""
         definition = TaskDef(
             task_type,
             _no_handler,
@@ -129,6 +134,7 @@ class Registry:
             retry,
             payload,
             unique_ttl,
+            keep_result,
         )
         # validate the defaults once, at import time, with the same rules as enqueue
         definition.declaration.validate()
