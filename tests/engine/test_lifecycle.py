@@ -14,7 +14,11 @@ import pytest
 import redis
 
 from engine.client import Client
+from engine.errors import StartupFailed
+from engine.lifecycle import WorkerState
+from engine.registry import Registry
 from engine.task import TaskState
+from engine.worker import Worker, WorkerOptions
 from tests.engine import lifecycle_apps
 from tests.engine.conftest import running_worker, wait_until
 
@@ -175,3 +179,42 @@ def test_burst_worker_on_empty_and_paused_queues_exits_0(redis_url: str, client:
     assert proc.returncode == 0, proc.stderr
     info = client.get_task(waiting.id)
     assert info is not None and info.state == TaskState.COMPLETED and info.result == 2
+
+
+async def test_a_failing_shutdown_hook_is_logged_and_the_others_still_run(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = Registry()
+    closed: list[str] = []
+
+    @registry.on_shutdown
+    def close_first_opened(state: WorkerState) -> None:
+        closed.append("first")
+
+    @registry.on_shutdown
+    async def close_last_opened(state: WorkerState) -> None:
+        closed.append("last")
+        raise RuntimeError("already closed")
+
+    async with running_worker(registry, redis_url, ["lc-shutdown"]):
+        pass
+    assert closed == ["last", "first"]  # reverse order; the error did not stop the first one
+    assert "shutdown hook tests.engine.test_lifecycle" in caplog.text and "already closed" in caplog.text
+
+
+async def test_a_failing_startup_hook_in_process_raises_and_runs_no_shutdown_hook(redis_url: str) -> None:
+    registry = Registry()
+    closed: list[str] = []
+
+    @registry.on_startup
+    def fail(state: WorkerState) -> None:
+        raise ValueError("no config")
+
+    @registry.on_shutdown
+    def close(state: WorkerState) -> None:
+        closed.append("closed")
+
+    worker = Worker(registry, redis_url, WorkerOptions(queues=["lc-fail"]))
+    with pytest.raises(StartupFailed, match=r"^E016: startup hook .*fail failed: ValueError: no config"):
+        await worker.run()
+    assert closed == []
