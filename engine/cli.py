@@ -29,8 +29,10 @@ from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
 from engine.declarations import TypeInfo
-from engine.display import SafeFormatter, visible
+from engine.display import visible
 from engine.errors import ConsoleMissing, InvalidCron, InvalidTask, RediqError, WorkerUnavailable
+from engine.logs import LOG_FORMATS, LogFormat, WorkerField, log_outcome
+from engine.logs import configure as configure_logging
 from engine.task import TaskInfo, TaskState
 
 TABLE_WIDTH = 80
@@ -253,10 +255,18 @@ def package_version() -> str:
     help="Redis URL (default: $REDIS_URL, .env, config file, else the embedded Valkey server).",
 )
 @click.option("--prefix", metavar="PREFIX", help="Key prefix (default: $REDIQ_PREFIX or 'rediq').")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="Warnings as text lines or one JSON object per line.",
+)
 @click.version_option(version=package_version(), message="rediq %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, redis_url: str | None, prefix: str | None) -> None:
+def cli(ctx: click.Context, redis_url: str | None, prefix: str | None, log_format: LogFormat) -> None:
     """Operate a rediq installation: queues, tasks, workers, the embedded server."""
+    configure_logging("warning", log_format)
     state = ctx.ensure_object(CliState)
     state.redis_url = redis_url
     state.prefix = prefix
@@ -1094,6 +1104,13 @@ def server_install_functions(state: CliState, check: bool, prune: bool, as_json:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="Text lines (default) or one JSON object per line: time, level, worker, queue, task id, "
+    "type, attempt, event (a task_finished event per attempt).",
+)
 @click.pass_context
 def worker_run(
     ctx: click.Context,
@@ -1111,14 +1128,14 @@ def worker_run(
     worker_redis_url: str | None,
     worker_prefix: str | None,
     log_level: str,
+    log_format: LogFormat | None,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds), or with --burst
     until its queues are drained."""
     parent = ctx.find_object(CliState) or CliState()
-    handler = logging.StreamHandler(sys.stderr)
+    chosen: LogFormat = log_format or ctx.find_root().params.get("log_format") or "text"
     # log lines carry Redis data (task ids, types, errors): shown with every control visible
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, log_level.upper()), handlers=[handler])
+    handler = configure_logging(log_level, chosen)
     config = load_config(
         redis_url=worker_redis_url or parent.redis_url,
         rediq_prefix=worker_prefix or parent.prefix,
@@ -1131,7 +1148,7 @@ def worker_run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    ctx.exit(run_worker_process(app, config, parse_weights(weights), burst=burst))
+    ctx.exit(run_worker_process(app, config, parse_weights(weights), handler, chosen, burst=burst))
 
 
 def parse_weights(text: str | None) -> dict[str, int] | None:
@@ -1150,7 +1167,13 @@ def parse_weights(text: str | None) -> dict[str, int] | None:
 
 
 def run_worker_process(
-    app: str, config: RediqConfig, weights: dict[str, int] | None = None, *, burst: bool = False
+    app: str,
+    config: RediqConfig,
+    weights: dict[str, int] | None = None,
+    log_handler: logging.Handler | None = None,
+    log_format: LogFormat = "text",
+    *,
+    burst: bool = False,
 ) -> int:
     from engine.registry import load_app
 
@@ -1179,6 +1202,10 @@ def run_worker_process(
         burst=burst,
     )
     worker = Worker(registry, target, options, settings)
+    if log_handler is not None:
+        log_handler.addFilter(WorkerField(worker.id))
+    if log_format == "json":
+        worker.add_listener(log_outcome)
     metrics_server = None
     reader: Client | None = None
     if config.metrics_on:
