@@ -9,11 +9,13 @@ from engine.errors import (
     RediqError,
     ResultTimeout,
     Retryable,
+    StartupFailed,
     TaskCancelled,
     TaskDead,
     TaskFailed,
 )
 from engine.handles import TaskHandle
+from engine.lifecycle import WorkerState
 from engine.ops import EnqueueResult, Settings
 from engine.registry import Registry
 from engine.retry import Backoff, Fixed
@@ -32,6 +34,7 @@ __all__ = [
     "ResultTimeout",
     "Retryable",
     "Settings",
+    "StartupFailed",
     "Task",
     "TaskCancelled",
     "TaskContext",
@@ -42,4 +45,5 @@ __all__ = [
     "TaskState",
     "Worker",
     "WorkerOptions",
+    "WorkerState",
 ]

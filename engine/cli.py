@@ -1089,6 +1089,11 @@ def server_install_functions(state: CliState, check: bool, prune: bool, as_json:
     type=float,
     help="Seconds a task of a type no worker has a handler for waits before it goes dead (default 3600).",
 )
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit 0 once the queues are drained (nothing pending, running, or due now): for scripts and CI.",
+)
 @click.option("--metrics-port", type=int, help="Serve /metrics and /health on this port.")
 @click.option("--metrics-host", metavar="HOST", help="Metrics bind address (default 127.0.0.1).")
 @click.option("--redis-url", "worker_redis_url", metavar="URL", help="Redis URL (overrides the global flag).")
@@ -1117,6 +1122,7 @@ def worker_run(
     grace_s: float | None,
     pool: str | None,
     unknown_type_timeout_s: float | None,
+    burst: bool,
     metrics_port: int | None,
     metrics_host: str | None,
     worker_redis_url: str | None,
@@ -1124,7 +1130,8 @@ def worker_run(
     log_level: str,
     log_format: LogFormat | None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds)."""
+    """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds), or with --burst
+    until its queues are drained."""
     parent = ctx.find_object(CliState) or CliState()
     chosen: LogFormat = log_format or ctx.find_root().params.get("log_format") or "text"
     # log lines carry Redis data (task ids, types, errors): shown with every control visible
@@ -1141,7 +1148,7 @@ def worker_run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    ctx.exit(run_worker_process(app, config, parse_weights(weights), handler, chosen))
+    ctx.exit(run_worker_process(app, config, parse_weights(weights), handler, chosen, burst=burst))
 
 
 def parse_weights(text: str | None) -> dict[str, int] | None:
@@ -1165,6 +1172,8 @@ def run_worker_process(
     weights: dict[str, int] | None = None,
     log_handler: logging.Handler | None = None,
     log_format: LogFormat = "text",
+    *,
+    burst: bool = False,
 ) -> int:
     from engine.registry import load_app
 
@@ -1190,6 +1199,7 @@ def run_worker_process(
         event_loop=config.worker_event_loop,
         pool=config.worker_pool,
         unknown_type_timeout_s=config.worker_unknown_type_timeout_s,
+        burst=burst,
     )
     worker = Worker(registry, target, options, settings)
     if log_handler is not None:

@@ -60,6 +60,8 @@ class Declaration:
     """The retry policy, as text (the worker that runs the handler applies it)."""
     payload_model: str = ""
     """``module.Class`` of the payload model, for ``rediq task types``."""
+    keep_result: float | None = None
+    """Seconds a completed task of this type is kept (0: no result stored); None: the retention."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -94,6 +96,7 @@ class Declaration:
                 max_retry=self.max_retry,
                 timeout=self.timeout,
                 unique_ttl=86400.0 if self.unique_ttl is None else self.unique_ttl,
+                keep_result=self.keep_result,
             )
         except ValidationError as exc:
             raise InvalidTask(f"task type {self.task_type!r}: {validation_message(exc)}") from None
@@ -113,6 +116,8 @@ class Declaration:
         ):
             if name not in explicit and current[name] != value:
                 update[name] = value
+        if self.keep_result is not None and "keep_result" not in explicit:
+            update["keep_result"] = self.keep_result
         if self.unique_ttl is not None and "unique_key" not in explicit:
             digest = hashlib.sha1(task.payload_json().encode("utf-8", "replace")).hexdigest()[:32]
             update["unique_key"] = f"{task.type}:{digest}"

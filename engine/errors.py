@@ -176,3 +176,11 @@ class ResultTimeout(RediqError, TimeoutError):
     code = "E015"
     exit_code = 16
     fix = "Wait longer, or check why it has not run with `rediq task why ID`"
+
+
+class StartupFailed(RediqError):
+    """A worker's ``@registry.on_startup`` hook raised: the worker exits without taking tasks."""
+
+    code = "E016"
+    exit_code = 17
+    fix = "Fix the hook (or what it connects to) and start the worker again"

@@ -185,6 +185,9 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         extras["p"] = task.dependency_failure or settings.dependency_failure
     if task.metadata:
         extras["m"] = json.dumps(task.metadata)
+    if task.keep_result is not None:
+        # whole ms, at least 1 unless 0 (discard): ack.lua reads 0 as "store no result"
+        extras["k"] = max(1, int(task.keep_result * 1000)) if task.keep_result > 0 else 0
     return [
         task.id,
         task.type,

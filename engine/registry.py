@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from engine.declarations import Declaration
 from engine.errors import AppImportError
 from engine.handles import TaskHandle
+from engine.lifecycle import LifecycleHook
 from engine.retry import DEFAULT_POLICY, RetryPolicy
 from engine.task import DEFAULT_MAX_RETRY, DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFAULT_TIMEOUT_S, Task
 
@@ -39,6 +40,7 @@ class TaskDef:
     retry: RetryPolicy = DEFAULT_POLICY
     payload_model: type[BaseModel] | None = None
     unique_ttl: float | None = None
+    keep_result: float | None = None
 
     @property
     def declaration(self) -> Declaration:
@@ -52,6 +54,7 @@ class TaskDef:
             self.unique_ttl,
             repr(self.retry),
             f"{model.__module__}.{model.__qualname__}" if model is not None else "",
+            self.keep_result,
         )
 
 
@@ -96,6 +99,8 @@ class Registry:
         default_factory=dict, repr=False, compare=False
     )
     """Per event loop, the ``AsyncClient`` handles' ``enqueue_async`` uses."""
+    startup_hooks: list[LifecycleHook] = field(default_factory=list)
+    shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
 
     def task(
         self,
@@ -108,13 +113,16 @@ class Registry:
         retry: RetryPolicy = DEFAULT_POLICY,
         payload: type[BaseModel] | None = None,
         unique_ttl: float | None = None,
+        keep_result: float | None = None,
     ) -> Callable[[Callable[[Any, M], R]], TaskHandle[M, R]]:
         """Register ``fn(ctx, payload)`` and return a typed handle to enqueue it
         (``fn.enqueue(payload)``; calling the handle calls ``fn``). ``payload`` (a pydantic
         model) validates input, and a payload that fails validation goes straight to dead with
         the validation error. ``priority`` is 0..100 and 0 runs first. ``unique_ttl``: while a
         task of this type with the same payload is alive (at most that many seconds),
-        enqueueing it again returns the first one's id."""
+        enqueueing it again returns the first one's id. ``keep_result``: seconds a completed
+        task of this type (its result and hash) is kept, 0 to store no result (default: the
+        retention)."""
         definition = TaskDef(
             task_type,
             _no_handler,
@@ -126,6 +134,7 @@ class Registry:
             retry,
             payload,
             unique_ttl,
+            keep_result,
         )
         # validate the defaults once, at import time, with the same rules as enqueue
         definition.declaration.validate()
@@ -146,6 +155,20 @@ class Registry:
         applied. Return a changed task (``task.model_copy(update={"metadata": ...})``, e.g.
         tracing headers), None to keep it, or raise to refuse the enqueue."""
         self.enqueue_hooks.append(hook)
+        return hook
+
+    def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
+        """``@registry.on_startup``: ``hook(state)`` (sync or async) runs once per worker process
+        before it takes any task (and once in each child with ``--pool process``); what it sets
+        on ``state`` handlers read as ``ctx.state``. If it raises, the worker exits non-zero
+        (E016) without taking tasks."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: LifecycleHook) -> LifecycleHook:
+        """``@registry.on_shutdown``: ``hook(state)`` runs once per worker process after the
+        drain (last registered first); an error is logged and the other hooks still run."""
+        self.shutdown_hooks.append(hook)
         return hook
 
     def declarations(self) -> dict[str, Declaration]:

@@ -24,18 +24,19 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
-from engine.errors import Permanent, RediqError, Retryable
+from engine.errors import Permanent, RediqError, Retryable, StartupFailed
 from engine.tracebacks import format_handler_traceback
 
 log = logging.getLogger("rediq.worker")
 
 Pool = Literal["thread", "process"]
 CHILD_POLL_S = 0.1  # how often a wait on a child also checks for a cancel or shutdown
+CHILD_STOP_S = 5.0  # how long stopping children get for their shutdown hooks
 CHILD_START_S = 60.0  # a child that is not ready this long after spawn is a broken app import
 LOOP_BACKOFF_MAX_S = 30.0
 
@@ -139,6 +140,8 @@ class ChildContext:
     metadata: dict[str, str]
     worker_id: str
     cancelled: bool = False
+    state: Any = None
+    """The child's own ``WorkerState`` (set in the child: its startup hooks filled it)."""
 
     @property
     def is_last_attempt(self) -> bool:
@@ -169,13 +172,29 @@ def _child_main(conn: Connection, preload: bytes) -> None:
     global _CHILD_CONN
     _CHILD_CONN = conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which drains
+    from engine import lifecycle
+
+    state = lifecycle.WorkerState()
     try:
-        for ref in pickle.loads(preload):
+        handlers, startup, shutdown = pickle.loads(preload)
+        for ref in handlers:
             ref.resolve()
+        shutdown_hooks = [ref.resolve() for ref in shutdown]
+        lifecycle.run_startup_blocking([ref.resolve() for ref in startup], state)
+    except StartupFailed as exc:  # the worker exits with the hook's error
+        conn.send(("startup failed", exc.message))
+        return
     except BaseException as exc:  # noqa: BLE001 - reported to the worker, which cannot start
         conn.send(("broken", describe(exc)))
         return
     conn.send(("ready",))
+    try:
+        _serve_child(conn, state)
+    finally:
+        lifecycle.run_shutdown_blocking(shutdown_hooks, state)
+
+
+def _serve_child(conn: Connection, state: Any) -> None:
     while True:
         try:
             message = conn.recv()
@@ -185,6 +204,7 @@ def _child_main(conn: Connection, preload: bytes) -> None:
             return
         try:
             ref, ctx, payload = pickle.loads(message)
+            ctx.state = state
             reply: tuple[Any, ...] = ("ok", result_json(ref.resolve()(ctx, payload)))
         except BaseException as exc:  # noqa: BLE001 - every handler error goes back to the worker
             reply = ("error", _portable(exc), format_handler_traceback(exc))
@@ -228,6 +248,8 @@ class _Child:
                 reply = self.conn.recv()
         if reply != ("ready",):
             self.kill()
+            if reply[0] == "startup failed":
+                raise StartupFailed(f"in a child process (--pool process): {reply[1]}")
             from engine.errors import InvalidConfig
 
             raise InvalidConfig(
@@ -262,7 +284,7 @@ class ChildPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.preload = pickle.dumps([])
+        self.preload = pickle.dumps(([], [], []))
         """The app's sync handlers, pickled: unpickling them imports the app in a child."""
         self._mp = multiprocessing.get_context("spawn")
         self._idle: list[_Child] = []
@@ -335,10 +357,12 @@ class ChildPool:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for child in idle:
+        for child in idle:  # all told first: their shutdown hooks run side by side
             with contextlib.suppress(Exception):
                 child.conn.send(None)
-            child.process.join(1)
+        deadline = time.monotonic() + CHILD_STOP_S
+        for child in idle:
+            child.process.join(max(0.0, deadline - time.monotonic()))
             child.kill()
 
 
@@ -397,10 +421,20 @@ class HandlerRunner:
         self._children = ChildPool(concurrency) if pool == "process" else None
         self._refs: dict[str, HandlerRef] = {}
 
-    async def start(self, sync_handlers: dict[str, Callable[..., Any]]) -> None:
+    async def start(
+        self,
+        sync_handlers: dict[str, Callable[..., Any]],
+        startup_hooks: Sequence[Callable[..., Any]] = (),
+        shutdown_hooks: Sequence[Callable[..., Any]] = (),
+    ) -> None:
         if self._children is not None:
             self._refs = handler_refs(sync_handlers)
-            self._children.preload = pickle.dumps(list(self._refs.values()))
+            hooks = handler_refs(
+                {f"lifecycle hook {i}": h for i, h in enumerate([*startup_hooks, *shutdown_hooks])}
+            )
+            refs = list(hooks.values())
+            startup, shutdown = refs[: len(startup_hooks)], refs[len(startup_hooks) :]
+            self._children.preload = pickle.dumps((list(self._refs.values()), startup, shutdown))
             await asyncio.get_running_loop().run_in_executor(None, self._children.warm)
 
     def close(self) -> None:

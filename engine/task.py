@@ -116,6 +116,10 @@ class Task(BaseModel):
     depends_on: tuple[str, ...] = ()
     """Ids of tasks (any queue) that must complete before this one becomes pending."""
     metadata: dict[str, str] = Field(default_factory=dict)
+    keep_result: float | None = None
+    """Seconds the completed task (its hash and result) is kept; 0: its result is not stored
+    (the task itself stays visible for the retention). Unset: the type's declaration, else the
+    retention (``REDIQ_RETENTION``...). A task others depend on is kept at least the retention."""
     dependency_failure: str | None = None
     """What a dead, cancelled or vanished dependency does to this task: 'cancel' it or 'hold'
     it (waiting, for an operator). Unset: the enqueuing process's setting. Stored with the task,
@@ -190,6 +194,13 @@ class Task(BaseModel):
             raise ValueError(f"unique_ttl must be a finite number of seconds, got {value}")
         if not 1 <= value <= MAX_UNIQUE_TTL_S:
             raise ValueError(f"unique_ttl must be 1..{MAX_UNIQUE_TTL_S:.0f} seconds (1 year), got {value}")
+        return value
+
+    @field_validator("keep_result")
+    @classmethod
+    def _keep_result(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_DELAY_S):
+            raise ValueError(f"keep_result must be 0..{MAX_DELAY_S:.0f} seconds (10 years), got {value}")
         return value
 
     @field_validator("dependency_failure")

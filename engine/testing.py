@@ -38,10 +38,11 @@ from pathlib import Path
 import pytest
 
 from engine import embedded
-from engine.backend import AsyncBackend, Batch, Op, cmd, script_call
+from engine.backend import AsyncBackend, Op, script_call
 from engine.client import Client
 from engine.connection import parse_url
-from engine.ops import Settings, server_time_ms
+from engine.idle import outstanding
+from engine.ops import Settings
 from engine.registry import Registry
 from engine.worker import TaskOutcome, Worker, WorkerOptions
 
@@ -83,25 +84,6 @@ def advance(settings: Settings, queues: Sequence[str], seconds: float) -> Op[int
             (yield script_call("testkit_advance", [qk.scheduled, qk.retry], [qk.base, int(seconds * 1000)]))
         )
     return moved
-
-
-def outstanding(settings: Settings, queues: Sequence[str], horizon_s: float = 0.0) -> Op[int]:
-    """Tasks that keep the queues from being idle: pending, active (leased), dependency releases
-    not yet told, and scheduled or retrying ones due within ``horizon_s``."""
-    now = yield from server_time_ms()
-    until = now + int(horizon_s * 1000)
-    calls = []
-    for queue in queues:
-        qk = settings.keyspace.queue(queue)
-        calls += [
-            cmd("ZCARD", qk.pending),
-            cmd("ZCARD", qk.active),
-            cmd("ZCARD", qk.dep_outbox),
-            cmd("ZCOUNT", qk.scheduled, "-inf", until),
-            cmd("ZCOUNT", qk.retry, "-inf", until),
-        ]
-    counts = yield Batch(calls)
-    return sum(int(c) for c in counts)
 
 
 async def run_until_idle_async(

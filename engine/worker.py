@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import declarations, events, ops, runners
+from engine import declarations, events, idle, lifecycle, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -47,6 +47,7 @@ YIELDS_BEFORE_EXCHANGE = 3
 HANDOFF_MS = 2000
 REGISTRY_REFRESH_S = 2.0  # how often the worker's registry entry (busy slots, tasks) is refreshed
 STOP_FLUSH_S = 10.0  # after the grace period, how long a stopping worker keeps trying to record outcomes
+BURST_IDLE_READINGS = 2
 RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
 
 FencedCall = Literal["start", "ack", "fail", "extend", "release", "progress"]
@@ -84,6 +85,10 @@ class WorkerOptions:
     """A task of a type this worker has no handler for goes back uncharged, due this much later."""
     unknown_type_timeout_s: float = 3600.0
     """...and goes dead once no worker with a handler took it for this long (0: at once)."""
+    burst: bool = False
+    """Stop (exit 0) once the served queues are drained: nothing pending, running, due to be
+    retried or scheduled now, and no dependency release outstanding (a paused queue's waiting
+    tasks do not count; tasks scheduled for later are left for another worker)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,8 @@ class TaskContext:
         self.max_retry = job.max_retry
         self.metadata: dict[str, str] = ops._json(job.metadata_raw, {}) or {}
         self.worker_id = worker.id
+        self.state = worker.state
+        """What the registry's startup hooks set up (``ctx.state.db``...), shared by all tasks."""
         self.cancelled = False
         self._job = job
         self._worker = worker
@@ -160,6 +167,8 @@ class Worker:
         self.settings = settings or Settings()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._redis = redis
+        self.state = lifecycle.WorkerState()
+        """Shared with handlers as ``ctx.state``; filled by the registry's startup hooks."""
         self._listeners: list[Callable[[TaskOutcome], None]] = []
         self._running: dict[str, tuple[Job, asyncio.Task[None], TaskContext]] = {}
         self._buffer: list[_Buffered] = []
@@ -263,10 +272,16 @@ class Worker:
             redis = self.target.aio()  # type: ignore[union-attr]
             use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
+        hooks_ran = False
         try:
             await self._check_server()
+            # before any task is taken: a failing hook (StartupFailed) stops the worker here
+            await lifecycle.run_startup(self.registry.startup_hooks, self.state)
+            hooks_ran = True
             await self._runner.start(
-                {name: d.handler for name, d in self.registry.definitions.items() if not d.is_async}
+                {name: d.handler for name, d in self.registry.definitions.items() if not d.is_async},
+                self.registry.startup_hooks,
+                self.registry.shutdown_hooks,
             )
             await self._register()
             loops = [
@@ -275,6 +290,8 @@ class Worker:
                 self._background("maintenance", self._maintenance_loop),
                 self._background("wake", self._wake_loop),
             ]
+            if self.options.burst:
+                loops.append(self._background("burst", self._burst_loop))
             if self.options.handoff:
                 self._inbox_tasks = [
                     self._background(f"inbox-{q}", functools.partial(self._inbox_loop, q))
@@ -297,7 +314,9 @@ class Worker:
             await _cancel_all(loops[1:])
             await self._deregister()
         finally:
-            self._runner.close()
+            self._runner.close()  # children run their shutdown hooks as they stop
+            if hooks_ran:
+                await lifecycle.run_shutdown(self.registry.shutdown_hooks, self.state)
             if self._redis is None:
                 with contextlib.suppress(Exception):
                     await self.backend.close()
@@ -963,6 +982,28 @@ class Worker:
             self.loop_errors["maintenance"] += 1
             log.exception("maintenance (%s) failed; trying again next pass", step)
         return None
+
+    async def _burst_loop(self) -> None:
+        """``--burst``: stop once the served queues read drained twice in a row (an exchange in
+        flight between two readings can still add work) with nothing held here."""
+        idle_readings = 0
+        while not self._stopping:
+            left = await self.backend.run(
+                idle.outstanding(self.settings, self.options.queues, count_paused=False)
+            )
+            held = (
+                self._running
+                or self._buffer
+                or self._handoff_starting
+                or any(self._acks.values())
+                or self._fails
+            )
+            idle_readings = idle_readings + 1 if left == 0 and not held else 0
+            if idle_readings >= BURST_IDLE_READINGS:
+                log.info("burst: the queues are drained; stopping")
+                self.request_stop()
+                return
+            await asyncio.sleep(self.options.poll_interval_s)
 
     async def _wake_loop(self) -> None:
         """Wake the exchange loop as soon as work arrives (pub/sub is a hint; polling backs it)."""

@@ -2,6 +2,9 @@
 -- KEYS: 1 active, 2 completed, 3 dep outbox
 -- ARGV: 1 base, 2 channel, 3 retention ms, then triples: id, token (the delivery's, see
 --       token_of in _lib.lua), result_json ('' none)
+-- A task stored with 'keep' (keep_result ms, see enqueue.lua) expires that long after it
+-- completes instead of after the retention (at least the retention when others depend on it:
+-- their release and dependency_results read it); 'keep' 0 stores no result.
 -- Returns: {refused ids, ids with dependents to notify}; refused ids were not acknowledged
 --          because this delivery no longer owns the task (its lease expired and it was handed
 --          out again, or it was cancelled, deleted, requeued) or never started it.
@@ -11,12 +14,13 @@ local done, stale, notified = {}, {}, {}
 for i = 4, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv')
+  local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv', 'keep')
+  local keep = tonumber(f[8])
   local owned = token_of(f[6], f[7]) == token
   if f[1] == 'active' and owned and f[2] ~= '1' then
     if f[3] then leave_group(base, id, f[3]) end
     redis.call('ZREM', KEYS[1], id)
-    if result ~= '' then
+    if result ~= '' and keep ~= 0 then
       redis.call('HSET', tk, 'state', 'completed', 'finished', now, 'result', result)
     else
       redis.call('HSET', tk, 'state', 'completed', 'finished', now)
@@ -27,7 +31,9 @@ for i = 4, #ARGV, 3 do
     local has_dependents = notify_dependents(base, KEYS[3], id, now)
     if has_dependents then table.insert(notified, id) end
     -- the deps set exists only for tasks enqueued with dependencies ('deps' field)
-    expire_task(base, id, retention, has_dependents, f[5] ~= false and f[5] ~= '')
+    local ttl = retention
+    if keep and keep > 0 then ttl = has_dependents and math.max(keep, retention) or keep end
+    expire_task(base, id, ttl, has_dependents, f[5] ~= false and f[5] ~= '')
     history(base, id, now, 'completed', '')
     table.insert(done, id)
   elseif f[1] ~= 'completed' or not owned then

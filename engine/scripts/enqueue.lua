@@ -4,7 +4,8 @@
 --       id, type, payload, priority, max_retry, timeout_ms, due_in_ms, extras
 --       extras: '' for a plain task (most of them: nothing to decode), else a JSON object with
 --       any of u (unique key), ut (unique ttl ms), d (JSON text of the dependency refs),
---       m (JSON text of the metadata), p (dependency-failure policy, stored as 'dpol')
+--       m (JSON text of the metadata), p (dependency-failure policy, stored as 'dpol'),
+--       k (keep_result ms, stored as 'keep': ack.lua's TTL of the completed task; 0 = no result)
 -- A new task that would be pending goes straight to a waiting worker when one registered in
 -- KEYS[7] (see dequeue.lua): leased to it, reserved (its attempt is charged when it starts),
 -- pushed to its inbox with its delivery token (dlv 1, see token_of in _lib.lua). Its state is
@@ -63,11 +64,13 @@ while i + width - 1 <= #ARGV do
   local extras = ARGV[i + 7]
   i = i + width
   local unique, unique_ttl, deps_json, meta_json, x_policy = '', 0, '', '', 'cancel'
+  local keep = nil
   if extras ~= '' then
     local x = cjson.decode(extras)
     unique, unique_ttl = x.u or '', x.ut or 0
     deps_json, meta_json = x.d or '', x.m or ''
     x_policy = x.p or 'cancel'
+    keep = x.k
   end
   local tk = task_key(base, id)
   local holder = nil
@@ -107,6 +110,7 @@ while i + width - 1 <= #ARGV do
         'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema)
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
+      if keep then redis.call('HSET', tk, 'keep', fmt(keep)) end
       if state == 'waiting' then
         redis.call('HSET', tk, 'deps', deps_json, 'dpol', x_policy)
         for _, ref in ipairs(deps) do redis.call('SADD', base .. 'deps:' .. id, ref) end
