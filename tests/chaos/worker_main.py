@@ -25,6 +25,9 @@ if __name__ == "__main__":
         heartbeat_s=heartbeat_s,
         poll_interval_s=0.2,
         maintenance_s=1.0,
+        # the memory scenario buries its tasks of a type nobody handles at once (0), as before
+        # unknown types waited for a worker that knows them
+        unknown_type_timeout_s=float(os.environ.get("REDIQ_CHAOS_UNKNOWN_TYPE_TIMEOUT_S", 3600)),
     )
     settings = Settings(
         retention_s=float(os.environ.get("REDIQ_CHAOS_RETENTION_S", 86400)),
