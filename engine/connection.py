@@ -7,8 +7,11 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=…&ssl_certfile=�
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,7 +20,7 @@ from urllib.parse import parse_qsl, unquote
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import FullJitterBackoff
 from redis.exceptions import AuthenticationError
 from redis.retry import Retry
 
@@ -31,6 +34,8 @@ SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 CERT_REQS = ("none", "optional", "required")
 
 # Reconnects back off with jitter so that many workers do not hammer a restarting server.
+# FullJitterBackoff (a uniform pause in [0, min(cap, base·2^n)]) exists in every redis-py we
+# support; ExponentialWithJitterBackoff, its near twin, only arrived in 5.3.
 RETRIES = 6
 BACKOFF_CAP_S = 2.0
 BACKOFF_BASE_S = 0.05
@@ -91,7 +96,7 @@ class RedisTarget:
 
     def sync(self) -> Any:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
-        retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _SyncRetry(FullJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
             from redis.cluster import ClusterNode
 
@@ -143,9 +148,7 @@ class RedisTarget:
 
     def aio(self) -> Any:
         """An asyncio client (``redis.asyncio.Redis`` or its cluster/sentinel variants)."""
-        retry = _async_retry_class()(
-            ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
-        )
+        retry = _async_retry_class()(FullJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
             from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -185,6 +188,20 @@ def _hopeless(error: Exception) -> bool:
     return isinstance(error, AuthenticationError) or "certificate verify failed" in text
 
 
+# redis-py 5.x defines ``call_with_retry(do, fail)``; 6.x added ``is_retryable`` and
+# ``with_failure_count`` and passes them from its own code. Delegating to ``super()`` with the
+# 6.x arguments broke every call on 5.x (``TypeError: … takes 3 positional arguments but 5 were
+# given``), so both classes below run the loop themselves, accept either calling convention, and
+# read only the attributes (``_backoff``, ``_retries``, ``_supported_errors``) that every
+# redis-py from 5.0 to 8.x sets in ``Retry.__init__``.
+
+
+def _report_failure(
+    fail: Callable[..., Any], error: Exception, failures: int, with_failure_count: bool
+) -> Any:
+    return fail(error, failures) if with_failure_count else fail(error)
+
+
 class _SyncRetry(Retry):
     """``Retry`` that fails at once on :func:`_hopeless` errors instead of backing off."""
 
@@ -195,10 +212,21 @@ class _SyncRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> Any:
-        def retryable(error: Exception) -> bool:
-            return not _hopeless(error) and (is_retryable is None or is_retryable(error))
-
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
+        self._backoff.reset()
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if _hopeless(error) or (is_retryable is not None and not is_retryable(error)):
+                    raise
+                failures += 1
+                _report_failure(fail, error, failures, with_failure_count)
+                if self._retries >= 0 and failures > self._retries:
+                    raise
+                pause = self._backoff.compute(failures)
+                if pause > 0:
+                    time.sleep(pause)
 
 
 @cache
@@ -213,10 +241,24 @@ def _async_retry_class() -> type[Any]:
             is_retryable: Callable[[Exception], bool] | None = None,
             with_failure_count: bool = False,
         ) -> Any:
-            def retryable(error: Exception) -> bool:
-                return not _hopeless(error) and (is_retryable is None or is_retryable(error))
-
-            return await super().call_with_retry(do, fail, retryable, with_failure_count)
+            self._backoff.reset()
+            failures = 0
+            while True:
+                try:
+                    return await do()
+                except self._supported_errors as error:
+                    if _hopeless(error) or (is_retryable is not None and not is_retryable(error)):
+                        raise
+                    failures += 1
+                    # redis-py's own handlers are coroutines; ours may be plain callables
+                    outcome = _report_failure(fail, error, failures, with_failure_count)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                    if self._retries >= 0 and failures > self._retries:
+                        raise
+                    pause = self._backoff.compute(failures)
+                    if pause > 0:
+                        await asyncio.sleep(pause)
 
     return AsyncNoHopelessRetry
 

@@ -3,7 +3,7 @@ a marker per (order, step) in Redis makes a redelivered task a no-op.
 
 Run::
 
-    rediq-worker --app examples.orders.tasks:registry \
+    rediq-worker --app rediq_tui.demo.tasks:registry \
         --queues inventory,payment,shipping,notifications,cancellations,reports,imports
 """
 
@@ -22,7 +22,7 @@ from engine.errors import Permanent, Retryable
 from engine.registry import Registry
 from engine.retry import Backoff
 from engine.worker import TaskContext
-from examples.orders.models import (
+from rediq_tui.demo.models import (
     BatchImportPayload,
     InventoryOperation,
     InventoryTaskPayload,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.client import Client
-from examples.orders.models import (
+from rediq_tui.demo.models import (
     InventoryOperation,
     InventoryTaskPayload,
     NotificationTaskPayload,
@@ -19,7 +19,7 @@ from examples.orders.models import (
     ShippingAddress,
     ShippingTaskPayload,
 )
-from examples.orders.tasks import registry
+from rediq_tui.demo.tasks import registry
 
 CITIES = ["Hangzhou", "Lyon", "Porto", "Austin", "Osaka", "Leeds", "Kraków", "Recife"]
 PRODUCTS = [f"sku-{n:03d}" for n in range(1, 25)]
