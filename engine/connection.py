@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote
 
 import redis
 import redis.asyncio as aioredis
-from redis.backoff import FullJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError
 from redis.retry import Retry
 
@@ -34,8 +34,6 @@ SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
 CERT_REQS = ("none", "optional", "required")
 
 # Reconnects back off with jitter so that many workers do not hammer a restarting server.
-# FullJitterBackoff (a uniform pause in [0, min(cap, base·2^n)]) exists in every redis-py we
-# support; ExponentialWithJitterBackoff, its near twin, only arrived in 5.3.
 RETRIES = 6
 BACKOFF_CAP_S = 2.0
 BACKOFF_BASE_S = 0.05
@@ -96,7 +94,7 @@ class RedisTarget:
 
     def sync(self) -> Any:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
-        retry = _SyncRetry(FullJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
             from redis.cluster import ClusterNode
 
@@ -148,7 +146,9 @@ class RedisTarget:
 
     def aio(self) -> Any:
         """An asyncio client (``redis.asyncio.Redis`` or its cluster/sentinel variants)."""
-        retry = _async_retry_class()(FullJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        retry = _async_retry_class()(
+            ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
+        )
         if self.mode == "cluster":
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
             from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
