@@ -31,11 +31,11 @@ from engine import inspect  # noqa: E402
 from engine.client import Client  # noqa: E402
 from engine.inspect import QueueSummary  # noqa: E402
 from engine.task import TaskInfo, TaskState  # noqa: E402
+from rediq_tui.app import RediqApp  # noqa: E402
+from rediq_tui.config import ConsoleConfig  # noqa: E402
 from rediq_tui.demo.demo import Demo  # noqa: E402
 from rediq_tui.demo.models import BatchImportPayload  # noqa: E402
 from rediq_tui.demo.tasks import registry  # noqa: E402
-from rediq_tui.app import RediqApp  # noqa: E402
-from rediq_tui.config import ConsoleConfig  # noqa: E402
 from rediq_tui.screens.confirm import ConfirmScreen  # noqa: E402
 from rediq_tui.screens.detail import TaskDetailScreen  # noqa: E402
 from rediq_tui.widgets.failures import FailuresView  # noqa: E402
