@@ -7,8 +7,11 @@ Supported: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=…&ssl_certfile=�
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -184,6 +187,20 @@ def _hopeless(error: Exception) -> bool:
     return isinstance(error, AuthenticationError) or "certificate verify failed" in text
 
 
+# redis-py 5.x defines ``call_with_retry(do, fail)``; 6.x added ``is_retryable`` and
+# ``with_failure_count`` and passes them from its own code. Delegating to ``super()`` with the
+# 6.x arguments broke every call on 5.x (``TypeError: … takes 3 positional arguments but 5 were
+# given``), so both classes below run the loop themselves, accept either calling convention, and
+# read only the attributes (``_backoff``, ``_retries``, ``_supported_errors``) that every
+# redis-py from 5.0 to 8.x sets in ``Retry.__init__``.
+
+
+def _report_failure(
+    fail: Callable[..., Any], error: Exception, failures: int, with_failure_count: bool
+) -> Any:
+    return fail(error, failures) if with_failure_count else fail(error)
+
+
 class _SyncRetry(Retry):
     """``Retry`` that fails at once on :func:`_hopeless` errors instead of backing off."""
 
@@ -194,10 +211,21 @@ class _SyncRetry(Retry):
         is_retryable: Callable[[Exception], bool] | None = None,
         with_failure_count: bool = False,
     ) -> Any:
-        def retryable(error: Exception) -> bool:
-            return not _hopeless(error) and (is_retryable is None or is_retryable(error))
-
-        return super().call_with_retry(do, fail, retryable, with_failure_count)
+        self._backoff.reset()
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if _hopeless(error) or (is_retryable is not None and not is_retryable(error)):
+                    raise
+                failures += 1
+                _report_failure(fail, error, failures, with_failure_count)
+                if self._retries >= 0 and failures > self._retries:
+                    raise
+                pause = self._backoff.compute(failures)
+                if pause > 0:
+                    time.sleep(pause)
 
 
 @cache
@@ -212,10 +240,24 @@ def _async_retry_class() -> type[Any]:
             is_retryable: Callable[[Exception], bool] | None = None,
             with_failure_count: bool = False,
         ) -> Any:
-            def retryable(error: Exception) -> bool:
-                return not _hopeless(error) and (is_retryable is None or is_retryable(error))
-
-            return await super().call_with_retry(do, fail, retryable, with_failure_count)
+            self._backoff.reset()
+            failures = 0
+            while True:
+                try:
+                    return await do()
+                except self._supported_errors as error:
+                    if _hopeless(error) or (is_retryable is not None and not is_retryable(error)):
+                        raise
+                    failures += 1
+                    # redis-py's own handlers are coroutines; ours may be plain callables
+                    outcome = _report_failure(fail, error, failures, with_failure_count)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                    if self._retries >= 0 and failures > self._retries:
+                        raise
+                    pause = self._backoff.compute(failures)
+                    if pause > 0:
+                        await asyncio.sleep(pause)
 
     return AsyncNoHopelessRetry
 

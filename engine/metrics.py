@@ -171,9 +171,10 @@ class WorkerMetrics:
             [*by, "outcome"],
             registry=self.registry,
         )
+        # The user guide's name exactly (dashboards are built from it); the unit is seconds.
         self.duration = Histogram(
-            "rediq_task_processing_duration_seconds",
-            "Handler run time per attempt",
+            "rediq_task_processing_duration",
+            "Handler run time per attempt, in seconds",
             by,
             buckets=DURATION_BUCKETS,
             registry=self.registry,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from rediq_tui.config import ConsoleConfig
 
 if TYPE_CHECKING:
-    from examples.orders.demo import Demo
+    from rediq_tui.demo.demo import Demo
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ConsoleConfig:
@@ -45,7 +45,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ConsoleConfig:
     )
 
 
-DEMO_APP = "examples.orders.tasks:registry"
+DEMO_APP = "rediq_tui.demo.tasks:registry"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,11 +83,11 @@ def _start_demo(url: str | None) -> Demo:
     from engine.embedded import default_url
 
     try:
-        from examples.orders.demo import Demo
+        from rediq_tui.demo.demo import Demo
     except ImportError as exc:
         from engine.errors import ConsoleMissing
 
-        raise ConsoleMissing(f"the demo app (examples.orders) is not installed: {exc}") from None
+        raise ConsoleMissing(f"the demo app (rediq_tui.demo) is not installed: {exc}") from None
     resolved = url or default_url()
     print(f"rediq demo: order pipeline on {resolved}; quit with q to stop it")
     return Demo(resolved).start()

@@ -2,7 +2,7 @@
 
     python scripts/demo_screenshots.py [--out screenshots] [--warmup 20]
 
-Starts a private valkey-server, the real demo of ``examples/orders`` (workers and a stream of
+Starts a private valkey-server, the real demo of ``rediq_tui/demo`` (workers and a stream of
 orders, ``REDIQ_DEMO_PACE=0.3``), lets it run ``--warmup`` seconds, then drives the real
 ``RediqApp`` at 80x24 through each view (queues, workers, tasks with a progress bar, task
 detail with dependencies, why/attempts, failures with a group retry, cron, audit) and saves one
@@ -31,11 +31,11 @@ from engine import inspect  # noqa: E402
 from engine.client import Client  # noqa: E402
 from engine.inspect import QueueSummary  # noqa: E402
 from engine.task import TaskInfo, TaskState  # noqa: E402
-from examples.orders.demo import Demo  # noqa: E402
-from examples.orders.models import BatchImportPayload  # noqa: E402
-from examples.orders.tasks import registry  # noqa: E402
 from rediq_tui.app import RediqApp  # noqa: E402
 from rediq_tui.config import ConsoleConfig  # noqa: E402
+from rediq_tui.demo.demo import Demo  # noqa: E402
+from rediq_tui.demo.models import BatchImportPayload  # noqa: E402
+from rediq_tui.demo.tasks import registry  # noqa: E402
 from rediq_tui.screens.confirm import ConfirmScreen  # noqa: E402
 from rediq_tui.screens.detail import TaskDetailScreen  # noqa: E402
 from rediq_tui.widgets.failures import FailuresView  # noqa: E402

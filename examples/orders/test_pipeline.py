@@ -15,9 +15,9 @@ import redis
 from engine import Client, Settings
 from engine.task import TaskState
 from engine.testing import run_until_idle
-from examples.orders import tasks
-from examples.orders.models import OrderStatus
-from examples.orders.producer import place_order, random_order
+from rediq_tui.demo import tasks
+from rediq_tui.demo.models import OrderStatus
+from rediq_tui.demo.producer import place_order, random_order
 
 
 @pytest.fixture(autouse=True)

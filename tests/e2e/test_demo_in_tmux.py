@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def demo_workers(data_dir: Path) -> list[str]:
     """Pids of demo worker processes serving this test's embedded server."""
-    pattern = f"examples.orders.run_worker unix://{data_dir}"
+    pattern = f"rediq_tui.demo.run_worker unix://{data_dir}"
     return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
 
 

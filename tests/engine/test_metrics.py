@@ -140,7 +140,7 @@ def test_live_worker_serves_metrics_and_health(redis_url: str, client: Client, t
         assert value(parsed, "rediq_task_failed_total", queue="mq", type="broken") == 1
         assert value(parsed, "rediq_worker_overdue_slots") == 0  # the worker's own figures are served
         assert value(parsed, "rediq_task_error_total", queue="mq", type="broken", outcome="dead") == 1
-        assert value(parsed, "rediq_task_processing_duration_seconds_count", queue="mq", type="quick") == 4
+        assert value(parsed, "rediq_task_processing_duration_count", queue="mq", type="quick") == 4
         assert value(parsed, "rediq_worker_in_flight") == 1
         assert value(parsed, "rediq_queue_pending", queue="other") == 1  # the unserved queue
         assert value(parsed, "rediq_queue_dead", queue="mq") == 4
@@ -190,7 +190,7 @@ def test_observe_counts_outcomes_by_bounded_labels() -> None:
     assert value(parsed, "rediq_task_error_total", queue="mq", type="quick", outcome="retry") == 1
     assert value(parsed, "rediq_task_error_total", queue="mq", type="quick", outcome="timeout") == 1
     assert value(parsed, "rediq_task_failed_total", queue="mq", type="quick") == 1
-    assert value(parsed, "rediq_task_processing_duration_seconds_count", queue="mq", type="quick") == 4
+    assert value(parsed, "rediq_task_processing_duration_count", queue="mq", type="quick") == 4
 
 
 def test_metrics_port_in_use_is_one_line_error(redis_url: str, tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ import redis
 from engine import inspect
 from engine.client import Client
 from engine.task import TaskState
-from examples.orders.demo import Demo
-from examples.orders.producer import cancel_order, place_order, random_order
+from rediq_tui.demo.demo import Demo
+from rediq_tui.demo.producer import cancel_order, place_order, random_order
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ a marker per (order, step) in Redis makes a redelivered task a no-op.
 
 Run::
 
-    rediq-worker --app examples.orders.tasks:registry \
+    rediq-worker --app rediq_tui.demo.tasks:registry \
         --queues inventory,payment,shipping,notifications,cancellations,reports,imports
 """
 
@@ -16,13 +16,11 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from engine.errors import Permanent, Retryable
 from engine.registry import Registry
 from engine.retry import Backoff
 from engine.worker import TaskContext
-from examples.orders.models import (
+from rediq_tui.demo.models import (
     BatchImportPayload,
     InventoryOperation,
     InventoryTaskPayload,
@@ -41,11 +39,13 @@ GATEWAY_FAILURE_RATE = float(os.environ.get("REDIQ_DEMO_GATEWAY_FAILURES", "0.05
 
 
 @cache
-def _store() -> aioredis.Redis:
-    """Where the example keeps its business data (orders, stock): the same Redis by default."""
+def _store() -> Any:
+    """Where the example keeps its business data (orders, stock): the same Redis by default, with
+    a ``redis.asyncio`` client built by the engine (the console package never imports redis)."""
+    from engine.connection import parse_url
     from engine.embedded import default_url
 
-    return aioredis.Redis.from_url(os.environ.get("ORDERS_REDIS_URL") or default_url(), decode_responses=True)
+    return parse_url(os.environ.get("ORDERS_REDIS_URL") or default_url()).aio()
 
 
 async def _work(low: float, high: float) -> None:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from engine.client import Client
 from engine.errors import RediqError
-from examples.orders.models import BatchImportPayload
-from examples.orders.producer import CITIES, cancel_order, place_order, random_order
-from examples.orders.tasks import registry
+from rediq_tui.demo.models import BatchImportPayload
+from rediq_tui.demo.producer import CITIES, cancel_order, place_order, random_order
+from rediq_tui.demo.tasks import registry
 
 log = logging.getLogger("rediq.demo")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ class Demo:
             out = open(self.log_dir / f"demo-worker-{n}.log", "ab") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
             self.processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "examples.orders.run_worker", self.url, str(self.concurrency)],
+                    [sys.executable, "-m", "rediq_tui.demo.run_worker", self.url, str(self.concurrency)],
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.client import Client
-from examples.orders import tasks
-from examples.orders.models import (
+from rediq_tui.demo import tasks
+from rediq_tui.demo.models import (
     InventoryOperation,
     InventoryTaskPayload,
     NotificationTaskPayload,

@@ -1,4 +1,4 @@
-"""``python -m examples.orders.run_worker URL [concurrency]``: a worker for the example app."""
+"""``python -m rediq_tui.demo.run_worker URL [concurrency]``: a worker for the example app."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import sys
 
 from engine.worker import Worker, WorkerOptions
-from examples.orders.tasks import QUEUES, registry
+from rediq_tui.demo.tasks import QUEUES, registry
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
