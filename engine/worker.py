@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from engine import events, ops
+from engine import control, events, ops
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -781,6 +781,9 @@ class Worker:
                     await self._heartbeat()
                 else:
                     await self._heartbeat_registry()
+                if not self._stopping and await self.backend.run(control.take_stop(self.settings, self.id)):
+                    log.warning("an operator asked this worker to stop: draining")  # the console's S
+                    self.request_stop()
             except RediqError as exc:
                 log.warning("heartbeat failed: %s", exc)
 

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 
 from rediq_tui.app import RediqApp
 from rediq_tui.screens.detail import TaskDetailScreen
-from rediq_tui.widgets.tasks import TasksView
+from rediq_tui.views.tasks import TasksView
 from tests.tui import scenes
 from tests.tui.helpers import make_app, wait_for
 
