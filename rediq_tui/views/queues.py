@@ -206,12 +206,13 @@ class QueuesView(View):
             table.sync([(n, self._cells(n, self.rows.get(n))) for n in shown])
             self._drawn = {n: r for n, r in self.rows.items() if n in set(shown)}
         else:
-            # only rows whose figures changed are redrawn (cells compared by value)
+            # only cells whose text changed are redrawn: an idle system redraws nothing
             for name in shown:
                 row = self.rows.get(name)
                 if row is not None and self._drawn.get(name) != row:
                     for (_, key, _), cell in zip(COLUMNS, self._cells(name, row), strict=True):
-                        table.update_cell(name, key, cell)
+                        if table.get_cell(name, key) != cell:
+                            table.update_cell(name, key, cell)
                     self._drawn[name] = row
             table.check_idle()
         self._title(shown)
