@@ -340,8 +340,8 @@ class RediqApp(Actions, App[None]):
             self.jump(task_id)
             return
         self.last_task = (queue, task_id)
+        # the screen asks for its first poll once mounted (RefreshRequested)
         self.push_screen(TaskDetailScreen(queue, task_id), callback=lambda _: self.poll())
-        self.poll()
 
     def open_queue(self, queue: str, state: str | None) -> None:
         """The queue's tasks in ``state``; ``None``: the state that needs attention (dead,
@@ -367,11 +367,9 @@ class RediqApp(Actions, App[None]):
 
     def on_open_worker(self, message: OpenWorker) -> None:
         self.push_screen(WorkerDetailScreen(message.worker_id), callback=lambda _: self.poll())
-        self.poll()
 
     def on_open_charts(self, message: OpenCharts) -> None:
         self.push_screen(ChartsScreen(message.queue), callback=lambda _: self.poll())
-        self.poll()
 
     def on_refresh_requested(self, message: RefreshRequested) -> None:
         self.poll()

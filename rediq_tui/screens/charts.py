@@ -16,18 +16,20 @@ from engine import serverinfo
 from engine.client import AsyncClient
 from engine.serverinfo import History
 from rediq_tui import fmt, safe
+from rediq_tui.messages import RefreshRequested
 from rediq_tui.views.base import Pollable
 
 CHART_WIDTH = 60
 
 
-def chart(label: str, values: list[float | None], unit: str, style: str) -> Text:
+def chart(label: str, values: list[float | None], unit: str, style: str, width: int = CHART_WIDTH) -> Text:
     """One labelled sparkline row: ``label  ▁▂▃…  now X · max Y``."""
+    values = values[-width:]
     present = [v for v in values if v is not None]
-    scaled = [int(round(v * 1000)) if v is not None else 0 for v in values]
+    scaled = [round(v * 1000) if v is not None else 0 for v in values]
     out = Text()
     out.append(f"{label:<12}", style="bold")
-    out.append(fmt.sparkline(scaled, CHART_WIDTH), style=style)
+    out.append(fmt.sparkline(scaled, width), style=style)
     last = values[-1] if values else None
     top = max(present) if present else None
     out.append(f"  now {_fmt(last, unit)} · max {_fmt(top, unit)}\n", style="dim")
@@ -68,12 +70,16 @@ class ChartsScreen(Screen[None], Pollable):
             yield Static("loading…", id="charts-body")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.post_message(RefreshRequested())  # the first poll, now that there is a screen to show it
+
     async def fetch(self, client: AsyncClient) -> History:
         return await client.call(serverinfo.history, self.queue)
 
     def show(self, data: Any) -> None:
         self.history = data
-        self.query_one("#charts-body", Static).update(render_history(data))
+        width = self.app.size.width - 2 - 12 - 30  # padding, label, "now … · max …"
+        self.query_one("#charts-body", Static).update(render_history(data, width))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -20,7 +20,7 @@ from engine.explain import Explanation
 from engine.task import TaskInfo, TaskState
 from rediq_tui import fmt, safe
 from rediq_tui.host import Host
-from rediq_tui.messages import CopyText, OpenTask, TaskAction
+from rediq_tui.messages import CopyText, OpenTask, RefreshRequested, TaskAction
 from rediq_tui.views.base import Pollable
 from rediq_tui.widgets.status import StatusBar
 
@@ -212,6 +212,7 @@ class TaskDetailScreen(Screen[None], Pollable):
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
+        self.post_message(RefreshRequested())  # the first poll, now that there is a screen to show it
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.MUTATING and self.host.read_only:

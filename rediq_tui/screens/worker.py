@@ -17,7 +17,7 @@ from engine.client import AsyncClient
 from engine.overview import WorkerDetail
 from rediq_tui import fmt, safe
 from rediq_tui.host import Host
-from rediq_tui.messages import StopWorker
+from rediq_tui.messages import RefreshRequested, StopWorker
 from rediq_tui.views.base import Pollable
 from rediq_tui.widgets.status import StatusBar
 
@@ -32,6 +32,8 @@ FIELDS = (
     ("fenced", "Fenced"),
 )
 LOG_TAIL = 40
+FRESH_S = 5.0
+STALE_S = 30.0
 
 
 def render_worker(d: WorkerDetail, now_s: float, log: list[str]) -> Text:
@@ -46,13 +48,16 @@ def render_worker(d: WorkerDetail, now_s: float, log: list[str]) -> Text:
             out.append(safe.clean(value, 200) + "\n", style=style)
     age = d.heartbeat_age_s
     out.append(f"{'Heartbeat':>14}: ", style="dim")
-    out.append(
-        "never\n" if age is None else f"{fmt.seconds(age)} ago\n", style="bold red" if (age or 0) > 30 else ""
-    )
-    started = d.fields.get("started")
-    if started and started.isdigit():
-        out.append(f"{'Started':>14}: ", style="dim")
-        out.append(f"{fmt.stamp(int(started))} UTC ({fmt.relative(int(started), now_s)})\n")
+    if age is None:
+        out.append("never\n", style="bold red")
+    else:
+        late = "bold red" if age > STALE_S else "green"
+        out.append("now\n" if age < FRESH_S else f"{fmt.duration(age)} ago\n", style=late)
+    started, beat = d.fields.get("started", ""), d.fields.get("heartbeat", "")
+    if started.isdigit() and beat.isdigit():
+        up = fmt.duration((int(beat) - int(started)) / 1000)
+        out.append(f"{'Up':>14}: ", style="dim")
+        out.append(f"{up}\n")
     others = sorted(
         k for k in d.fields if k not in {k for k, _ in FIELDS} | {"tasks", "heartbeat", "started"}
     )
@@ -108,6 +113,7 @@ class WorkerDetailScreen(Screen[None], Pollable):
 
     def on_mount(self) -> None:
         self.query_one("#worker-scroll").focus()
+        self.post_message(RefreshRequested())  # the first poll, now that there is a screen to show it
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop" and self.host.read_only:

@@ -143,7 +143,9 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     screen = demo.wait_for(lambda s: "State: pending" in s and "Payload" in s, "a task's detail")
     assert "depended on  inventory|" in screen and "needed by    shipping|" in screen
     assert '"amount"' in screen and '"order_id"' in screen
-    task_id = next(ln.split("Task ", 1)[1].strip() for ln in screen.splitlines() if ln.strip().startswith("Task "))
+    task_id = next(
+        ln.split("Task ", 1)[1].strip() for ln in screen.splitlines() if ln.strip().startswith("Task ")
+    )
 
     # find by id from anywhere: Workers view, then : and the id
     demo.keys("Escape", "2", ":")
