@@ -42,16 +42,16 @@ def _fmt(value: float | None, unit: str) -> str:
     return fmt.seconds(value) if unit == "s" else f"{value:,.0f}{unit}"
 
 
-def render_history(h: History) -> Text:
+def render_history(h: History, width: int = CHART_WIDTH) -> Text:
+    """The charts, ``width`` minutes wide (the whole hour fits from 110 columns up)."""
+    width = max(10, min(width, len(h.completed)))
     out = Text()
-    out.append(
-        f"Last {len(h.completed)} minutes, oldest left, current minute right (partial)\n\n", style="dim"
-    )
-    out.append(chart("completed", [float(v) for v in h.completed], "/min", "green"))
-    out.append(chart("failed", [float(v) for v in h.failed], "/min", "red"))
-    out.append(chart("enqueued", [float(v) for v in h.enqueued], "/min", "cyan"))
-    out.append(chart("run p50", list(h.run_p50_s), "s", "magenta"))
-    out.append(chart("wait p50", list(h.wait_p50_s), "s", "yellow"))
+    out.append(f"Last {width} minutes, oldest left, current minute right (partial)\n\n", style="dim")
+    out.append(chart("completed", [float(v) for v in h.completed], "/min", "green", width))
+    out.append(chart("failed", [float(v) for v in h.failed], "/min", "red", width))
+    out.append(chart("enqueued", [float(v) for v in h.enqueued], "/min", "cyan", width))
+    out.append(chart("run p50", list(h.run_p50_s), "s", "magenta", width))
+    out.append(chart("wait p50", list(h.wait_p50_s), "s", "yellow", width))
     out.append(f"\nLatency from {h.sampled:,} completed tasks of the last hour (sampled).\n", style="dim")
     return out
 
