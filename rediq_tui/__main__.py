@@ -106,16 +106,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stop_demo(demo: Demo, owned_server: bool) -> None:
-    print("stopping the demo's workers…")
+    """Stop the demo's workers and, when the demo started it, its Valkey. After a hang-up the
+    terminal is gone: printing may fail, stopping must not."""
+    _say("stopping the demo's workers…")
     demo.stop()
     if owned_server:
         from engine import embedded
 
         pid = embedded.stop_server()
-        print(f"stopped the demo's Valkey (pid {pid})" if pid else "the demo's Valkey had already stopped")
+        _say(f"stopped the demo's Valkey (pid {pid})" if pid else "the demo's Valkey had already stopped")
     elif demo.url:
-        print(f"left the Redis/Valkey at {demo.url} running (it was running before the demo)")
-        print("  stop the embedded one with: rediq server stop")
+        _say(f"left the Redis/Valkey at {demo.url} running (it was running before the demo)")
+        _say("  stop the embedded one with: rediq server stop")
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except OSError:  # the terminal went away (SIGHUP): nobody to tell
+        pass
 
 
 def _start_demo(url: str | None) -> tuple[Demo, bool]:

@@ -34,7 +34,6 @@ COLUMNS = (
     ("Rsvd", "reserved", 4),
     ("Sched", "scheduled", 5),
     ("Done", "completed", 7),
-    ("⏸", "paused", 1),
     ("Head", "head", 4),
     ("Drain", "drain", 5),
     ("Throughput/min", "spark", 14),
@@ -75,6 +74,8 @@ def forecast_line(fc: Forecast, row: QueueRow | None = None) -> Text:
     runtimes per type."""
     line = Text(no_wrap=True, overflow="ellipsis")
     line.append(safe.clean(fc.queue, 24), style="bold")
+    if row is not None and row.summary.paused:
+        line.append(" · paused", style="bold yellow")
     line.append(f" · {fc.pending:,} pending")
     if row is not None:
         line.append(f" · ok {per_min(row.ok_per_min)}/min, in {per_min(row.in_per_min)}/min (last 60 s)")
@@ -224,8 +225,11 @@ class QueuesView(View):
         q = row.summary
         fc = local_forecast(q)
         level = LEVEL_STYLE[fc.level]
+        label = safe.text(name, 40, style=f"bold {level}".strip())
+        if q.paused:  # in the pinned column: visible at any width
+            label.append(" ⏸", style="bold yellow")
         return [
-            safe.text(name, 40, style=f"bold {level}".strip()),
+            label,
             _num(q.count("pending")),
             _num(row.running, "green"),
             _num(q.count("dead"), "bold red"),
@@ -235,7 +239,6 @@ class QueuesView(View):
             _num(row.reserved, "cyan"),
             _num(q.count("scheduled")),
             _num(q.count("completed")),
-            Text("⏸" if q.paused else "", style="bold yellow"),
             Text(fmt.duration(q.head_age_s), justify="right"),
             Text(short_drain(fc), style=level, justify="right"),
             Text(fmt.sparkline(q.throughput, 14), style="cyan"),

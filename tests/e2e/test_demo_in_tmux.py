@@ -71,7 +71,7 @@ def row(screen: str, name: str) -> str:
 
 def column(screen: str, name: str, index: int) -> float:
     """A number from a queue row at 80 columns: 1 pending, 2 active, 3 dead, 4 ok/m, 5 err/m."""
-    cells = row(screen, name).split()
+    cells = [c for c in row(screen, name).split() if c != "⏸"]  # the paused mark follows the name
     try:
         return float(cells[index].replace(",", "")) if len(cells) > index else -1
     except ValueError:

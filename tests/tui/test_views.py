@@ -39,8 +39,8 @@ async def test_queues_counts_paused_and_enter_opens_tasks(redis_url: str) -> Non
         assert view.table.row_keys() == ["mail", "payment"]
         assert cell(view.table, "payment", "pending") == "3"
         assert cell(view.table, "payment", "dead") == "2"
-        assert cell(view.table, "mail", "paused") == "⏸"
-        assert cell(view.table, "payment", "paused") == ""
+        assert cell(view.table, "mail", "queue") == "mail ⏸"
+        assert cell(view.table, "payment", "queue") == "payment"
         await pilot.press("j", "enter")
         await wait_for(pilot, lambda: app.query_one(TasksView).page is not None, what="tasks page")
         tasks = app.query_one(TasksView)
