@@ -4,19 +4,42 @@ Knows nothing of Textual or the console (an import-linter contract checks it).
 """
 
 from engine.client import AsyncClient, Client
-from engine.errors import Permanent, RediqError, Retryable
+from engine.errors import (
+    Permanent,
+    RediqError,
+    ResultTimeout,
+    Retryable,
+    TaskCancelled,
+    TaskDead,
+    TaskFailed,
+)
+from engine.handles import TaskHandle
 from engine.ops import EnqueueResult, Settings
+from engine.registry import Registry
+from engine.retry import Backoff, Fixed
 from engine.task import Task, TaskInfo, TaskState
+from engine.worker import TaskContext, Worker, WorkerOptions
 
 __all__ = [
     "AsyncClient",
+    "Backoff",
     "Client",
     "EnqueueResult",
+    "Fixed",
     "Permanent",
     "RediqError",
+    "Registry",
+    "ResultTimeout",
     "Retryable",
     "Settings",
     "Task",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskDead",
+    "TaskFailed",
+    "TaskHandle",
     "TaskInfo",
     "TaskState",
+    "Worker",
+    "WorkerOptions",
 ]

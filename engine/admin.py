@@ -15,7 +15,8 @@ from functools import cache
 
 from engine import ops
 from engine.backend import Batch, Op, cmd
-from engine.errors import UnknownQueue
+from engine.errors import InvalidTask, UnknownQueue
+from engine.keys import validate_queue_name
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
 
@@ -67,7 +68,13 @@ def _known(settings: Settings, queue: str) -> Op[None]:
 
 
 def pause(settings: Settings, queue: str) -> Op[bool]:
-    yield from _known(settings, queue)
+    """Pause a queue, known or not: pausing one before its first task arrives (a deploy, a
+    maintenance window) is legitimate, so an unknown name joins the known queues."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    yield cmd("SADD", settings.keyspace.queues, queue)
     changed = yield from ops.set_paused(settings, queue, True)
     yield from audit(settings, "pause", queue)
     return changed
@@ -80,7 +87,7 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
     return changed
 
 
-def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
     moved = yield from ops.requeue(settings, queue, ids, "requeued by operator")
     yield from audit(settings, "requeue", queue, len(moved), ",".join(ids[:20]))
     return moved
@@ -100,7 +107,7 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
     return moved
 
 
-def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
     restored = yield from ops.restore(settings, queue, ids)
     yield from audit(settings, "restore", queue, len(restored), ",".join(ids[:20]))
     return restored
@@ -155,17 +162,21 @@ def requeue_all(
     queue: str,
     state: TaskState | str = TaskState.DEAD,
     where: Callable[[TaskInfo], bool] | None = None,
+    refused: dict[str, str] | None = None,
 ) -> Op[int]:
-    """Requeue every task of a state (default dead), optionally only those ``where`` accepts."""
+    """Requeue every task of a state (default dead), optionally only those ``where`` accepts.
+    Tasks refused (another live task holds their unique key) stay, with the reason put in
+    ``refused`` when given."""
     yield from _known(settings, queue)
     key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
-    moved = yield from _chunks(
-        settings,
-        key,
-        queue,
-        where,
-        lambda ids: ops.requeue(settings, queue, ids, "requeued by operator (bulk)"),
-    )
+
+    def act(ids: Sequence[str]) -> Op[Sequence[str]]:
+        moved = yield from ops.requeue(settings, queue, ids, "requeued by operator (bulk)")
+        if refused is not None:
+            refused.update(moved.refused)
+        return moved
+
+    moved = yield from _chunks(settings, key, queue, where, act)
     yield from audit(settings, "requeue_all", queue, moved, f"state={state}" + (" filtered" if where else ""))
     return moved
 
@@ -219,3 +230,13 @@ def set_cron_paused(settings: Settings, name: str, paused: bool) -> Op[bool]:
     changed = yield from scheduler.set_paused(settings, name, paused)
     yield from audit(settings, "cron_pause" if paused else "cron_resume", "", int(changed), name)
     return changed
+
+
+def remove_cron(settings: Settings, name: str) -> Op[bool]:
+    """Delete a cron entry and its state. A scheduler whose code still declares it stores it
+    again on its next pass: remove the entry from the code first (or it is orphaned anyway)."""
+    from engine import scheduler
+
+    removed = yield from scheduler.unregister(settings, name)
+    yield from audit(settings, "cron_remove", "", int(removed), name)
+    return removed

@@ -7,7 +7,7 @@ once and works for ``Client`` and ``AsyncClient`` alike.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
 from engine.errors import AuthFailed, ConnectionFailed, ReadOnlyError
+from engine.lua import ScriptMode
 
 _hiredis_pack: Any
 try:  # redis-py's asyncio connections pack commands in Python even when hiredis is installed
@@ -188,11 +189,21 @@ def _translate(exc: Exception) -> Exception:
     return exc
 
 
-def _args(call: Call) -> tuple[Any, ...]:
-    if call.script is not None:
-        s = lua.script(call.script)
-        return ("EVALSHA", *lua.evalsha_args(s, list(call.keys), list(call.args)))
-    return call.command
+def _args(call: Call, mode: ScriptMode) -> tuple[Any, ...]:
+    if call.script is None:
+        return call.command
+    if mode is ScriptMode.FUNCTIONS:
+        return lua.fcall_args(call.script, call.keys, call.args)
+    s = lua.script(call.script)
+    return ("EVALSHA", *lua.evalsha_args(s, list(call.keys), list(call.args)))
+
+
+def _script_missing(mode: ScriptMode, call: Call, reply: Any) -> bool:
+    """Whether ``reply`` says the server lacks the call's script (``NOSCRIPT``) or this
+    version's function library (``Function not found``): load it, then send the call again."""
+    if call.script is None or not isinstance(reply, ResponseError):
+        return False
+    return lua.is_function_missing(reply) if mode is ScriptMode.FUNCTIONS else lua.is_noscript(reply)
 
 
 def _route(client: Any, call: Call) -> dict[str, Any]:
@@ -257,15 +268,15 @@ def _read_reply(conn: Any) -> Any:
         return exc
 
 
-def _exchange(conn: Any, calls: Sequence[Call], streamed: bool) -> list[Any]:
+def _exchange(conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode) -> list[Any]:
     """Write the calls and read their replies on one connection: all in one write, or (streamed)
     each call written before the previous one's reply is read."""
     if not streamed:
-        conn.send_packed_command(conn.pack_commands([_args(c) for c in calls]))
+        conn.send_packed_command(conn.pack_commands([_args(c, mode) for c in calls]))
         return [_read_reply(conn) for _ in calls]
     replies: list[Any] = []
     for i, call in enumerate(calls):
-        conn.send_packed_command(conn.pack_command(*_args(call)), check_health=i == 0)
+        conn.send_packed_command(conn.pack_command(*_args(call, mode)), check_health=i == 0)
         if i:
             replies.append(_read_reply(conn))
     replies.append(_read_reply(conn))
@@ -279,17 +290,24 @@ async def _read_reply_async(conn: Any) -> Any:
         return exc
 
 
-async def _exchange_async(conn: Any, calls: Sequence[Call], streamed: bool) -> list[Any]:
+async def _exchange_async(conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode) -> list[Any]:
     if not streamed:
-        await conn.send_packed_command(conn.pack_commands([_args(c) for c in calls]))
+        await conn.send_packed_command(conn.pack_commands([_args(c, mode) for c in calls]))
         return [await _read_reply_async(conn) for _ in calls]
     replies: list[Any] = []
     for i, call in enumerate(calls):
-        await conn.send_packed_command(conn.pack_command(*_args(call)), check_health=i == 0)
+        await conn.send_packed_command(conn.pack_command(*_args(call, mode)), check_health=i == 0)
         if i:
             replies.append(await _read_reply_async(conn))
     replies.append(await _read_reply_async(conn))
     return replies
+
+
+def _translating(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except _TRANSLATED as exc:
+        raise _translate(exc) from exc
 
 
 def _raise_error(reply: Any) -> Any:
@@ -299,9 +317,13 @@ def _raise_error(reply: Any) -> Any:
 
 
 class SyncBackend:
-    def __init__(self, client: redis.Redis) -> None:  # also accepts RedisCluster
-        self.redis = client
+    """Runs operations on a sync client. ``script_mode``: how scripts run (default:
+    ``$REDIQ_SCRIPT_MODE``, else functions); see ``engine.lua``."""
+
+    def __init__(self, client: redis.Redis, script_mode: ScriptMode | None = None) -> None:
+        self.redis = client  # also accepts RedisCluster
         self._direct = _Direct(client)
+        self.script_mode = script_mode if script_mode is not None else lua.script_mode()
 
     def run(self, op: Op[T]) -> T:
         try:
@@ -322,40 +344,109 @@ class SyncBackend:
                 raise
             raise translated from exc
 
+    # ------------------------------------------------------------ scripts and the library
+
+    def library_status(self) -> list[lua.LibraryStatus]:
+        """Whether this version's function library is on each primary (the version check:
+        ``FCALL_RO`` of its ``version`` function, which any rediq user may call)."""
+        try:
+            return self._library_status()
+        except _TRANSLATED as exc:
+            raise _translate(exc) from exc
+
+    def install_functions(self) -> list[lua.LibraryStatus]:
+        """``FUNCTION LOAD`` this version's library on every primary that lacks it; raises
+        ``FunctionsMissing`` where this user may not load it."""
+        try:
+            return self._install_functions()
+        except _TRANSLATED as exc:
+            raise _translate(exc) from exc
+
+    def prune_functions(self) -> list[tuple[str, str]]:
+        """Delete every other version's library (``rediq_*`` but this one) on every primary, once
+        no worker of those versions runs; returns the (node, library) pairs deleted."""
+        deleted = []
+        try:
+            for node in lua.primaries(self.redis):
+                listed = self.redis.execute_command(
+                    "FUNCTION", "LIST", "LIBRARYNAME", "rediq_*", **lua.on(node)
+                )
+                for name in lua.library_names(listed):
+                    if name.startswith(lua.LIBRARY_PREFIX) and name != lua.library().name:
+                        self.redis.execute_command("FUNCTION", "DELETE", name, **lua.on(node))
+                        deleted.append((lua.node_name(node), name))
+        except _TRANSLATED as exc:
+            raise _translate(exc) from exc
+        return deleted
+
+    def ensure_scripts(self) -> None:
+        """Fail fast (a worker at start): in functions mode, this version's library must be on
+        every primary, or be loadable by this user; else ``FunctionsMissing``."""
+        if self.script_mode is ScriptMode.FUNCTIONS and not all(s.present for s in self.library_status()):
+            self.install_functions()
+
+    def _library_status(self) -> list[lua.LibraryStatus]:
+        found = []
+        for node in lua.primaries(self.redis):
+            try:
+                self.redis.execute_command(*lua.version_call(), **lua.on(node))
+                found.append(lua.LibraryStatus(lua.node_name(node), True))
+            except ResponseError as exc:
+                if not lua.is_function_missing(exc):
+                    raise
+                found.append(lua.LibraryStatus(lua.node_name(node), False))
+        return found
+
+    def _install_functions(self) -> list[lua.LibraryStatus]:
+        source = lua.library().source
+        done = []
+        for node in lua.primaries(self.redis):
+            try:
+                self.redis.execute_command("FUNCTION", "LOAD", source, **lua.on(node))
+                done.append(lua.LibraryStatus(lua.node_name(node), True, loaded=True))
+            except ResponseError as exc:  # NoPermissionError is one
+                if lua.is_library_present(exc):
+                    done.append(lua.LibraryStatus(lua.node_name(node), True))
+                elif isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
+                    raise lua.missing_library(node, exc) from exc
+                else:
+                    raise
+        return done
+
+    def _load(self, names: set[str]) -> None:
+        if self.script_mode is ScriptMode.FUNCTIONS:
+            self._install_functions()
+            return
+        for name in names:
+            self.redis.script_load(lua.script(name).source)
+
+    # ------------------------------------------------------------ sending
+
     def _one(self, call: Call) -> Any:
         try:
             return self._send(call)
         except ResponseError as exc:
-            if call.script is None or not lua.is_noscript(exc):
+            if not _script_missing(self.script_mode, call, exc):
                 raise
-            self._load(call.script, _first_key(call))
+            assert call.script is not None
+            self._load({call.script})
             return self._send(call)
 
     def _send(self, call: Call) -> Any:
         if self._direct.allows((call,)):
             return _raise_error(self._over_one_connection([call], streamed=False)[0])
         if call.script is not None:
-            s = lua.script(call.script)
-            return self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
+            return self.redis.execute_command(*_args(call, self.script_mode))
         route = _route(self.redis, call)
         return _unwrap(self.redis.execute_command(*call.command, **route), route)
-
-    def _load(self, name: str, key: str | None) -> None:
-        self.redis.script_load(lua.script(name).source)
 
     def _batch(self, calls: list[Call], streamed: bool = False) -> list[Any]:
         if not calls:
             return []
         results = self._pipeline(calls, streamed)
-        missing = [
-            i
-            for i, r in enumerate(results)
-            if isinstance(r, ResponseError) and calls[i].script and lua.is_noscript(r)
-        ]
-        if missing:  # server restarted or flushed its script cache: load and redo only those
-            for name in {calls[i].script for i in missing}:
-                assert name is not None
-                self._load(name, None)
+        missing = [i for i, r in enumerate(results) if _script_missing(self.script_mode, calls[i], r)]
+        if missing:  # server restarted or flushed its scripts: load and redo only those
+            self._load({str(calls[i].script) for i in missing})
             redo = self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, redo, strict=True):
                 results[i] = r
@@ -367,8 +458,9 @@ class SyncBackend:
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
             # execute_command, not pipe.evalsha: redis-py blocks the evalsha method on cluster
-            # pipelines, while EVALSHA sent this way is routed by its first key like any command
-            pipe.execute_command(*_args(call))
+            # pipelines, while EVALSHA/FCALL sent this way is routed by its first key
+            # (engine.connection reads the keys from the command line)
+            pipe.execute_command(*_args(call, self.script_mode))
         return list(pipe.execute(raise_on_error=False))
 
     def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
@@ -377,9 +469,10 @@ class SyncBackend:
         pool = self._direct.pool
         assert pool is not None
         conn = pool.get_connection()
+        mode = self.script_mode
         try:
             return conn.retry.call_with_retry(  # type: ignore[no-any-return]
-                lambda: _exchange(conn, calls, streamed), lambda _: conn.disconnect()
+                lambda: _exchange(conn, calls, streamed, mode), lambda _: conn.disconnect()
             )
         finally:
             pool.release(conn)
@@ -389,9 +482,12 @@ class SyncBackend:
 
 
 class AsyncBackend:
-    def __init__(self, client: aioredis.Redis) -> None:  # also accepts asyncio RedisCluster
-        self.redis = client
+    """``SyncBackend`` for an asyncio client."""
+
+    def __init__(self, client: aioredis.Redis, script_mode: ScriptMode | None = None) -> None:
+        self.redis = client  # also accepts asyncio RedisCluster
         self._direct = _Direct(client)
+        self.script_mode = script_mode if script_mode is not None else lua.script_mode()
 
     async def run(self, op: Op[T]) -> T:
         try:
@@ -412,40 +508,80 @@ class AsyncBackend:
                 raise
             raise translated from exc
 
+    # ------------------------------------------------------------ scripts and the library
+
+    async def ensure_scripts(self) -> None:
+        """``SyncBackend.ensure_scripts``: a worker's version check at start."""
+        if self.script_mode is not ScriptMode.FUNCTIONS:
+            return
+        try:
+            if not all(s.present for s in await self._library_status()):
+                await self._install_functions()
+        except _TRANSLATED as exc:
+            raise _translate(exc) from exc
+
+    async def _library_status(self) -> list[lua.LibraryStatus]:
+        found = []
+        for node in lua.primaries(self.redis):
+            try:
+                await self.redis.execute_command(*lua.version_call(), **lua.on(node))
+                found.append(lua.LibraryStatus(lua.node_name(node), True))
+            except ResponseError as exc:
+                if not lua.is_function_missing(exc):
+                    raise
+                found.append(lua.LibraryStatus(lua.node_name(node), False))
+        return found
+
+    async def _install_functions(self) -> list[lua.LibraryStatus]:
+        source = lua.library().source
+        done = []
+        for node in lua.primaries(self.redis):
+            try:
+                await self.redis.execute_command("FUNCTION", "LOAD", source, **lua.on(node))
+                done.append(lua.LibraryStatus(lua.node_name(node), True, loaded=True))
+            except ResponseError as exc:
+                if lua.is_library_present(exc):
+                    done.append(lua.LibraryStatus(lua.node_name(node), True))
+                elif isinstance(exc, NoPermissionError) or "NOPERM" in str(exc):
+                    raise lua.missing_library(node, exc) from exc
+                else:
+                    raise
+        return done
+
+    async def _load(self, names: set[str]) -> None:
+        if self.script_mode is ScriptMode.FUNCTIONS:
+            await self._install_functions()
+            return
+        for name in names:
+            await self.redis.script_load(lua.script(name).source)
+
+    # ------------------------------------------------------------ sending
+
     async def _one(self, call: Call) -> Any:
         try:
             return await self._send(call)
         except ResponseError as exc:
-            if call.script is None or not lua.is_noscript(exc):
+            if not _script_missing(self.script_mode, call, exc):
                 raise
-            await self._load(call.script)
+            assert call.script is not None
+            await self._load({call.script})
             return await self._send(call)
 
     async def _send(self, call: Call) -> Any:
         if self._direct.allows((call,)):
             return _raise_error((await self._over_one_connection([call], streamed=False))[0])
         if call.script is not None:
-            s = lua.script(call.script)
-            return await self.redis.evalsha(s.sha, len(call.keys), *call.keys, *call.args)
+            return await self.redis.execute_command(*_args(call, self.script_mode))
         route = _route(self.redis, call)
         return _unwrap(await self.redis.execute_command(*call.command, **route), route)
-
-    async def _load(self, name: str) -> None:
-        await self.redis.script_load(lua.script(name).source)
 
     async def _batch(self, calls: list[Call], streamed: bool = False) -> list[Any]:
         if not calls:
             return []
         results = await self._pipeline(calls, streamed)
-        missing = [
-            i
-            for i, r in enumerate(results)
-            if isinstance(r, ResponseError) and calls[i].script and lua.is_noscript(r)
-        ]
+        missing = [i for i, r in enumerate(results) if _script_missing(self.script_mode, calls[i], r)]
         if missing:
-            for name in {calls[i].script for i in missing}:
-                assert name is not None
-                await self._load(name)
+            await self._load({str(calls[i].script) for i in missing})
             redo = await self._pipeline([calls[i] for i in missing])
             for i, r in zip(missing, redo, strict=True):
                 results[i] = r
@@ -456,16 +592,17 @@ class AsyncBackend:
             return await self._over_one_connection(calls, streamed)
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
-            pipe.execute_command(*_args(call))  # see SyncBackend._pipeline
+            pipe.execute_command(*_args(call, self.script_mode))  # see SyncBackend._pipeline
         return list(await pipe.execute(raise_on_error=False))
 
     async def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
         pool = self._direct.pool
         assert pool is not None
         conn = await pool.get_connection()
+        mode = self.script_mode
         try:
             return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
-                lambda: _exchange_async(conn, calls, streamed), lambda _: conn.disconnect()
+                lambda: _exchange_async(conn, calls, streamed, mode), lambda _: conn.disconnect()
             )
         finally:
             await pool.release(conn)

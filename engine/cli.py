@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.util import find_spec
 from typing import Any
@@ -24,11 +24,13 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from engine import admin, doctor, embedded, explain, inspect
+from engine import admin, doctor, embedded, explain, inspect, lua
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
-from engine.errors import ConsoleMissing, InvalidTask, RediqError, WorkerUnavailable
+from engine.declarations import TypeInfo
+from engine.display import SafeFormatter, visible
+from engine.errors import ConsoleMissing, InvalidCron, InvalidTask, RediqError, WorkerUnavailable
 from engine.task import TaskInfo, TaskState
 
 TABLE_WIDTH = 80
@@ -124,7 +126,7 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+    echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 # ------------------------------------------------------------------------------ formatting
@@ -156,15 +158,21 @@ def fmt_ms(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
+def echo(text: object = "") -> None:
+    """Every line the CLI prints. Text quotes Redis data (task types, ids, errors, queue and
+    worker names), so each control in it shows visibly (``engine.display``); ``--json`` output
+    passes unchanged, as the encoder already escapes every control."""
+    click.echo(visible(text, 0, multiline=True))
+
+
 def one_line(text: str | None, limit: int = 200) -> str:
-    if not text:
-        return ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """A table cell or a one-line field: line breaks and controls shown (``␊``), capped."""
+    return visible(text, limit) if text else ""
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], flex: int = 0) -> str:
     """A plain table no wider than 80 columns; the ``flex`` column is truncated to fit."""
+    rows = [[visible(c, 0) for c in r] for r in rows]  # widths of what is shown
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     gap = 2
     total = sum(widths) + gap * (len(widths) - 1)
@@ -271,7 +279,7 @@ def queue_list(state: CliState, as_json: bool) -> None:
         emit_json([queue_json(s) for s in summaries])
         return
     if not summaries:
-        click.echo("no queues yet (a queue exists once a task was enqueued to it)")
+        echo("no queues yet (a queue exists once a task was enqueued to it)")
         return
     headers = ["QUEUE", "PEND", "ACTIVE", "SCHED", "RETRY", "WAIT", "DEAD", "DONE/M", "HEAD", "PAUSED"]
     rows = [
@@ -287,7 +295,7 @@ def queue_list(state: CliState, as_json: bool) -> None:
         ]
         for s in summaries
     ]
-    click.echo(render_table(headers, rows))
+    echo(render_table(headers, rows))
 
 
 def require_queue(state: CliState, name: str) -> inspect.QueueSummary:
@@ -316,23 +324,23 @@ def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> Non
         out["sample"] = {st: [task_brief_json(t) for t in tasks] for st, tasks in samples.items()}
         emit_json(out)
         return
-    click.echo(f"queue       {summary.name}{'  (PAUSED)' if summary.paused else ''}")
-    click.echo(
+    echo(f"queue       {summary.name}{'  (PAUSED)' if summary.paused else ''}")
+    echo(
         f"throughput  {summary.processed_per_min} completed, "
         f"{summary.failed_per_min} failed in the last minute"
     )
-    click.echo(f"head age    {fmt_age(summary.head_age_s)}")
+    echo(f"head age    {fmt_age(summary.head_age_s)}")
     counts = [f"{st}={summary.count(st)}" for st in inspect.COUNTED_STATES]
     for i in range(0, len(counts), 4):
-        click.echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")
+        echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")
     rows = [
         [t.id, one_line(t.type, 18), str(t.state), str(t.attempts), one_line(t.last_error)]
         for st in SAMPLE_STATES
         for t in samples[st]
     ]
     if rows:
-        click.echo("")
-        click.echo(render_table(["ID", "TYPE", "STATE", "ATT", "ERROR"], rows, flex=4))
+        echo("")
+        echo(render_table(["ID", "TYPE", "STATE", "ATT", "ERROR"], rows, flex=4))
 
 
 @queue.command("pause")
@@ -345,7 +353,7 @@ def queue_pause(state: CliState, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"queue": name, "paused": True, "changed": changed})
     else:
-        click.echo(f"queue {name} paused" if changed else f"queue {name} was already paused")
+        echo(f"queue {name} paused" if changed else f"queue {name} was already paused")
 
 
 @queue.command("resume")
@@ -358,7 +366,7 @@ def queue_resume(state: CliState, name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"queue": name, "paused": False, "changed": changed})
     else:
-        click.echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
+        echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
 
 
 def parse_state_target(value: str) -> tuple[str, str]:
@@ -386,7 +394,7 @@ def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
     keep = fmt_age(client.settings.quarantine_s)
     if not yes:
         click.confirm(
-            f"Delete {count} {state_name} task(s) of queue {name}? (restorable for {keep})",
+            visible(f"Delete {count} {state_name} task(s) of queue {name}? (restorable for {keep})", 0),
             abort=True,
             err=True,
         )
@@ -394,7 +402,7 @@ def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"queue": name, "state": state_name, "flushed": flushed})
     else:
-        click.echo(
+        echo(
             f"deleted {flushed} {state_name} task(s) from queue {name}; "
             f"`rediq queue restore {name} --all` brings them back within {keep}"
         )
@@ -415,22 +423,34 @@ def queue_restore(
     require_queue(state, name)
     client = state.client()
     restored = 0
+    refused: dict[str, str] = {}
     if restore_all:
-        while True:
-            page = client.call(inspect.page, name, TaskState.QUARANTINED, 0, admin.CHUNK)
+        while True:  # refused tasks stay quarantined: page past them
+            page = client.call(inspect.page, name, TaskState.QUARANTINED, len(refused), admin.CHUNK)
             ids = [t.id for t in page.tasks]
             if not ids:
                 break
             done = client.call(admin.restore, name, ids)
             restored += len(done)
-            if not done:
+            refused.update(done.refused)
+            if not done and not done.refused:
                 break
     else:
-        restored = len(client.call(admin.restore, name, list(task_ids)))
+        done = client.call(admin.restore, name, list(task_ids))
+        restored, refused = len(done), done.refused
     if as_json:
-        emit_json({"queue": name, "restored": restored})
+        emit_json({"queue": name, "restored": restored, "refused": refused})
     else:
-        click.echo(f"restored {restored} task(s) of queue {name}")
+        echo(f"restored {restored} task(s) of queue {name}" + refusal_line(refused))
+
+
+def refusal_line(refused: dict[str, str]) -> str:
+    """'; refused 2: ID (reason), ...' on the same line, or '' when nothing was refused."""
+    if not refused:
+        return ""
+    shown = ", ".join(f"{i} ({why})" for i, why in list(refused.items())[:3])
+    more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+    return f"; refused {len(refused)}: {shown}{more}"
 
 
 # ------------------------------------------------------------------------------ worker
@@ -461,7 +481,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
         emit_json([worker_json(w) for w in workers])
         return
     if not workers:
-        click.echo("no workers registered")
+        echo("no workers registered")
         return
     rows = [
         [
@@ -474,7 +494,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
         ]
         for w in workers
     ]
-    click.echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS"], rows))
+    echo(render_table(["WORKER", "QUEUES", "BUSY", "BEAT", "UP", "STATUS"], rows))
 
 
 # ------------------------------------------------------------------------------ task
@@ -482,7 +502,7 @@ def worker_list(state: CliState, as_json: bool) -> None:
 
 @cli.group()
 def task() -> None:
-    """Inspect, cancel or retry one task."""
+    """Inspect, cancel or retry one task; list the declared task types."""
 
 
 def require_task(state: CliState, task_id: str) -> TaskInfo:
@@ -510,7 +530,7 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         ("queue", info.queue),
         ("state", str(info.state) + ("  (cancel requested)" if info.cancel_requested else "")),
         ("attempts", f"{info.attempts} of {info.max_retry + 1}"),
-        ("priority", str(info.priority)),
+        ("priority", f"{info.priority} (0..100, 0 runs first)"),
         ("timeout", f"{info.timeout:g}s"),
         ("enqueued", fmt_ms(info.enqueued_at_ms)),
         ("due", fmt_ms(info.due_at_ms)),
@@ -535,14 +555,77 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
     if info.last_error:
         lines.append(("error", info.last_error))
     for label, value in lines:
-        click.echo(f"{label:<11} {value}")
+        echo(f"{label:<11} {value}")
     if info.traceback:
-        click.echo("traceback:")
-        click.echo(info.traceback.rstrip())
+        echo("traceback:")
+        echo(info.traceback.rstrip())
     if info.history:
-        click.echo("history (newest first):")
+        echo("history (newest first):")
         for entry in info.history:
-            click.echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
+            echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
+
+
+def type_json(info: TypeInfo) -> dict[str, Any]:
+    return {
+        **asdict(info.declaration),
+        "digest": info.declaration.digest,
+        "served_by": list(info.served_by),
+        "handlers_elsewhere": list(info.handlers_elsewhere),
+        "other_versions": list(info.other_versions),
+    }
+
+
+@task.command("types")
+@json_option
+@pass_state
+def task_types(state: CliState, as_json: bool) -> None:
+    """Task types the running apps declare (queue, priority 0..100 with 0 first, retries,
+    timeout) and the live workers that serve each. Workers publish them when they start."""
+    from engine.declarations import list_types
+
+    client = state.client()
+    types = client.run(list_types(client.settings.keyspace))
+    if as_json:
+        emit_json([type_json(t) for t in types])
+        return
+    if not types:
+        click.echo(
+            "no task types declared: start a worker (rediq-worker --app ...) to publish its registry's"
+        )
+        return
+    rows = []
+    for t in types:
+        d = t.declaration
+        served = f"{len(t.served_by)} worker(s)" if t.served_by else "NONE"
+        if t.handlers_elsewhere:
+            served += f", {len(t.handlers_elsewhere)} not on its queue"
+        if t.other_versions:
+            served += f", {len(t.other_versions)} other version"
+        unique = f"{d.unique_ttl:g}s" if d.unique_ttl is not None else "-"
+        rows.append(
+            [d.task_type, d.queue, str(d.priority), str(d.max_retry), f"{d.timeout:g}s", unique, served]
+        )
+    click.echo(
+        render_table(["TYPE", "QUEUE", "PRI", "RETRY", "TIMEOUT", "UNIQUE", "SERVED BY"], rows, flex=6)
+    )
+    click.echo("PRI: 0..100, 0 runs first")
+
+
+@task.command("forget")
+@click.argument("task_types", metavar="TYPE...", nargs=-1, required=True)
+@json_option
+@pass_state
+def task_forget(state: CliState, task_types: tuple[str, ...], as_json: bool) -> None:
+    """Drop the published declarations of types no app has any more (producers without a
+    registry then treat them as undeclared); a worker that has one publishes it again at start."""
+    from engine.declarations import forget
+
+    client = state.client()
+    removed = client.run(forget(client.settings.keyspace, list(task_types)))
+    if as_json:
+        emit_json({"forgotten": removed})
+    else:
+        click.echo(f"{removed} declaration(s) forgotten")
 
 
 @task.command("why")
@@ -566,9 +649,9 @@ def task_why(state: CliState, task_id: str, as_json: bool) -> None:
         )
         return
     verdict = "blocked" if explanation.blocked else "not blocked"
-    click.echo(f"task {explanation.task_id} in {explanation.queue}: {explanation.state}, {verdict}")
+    echo(f"task {explanation.task_id} in {explanation.queue}: {explanation.state}, {verdict}")
     for reason in explanation.reasons:
-        click.echo(f"  - {reason}")
+        echo(f"  - {reason}")
 
 
 @task.command("cancel")
@@ -582,11 +665,11 @@ def task_cancel(state: CliState, task_id: str, as_json: bool) -> None:
     if as_json:
         emit_json({"id": task_id, "queue": info.queue, "result": result})
     elif result == "cancelled":
-        click.echo(f"task {task_id} cancelled")
+        echo(f"task {task_id} cancelled")
     elif result == "requested":
-        click.echo(f"task {task_id} is running; cancellation requested")
+        echo(f"task {task_id} is running; cancellation requested")
     else:
-        click.echo(f"task {task_id} already finished ({result.removeprefix('final:')}); nothing to cancel")
+        echo(f"task {task_id} already finished ({result.removeprefix('final:')}); nothing to cancel")
 
 
 @task.command("retry")
@@ -597,6 +680,11 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
     """Put a dead, retrying, scheduled, waiting or finished task back to pending now."""
     info = require_task(state, task_id)
     moved = state.client().call(admin.requeue, info.queue, [task_id])
+    if task_id in moved.refused:
+        raise InvalidTask(
+            f"task {task_id} was not requeued: {moved.refused[task_id]}",
+            fix="Cancel or finish the task holding the key first, then retry this one",
+        )
     if not moved:
         raise InvalidTask(
             f"task {task_id} is {info.state}; it cannot be retried now",
@@ -605,7 +693,79 @@ def task_retry(state: CliState, task_id: str, as_json: bool) -> None:
     if as_json:
         emit_json({"id": task_id, "queue": info.queue, "previous_state": str(info.state), "state": "pending"})
     else:
-        click.echo(f"task {task_id} requeued (was {info.state})")
+        echo(f"task {task_id} requeued (was {info.state})")
+
+
+# ------------------------------------------------------------------------------ cron
+
+
+@cli.group()
+def cron() -> None:
+    """List, pause, resume or remove cron entries (declared in code with ``registry.cron``)."""
+
+
+@cron.command("list")
+@json_option
+@pass_state
+def cron_list(state: CliState, as_json: bool) -> None:
+    """Cron entries, their next fire, last run and status (paused, orphaned)."""
+    entries = state.client().call(inspect.cron_entries)
+    if as_json:
+        echo(inspect.dump_json(entries))
+        return
+    if not entries:
+        echo("no cron entries")
+        return
+    rows = [
+        [
+            e.name,
+            e.expression + ("" if e.timezone == "UTC" else f" {e.timezone}"),
+            e.task_type,
+            fmt_ms(e.next_fire_ms),
+            f"{e.last_state or '-'}",
+            "orphaned" if e.orphaned else "paused" if e.paused else "active",
+        ]
+        for e in entries
+    ]
+    echo(render_table(["NAME", "SCHEDULE", "TYPE", "NEXT", "LAST", "STATUS"], rows))
+    if any(e.orphaned for e in entries):
+        echo("orphaned: declared by no live worker for longer than its interval; `rediq cron remove NAME`")
+
+
+def _cron_name(state: CliState, name: str) -> None:
+    names = [e.name for e in state.client().call(inspect.cron_entries)]
+    if name not in names:
+        raise InvalidCron(f"no cron entry named {name!r}", fix="List entries with `rediq cron list`")
+
+
+@cron.command("pause")
+@click.argument("name")
+@pass_state
+def cron_pause(state: CliState, name: str) -> None:
+    """Stop NAME firing until resumed."""
+    _cron_name(state, name)
+    state.client().call(admin.set_cron_paused, name, True)
+    echo(f"cron entry {name} paused")
+
+
+@cron.command("resume")
+@click.argument("name")
+@pass_state
+def cron_resume(state: CliState, name: str) -> None:
+    """Let a paused NAME fire again (from its next tick; missed ticks are not fired)."""
+    _cron_name(state, name)
+    state.client().call(admin.set_cron_paused, name, False)
+    echo(f"cron entry {name} resumed")
+
+
+@cron.command("remove")
+@click.argument("name")
+@pass_state
+def cron_remove(state: CliState, name: str) -> None:
+    """Delete NAME (a worker whose code still declares it stores it again)."""
+    _cron_name(state, name)
+    state.client().call(admin.remove_cron, name)
+    echo(f"cron entry {name} removed")
 
 
 # ------------------------------------------------------------------------------ dead
@@ -658,11 +818,12 @@ def dead_requeue(
         return cutoff_ms is None or (t.finished_at_ms or t.enqueued_at_ms) >= cutoff_ms
 
     where = None if requeue_all else chosen
-    count = state.client().call(admin.requeue_all, name, TaskState.DEAD, where)
+    refused: dict[str, str] = {}
+    count = state.client().call(admin.requeue_all, name, TaskState.DEAD, where, refused)
     if as_json:
-        emit_json({"queue": name, "requeued": count})
+        emit_json({"queue": name, "requeued": count, "refused": refused})
     else:
-        click.echo(f"requeued {count} dead task(s) of queue {name}")
+        echo(f"requeued {count} dead task(s) of queue {name}" + refusal_line(refused))
 
 
 # ------------------------------------------------------------------------------ doctor, audit
@@ -675,6 +836,7 @@ def dead_requeue(
 def doctor_command(state: CliState, repair: bool, as_json: bool) -> None:
     """Find state no normal transition leaves behind (and fix it with --repair)."""
     findings = state.client().call(doctor.examine, repair)
+    findings += doctor.examine_library(state.client().backend, repair)
     if as_json:
         emit_json(
             {
@@ -693,15 +855,15 @@ def doctor_command(state: CliState, repair: bool, as_json: bool) -> None:
         )
         return
     if not findings:
-        click.echo("no problems found")
+        echo("no problems found")
         return
     rows = [
         [f.kind, f.queue or "-", one_line(f.item, 34), "yes" if f.repaired else "no", f.detail]
         for f in findings
     ]
-    click.echo(render_table(["PROBLEM", "QUEUE", "ITEM", "FIXED", "DETAIL"], rows, flex=4))
+    echo(render_table(["PROBLEM", "QUEUE", "ITEM", "FIXED", "DETAIL"], rows, flex=4))
     if not repair:
-        click.echo(f"\n{len(findings)} problem(s); run `rediq doctor --repair` to fix them")
+        echo(f"\n{len(findings)} problem(s); run `rediq doctor --repair` to fix them")
 
 
 @cli.command("audit")
@@ -727,10 +889,10 @@ def audit_command(state: CliState, limit: int, as_json: bool) -> None:
         )
         return
     if not entries:
-        click.echo("no operator actions recorded")
+        echo("no operator actions recorded")
         return
     rows = [[fmt_ms(e.at_ms)[:19], e.action, e.queue or "-", str(e.count), e.actor] for e in entries]
-    click.echo(render_table(["AT (UTC)", "ACTION", "QUEUE", "COUNT", "ACTOR"], rows, flex=4))
+    echo(render_table(["AT (UTC)", "ACTION", "QUEUE", "COUNT", "ACTOR"], rows, flex=4))
 
 
 # ------------------------------------------------------------------------------ dash
@@ -790,10 +952,10 @@ def config_show(state: CliState, as_json: bool) -> None:
         [k, "" if v is None else json.dumps(v) if not isinstance(v, str) else v, sources[k]]
         for k, v in values.items()
     ]
-    click.echo(render_table(["SETTING", "VALUE", "SOURCE"], rows, flex=1))
-    click.echo(f"\nconfig file: {config_file_path()}")
+    echo(render_table(["SETTING", "VALUE", "SOURCE"], rows, flex=1))
+    echo(f"\nconfig file: {config_file_path()}")
     if not effective.redis_url:
-        click.echo("redis_url unset: the embedded Valkey server is used (`rediq server status`)")
+        echo("redis_url unset: the embedded Valkey server is used (`rediq server status`)")
 
 
 # ------------------------------------------------------------------------------ server
@@ -823,11 +985,11 @@ def server_status(as_json: bool) -> None:
         emit_json(server_json(status))
         return
     if status.running:
-        click.echo(f"running     pid {status.pid} at {status.url}")
+        echo(f"running     pid {status.pid} at {status.url}")
     else:
-        click.echo("stopped")
-    click.echo(f"data dir    {status.data_dir}")
-    click.echo(f"persisted   {'yes (AOF)' if status.aof else 'no data yet'}")
+        echo("stopped")
+    echo(f"data dir    {status.data_dir}")
+    echo(f"persisted   {'yes (AOF)' if status.aof else 'no data yet'}")
 
 
 @server.command("start")
@@ -839,7 +1001,7 @@ def server_start(as_json: bool) -> None:
     if as_json:
         emit_json(server_json(status))
     else:
-        click.echo(f"running     pid {status.pid} at {url}")
+        echo(f"running     pid {status.pid} at {url}")
 
 
 @server.command("stop")
@@ -850,9 +1012,38 @@ def server_stop(as_json: bool) -> None:
     if as_json:
         emit_json({"stopped": pid is not None, "pid": pid})
     elif pid is None:
-        click.echo("embedded server was not running")
+        echo("embedded server was not running")
     else:
-        click.echo(f"stopped embedded server (pid {pid})")
+        echo(f"stopped embedded server (pid {pid})")
+
+
+@server.command("install-functions")
+@click.option("--check", is_flag=True, help="Only report where the library is missing (exit 1 if anywhere).")
+@click.option(
+    "--prune", is_flag=True, help="Also delete other versions' libraries (once their workers are gone)."
+)
+@json_option
+@pass_state
+def server_install_functions(state: CliState, check: bool, prune: bool, as_json: bool) -> int:
+    """Load this version's Lua function library on every primary (needs FUNCTION LOAD).
+
+    Run it once per rediq version as an admin user: workers under docs/acl/worker.acl may
+    call the functions (FCALL) but not load them."""
+    backend = state.client().backend
+    statuses = backend.library_status() if check else backend.install_functions()
+    pruned = backend.prune_functions() if prune and not check else []
+    library = lua.library().name
+    if as_json:
+        nodes = [{"node": s.node, "present": s.present, "loaded": s.loaded} for s in statuses]
+        deleted = [{"node": node, "library": name} for node, name in pruned]
+        emit_json({"library": library, "nodes": nodes, "deleted": deleted})
+    else:
+        for s in statuses:
+            what = "loaded" if s.loaded else "present" if s.present else "MISSING"
+            echo(f"{library} {what} on {s.node}")
+        for node, name in pruned:
+            echo(f"{name} deleted on {node}")
+    return 0 if all(s.present for s in statuses) else 1
 
 
 # ------------------------------------------------------------------------------ worker run
@@ -900,11 +1091,10 @@ def worker_run(
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (then drain for --grace seconds)."""
     parent = ctx.find_object(CliState) or CliState()
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    # log lines carry Redis data (task ids, types, errors): shown with every control visible
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, log_level.upper()), handlers=[handler])
     config = load_config(
         redis_url=worker_redis_url or parent.redis_url,
         rediq_prefix=worker_prefix or parent.prefix,
@@ -997,6 +1187,15 @@ def one_line_usage(exc: click.UsageError) -> str:
     return f"usage error: {message}{hint}"
 
 
+_LINE_BREAKS = re.compile(r"[ \t\r\n]+")
+
+
+def _error_line(text: str) -> None:
+    """One stderr line; error texts quote Redis data (ids, names, server replies), so every
+    control in them is shown visibly."""
+    click.echo(visible(_LINE_BREAKS.sub(" ", text).strip(), 0), err=True)
+
+
 def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> int:
     """Run a click command; every failure becomes one stderr line and a distinct exit code."""
     import redis
@@ -1008,38 +1207,35 @@ def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> i
         )
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as exc:
-        click.echo(exc.format_message())
+        echo(exc.format_message())
         return 0
     except click.UsageError as exc:
-        click.echo(one_line_usage(exc), err=True)
+        _error_line(one_line_usage(exc))
         return EXIT_USAGE
     except click.Abort:
-        click.echo("aborted: nothing was changed", err=True)
+        _error_line("aborted: nothing was changed")
         return EXIT_ABORTED
     except click.ClickException as exc:
-        click.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        _error_line(f"error: {exc.format_message()}")
         return exc.exit_code if exc.exit_code not in (0, 1) else EXIT_INVALID
     except RediqError as exc:
-        click.echo(" ".join(str(exc).split()), err=True)
+        _error_line(str(exc))
         return exc.exit_code
     except ValidationError as exc:
-        click.echo(f"invalid value: {validation_message(exc)}", err=True)
+        _error_line(f"invalid value: {validation_message(exc)}")
         return EXIT_INVALID
     except redis.RedisError as exc:
-        click.echo(f"redis error: {' '.join(mask_url(str(exc)).split())}", err=True)
+        _error_line(f"redis error: {mask_url(str(exc))}")
         return EXIT_REDIS
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        _error_line("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless asked
         if debug:
             raise
-        click.echo(
-            f"internal error: {type(exc).__name__}: {one_line(str(exc))} (set REDIQ_DEBUG=1 for a traceback)",
-            err=True,
-        )
+        _error_line(f"internal error: {type(exc).__name__}: {exc} (set REDIQ_DEBUG=1 for a traceback)")
         return EXIT_INTERNAL
 
 

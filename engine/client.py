@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
-from engine import ops
+from engine import admin, ops, results
 from engine.backend import AsyncBackend, Op, SyncBackend, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
+from engine.declarations import Declarations
 from engine.errors import InvalidTask
 from engine.ops import EnqueueResult, Settings
 from engine.task import Task, TaskInfo
+
+if TYPE_CHECKING:
+    from engine.registry import Registry
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,7 +51,9 @@ def validation_message(exc: ValidationError) -> str:
 def _enqueue_op(
     client: Client | AsyncClient, tasks: Sequence[Task], durable: bool | int
 ) -> Op[list[EnqueueResult]]:
-    op = ops.enqueue_many(client.settings, tasks)
+    op = ops.enqueue_many(
+        client.settings, tasks, client.declarations, bind=client, hooks=client.enqueue_hooks
+    )
     if not durable:
         return op
     if client.target is not None and client.target.mode == "cluster":
@@ -56,6 +62,13 @@ def _enqueue_op(
             fix="Use it with a single primary or Sentinel, or rely on min-replicas-to-write",
         )
     return ops.durable(op, replicas=1 if durable is True else int(durable))
+
+
+def _declarations(settings: Settings, registry: Registry | None, strict: bool | None) -> Declarations:
+    return Declarations(
+        local=registry.declarations() if registry is not None else {},
+        strict=settings.strict_types if strict is None else strict,
+    )
 
 
 def _target(url: str | RedisTarget | None) -> RedisTarget:
@@ -70,10 +83,23 @@ def _target(url: str | RedisTarget | None) -> RedisTarget:
 
 class Client:
     """Synchronous producer and reader. ``Client("redis://localhost:6379/0")``; with no URL it
-    uses ``REDIS_URL`` or the embedded server."""
+    uses ``REDIS_URL`` or the embedded server.
+
+    Every enqueue applies the task type's declaration (queue, priority, retries, timeout,
+    uniqueness; explicit options win): from ``registry`` when given, else as published by the
+    workers that run it. ``strict=True`` refuses types declared nowhere (default: warn once
+    per type and use the given or default queue). ``before_enqueue`` hooks (after the
+    registry's ``@registry.before_enqueue`` ones) see each task last: see ``ops.EnqueueHook``."""
 
     def __init__(
-        self, url: str | RedisTarget | None = None, *, settings: Settings | None = None, redis: Any = None
+        self,
+        url: str | RedisTarget | None = None,
+        *,
+        settings: Settings | None = None,
+        redis: Any = None,
+        registry: Registry | None = None,
+        strict: bool | None = None,
+        before_enqueue: Sequence[ops.EnqueueHook] = (),
     ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
@@ -81,13 +107,43 @@ class Client:
             redis = self.target.sync()  # type: ignore[union-attr]
             use_hiredis_packer(redis)
         self.backend = SyncBackend(redis)
+        self.declarations = _declarations(self.settings, registry, strict)
+        self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
+        if registry is not None and registry.client is None:
+            registry.client = self  # the registry's typed handles enqueue through this client
 
     def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
     ) -> EnqueueResult:
         """Enqueue one task. ``durable=True`` (or a replica count) also waits until replicas have
-        it and raises ``ConnectionFailed`` if they do not (retrying is safe)."""
+        it and raises ``ConnectionFailed`` if they do not (retrying is safe). ``priority`` is
+        0..100 and 0 runs first."""
         return self.backend.run(_enqueue_op(self, [build_task(task, payload, **options)], durable))[0]
+
+    def result(self, task_id: str, queue: str | None = None, *, timeout: float | None = None) -> Any:
+        """Wait until the task is final and return its result; raises ``TaskDead``,
+        ``TaskCancelled`` (both ``TaskFailed``, with ``.info``) or ``ResultTimeout``. Woken by
+        the queue's events, not by polling."""
+        return results.wait_sync(self, task_id, queue, timeout)
+
+    def enqueue_and_wait(
+        self, task: Task | str, payload: Any = None, *, timeout: float | None = None, **options: Any
+    ) -> Any:
+        """Enqueue, then wait for the result (an RPC-style call). On ``ResultTimeout`` the task
+        still runs; ``.wait()`` on a re-enqueue with the same ``id`` picks it up again."""
+        return self.enqueue(task, payload, **options).wait(timeout=timeout)
+
+    def pause(self, queue: str) -> bool:
+        """Stop workers taking tasks from ``queue`` (it keeps accepting them); True if it changed."""
+        return self.backend.run(admin.pause(self.settings, queue))
+
+    def resume(self, queue: str) -> bool:
+        return self.backend.run(admin.resume(self.settings, queue))
+
+    def requeue(self, task_id: str, queue: str | None = None) -> bool:
+        """Run a dead, retrying, scheduled, cancelled or completed task again now."""
+        info = self.backend.run(ops.require_task(self.settings, task_id, queue))
+        return bool(self.backend.run(admin.requeue(self.settings, info.queue, [task_id])))
 
     def enqueue_many(self, tasks: Sequence[Task], *, durable: bool | int = False) -> list[EnqueueResult]:
         return self.backend.run(_enqueue_op(self, tasks, durable)) if tasks else []
@@ -122,7 +178,14 @@ class AsyncClient:
     """The asyncio twin of ``Client``."""
 
     def __init__(
-        self, url: str | RedisTarget | None = None, *, settings: Settings | None = None, redis: Any = None
+        self,
+        url: str | RedisTarget | None = None,
+        *,
+        settings: Settings | None = None,
+        redis: Any = None,
+        registry: Registry | None = None,
+        strict: bool | None = None,
+        before_enqueue: Sequence[ops.EnqueueHook] = (),
     ) -> None:
         self.settings = settings or Settings()
         self.target = _target(url) if redis is None else None
@@ -130,12 +193,45 @@ class AsyncClient:
             redis = self.target.aio()  # type: ignore[union-attr]
             use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
+        self.declarations = _declarations(self.settings, registry, strict)
+        self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
 
     async def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
     ) -> EnqueueResult:
+        """See ``Client.enqueue``."""
         op = _enqueue_op(self, [build_task(task, payload, **options)], durable)
         return (await self.backend.run(op))[0]
+
+    async def result(
+        self,
+        task_id: str,
+        queue: str | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - as Client.result: raises ResultTimeout
+    ) -> Any:
+        """See ``Client.result``."""
+        return await results.wait_async(self, task_id, queue, timeout)
+
+    async def enqueue_and_wait(
+        self,
+        task: Task | str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - as Client.enqueue_and_wait
+        **options: Any,
+    ) -> Any:
+        return await (await self.enqueue(task, payload, **options)).wait_async(timeout=timeout)
+
+    async def pause(self, queue: str) -> bool:
+        return await self.backend.run(admin.pause(self.settings, queue))
+
+    async def resume(self, queue: str) -> bool:
+        return await self.backend.run(admin.resume(self.settings, queue))
+
+    async def requeue(self, task_id: str, queue: str | None = None) -> bool:
+        info = await self.backend.run(ops.require_task(self.settings, task_id, queue))
+        return bool(await self.backend.run(admin.requeue(self.settings, info.queue, [task_id])))
 
     async def enqueue_many(
         self, tasks: Sequence[Task], *, durable: bool | int = False

@@ -38,6 +38,10 @@ from engine.ops import DEFAULT_MAX_PAYLOAD, Settings
 CONFIG_FILE_ENV = "REDIQ_CONFIG"
 DOTENV_FILE = ".env"
 SOURCES = ("flag", "env", ".env", "file", "default")
+MIN_LEASE_S = 1.0
+MIN_RETENTION_S = 1.0
+MAX_SECONDS = 10 * 365 * 86400.0
+"""Ten years: the largest duration any setting takes (Redis TTLs are kept well in range)."""
 
 
 def config_file_path() -> Path:
@@ -112,17 +116,35 @@ class RediqConfig(BaseSettings):
             raise ValueError(f"worker_concurrency must be 1..10000, got {value}")
         return value
 
-    @field_validator(
-        "worker_lease_s",
-        "worker_grace_s",
-        "rediq_retention_s",
-        "rediq_dead_retention_s",
-        "rediq_quarantine_s",
-    )
+    @field_validator("worker_grace_s")
     @classmethod
     def _non_negative(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"must be >= 0, got {value}")
+        if not 0 <= value <= MAX_SECONDS:
+            raise ValueError(f"must be 0..{MAX_SECONDS:.0f} seconds, got {value}")
+        return value
+
+    @field_validator("worker_lease_s")
+    @classmethod
+    def _lease(cls, value: float) -> float:
+        # a lease shorter than a round trip plus a heartbeat expires before the worker can
+        # renew it: every task would be recovered and charged without its handler running
+        if not MIN_LEASE_S <= value <= MAX_SECONDS:
+            raise ValueError(
+                f"must be {MIN_LEASE_S:.0f}..{MAX_SECONDS:.0f} seconds, got {value} "
+                f"(the worker heartbeats every lease/3; use --lease 30 unless tasks must recover sooner)"
+            )
+        return value
+
+    @field_validator("rediq_retention_s", "rediq_dead_retention_s", "rediq_quarantine_s")
+    @classmethod
+    def _retention(cls, value: float) -> float:
+        # 0 is refused rather than meaning "forever" or "at once": the scripts treat a TTL of
+        # 0 as "no TTL", so it used to keep finished hashes forever
+        if not MIN_RETENTION_S <= value <= MAX_SECONDS:
+            raise ValueError(
+                f"must be {MIN_RETENTION_S:.0f}..{MAX_SECONDS:.0f} seconds, got {value} "
+                "(finished tasks expire after it; 0 is not 'forever')"
+            )
         return value
 
     @field_validator("metrics_port")
@@ -177,6 +199,11 @@ class RediqConfig(BaseSettings):
             events=self.rediq_events,
             quarantine_s=self.rediq_quarantine_s,
         )
+
+    def __repr_args__(self) -> Any:
+        # reprs and str() end up in logs and tracebacks: never with a password in them
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "redis_url" and isinstance(value, str) else value
 
     def display_values(self) -> dict[str, Any]:
         """Every setting, with passwords in URLs masked, safe to print."""

@@ -148,9 +148,8 @@ class RedisTarget:
         )
         if self.mode == "cluster":
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
-            from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-            return AsyncRedisCluster(
+            return _async_cluster_class()(
                 startup_nodes=[AsyncClusterNode(h, p) for h, p in self.hosts],
                 username=self.username,
                 password=self.password,
@@ -221,26 +220,34 @@ def _async_retry_class() -> type[Any]:
     return AsyncNoHopelessRetry
 
 
+_SCRIPT_COMMANDS = ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO")
+
+
 def _script_keys(args: tuple[Any, ...]) -> list[Any] | None:
-    """The keys of an EVAL/EVALSHA command line (``EVALSHA sha numkeys key… arg…``)."""
-    if len(args) > 2 and str(args[0]).upper() in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"):
+    """The keys of a script or function call (``EVALSHA sha numkeys key… arg…``, ``FCALL
+    function numkeys key… arg…``), read from the command line; None for any other command."""
+    if len(args) > 2 and str(args[0]).upper() in _SCRIPT_COMMANDS:
         return list(args[3 : 3 + int(args[2])])
     return None
 
 
 @cache
 def _cluster_class() -> type[Any]:
-    """``RedisCluster`` whose pipelines route EVALSHA by its declared keys.
+    """``RedisCluster`` that routes EVALSHA and FCALL by their declared keys.
 
     redis-py's sync cluster pipeline finds a script's keys with ``COMMAND GETKEYS`` sent to the
-    client's *default node* (its non-pipelined path special-cases EVAL/EVALSHA; the pipeline does
-    not). That costs a round trip per script call, and once the default node dies every
-    pipelined script call fails with "connection refused" even after a replica took over —
-    the client never recovers. Reading the keys from the command line fixes both.
+    client's *default node* (its non-pipelined path special-cases EVAL/EVALSHA, not FCALL). That
+    costs a round trip per call, and once the default node dies every pipelined script call
+    fails with "connection refused" even after a replica took over — the client never
+    recovers. Reading the keys from the command line fixes both.
     """
     from redis.cluster import RedisCluster
 
     class ScriptAwareCluster(RedisCluster):
+        def _get_command_keys(self, *args: Any) -> Any:
+            keys = _script_keys(args)
+            return keys if keys is not None else super()._get_command_keys(*args)
+
         def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
             pipe = super().pipeline(transaction, shard_hint)
             generic = pipe._get_command_keys
@@ -253,6 +260,24 @@ def _cluster_class() -> type[Any]:
             return pipe
 
     return ScriptAwareCluster
+
+
+@cache
+def _async_cluster_class() -> type[Any]:
+    """asyncio ``RedisCluster`` that routes FCALL by its declared keys: redis-py asks the
+    server (``COMMAND GETKEYS``, a round trip) for every FCALL, piped or not."""
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+    class ScriptAwareAsyncCluster(AsyncRedisCluster):
+        async def _determine_slot(self, command: str, *args: Any) -> int:
+            keys = _script_keys((command, *args))
+            if keys:
+                slots = {self.keyslot(key) for key in keys}
+                if len(slots) == 1:
+                    return slots.pop()
+            return await super()._determine_slot(command, *args)
+
+    return ScriptAwareAsyncCluster
 
 
 def mask_url(url: str) -> str:

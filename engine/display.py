@@ -12,6 +12,7 @@ terminal and two different names never look alike (``lnk\\x1b[0m`` reads ``lnkâ
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -60,6 +61,8 @@ def cap(text: str, limit: int, hidden: int = 0) -> str:
         note = f"{ELLIPSIS}(+{len(text) - keep + hidden:,} chars)"
         if keep + len(note) <= limit:
             return text[:keep] + note
+        if len(note) >= limit:  # a count too long to fit at all
+            return text[: limit - 1] + ELLIPSIS
         keep = max(1, limit - len(note))
 
 
@@ -81,4 +84,12 @@ def visible(value: Any, limit: int = DEFAULT_LIMIT, *, multiline: bool = False) 
     return cap(text, limit, hidden)
 
 
-__all__ = ["DEFAULT_LIMIT", "ELLIPSIS", "cap", "to_str", "visible"]
+class SafeFormatter(logging.Formatter):
+    """A log formatter whose lines show Redis data (task ids, types, errors, queue names) the
+    way the CLI does: every control visible, tracebacks keeping their newlines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record), 0, multiline=True)
+
+
+__all__ = ["DEFAULT_LIMIT", "ELLIPSIS", "SafeFormatter", "cap", "to_str", "visible"]

@@ -6,15 +6,24 @@ tasks; failure-group members that are no longer failing; per-minute counters wit
 a sequence counter behind the tasks it numbered. Globally: workers registered but long dead.
 
 Unlike the rest of the engine the doctor SCANs (for hashes no index knows about), so it needs
-a Redis user allowed to SCAN. Every repair is idempotent: a second ``--repair`` finds nothing.
+a Redis user allowed to SCAN.
+
+Safe on a live queue: findings come from a snapshot read over many round trips, which workers
+overtake, so every repair is one script (``doctor_place.lua``, ``doctor_fix.lua``, or the
+engine's own ``dequeue``/``dep_resolve``) that re-checks its condition when it runs and does
+nothing when it no longer holds; a finding whose repair found nothing to do is dropped from the
+report. Repairs converge in one pass (placement runs before lease recovery, so a task placed
+in ``active`` without a live lease is recovered in the same run): a second ``--repair`` finds
+nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine import ops
-from engine.backend import Batch, Call, Op, cmd
+from engine import lua, ops
+from engine.backend import Batch, Call, Op, SyncBackend, cmd, script_call
+from engine.errors import FunctionsMissing
 from engine.ops import Settings
 from engine.task import TaskState
 
@@ -22,6 +31,7 @@ SCAN_COUNT = 500
 STATE_SETS = tuple(str(s) for s in TaskState)
 FINISHED = ("completed", "dead", "cancelled", "quarantined")
 DEAD_WORKER_S = 300
+STATS_TTL_S = 90000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +80,40 @@ def examine(settings: Settings, repair: bool = False) -> Op[list[Finding]]:
         alive = yield cmd("EXISTS", ks.worker(worker_id))
         if age_s > DEAD_WORKER_S or not alive:
             if repair:
-                yield Batch([cmd("ZREM", ks.workers, worker_id), cmd("DEL", ks.worker(worker_id))])
+                # gone only if it has not beaten since: the long-dead cutoff, or (its hash
+                # expired) the beat this snapshot saw
+                cutoff = now - DEAD_WORKER_S * 1000 if age_s > DEAD_WORKER_S else int(float(beat))
+                done = yield _fix(ks.workers, "worker", cutoff, worker_id)
+                if not done:
+                    continue
+                yield _fix(ks.worker(worker_id), "worker_hash", cutoff)
             findings.append(
                 Finding("dead_worker", "", worker_id, f"last heartbeat {age_s:.0f} s ago", repair)
             )
     return findings
+
+
+def _fix(key: str, kind: str, *args: object) -> Call:
+    return script_call("doctor_fix", [key], [kind, *args])
+
+
+PLACE_ORDER = (
+    "pending",
+    "active",
+    "scheduled",
+    "waiting",
+    "retry",
+    "completed",
+    "dead",
+    "cancelled",
+    "quarantined",
+)
+"""The state sets in the order ``doctor_place.lua`` takes them as KEYS."""
+
+
+def _state_keys(settings: Settings, queue: str) -> list[str]:
+    qk = settings.keyspace.queue(queue)
+    return [qk.state_key(state) for state in PLACE_ORDER]
 
 
 def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op[list[Finding]]:
@@ -89,54 +128,38 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
     ids = list(members)
     hashes = (yield Batch([cmd("HMGET", qk.task(i), "state", "priority", "seq") for i in ids])) if ids else []
     info = dict(zip(ids, hashes, strict=True))
+    misplaced: dict[str, Finding] = {}
     for task_id, state in members.items():
-        stored_state, priority, _ = info[task_id]
+        stored_state = info[task_id][0]
         if stored_state is None and state not in FINISHED:
-            if repair:
-                yield cmd("ZREM", qk.state_key(state), task_id)
-            out.append(
-                Finding("entry_without_hash", queue, task_id, f"in {state} but its hash is gone", repair)
+            misplaced[task_id] = Finding(
+                "entry_without_hash", queue, task_id, f"in {state} but its hash is gone", repair
             )
         elif stored_state is not None and stored_state != state:
-            if repair:
-                yield Batch(
-                    [
-                        cmd("ZREM", qk.state_key(state), task_id),
-                        *_place(settings, queue, task_id, stored_state),
-                    ]
-                )
-            out.append(
-                Finding("state_mismatch", queue, task_id, f"in {state} set, hash says {stored_state}", repair)
+            misplaced[task_id] = Finding(
+                "state_mismatch", queue, task_id, f"in {state} set, hash says {stored_state}", repair
             )
-    # 2. active tasks whose lease ran out and that nobody recovered (no worker polls the queue)
-    expired = yield cmd("ZRANGEBYSCORE", qk.active, "-inf", now - 1000)
-    if expired:
-        if repair:  # the dequeue script's recovery path, leasing nothing
-            yield ops.dequeue_call(settings, queue, 0, 1, "doctor", maintenance_limit=len(expired) + 10)
-        for task_id in expired:
-            out.append(
-                Finding("expired_lease", queue, task_id, "active, lease expired, not recovered", repair)
-            )
-    # 3. task hashes that belong to no state
+    # 2. task hashes that belong to no state
     task_keys = yield from _scan(_glob_escape(qk.base) + "t:*", qk.pending)
     orphans = [k[len(qk.base) + 2 :] for k in task_keys if k[len(qk.base) + 2 :] not in members]
     if orphans:
-        states = yield Batch([cmd("HMGET", qk.task(i), "state", "priority") for i in orphans])
-        for task_id, (stored_state, priority) in zip(orphans, states, strict=True):
-            if stored_state is None:
-                continue  # expired between SCAN and now
-            if repair:
-                yield Batch(_place(settings, queue, task_id, stored_state, ops._int(priority) or 50))
-            out.append(
-                Finding("hash_without_state", queue, task_id, f"hash says {stored_state}, in no set", repair)
-            )
-    # 4. unique locks held by finished or missing tasks
+        states = yield Batch([cmd("HGET", qk.task(i), "state") for i in orphans])
+        for task_id, stored_state in zip(orphans, states, strict=True):
+            if stored_state is not None:  # (None: expired between SCAN and now)
+                misplaced[task_id] = Finding(
+                    "hash_without_state", queue, task_id, f"hash says {stored_state}, in no set", repair
+                )
+    if misplaced and repair:
+        changed = yield from _place(settings, queue, list(misplaced))
+        misplaced = {i: f for i, f in misplaced.items() if i in changed}
+    out += misplaced.values()
+    # 3. unique locks held by finished or missing tasks
     for key in (yield from _scan(_glob_escape(qk.base) + "unique:*", qk.pending)):
         holder = yield cmd("GET", key)
         holder_state = (yield cmd("HGET", qk.task(holder), "state")) if holder else None
         if holder_state is None or holder_state in FINISHED:
-            if repair:
-                yield cmd("DEL", key)
+            if repair and not (yield _fix(key, "unique", qk.base)):
+                continue
             out.append(
                 Finding(
                     "stale_unique_lock",
@@ -146,43 +169,106 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
                     repair,
                 )
             )
-    # 5. failure-group members that no longer fail
+    # 4. failure-group members that no longer fail
     groups = yield cmd("HKEYS", qk.failures)
     for fp in groups:
         group_ids = yield cmd("ZRANGE", qk.fingerprint(fp), 0, -1)
         if not group_ids:
             continue
-        fps = yield Batch([cmd("HMGET", qk.task(i), "fp", "state") for i in group_ids])
-        for task_id, (task_fp, _) in zip(group_ids, fps, strict=True):
-            if task_fp != fp:
-                if repair:
-                    yield cmd("ZREM", qk.fingerprint(fp), task_id)
-                out.append(Finding("stale_group_member", queue, task_id, f"in failure group {fp}", repair))
-    # 6. counters: per-minute stats without TTL, and a sequence behind its tasks
+        fps = yield Batch([cmd("HGET", qk.task(i), "fp") for i in group_ids])
+        stale = [i for i, task_fp in zip(group_ids, fps, strict=True) if task_fp != fp]
+        if stale and repair and not (yield _fix(qk.fingerprint(fp), "group", qk.base, fp, *stale)):
+            continue
+        out += [Finding("stale_group_member", queue, i, f"in failure group {fp}", repair) for i in stale]
+    # 5. counters: per-minute stats without TTL, and a sequence behind its tasks
     for key in (yield from _scan(_glob_escape(qk.base) + "stats:*", qk.pending)):
         if (yield cmd("TTL", key)) == -1:
-            if repair:
-                yield cmd("EXPIRE", key, 90000)
+            if repair and not (yield _fix(key, "counter", STATS_TTL_S)):
+                continue
             out.append(Finding("counter_without_ttl", queue, key, "per-minute counter never expires", repair))
-    seqs = [int(h[2]) for h in hashes if h[2] and str(h[2]).isdigit()]
+    seqs = {i: int(h[2]) for i, h in info.items() if h[2] and str(h[2]).isdigit()}
     current = int((yield cmd("GET", qk.seq)) or 0)
-    if seqs and current < max(seqs):
-        if repair:
-            yield cmd("SET", qk.seq, max(seqs))
-        out.append(Finding("sequence_behind", queue, qk.seq, f"{current} < {max(seqs)} already used", repair))
+    if seqs and current < max(seqs.values()):
+        top = max(seqs, key=lambda i: seqs[i])
+        if not repair or (yield _fix(qk.seq, "seq", qk.base, top)):
+            out.append(
+                Finding("sequence_behind", queue, qk.seq, f"{current} < {seqs[top]} already used", repair)
+            )
+    # 6. waiting tasks whose dependency is gone (deleted or expired): nothing would ever tell them
+    out += yield from _orphaned_dependents(settings, queue, repair)
+    # 7. last, so that a task placed in active above without a live lease is recovered in this
+    # same pass: active tasks whose lease ran out and that nobody recovered (no worker polls)
+    expired = yield cmd("ZRANGEBYSCORE", qk.active, "-inf", now - 1000)
+    if expired:
+        if repair:  # the dequeue script's recovery path, leasing nothing; it re-checks each lease
+            yield ops.dequeue_call(settings, queue, 0, 1, "doctor", maintenance_limit=len(expired) + 10)
+        for task_id in expired:
+            out.append(
+                Finding("expired_lease", queue, task_id, "active, lease expired, not recovered", repair)
+            )
     return out
 
 
-def _place(settings: Settings, queue: str, task_id: str, state: str, priority: int = 50) -> list[Call]:
-    """Commands that put a task back into the structure its hash names."""
+def _place(settings: Settings, queue: str, ids: list[str]) -> Op[set[str]]:
+    """Put tasks where their hashes say they are (``doctor_place.lua``); returns the ids it
+    changed."""
     qk = settings.keyspace.queue(queue)
-    if state == "pending":  # ahead of newer tasks of its priority: it has waited longest
-        return [cmd("ZADD", qk.pending, priority * 2**40, task_id)]
-    if state == "active":  # lease it to nobody, expiring at once: recovery hands it out again
-        return [cmd("ZADD", qk.active, 0, task_id), cmd("HSET", qk.task(task_id), "lease", 0)]
-    if state in STATE_SETS:
-        return [cmd("ZADD", qk.state_key(state), 0, task_id)]
+    changed: set[str] = set()
+    for start in range(0, len(ids), 500):
+        reply = yield script_call(
+            "doctor_place", _state_keys(settings, queue), [qk.base, *ids[start : start + 500]]
+        )
+        changed.update(reply[0::2])
+    return changed
+
+
+def _orphaned_dependents(settings: Settings, queue: str, repair: bool) -> Op[list[Finding]]:
+    ks = settings.keyspace
+    qk = ks.queue(queue)
+    waiting = list((yield cmd("ZRANGE", qk.waiting, 0, -1)))
+    if not waiting:
+        return []
+    dep_sets = yield Batch([cmd("SMEMBERS", qk.deps(i)) for i in waiting])
+    pairs = [(task_id, ref) for task_id, refs in zip(waiting, dep_sets, strict=True) for ref in sorted(refs)]
+    if not pairs:
+        return []
+    exists = yield Batch(
+        [cmd("EXISTS", ks.queue(ref.partition("|")[0]).task(ref.partition("|")[2])) for _, ref in pairs]
+    )
+    gone = [(task_id, ref) for (task_id, ref), alive in zip(pairs, exists, strict=True) if not alive]
+    if not gone:
+        return []
+    if not repair:  # one already held under 'hold' was told: not a finding any more
+        reasons = yield Batch([cmd("HGET", qk.task(i), "reason") for i, _ in gone])
+        outcomes = [
+            "noop" if (why or "").startswith(f"dependency {ref} {ops.GONE};") else "found"
+            for (_, ref), why in zip(gone, reasons, strict=True)
+        ]
+    else:  # dep_resolve re-checks that the task still waits for it, and applies its policy
+        outcomes = yield Batch([ops.resolve_call(settings, queue, i, ref, ops.GONE) for i, ref in gone])
+        cancelled = [i for (i, _), o in zip(gone, outcomes, strict=True) if o == "cancelled"]
+        if cancelled:
+            yield from ops.flush_outbox(settings, queue, cancelled)
     return [
-        cmd("HSET", qk.task(task_id), "state", "dead", "error", f"doctor: unknown state {state!r}"),
-        cmd("ZADD", qk.dead, 0, task_id),
+        Finding("orphaned_dependent", queue, i, f"waits for {ref}, which is gone", repair)
+        for (i, ref), outcome in zip(gone, outcomes, strict=True)
+        if outcome != "noop"
     ]
+
+
+def examine_library(backend: SyncBackend, repair: bool = False) -> list[Finding]:
+    """This rediq version's function library on every primary (functions mode only): a primary
+    that lacks it (added later, or after ``FUNCTION FLUSH``) fails every call routed to it
+    under a user that may not load it. ``repair`` loads it where this user may."""
+    if backend.script_mode is not lua.ScriptMode.FUNCTIONS:
+        return []
+    missing = [s.node for s in backend.library_status() if not s.present]
+    repaired = False
+    detail = f"{lua.library().name} not loaded: run `rediq server install-functions` as an admin user"
+    if missing and repair:
+        try:
+            backend.install_functions()
+            repaired = True
+        except FunctionsMissing:
+            detail += " (this user may not FUNCTION LOAD)"
+    return [Finding("function_library_missing", "", node, detail, repaired) for node in missing]

@@ -263,9 +263,14 @@ def _last_log_line(directory: Path) -> str:
     return fatal[-1].split(" # ", 1)[-1].strip() if fatal else "no log"
 
 
-def ensure_server() -> str:
-    """The URL of the embedded server, starting it if it is not running."""
-    directory = data_dir()
+def ensure_server(directory: Path | None = None) -> str:
+    """The URL of the embedded server in ``directory`` (default: the data directory), starting
+    it if it is not running."""
+    if directory is None:
+        directory = data_dir()
+    else:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private(directory)
     with _locked(directory):
         running = _running(directory)
         if running is None:
@@ -289,10 +294,11 @@ def status() -> ServerStatus:
     return ServerStatus(True, str(directory), running[1], running[0], aof)
 
 
-def stop_server(timeout: float = STOP_TIMEOUT_S) -> int | None:
+def stop_server(timeout: float = STOP_TIMEOUT_S, directory: Path | None = None) -> int | None:
     """Stop the embedded server (the AOF is flushed on shutdown); returns its pid, or None when
     none was running."""
-    directory = data_dir()
+    if directory is None:
+        directory = data_dir()
     with _locked(directory):
         running = _running(directory)
         pid = running[0] if running else _read_pid(directory)

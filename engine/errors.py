@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RediqError(Exception):
     code = "E000"
@@ -130,3 +132,47 @@ class Retryable(Exception):
 
 class Permanent(Exception):
     """Raise from a handler when retrying cannot help: the task goes straight to dead."""
+
+
+class FunctionsMissing(RediqError):
+    """This rediq version's Lua function library is not on the server and this Redis user may
+    not load it (a worker's ACL has FCALL, not FUNCTION LOAD)."""
+
+    code = "E010"
+    exit_code = 9
+    fix = (
+        "Run `rediq server install-functions` as an admin user (one allowed FUNCTION LOAD), "
+        "or set REDIQ_SCRIPT_MODE=eval on servers without functions (weaker: see SECURITY.md)"
+    )
+
+
+class TaskFailed(RediqError):
+    """A task waited for (``Client.result``, ``EnqueueResult.wait``) ended without a result:
+    ``TaskDead`` or ``TaskCancelled``, or deleted by an operator. ``info`` holds the task as
+    stored (its ``last_error``, ``reason``, ``traceback``...)."""
+
+    code = "E014"
+    exit_code = 15
+    fix = "Read the error and history with `rediq task inspect ID`; requeue it once the cause is fixed"
+
+    def __init__(self, message: str, *, info: Any = None, fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.info = info
+
+
+class TaskDead(TaskFailed):
+    """The task is dead: its attempts are spent, or it raised ``Permanent``."""
+
+
+class TaskCancelled(TaskFailed):
+    """The task was cancelled (by request, or because a dependency failed)."""
+
+    fix = "See who cancelled it and why with `rediq task inspect ID`"
+
+
+class ResultTimeout(RediqError, TimeoutError):
+    """Waiting for a task's result took longer than the timeout; the task itself goes on."""
+
+    code = "E015"
+    exit_code = 16
+    fix = "Wait longer, or check why it has not run with `rediq task why ID`"

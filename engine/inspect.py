@@ -234,6 +234,10 @@ class CronEntryInfo:
     """The next five fire times (epoch ms)."""
     runs: tuple[CronRun, ...] = ()
     """The last runs, newest first, with the state of the task each created."""
+    orphaned: bool = False
+    """Declared by no live scheduler for longer than its interval: it no longer fires."""
+    declared_ms: int | None = None
+    """When a scheduler last declared it (its code still holds it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,6 +201,23 @@ class Keyspace:
         return f"{self.prefix}:audit"
 
     @property
+    def declarations(self) -> str:
+        """Hash of task type -> JSON declaration (queue, defaults) published by workers at
+        start, read by producers that have no registry (``engine.declarations``)."""
+        return f"{self.prefix}:types"
+
+    @property
+    def declarations_version(self) -> str:
+        """A random token set anew after every change of ``declarations``: producers re-read
+        the hash only when it moved."""
+        return f"{self.prefix}:types:version"
+
+    @property
+    def declared_by(self) -> str:
+        """Hash of worker id -> JSON {task type: declaration digest} of the handlers it has."""
+        return f"{self.prefix}:types:workers"
+
+    @property
     def events_pattern(self) -> str:
         return f"{self.prefix}:{{*}}:events"
 

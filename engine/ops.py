@@ -7,12 +7,14 @@ Pure argument building and reply parsing live here; ``Client``, ``AsyncClient``,
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from engine.backend import Batch, Call, Op, cmd, script_call
+from engine.declarations import Declarations
 from engine.errors import (
     ConnectionFailed,
     InvalidConfig,
@@ -32,6 +34,12 @@ ENQUEUE_WIDTH = 8
 # tasks per enqueue script call: big enough that a call's overhead is small, small enough that
 # a large batch streams in several calls and never holds Redis for long in one
 ENQUEUE_CHUNK = 250
+MAX_RETENTION_S = 10 * 365 * 86400.0
+DEPENDENCY_POLICIES = ("cancel", "hold")
+DEPENDENCY_FAILURE_ENV = "REDIQ_DEPENDENCY_FAILURE"
+FINISHED_FOR_DEPENDENTS = ("completed", "dead", "cancelled", "quarantined")
+"""Dependency states that resolve a dependent: completed releases it, the others (and a
+dependency that is gone) fail it under its stored policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +52,35 @@ class Settings:
     dead_retention_s: float = 30 * 86400.0
     """How long dead tasks are kept before Redis expires them."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
-    dependency_failure: str = "cancel"
-    """What a dead/cancelled dependency does to its dependents: 'cancel' them or 'hold' them."""
+    dependency_failure: str = field(default_factory=lambda: os.environ.get(DEPENDENCY_FAILURE_ENV, "cancel"))
+    """What a dead/cancelled/vanished dependency does to its dependents: 'cancel' them or 'hold'
+    them. Stored with each dependent at enqueue (a ``Task.dependency_failure`` overrides it), so
+    the enqueuing process decides. Default: ``$REDIQ_DEPENDENCY_FAILURE`` or 'cancel'."""
     events: bool = True
     """Publish state-transition events (the console listens to them)."""
     quarantine_s: float = 7 * 86400.0
     """How long deleted tasks stay restorable in quarantine."""
+    strict_types: bool = False
+    """Clients refuse to enqueue a task type declared nowhere (default: warn once per type)."""
 
     def __post_init__(self) -> None:
         try:
             validate_prefix(self.prefix)
         except ValueError as exc:
             raise InvalidConfig(str(exc)) from None
+        # the scripts take a TTL of 0 ms as "no TTL": a retention that rounds to 0 would keep
+        # finished hashes forever, so it is refused before anything is written
+        for name in ("retention_s", "dead_retention_s", "quarantine_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.001 <= value <= MAX_RETENTION_S):
+                raise InvalidConfig(
+                    f"{name}={value!r} is out of range: use 0.001..{MAX_RETENTION_S:.0f} seconds "
+                    "(finished tasks expire after it; 0 does not mean forever)"
+                )
+        if self.dependency_failure not in DEPENDENCY_POLICIES:
+            raise InvalidConfig(
+                f"dependency_failure={self.dependency_failure!r}: use one of {', '.join(DEPENDENCY_POLICIES)}"
+            )
 
     @property
     def keyspace(self) -> Keyspace:
@@ -71,6 +96,8 @@ class EnqueueResult(NamedTuple):
     state: str
     status: str
     """'new', 'exists' (same id already stored) or 'duplicate' (unique key held by ``id``)."""
+    client: Any = None
+    """The client that enqueued it, for ``wait``; not part of equality."""
 
     @property
     def created(self) -> bool:
@@ -79,6 +106,53 @@ class EnqueueResult(NamedTuple):
     @property
     def ref(self) -> str:
         return f"{self.queue}|{self.id}"
+
+    def __eq__(self, other: object) -> bool:
+        # equal as the 4-tuple it was before it carried its client
+        if isinstance(other, EnqueueResult):
+            return self[:4] == other[:4]
+        return isinstance(other, tuple) and self[:4] == other
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:4])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled (to another process) without the client, whose connections cannot travel
+        return (EnqueueResult, tuple(self[:4]))
+
+    def __repr__(self) -> str:
+        fields = f"id={self.id!r}, queue={self.queue!r}, state={self.state!r}, status={self.status!r}"
+        return f"EnqueueResult({fields})"
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the task is final and return its result (see ``Client.result``);
+        for a result of ``Client.enqueue``."""
+        from engine import results
+
+        return results.wait_sync(self._bound("wait"), self.id, self.queue, timeout)
+
+    async def wait_async(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - as wait()
+        """``wait`` for a result of ``AsyncClient.enqueue``."""
+        from engine import results
+
+        return await results.wait_async(self._bound("wait_async"), self.id, self.queue, timeout)
+
+    def _bound(self, method: str) -> Any:
+        from engine.client import AsyncClient
+
+        asynchronous = method == "wait_async"
+        if self.client is None or isinstance(self.client, AsyncClient) != asynchronous:
+            other = "wait_async" if method == "wait" else "wait"
+            raise InvalidTask(
+                f"EnqueueResult.{method} needs the {'AsyncClient' if asynchronous else 'Client'} that "
+                "enqueued the task",
+                fix=f"Use .{other}() for a task from {'a Client' if asynchronous else 'an AsyncClient'}, "
+                "or client.result(id, timeout=...)",
+            )
+        return self.client
 
 
 def channel(settings: Settings, qk: QueueKeys) -> str:
@@ -108,6 +182,7 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         extras["ut"] = int(task.unique_ttl * 1000)
     if deps:
         extras["d"] = json.dumps(deps)
+        extras["p"] = task.dependency_failure or settings.dependency_failure
     if task.metadata:
         extras["m"] = json.dumps(task.metadata)
     return [
@@ -120,6 +195,25 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         task.due_in_ms(),
         json.dumps(extras) if extras else "",
     ]
+
+
+EnqueueHook = Callable[[Task], "Task | None"]
+"""Runs on each task before it is enqueued (``Client(before_enqueue=...)``,
+``@registry.before_enqueue``): add tracing headers to ``metadata``, validate, refuse."""
+
+
+def _run_hooks(hooks: Sequence[EnqueueHook], task: Task) -> Task:
+    for hook in hooks:
+        changed = hook(task)
+        if changed is not None:
+            if not isinstance(changed, Task):
+                name = getattr(hook, "__name__", repr(hook))
+                raise InvalidTask(
+                    f"before-enqueue hook {name} returned {type(changed).__name__}, not a Task or None",
+                    fix="Return task.model_copy(update=...) to change it, None to keep it, raise to refuse",
+                )
+            task = changed
+    return task
 
 
 def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
@@ -144,10 +238,26 @@ def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
     return found
 
 
-def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueResult]]:
+def enqueue_many(
+    settings: Settings,
+    tasks: Sequence[Task],
+    declarations: Declarations | None = None,
+    *,
+    bind: Any = None,
+    hooks: Sequence[EnqueueHook] = (),
+) -> Op[list[EnqueueResult]]:
     """Enqueue tasks: one scripted call per queue, all in one round trip (plus dependency
-    registration for tasks that have dependencies)."""
+    registration for tasks that have dependencies). Each task takes its type's declaration
+    for the fields it did not set (``declarations``: a client's cache; None reads the
+    published ones afresh, one round trip), then passes through ``hooks`` in order (each
+    returns the task to enqueue, or None to keep it; an exception refuses the whole call
+    before anything is written). ``bind``: the client the results can ``wait`` on."""
     ks = settings.keyspace
+    if declarations is None:
+        declarations = Declarations(strict=settings.strict_types)
+    tasks = yield from declarations.resolve(ks, tasks)
+    if hooks:
+        tasks = [_run_hooks(hooks, task) for task in tasks]
     all_deps = [d for t in tasks for d in t.depends_on]
     dep_queue: dict[str, str] = {}
     if all_deps:
@@ -190,7 +300,7 @@ def enqueue_many(settings: Settings, tasks: Sequence[Task]) -> Op[list[EnqueueRe
     per_queue: dict[str, list[EnqueueResult]] = defaultdict(list)
     for queue, reply in zip(call_queues, replies[1:], strict=True):
         per_queue[queue].extend(
-            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i]) for i in range(0, len(reply), 3)
+            EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i], bind) for i in range(0, len(reply), 3)
         )
     if len(queues) == 1:
         ordered = per_queue[queues[0]]
@@ -251,13 +361,19 @@ def _register_dependencies(settings: Settings, items: list[tuple[str, str, list[
             )
             pairs.append((queue, task_id, ref))
     states = yield Batch(calls)
+    # a dependency already finished, deleted or expired resolves the dependent at once (a
+    # vanished one counts as failed): otherwise nothing would ever tell it
     resolves = [
-        resolve_call(settings, queue, task_id, ref, state)
+        resolve_call(settings, queue, task_id, ref, state or GONE)
         for (queue, task_id, ref), state in zip(pairs, states, strict=True)
-        if state in ("completed", "dead", "cancelled")
+        if not state or state in FINISHED_FOR_DEPENDENTS
     ]
     if resolves:
         yield Batch(resolves)
+
+
+GONE = "gone"
+"""The outcome a dependent is told when its dependency was deleted or expired."""
 
 
 def resolve_call(settings: Settings, queue: str, task_id: str, dep_ref: str, outcome: str) -> Call:
@@ -321,11 +437,11 @@ def flush_outbox(
     targets: list[tuple[str, str]] = []
     for n, task_id in enumerate(ids):
         state, dependents = replies[2 * n], replies[2 * n + 1]
-        if state not in ("completed", "dead", "cancelled"):
-            continue
+        if state and state not in FINISHED_FOR_DEPENDENTS:
+            continue  # requeued or restored since: it will finish again
         for ref in dependents:
             dq, _, dep_id = ref.partition("|")
-            resolves.append(resolve_call(settings, dq, dep_id, f"{queue}|{task_id}", state))
+            resolves.append(resolve_call(settings, dq, dep_id, f"{queue}|{task_id}", state or GONE))
             targets.append((dq, dep_id))
     outcomes = (yield Batch(resolves)) if resolves else []
     yield cmd("ZREM", qk.dep_outbox, *ids)
@@ -482,6 +598,19 @@ def require_task(settings: Settings, task_id: str, queue: str | None = None) -> 
 # ---------------------------------------------------------------------------------- actions
 
 
+class Moved(list[str]):
+    """The ids an action moved, in order (a list, so existing callers keep working), and
+    ``refused``: each id it left in place on purpose, with the reason."""
+
+    def __init__(self, ids: Iterable[str] = (), refused: dict[str, str] | None = None) -> None:
+        super().__init__(ids)
+        self.refused: dict[str, str] = dict(refused or {})
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
 def cancel(
     settings: Settings, queue: str, ids: Sequence[str], reason: str = "cancelled by request"
 ) -> Op[dict[str, str]]:
@@ -497,16 +626,17 @@ def cancel(
     return outcomes
 
 
-def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "requeued") -> Op[list[str]]:
+def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "requeued") -> Op[Moved]:
+    """Requeue tasks; one whose unique key another live task holds is refused (``.refused``)."""
     if not ids:
-        return []
+        return Moved()
     qk = settings.keyspace.queue(queue)
-    moved = yield script_call(
+    moved, refused = yield script_call(
         "requeue",
         [qk.pending, qk.seq, qk.dead, qk.retry, qk.scheduled, qk.cancelled, qk.completed, qk.waiting],
         [qk.base, channel(settings, qk), note, *ids],
     )
-    return list(moved)
+    return Moved(moved, _pairs(refused))
 
 
 def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
@@ -525,9 +655,12 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
             qk.completed,
             qk.cancelled,
             qk.quarantine,
+            qk.dep_outbox,
         ],
         [qk.base, channel(settings, qk), *ids],
     )
+    # their dependents learn that the dependency is gone
+    yield from flush_outbox(settings, queue, list(deleted))
     return list(deleted)
 
 
@@ -550,19 +683,25 @@ def quarantine(
             qk.dead,
             qk.completed,
             qk.cancelled,
+            qk.dep_outbox,
         ],
         [qk.base, channel(settings, qk), int(settings.quarantine_s * 1000), note, *ids],
     )
+    # their dependents learn that the dependency was deleted
+    yield from flush_outbox(settings, queue, list(moved))
     return list(moved)
 
 
-def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[Moved]:
+    """Restore quarantined tasks; one whose unique key another live task holds stays
+    quarantined (``.refused``). A waiting one re-registers with its dependencies, so those
+    already finished (or gone) resolve it now."""
     if not ids:
-        return []
+        return Moved()
     qk = settings.keyspace.queue(queue)
-    restored = yield script_call(
+    restored, refused, waiting = yield script_call(
         "restore",
-        [qk.quarantine, qk.pending, qk.seq, qk.dead, qk.completed, qk.cancelled],
+        [qk.quarantine, qk.pending, qk.seq, qk.dead, qk.completed, qk.cancelled, qk.waiting, qk.scheduled],
         [
             qk.base,
             channel(settings, qk),
@@ -571,7 +710,12 @@ def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]
             *ids,
         ],
     )
-    return list(restored)
+    if waiting:
+        deps = yield Batch([cmd("SMEMBERS", qk.deps(i)) for i in waiting])
+        yield from _register_dependencies(
+            settings, [(queue, i, sorted(refs)) for i, refs in zip(waiting, deps, strict=True) if refs]
+        )
+    return Moved(restored, _pairs(refused))
 
 
 def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib
 import inspect as pyinspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from engine.declarations import Declaration
 from engine.errors import AppImportError
+from engine.handles import TaskHandle
 from engine.retry import DEFAULT_POLICY, RetryPolicy
 from engine.task import DEFAULT_MAX_RETRY, DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFAULT_TIMEOUT_S, Task
 
+if TYPE_CHECKING:
+    from engine.client import AsyncClient, Client
+    from engine.ops import EnqueueHook
+
 Handler = Callable[..., Any]
+M = TypeVar("M")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +38,21 @@ class TaskDef:
     timeout: float = DEFAULT_TIMEOUT_S
     retry: RetryPolicy = DEFAULT_POLICY
     payload_model: type[BaseModel] | None = None
+    unique_ttl: float | None = None
+
+    @property
+    def declaration(self) -> Declaration:
+        model = self.payload_model
+        return Declaration(
+            self.task_type,
+            self.queue,
+            self.priority,
+            self.max_retry,
+            self.timeout,
+            self.unique_ttl,
+            repr(self.retry),
+            f"{model.__module__}.{model.__qualname__}" if model is not None else "",
+        )
 
 
 class Middleware(Protocol):
@@ -52,11 +77,25 @@ class CronDef:
 
 @dataclass
 class Registry:
-    """``registry = Registry()``; ``@registry.task("order:payment", queue="payment", max_retry=5)``."""
+    """``registry = Registry()``; ``@registry.task("order:payment", queue="payment", max_retry=5)``.
+
+    What a type declares (queue, priority, retries, timeout, uniqueness) applies to every
+    enqueue of it: through the handle the decorator returns (``charge.enqueue(Payment(...))``),
+    through ``Client(registry=registry)``, and through a plain client with no registry once a
+    worker of this registry has started (workers publish their declarations to Redis)."""
 
     definitions: dict[str, TaskDef] = field(default_factory=dict)
     middleware: list[Any] = field(default_factory=list)
     crons: dict[str, CronDef] = field(default_factory=dict)
+    client: Client | None = field(default=None, repr=False, compare=False)
+    """The client typed handles enqueue through (default: a ``Client(registry=self)`` made on
+    first use, from ``REDIS_URL`` or the embedded server)."""
+    enqueue_hooks: list[EnqueueHook] = field(default_factory=list)
+    """Run on every task a client with this registry enqueues (``before_enqueue``)."""
+    async_clients: dict[int, tuple[asyncio.AbstractEventLoop, AsyncClient]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """Per event loop, the ``AsyncClient`` handles' ``enqueue_async`` uses."""
 
     def task(
         self,
@@ -68,29 +107,50 @@ class Registry:
         timeout: float = DEFAULT_TIMEOUT_S,
         retry: RetryPolicy = DEFAULT_POLICY,
         payload: type[BaseModel] | None = None,
-    ) -> Callable[[Handler], Handler]:
-        """Register ``fn(ctx, payload)``; ``payload`` (a pydantic model) validates input, and a
-        payload that fails validation goes straight to dead with the validation error."""
+        unique_ttl: float | None = None,
+    ) -> Callable[[Callable[[Any, M], R]], TaskHandle[M, R]]:
+        """Register ``fn(ctx, payload)`` and return a typed handle to enqueue it
+        (``fn.enqueue(payload)``; calling the handle calls ``fn``). ``payload`` (a pydantic
+        model) validates input, and a payload that fails validation goes straight to dead with
+        the validation error. ``priority`` is 0..100 and 0 runs first. ``unique_ttl``: while a
+        task of this type with the same payload is alive (at most that many seconds),
+        enqueueing it again returns the first one's id."""
+        definition = TaskDef(
+            task_type,
+            _no_handler,
+            False,
+            queue,
+            priority,
+            max_retry,
+            timeout,
+            retry,
+            payload,
+            unique_ttl,
+        )
         # validate the defaults once, at import time, with the same rules as enqueue
-        Task(type=task_type, queue=queue, priority=priority, max_retry=max_retry, timeout=timeout)
+        definition.declaration.validate()
 
-        def register(fn: Handler) -> Handler:
+        def register(fn: Callable[[Any, M], R]) -> TaskHandle[M, R]:
             if task_type in self.definitions:
                 raise ValueError(f"task type {task_type!r} is registered twice")
-            self.definitions[task_type] = TaskDef(
-                task_type,
-                fn,
-                pyinspect.iscoroutinefunction(fn),
-                queue,
-                priority,
-                max_retry,
-                timeout,
-                retry,
-                payload,
+            self.definitions[task_type] = dataclasses.replace(
+                definition, handler=fn, is_async=pyinspect.iscoroutinefunction(fn)
             )
-            return fn
+            return TaskHandle(self, task_type, fn)
 
         return register
+
+    def before_enqueue(self, hook: EnqueueHook) -> EnqueueHook:
+        """``@registry.before_enqueue``: ``hook(task)`` runs on every task that a client with
+        this registry enqueues (typed handles included), after the type's declaration is
+        applied. Return a changed task (``task.model_copy(update={"metadata": ...})``, e.g.
+        tracing headers), None to keep it, or raise to refuse the enqueue."""
+        self.enqueue_hooks.append(hook)
+        return hook
+
+    def declarations(self) -> dict[str, Declaration]:
+        """Every registered type's declaration, by type."""
+        return {t: d.declaration for t, d in self.definitions.items()}
 
     def add_middleware(self, middleware: Any) -> None:
         self.middleware.append(middleware)
@@ -123,19 +183,17 @@ class Registry:
         return sorted({d.queue for d in self.definitions.values()})
 
     def make_task(self, task_type: str, payload: Any = None, **overrides: Any) -> Task:
-        """A ``Task`` with this type's registered defaults (queue, priority, retries, timeout)."""
-        d = self.definitions.get(task_type)
-        defaults: dict[str, Any] = {}
-        if d is not None:
-            defaults = {
-                "queue": d.queue,
-                "priority": d.priority,
-                "max_retry": d.max_retry,
-                "timeout": d.timeout,
-            }
+        """A ``Task`` with this type's declared defaults (queue, priority, retries, timeout,
+        uniqueness); ``overrides`` win."""
         from engine.client import build_task
 
-        return build_task(task_type, payload, **{**defaults, **overrides})
+        task = build_task(task_type, payload, **overrides)
+        d = self.definitions.get(task_type)
+        return d.declaration.apply(task) if d is not None else task
+
+
+def _no_handler(ctx: Any, payload: Any) -> Any:  # pragma: no cover - replaced at registration
+    raise NotImplementedError
 
 
 def load_app(path: str) -> Registry:

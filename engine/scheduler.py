@@ -7,6 +7,15 @@ dies mid-tick cannot swallow it.
 
 Catch-up policy (fire once): a scheduler that was down fires only the most recent missed tick
 of each entry, never the backlog. A newly registered entry first fires at its next tick.
+
+Daylight saving: an entry with fixed hours (``30 1 * * *``) fires once on the fall-back day,
+at the first of the two 01:30s (as Vixie cron does); an entry whose hour field is ``*`` or a
+step fires in both repeated hours, since each is a real hour that passed.
+
+Orphans: every scheduler stamps the entries its code declares (``declared_ms``) on each pass.
+An entry that no live scheduler declared for longer than its interval was removed from the
+code: it is marked orphaned and stops firing (``rediq cron list`` shows it, ``rediq cron
+remove`` deletes it); a scheduler that declares it again revives it.
 """
 
 from __future__ import annotations
@@ -14,11 +23,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from engine import ops
 from engine.backend import Batch, Op, cmd
@@ -33,8 +42,14 @@ if TYPE_CHECKING:
 CRON_NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
+# a valid day-of-month/month pair fires within 4 years (29 February); one that does not in
+# that span never fires (31 February, 30 February, 31 April...)
+NEVER_FIRES_PROBE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
 def validate_cron(expression: str, timezone: str = "UTC") -> None:
-    """Raise ``InvalidCron`` (one line) for anything but a valid 5-field expression and zone."""
+    """Raise ``InvalidCron`` (one line) for anything but a valid 5-field expression and zone
+    that fires at least once."""
     fields = expression.split()
     if len(fields) != 5:
         raise InvalidCron(f"cron expression {expression!r} has {len(fields)} fields, expected 5")
@@ -46,6 +61,38 @@ def validate_cron(expression: str, timezone: str = "UTC") -> None:
         raise InvalidCron(
             f"unknown timezone {timezone!r}", fix="Use an IANA zone name like 'Europe/Paris'"
         ) from None
+    try:
+        croniter(expression, NEVER_FIRES_PROBE, max_years_between_matches=5).get_next(datetime)
+    except (CroniterError, ValueError):
+        raise InvalidCron(
+            f"cron expression {expression!r} never fires (no such day in any year)",
+            fix="Check the day-of-month and month fields (e.g. '0 0 28 2 *' for 28 February)",
+        ) from None
+
+
+def _interval_ms(expression: str, timezone: str, now_ms: int) -> int:
+    """The time between the fire before ``now_ms`` and the one after it."""
+    prev_ms, next_ms = _fire_times(expression, timezone, now_ms)
+    return max(next_ms - prev_ms, 60_000)
+
+
+def _fixed_hours(expression: str) -> bool:
+    hour = expression.split()[1]
+    return not hour.startswith("*")
+
+
+def _wall_clock(ms: int, timezone: str) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).replace(tzinfo=None)
+
+
+def _repeated_wall_clock(expression: str, timezone: str, fire_ms: int, last_ms: int) -> bool:
+    """True for the second of two fires at the same local time: the repeated hour of a
+    fall-back day, which a fixed-hour entry skips."""
+    return (
+        _fixed_hours(expression)
+        and fire_ms - last_ms <= 2 * 3_600_000
+        and _wall_clock(fire_ms, timezone) == _wall_clock(last_ms, timezone)
+    )
 
 
 def _fire_times(expression: str, timezone: str, now_ms: int) -> tuple[int, int]:
@@ -62,18 +109,31 @@ def next_fire_times(expression: str, timezone: str, now_ms: int, count: int = 5)
     return [int(it.get_next(datetime).timestamp() * 1000) for _ in range(count)]
 
 
-def _entry_json(entry: CronDef) -> str:
-    return json.dumps(asdict(entry), sort_keys=True, default=str)
+def _entry_json(entry: CronDef, declared_ms: int) -> str:
+    return json.dumps({**asdict(entry), "declared_ms": declared_ms}, sort_keys=True, default=str)
 
 
-def register(settings: Settings, entry: CronDef) -> Op[None]:
-    """Store an entry (validated) so every scheduler and the console see it."""
+def register(settings: Settings, entry: CronDef, now_ms: int | None = None) -> Op[None]:
+    """Store an entry (validated) so every scheduler and the console see it, stamped as
+    declared now (an entry nobody declares for longer than its interval is orphaned)."""
     if not CRON_NAME_RE.match(entry.name):
         raise InvalidCron(
             f"cron entry name {entry.name!r} is invalid: use 1-64 letters, digits, '_', '-', '.', ':'"
         )
     validate_cron(entry.expression, entry.timezone)
-    yield cmd("HSET", settings.keyspace.cron, entry.name, _entry_json(entry))
+    if now_ms is None:
+        now_ms = yield from ops.server_time_ms()
+    yield cmd("HSET", settings.keyspace.cron, entry.name, _entry_json(entry, now_ms))
+
+
+def is_orphaned(data: dict[str, Any], now_ms: int) -> bool:
+    """Declared by no scheduler for longer than its interval (an entry stored before
+    ``declared_ms`` existed is not judged)."""
+    declared = data.get("declared_ms")
+    if not isinstance(declared, int):
+        return False
+    interval = _interval_ms(data["expression"], data.get("timezone", "UTC"), now_ms)
+    return now_ms - declared > interval
 
 
 def unregister(settings: Settings, name: str) -> Op[bool]:
@@ -95,25 +155,42 @@ def _load_entries(raw: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def tick_op(
-    settings: Settings, registry_entries: list[CronDef], task_defaults: dict[str, dict[str, Any]]
+    settings: Settings,
+    registry_entries: list[CronDef],
+    task_defaults: dict[str, dict[str, Any]],
+    now_ms: int | None = None,
 ) -> Op[list[str]]:
-    """One scheduler pass; returns the ids of tasks this pass created."""
+    """One scheduler pass; returns the ids of tasks this pass created. ``now_ms``: the clock
+    to evaluate against (tests); default the Redis clock."""
     ks = settings.keyspace
+    if now_ms is None:
+        now_ms = yield from ops.server_time_ms()
     for entry in registry_entries:
-        yield from register(settings, entry)
-    now_ms = yield from ops.server_time_ms()
+        yield from register(settings, entry, now_ms)
     raw, state = yield Batch([cmd("HGETALL", ks.cron), cmd("HGETALL", ks.cron_state)])
     created: list[str] = []
     for name, data in _load_entries(raw).items():
         st = json.loads(state[name]) if name in state else {}
         if st.get("paused"):
             continue
-        prev_ms, _ = _fire_times(data["expression"], data.get("timezone", "UTC"), now_ms)
+        tz = data.get("timezone", "UTC")
+        orphaned = is_orphaned(data, now_ms)
+        if orphaned != bool(st.get("orphaned")):
+            st["orphaned"] = orphaned
+            yield cmd("HSET", ks.cron_state, name, json.dumps(st))
+        if orphaned:
+            continue
+        prev_ms, _ = _fire_times(data["expression"], tz, now_ms)
         last = st.get("last_fire_ms")
         if last is None:  # first sight: start from here, do not fire the past tick
-            yield cmd("HSETNX", ks.cron_state, name, json.dumps({"last_fire_ms": prev_ms}))
+            st["last_fire_ms"] = prev_ms
+            yield cmd("HSET" if name in state else "HSETNX", ks.cron_state, name, json.dumps(st))
             continue
         if prev_ms <= int(last):
+            continue
+        if _repeated_wall_clock(data["expression"], tz, prev_ms, int(last)):
+            st["last_fire_ms"] = prev_ms  # the repeated 01:30 of a fall-back day: already fired
+            yield cmd("HSET", ks.cron_state, name, json.dumps(st))
             continue
         from engine.client import build_task
 
@@ -238,6 +315,8 @@ def list_entries(settings: Settings) -> Op[list[CronEntryInfo]]:
                 last_task_id=runs[0].task_id if runs else None,
                 last_state=runs[0].state if runs else None,
                 paused=bool(st.get("paused")),
+                orphaned=is_orphaned(data, now_ms),
+                declared_ms=data.get("declared_ms") if isinstance(data.get("declared_ms"), int) else None,
                 next_fires=tuple(fires),
                 runs=runs,
             )

@@ -20,6 +20,8 @@ DEFAULT_PRIORITY = 50
 DEFAULT_MAX_RETRY = 3
 DEFAULT_TIMEOUT_S = 1800.0
 TASK_TYPE_MAX = 128
+MAX_DELAY_S = 10 * 365 * 86400.0
+MAX_UNIQUE_TTL_S = 365 * 86400.0
 
 # ``\s`` in a str pattern is exactly ``str.isspace``; a compiled search beats a per-character
 # generator (this runs for every task built, twice with the default 32-character id).
@@ -114,6 +116,10 @@ class Task(BaseModel):
     depends_on: tuple[str, ...] = ()
     """Ids of tasks (any queue) that must complete before this one becomes pending."""
     metadata: dict[str, str] = Field(default_factory=dict)
+    dependency_failure: str | None = None
+    """What a dead, cancelled or vanished dependency does to this task: 'cancel' it or 'hold'
+    it (waiting, for an operator). Unset: the enqueuing process's setting. Stored with the task,
+    so every process that resolves it applies the same policy."""
 
     @field_validator("type")
     @classmethod
@@ -151,7 +157,7 @@ class Task(BaseModel):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
-        if not 0 < value <= 7 * 86400:
+        if not 0.001 <= value <= 7 * 86400:  # it goes to Redis in whole ms: 0 would mean none
             raise ValueError(f"timeout must be > 0 and at most 7 days in seconds, got {value}")
         return value
 
@@ -162,6 +168,8 @@ class Task(BaseModel):
             raise ValueError(f"delay must be a finite number of seconds, got {value}")
         if value is not None and value < 0:
             raise ValueError(f"delay must be >= 0 seconds, got {value}")
+        if value is not None and value > MAX_DELAY_S:
+            raise ValueError(f"delay must be at most {MAX_DELAY_S:.0f} seconds (10 years), got {value}")
         return value
 
     @field_validator("eta")
@@ -169,15 +177,26 @@ class Task(BaseModel):
     def _eta(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("eta must be timezone-aware, e.g. datetime.now(UTC) + timedelta(...)")
+        if value is not None and (value - datetime.now(UTC)).total_seconds() > MAX_DELAY_S:
+            raise ValueError(f"eta must be at most 10 years ahead, got {value.isoformat()}")
         return value
 
     @field_validator("unique_ttl")
     @classmethod
     def _unique_ttl(cls, value: float) -> float:
+        # the script sets the lock with PX; a value Redis refuses would fail the batch half way
+        # (earlier tasks stored, the sequence counter not), so it is refused here, before any
         if not math.isfinite(value):
             raise ValueError(f"unique_ttl must be a finite number of seconds, got {value}")
-        if value < 1:
-            raise ValueError(f"unique_ttl must be >= 1 second, got {value}")
+        if not 1 <= value <= MAX_UNIQUE_TTL_S:
+            raise ValueError(f"unique_ttl must be 1..{MAX_UNIQUE_TTL_S:.0f} seconds (1 year), got {value}")
+        return value
+
+    @field_validator("dependency_failure")
+    @classmethod
+    def _dependency_failure(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("cancel", "hold"):
+            raise ValueError(f"dependency_failure must be 'cancel' or 'hold', got {value!r}")
         return value
 
     @model_validator(mode="after")

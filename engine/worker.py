@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from engine import control, events, ops
+from engine import control, declarations, events, ops
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -109,6 +109,13 @@ class TaskContext:
         """Report progress (0..100). Non-blocking and safe from threads; only the latest report
         per task is sent, and the stored value never goes down within an attempt."""
         self._worker._report_progress(self._job, float(percent), message)
+
+    async def dependency_results(self) -> dict[str, Any]:
+        """The results of this task's completed dependencies (``depends_on``), by their ids."""
+        from engine.results import dependency_results
+
+        op = dependency_results(self._worker.settings, self.queue, self.id)
+        return await self._worker.backend.run(op)
 
 
 class _Buffered(NamedTuple):
@@ -264,6 +271,7 @@ class Worker:
 
     async def _check_server(self) -> None:
         await self.backend.execute(cmd("PING"))
+        await self.backend.ensure_scripts()  # no function library, no FUNCTION LOAD: E010 now
         try:
             reply = await self.backend.execute(cmd("CONFIG", "GET", "maxmemory-policy"))
         except RediqError:
@@ -294,6 +302,13 @@ class Worker:
     async def _register(self) -> None:
         self._started_ms = await self.backend.run(ops.server_time_ms())
         await self._heartbeat_registry()
+        # producers without the app's registry enqueue with these (engine.declarations); a
+        # worker whose Redis user may not write them still runs its tasks
+        decls = list(self.registry.declarations().values())
+        try:
+            await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
+        except ReadOnlyError as exc:
+            log.warning("task declarations not published (%s): producers without the registry guess", exc)
 
     async def _heartbeat_registry(self) -> None:
         ttl_ms = int(max(self._heartbeat_s * 3, 10) * 1000)

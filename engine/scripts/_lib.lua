@@ -1,4 +1,5 @@
--- Shared prelude, prepended to every script when it is loaded (engine/scripts.py).
+-- Shared prelude: library-level locals shared by every function of rediq's function library
+-- (engine/lua.py builds the library at load time; in eval mode it is prepended to each script).
 --
 -- Per-task keys are built from ARGV[1], the queue's key base ("<prefix>:{<queue>}:"), so they
 -- always hash to the same Cluster slot as the queue's fixed keys passed in KEYS. Task ids are
@@ -52,6 +53,27 @@ local function release_unique(base, id)
     local ukey = base .. 'unique:' .. uk
     if redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
   end
+end
+
+-- Take the unique lock again for a task coming back to life (requeue, restore): its lock was
+-- released when it finished. Returns nil when the task holds it now, or the reason it cannot
+-- (another live task holds the key). The TTL is the default unique TTL (the task's own is
+-- not stored).
+local UNIQUE_RETAKE_TTL_MS = 86400000
+local LIVE = {pending = true, scheduled = true, waiting = true, active = true, retry = true}
+local function retake_unique(base, id)
+  local uk = redis.call('HGET', task_key(base, id), 'unique')
+  if not uk or uk == '' then return nil end
+  local ukey = base .. 'unique:' .. uk
+  local holder = redis.call('GET', ukey)
+  if holder and holder ~= id then
+    local hstate = redis.call('HGET', task_key(base, holder), 'state')
+    if hstate and LIVE[hstate] then
+      return 'unique key ' .. uk .. ' is held by live task ' .. holder .. ' (' .. hstate .. ')'
+    end
+  end
+  redis.call('SET', ukey, id, 'PX', UNIQUE_RETAKE_TTL_MS)
+  return nil
 end
 
 -- A finished task (completed/dead/cancelled) with dependents goes to the outbox; a worker

@@ -1,8 +1,11 @@
--- Delete tasks in any state, with their history and dependency sets.
+-- Delete tasks in any state, with their history and dependency sets. A deleted task with
+-- dependents goes to the outbox, its dependents set kept a day, so the caller (or the next
+-- outbox replay) tells them their dependency is gone.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 waiting, 6 dead, 7 completed, 8 cancelled,
---       9 quarantined
+--       9 quarantined, 10 dep outbox
 -- ARGV: 1 base, 2 channel, then ids
 -- Returns: ids deleted
+local DEPENDENTS_KEPT_MS = 86400000
 local base, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 local deleted = {}
@@ -13,7 +16,10 @@ for i = 3, #ARGV do
   if existed then release_unique(base, id); leave_group(base, id) end
   local removed = 0
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
-  redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id, base .. 'dependents:' .. id)
+  redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id)
+  if notify_dependents(base, KEYS[10], id, now) then
+    redis.call('PEXPIRE', base .. 'dependents:' .. id, DEPENDENTS_KEPT_MS)
+  end
   if existed or removed > 0 then table.insert(deleted, id) end
 end
 publish(channel, 'deleted', deleted, now)

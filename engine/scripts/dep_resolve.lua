@@ -2,14 +2,17 @@
 -- no-op, so a crashed worker's outbox can simply be replayed.
 -- KEYS: 1 waiting, 2 pending, 3 scheduled, 4 cancelled, 5 seq, 6 dep outbox
 -- ARGV: 1 base, 2 channel, 3 dependent id, 4 dependency ref ('queue|id'), 5 outcome
---       ('completed', 'dead', 'cancelled'), 6 policy on failure ('cancel' or 'hold'),
---       7 retention ms
+--       ('completed', or a failure: 'dead', 'cancelled', 'quarantined' (deleted recoverably),
+--       'gone' (deleted or expired)), 6 fallback policy on failure ('cancel' or 'hold'), used
+--       only for a task stored without one, 7 retention ms
+-- The policy applied is the one stored with the dependent at enqueue ('dpol'), so every
+-- process that resolves it decides the same way.
 -- Returns: 'released', 'cancelled', 'held', 'waiting' or 'noop'
 local base, channel, id, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local outcome, policy, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local now = now_ms()
 local tk = task_key(base, id)
-local f = redis.call('HMGET', tk, 'state', 'due')
+local f = redis.call('HMGET', tk, 'state', 'due', 'dpol')
 if f[1] ~= 'waiting' then return 'noop' end
 local deps_key = base .. 'deps:' .. id
 if outcome == 'completed' then
@@ -33,10 +36,14 @@ if outcome == 'completed' then
   end
   return 'released'
 end
+-- a failure of a dependency this task no longer waits for (told twice, or requeued) is a no-op
+if redis.call('SISMEMBER', deps_key, ref) == 0 then return 'noop' end
 local reason = 'dependency ' .. ref .. ' ' .. outcome
+if f[3] == 'cancel' or f[3] == 'hold' then policy = f[3] end
 if policy == 'hold' then
-  if redis.call('HGET', tk, 'reason') == reason then return 'noop' end
-  redis.call('HSET', tk, 'reason', reason .. '; requeue it to continue')
+  local held = reason .. '; requeue it to continue'
+  if redis.call('HGET', tk, 'reason') == held then return 'noop' end
+  redis.call('HSET', tk, 'reason', held)
   history(base, id, now, 'waiting', reason)
   return 'held'
 end

@@ -4,7 +4,7 @@
 --       id, type, payload, priority, max_retry, timeout_ms, due_in_ms, extras
 --       extras: '' for a plain task (most of them: nothing to decode), else a JSON object with
 --       any of u (unique key), ut (unique ttl ms), d (JSON text of the dependency refs),
---       m (JSON text of the metadata)
+--       m (JSON text of the metadata), p (dependency-failure policy, stored as 'dpol')
 -- A new task that would be pending goes straight to a waiting worker when one registered in
 -- KEYS[7] (see dequeue.lua): leased to it, reserved (its attempt is charged when it starts),
 -- pushed to its inbox. Its state is then 'active'.
@@ -50,11 +50,12 @@ while i + width - 1 <= #ARGV do
   local due_in = tonumber(ARGV[i + 6])
   local extras = ARGV[i + 7]
   i = i + width
-  local unique, unique_ttl, deps_json, meta_json = '', 0, '', ''
+  local unique, unique_ttl, deps_json, meta_json, x_policy = '', 0, '', '', 'cancel'
   if extras ~= '' then
     local x = cjson.decode(extras)
     unique, unique_ttl = x.u or '', x.ut or 0
     deps_json, meta_json = x.d or '', x.m or ''
+    x_policy = x.p or 'cancel'
   end
   local tk = task_key(base, id)
   local holder = nil
@@ -91,7 +92,7 @@ while i + width - 1 <= #ARGV do
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
       if state == 'waiting' then
-        redis.call('HSET', tk, 'deps', deps_json)
+        redis.call('HSET', tk, 'deps', deps_json, 'dpol', x_policy)
         for _, ref in ipairs(deps) do redis.call('SADD', base .. 'deps:' .. id, ref) end
         redis.call('ZADD', KEYS[3], now, id)
       elseif state == 'scheduled' then

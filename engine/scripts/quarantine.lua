@@ -1,6 +1,8 @@
 -- Move tasks to quarantine instead of deleting them: restorable until the quarantine TTL ends.
 -- KEYS: 1 quarantine, 2 pending, 3 active, 4 scheduled, 5 retry, 6 waiting, 7 dead, 8 completed,
---       9 cancelled
+--       9 cancelled, 10 dep outbox
+-- A quarantined task counts as failed for its dependents: it goes to the outbox, and the
+-- caller tells them (under their stored dependency policy).
 -- ARGV: 1 base, 2 channel, 3 quarantine ttl ms, 4 note, then ids
 -- Returns: ids quarantined
 local base, channel, ttl, note = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -17,7 +19,9 @@ for i = 5, #ARGV do
     leave_group(base, id)
     release_unique(base, id)
     redis.call('HSET', tk, 'state', 'quarantined', 'qfrom', state, 'finished', now)
-    redis.call('HDEL', tk, 'lease', 'cancel')
+    -- out of active: no worker holds it any more (a prefetched one was reserved to one)
+    redis.call('HDEL', tk, 'lease', 'cancel', 'reserved', 'worker')
+    notify_dependents(base, KEYS[10], id, now)
     redis.call('ZADD', KEYS[1], now, id)
     expire_task(base, id, ttl)
     history(base, id, now, 'quarantined', note .. ' (was ' .. state .. ')')

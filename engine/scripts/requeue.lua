@@ -1,17 +1,23 @@
--- Put finished or parked tasks back into pending with a fresh attempt count.
+-- Put finished or parked tasks back into pending with a fresh attempt count. A task with a
+-- unique key takes its lock again; when another live task holds that key, it is refused.
 -- KEYS: 1 pending, 2 seq, 3 dead, 4 retry, 5 scheduled, 6 cancelled, 7 completed, 8 waiting
 -- ARGV: 1 base, 2 channel, 3 note, then ids
--- Returns: ids requeued (ids active, pending or gone are skipped)
+-- Returns: {ids requeued, flat {id, reason} of tasks refused} (ids active, pending or gone are
+--          skipped silently)
 local base, channel, note = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local from = {dead = KEYS[3], retry = KEYS[4], scheduled = KEYS[5], cancelled = KEYS[6],
   completed = KEYS[7], waiting = KEYS[8]}
-local moved = {}
+local moved, refused = {}, {}
 for i = 4, #ARGV do
   local id = ARGV[i]
   local tk = task_key(base, id)
   local state = redis.call('HGET', tk, 'state')
-  if state and from[state] then
+  local why = nil
+  if state and from[state] then why = retake_unique(base, id) end
+  if why then
+    refused[#refused + 1] = id; refused[#refused + 1] = why
+  elseif state and from[state] then
     redis.call('ZREM', from[state], id)
     leave_group(base, id)
     redis.call('PERSIST', tk)
@@ -19,7 +25,8 @@ for i = 4, #ARGV do
     redis.call('PERSIST', base .. 'dependents:' .. id)
     redis.call('DEL', base .. 'deps:' .. id)
     redis.call('HSET', tk, 'state', 'pending', 'attempts', 0, 'due', now)
-    redis.call('HDEL', tk, 'finished', 'lease', 'cancel', 'reason', 'result', 'progress', 'pmsg')
+    redis.call('HDEL', tk, 'finished', 'lease', 'cancel', 'reason', 'result', 'progress', 'pmsg',
+      'reserved', 'worker')
     redis.call('HINCRBY', tk, 'requeues', 1)
     redis.call('ZADD', KEYS[1], pending_score(base, KEYS[2], id), id)
     history(base, id, now, 'pending', note .. ' (was ' .. state .. ')')
@@ -27,4 +34,4 @@ for i = 4, #ARGV do
   end
 end
 publish(channel, 'pending', moved, now, {why = note})
-return moved
+return {moved, refused}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.client import Client
+from examples.orders import tasks
 from examples.orders.models import (
     InventoryOperation,
     InventoryTaskPayload,
@@ -19,7 +20,6 @@ from examples.orders.models import (
     ShippingAddress,
     ShippingTaskPayload,
 )
-from examples.orders.tasks import registry
 
 CITIES = ["Hangzhou", "Lyon", "Porto", "Austin", "Osaka", "Leeds", "Kraków", "Recife"]
 PRODUCTS = [f"sku-{n:03d}" for n in range(1, 25)]
@@ -60,32 +60,23 @@ def place_order(
     timeout_check_s: float = 45.0,
 ) -> PlacedOrder:
     """inventory -> payment -> (sms, shipping), plus a delayed unpaid-order check."""
-    inventory = client.enqueue(
-        registry.make_task(
-            "order:inventory",
-            InventoryTaskPayload(order_id=order.id, items=order.items, operation=InventoryOperation.RESERVE),
-        )
+    # typed handles: each task lands in the queue its type declares, with its defaults, and
+    # mypy checks each payload against the handler's model
+    inventory = tasks.inventory.enqueue(
+        InventoryTaskPayload(order_id=order.id, items=order.items, operation=InventoryOperation.RESERVE),
+        client=client,
     )
-    payment = client.enqueue(
-        registry.make_task(
-            "order:payment",
-            PaymentTaskPayload(
-                order_id=order.id,
-                user_id=order.user_id,
-                amount=order.total_amount,
-                payment_method=payment_method,
-            ),
-            depends_on=[inventory.ref],
-        )
+    payment = tasks.payment.enqueue(
+        PaymentTaskPayload(
+            order_id=order.id, user_id=order.user_id, amount=order.total_amount, payment_method=payment_method
+        ),
+        client=client,
+        depends_on=[inventory.ref],
     )
-    sms = client.enqueue(
-        registry.make_task(
-            "order:sms",
-            NotificationTaskPayload(
-                user_id=order.user_id, template="order_paid", params={"order_id": order.id}
-            ),
-            depends_on=[payment.ref],
-        )
+    sms = tasks.sms.enqueue(
+        NotificationTaskPayload(user_id=order.user_id, template="order_paid", params={"order_id": order.id}),
+        client=client,
+        depends_on=[payment.ref],
     )
     address = ShippingAddress(
         recipient=order.user_id,
@@ -96,20 +87,11 @@ def place_order(
         detail="1 Demo Street",
         postal_code="00000",
     )
-    shipping = client.enqueue(
-        registry.make_task(
-            "order:shipping",
-            ShippingTaskPayload(order_id=order.id, address=address),
-            depends_on=[payment.ref],
-        )
+    shipping = tasks.shipping.enqueue(
+        ShippingTaskPayload(order_id=order.id, address=address), client=client, depends_on=[payment.ref]
     )
-    timeout = client.enqueue(
-        registry.make_task(
-            "order:timeout",
-            OrderRef(order_id=order.id),
-            delay=timeout_check_s,
-            unique_key=f"timeout:{order.id}",
-        )
+    timeout = tasks.timeout_check.enqueue(
+        OrderRef(order_id=order.id), client=client, delay=timeout_check_s, unique_key=f"timeout:{order.id}"
     )
     return PlacedOrder(order, inventory.id, payment.id, sms.id, shipping.id, timeout.id)
 
@@ -118,12 +100,10 @@ def cancel_order(client: Client, placed: PlacedOrder, reason: str = "customer ch
     """Cancel what has not run yet, then roll back the reservation."""
     for task_id in (placed.shipping, placed.sms, placed.payment, placed.inventory, placed.timeout_check):
         client.cancel(task_id, reason=reason)
-    client.enqueue(registry.make_task("order:cancel", OrderRef(order_id=placed.order.id, reason=reason)))
-    client.enqueue(
-        registry.make_task(
-            "order:inventory",
-            InventoryTaskPayload(
-                order_id=placed.order.id, items=placed.order.items, operation=InventoryOperation.ROLLBACK
-            ),
-        )
+    tasks.cancel.enqueue(OrderRef(order_id=placed.order.id, reason=reason), client=client)
+    tasks.inventory.enqueue(
+        InventoryTaskPayload(
+            order_id=placed.order.id, items=placed.order.items, operation=InventoryOperation.ROLLBACK
+        ),
+        client=client,
     )

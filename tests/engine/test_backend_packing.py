@@ -15,6 +15,7 @@ from engine.backend import _args, use_hiredis_packer
 from engine.client import Client
 from engine.connection import parse_url
 from engine.errors import PayloadError
+from engine.lua import ScriptMode
 from engine.ops import Settings
 from engine.task import Task
 
@@ -23,10 +24,16 @@ def _commands() -> list[tuple[Any, ...]]:
     settings = Settings()
     task = Task(type="t", payload={"x": "é"}, queue="q", unique_key="u", metadata={"m": "1"})
     return [
-        _args(ops.ack_call(settings, "q", [("a", 1, ""), ("b", 2, '{"x":"é"}')])),
-        _args(ops.dequeue_call(settings, "q", 20, 30_000, "host:1:ab")),
-        _args(ops.progress_call(settings, "q", "a", 1, 33.3, "half way é")),
-        _args(ops.fail_call(settings, "q", "a", 1, "E: boom", "tb\nline", 1.5)),
+        *(
+            _args(call, mode)  # FCALL and EVALSHA alike
+            for mode in ScriptMode
+            for call in (
+                ops.ack_call(settings, "q", [("a", 1, ""), ("b", 2, '{"x":"é"}')]),
+                ops.dequeue_call(settings, "q", 20, 30_000, "host:1:ab"),
+                ops.progress_call(settings, "q", "a", 1, 33.3, "half way é"),
+                ops.fail_call(settings, "q", "a", 1, "E: boom", "tb\nline", 1.5),
+            )
+        ),
         ("EVALSHA", "0" * 40, 0, *ops._task_args(task, settings, ["q|dep"])),
         ("SCRIPT LOAD", "return 1"),
         ("CONFIG", "GET", "maxmemory-policy"),

@@ -189,7 +189,11 @@ async def test_queue_flush_dead_asks_unless_yes(redis_url: str, client: Client) 
     assert client.call(admin.count, "cli", "dead") == 0
     assert client.call(admin.count, "cli", "quarantined") == 2
 
-    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {"queue": "cli", "restored": 2}
+    assert invoke_json(redis_url, "queue", "restore", "cli", "--all") == {
+        "queue": "cli",
+        "restored": 2,
+        "refused": {},
+    }
     assert client.call(admin.count, "cli", "dead") == 2
     assert invoke(redis_url, "queue", "flush", "dead:cli", "--yes").exit_code == 0
     (one,) = client.call(inspect.page, "cli", "quarantined", 0, 1).tasks
@@ -313,6 +317,7 @@ async def test_dead_requeue_by_type_since_and_all(redis_url: str, client: Client
     assert invoke_json(redis_url, "dead", "requeue", "cli", "--type", "fizzle") == {
         "queue": "cli",
         "requeued": 2,
+        "refused": {},
     }
     assert client.call(admin.count, "cli", "dead") == 2
     assert client.call(admin.count, "cli", "pending") == 2
@@ -501,7 +506,7 @@ def test_dash_execs_console_with_same_url_and_interval(redis_url: str, tmp_path:
     assert result.returncode == 0, result.stderr
     launched = json.loads(out.read_text())
     assert launched == {
-        "argv": ["--redis-url", redis_url, "--interval", "250", "--read-only"],
+        "argv": ["--interval", "250", "--read-only"],  # the URL travels in the environment only
         "url": redis_url,
         "prefix": "p1",
     }
@@ -578,7 +583,8 @@ def error_cases(redis_url: str) -> list[tuple[list[str], int, str]]:
         (["--redis-url", redis_url, "task", "why", "nope"], 7, "E005: "),
         (["--redis-url", redis_url, "queue", "restore", "mail"], 64, "usage error: give task ids or --all"),
         (["--redis-url", redis_url, "queue", "inspect", "ghost"], 5, "E003: queue 'ghost' does not exist"),
-        (["--redis-url", redis_url, "queue", "pause", "ghost"], 5, "E003: "),
+        (["--redis-url", redis_url, "queue", "resume", "ghost"], 5, "E003: "),
+        (["--redis-url", redis_url, "queue", "pause", "a b"], 2, "E006: queue name 'a b' is invalid"),
         (["--redis-url", redis_url, "dead", "requeue", "ghost", "--all"], 5, "E003: "),
         (["--redis-url", redis_url, "queue", "flush", "pending:mail", "--yes"], 64, "usage error: "),
         (["--redis-url", redis_url, "dead", "requeue", "mail"], 64, "usage error: say which dead tasks"),
@@ -690,3 +696,19 @@ def test_dash_passes_the_url_in_the_environment_not_on_the_command_line(
     assert seen["args"][1:3] == ["-m", "rediq_tui"] and "--read-only" in seen["args"]
     assert not any("hunter2" in a or "redis://" in a for a in seen["args"])
     assert seen["env"]["REDIS_URL"] == url
+
+
+def test_error_lines_show_controls_visibly(capsys: pytest.CaptureFixture[str]) -> None:
+    import click
+
+    from engine.cli import run
+    from engine.errors import TaskNotFound
+
+    @click.command()
+    def boom() -> None:
+        raise TaskNotFound("no task \x1b]0;PWNED\x07 in\nqueue \u202eevil")
+
+    assert run(boom, [], "rediq") == TaskNotFound.exit_code
+    err = capsys.readouterr().err
+    assert err.startswith("E005: no task ␛]0;PWNED␇ in queue ⟨U+202E⟩evil. Check the id")
+    assert err.count("\n") == 1

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 
 from engine import admin, ops
@@ -175,12 +176,15 @@ async def test_a_stopping_worker_withdraws_and_leaves_nothing_behind(
 
 
 async def test_an_outcome_that_overtakes_its_start_mark_is_sent_again(
-    redis_url: str, client: Client, raw: redis.Redis
+    redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Redis lost the start script but not the ack script (a restart, then acks before the first
     hand-off): the backend reloads it and re-sends the start mark after the batch's ack ran.
-    The ack, stale by then, must go again instead of leaving the task active for a lease."""
+    The ack, stale by then, must go again instead of leaving the task active for a lease.
+    (EVALSHA mode only: a function library is loaded and lost as a whole.)"""
     from engine import lua
+
+    monkeypatch.setenv(lua.MODE_ENV, "eval")
 
     registry = Registry()
     runs: list[int] = []

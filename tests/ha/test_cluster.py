@@ -8,13 +8,14 @@ from collections.abc import Iterator
 import pytest
 from redis.exceptions import MovedError
 
-from engine import admin, doctor, explain, inspect, ops
+from engine import admin, doctor, explain, inspect, lua, ops
+from engine.cli import cli, run
 from engine.client import AsyncClient, Client
 from engine.errors import ReadOnlyError
 from engine.task import Task, TaskState
 from tests.ha import driver
 from tests.ha.util import PASSWORD, acl_line, spread_queues
-from tests.servers import ClusterSet
+from tests.servers import ClusterSet, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 
@@ -140,26 +141,115 @@ def test_pause_blocks_dequeue_until_resume(fresh_cluster: ClusterSet, client: Cl
     assert len(client.run(driver.dequeue(client.settings, q))) == 1
 
 
-def test_noscript_after_script_flush_in_pipeline_and_single_call(
+def _present_on(c: ClusterSet) -> list[bool]:
+    lib = lua.library()
+    found = []
+    for port in c.primary_ports():
+        r = c.client(port)
+        found.append(any(lib.name in str(x) for x in r.function_list(library=lib.name)))
+        r.close()
+    return found
+
+
+def _flush_functions(c: ClusterSet) -> None:
+    for port in c.primary_ports():  # as after FUNCTION FLUSH, or a primary added empty
+        r = c.client(port)
+        r.function_flush()
+        r.close()
+
+
+def test_the_library_is_loaded_on_every_primary_after_function_flush(
     fresh_cluster: ClusterSet, client: Client
 ) -> None:
     queues = spread_queues(fresh_cluster)
     client.enqueue_many([Task(type="warm", queue=q) for q in queues])
-    for port in fresh_cluster.primary_ports():  # as after a failover to a replica with no cache
-        r = fresh_cluster.client(port)
-        r.script_flush()
-        r.close()
+    _flush_functions(fresh_cluster)
     results = client.enqueue_many([Task(type="job", queue=q) for q in queues])  # pipeline path
     assert [r.status for r in results] == ["new"] * 3
-    for port in fresh_cluster.primary_ports():
-        r = fresh_cluster.client(port)
-        r.script_flush()
-        r.close()
+    assert _present_on(fresh_cluster) == [True] * 3
+    _flush_functions(fresh_cluster)
     assert client.call(admin.pause, queues[0]) is True  # single-call path
+    assert _present_on(fresh_cluster) == [True] * 3
+    # replicas have it by replication: a read-only call on each answers the version
+    for port in fresh_cluster.primary_ports():
+        for replica in fresh_cluster.replica_of(port):
+            r = fresh_cluster.client(replica)
+            wait_for("library replicated", lambda r=r: r.fcall_ro(lua.library().function("version"), 0), 30)
+            r.close()
+
+
+async def test_fcall_is_routed_by_its_keys_without_asking_the_server(
+    fresh_cluster: ClusterSet, client: Client
+) -> None:
+    """redis-py asks a node (COMMAND GETKEYS, a round trip) for the keys of every FCALL;
+    rediq's cluster clients read them from the command line, piped or not, sync or async."""
+    queues = spread_queues(fresh_cluster)
+    client.enqueue("warm", None, queue=queues[0])  # library loaded, slots known
+    for port in fresh_cluster.ports:
+        r = fresh_cluster.client(port)
+        r.config_resetstat()
+        r.close()
+    client.enqueue_many([Task(type="job", queue=q) for q in queues])  # pipeline
+    assert client.call(admin.pause, queues[1]) is True  # single call
+    async with AsyncClient(fresh_cluster.url) as aio:
+        await aio.enqueue_many([Task(type="a", queue=q) for q in queues])
+        await aio.enqueue("a", None, queue=queues[2])
+    fcalls = getkeys = 0
+    for port in fresh_cluster.ports:
+        r = fresh_cluster.client(port)
+        stats = r.info("commandstats")
+        fcalls += int(stats.get("cmdstat_fcall", {}).get("calls", 0))
+        getkeys += int(stats.get("cmdstat_command|getkeys", {}).get("calls", 0))
+        r.close()
+    assert fcalls >= 3 + 1 + 3 + 1 and getkeys == 0
+
+
+def test_noscript_after_script_flush_in_eval_mode(
+    fresh_cluster: ClusterSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(lua.MODE_ENV, "eval")
+    queues = spread_queues(fresh_cluster)
+    with Client(fresh_cluster.url) as client:
+        client.enqueue_many([Task(type="warm", queue=q) for q in queues])
+        for port in fresh_cluster.primary_ports():  # as after a failover to a replica with no cache
+            r = fresh_cluster.client(port)
+            r.script_flush()
+            r.close()
+        results = client.enqueue_many([Task(type="job", queue=q) for q in queues])  # pipeline path
+        assert [r.status for r in results] == ["new"] * 3
+        for port in fresh_cluster.primary_ports():
+            r = fresh_cluster.client(port)
+            r.script_flush()
+            r.close()
+        assert client.call(admin.pause, queues[0]) is True  # single-call path
     for port in fresh_cluster.primary_ports():  # loaded on every primary
         r = fresh_cluster.client(port)
-        assert r.script_exists(__import__("engine.lua", fromlist=["script"]).script("pause").sha) == [True]
+        assert r.script_exists(lua.script("pause").sha) == [True]
         r.close()
+
+
+def test_doctor_and_install_functions_check_every_primary(
+    fresh_cluster: ClusterSet, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = ",".join(f"127.0.0.1:{p}" for p in fresh_cluster.primary_ports())
+    worker_url = f"redis+cluster://rediq-worker:{PASSWORD}@{hosts}"
+    client.backend.install_functions()
+    one = fresh_cluster.client(fresh_cluster.primary_ports()[1])
+    one.function_flush()  # one primary lost it (say, a node added later)
+    one.close()
+    with Client(worker_url) as worker:
+        findings = doctor.examine_library(worker.backend, repair=True)
+        assert [(f.kind, f.item, f.repaired) for f in findings] == [
+            ("function_library_missing", f"127.0.0.1:{fresh_cluster.primary_ports()[1]}", False)
+        ]
+    capsys.readouterr()
+    assert run(cli, ["--redis-url", worker_url, "server", "install-functions", "--check"], "rediq") == 1
+    assert capsys.readouterr().out.count("MISSING") == 1
+    assert run(cli, ["--redis-url", f"redis+cluster://{hosts}", "server", "install-functions"], "rediq") == 0
+    assert sorted(capsys.readouterr().out.split()).count("loaded") == 1
+    assert _present_on(fresh_cluster) == [True] * 3
+    with Client(worker_url) as worker:
+        assert doctor.examine_library(worker.backend) == []
 
 
 async def test_async_client_on_cluster(fresh_cluster: ClusterSet) -> None:
@@ -181,10 +271,14 @@ async def test_async_client_on_cluster(fresh_cluster: ClusterSet) -> None:
 
 def test_acl_users_on_the_cluster(fresh_cluster: ClusterSet) -> None:
     """The least-privilege worker user suffices for cluster routing (COMMAND, CLUSTER SLOTS)
-    and scripts on every primary; the console user reads every primary and cannot write."""
+    and rediq's functions on every primary (installed by the admin); the console user reads
+    every primary and cannot write."""
     hosts = ",".join(f"127.0.0.1:{p}" for p in fresh_cluster.primary_ports())
     queues = spread_queues(fresh_cluster)
+    with Client(fresh_cluster.url) as admin_client:
+        admin_client.backend.install_functions()
     with Client(f"redis+cluster://rediq-worker:{PASSWORD}@{hosts}") as worker:
+        worker.backend.ensure_scripts()  # the version check on every primary, as a worker's start
         results = worker.enqueue_many([Task(type="acl", queue=q) for q in queues])
         jobs = worker.run(driver.dequeue(worker.settings, queues[0]))
         assert worker.run(driver.ack(worker.settings, jobs)) == []

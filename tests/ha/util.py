@@ -47,8 +47,23 @@ ACL_DIR = Path(__file__).resolve().parents[2] / "docs" / "acl"
 PASSWORD = "s3cret-Pw"
 
 
-def acl_line(name: str) -> str:
-    lines = [ln for ln in (ACL_DIR / name).read_text().splitlines() if ln.startswith("user ")]
-    assert len(lines) == 1, f"{name} must hold exactly one user line"
+def acl_file(name: str) -> str:
+    """``docs/acl/<name>`` verbatim: exactly one ``user`` line, as an aclfile requires (a server
+    refuses to start on any other line, comments included)."""
+    text = (ACL_DIR / name).read_text()
+    lines = text.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("user "), f"{name} must be exactly one user line"
     assert ">CHANGE_ME" in lines[0]
-    return lines[0].replace(">CHANGE_ME", ">" + PASSWORD)
+    return lines[0]
+
+
+def acl_line(name: str) -> str:
+    """The file's user line with the test password instead of ``CHANGE_ME``."""
+    return acl_file(name).replace(">CHANGE_ME", ">" + PASSWORD)
+
+
+def acl_setuser_args(line: str) -> list[str]:
+    """``ACL SETUSER`` arguments replaying an aclfile user line: its name, then its rules."""
+    words = line.split()
+    assert words[0] == "user"
+    return words[1:]

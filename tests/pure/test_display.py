@@ -71,3 +71,66 @@ def test_any_text_is_inert_and_bounded(value: str) -> None:
 @given(st.binary())
 def test_any_bytes_are_inert(value: bytes) -> None:
     assert inert(visible(value, 0, multiline=True), multiline=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, ""),
+        (42, "42"),
+        (" spaced  out ", " spaced  out "),
+        ("\x1f\x20\x7e\x7f\x80\xa0", "␟ ~␡⟨U+0080⟩\xa0"),
+    ],
+)
+def test_values_and_the_edges_of_the_ranges(value: object, shown: str) -> None:
+    assert visible(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "capped"),
+    [
+        ("abcde", 5, "abcde"),
+        ("abcdef", 5, "abcd…"),
+        ("x" * 30, 23, "x" * 22 + "…"),
+        ("x" * 30, 24, "x" * 12 + "…(+18 chars)"),
+        ("x" * 24, 24, "x" * 24),
+        ("abc", 0, "abc"),
+    ],
+)
+def test_cap(text: str, limit: int, capped: str) -> None:
+    assert cap(text, limit) == capped
+
+
+def test_cap_counts_what_was_dropped_before() -> None:
+    assert cap("x" * 10, 24, hidden=5) == "x" * 10 + "…(+5 chars)"
+
+
+def test_long_text_reports_every_character_left_out() -> None:
+    assert visible("y" * 2000, 100) == "y" * 85 + "…(+1,915 chars)"
+    assert visible("a" * 100, 0) == "a" * 100  # no limit: nothing cut
+
+
+def test_cap_edges() -> None:
+    assert cap("ab", 1) == "…"
+    assert visible("x" * 30, 24) == "x" * 12 + "…(+18 chars)"
+    # a count that cannot fit beside any text still ends (it used to loop for ever)
+    assert cap("x" * 30, 24, hidden=10**30) == "x" * 23 + "…"
+
+
+def test_log_lines_show_controls_and_keep_traceback_lines() -> None:
+    import logging
+
+    from engine.display import SafeFormatter
+
+    record = logging.LogRecord(
+        "rediq.worker", logging.WARNING, "f.py", 1, "task %s: %s", ("t\x1b]0;x\x07", "boom"), None
+    )
+    try:
+        raise ValueError("bad\u202eevil")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    line = SafeFormatter("%(levelname)s %(message)s").format(record)
+    assert line.startswith("WARNING task t␛]0;x␇: boom\nTraceback (most recent call last):\n")
+    assert line.endswith("ValueError: bad⟨U+202E⟩evil")

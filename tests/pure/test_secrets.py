@@ -37,3 +37,13 @@ def test_errors_about_a_sentinel_url_do_not_show_its_password() -> None:
     with pytest.raises(InvalidUrl) as info:
         parse_url(SENTINEL + "&bogus=1")
     assert "hunter2" not in str(info.value) and "bogus" in str(info.value)
+
+
+def test_config_repr_and_str_mask_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.config import load_config
+
+    monkeypatch.setenv("REDIS_URL", SENTINEL)
+    config = load_config()
+    assert config.redis_url == SENTINEL  # still used to connect
+    for text in (repr(config), str(config), f"{config!r}"):
+        assert "hunter2" not in text and "pw1" not in text and "redis_url='redis+sentinel://:***@" in text

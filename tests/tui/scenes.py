@@ -37,9 +37,9 @@ def queues_scene(url: str, raw: redis.Redis) -> None:
     head = server_ms(raw) - (3 * 86400 + 3600) * 1000
     for q, tid in (("payment", "pay-000"), ("mail", "mail-000")):
         raw.hset(KS.queue(q).task(tid), "enq", head)
-    # per-minute counters (the 4 failures, the enqueues) read as rates over the last 60 s,
-    # which depend on the second the poll falls in: none in a snapshot
-    stats = [k for q in ("payment", "mail", "shipping") for k in raw.scan_iter(KS.queue(q).base + "stats:*")]
+    # per-minute counters (make_dead's 4 failures, the enqueues) would show as Err/m and inflow
+    # when the poll falls in the next minute: the picture must not depend on the clock
+    stats = list(raw.scan_iter(KS.prefix + ":{*}:stats:*"))
     if stats:
         raw.delete(*stats)
 
