@@ -153,7 +153,7 @@ class Actions:
                 on_done()
             if len(ids) == 1:
                 outcome = past if done else f"not {past.split(' ')[0]} (it changed state meanwhile)"
-                return f"{what.capitalize()} of {shown_queue} {outcome}"
+                return f"{what[:1].upper()}{what[1:]} of {shown_queue} {outcome}"  # the id exactly as it is
             return f"{done:,} of {len(ids):,} tasks of {shown_queue} {past}"
 
         needs = confirm_single or len(ids) > 1
