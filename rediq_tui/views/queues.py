@@ -4,6 +4,7 @@ and the columns an operator acts on come first so they fit at 80 columns."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -43,6 +44,9 @@ LEVEL_STYLE = {"ok": "", "warn": "yellow", "alert": "bold red"}
 TYPES_FOR_FORECAST = 5
 """At most this many task types (seen at the head of pending and among active tasks) get
 runtime percentiles in the selected queue's forecast."""
+RUNTIMES_EVERY_S = 30.0
+"""The selected queue's runtime percentiles (two task pages and the samples) are read at most
+this often; every refresh redoes its forecast from the fresh counts."""
 WINDOW_MARGIN = 5
 """Rows read above and below the visible ones (a short scroll shows fresh figures at once)."""
 
@@ -126,6 +130,8 @@ class QueuesView(View):
         self.forecast: Forecast | None = None
         """The selected queue's full forecast (with runtimes), read on each poll."""
         self._drawn: dict[str, QueueRow] = {}
+        self._runtimes: dict[str, tuple[float, Forecast]] = {}
+        """The selected queues' runtime percentiles and when they were read."""
 
     @property
     def summaries(self) -> dict[str, QueueSummary]:
@@ -183,13 +189,21 @@ class QueuesView(View):
         selected = self.selected if self.selected in names else (wanted[0] if wanted else None)
         if selected is None:
             return QueuesData(names, rows, None)
+        row = next((r for r in rows if r.name == selected), None)
+        cached = self._runtimes.get(selected)
+        if row is not None and cached is not None and time.monotonic() - cached[0] < RUNTIMES_EVERY_S:
+            # runtimes change slowly: between reads the forecast is redone from the fresh row
+            return QueuesData(names, rows, inspect.forecast_of(row.summary, cached[1].runtimes))
         # bounded: the heads of pending and active give the task types worth a p50/p95
         heads = [
             await client.call(inspect.page, selected, state, 0, 20)
             for state in (TaskState.PENDING, TaskState.ACTIVE)
         ]
         types = list(dict.fromkeys(t.type for page in heads for t in page.tasks))[:TYPES_FOR_FORECAST]
-        return QueuesData(names, rows, await client.call(inspect.forecast, selected, types))
+        forecast = await client.call(inspect.forecast, selected, types)
+        if forecast is not None:
+            self._runtimes[selected] = (time.monotonic(), forecast)
+        return QueuesData(names, rows, forecast)
 
     def show(self, data: QueuesData) -> None:
         self.names = data.names
