@@ -61,6 +61,9 @@ from rediq_tui.widgets.table import VimTable
 VIEWS = ("queues", "workers", "tasks", "cron", "failures", "audit", "all", "redis")
 MAX_BACKOFF_S = 15.0
 EVENT_DEBOUNCE_S = 0.3
+QUIET_AFTER = 3
+"""Polls without any engine event before the Queues refresh slows down."""
+QUIET_FACTOR = 3
 PASTE_MAX = 200
 """A paste longer than this (or with a newline) is not taken for a name or an id."""
 
@@ -115,6 +118,9 @@ class RediqApp(Actions, App[None]):
         self.writes = 0
         """Finished write actions (tests wait on it)."""
         self.events_seen = 0
+        self.quiet_polls = 0
+        """Polls in a row during which no engine event arrived."""
+        self._events_at_poll = 0
         self.last_fetch_s = 0.0
         """Duration of the last poll's Redis round trips (for the benchmark)."""
         self.last_show_s = 0.0
@@ -200,7 +206,7 @@ class RediqApp(Actions, App[None]):
             retry_in=self.backoff() if self.connected is False else None,
             paused=self.refresh_paused,
             read_only_reason=self.read_only_reason,
-            interval_s=self.config.interval_s,
+            interval_s=self.next_interval(),
         )
 
     def backoff(self) -> float:
@@ -218,6 +224,15 @@ class RediqApp(Actions, App[None]):
         if isinstance(top, Pollable):
             return top
         return self.current_view
+
+    def next_interval(self) -> float:
+        """The refresh interval; on the Queues view, while the event stream is quiet (no task
+        moved anywhere), it grows up to ``QUIET_FACTOR`` times: an event polls at once anyway,
+        so an idle console reads Redis less often without showing stale queue figures."""
+        base = self.config.interval_s
+        if not self.config.events or self.switcher.current != "queues" or len(self.screen_stack) > 1:
+            return base
+        return base * min(QUIET_FACTOR, 1 + self.quiet_polls // QUIET_AFTER)
 
     def schedule_poll(self, delay: float) -> None:
         if self._timer is not None:
@@ -262,7 +277,9 @@ class RediqApp(Actions, App[None]):
             self.polls += 1
             self.connection_ok()
         if not self.refresh_paused:
-            self.schedule_poll(self.config.interval_s if ok else self.backoff())
+            self.quiet_polls = self.quiet_polls + 1 if self.events_seen == self._events_at_poll else 0
+            self._events_at_poll = self.events_seen
+            self.schedule_poll(self.next_interval() if ok else self.backoff())
 
     def connection_ok(self) -> None:
         was = self.connected
@@ -333,6 +350,7 @@ class RediqApp(Actions, App[None]):
                 return
         self.switcher.current = name
         self.current_view.focus_main()
+        self.quiet_polls = 0
         self.poll()
 
     def open_task(self, queue: str, task_id: str) -> None:

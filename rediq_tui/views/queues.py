@@ -184,7 +184,8 @@ class QueuesView(View):
     async def fetch(self, client: AsyncClient) -> QueuesData:
         names = await client.call(inspect.queue_names)
         self.names = names
-        wanted = [n for n in self.window() if n in set(names)] or [n for n in names if self.keep(n)][:40]
+        known = set(names)
+        wanted = [n for n in self.window() if n in known] or [n for n in names if self.keep(n)][:40]
         rows = await client.call(overview.queue_rows, wanted)
         selected = self.selected if self.selected in names else (wanted[0] if wanted else None)
         if selected is None:
@@ -219,7 +220,8 @@ class QueuesView(View):
         table = self.table
         if table.row_keys() != shown:
             table.sync([(n, self._cells(n, self.rows.get(n))) for n in shown])
-            self._drawn = {n: r for n, r in self.rows.items() if n in set(shown)}
+            on_screen = set(shown)
+            self._drawn = {n: r for n, r in self.rows.items() if n in on_screen}
         else:
             # only cells whose text changed are redrawn: an idle system redraws nothing
             for name in shown:
@@ -264,7 +266,8 @@ class QueuesView(View):
         if self.needle:
             text.append(f" · {len(shown):,} match ")
             text.append(safe.clean(self.needle, 20), style="bold")
-        dead = sum(r.summary.count("dead") for n, r in self.rows.items() if n in set(shown))
+        on_screen = set(shown)
+        dead = sum(r.summary.count("dead") for n, r in self.rows.items() if n in on_screen)
         if dead:
             text.append(f" · {dead:,} dead on screen", style="bold red")
         text.append(" · Enter: tasks needing attention")
