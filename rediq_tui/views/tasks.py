@@ -35,6 +35,7 @@ SEARCH_SCAN_LIMIT = 20_000
 """The ``/`` filter searches the whole state server-side, reading at most this many tasks."""
 SORTS: tuple[str, ...] = ("redis", "id", "type", "priority", "attempts", "age")
 CHROME_ROWS = 4  # status, title, table header, footer
+ERROR_LINES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class TasksView(View):
         table.add_column("Age", key="age", width=4)
         table.add_column("Progress / payload / error", key="info")
         yield table
+        yield Static("", id="tasks-error", classes="-hidden")
 
     @property
     def table(self) -> VimTable:
@@ -129,8 +131,29 @@ class TasksView(View):
 
     @property
     def limit(self) -> int:
-        """Page size from the terminal height, so one page fills the screen."""
-        return max(5, self.app.size.height - CHROME_ROWS)
+        """Page size from the terminal height, so one page fills the screen (less the two lines
+        of the selected task's error in dead and retry)."""
+        return max(5, self.app.size.height - CHROME_ROWS - (ERROR_LINES if self.shows_errors else 0))
+
+    @property
+    def shows_errors(self) -> bool:
+        return self.state in ("dead", "retry")
+
+    def _error_line(self) -> None:
+        """Under the table in dead and retry: the selected task's whole error, wrapped (the
+        column cuts it at 80 columns)."""
+        box = self.query_one("#tasks-error", Static)
+        box.set_class(not self.shows_errors, "-hidden")
+        if not self.shows_errors:
+            return
+        key = self.table.cursor_key
+        task = next((t for t in self.page.tasks if t.id == key), None) if self.page else None
+        text = safe.text(task.last_error or "", 400, style="red", multiline=True) if task else Text("")
+        box.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._error_line()
 
     def on_resize(self) -> None:
         """A taller or shorter terminal changes the page size: read the page again."""
@@ -221,6 +244,7 @@ class TasksView(View):
         rows = [(t.id, self._cells(t, now_ms)) for t in self.shown_tasks()]
         self.table.sync(rows)
         self._title()
+        self._error_line()
 
     def _info(self, task: TaskInfo) -> Text:
         prog = self.progress.get(task.id)

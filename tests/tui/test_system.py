@@ -23,7 +23,7 @@ from rediq_tui.screens.worker import WorkerDetailScreen
 from rediq_tui.views.queues import QueuesView
 from rediq_tui.views.redis import RedisView
 from rediq_tui.views.tasks import TasksView
-from tests.tui.data import lease, make_dead, progress
+from tests.tui.data import kill, lease, make_dead, progress
 from tests.tui.helpers import make_app, next_poll, wait_for
 from tests.tui.test_hostile import plant
 
@@ -239,3 +239,20 @@ async def test_toasts_and_confirmations_name_the_exact_target_escaped(
         await pilot.press(*"yes", "enter")
         await wait_for(pilot, lambda: app.writes == 1)
         assert "Task t⟨U+202E⟩X of payment cancelled" in notes(app)
+
+
+async def test_a_dead_tasks_whole_error_is_under_the_table_not_cut(redis_url: str) -> None:
+    long_error = "PaymentDeclined: " + " ".join(f"reason-{i}" for i in range(12)) + " END-OF-ERROR"
+    with Client(redis_url) as c:
+        c.enqueue("order:payment", {}, queue="payment", id="long-1", max_retry=0)
+        kill(c, lease(c, "payment", 1)[0], long_error)
+    app = make_app(redis_url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        await pilot.press("enter")  # opens dead: the state needing attention
+        tasks = app.query_one(TasksView)
+        await wait_for(pilot, lambda: tasks.state == "dead" and tasks.table.row_count == 1)
+        assert "END-OF-ERROR" not in str(tasks.table.get_cell("long-1", "info"))  # cut at 80 columns
+        box = tasks.query_one("#tasks-error", Static)
+        assert not box.has_class("-hidden") and "END-OF-ERROR" in plain(box)
+        assert tasks.limit == 24 - 4 - 2
