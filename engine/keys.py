@@ -178,6 +178,10 @@ class Keyspace:
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
 
+    def worker_stop(self, worker_id: str) -> str:
+        """A stop request for one worker (set by an operator, honoured at its next heartbeat)."""
+        return f"{self.prefix}:workerstop:{worker_id}"
+
     @property
     def cron(self) -> str:
         """Hash of cron entry name -> JSON entry."""

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import declarations, events, idle, lifecycle, ops, runners
+from engine import control, declarations, events, idle, lifecycle, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -899,6 +899,9 @@ class Worker:
                     await self._heartbeat()
                 else:
                     await self._heartbeat_registry()
+                if not self._stopping and await self.backend.run(control.take_stop(self.settings, self.id)):
+                    log.warning("an operator asked this worker to stop: draining")  # the console's S
+                    self.request_stop()
             except RediqError as exc:
                 log.warning("heartbeat failed: %s", exc)
             except Exception:  # noqa: BLE001 - e.g. a malformed reply: never stop extending leases

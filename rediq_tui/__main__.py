@@ -1,10 +1,11 @@
 """``rediq-tui [--redis-url URL] [--interval MS] [--no-mouse] [--read-only] [--theme light|dark]
-[--demo]``."""
+[--demo] [--serve [--host 127.0.0.1] [--port 8000] [--token T]]``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,9 +31,21 @@ def parse_args(argv: Sequence[str] | None = None) -> ConsoleConfig:
         action="store_true",
         help="start the example order pipeline (workers and a stream of orders) and watch it live",
     )
+    parser.add_argument("--serve", action="store_true", help="serve the console to a browser (textual-serve)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="with --serve: address to bind (default loopback)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="with --serve: port (default 8000)")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="with --serve off loopback: the token browsers must send (default: random)",
+    )
     args = parser.parse_args(argv)
     if args.interval < 100:
         parser.error("--interval must be at least 100 ms")
+    if args.serve and args.demo:
+        parser.error("--serve and --demo cannot be combined (start the demo in its own console)")
     return ConsoleConfig(
         redis_url=args.redis_url,
         interval_ms=args.interval,
@@ -42,6 +55,10 @@ def parse_args(argv: Sequence[str] | None = None) -> ConsoleConfig:
         worker_app=args.app or (DEMO_APP if args.demo else ""),
         prefix=args.prefix,
         demo=args.demo,
+        serve=args.serve,
+        serve_host=args.host,
+        serve_port=args.port,
+        serve_token=args.token,
     )
 
 
@@ -57,29 +74,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.errors import RediqError
     from rediq_tui.app import RediqApp
 
+    demo: Demo | None = None
+    owned_server = False
     try:
         # the same configuration sources as the CLI and the workers (flags, env, .env, file)
         engine_config = load_config(redis_url=config.redis_url, rediq_prefix=config.prefix)
         config = replace(config, redis_url=engine_config.redis_url, prefix=engine_config.rediq_prefix)
-        demo = _start_demo(config.redis_url) if config.demo else None
-        if demo is not None:
+        if config.serve:
+            from rediq_tui.serve import serve
+
+            args = list(sys.argv[1:] if argv is None else argv)
+            return serve(args, config.serve_host, config.serve_port, config.redis_url, config.serve_token)
+        if config.demo:
+            demo, owned_server = _start_demo(config.redis_url)
             config = replace(config, redis_url=demo.url)
         client = AsyncClient(config.redis_url, settings=engine_config.engine_settings())
         app = RediqApp(config, client=client)
     except RediqError as exc:
         print(exc)
+        if demo is not None:
+            _stop_demo(demo, owned_server)
         return exc.exit_code
     try:
         app.run(mouse=config.mouse)
+    except KeyboardInterrupt:
+        pass
     finally:
-        if demo is not None:  # quitting stops what the demo started
-            print("stopping the demo's workers…")
-            demo.stop()
+        if demo is not None:  # quitting (q, Ctrl-C, SIGHUP) stops what the demo started
+            _stop_demo(demo, owned_server)
     return 0
 
 
-def _start_demo(url: str | None) -> Demo:
-    """The example order pipeline on the given server (default: the embedded one)."""
+def _stop_demo(demo: Demo, owned_server: bool) -> None:
+    """Stop the demo's workers and, when the demo started it, its Valkey. After a hang-up the
+    terminal is gone: printing may fail, stopping must not."""
+    _say("stopping the demo's workers…")
+    demo.stop()
+    if owned_server:
+        from engine import embedded
+
+        pid = embedded.stop_server()
+        _say(f"stopped the demo's Valkey (pid {pid})" if pid else "the demo's Valkey had already stopped")
+    elif demo.url:
+        _say(f"left the Redis/Valkey at {demo.url} running (it was running before the demo)")
+        _say("  stop the embedded one with: rediq server stop")
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except OSError:  # the terminal went away (SIGHUP): nobody to tell
+        pass
+
+
+def _start_demo(url: str | None) -> tuple[Demo, bool]:
+    """The example order pipeline on the given server (default: the embedded one, started
+    here and then stopped on exit unless it was already running)."""
+    from engine import embedded
     from engine.embedded import default_url
 
     try:
@@ -88,9 +139,14 @@ def _start_demo(url: str | None) -> Demo:
         from engine.errors import ConsoleMissing
 
         raise ConsoleMissing(f"the demo app (rediq_tui.demo) is not installed: {exc}") from None
+    was_running = embedded.status().running
     resolved = url or default_url()
-    print(f"rediq demo: order pipeline on {resolved}; quit with q to stop it")
-    return Demo(resolved).start()
+    owned = url is None and not was_running and embedded.status().running
+    if owned:
+        print(f"rediq demo: order pipeline on {resolved}; q, Ctrl-C or a hang-up stops it and its Valkey")
+    else:
+        print(f"rediq demo: order pipeline on {resolved}; quit with q to stop the workers")
+    return Demo(resolved).start(), owned
 
 
 if __name__ == "__main__":

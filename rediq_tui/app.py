@@ -1,78 +1,96 @@
-"""The rediq operations console."""
+"""The rediq operations console: navigation and the refresh loop. Views post messages; writes
+are in ``rediq_tui.actions`` (mixed in); the connection is one reactive (``conn``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from textual import on, work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher, Footer
 
-from engine import admin
+from engine import overview
 from engine.client import AsyncClient
-from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
+from engine.errors import ConnectionFailed, RediqError
 from engine.events import RESYNC, Event
 from engine.ops import Settings
-from engine.task import TaskState
+from engine.overview import FoundKind
 from rediq_tui import safe
+from rediq_tui.actions import Actions
 from rediq_tui.config import ConsoleConfig
-from rediq_tui.launcher import LaunchedWorker, LaunchSpec, environment
-from rediq_tui.messages import OpenGroup, OpenQueue, OpenTask, RefreshRequested
-from rediq_tui.screens.confirm import ConfirmScreen
+from rediq_tui.launcher import LaunchedWorker
+from rediq_tui.messages import (
+    CopyText,
+    Jump,
+    OpenCharts,
+    OpenGroup,
+    OpenQueue,
+    OpenTask,
+    OpenWorker,
+    RefreshRequested,
+)
+from rediq_tui.palette import JumpProvider
+from rediq_tui.screens.charts import ChartsScreen
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.help import HelpScreen
-from rediq_tui.screens.launch import LaunchScreen
-from rediq_tui.widgets.audit import AuditView
-from rediq_tui.widgets.base import Pollable, View
-from rediq_tui.widgets.cron import CronView
-from rediq_tui.widgets.failures import FailuresView
-from rediq_tui.widgets.queues import QueuesView
+from rediq_tui.screens.jump import JumpScreen
+from rediq_tui.screens.worker import WorkerDetailScreen
+from rediq_tui.state import Connection
+from rediq_tui.views.alltasks import AllTasksView
+from rediq_tui.views.audit import AuditView
+from rediq_tui.views.base import Pollable, View
+from rediq_tui.views.cron import CronView
+from rediq_tui.views.failures import FailuresView
+from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.redis import RedisView
+from rediq_tui.views.tasks import TasksView
+from rediq_tui.views.workers import WorkersView
+from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.status import StatusBar
 from rediq_tui.widgets.table import VimTable
-from rediq_tui.widgets.tasks import TasksView, where_filter
-from rediq_tui.widgets.workers import WorkersView
 
-VIEWS = ("queues", "workers", "tasks", "cron", "failures", "audit")
+VIEWS = ("queues", "workers", "tasks", "cron", "failures", "audit", "all", "redis")
 MAX_BACKOFF_S = 15.0
 EVENT_DEBOUNCE_S = 0.3
-
-FLUSHABLE_STATES = ("dead", "completed", "cancelled")
-"""Bulk delete is offered for finished tasks only (as in the CLI)."""
-
-WriteOp = Callable[[], Awaitable[str]]
-
-TASK_ACTIONS = {
-    # kind: (verb, past tense, needs confirmation for a single task)
-    "requeue": ("Requeue", "requeued", False),
-    "cancel": ("Cancel", "cancelled", True),
-    "delete": ("Delete", "deleted (to quarantine)", True),
-    "restore": ("Restore", "restored", False),
-}
+QUIET_AFTER = 3
+"""Polls without any engine event before the Queues refresh slows down."""
+QUIET_FACTOR = 3
+PASTE_MAX = 200
+"""A paste longer than this (or with a newline) is not taken for a name or an id."""
 
 
-class RediqApp(App[None]):
+class RediqApp(Actions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "rediq"
+    COMMANDS = App.COMMANDS | {JumpProvider}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("1,u", "show('queues')", "Queues", id="view.queues"),
         Binding("2,w", "show('workers')", "Workers", id="view.workers"),
         Binding("3,t", "show('tasks')", "Tasks", id="view.tasks"),
-        Binding("4,i", "show('detail')", "Detail", id="view.detail"),
-        Binding("5,o", "show('cron')", "Cron", id="view.cron"),
+        Binding("4,i", "show('detail')", "Detail", show=False, id="view.detail"),
+        Binding("5,o", "show('cron')", "Cron", show=False, id="view.cron"),
         Binding("6,f", "show('failures')", "Failures", id="view.failures"),
-        Binding("7,a", "show('audit')", "Audit", id="view.audit"),
+        Binding("7,a", "show('audit')", "Audit", show=False, id="view.audit"),
+        Binding("8,e", "show('all')", "All tasks", id="view.all"),
+        Binding("9,m", "show('redis')", "Redis", id="view.redis"),
+        Binding("colon", "jump", "Jump", id="app.jump"),
         Binding("question_mark", "help", "Help", id="app.help"),
-        Binding("p", "toggle_refresh", "Pause refresh", id="app.pause_refresh"),
+        Binding("p", "toggle_refresh", "Pause refresh", show=False, id="app.pause_refresh"),
         Binding("ctrl+r", "refresh_now", "Refresh now", show=False, id="app.refresh"),
         Binding("escape", "go_back", "Back", show=False, id="app.back"),
         Binding("q", "back_or_quit", "Back/quit", id="app.quit"),
     ]
+
+    conn: reactive[Connection] = reactive(Connection, always_update=False, init=False)
 
     def __init__(
         self,
@@ -100,15 +118,24 @@ class RediqApp(App[None]):
         self.writes = 0
         """Finished write actions (tests wait on it)."""
         self.events_seen = 0
+        self.quiet_polls = 0
+        """Polls in a row during which no engine event arrived."""
+        self._events_at_poll = 0
         self.last_fetch_s = 0.0
         """Duration of the last poll's Redis round trips (for the benchmark)."""
         self.last_show_s = 0.0
         """Duration of the last poll's table update."""
         self.launched: list[LaunchedWorker] = []
         self.last_task: tuple[str, str] | None = None
+        self.copied: list[str] = []
+        """What ``y`` copied (tests read it; the terminal got it by OSC 52)."""
         self._timer: Timer | None = None
         self._soon: Timer | None = None
         self.theme = "textual-light" if self.config.theme == "light" else "textual-dark"
+
+    @property
+    def display_name(self) -> str:
+        return self.config.display_name
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -120,9 +147,14 @@ class RediqApp(App[None]):
             yield CronView(id="cron")
             yield FailuresView(id="failures")
             yield AuditView(id="audit")
+            yield AllTasksView(id="all")
+            yield RedisView(id="redis")
         yield Footer()
 
     def on_mount(self) -> None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            # an SSH drop ends the console like q (and --demo then stops what it started)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
         self.current_view.focus_main()
         self.redraw_status()
         self.poll()
@@ -142,7 +174,7 @@ class RediqApp(App[None]):
     def current_view(self) -> View:
         return self.screen_stack[0].query_one(f"#{self.switcher.current}", View)
 
-    def view(self, name: str) -> View:
+    def view(self, name: str) -> Any:
         return self.screen_stack[0].query_one(f"#{name}", View)
 
     @property
@@ -153,30 +185,29 @@ class RediqApp(App[None]):
         yield from super().get_system_commands(screen)
         for name in (*VIEWS, "detail"):
             yield SystemCommand(f"View: {name}", f"Show the {name} view", lambda n=name: self.action_show(n))
+        yield SystemCommand("Jump", "Go to a queue, a worker or a task id", self.action_jump)
         yield SystemCommand("Pause/resume refresh", "Stop or restart polling", self.action_toggle_refresh)
         yield SystemCommand("Refresh now", "Poll Redis now", self.action_refresh_now)
         yield SystemCommand("Help", "List every key binding", self.action_help)
 
+    def known_names(self) -> Iterable[tuple[str, str]]:
+        """Queues and workers seen so far (the command palette offers them)."""
+        for name in self.view("queues").names:
+            yield "queue", name
+        for w in self.view("workers").summaries:
+            yield "worker", w.id
+
     # ------------------------------------------------------------------ status
-    def status_bars(self) -> list[StatusBar]:
-        bars: list[StatusBar] = []
-        for screen in self.screen_stack:
-            bars.extend(screen.query(StatusBar))
-        return bars
-
-    def sync_status(self, bar: StatusBar) -> None:
-        bar.connected = self.connected
-        bar.error = self.last_error
-        bar.last_ok = self.last_ok
-        bar.paused = self.refresh_paused
-        bar.read_only_reason = self.read_only_reason
-        bar.interval_s = self.config.interval_s
-        bar.retry_in = self.backoff() if self.connected is False else None
-        bar.redraw()
-
     def redraw_status(self) -> None:
-        for bar in self.status_bars():
-            self.sync_status(bar)
+        self.conn = Connection(
+            connected=self.connected,
+            error=self.last_error,
+            last_ok=self.last_ok,
+            retry_in=self.backoff() if self.connected is False else None,
+            paused=self.refresh_paused,
+            read_only_reason=self.read_only_reason,
+            interval_s=self.next_interval(),
+        )
 
     def backoff(self) -> float:
         return float(min(MAX_BACKOFF_S, 0.5 * 2 ** min(self.failures, 6)))
@@ -190,9 +221,18 @@ class RediqApp(App[None]):
     # ------------------------------------------------------------------ polling
     def poll_target(self) -> Pollable:
         top = self.screen
-        if isinstance(top, TaskDetailScreen):
+        if isinstance(top, Pollable):
             return top
         return self.current_view
+
+    def next_interval(self) -> float:
+        """The refresh interval; on the Queues view, while the event stream is quiet (no task
+        moved anywhere), it grows up to ``QUIET_FACTOR`` times: an event polls at once anyway,
+        so an idle console reads Redis less often without showing stale queue figures."""
+        base = self.config.interval_s
+        if not self.config.events or self.switcher.current != "queues" or len(self.screen_stack) > 1:
+            return base
+        return base * min(QUIET_FACTOR, 1 + self.quiet_polls // QUIET_AFTER)
 
     def schedule_poll(self, delay: float) -> None:
         if self._timer is not None:
@@ -237,7 +277,9 @@ class RediqApp(App[None]):
             self.polls += 1
             self.connection_ok()
         if not self.refresh_paused:
-            self.schedule_poll(self.config.interval_s if ok else self.backoff())
+            self.quiet_polls = self.quiet_polls + 1 if self.events_seen == self._events_at_poll else 0
+            self._events_at_poll = self.events_seen
+            self.schedule_poll(self.next_interval() if ok else self.backoff())
 
     def connection_ok(self) -> None:
         was = self.connected
@@ -260,11 +302,11 @@ class RediqApp(App[None]):
     @work(group="events", exit_on_error=False)
     async def listen(self) -> None:
         """Pub/sub events between polls: progress updates rows, transitions trigger a poll."""
-        from engine import events
+        from engine import events as engine_events
 
         while True:
             try:
-                async for event in events.subscribe(self.client.settings, self.client.backend.redis):
+                async for event in engine_events.subscribe(self.client.settings, self.client.backend.redis):
                     self.on_engine_event(event)
             except asyncio.CancelledError:
                 raise
@@ -297,44 +339,106 @@ class RediqApp(App[None]):
             elif self.last_task is not None:
                 self.open_task(*self.last_task)
             else:
-                self.notify("Open a task from the Tasks view first (3, Enter)")
+                self.notify("Open a task first (3 then Enter, or : and its id)")
             return
         while len(self.screen_stack) > 1:
             self.pop_screen()
         if name == "tasks" and self.tasks_view.queue is None:
             selected = self.screen_stack[0].query_one(QueuesView).selected
             if selected is not None:
-                self.tasks_view.open(selected, "pending")
+                self.open_queue(selected, None)
+                return
         self.switcher.current = name
         self.current_view.focus_main()
+        self.quiet_polls = 0
         self.poll()
 
     def open_task(self, queue: str, task_id: str) -> None:
+        if not queue:  # a task id alone: find its queue first
+            self.jump(task_id)
+            return
         self.last_task = (queue, task_id)
+        # the screen asks for its first poll once mounted (RefreshRequested)
+        self.push_screen(TaskDetailScreen(queue, task_id), callback=lambda _: self.poll())
 
-        def closed(_: None) -> None:
-            self.poll()
-
-        self.push_screen(TaskDetailScreen(queue, task_id), callback=closed)
-        self.poll()
-
-    @on(OpenQueue)
-    def _open_queue(self, message: OpenQueue) -> None:
-        self.tasks_view.open(message.queue, message.state)
+    def open_queue(self, queue: str, state: str | None) -> None:
+        """The queue's tasks in ``state``; ``None``: the state that needs attention (dead,
+        then retry, active, pending), from the figures on screen or read now."""
+        if state is None:
+            row = self.view("queues").rows.get(queue)
+            if row is None:
+                self.jump(queue)
+                return
+            state = str(overview.attention_state(row.summary.counts))
+        self.tasks_view.open(queue, state)
         self.action_show("tasks")
 
-    @on(OpenGroup)
-    def _open_group(self, message: OpenGroup) -> None:
+    def on_open_queue(self, message: OpenQueue) -> None:
+        self.open_queue(message.queue, message.state)
+
+    def on_open_group(self, message: OpenGroup) -> None:
         self.tasks_view.open_group(message.queue, message.fingerprint, message.label)
         self.action_show("tasks")
 
-    @on(OpenTask)
-    def _open_task(self, message: OpenTask) -> None:
+    def on_open_task(self, message: OpenTask) -> None:
         self.open_task(message.queue, message.task_id)
 
-    @on(RefreshRequested)
-    def _refresh_requested(self) -> None:
+    def on_open_worker(self, message: OpenWorker) -> None:
+        self.push_screen(WorkerDetailScreen(message.worker_id), callback=lambda _: self.poll())
+
+    def on_open_charts(self, message: OpenCharts) -> None:
+        self.push_screen(ChartsScreen(message.queue), callback=lambda _: self.poll())
+
+    def on_refresh_requested(self, message: RefreshRequested) -> None:
         self.poll()
+
+    def on_jump(self, message: Jump) -> None:
+        self.jump(message.text)
+
+    def on_copy_text(self, message: CopyText) -> None:
+        """``y``: to the terminal's clipboard by OSC 52, as visible text (a control character
+        in an id is copied as its placeholder, never as a raw escape)."""
+        text = safe.clean(message.text, 500)
+        self.copy_to_clipboard(text)
+        self.copied.append(text)
+        self.notify(f"Copied {message.what} {text}", markup=False)
+
+    def on_paste(self, event: events.Paste) -> None:
+        """A task id (or queue, worker) pasted anywhere outside an input opens it."""
+        text = event.text.strip()
+        if text and "\n" not in text and len(text) <= PASTE_MAX:
+            self.jump(text)
+
+    def action_jump(self) -> None:
+        def chosen(text: str | None) -> None:
+            if text:
+                self.jump(text)
+
+        self.push_screen(JumpScreen(), callback=chosen)
+
+    @work(group="jump", exit_on_error=False)
+    async def jump(self, text: str) -> None:
+        try:
+            found = await self.client.call(overview.find, text)
+        except ConnectionFailed as exc:
+            self.connection_lost(str(exc))
+            return
+        except RediqError as exc:
+            self.notify(safe.clean(str(exc), 300), severity="error", markup=False)
+            return
+        shown = safe.clean(text, 80)
+        if found.kind is FoundKind.QUEUE:
+            self.tasks_view.open(found.name, found.state)
+            self.action_show("tasks")
+        elif found.kind is FoundKind.WORKER:
+            self.action_show("workers")
+            self.on_open_worker(OpenWorker(found.name))
+        elif found.kind is FoundKind.TASK:
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            self.open_task(found.queue, found.name)
+        else:
+            self.notify(f"No queue, worker or task named {shown}", severity="warning", markup=False)
 
     def action_go_back(self) -> None:
         if len(self.screen_stack) > 1:
@@ -353,10 +457,13 @@ class RediqApp(App[None]):
         contexts: list[tuple[str, list[BindingType]]] = [
             ("global", list(self.BINDINGS)),
             ("tables", list(VimTable.BINDINGS)),
+            ("filter", list(FilterBar.BINDINGS)),
             ("queues", list(QueuesView.BINDINGS)),
             ("tasks", list(TasksView.BINDINGS)),
+            ("all tasks", list(AllTasksView.BINDINGS)),
             ("detail", list(TaskDetailScreen.BINDINGS)),
             ("workers", list(WorkersView.BINDINGS)),
+            ("worker", list(WorkerDetailScreen.BINDINGS)),
             ("cron", list(CronView.BINDINGS)),
             ("failures", list(FailuresView.BINDINGS)),
         ]
@@ -374,174 +481,4 @@ class RediqApp(App[None]):
         self.redraw_status()
 
     def action_refresh_now(self) -> None:
-        self.poll()
-
-    # ------------------------------------------------------------------ writes
-    def write(self, op: WriteOp, confirm: str | None = None) -> None:
-        """Run a write action, after a typed confirmation when ``confirm`` is given."""
-        if self.read_only:
-            self.notify(f"Read-only: {self.read_only_reason}", severity="warning", markup=False)
-            return
-        if confirm is None:
-            self._write(op)
-            return
-
-        def done(ok: bool | None) -> None:
-            if ok:
-                self._write(op)
-            else:
-                self.notify("Cancelled, nothing changed")
-
-        self.push_screen(ConfirmScreen(confirm), callback=done)
-
-    @work(group="write", exit_on_error=False)
-    async def _write(self, op: WriteOp) -> None:
-        try:
-            message = await op()
-        except ReadOnlyError as exc:
-            self.set_read_only(safe.clean(str(exc), 120))
-            self.notify(
-                safe.clean(str(exc), 300), title="Switched to read-only", severity="error", markup=False
-            )
-        except ConnectionFailed as exc:
-            self.connection_lost(str(exc))
-        except RediqError as exc:
-            self.notify(safe.clean(str(exc), 300), title="Action failed", severity="error", markup=False)
-        except Exception as exc:  # noqa: BLE001 - report, never crash the console
-            self.notify(safe.clean(repr(exc), 300), title="Action failed", severity="error", markup=False)
-        else:
-            self.notify(message, title="Done", markup=False)
-        self.writes += 1
-        self.poll()
-
-    def task_action(
-        self, kind: str, queue: str, ids: list[str], on_done: Callable[[], None] | None = None
-    ) -> None:
-        """Requeue, cancel or delete the given tasks of one queue."""
-        verb, past, confirm_single = TASK_ACTIONS[kind]
-        shown_queue = safe.clean(queue, 40)
-        what = f"task {safe.clean(ids[0], 40)}" if len(ids) == 1 else f"{len(ids):,} tasks"
-
-        async def run() -> str:
-            done: int
-            if kind == "requeue":
-                done = len(await self.client.call(admin.requeue, queue, ids))
-            elif kind == "cancel":
-                outcomes = await self.client.call(admin.cancel, queue, ids)
-                done = sum(1 for v in outcomes.values() if v in ("cancelled", "requested"))
-            elif kind == "restore":
-                done = len(await self.client.call(admin.restore, queue, ids))
-            else:
-                done = len(await self.client.call(admin.delete, queue, ids))
-            if on_done is not None:
-                on_done()
-            return f"{done:,} of {len(ids):,} {'task' if len(ids) == 1 else 'tasks'} of {shown_queue} {past}"
-
-        needs = confirm_single or len(ids) > 1
-        self.write(run, f"{verb} {what} of {shown_queue}?" if needs else None)
-
-    @work(group="prepare", exit_on_error=False)
-    async def bulk_state_action(self, kind: str, queue: str, state: str, needle: str = "") -> None:
-        """Requeue or flush every task of a queue in a state (optionally only those matching the
-        filter), after a confirmation stating how many."""
-        if self.read_only:
-            self.notify(f"Read-only: {self.read_only_reason}", severity="warning", markup=False)
-            return
-        if kind == "flush" and state not in FLUSHABLE_STATES:
-            self.notify(
-                f"Flush works on {', '.join(FLUSHABLE_STATES)} tasks, not {state}", severity="warning"
-            )
-            return
-        if kind == "requeue" and state == "active":
-            self.notify("Running tasks cannot be requeued; cancel them instead", severity="warning")
-            return
-        try:
-            total = await self.client.call(admin.count, queue, TaskState(state))
-        except ConnectionFailed as exc:
-            self.connection_lost(str(exc))
-            return
-        except RediqError as exc:
-            self.notify(safe.clean(str(exc), 300), severity="error", markup=False)
-            return
-        shown = safe.clean(queue, 40)
-        if total == 0:
-            self.notify(f"No {state} tasks in {shown}", markup=False)
-            return
-        where = where_filter(needle)
-        scope = f" matching {safe.clean(needle, 30)!r} (of {total:,})" if where else ""
-        count_text = "" if where else f" {total:,}"
-        fn = admin.requeue_all if kind == "requeue" else admin.flush
-        verb = "Requeue" if kind == "requeue" else "Delete (flush)"
-
-        async def run() -> str:
-            moved = await self.client.call(fn, queue, state, where)
-            return f"{moved:,} {state} tasks of {shown} {'requeued' if kind == 'requeue' else 'flushed'}"
-
-        self.write(run, f"{verb} all{count_text} {state} tasks{scope} of {shown}?")
-
-    def group_action(self, kind: str, queue: str, fingerprint: str, count: int, label: str) -> None:
-        """Retry or delete (to quarantine, restorable) every task of one failure group: one
-        action, after a typed confirmation stating the count."""
-        if self.read_only:
-            self.notify(f"Read-only: {self.read_only_reason}", severity="warning", markup=False)
-            return
-        shown = safe.clean(queue, 40)
-        label = safe.clean(label, 120)
-
-        async def run() -> str:
-            if kind == "retry":
-                moved = await self.client.call(admin.retry_group, queue, fingerprint)
-                return f"{moved:,} tasks of {label} requeued"
-            moved = await self.client.call(admin.delete_group, queue, fingerprint)
-            return f"{moved:,} tasks of {label} deleted (to quarantine, restorable)"
-
-        if kind == "retry":
-            question = f"Retry all {count:,} tasks of {label} in {shown}?"
-        else:
-            question = f"Delete all {count:,} tasks of {label} in {shown} (to quarantine, restorable)?"
-        self.write(run, question)
-
-    # ------------------------------------------------------------------ launched workers
-    def launch_worker_dialog(self) -> None:
-        if self.read_only:
-            return
-        queues = ",".join(self.view("queues").summaries) or "default"  # type: ignore[attr-defined]
-
-        def chosen(spec: LaunchSpec | None) -> None:
-            if spec is not None:
-                self.launch(spec)
-
-        self.push_screen(LaunchScreen(self.config.worker_app, queues[:200], 4), callback=chosen)
-
-    @work(group="launch", exit_on_error=False)
-    async def launch(self, spec: LaunchSpec) -> None:
-        worker = LaunchedWorker(spec, spec.argv(self.config.worker_module))
-        try:
-            await worker.start(env=environment(self.config.redis_url, self.client.settings.prefix))
-        except OSError as exc:
-            self.notify(f"Could not start the worker: {exc}", severity="error", markup=False)
-            return
-        self.launched.append(worker)
-        self.notify(f"Launched worker pid {worker.pid}", markup=False)
-        self.set_interval(1.0, self._refresh_launched, name="launched-log")
-        self.poll()
-
-    def _refresh_launched(self) -> None:
-        view = self.view("workers")
-        if isinstance(view, WorkersView):
-            view.show_launched()
-
-    def stop_launched(self) -> None:
-        running = [w for w in self.launched if w.running]
-        if not running:
-            self.notify("No launched worker is running")
-            return
-        self._stop(running[-1])
-
-    @work(group="stop", exit_on_error=False)
-    async def _stop(self, worker: LaunchedWorker) -> None:
-        self.notify(f"Stopping worker pid {worker.pid} (SIGTERM, drains running tasks)", markup=False)
-        code = await worker.stop(self.config.stop_grace_s)
-        self.notify(f"Worker pid {worker.pid} exited with code {code}", markup=False)
-        self._refresh_launched()
         self.poll()

@@ -29,6 +29,11 @@ class ConsoleConfig:
     """Key prefix (default: from the rediq configuration, else ``rediq``)."""
     demo: bool = False
     """Run the example order pipeline (workers + a stream of orders) while the console is open."""
+    serve: bool = False
+    """Serve the console to browsers (textual-serve) instead of running it here."""
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    serve_token: str | None = None
 
     @property
     def display_name(self) -> str:

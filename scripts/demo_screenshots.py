@@ -38,8 +38,8 @@ from rediq_tui.demo.models import BatchImportPayload  # noqa: E402
 from rediq_tui.demo.tasks import registry  # noqa: E402
 from rediq_tui.screens.confirm import ConfirmScreen  # noqa: E402
 from rediq_tui.screens.detail import TaskDetailScreen  # noqa: E402
-from rediq_tui.widgets.failures import FailuresView  # noqa: E402
-from rediq_tui.widgets.queues import QueuesView  # noqa: E402
+from rediq_tui.views.failures import FailuresView  # noqa: E402
+from rediq_tui.views.queues import QueuesView  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 
 SIZE = (80, 24)

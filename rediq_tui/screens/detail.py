@@ -3,7 +3,7 @@ dependency links (what it waits on, what waits on it) navigable with the keyboar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,13 +17,12 @@ from engine import explain, inspect
 from engine.client import AsyncClient
 from engine.errors import TaskNotFound
 from engine.explain import Explanation
-from engine.task import TaskInfo
+from engine.task import TaskInfo, TaskState
 from rediq_tui import fmt, safe
-from rediq_tui.messages import OpenTask
-from rediq_tui.widgets.base import Pollable
-
-if TYPE_CHECKING:
-    from rediq_tui.app import RediqApp
+from rediq_tui.host import Host
+from rediq_tui.messages import CopyText, OpenTask, RefreshRequested, TaskAction
+from rediq_tui.views.base import Pollable
+from rediq_tui.widgets.status import StatusBar
 
 FIELDS = (
     ("state", "State"),
@@ -98,11 +97,25 @@ OUTCOME_STYLE = {
 }
 
 
+def render_error(task: TaskInfo) -> Text:
+    out = Text()
+    if task.last_error:
+        out.append(section("Error"))
+        out.append("\n" + safe.clean(task.last_error, 2000, multiline=True) + "\n", style="red")
+    if task.traceback:
+        out.append(section("Traceback"))
+        out.append("\n" + safe.clean(task.traceback, 10_000, multiline=True) + "\n")
+    return out
+
+
 def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
     out = Text()
     out.append("Task ", style="bold")
     out.append(safe.clean(task.id, 128), style="bold cyan")
     out.append("\n")
+    failed = task.state in (TaskState.DEAD, TaskState.RETRY) and bool(task.last_error or task.traceback)
+    if failed:  # what the operator opened a dead task for comes first, wrapped, never cut
+        out.append(render_error(task))
     for name, label in FIELDS:
         value = getattr(task, name)
         if value in (None, "", False) and name not in ("state", "attempts"):
@@ -115,10 +128,14 @@ def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
         if value:
             out.append(f"{label:>16}: ", style="dim")
             out.append(fmt.stamp(value) + " UTC\n")
-    if task.progress is not None or task.progress_message:
+    if (task.progress is not None or task.progress_message) and not task.state.is_final:
         out.append(f"{'Progress':>16}: ", style="dim")
         out.append(fmt.bar(task.progress, 20), style="green")
         out.append(" " + safe.clean(task.progress_message or "", 200) + "\n")
+    elif task.progress is not None or task.progress_message:
+        out.append(f"{'Last progress':>16}: ", style="dim")
+        out.append(f"{task.progress or 0:.0f}% {safe.clean(task.progress_message or '', 200)}", style="dim")
+        out.append(f" (final: task {task.state})\n", style="dim")
     for key, value in sorted(task.metadata.items())[:50]:
         out.append(f"{safe.clean(key, 16):>16}: ", style="dim")
         out.append(safe.clean(value, 200) + "\n")
@@ -132,12 +149,8 @@ def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
     if not task.state.is_final:  # a finished task shows its outcome and attempts instead
         out.append(render_why(why))
     out.append(render_attempts(task))
-    if task.last_error:
-        out.append(section("Error"))
-        out.append("\n" + safe.clean(task.last_error, 2000, multiline=True) + "\n", style="red")
-    if task.traceback:
-        out.append(section("Traceback"))
-        out.append("\n" + safe.clean(task.traceback, 10_000, multiline=True) + "\n")
+    if not failed:
+        out.append(render_error(task))
     out.append(section("History (newest first)"))
     out.append("\n")
     for entry in task.history[:100]:
@@ -167,6 +180,7 @@ class TaskDetailScreen(Screen[None], Pollable):
         Binding("r", "requeue", "Retry", id="detail.requeue"),
         Binding("c", "cancel", "Cancel", id="detail.cancel"),
         Binding("d", "delete", "Delete", id="detail.delete"),
+        Binding("y", "copy_id", "Copy id", id="detail.copy"),
         Binding("j", "scroll_down", "Down", show=False, id="detail.down"),
         Binding("k", "scroll_up", "Up", show=False, id="detail.up"),
     ]
@@ -181,13 +195,11 @@ class TaskDetailScreen(Screen[None], Pollable):
         self.missing = False
 
     @property
-    def rapp(self) -> RediqApp:
-        return self.app  # type: ignore[return-value]
+    def host(self) -> Host:
+        return cast(Host, self.app)
 
     def compose(self) -> ComposeResult:
-        from rediq_tui.widgets.status import StatusBar
-
-        yield StatusBar(self.rapp.config.display_name, id="detail-status")
+        yield StatusBar(self.host.display_name, id="detail-status")
         yield Static(
             Text(f"Task {safe.clean(self.task_id, 60)} · loading…", no_wrap=True),
             classes="view-title",
@@ -200,10 +212,10 @@ class TaskDetailScreen(Screen[None], Pollable):
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
-        self.rapp.sync_status(self.query_one("#detail-status"))  # type: ignore[arg-type]
+        self.post_message(RefreshRequested())  # the first poll, now that there is a screen to show it
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in self.MUTATING and self.rapp.read_only:
+        if action in self.MUTATING and self.host.read_only:
             return None
         return True
 
@@ -262,7 +274,10 @@ class TaskDetailScreen(Screen[None], Pollable):
         ref = (event.option.id or "").split(":", 1)[-1]
         queue, _, task_id = ref.partition("|")
         if task_id:
-            self.rapp.post_message(OpenTask(queue, task_id))
+            self.post_message(OpenTask(queue, task_id))
+
+    def action_copy_id(self) -> None:
+        self.post_message(CopyText(self.task_id, "task id"))
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -274,7 +289,7 @@ class TaskDetailScreen(Screen[None], Pollable):
         self.query_one("#detail-scroll", VerticalScroll).scroll_up()
 
     def _act(self, kind: str) -> None:
-        self.rapp.task_action(kind, self.queue, [self.task_id])
+        self.post_message(TaskAction(kind, self.queue, [self.task_id]))
 
     def action_requeue(self) -> None:
         self._act("requeue")

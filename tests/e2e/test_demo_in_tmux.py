@@ -38,6 +38,7 @@ class Terminal:
     def __init__(self, socket: str, data_dir: Path) -> None:
         self.socket = socket
         self.data_dir = data_dir
+        self.tmp_path = data_dir.parent
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True)
@@ -68,10 +69,19 @@ def row(screen: str, name: str) -> str:
     return next((line for line in screen.splitlines() if line.strip().startswith(name + " ")), "")
 
 
-def column(screen: str, name: str, index: int) -> int:
-    """A number from a queue row: 1 pending, 2 active, 3 scheduled, 4 retry, 5 dead, 6 done."""
-    cells = row(screen, name).split()
-    return int(cells[index]) if len(cells) > index and cells[index].isdigit() else -1
+def column(screen: str, name: str, index: int) -> float:
+    """A number from a queue row at 80 columns: 1 pending, 2 active, 3 dead, 4 ok/m, 5 err/m."""
+    cells = [c for c in row(screen, name).split() if c != "⏸"]  # the paused mark follows the name
+    try:
+        return float(cells[index].replace(",", "")) if len(cells) > index else -1
+    except ValueError:
+        return -1
+
+
+def valkey_running(tmp_path: Path) -> bool:
+    """Whether this test's embedded valkey-server (its data directory is under tmp_path) runs."""
+    found = subprocess.run(["pgrep", "-f", f"valkey-server.*{tmp_path}"], capture_output=True, text=True)
+    return bool(found.stdout.split())
 
 
 @pytest.fixture
@@ -104,7 +114,7 @@ def demo(tmp_path: Path) -> Iterator[Terminal]:
 
 def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     # the queues view fills with the order pipeline
-    screen = demo.wait_for(lambda s: "Queues ·" in s and column(s, "inventory", 6) > 0, "live queue counts")
+    screen = demo.wait_for(lambda s: "Queues ·" in s and column(s, "inventory", 4) > 0, "live queue counts")
     for queue in ("inventory", "payment", "shipping", "notifications", "cancellations"):
         assert row(screen, queue), f"no row for {queue}"
     assert all(len(line) <= 80 for line in screen.splitlines())
@@ -120,13 +130,33 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     pending_then = column(screen, "payment", 1)
     demo.wait_for(lambda s: column(s, "payment", 1) > pending_then, "payment's backlog growing")
 
-    # open payment's tasks, then one task's detail with its dependencies
+    # open payment's tasks (Enter opens the state needing attention), step to pending, then
+    # one task's detail with its dependencies
     demo.keys("Enter")
+    demo.wait_for(lambda s: "payment · " in s and " of " in s, "payment's tasks")
+    for _ in range(9):
+        if "payment · pending" in demo.screen():
+            break
+        demo.keys("]")
     demo.wait_for(lambda s: "payment · pending" in s, "payment's pending tasks")
     demo.keys("Enter")
     screen = demo.wait_for(lambda s: "State: pending" in s and "Payload" in s, "a task's detail")
     assert "depended on  inventory|" in screen and "needed by    shipping|" in screen
     assert '"amount"' in screen and '"order_id"' in screen
+    task_id = next(
+        ln.split("Task ", 1)[1].strip() for ln in screen.splitlines() if ln.strip().startswith("Task ")
+    )
+
+    # find by id from anywhere: Workers view, then : and the id
+    demo.keys("Escape", "2", ":")
+    demo.wait_for(lambda s: "Jump to a queue" in s, "the jump prompt")
+    demo.keys(task_id, "Enter")
+    demo.wait_for(lambda s: f"Task {task_id}" in s and "Queue: payment" in s, "the task found by its id")
+
+    # the Redis page
+    demo.keys("Escape", "9")
+    screen = demo.wait_for(lambda s: "Redis · valkey" in s and "Eviction:" in s, "the Redis page")
+    assert "noeviction" in screen and "rediq queues" in screen
 
     # back to queues and resume: the backlog drains
     demo.keys("Escape", "1", "g", "j", "j", "j", "j", "P")
@@ -141,10 +171,12 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     assert len(demo_workers(demo.data_dir)) == 2
     demo.keys("q")
     assert wait(lambda: not demo_workers(demo.data_dir), 30), "demo workers left running after quitting"
+    assert wait(lambda: not valkey_running(demo.tmp_path), 30), "the demo's Valkey left running after q"
 
 
 def test_killing_the_console_does_not_orphan_demo_workers(demo: Terminal) -> None:
     demo.wait_for(lambda s: "Queues ·" in s, "the console")
     assert wait(lambda: len(demo_workers(demo.data_dir)) == 2, 20)
-    demo.tmux("kill-server")  # the terminal goes away: the console dies without its cleanup
+    demo.tmux("kill-server")  # the terminal goes away (SIGHUP, as an SSH drop)
     assert wait(lambda: not demo_workers(demo.data_dir), 30), "demo workers outlived the console"
+    assert wait(lambda: not valkey_running(demo.tmp_path), 30), "the demo's Valkey outlived the console"

@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # sent by the engine but deliberately not granted to the worker: best effort (CONFIG GET of the
 # eviction policy), the doctor's operator-only SCAN, and the admin's FUNCTION LOAD
-NOT_FOR_WORKERS = {"config", "scan", "function", "script"}
+NOT_FOR_WORKERS = {"config", "scan", "function", "script", "info", "slowlog", "memory"}
+"""(INFO, SLOWLOG and MEMORY: the console's Redis page, engine/serverinfo.py.)"""
 
 
 def _granted(name: str) -> set[str]:

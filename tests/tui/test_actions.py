@@ -10,8 +10,8 @@ from engine.client import Client
 from engine.task import TaskState
 from rediq_tui.app import RediqApp
 from rediq_tui.screens.confirm import ConfirmScreen
-from rediq_tui.widgets.queues import QueuesView
-from rediq_tui.widgets.tasks import TasksView
+from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.tasks import TasksView
 from tests.tui.data import make_dead
 from tests.tui.helpers import make_app, wait_for
 
@@ -96,7 +96,7 @@ async def test_marked_tasks_requeue_delete_cancel(redis_url: str) -> None:
         # retry a single task: no confirmation
         await pilot.press("G", "r")
         await wait_for(pilot, lambda: app.writes == 1)
-        assert "1 of 1 task of payment requeued" in notes(app)
+        assert "Task dead-000 of payment requeued" in notes(app)
         await wait_for(pilot, lambda: tasks.table.row_count == 3)
         # mark two and delete them: confirmation states the count
         await pilot.press("g", "space", "space", "d")

@@ -14,8 +14,8 @@ from engine.client import Client
 from rediq_tui.__main__ import parse_args
 from rediq_tui.config import ConsoleConfig
 from rediq_tui.screens.detail import TaskDetailScreen
-from rediq_tui.widgets.queues import QueuesView
-from rediq_tui.widgets.tasks import TasksView
+from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.tasks import TasksView
 from tests.tui.helpers import make_app, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

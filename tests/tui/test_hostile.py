@@ -10,8 +10,8 @@ from rich.text import Text
 from engine.client import Client
 from engine.ops import Settings
 from rediq_tui.screens.detail import TaskDetailScreen
-from rediq_tui.widgets.queues import QueuesView
-from rediq_tui.widgets.tasks import TasksView
+from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.tasks import TasksView
 from tests.tui.helpers import make_app, wait_for
 
 HOSTILE_TYPE = "[@click=app.quit]x\x1b]0;owned\x07\u202eevil"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from engine import admin
+from engine import admin, inspect
 from engine.client import Client
+from rediq_tui.screens.confirm import ConfirmScreen
 from rediq_tui.screens.launch import LaunchScreen
-from rediq_tui.widgets.queues import QueuesView
-from rediq_tui.widgets.workers import WorkersView
+from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.workers import WorkersView
 from tests.servers import ServerProcess
 from tests.tui.helpers import make_app, wait_for
 
@@ -66,7 +67,13 @@ async def test_launch_worker_see_log_and_stop_it(redis_url: str) -> None:
         await wait_for(pilot, lambda: any("serving tuiq" in line for line in launched.lines))
         log = view.query_one("#launched-log")
         assert not log.has_class("-hidden")
+        # S asks the selected worker (any worker, through Redis) to drain and stop
         await pilot.press("S")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press(*"yes", "enter")
         await wait_for(pilot, lambda: launched.returncode is not None, timeout=30, what="graceful stop")
         assert launched.returncode == 0
+        with Client(redis_url) as c:
+            actions = [e.action for e in c.call(inspect.audit, 20)]
+        assert "worker.stop" in actions and "worker.launch" in actions
         await wait_for(pilot, lambda: view.table.row_count == 0, timeout=10, what="worker gone")

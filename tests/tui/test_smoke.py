@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from engine.client import Client
-from rediq_tui.widgets.queues import QueuesView
+from rediq_tui.views.queues import QueuesView
 from tests.tui.helpers import make_app, next_poll, wait_for
 
 

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 
 from rediq_tui.app import RediqApp
 from rediq_tui.screens.detail import TaskDetailScreen
-from rediq_tui.widgets.tasks import TasksView
+from rediq_tui.views.tasks import TasksView
 from tests.tui import scenes
 from tests.tui.helpers import make_app, wait_for
 
@@ -54,10 +54,8 @@ def test_tasks_view_with_progress(snap_compare: Any, redis_url: str, raw: redis.
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: app.polls >= 1)
-        await pilot.press("enter")
+        await pilot.press("enter")  # the state needing attention: active (no dead, no retry)
         tasks = app.query_one(TasksView)
-        await wait_for(pilot, lambda: tasks.table.row_count == 20)
-        await pilot.press("greater_than_sign")
         await wait_for(pilot, lambda: tasks.state == "active" and tasks.table.row_count == 2)
         await pilot.press("less_than_sign")
         await wait_for(pilot, lambda: tasks.state == "pending" and tasks.table.row_count == 20)

@@ -12,10 +12,10 @@ from engine.scheduler import register
 from rediq_tui.messages import OpenQueue
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.help import HelpScreen
-from rediq_tui.widgets.cron import CronView
-from rediq_tui.widgets.queues import QueuesView
-from rediq_tui.widgets.tasks import TasksView
-from rediq_tui.widgets.workers import WorkersView
+from rediq_tui.views.cron import CronView
+from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.tasks import TasksView
+from rediq_tui.views.workers import WorkersView
 from tests.tui.data import lease, make_dead, progress
 from tests.tui.helpers import make_app, next_poll, wait_for
 
@@ -39,14 +39,15 @@ async def test_queues_counts_paused_and_enter_opens_tasks(redis_url: str) -> Non
         assert view.table.row_keys() == ["mail", "payment"]
         assert cell(view.table, "payment", "pending") == "3"
         assert cell(view.table, "payment", "dead") == "2"
-        assert cell(view.table, "mail", "paused") == "⏸"
-        assert cell(view.table, "payment", "paused") == ""
+        assert cell(view.table, "mail", "queue") == "mail ⏸"
+        assert cell(view.table, "payment", "queue") == "payment"
         await pilot.press("j", "enter")
         await wait_for(pilot, lambda: app.query_one(TasksView).page is not None, what="tasks page")
         tasks = app.query_one(TasksView)
         assert app.switcher.current == "tasks"
-        assert (tasks.queue, tasks.state) == ("payment", "pending")
-        assert tasks.table.row_keys() == ["pay-0", "pay-1", "pay-2"]
+        # Enter opens the state that needs attention: payment has dead tasks
+        assert (tasks.queue, tasks.state) == ("payment", "dead")
+        await wait_for(pilot, lambda: tasks.table.row_count == 2, what="dead rows")
 
 
 async def test_tasks_paging_state_switch_filter_sort_and_mark(redis_url: str) -> None:

@@ -6,18 +6,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Static
 
 from engine import inspect
 from engine.client import AsyncClient
 from engine.inspect import TaskPage
 from engine.task import TaskInfo, TaskState
 from rediq_tui import fmt, safe
-from rediq_tui.messages import OpenTask, RefreshRequested
-from rediq_tui.widgets.base import View
+from rediq_tui.messages import BulkStateAction, CopyText, GroupAction, OpenTask, RefreshRequested, TaskAction
+from rediq_tui.views.base import View
+from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
 
 STATES: tuple[str, ...] = (
@@ -35,6 +35,7 @@ SEARCH_SCAN_LIMIT = 20_000
 """The ``/`` filter searches the whole state server-side, reading at most this many tasks."""
 SORTS: tuple[str, ...] = ("redis", "id", "type", "priority", "attempts", "age")
 CHROME_ROWS = 4  # status, title, table header, footer
+ERROR_LINES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ class TasksView(View):
     BINDINGS = [
         Binding("U", "restore", "Restore", id="tasks.restore"),  # first: visible at 80 columns
         Binding("slash", "filter", "Filter", id="tasks.filter"),
+        Binding("y", "copy_id", "Copy id", id="tasks.copy"),
         Binding("space", "mark", "Mark", id="tasks.mark"),
         Binding("s", "sort", "Sort", id="tasks.sort"),
         Binding("greater_than_sign,right_square_bracket", "state(1)", "Next state", id="tasks.next_state"),
@@ -90,7 +92,6 @@ class TasksView(View):
         self.queue: str | None = None
         self.state: str = "pending"
         self.page_offset = 0
-        self.needle = ""
         self.sort_by = "redis"
         self.marked: set[str] = set()
         self.page: TaskPage | None = None
@@ -109,7 +110,7 @@ class TasksView(View):
         yield Static(
             "Tasks · pick a queue in Queues (1) and press Enter", classes="view-title", id="tasks-title"
         )
-        yield Input(placeholder="filter by id, type or text; Enter applies, Esc clears", id="tasks-filter")
+        yield FilterBar("id, type, payload or error; Enter searches the whole state", id="tasks-filter")
         table = VimTable(id="tasks-table")
         table.add_column("✓", key="mark", width=1)
         table.add_column("ID", key="id", width=14)
@@ -119,6 +120,7 @@ class TasksView(View):
         table.add_column("Age", key="age", width=4)
         table.add_column("Progress / payload / error", key="info")
         yield table
+        yield Static("", id="tasks-error", classes="-hidden")
 
     @property
     def table(self) -> VimTable:
@@ -129,8 +131,29 @@ class TasksView(View):
 
     @property
     def limit(self) -> int:
-        """Page size from the terminal height, so one page fills the screen."""
-        return max(5, self.app.size.height - CHROME_ROWS)
+        """Page size from the terminal height, so one page fills the screen (less the two lines
+        of the selected task's error in dead and retry)."""
+        return max(5, self.app.size.height - CHROME_ROWS - (ERROR_LINES if self.shows_errors else 0))
+
+    @property
+    def shows_errors(self) -> bool:
+        return self.state in ("dead", "retry")
+
+    def _error_line(self) -> None:
+        """Under the table in dead and retry: the selected task's whole error, wrapped (the
+        column cuts it at 80 columns)."""
+        box = self.query_one("#tasks-error", Static)
+        box.set_class(not self.shows_errors, "-hidden")
+        if not self.shows_errors:
+            return
+        key = self.table.cursor_key
+        task = next((t for t in self.page.tasks if t.id == key), None) if self.page else None
+        text = safe.text(task.last_error or "", 400, style="red", multiline=True) if task else Text("")
+        box.update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._error_line()
 
     def on_resize(self) -> None:
         """A taller or shorter terminal changes the page size: read the page again."""
@@ -140,6 +163,8 @@ class TasksView(View):
             self.post_message(RefreshRequested())
 
     def open(self, queue: str, state: str) -> None:
+        if queue != self.queue:
+            self.clear_filter()  # a filter never follows the operator to another queue
         if (queue, state) != (self.queue, self.state) or self.group is not None:
             self._reset()
         self.group = None
@@ -149,6 +174,8 @@ class TasksView(View):
 
     def open_group(self, queue: str, fingerprint: str, label: str) -> None:
         """Show the tasks of one failure group (dead or retrying), newest failure first."""
+        if queue != self.queue:
+            self.clear_filter()
         if self.group is None or (queue, fingerprint) != (self.queue, self.group[0]):
             self._reset()
         self.queue, self.state, self.group = queue, "dead", (fingerprint, label)
@@ -213,13 +240,16 @@ class TasksView(View):
         self._render_rows()
 
     def _render_rows(self) -> None:
-        now_ms = int(self.rapp.clock() * 1000)
+        now_ms = int(self.host.clock() * 1000)
         rows = [(t.id, self._cells(t, now_ms)) for t in self.shown_tasks()]
         self.table.sync(rows)
         self._title()
+        self._error_line()
 
     def _info(self, task: TaskInfo) -> Text:
         prog = self.progress.get(task.id)
+        if task.state.is_final:
+            prog = None  # a finished task's last progress ("99% handing to carrier") is history
         if prog is not None and (prog.percent is not None or prog.message):
             line = Text(fmt.bar(prog.percent), style="green", no_wrap=True)
             if prog.message:
@@ -336,35 +366,21 @@ class TasksView(View):
         self.table.action_cursor_down()
         self._title()
 
-    def action_filter(self) -> None:
-        box = self.query_one("#tasks-filter", Input)
-        box.add_class("-shown")
-        box.focus()
+    def filter_changed(self) -> None:
+        """As typed: the page on screen is filtered at once; Enter searches the whole state."""
+        self.searched = None
+        self._render_rows()
 
-    @on(Input.Submitted, "#tasks-filter")
-    def _apply_filter(self, event: Input.Submitted) -> None:
-        self.needle = event.value.strip()
-        event.input.remove_class("-shown")
+    def filter_done(self) -> None:
         self.page_offset = 0
         self.searched = None
         self._render_rows()
-        self.table.focus()
         self.post_message(RefreshRequested())
 
-    def on_key(self, event: object) -> None:
-        from textual.events import Key
-
-        if isinstance(event, Key) and event.key == "escape":
-            box = self.query_one("#tasks-filter", Input)
-            if box.has_focus:
-                event.stop()
-                box.value = ""
-                self.needle = ""
-                self.searched = None
-                box.remove_class("-shown")
-                self._render_rows()
-                self.table.focus()
-                self.post_message(RefreshRequested())
+    def action_copy_id(self) -> None:
+        key = self.table.cursor_key
+        if key is not None:
+            self.post_message(CopyText(key, "task id"))
 
     # ------------------------------------------------------------------ actions
     def selection(self) -> list[str]:
@@ -381,7 +397,7 @@ class TasksView(View):
         if self.queue is None or not ids:
             self.app.bell()
             return
-        self.rapp.task_action(kind, self.queue, ids, on_done=self.marked.clear)
+        self.post_message(TaskAction(kind, self.queue, ids, on_done=self.marked.clear))
 
     def action_requeue(self) -> None:
         self._act("requeue")
@@ -401,9 +417,9 @@ class TasksView(View):
         if self.group is not None:
             total = self.page.total if self.page else 0
             group_kind = "retry" if kind == "requeue" else "delete"
-            self.rapp.group_action(group_kind, self.queue, self.group[0], total, self.group[1])
+            self.post_message(GroupAction(group_kind, self.queue, self.group[0], total, self.group[1]))
             return
-        self.rapp.bulk_state_action(kind, self.queue, self.state, self.needle)
+        self.post_message(BulkStateAction(kind, self.queue, self.state, self.needle))
 
     def action_requeue_all(self) -> None:
         self._bulk("requeue")

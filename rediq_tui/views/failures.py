@@ -12,8 +12,9 @@ from engine import inspect
 from engine.client import AsyncClient
 from engine.inspect import FailureGroup
 from rediq_tui import fmt, safe
-from rediq_tui.messages import OpenGroup
-from rediq_tui.widgets.base import View
+from rediq_tui.messages import GroupAction, OpenGroup
+from rediq_tui.views.base import View
+from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
 
 
@@ -28,6 +29,7 @@ def group_label(group: FailureGroup, limit: int = 60) -> str:
 
 class FailuresView(View):
     BINDINGS = [
+        Binding("slash", "filter", "Filter", id="failures.filter"),
         Binding("r", "retry_group", "Retry group", id="failures.retry_group"),
         Binding("d", "delete_group", "Delete group", id="failures.delete_group"),
     ]
@@ -39,6 +41,7 @@ class FailuresView(View):
 
     def compose(self) -> ComposeResult:
         yield Static("Failures", classes="view-title", id="failures-title")
+        yield FilterBar("queue, type or error", id="failures-filter")
         table = VimTable(id="failures-table")
         for label, key, width in (
             ("Now", "count", 5),
@@ -50,6 +53,7 @@ class FailuresView(View):
         ):
             table.add_column(label, key=key, width=width)
         yield table
+        yield Static("", id="failures-detail")
 
     @property
     def table(self) -> VimTable:
@@ -68,9 +72,12 @@ class FailuresView(View):
 
     def show(self, data: list[FailureGroup]) -> None:
         self.groups = {group_key(g): g for g in data}
-        now = self.rapp.clock()
+        self._data = data
+        now = self.host.clock()
         rows = []
         for g in data:
+            if not self.keep(g.queue, g.task_type, g.sample, g.fingerprint):
+                continue
             rows.append(
                 (
                     group_key(g),
@@ -94,6 +101,24 @@ class FailuresView(View):
                 overflow="ellipsis",
             )
         )
+        self._detail()
+
+    def filter_changed(self) -> None:
+        self.show(getattr(self, "_data", []))
+
+    def _detail(self) -> None:
+        """The selected group's whole error, wrapped (the column cuts it at 80 columns)."""
+        group = self.selected
+        text = Text()
+        if group is not None:
+            text.append(safe.clean(group.queue, 30), style="bold")
+            text.append(f" · {safe.clean(group.task_type, 40)} · fp {group.fingerprint}\n", style="dim")
+            text.append(safe.clean(group.sample, 600, multiline=True), style="red")
+        self.query_one("#failures-detail", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -106,11 +131,15 @@ class FailuresView(View):
         if group is None:
             self.app.bell()
             return
-        self.rapp.group_action("retry", group.queue, group.fingerprint, group.count, group_label(group))
+        self.post_message(
+            GroupAction("retry", group.queue, group.fingerprint, group.count, group_label(group))
+        )
 
     def action_delete_group(self) -> None:
         group = self.selected
         if group is None:
             self.app.bell()
             return
-        self.rapp.group_action("delete", group.queue, group.fingerprint, group.count, group_label(group))
+        self.post_message(
+            GroupAction("delete", group.queue, group.fingerprint, group.count, group_label(group))
+        )

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.widgets import Static
 
 from engine import inspect
 from engine.client import AsyncClient
 from engine.inspect import AuditEntry
 from rediq_tui import fmt, safe
-from rediq_tui.widgets.base import View
+from rediq_tui.views.base import View
+from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
 
 AUDIT_LIMIT = 200
@@ -27,12 +29,15 @@ ACTION_STYLE = {
 
 
 class AuditView(View):
+    BINDINGS = [Binding("slash", "filter", "Filter", id="audit.filter")]
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.entries: list[AuditEntry] = []
 
     def compose(self) -> ComposeResult:
         yield Static("Audit", classes="view-title", id="audit-title")
+        yield FilterBar("action, queue, actor or detail", id="audit-filter")
         table = VimTable(id="audit-table")
         for label, key, width in (
             ("Time (UTC)", "at", 14),
@@ -59,6 +64,8 @@ class AuditView(View):
         self.entries = data
         rows = []
         for e in data:
+            if not self.keep(e.action, e.queue, e.actor, e.detail):
+                continue
             action = safe.clean(e.action, 20)
             rows.append(
                 (
@@ -77,3 +84,6 @@ class AuditView(View):
         self.query_one("#audit-title", Static).update(
             Text(f"Audit · last {len(data):,} operator actions, newest first", no_wrap=True)
         )
+
+    def filter_changed(self) -> None:
+        self.show(self.entries)

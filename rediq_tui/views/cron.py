@@ -11,7 +11,9 @@ from engine import admin, inspect
 from engine.client import AsyncClient
 from engine.inspect import CronEntryInfo
 from rediq_tui import fmt, safe
-from rediq_tui.widgets.base import View
+from rediq_tui.messages import WriteRequested
+from rediq_tui.views.base import View
+from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
 
 OUTCOME_STYLE = {"completed": "green", "dead": "bold red", "cancelled": "yellow", "active": "cyan"}
@@ -19,6 +21,7 @@ OUTCOME_STYLE = {"completed": "green", "dead": "bold red", "cancelled": "yellow"
 
 class CronView(View):
     BINDINGS = [
+        Binding("slash", "filter", "Filter", id="cron.filter"),
         Binding("x", "run_now", "Run now", id="cron.run_now"),
         Binding("P", "toggle_pause", "Pause/resume", id="cron.pause"),
     ]
@@ -30,6 +33,7 @@ class CronView(View):
 
     def compose(self) -> ComposeResult:
         yield Static("Cron", classes="view-title", id="cron-title")
+        yield FilterBar("name, schedule, type or queue", id="cron-filter")
         table = VimTable(id="cron-table")
         for label, key, width in (
             ("Name", "name", 16),
@@ -57,9 +61,12 @@ class CronView(View):
 
     def show(self, data: list[CronEntryInfo]) -> None:
         self.entries = {e.name: e for e in data}
-        now = self.rapp.clock()
+        self._data = data
+        now = self.host.clock()
         rows = []
         for e in data:
+            if not self.keep(e.name, e.expression, e.task_type, e.queue or ""):
+                continue
             outcome = e.last_state or ("-" if e.last_fire_ms is None else "expired")
             rows.append(
                 (
@@ -83,9 +90,12 @@ class CronView(View):
         self.query_one("#cron-title", Static).update(Text(f"Cron · {len(data)} entries", no_wrap=True))
         self._detail()
 
+    def filter_changed(self) -> None:
+        self.show(getattr(self, "_data", []))
+
     def detail_text(self, entry: CronEntryInfo) -> Text:
         """The selected entry: its next five fire times and its last runs with their outcome."""
-        now = self.rapp.clock()
+        now = self.host.clock()
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(safe.clean(entry.name, 30), style="bold")
         out.append(" · next: ", style="dim")
@@ -125,11 +135,11 @@ class CronView(View):
         if name is None:
             return
 
-        async def run() -> str:
-            task_id = await self.rapp.client.call(admin.run_cron_now, name)
+        async def run(client: AsyncClient) -> str:
+            task_id = await client.call(admin.run_cron_now, name)
             return f"Cron {safe.clean(name, 40)} fired: task {safe.clean(task_id, 40)}"
 
-        self.rapp.write(run)
+        self.post_message(WriteRequested(run))
 
     def action_toggle_pause(self) -> None:
         name = self.table.cursor_key
@@ -138,8 +148,8 @@ class CronView(View):
         entry = self.entries.get(name)
         paused = not (entry.paused if entry else False)
 
-        async def toggle() -> str:
-            await self.rapp.client.call(admin.set_cron_paused, name, paused)
+        async def toggle(client: AsyncClient) -> str:
+            await client.call(admin.set_cron_paused, name, paused)
             return f"Cron {safe.clean(name, 40)} {'paused' if paused else 'resumed'}"
 
-        self.rapp.write(toggle)
+        self.post_message(WriteRequested(toggle))
