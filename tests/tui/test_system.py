@@ -93,7 +93,7 @@ async def test_finished_tasks_show_no_live_progress_and_dead_detail_shows_error_
         c.enqueue("ship", {}, queue="orders", id="done-1")
         job = lease(c, "orders", 1)[0]
         progress(c, job, 99, "handing to carrier")
-        c.backend.execute(ops.ack_call(c.settings, "orders", [(job.id, job.attempt, '"ok"')]))
+        c.backend.execute(ops.ack_call(c.settings, "orders", [(job.id, job.token, '"ok"')]))
         make_dead(c, "orders", 1)
     app = make_app(redis_url)
     async with app.run_test(size=(80, 24)) as pilot:
