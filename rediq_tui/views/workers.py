@@ -120,8 +120,10 @@ class WorkersView(View):
 
     def show_launched(self) -> None:
         launched = self.host.launched
-        title = self.query_one("#launched-title", Static)
-        log = self.query_one("#launched-log", Log)
+        titles, logs = self.query("#launched-title").results(Static), self.query("#launched-log").results(Log)
+        title, log = next(titles, None), next(logs, None)
+        if title is None or log is None:  # the view is being torn down (the app is exiting)
+            return
         title.set_class(not launched, "-hidden")
         log.set_class(not launched, "-hidden")
         if not launched:
