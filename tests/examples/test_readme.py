@@ -28,7 +28,8 @@ def readme_blocks() -> dict[str, str]:
     named = {}
     for block in blocks:
         first = block.splitlines()[0]
-        named[first.removeprefix("# ").strip() if first.startswith("# app/") else "snippet"] = block
+        # the first block without a file name is the by-name snippet; later ones illustrate
+        named.setdefault(first.removeprefix("# ").strip() if first.startswith("# app/") else "snippet", block)
     return named
 
 
