@@ -23,8 +23,9 @@ from rediq_tui.demo.producer import place_order, random_order
 @pytest.fixture(autouse=True)
 def business_data_in_the_test_server(monkeypatch: pytest.MonkeyPatch, rediq_url: str) -> None:
     monkeypatch.setenv("ORDERS_REDIS_URL", rediq_url)  # the handlers' own store
-    monkeypatch.setenv("REDIQ_DEMO_PACE", "0")  # no demo pauses
-    monkeypatch.setenv("REDIQ_DEMO_GATEWAY_FAILURES", "0")
+    # the demo reads these when it is imported, before any fixture runs: set them on the module
+    monkeypatch.setattr(tasks, "PACE", 0.0)  # no demo pauses
+    monkeypatch.setattr(tasks, "GATEWAY_FAILURE_RATE", 0.0)  # no simulated gateway failures
     tasks._store.cache_clear()
 
 
