@@ -22,6 +22,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError
+from redis.exceptions import RedisError as RedisError  # re-exported: the CLI imports no redis
 from redis.retry import Retry
 
 from engine.errors import InvalidUrl
@@ -320,6 +321,18 @@ def _async_cluster_class() -> type[Any]:
             return await super()._determine_slot(command, *args)
 
     return ScriptAwareAsyncCluster
+
+
+def members_quickly(url: str, key: str, timeout_s: float) -> list[str]:
+    """The members of one set, read with short timeouts and redis-py's defaults otherwise: shell
+    completion must answer at once or not at all (it never retries and never waits 10 s)."""
+    client = redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
+    )
+    try:
+        return [str(member) for member in client.smembers(key)]
+    finally:
+        client.close()
 
 
 def mask_url(url: str) -> str:

@@ -19,7 +19,9 @@ import redis
 from click.testing import CliRunner, Result
 
 from engine import admin, inspect
-from engine.cli import cli, parse_since, render_table
+from engine.cli import cli
+from engine.cli.dead import parse_since
+from engine.cli.output import render_table
 from engine.client import Client
 from engine.config import RediqConfig
 from engine.errors import Permanent
@@ -518,8 +520,9 @@ def test_dash_without_console_is_one_line_error(
 ) -> None:
     """Whatever the install (editable, wheel, checkout), a missing console is one E013 line."""
     import engine.cli
+    import engine.cli.dash
 
-    monkeypatch.setattr(engine.cli, "find_spec", lambda name: None)
+    monkeypatch.setattr(engine.cli.dash, "find_spec", lambda name: None)
     code = engine.cli.run(engine.cli.cli, ["--redis-url", redis_url, "dash"], "rediq")
     err = capsys.readouterr().err
     assert code == 14
@@ -676,7 +679,7 @@ def test_worker_weights_flag_is_checked_in_one_line(tmp_path: Path) -> None:
 
 
 def test_parse_weights() -> None:
-    from engine.cli import parse_weights
+    from engine.cli.worker_run import parse_weights
 
     assert parse_weights("payment=3, reports=1") == {"payment": 3, "reports": 1}
     assert parse_weights(None) is None

@@ -1,0 +1,5 @@
+"""``python -m engine.cli`` is ``rediq`` (the console launches workers this way)."""
+
+from engine.cli import main
+
+main()

@@ -1,0 +1,227 @@
+"""``rediq queue …``: list, inspect, pause, resume, flush and restore queues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from engine import admin, inspect
+from engine.cli.output import (
+    echo,
+    emit_json,
+    fmt_age,
+    fmt_count,
+    json_option,
+    one_line,
+    refusal_line,
+    render_table,
+)
+from engine.cli.state import CliState, complete_queue, pass_state
+from engine.display import visible
+from engine.errors import UnknownQueue
+from engine.task import TaskInfo, TaskState
+
+SAMPLE_STATES = ("pending", "active", "retry", "dead")
+FLUSHABLE_STATES = ("dead", "completed", "cancelled")
+
+
+def queue_json(summary: inspect.QueueSummary) -> dict[str, Any]:
+    return {
+        "name": summary.name,
+        "paused": summary.paused,
+        "counts": {str(s): summary.count(s) for s in inspect.COUNTED_STATES},
+        "processed_last_minute": summary.processed_per_min,
+        "failed_last_minute": summary.failed_per_min,
+        "head_age_s": summary.head_age_s,
+    }
+
+
+def task_brief_json(task: TaskInfo) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "type": task.type,
+        "state": str(task.state),
+        "attempts": task.attempts,
+        "priority": task.priority,
+        "enqueued_at_ms": task.enqueued_at_ms,
+        "last_error": task.last_error,
+    }
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """List, inspect, pause, resume and flush queues."""
+
+
+@queue_group.command("list")
+@json_option
+@pass_state
+def queue_list(state: CliState, as_json: bool) -> None:
+    """Every known queue with its task counts."""
+    summaries = state.client().call(inspect.queues)
+    if as_json:
+        emit_json([queue_json(s) for s in summaries])
+        return
+    if not summaries:
+        echo("no queues yet (a queue exists once a task was enqueued to it)")
+        return
+    headers = ["QUEUE", "PEND", "ACTIVE", "SCHED", "RETRY", "WAIT", "DEAD", "DONE/M", "HEAD", "PAUSED"]
+    rows = [
+        [
+            s.name,
+            *(
+                fmt_count(s.count(st))
+                for st in ("pending", "active", "scheduled", "retry", "waiting", "dead")
+            ),
+            fmt_count(s.processed_per_min),
+            fmt_age(s.head_age_s),
+            "yes" if s.paused else "",
+        ]
+        for s in summaries
+    ]
+    echo(render_table(headers, rows))
+
+
+def require_queue(state: CliState, name: str) -> inspect.QueueSummary:
+    summary = state.client().call(inspect.queue, name)
+    if summary is None:
+        raise UnknownQueue(f"queue {name!r} does not exist")
+    return summary
+
+
+@queue_group.command("inspect")
+@click.argument("name", shell_complete=complete_queue)
+@click.option("--sample", default=5, show_default=True, type=click.IntRange(0, 100), help="Tasks per state.")
+@json_option
+@pass_state
+def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> None:
+    """Counts per state, paused, throughput, head age and a sample of tasks."""
+    summary = require_queue(state, name)
+    client = state.client()
+    samples: dict[str, list[TaskInfo]] = {}
+    for st in SAMPLE_STATES:
+        samples[st] = client.call(inspect.page, name, st, 0, sample).tasks if sample else []
+    if as_json:
+        out = queue_json(summary)
+        out["sample"] = {st: [task_brief_json(t) for t in tasks] for st, tasks in samples.items()}
+        emit_json(out)
+        return
+    echo(f"queue       {summary.name}{'  (PAUSED)' if summary.paused else ''}")
+    echo(
+        f"throughput  {summary.processed_per_min} completed, "
+        f"{summary.failed_per_min} failed in the last minute"
+    )
+    echo(f"head age    {fmt_age(summary.head_age_s)}")
+    counts = [f"{st}={summary.count(st)}" for st in inspect.COUNTED_STATES]
+    for i in range(0, len(counts), 4):
+        echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")
+    rows = [
+        [t.id, one_line(t.type, 18), str(t.state), str(t.attempts), one_line(t.last_error)]
+        for st in SAMPLE_STATES
+        for t in samples[st]
+    ]
+    if rows:
+        echo("")
+        echo(render_table(["ID", "TYPE", "STATE", "ATT", "ERROR"], rows, flex=4))
+
+
+@queue_group.command("pause")
+@click.argument("name", shell_complete=complete_queue)
+@json_option
+@pass_state
+def queue_pause(state: CliState, name: str, as_json: bool) -> None:
+    """Stop workers from taking new tasks from NAME."""
+    changed = state.client().call(admin.pause, name)
+    if as_json:
+        emit_json({"queue": name, "paused": True, "changed": changed})
+    else:
+        echo(f"queue {name} paused" if changed else f"queue {name} was already paused")
+
+
+@queue_group.command("resume")
+@click.argument("name", shell_complete=complete_queue)
+@json_option
+@pass_state
+def queue_resume(state: CliState, name: str, as_json: bool) -> None:
+    """Let workers take tasks from NAME again."""
+    changed = state.client().call(admin.resume, name)
+    if as_json:
+        emit_json({"queue": name, "paused": False, "changed": changed})
+    else:
+        echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
+
+
+def parse_state_target(value: str) -> tuple[str, str]:
+    state_name, colon, queue_name = value.partition(":")
+    if not colon or not queue_name:
+        raise click.BadParameter(f"expected STATE:QUEUE such as dead:payment, got {value!r}")
+    if state_name not in FLUSHABLE_STATES:
+        raise click.BadParameter(
+            f"only {', '.join(FLUSHABLE_STATES)} tasks can be flushed, got {state_name!r}"
+        )
+    return state_name, queue_name
+
+
+@queue_group.command("flush")
+@click.argument("target", metavar="STATE:QUEUE")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_state
+def queue_flush(state: CliState, target: str, yes: bool, as_json: bool) -> None:
+    """Delete every task of a finished state, e.g. ``rediq queue flush dead:payment``."""
+    state_name, name = parse_state_target(target)
+    require_queue(state, name)
+    client = state.client()
+    count = client.call(admin.count, name, state_name)
+    keep = fmt_age(client.settings.quarantine_s)
+    if not yes:
+        click.confirm(
+            visible(f"Delete {count} {state_name} task(s) of queue {name}? (restorable for {keep})", 0),
+            abort=True,
+            err=True,
+        )
+    flushed = client.call(admin.flush, name, state_name)
+    if as_json:
+        emit_json({"queue": name, "state": state_name, "flushed": flushed})
+    else:
+        echo(
+            f"deleted {flushed} {state_name} task(s) from queue {name}; "
+            f"`rediq queue restore {name} --all` brings them back within {keep}"
+        )
+
+
+@queue_group.command("restore")
+@click.argument("name", shell_complete=complete_queue)
+@click.argument("task_ids", metavar="[ID]...", nargs=-1)
+@click.option("--all", "restore_all", is_flag=True, help="Restore every quarantined task of the queue.")
+@json_option
+@pass_state
+def queue_restore(
+    state: CliState, name: str, task_ids: tuple[str, ...], restore_all: bool, as_json: bool
+) -> None:
+    """Bring deleted (quarantined) tasks of NAME back to the state they were deleted from."""
+    if bool(task_ids) == restore_all:
+        raise click.UsageError("give task ids or --all (not both)")
+    require_queue(state, name)
+    client = state.client()
+    restored = 0
+    refused: dict[str, str] = {}
+    if restore_all:
+        while True:  # refused tasks stay quarantined: page past them
+            page = client.call(inspect.page, name, TaskState.QUARANTINED, len(refused), admin.CHUNK)
+            ids = [t.id for t in page.tasks]
+            if not ids:
+                break
+            done = client.call(admin.restore, name, ids)
+            restored += len(done)
+            refused.update(done.refused)
+            if not done and not done.refused:
+                break
+    else:
+        done = client.call(admin.restore, name, list(task_ids))
+        restored, refused = len(done), done.refused
+    if as_json:
+        emit_json({"queue": name, "restored": restored, "refused": refused})
+    else:
+        echo(f"restored {restored} task(s) of queue {name}" + refusal_line(refused))
