@@ -190,6 +190,11 @@ class Keyspace:
     def cron_fire(self, name: str, fire_ts: int) -> str:
         return f"{self.prefix}:cronfire:{name}:{fire_ts}"
 
+    def cron_startup(self, name: str) -> str:
+        """Kept alive by every scheduler that declares ``name`` with ``run_at_startup``: while
+        it exists the fleet is running, and a starting worker does not fire the entry again."""
+        return f"{self.prefix}:cronup:{name}"
+
     @property
     def cron_state(self) -> str:
         """Hash of cron entry name -> JSON of last fire (time, task id)."""

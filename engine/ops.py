@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from pydantic import ValidationError
+
 from engine.backend import Batch, Call, Op, cmd, script_call
 from engine.declarations import Declarations
 from engine.errors import (
@@ -22,6 +24,7 @@ from engine.errors import (
     PayloadError,
     PayloadTooLarge,
     TaskNotFound,
+    validation_message,
 )
 from engine.fingerprint import normalise_error
 from engine.keys import Keyspace, QueueKeys, validate_prefix
@@ -153,6 +156,21 @@ class EnqueueResult(NamedTuple):
                 "or client.result(id, timeout=...)",
             )
         return self.client
+
+
+def build_task(task_or_type: Task | str, payload: Any = None, **options: Any) -> Task:
+    """A ``Task`` from either a ready model or a type plus options, with one-line errors."""
+    if isinstance(task_or_type, Task):
+        if payload is not None or options:
+            raise InvalidTask("pass either a Task or a type with options, not both")
+        return task_or_type
+    deps = options.get("depends_on")
+    if deps is not None:
+        options["depends_on"] = tuple(d.ref if isinstance(d, EnqueueResult) else str(d) for d in deps)
+    try:
+        return Task(type=task_or_type, payload=payload, **options)
+    except ValidationError as exc:
+        raise InvalidTask(validation_message(exc)) from None
 
 
 def channel(settings: Settings, qk: QueueKeys) -> str:

@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import control, declarations, events, idle, lifecycle, ops, runners
+from engine import control, cron, declarations, events, idle, lifecycle, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -288,6 +288,17 @@ class Worker:
                 asyncio.create_task(self._exchange_loop(), name="rediq-exchange"),
                 self._background("heartbeat", self._heartbeat_loop, lambda: not self._drained),
                 self._background("maintenance", self._maintenance_loop),
+                self._background(
+                    "cron",
+                    functools.partial(
+                        cron.run_scheduler,
+                        self.backend,
+                        self.settings,
+                        self.registry,
+                        lambda: not self._stopping,
+                        self.options.maintenance_s,
+                    ),
+                ),
                 self._background("wake", self._wake_loop),
             ]
             if self.options.burst:
@@ -954,8 +965,6 @@ class Worker:
         heapq.heapify(self._buffer)
 
     async def _maintenance_loop(self) -> None:
-        from engine import scheduler
-
         while not self._stopping:
             # each step on its own: one that raises (a bad cron entry, a corrupt hash) must not
             # stop the others, here or in later passes
@@ -973,7 +982,6 @@ class Worker:
                 await self._maintain(
                     f"index trim of {q}", self.backend.run(ops.trim_finished_indexes(self.settings, q))
                 )
-            await self._maintain("cron", scheduler.tick(self.backend, self.settings, self.registry))
             await asyncio.sleep(self.options.maintenance_s * (0.8 + 0.4 * random.random()))
 
     async def _maintain(self, step: str, work: Awaitable[T]) -> T | None:
