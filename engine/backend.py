@@ -157,6 +157,10 @@ def cmd(*command: Any) -> Call:
 # Replies that mean "a failover or resync is under way, try again shortly": the caller sees
 # ConnectionFailed, like a refused connection, rather than a raw redis-py error.
 TRANSIENT_REPLIES = ("CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "NOREPLICAS", "READONLY")
+PUBSUB_LOST = (RedisConnectionError, OSError)
+"""What reading a pub/sub connection raises when the connection is lost (the reader
+resubscribes); modules above the backend catch it without importing ``redis``."""
+
 TRANSIENT_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisReadOnlyError)
 
 

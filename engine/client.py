@@ -49,7 +49,7 @@ def _target(url: str | RedisTarget | None) -> RedisTarget:
     if isinstance(url, RedisTarget):
         return url
     if url is None:
-        from engine.embedded import default_url
+        from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
         url = default_url()
     return parse_url(url)

@@ -30,6 +30,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine import embedded
 from engine.connection import mask_url
 from engine.errors import InvalidConfig
 from engine.keys import validate_prefix
@@ -292,3 +293,17 @@ def _validation_line(exc: ValidationError, flags: dict[str, Any]) -> str:
     value = err.get("input")
     shown = mask_url(value) if isinstance(value, str) else value
     return f"invalid setting {field}={shown!r}{origin}: {message}"
+
+
+def default_url() -> str:
+    """Where the engine connects when no URL is given: ``REDIS_URL`` or the configured URL
+    (environment, ``.env``, config file), else the embedded server, started on demand."""
+    env_url = os.environ.get("REDIS_URL")
+    if env_url:
+        return env_url
+    configured = load_config().redis_url
+    if configured:
+        return configured
+    url = embedded.ensure_server()
+    embedded.announce(url)
+    return url

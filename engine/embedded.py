@@ -341,19 +341,3 @@ def _reap(pid: int) -> None:
     """Collect the exit status if the server happens to be our child (never, once daemonised)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def default_url() -> str:
-    """Where the engine connects when no URL is given: ``REDIS_URL`` or the configured URL
-    (environment, ``.env``, config file), else the embedded server, started on demand."""
-    env_url = os.environ.get("REDIS_URL")
-    if env_url:
-        return env_url
-    from engine.config import load_config
-
-    configured = load_config().redis_url
-    if configured:
-        return configured
-    url = ensure_server()
-    announce(url)
-    return url

@@ -6,6 +6,7 @@ Pure argument building and reply parsing live here; ``Client``, ``AsyncClient``,
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import defaultdict
@@ -133,21 +134,17 @@ class EnqueueResult(NamedTuple):
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the task is final and return its result (see ``Client.result``);
         for a result of ``Client.enqueue``."""
-        from engine import results
-
-        return results.wait_sync(self._bound("wait"), self.id, self.queue, timeout)
+        return self._bound("wait").result(self.id, self.queue, timeout=timeout)
 
     async def wait_async(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - as wait()
         """``wait`` for a result of ``AsyncClient.enqueue``."""
-        from engine import results
-
-        return await results.wait_async(self._bound("wait_async"), self.id, self.queue, timeout)
+        return await self._bound("wait_async").result(self.id, self.queue, timeout=timeout)
 
     def _bound(self, method: str) -> Any:
-        from engine.client import AsyncClient
-
         asynchronous = method == "wait_async"
-        if self.client is None or isinstance(self.client, AsyncClient) != asynchronous:
+        # an AsyncClient's result is a coroutine function, a Client's is not (telling them
+        # apart this way keeps ops from importing the client, which imports ops)
+        if self.client is None or inspect.iscoroutinefunction(self.client.result) != asynchronous:
             other = "wait_async" if method == "wait" else "wait"
             raise InvalidTask(
                 f"EnqueueResult.{method} needs the {'AsyncClient' if asynchronous else 'Client'} that "

@@ -158,7 +158,7 @@ class Worker:
         redis: Any = None,
     ) -> None:
         if target is None and redis is None:
-            from engine.embedded import default_url
+            from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
             target = default_url()
         self.registry = registry
@@ -1155,7 +1155,7 @@ def run_worker(
 ) -> int:
     """Convenience for scripts: run a worker in this process until SIGTERM/SIGINT."""
     if url is None:
-        from engine.embedded import default_url
+        from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
         url = default_url()
     return Worker(

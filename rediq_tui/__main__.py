@@ -131,7 +131,7 @@ def _start_demo(url: str | None) -> tuple[Demo, bool]:
     """The example order pipeline on the given server (default: the embedded one, started
     here and then stopped on exit unless it was already running)."""
     from engine import embedded
-    from engine.embedded import default_url
+    from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
     try:
         from rediq_tui.demo.demo import Demo

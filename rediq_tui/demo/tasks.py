@@ -42,8 +42,8 @@ GATEWAY_FAILURE_RATE = float(os.environ.get("REDIQ_DEMO_GATEWAY_FAILURES", "0.05
 def _store() -> Any:
     """Where the example keeps its business data (orders, stock): the same Redis by default, with
     a ``redis.asyncio`` client built by the engine (the console package never imports redis)."""
+    from engine.config import default_url  # pydantic-settings loads only when no URL is given
     from engine.connection import parse_url
-    from engine.embedded import default_url
 
     return parse_url(os.environ.get("ORDERS_REDIS_URL") or default_url()).aio()
 
