@@ -30,11 +30,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from engine import embedded
+from engine import defaults, embedded
 from engine.connection import mask_url
 from engine.errors import InvalidConfig
 from engine.keys import validate_prefix
-from engine.ops import DEFAULT_MAX_PAYLOAD, Settings
+from engine.ops import Settings
 
 CONFIG_FILE_ENV = "REDIQ_CONFIG"
 DOTENV_FILE = ".env"
@@ -70,43 +70,43 @@ class RediqConfig(BaseSettings):
     redis_url: str | None = None
     """Redis URL (``redis://``, ``rediss://``, ``unix://``, sentinel, cluster). Unset: the
     embedded Valkey server under the rediq data directory is started or reused."""
-    rediq_prefix: str = "rediq"
+    rediq_prefix: str = defaults.PREFIX
     """Key prefix; several independent rediq installations can share one Redis."""
-    worker_concurrency: int = 10
+    worker_concurrency: int = defaults.CONCURRENCY
     """Handler slots per worker process."""
     worker_queues: Annotated[list[str], NoDecode] = []
     """Queues a worker serves, comma-separated, in strict priority order. Empty: the queues of
     the app's registered task types."""
-    worker_lease_s: float = 30.0
+    worker_lease_s: float = defaults.LEASE_S
     """Task lease in seconds; a dead worker's tasks run again this long after its last heartbeat."""
-    worker_grace_s: float = 30.0
+    worker_grace_s: float = defaults.GRACE_S
     """On SIGTERM/SIGINT, seconds running tasks get to finish before they are handed back."""
-    worker_event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    worker_event_loop: Literal["auto", "uvloop", "asyncio"] = defaults.EVENT_LOOP
     """The worker's event loop: uvloop (faster round trips) or asyncio; 'auto' takes uvloop
     when it is installed (it is a dependency on Linux and macOS)."""
-    worker_pool: Literal["thread", "process"] = "thread"
+    worker_pool: Literal["thread", "process"] = defaults.POOL
     """Where sync handlers run: 'thread' (a handler past its timeout keeps its slot until it
     returns) or 'process' (one child process per slot, killed at the task's timeout)."""
-    worker_unknown_type_timeout_s: float = 3600.0
+    worker_unknown_type_timeout_s: float = defaults.UNKNOWN_TYPE_TIMEOUT_S
     """A task whose type a worker has no handler for goes back uncharged (for a worker that has
     one, e.g. during a rolling deploy); dead once no worker took it for this many seconds."""
     metrics_enabled: bool | None = None
     """Serve Prometheus metrics from the worker. Unset: on when a metrics port is set."""
     metrics_port: int | None = None
     """Port of the worker's ``/metrics`` and ``/health`` endpoint (9090 when only enabled)."""
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = defaults.METRICS_HOST
     """Address the metrics endpoint binds; loopback unless you mean to expose it."""
-    rediq_retention_s: float = 86400.0
+    rediq_retention_s: float = defaults.RETENTION_S
     """Seconds completed and cancelled tasks are kept."""
-    rediq_dead_retention_s: float = 30 * 86400.0
+    rediq_dead_retention_s: float = defaults.DEAD_RETENTION_S
     """Seconds dead tasks are kept before Redis expires them."""
-    rediq_quarantine_s: float = 7 * 86400.0
+    rediq_quarantine_s: float = defaults.QUARANTINE_S
     """Seconds deleted (flushed) tasks stay restorable in quarantine."""
-    rediq_max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    rediq_max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES
     """Largest accepted payload, in bytes of JSON."""
-    rediq_dependency_failure: Literal["cancel", "hold"] = "cancel"
+    rediq_dependency_failure: Literal["cancel", "hold"] = defaults.DEPENDENCY_FAILURE
     """What a dead or cancelled dependency does to its dependents: cancel them or hold them."""
-    rediq_events: bool = True
+    rediq_events: bool = defaults.EVENTS
     """Publish state-transition events (the console listens to them)."""
 
     @field_validator("worker_queues", mode="before")
@@ -200,7 +200,7 @@ class RediqConfig(BaseSettings):
 
     @property
     def effective_metrics_port(self) -> int:
-        return self.metrics_port if self.metrics_port is not None else 9090
+        return self.metrics_port if self.metrics_port is not None else defaults.METRICS_PORT
 
     def engine_settings(self) -> Settings:
         """The ``engine.ops.Settings`` clients and workers run with."""

@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-DEFAULT_PREFIX = "rediq"
+from engine import defaults
+
+DEFAULT_PREFIX = defaults.PREFIX
 
 # Queue names become part of key names and of a hash tag: braces would break the tag, and
 # whitespace / control characters make keys unreadable in redis-cli.

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
+from engine import defaults
 from engine.backend import Batch, Call, Op, cmd, script_call
 from engine.declarations import Declarations
 from engine.errors import (
@@ -33,7 +34,7 @@ from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
 
 T = TypeVar("T")
 
-DEFAULT_MAX_PAYLOAD = 512 * 1024
+DEFAULT_MAX_PAYLOAD = defaults.MAX_PAYLOAD_BYTES
 ENQUEUE_WIDTH = 8
 # tasks per enqueue script call: big enough that a call's overhead is small, small enough that
 # a large batch streams in several calls and never holds Redis for long in one
@@ -50,19 +51,21 @@ dependency that is gone) fail it under its stored policy."""
 class Settings:
     """Engine behaviour shared by clients and workers (see ``engine.config`` for the loader)."""
 
-    prefix: str = "rediq"
-    retention_s: float = 86400.0
+    prefix: str = defaults.PREFIX
+    retention_s: float = defaults.RETENTION_S
     """How long completed and cancelled tasks are kept."""
-    dead_retention_s: float = 30 * 86400.0
+    dead_retention_s: float = defaults.DEAD_RETENTION_S
     """How long dead tasks are kept before Redis expires them."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
-    dependency_failure: str = field(default_factory=lambda: os.environ.get(DEPENDENCY_FAILURE_ENV, "cancel"))
+    dependency_failure: str = field(
+        default_factory=lambda: os.environ.get(DEPENDENCY_FAILURE_ENV, defaults.DEPENDENCY_FAILURE)
+    )
     """What a dead/cancelled/vanished dependency does to its dependents: 'cancel' them or 'hold'
     them. Stored with each dependent at enqueue (a ``Task.dependency_failure`` overrides it), so
     the enqueuing process decides. Default: ``$REDIQ_DEPENDENCY_FAILURE`` or 'cancel'."""
-    events: bool = True
+    events: bool = defaults.EVENTS
     """Publish state-transition events (the console listens to them)."""
-    quarantine_s: float = 7 * 86400.0
+    quarantine_s: float = defaults.QUARANTINE_S
     """How long deleted tasks stay restorable in quarantine."""
     strict_types: bool = False
     """Clients refuse to enqueue a task type declared nowhere (default: warn once per type)."""

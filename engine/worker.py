@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import control, cron, declarations, events, idle, lifecycle, ops, runners
+from engine import control, cron, declarations, defaults, events, idle, lifecycle, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -58,32 +58,32 @@ task's current one (see ``ops.Job.token``)."""
 @dataclass
 class WorkerOptions:
     queues: list[str]
-    concurrency: int = 10
-    lease_s: float = 30.0
+    concurrency: int = defaults.CONCURRENCY
+    lease_s: float = defaults.LEASE_S
     """Lease length; a dead worker's tasks return to pending this long after its last heartbeat."""
-    grace_s: float = 30.0
+    grace_s: float = defaults.GRACE_S
     """On SIGTERM/SIGINT, how long running tasks may finish before they are handed back."""
     weights: dict[str, int] | None = None
     """None: strict priority in the order of ``queues``. Otherwise the fetch order is drawn by
     weight each round, so lower-weight queues are never starved."""
     prefetch: int | None = None
     """Tasks leased beyond free slots to hide round-trip latency (default: ``concurrency``)."""
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = defaults.POLL_INTERVAL_S
     """Idle poll when no event woke the worker; also bounds how late a delayed task starts."""
     heartbeat_s: float | None = None
     """Default: a third of the lease."""
-    maintenance_s: float = 5.0
-    event_loop: str = "auto"
+    maintenance_s: float = defaults.MAINTENANCE_S
+    event_loop: str = defaults.EVENT_LOOP
     """``run_forever``'s event loop: 'uvloop', 'asyncio', or 'auto' (uvloop when installed)."""
     handoff: bool = True
     """When idle, register so that enqueue hands new tasks straight to this worker (one hop
     from enqueue to start instead of a wake-up and a dequeue round trip)."""
-    pool: runners.Pool = "thread"
+    pool: runners.Pool = defaults.POOL
     """Where sync handlers run: 'thread' (a handler past its timeout keeps its slot until it
     returns) or 'process' (a child process per slot, killed at the task's timeout)."""
-    unknown_type_delay_s: float = 5.0
+    unknown_type_delay_s: float = defaults.UNKNOWN_TYPE_DELAY_S
     """A task of a type this worker has no handler for goes back uncharged, due this much later."""
-    unknown_type_timeout_s: float = 3600.0
+    unknown_type_timeout_s: float = defaults.UNKNOWN_TYPE_TIMEOUT_S
     """...and goes dead once no worker with a handler took it for this long (0: at once)."""
     burst: bool = False
     """Stop (exit 0) once the served queues are drained: nothing pending, running, due to be
