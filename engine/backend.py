@@ -65,6 +65,7 @@ class _HiredisPacker:
     ``enqueue_many``) and lets a lone surrogate escape as ``UnicodeEncodeError``."""
 
     def __init__(self, replace: bool) -> None:
+        # only the packer's fallback needs it; looked up when a packer is made
         from redis.connection import HiredisRespSerializer
 
         self._replace = replace

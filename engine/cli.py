@@ -28,9 +28,17 @@ from engine import admin, doctor, embedded, explain, inspect, lua
 from engine.client import Client, validation_message
 from engine.config import RediqConfig, config_file_path, config_sources, load_config
 from engine.connection import mask_url, parse_url
-from engine.declarations import TypeInfo
+from engine.declarations import TypeInfo, forget, list_types
 from engine.display import visible
-from engine.errors import ConsoleMissing, InvalidCron, InvalidTask, RediqError, WorkerUnavailable
+from engine.errors import (
+    ConsoleMissing,
+    InvalidCron,
+    InvalidTask,
+    RediqError,
+    TaskNotFound,
+    UnknownQueue,
+    WorkerUnavailable,
+)
 from engine.logs import LOG_FORMATS, LogFormat, WorkerField, log_outcome
 from engine.logs import configure as configure_logging
 from engine.task import TaskInfo, TaskState
@@ -101,6 +109,7 @@ pass_state = click.make_pass_decorator(CliState, ensure=True)
 def complete_queue(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion of queue names: read from Redis with short timeouts, never starting the
     embedded server, and silent on any failure."""
+    # the CLI reaches redis only here (house-cli's package split moves it behind the backend)
     import redis
 
     try:
@@ -240,6 +249,7 @@ def worker_json(worker: inspect.WorkerSummary) -> dict[str, Any]:
 
 
 def package_version() -> str:
+    # start-up time: read only by --version
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -311,8 +321,6 @@ def queue_list(state: CliState, as_json: bool) -> None:
 
 
 def require_queue(state: CliState, name: str) -> inspect.QueueSummary:
-    from engine.errors import UnknownQueue
-
     summary = state.client().call(inspect.queue, name)
     if summary is None:
         raise UnknownQueue(f"queue {name!r} does not exist")
@@ -520,8 +528,6 @@ def task() -> None:
 
 
 def require_task(state: CliState, task_id: str) -> TaskInfo:
-    from engine.errors import TaskNotFound
-
     info = state.client().call(inspect.task, task_id)
     if info is None:
         raise TaskNotFound(f"no task with id {task_id!r}")
@@ -595,8 +601,6 @@ def type_json(info: TypeInfo) -> dict[str, Any]:
 def task_types(state: CliState, as_json: bool) -> None:
     """Task types the running apps declare (queue, priority 0..100 with 0 first, retries,
     timeout) and the live workers that serve each. Workers publish them when they start."""
-    from engine.declarations import list_types
-
     client = state.client()
     types = client.run(list_types(client.settings.keyspace))
     if as_json:
@@ -632,8 +636,6 @@ def task_types(state: CliState, as_json: bool) -> None:
 def task_forget(state: CliState, task_types: tuple[str, ...], as_json: bool) -> None:
     """Drop the published declarations of types no app has any more (producers without a
     registry then treat them as undeclared); a worker that has one publishes it again at start."""
-    from engine.declarations import forget
-
     client = state.client()
     removed = client.run(forget(client.settings.keyspace, list(task_types)))
     if as_json:
@@ -1175,10 +1177,11 @@ def run_worker_process(
     *,
     burst: bool = False,
 ) -> int:
+    # start-up time: the worker runtime loads only for `worker run`
     from engine.registry import load_app
 
     try:
-        from engine.worker import Worker, WorkerOptions
+        from engine.worker import Worker, WorkerOptions  # may fail (compiled deps): WorkerUnavailable
     except ImportError as exc:
         raise WorkerUnavailable(f"the worker runtime cannot be imported: {exc}") from None
 
@@ -1209,6 +1212,7 @@ def run_worker_process(
     metrics_server = None
     reader: Client | None = None
     if config.metrics_on:
+        # start-up time: metrics load only when they are served
         from engine.metrics import LabelPolicy, MetricsServer, WorkerMetrics, WorkerStateCollector
 
         reader = Client(target, settings=settings)
@@ -1258,6 +1262,7 @@ def _error_line(text: str) -> None:
 
 def run(command: click.Command, args: Sequence[str] | None, prog_name: str) -> int:
     """Run a click command; every failure becomes one stderr line and a distinct exit code."""
+    # the CLI reaches redis only here (house-cli's package split moves it behind the backend)
     import redis
 
     debug = bool(os.environ.get("REDIQ_DEBUG"))

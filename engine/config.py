@@ -50,6 +50,7 @@ def config_file_path() -> Path:
     explicit = os.environ.get(CONFIG_FILE_ENV)
     if explicit:
         return Path(explicit)
+    # start-up time: only when $REDIQ_CONFIG does not name the file
     import platformdirs
 
     return Path(platformdirs.user_config_dir("rediq")) / "config.toml"
@@ -265,6 +266,7 @@ def _check_file_keys() -> None:
     path = config_file_path()
     if not path.is_file():
         return
+    # start-up time: parsed only when a config file exists
     import tomllib
 
     try:
@@ -273,6 +275,7 @@ def _check_file_keys() -> None:
         raise InvalidConfig(f"cannot read configuration file {path}: {exc}") from None
     unknown = sorted(keys - set(RediqConfig.model_fields))
     if unknown:
+        # only for the 'did you mean' hint of an unknown key
         import difflib
 
         guess = difflib.get_close_matches(unknown[0], RediqConfig.model_fields, n=1)

@@ -96,6 +96,7 @@ class RedisTarget:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
         retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
+            # start-up time: redis's cluster module loads only for a cluster URL
             from redis.cluster import ClusterNode
 
             return _cluster_class()(
@@ -107,6 +108,7 @@ class RedisTarget:
                 **self._tls_kwargs(),
             )
         if self.mode == "sentinel":
+            # start-up time: redis's sentinel module loads only for a sentinel URL
             from redis.sentinel import Sentinel
 
             sentinel = Sentinel(
@@ -150,6 +152,7 @@ class RedisTarget:
             ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
         )
         if self.mode == "cluster":
+            # start-up time: only for a cluster URL
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 
             return _async_cluster_class()(
@@ -161,6 +164,7 @@ class RedisTarget:
                 **self._tls_kwargs(),
             )
         if self.mode == "sentinel":
+            # start-up time: only for a sentinel URL
             from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
             sentinel = AsyncSentinel(
@@ -230,6 +234,7 @@ class _SyncRetry(Retry):
 
 @cache
 def _async_retry_class() -> type[Any]:
+    # start-up time: asyncio clients only (the class is built once, cached)
     from redis.asyncio.retry import Retry as AsyncRetry
 
     class AsyncNoHopelessRetry(AsyncRetry):
@@ -283,6 +288,7 @@ def _cluster_class() -> type[Any]:
     fails with "connection refused" even after a replica took over — the client never
     recovers. Reading the keys from the command line fixes both.
     """
+    # start-up time: only for a cluster URL (the class is built once, cached)
     from redis.cluster import RedisCluster
 
     class ScriptAwareCluster(RedisCluster):
@@ -308,6 +314,7 @@ def _cluster_class() -> type[Any]:
 def _async_cluster_class() -> type[Any]:
     """asyncio ``RedisCluster`` that routes FCALL by its declared keys: redis-py asks the
     server (``COMMAND GETKEYS``, a round trip) for every FCALL, piped or not."""
+    # start-up time: only for a cluster URL (the class is built once, cached)
     from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
     class ScriptAwareAsyncCluster(AsyncRedisCluster):

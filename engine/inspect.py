@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
 from engine import cron, ops
 from engine.backend import Batch, Call, Op, cmd
@@ -213,7 +213,6 @@ def workers(settings: Settings) -> Op[list[WorkerSummary]]:
 
 def dump_json(obj: object) -> str:
     """Stable JSON for ``--json`` output of the dataclasses above."""
-    from dataclasses import asdict, is_dataclass
 
     def default(o: object) -> object:
         if is_dataclass(o) and not isinstance(o, type):

@@ -131,6 +131,7 @@ class TaskContext:
 
     async def dependency_results(self) -> dict[str, Any]:
         """The results of this task's completed dependencies (``depends_on``), by their ids."""
+        # only handlers that read their dependencies' results pay for it
         from engine.results import dependency_results
 
         op = dependency_results(self._worker.settings, self.queue, self.id)
@@ -1090,6 +1091,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if choice == "asyncio":
         return None
     try:
+        # optional dependency: asyncio is used without it
         import uvloop
     except ImportError:
         if choice == "uvloop":

@@ -59,7 +59,10 @@ def test_the_config_model_and_the_runtime_have_the_same_defaults() -> None:
         assert getattr(config, key) == getattr(options, field), key
     assert config.engine_settings() == settings
     assert Keyspace().prefix == settings.prefix == defaults.PREFIX
-    assert config.metrics_host == defaults.METRICS_HOST and config.effective_metrics_port == defaults.METRICS_PORT
+    assert (
+        config.metrics_host == defaults.METRICS_HOST
+        and config.effective_metrics_port == defaults.METRICS_PORT
+    )
 
 
 def test_every_config_key_maps_to_a_runtime_field_or_is_config_only() -> None:
