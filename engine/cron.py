@@ -74,8 +74,9 @@ MIN_INTERVAL_MS = 60_000
 DECLARE_EVERY_MS = 5_000
 """How often a scheduler re-stamps the entries its code declares (between, passes only read)."""
 FLEET_ALIVE_MS = 30_000
-"""A ``run_at_startup`` marker outlives its last scheduler by this long: a worker starting
-later than that after the whole fleet stopped counts as a fleet start."""
+"""A ``run_at_startup`` marker outlives its last scheduler by this long (or by three sleeps of
+the scheduler, if longer): a worker starting later than that after the whole fleet stopped
+counts as a fleet start."""
 WAKE_SLACK_MS = 5
 """Sleep this much past a fire time, so the pass after the wake sees the fire as due."""
 RUNS_KEPT = 10
@@ -383,13 +384,15 @@ def scheduler_pass(
     now_ms: int | None = None,
     stamp: bool = True,
     startup: bool = False,
+    alive_ms: int = FLEET_ALIVE_MS,
 ) -> Op[CronPass]:
     """One scheduler pass: fire every entry whose tick came due since its last fire.
 
     ``declared``: the entries this scheduler's code declares (stamped when ``stamp``; their
     ``run_at_startup`` markers kept alive); ``startup``: this scheduler's first pass, which
     fires the ``run_at_startup`` entries unless another scheduler is alive; ``now_ms``: the
-    clock to evaluate against (tests); default the Redis clock."""
+    clock to evaluate against (tests); default the Redis clock; ``alive_ms``: how long a
+    ``run_at_startup`` marker outlives this pass (longer than the time to the next pass)."""
     ks = settings.keyspace
     if now_ms is None:
         now_ms = yield from ops.server_time_ms()
@@ -398,7 +401,7 @@ def scheduler_pass(
             yield from register(settings, entry, now_ms)
     at_startup = [e.name for e in declared if e.run_at_startup]
     markers = [
-        cmd("SET", ks.cron_startup(name), now_ms, "PX", FLEET_ALIVE_MS, *(("NX",) if startup else ()))
+        cmd("SET", ks.cron_startup(name), now_ms, "PX", alive_ms, *(("NX",) if startup else ()))
         for name in at_startup
     ]
     raw, state, *marked = yield Batch([cmd("HGETALL", ks.cron), cmd("HGETALL", ks.cron_state), *markers])
@@ -483,13 +486,16 @@ async def run_scheduler(
     after ``max_sleep_s``; its ``run_at_startup`` decision waits for the first pass that works."""
     startup = True
     stamped_at: float | None = None
+    # a marker must outlive the longest sleep between two passes, or a worker starting in
+    # that gap would take the fleet for stopped
+    alive_ms = max(FLEET_ALIVE_MS, int(3 * max_sleep_s * 1000))
     while running():
         stamp = stamped_at is None or (time.monotonic() - stamped_at) * 1000 >= DECLARE_EVERY_MS
         declared = list(source.crons.values())
         defaults = _defaults_of(source.declarations())
         try:
             result = await backend.run(
-                scheduler_pass(settings, declared, defaults, stamp=stamp, startup=startup)
+                scheduler_pass(settings, declared, defaults, stamp=stamp, startup=startup, alive_ms=alive_ms)
             )
         except RediqError as exc:
             log.warning("cron pass deferred: %s", exc)

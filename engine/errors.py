@@ -92,7 +92,10 @@ class AppImportError(RediqError):
 class InvalidCron(RediqError):
     code = "E009"
     exit_code = 2
-    fix = "Use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 * * * *'"
+    fix = (
+        "Use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 * * * *' "
+        "(or 6 with seconds last, e.g. '* * * * * */10')"
+    )
 
 
 class ReadOnlyError(RediqError):
