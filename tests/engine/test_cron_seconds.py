@@ -195,3 +195,19 @@ async def test_a_worker_runs_a_startup_entry_and_a_rolling_restart_does_not_run_
         await wait_until(two_passes_of_the_new_worker)
     runs = [k for k in raw.scan_iter(ks.queue("cron-rw").task("cron-warm-startup-*"))]
     assert len(runs) == 1 and ran == [{"n": 1}]
+
+
+def test_the_next_wake_is_the_earliest_fire_of_an_active_entry(client: Client) -> None:
+    """Paused and orphaned entries do not wake the scheduler; with no active entry it sleeps
+    to its bound."""
+    every_second = CronDef("wake-every-second", "* * * * * *", "t", queue="cron-n")
+    hourly = CronDef("wake-hourly", "0 * * * *", "t", queue="cron-n")
+    first = client.run(cron.scheduler_pass(client.settings, [every_second, hourly], {}, now_ms=T0 + 500))
+    assert first.next_due_ms == T0 + 1_000
+    assert client.run(cron.set_paused(client.settings, "wake-every-second", True))
+    paused = client.run(cron.scheduler_pass(client.settings, [every_second, hourly], {}, now_ms=T0 + 600))
+    assert paused.next_due_ms == T0 + 3_600_000
+    # two hours later nobody declared the hourly entry any more: orphaned, no wake for it
+    later = T0 + 2 * 3_600_000 + 500
+    alone = client.run(cron.scheduler_pass(client.settings, [], {}, now_ms=later))
+    assert alone.next_due_ms is None and cron.sleep_s(alone, 5.0) == 5.0
