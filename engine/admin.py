@@ -13,7 +13,7 @@ import socket
 from collections.abc import Callable, Sequence
 from functools import cache
 
-from engine import ops
+from engine import cron, ops
 from engine.backend import Batch, Op, cmd
 from engine.errors import InvalidTask, UnknownQueue
 from engine.keys import validate_queue_name
@@ -217,17 +217,13 @@ def delete_group(settings: Settings, queue: str, fingerprint: str) -> Op[int]:
 
 
 def run_cron_now(settings: Settings, name: str) -> Op[str]:
-    from engine import scheduler
-
-    task_id = yield from scheduler.run_now(settings, name)
+    task_id = yield from cron.run_now(settings, name)
     yield from audit(settings, "cron_run_now", "", 1, name)
     return task_id
 
 
 def set_cron_paused(settings: Settings, name: str, paused: bool) -> Op[bool]:
-    from engine import scheduler
-
-    changed = yield from scheduler.set_paused(settings, name, paused)
+    changed = yield from cron.set_paused(settings, name, paused)
     yield from audit(settings, "cron_pause" if paused else "cron_resume", "", int(changed), name)
     return changed
 
@@ -235,8 +231,6 @@ def set_cron_paused(settings: Settings, name: str, paused: bool) -> Op[bool]:
 def remove_cron(settings: Settings, name: str) -> Op[bool]:
     """Delete a cron entry and its state. A scheduler whose code still declares it stores it
     again on its next pass: remove the entry from the code first (or it is orphaned anyway)."""
-    from engine import scheduler
-
-    removed = yield from scheduler.unregister(settings, name)
+    removed = yield from cron.unregister(settings, name)
     yield from audit(settings, "cron_remove", "", int(removed), name)
     return removed

@@ -65,6 +65,7 @@ class _HiredisPacker:
     ``enqueue_many``) and lets a lone surrogate escape as ``UnicodeEncodeError``."""
 
     def __init__(self, replace: bool) -> None:
+        # only the packer's fallback needs it; looked up when a packer is made
         from redis.connection import HiredisRespSerializer
 
         self._replace = replace
@@ -157,6 +158,10 @@ def cmd(*command: Any) -> Call:
 # Replies that mean "a failover or resync is under way, try again shortly": the caller sees
 # ConnectionFailed, like a refused connection, rather than a raw redis-py error.
 TRANSIENT_REPLIES = ("CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING", "NOREPLICAS", "READONLY")
+PUBSUB_LOST = (RedisConnectionError, OSError)
+"""What reading a pub/sub connection raises when the connection is lost (the reader
+resubscribes); modules above the backend catch it without importing ``redis``."""
+
 TRANSIENT_ERRORS = (ClusterDownError, TryAgainError, SlotNotCoveredError, RedisReadOnlyError)
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from pydantic import ValidationError
-
 from engine import admin, ops, results
 from engine.backend import AsyncBackend, Op, SyncBackend, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.declarations import Declarations
 from engine.errors import InvalidTask
+from engine.errors import validation_message as validation_message  # moved to errors; kept importable
 from engine.ops import EnqueueResult, Settings
+from engine.ops import build_task as build_task  # moved to ops (cron reaches it without the client)
 from engine.task import Task, TaskInfo
 
 if TYPE_CHECKING:
@@ -20,32 +20,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def build_task(task_or_type: Task | str, payload: Any = None, **options: Any) -> Task:
-    """A ``Task`` from either a ready model or a type plus options, with one-line errors."""
-    if isinstance(task_or_type, Task):
-        if payload is not None or options:
-            raise InvalidTask("pass either a Task or a type with options, not both")
-        return task_or_type
-    deps = options.get("depends_on")
-    if deps is not None:
-        options["depends_on"] = tuple(d.ref if isinstance(d, EnqueueResult) else str(d) for d in deps)
-    try:
-        return Task(type=task_or_type, payload=payload, **options)
-    except ValidationError as exc:
-        raise InvalidTask(validation_message(exc)) from None
-
-
-def validation_message(exc: ValidationError) -> str:
-    """The first pydantic error as one line naming the field: ``priority must be 0..100, got 250``."""
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err.get("loc", ()))
-    message = str(err.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    if field and not message.startswith(field):
-        message = f"{field}: {message}"
-    return message
 
 
 def _enqueue_op(
@@ -75,7 +49,7 @@ def _target(url: str | RedisTarget | None) -> RedisTarget:
     if isinstance(url, RedisTarget):
         return url
     if url is None:
-        from engine.embedded import default_url
+        from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
         url = default_url()
     return parse_url(url)

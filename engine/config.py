@@ -30,10 +30,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from engine import defaults, embedded
 from engine.connection import mask_url
 from engine.errors import InvalidConfig
 from engine.keys import validate_prefix
-from engine.ops import DEFAULT_MAX_PAYLOAD, Settings
+from engine.ops import Settings
 
 CONFIG_FILE_ENV = "REDIQ_CONFIG"
 DOTENV_FILE = ".env"
@@ -49,6 +50,7 @@ def config_file_path() -> Path:
     explicit = os.environ.get(CONFIG_FILE_ENV)
     if explicit:
         return Path(explicit)
+    # start-up time: only when $REDIQ_CONFIG does not name the file
     import platformdirs
 
     return Path(platformdirs.user_config_dir("rediq")) / "config.toml"
@@ -69,43 +71,43 @@ class RediqConfig(BaseSettings):
     redis_url: str | None = None
     """Redis URL (``redis://``, ``rediss://``, ``unix://``, sentinel, cluster). Unset: the
     embedded Valkey server under the rediq data directory is started or reused."""
-    rediq_prefix: str = "rediq"
+    rediq_prefix: str = defaults.PREFIX
     """Key prefix; several independent rediq installations can share one Redis."""
-    worker_concurrency: int = 10
+    worker_concurrency: int = defaults.CONCURRENCY
     """Handler slots per worker process."""
     worker_queues: Annotated[list[str], NoDecode] = []
     """Queues a worker serves, comma-separated, in strict priority order. Empty: the queues of
     the app's registered task types."""
-    worker_lease_s: float = 30.0
+    worker_lease_s: float = defaults.LEASE_S
     """Task lease in seconds; a dead worker's tasks run again this long after its last heartbeat."""
-    worker_grace_s: float = 30.0
+    worker_grace_s: float = defaults.GRACE_S
     """On SIGTERM/SIGINT, seconds running tasks get to finish before they are handed back."""
-    worker_event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    worker_event_loop: Literal["auto", "uvloop", "asyncio"] = defaults.EVENT_LOOP
     """The worker's event loop: uvloop (faster round trips) or asyncio; 'auto' takes uvloop
     when it is installed (it is a dependency on Linux and macOS)."""
-    worker_pool: Literal["thread", "process"] = "thread"
+    worker_pool: Literal["thread", "process"] = defaults.POOL
     """Where sync handlers run: 'thread' (a handler past its timeout keeps its slot until it
     returns) or 'process' (one child process per slot, killed at the task's timeout)."""
-    worker_unknown_type_timeout_s: float = 3600.0
+    worker_unknown_type_timeout_s: float = defaults.UNKNOWN_TYPE_TIMEOUT_S
     """A task whose type a worker has no handler for goes back uncharged (for a worker that has
     one, e.g. during a rolling deploy); dead once no worker took it for this many seconds."""
     metrics_enabled: bool | None = None
     """Serve Prometheus metrics from the worker. Unset: on when a metrics port is set."""
     metrics_port: int | None = None
     """Port of the worker's ``/metrics`` and ``/health`` endpoint (9090 when only enabled)."""
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str = defaults.METRICS_HOST
     """Address the metrics endpoint binds; loopback unless you mean to expose it."""
-    rediq_retention_s: float = 86400.0
+    rediq_retention_s: float = defaults.RETENTION_S
     """Seconds completed and cancelled tasks are kept."""
-    rediq_dead_retention_s: float = 30 * 86400.0
+    rediq_dead_retention_s: float = defaults.DEAD_RETENTION_S
     """Seconds dead tasks are kept before Redis expires them."""
-    rediq_quarantine_s: float = 7 * 86400.0
+    rediq_quarantine_s: float = defaults.QUARANTINE_S
     """Seconds deleted (flushed) tasks stay restorable in quarantine."""
-    rediq_max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    rediq_max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES
     """Largest accepted payload, in bytes of JSON."""
-    rediq_dependency_failure: Literal["cancel", "hold"] = "cancel"
+    rediq_dependency_failure: Literal["cancel", "hold"] = defaults.DEPENDENCY_FAILURE
     """What a dead or cancelled dependency does to its dependents: cancel them or hold them."""
-    rediq_events: bool = True
+    rediq_events: bool = defaults.EVENTS
     """Publish state-transition events (the console listens to them)."""
 
     @field_validator("worker_queues", mode="before")
@@ -199,7 +201,7 @@ class RediqConfig(BaseSettings):
 
     @property
     def effective_metrics_port(self) -> int:
-        return self.metrics_port if self.metrics_port is not None else 9090
+        return self.metrics_port if self.metrics_port is not None else defaults.METRICS_PORT
 
     def engine_settings(self) -> Settings:
         """The ``engine.ops.Settings`` clients and workers run with."""
@@ -264,6 +266,7 @@ def _check_file_keys() -> None:
     path = config_file_path()
     if not path.is_file():
         return
+    # start-up time: parsed only when a config file exists
     import tomllib
 
     try:
@@ -272,6 +275,7 @@ def _check_file_keys() -> None:
         raise InvalidConfig(f"cannot read configuration file {path}: {exc}") from None
     unknown = sorted(keys - set(RediqConfig.model_fields))
     if unknown:
+        # only for the 'did you mean' hint of an unknown key
         import difflib
 
         guess = difflib.get_close_matches(unknown[0], RediqConfig.model_fields, n=1)
@@ -292,3 +296,17 @@ def _validation_line(exc: ValidationError, flags: dict[str, Any]) -> str:
     value = err.get("input")
     shown = mask_url(value) if isinstance(value, str) else value
     return f"invalid setting {field}={shown!r}{origin}: {message}"
+
+
+def default_url() -> str:
+    """Where the engine connects when no URL is given: ``REDIS_URL`` or the configured URL
+    (environment, ``.env``, config file), else the embedded server, started on demand."""
+    env_url = os.environ.get("REDIS_URL")
+    if env_url:
+        return env_url
+    configured = load_config().redis_url
+    if configured:
+        return configured
+    url = embedded.ensure_server()
+    embedded.announce(url)
+    return url

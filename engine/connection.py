@@ -97,6 +97,7 @@ class RedisTarget:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
         retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
         if self.mode == "cluster":
+            # start-up time: redis's cluster module loads only for a cluster URL
             from redis.cluster import ClusterNode
 
             return _cluster_class()(
@@ -108,6 +109,7 @@ class RedisTarget:
                 **self._tls_kwargs(),
             )
         if self.mode == "sentinel":
+            # start-up time: redis's sentinel module loads only for a sentinel URL
             from redis.sentinel import Sentinel
 
             sentinel = Sentinel(
@@ -151,6 +153,7 @@ class RedisTarget:
             ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
         )
         if self.mode == "cluster":
+            # start-up time: only for a cluster URL
             from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 
             return _async_cluster_class()(
@@ -162,6 +165,7 @@ class RedisTarget:
                 **self._tls_kwargs(),
             )
         if self.mode == "sentinel":
+            # start-up time: only for a sentinel URL
             from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
             sentinel = AsyncSentinel(
@@ -231,6 +235,7 @@ class _SyncRetry(Retry):
 
 @cache
 def _async_retry_class() -> type[Any]:
+    # start-up time: asyncio clients only (the class is built once, cached)
     from redis.asyncio.retry import Retry as AsyncRetry
 
     class AsyncNoHopelessRetry(AsyncRetry):
@@ -284,6 +289,7 @@ def _cluster_class() -> type[Any]:
     fails with "connection refused" even after a replica took over — the client never
     recovers. Reading the keys from the command line fixes both.
     """
+    # start-up time: only for a cluster URL (the class is built once, cached)
     from redis.cluster import RedisCluster
 
     class ScriptAwareCluster(RedisCluster):
@@ -309,6 +315,7 @@ def _cluster_class() -> type[Any]:
 def _async_cluster_class() -> type[Any]:
     """asyncio ``RedisCluster`` that routes FCALL by its declared keys: redis-py asks the
     server (``COMMAND GETKEYS``, a round trip) for every FCALL, piped or not."""
+    # start-up time: only for a cluster URL (the class is built once, cached)
     from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
     class ScriptAwareAsyncCluster(AsyncRedisCluster):

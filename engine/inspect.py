@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 
-from engine import ops
+from engine import cron, ops
 from engine.backend import Batch, Call, Op, cmd
+from engine.cron import CronEntryInfo as CronEntryInfo
+from engine.cron import CronRun as CronRun  # moved to engine.cron; importable from here as before
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
 
@@ -211,7 +213,6 @@ def workers(settings: Settings) -> Op[list[WorkerSummary]]:
 
 def dump_json(obj: object) -> str:
     """Stable JSON for ``--json`` output of the dataclasses above."""
-    from dataclasses import asdict, is_dataclass
 
     def default(o: object) -> object:
         if is_dataclass(o) and not isinstance(o, type):
@@ -223,43 +224,9 @@ def dump_json(obj: object) -> str:
     return json.dumps(obj, default=default, indent=2, sort_keys=True)
 
 
-@dataclass(frozen=True, slots=True)
-class CronEntryInfo:
-    name: str
-    expression: str
-    timezone: str
-    task_type: str
-    queue: str
-    next_fire_ms: int | None
-    last_fire_ms: int | None = None
-    last_task_id: str | None = None
-    last_state: str | None = None
-    """State of the task the last fire created (``completed``, ``dead``…), if still known."""
-    paused: bool = False
-    next_fires: tuple[int, ...] = ()
-    """The next five fire times (epoch ms)."""
-    runs: tuple[CronRun, ...] = ()
-    """The last runs, newest first, with the state of the task each created."""
-    orphaned: bool = False
-    """Declared by no live scheduler for longer than its interval: it no longer fires."""
-    declared_ms: int | None = None
-    """When a scheduler last declared it (its code still holds it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CronRun:
-    fire_ms: int
-    task_id: str
-    queue: str
-    state: str | None
-    manual: bool = False
-
-
 def cron_entries(settings: Settings) -> Op[list[CronEntryInfo]]:
-    """Registered cron entries with their next fire time (see ``engine.scheduler``)."""
-    from engine import scheduler
-
-    return (yield from scheduler.list_entries(settings))
+    """Registered cron entries with their next fire times (see ``engine.cron``)."""
+    return (yield from cron.list_entries(settings))
 
 
 # ---------------------------------------------------------------------------------- failures

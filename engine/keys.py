@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-DEFAULT_PREFIX = "rediq"
+from engine import defaults
+
+DEFAULT_PREFIX = defaults.PREFIX
 
 # Queue names become part of key names and of a hash tag: braces would break the tag, and
 # whitespace / control characters make keys unreadable in redis-cli.
@@ -189,6 +191,11 @@ class Keyspace:
 
     def cron_fire(self, name: str, fire_ts: int) -> str:
         return f"{self.prefix}:cronfire:{name}:{fire_ts}"
+
+    def cron_startup(self, name: str) -> str:
+        """Kept alive by every scheduler that declares ``name`` with ``run_at_startup``: while
+        it exists the fleet is running, and a starting worker does not fire the entry again."""
+        return f"{self.prefix}:cronup:{name}"
 
     @property
     def cron_state(self) -> str:

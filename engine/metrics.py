@@ -30,7 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from engine import inspect
+from engine import defaults, inspect
 from engine.errors import MetricsBindError
 
 log = logging.getLogger("rediq.metrics")
@@ -229,7 +229,9 @@ class WorkerMetrics:
 class MetricsServer:
     """``/metrics`` and ``/health`` over HTTP in a daemon thread."""
 
-    def __init__(self, metrics: WorkerMetrics, host: str = "127.0.0.1", port: int = 9090) -> None:
+    def __init__(
+        self, metrics: WorkerMetrics, host: str = defaults.METRICS_HOST, port: int = defaults.METRICS_PORT
+    ) -> None:
         self.metrics = metrics
         handler = _handler_for(metrics)
         try:

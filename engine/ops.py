@@ -6,6 +6,7 @@ Pure argument building and reply parsing live here; ``Client``, ``AsyncClient``,
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import defaultdict
@@ -13,6 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from pydantic import ValidationError
+
+from engine import defaults
 from engine.backend import Batch, Call, Op, cmd, script_call
 from engine.declarations import Declarations
 from engine.errors import (
@@ -22,6 +26,7 @@ from engine.errors import (
     PayloadError,
     PayloadTooLarge,
     TaskNotFound,
+    validation_message,
 )
 from engine.fingerprint import normalise_error
 from engine.keys import Keyspace, QueueKeys, validate_prefix
@@ -29,7 +34,7 @@ from engine.task import SCHEMA_VERSION, HistoryEntry, Task, TaskInfo, TaskState
 
 T = TypeVar("T")
 
-DEFAULT_MAX_PAYLOAD = 512 * 1024
+DEFAULT_MAX_PAYLOAD = defaults.MAX_PAYLOAD_BYTES
 ENQUEUE_WIDTH = 8
 # tasks per enqueue script call: big enough that a call's overhead is small, small enough that
 # a large batch streams in several calls and never holds Redis for long in one
@@ -46,19 +51,21 @@ dependency that is gone) fail it under its stored policy."""
 class Settings:
     """Engine behaviour shared by clients and workers (see ``engine.config`` for the loader)."""
 
-    prefix: str = "rediq"
-    retention_s: float = 86400.0
+    prefix: str = defaults.PREFIX
+    retention_s: float = defaults.RETENTION_S
     """How long completed and cancelled tasks are kept."""
-    dead_retention_s: float = 30 * 86400.0
+    dead_retention_s: float = defaults.DEAD_RETENTION_S
     """How long dead tasks are kept before Redis expires them."""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
-    dependency_failure: str = field(default_factory=lambda: os.environ.get(DEPENDENCY_FAILURE_ENV, "cancel"))
+    dependency_failure: str = field(
+        default_factory=lambda: os.environ.get(DEPENDENCY_FAILURE_ENV, defaults.DEPENDENCY_FAILURE)
+    )
     """What a dead/cancelled/vanished dependency does to its dependents: 'cancel' them or 'hold'
     them. Stored with each dependent at enqueue (a ``Task.dependency_failure`` overrides it), so
     the enqueuing process decides. Default: ``$REDIQ_DEPENDENCY_FAILURE`` or 'cancel'."""
-    events: bool = True
+    events: bool = defaults.EVENTS
     """Publish state-transition events (the console listens to them)."""
-    quarantine_s: float = 7 * 86400.0
+    quarantine_s: float = defaults.QUARANTINE_S
     """How long deleted tasks stay restorable in quarantine."""
     strict_types: bool = False
     """Clients refuse to enqueue a task type declared nowhere (default: warn once per type)."""
@@ -130,21 +137,17 @@ class EnqueueResult(NamedTuple):
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the task is final and return its result (see ``Client.result``);
         for a result of ``Client.enqueue``."""
-        from engine import results
-
-        return results.wait_sync(self._bound("wait"), self.id, self.queue, timeout)
+        return self._bound("wait").result(self.id, self.queue, timeout=timeout)
 
     async def wait_async(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109 - as wait()
         """``wait`` for a result of ``AsyncClient.enqueue``."""
-        from engine import results
-
-        return await results.wait_async(self._bound("wait_async"), self.id, self.queue, timeout)
+        return await self._bound("wait_async").result(self.id, self.queue, timeout=timeout)
 
     def _bound(self, method: str) -> Any:
-        from engine.client import AsyncClient
-
         asynchronous = method == "wait_async"
-        if self.client is None or isinstance(self.client, AsyncClient) != asynchronous:
+        # an AsyncClient's result is a coroutine function, a Client's is not (telling them
+        # apart this way keeps ops from importing the client, which imports ops)
+        if self.client is None or inspect.iscoroutinefunction(self.client.result) != asynchronous:
             other = "wait_async" if method == "wait" else "wait"
             raise InvalidTask(
                 f"EnqueueResult.{method} needs the {'AsyncClient' if asynchronous else 'Client'} that "
@@ -153,6 +156,21 @@ class EnqueueResult(NamedTuple):
                 "or client.result(id, timeout=...)",
             )
         return self.client
+
+
+def build_task(task_or_type: Task | str, payload: Any = None, **options: Any) -> Task:
+    """A ``Task`` from either a ready model or a type plus options, with one-line errors."""
+    if isinstance(task_or_type, Task):
+        if payload is not None or options:
+            raise InvalidTask("pass either a Task or a type with options, not both")
+        return task_or_type
+    deps = options.get("depends_on")
+    if deps is not None:
+        options["depends_on"] = tuple(d.ref if isinstance(d, EnqueueResult) else str(d) for d in deps)
+    try:
+        return Task(type=task_or_type, payload=payload, **options)
+    except ValidationError as exc:
+        raise InvalidTask(validation_message(exc)) from None
 
 
 def channel(settings: Settings, qk: QueueKeys) -> str:

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from engine.cron import CronDef, validate_cron, validate_name
 from engine.declarations import Declaration
 from engine.errors import AppImportError
 from engine.handles import TaskHandle
 from engine.lifecycle import LifecycleHook
+from engine.ops import build_task
 from engine.retry import DEFAULT_POLICY, RetryPolicy
 from engine.task import DEFAULT_MAX_RETRY, DEFAULT_PRIORITY, DEFAULT_QUEUE, DEFAULT_TIMEOUT_S, Task
 
@@ -66,16 +68,6 @@ class Middleware(Protocol):
     def before(self, ctx: Any) -> Awaitable[None] | None: ...
 
     def after(self, ctx: Any, outcome: str, error: BaseException | None) -> Awaitable[None] | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CronDef:
-    name: str
-    expression: str
-    task_type: str
-    payload: Any = None
-    timezone: str = "UTC"
-    queue: str | None = None
 
 
 @dataclass
@@ -187,12 +179,14 @@ class Registry:
         *,
         timezone: str = "UTC",
         queue: str | None = None,
+        run_at_startup: bool = False,
     ) -> None:
-        """Fire ``task_type`` on a 5-field cron schedule (see ``engine.scheduler``)."""
-        from engine.scheduler import validate_cron
-
+        """Fire ``task_type`` on a cron schedule: 5 fields, or 6 with seconds last
+        (``* * * * * */10``: every 10 s); ``run_at_startup``: also once when the fleet starts
+        (see ``engine.cron``)."""
+        validate_name(name)
         validate_cron(expression, timezone)
-        self.crons[name] = CronDef(name, expression, task_type, payload, timezone, queue)
+        self.crons[name] = CronDef(name, expression, task_type, payload, timezone, queue, run_at_startup)
 
     def get(self, task_type: str) -> TaskDef | None:
         return self.definitions.get(task_type)
@@ -208,8 +202,6 @@ class Registry:
     def make_task(self, task_type: str, payload: Any = None, **overrides: Any) -> Task:
         """A ``Task`` with this type's declared defaults (queue, priority, retries, timeout,
         uniqueness); ``overrides`` win."""
-        from engine.client import build_task
-
         task = build_task(task_type, payload, **overrides)
         d = self.definitions.get(task_type)
         return d.declaration.apply(task) if d is not None else task

@@ -13,10 +13,8 @@ import asyncio
 import time
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-
 from engine import events, ops
-from engine.backend import Batch, Op, cmd
+from engine.backend import PUBSUB_LOST, Batch, Op, cmd
 from engine.errors import ResultTimeout, TaskCancelled, TaskDead, TaskFailed, TaskNotFound
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
@@ -121,7 +119,7 @@ def wait_sync(client: Any, task_id: str, queue: str | None, timeout: float | Non
                 while (wait := until - time.monotonic()) > 0:
                     if _names(settings, pubsub.get_message(timeout=wait), task_id):
                         break
-            except (RedisConnectionError, OSError):
+            except PUBSUB_LOST:
                 pubsub.close()
                 pubsub = None  # resubscribe, then read the state again
                 time.sleep(min(0.1, max(0.0, _remaining(deadline))))
@@ -164,7 +162,7 @@ async def wait_async(
                 while (wait := until - time.monotonic()) > 0:
                     if _names(settings, await pubsub.get_message(timeout=wait), task_id):
                         break
-            except (RedisConnectionError, OSError):
+            except PUBSUB_LOST:
                 await pubsub.aclose()
                 pubsub = None
                 await asyncio.sleep(min(0.1, max(0.0, _remaining(deadline))))

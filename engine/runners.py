@@ -21,6 +21,7 @@ import pickle
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
-from engine.errors import Permanent, RediqError, Retryable, StartupFailed
+from engine.errors import InvalidConfig, Permanent, RediqError, Retryable, StartupFailed
 from engine.tracebacks import format_handler_traceback
 
 log = logging.getLogger("rediq.worker")
@@ -172,6 +173,7 @@ def _child_main(conn: Connection, preload: bytes) -> None:
     global _CHILD_CONN
     _CHILD_CONN = conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the worker, which drains
+    # in the child process, after its signal set-up
     from engine import lifecycle
 
     state = lifecycle.WorkerState()
@@ -250,8 +252,6 @@ class _Child:
             self.kill()
             if reply[0] == "startup failed":
                 raise StartupFailed(f"in a child process (--pool process): {reply[1]}")
-            from engine.errors import InvalidConfig
-
             raise InvalidConfig(
                 f"a child process (--pool process) cannot load the handlers: {' '.join(reply)}",
                 fix="check that the app imports cleanly in a fresh interpreter (python -c 'import yourapp')",
@@ -376,6 +376,7 @@ class HandlerRef:
     name: str
 
     def resolve(self) -> Callable[[Any, Any], Any]:
+        # in the child process, where handlers are resolved by name
         import importlib
 
         found: Callable[[Any, Any], Any] = getattr(importlib.import_module(self.module), self.name)
@@ -385,10 +386,6 @@ class HandlerRef:
 def handler_refs(handlers: dict[str, Callable[..., Any]]) -> dict[str, HandlerRef]:
     """``--pool process`` sends each sync handler to a child by reference: it must be a
     module-level function. Raises InvalidConfig naming the first that is not."""
-    import sys
-
-    from engine.errors import InvalidConfig
-
     refs = {}
     for task_type, handler in handlers.items():
         module, name = getattr(handler, "__module__", None), getattr(handler, "__qualname__", "")

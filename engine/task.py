@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.errors import PayloadError
 from engine.keys import validate_queue_name
 
 SCHEMA_VERSION = 1
@@ -226,8 +227,6 @@ class Task(BaseModel):
         try:
             return _compact_json(payload)
         except (TypeError, ValueError) as exc:
-            from engine.errors import PayloadError
-
             raise PayloadError(f"payload of task type {self.type!r} is not JSON: {exc}") from exc
 
     def due_in_ms(self) -> int:

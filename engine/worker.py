@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import control, declarations, events, idle, lifecycle, ops, runners
+from engine import control, cron, declarations, defaults, events, idle, lifecycle, ops, runners
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -58,32 +58,32 @@ task's current one (see ``ops.Job.token``)."""
 @dataclass
 class WorkerOptions:
     queues: list[str]
-    concurrency: int = 10
-    lease_s: float = 30.0
+    concurrency: int = defaults.CONCURRENCY
+    lease_s: float = defaults.LEASE_S
     """Lease length; a dead worker's tasks return to pending this long after its last heartbeat."""
-    grace_s: float = 30.0
+    grace_s: float = defaults.GRACE_S
     """On SIGTERM/SIGINT, how long running tasks may finish before they are handed back."""
     weights: dict[str, int] | None = None
     """None: strict priority in the order of ``queues``. Otherwise the fetch order is drawn by
     weight each round, so lower-weight queues are never starved."""
     prefetch: int | None = None
     """Tasks leased beyond free slots to hide round-trip latency (default: ``concurrency``)."""
-    poll_interval_s: float = 0.5
+    poll_interval_s: float = defaults.POLL_INTERVAL_S
     """Idle poll when no event woke the worker; also bounds how late a delayed task starts."""
     heartbeat_s: float | None = None
     """Default: a third of the lease."""
-    maintenance_s: float = 5.0
-    event_loop: str = "auto"
+    maintenance_s: float = defaults.MAINTENANCE_S
+    event_loop: str = defaults.EVENT_LOOP
     """``run_forever``'s event loop: 'uvloop', 'asyncio', or 'auto' (uvloop when installed)."""
     handoff: bool = True
     """When idle, register so that enqueue hands new tasks straight to this worker (one hop
     from enqueue to start instead of a wake-up and a dequeue round trip)."""
-    pool: runners.Pool = "thread"
+    pool: runners.Pool = defaults.POOL
     """Where sync handlers run: 'thread' (a handler past its timeout keeps its slot until it
     returns) or 'process' (a child process per slot, killed at the task's timeout)."""
-    unknown_type_delay_s: float = 5.0
+    unknown_type_delay_s: float = defaults.UNKNOWN_TYPE_DELAY_S
     """A task of a type this worker has no handler for goes back uncharged, due this much later."""
-    unknown_type_timeout_s: float = 3600.0
+    unknown_type_timeout_s: float = defaults.UNKNOWN_TYPE_TIMEOUT_S
     """...and goes dead once no worker with a handler took it for this long (0: at once)."""
     burst: bool = False
     """Stop (exit 0) once the served queues are drained: nothing pending, running, due to be
@@ -131,6 +131,7 @@ class TaskContext:
 
     async def dependency_results(self) -> dict[str, Any]:
         """The results of this task's completed dependencies (``depends_on``), by their ids."""
+        # only handlers that read their dependencies' results pay for it
         from engine.results import dependency_results
 
         op = dependency_results(self._worker.settings, self.queue, self.id)
@@ -158,7 +159,7 @@ class Worker:
         redis: Any = None,
     ) -> None:
         if target is None and redis is None:
-            from engine.embedded import default_url
+            from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
             target = default_url()
         self.registry = registry
@@ -288,6 +289,17 @@ class Worker:
                 asyncio.create_task(self._exchange_loop(), name="rediq-exchange"),
                 self._background("heartbeat", self._heartbeat_loop, lambda: not self._drained),
                 self._background("maintenance", self._maintenance_loop),
+                self._background(
+                    "cron",
+                    functools.partial(
+                        cron.run_scheduler,
+                        self.backend,
+                        self.settings,
+                        self.registry,
+                        lambda: not self._stopping,
+                        self.options.maintenance_s,
+                    ),
+                ),
                 self._background("wake", self._wake_loop),
             ]
             if self.options.burst:
@@ -954,8 +966,6 @@ class Worker:
         heapq.heapify(self._buffer)
 
     async def _maintenance_loop(self) -> None:
-        from engine import scheduler
-
         while not self._stopping:
             # each step on its own: one that raises (a bad cron entry, a corrupt hash) must not
             # stop the others, here or in later passes
@@ -973,7 +983,6 @@ class Worker:
                 await self._maintain(
                     f"index trim of {q}", self.backend.run(ops.trim_finished_indexes(self.settings, q))
                 )
-            await self._maintain("cron", scheduler.tick(self.backend, self.settings, self.registry))
             await asyncio.sleep(self.options.maintenance_s * (0.8 + 0.4 * random.random()))
 
     async def _maintain(self, step: str, work: Awaitable[T]) -> T | None:
@@ -1082,6 +1091,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     if choice == "asyncio":
         return None
     try:
+        # optional dependency: asyncio is used without it
         import uvloop
     except ImportError:
         if choice == "uvloop":
@@ -1147,7 +1157,7 @@ def run_worker(
 ) -> int:
     """Convenience for scripts: run a worker in this process until SIGTERM/SIGINT."""
     if url is None:
-        from engine.embedded import default_url
+        from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
         url = default_url()
     return Worker(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from rediq_tui.config import ConsoleConfig
 
 if TYPE_CHECKING:
+    # optional: the demo's own dependencies, only with --demo
     from rediq_tui.demo.demo import Demo
 
 
@@ -67,6 +68,7 @@ DEMO_APP = "rediq_tui.demo.tasks:registry"
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
+    # start-up time: `rediq-tui --help` and the launcher load none of the console
     from dataclasses import replace
 
     from engine.client import AsyncClient
@@ -81,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine_config = load_config(redis_url=config.redis_url, rediq_prefix=config.prefix)
         config = replace(config, redis_url=engine_config.redis_url, prefix=engine_config.rediq_prefix)
         if config.serve:
+            # optional dependency: textual-serve, only with --serve
             from rediq_tui.serve import serve
 
             args = list(sys.argv[1:] if argv is None else argv)
@@ -111,6 +114,7 @@ def _stop_demo(demo: Demo, owned_server: bool) -> None:
     _say("stopping the demo's workers…")
     demo.stop()
     if owned_server:
+        # start-up time: only with the embedded server
         from engine import embedded
 
         pid = embedded.stop_server()
@@ -130,12 +134,15 @@ def _say(text: str) -> None:
 def _start_demo(url: str | None) -> tuple[Demo, bool]:
     """The example order pipeline on the given server (default: the embedded one, started
     here and then stopped on exit unless it was already running)."""
+    # start-up time: only with the embedded server
     from engine import embedded
-    from engine.embedded import default_url
+    from engine.config import default_url  # pydantic-settings loads only when no URL is given
 
     try:
+        # optional: the demo's own dependencies, only with --demo
         from rediq_tui.demo.demo import Demo
     except ImportError as exc:
+        # only on this error path
         from engine.errors import ConsoleMissing
 
         raise ConsoleMissing(f"the demo app (rediq_tui.demo) is not installed: {exc}") from None

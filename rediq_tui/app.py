@@ -302,6 +302,7 @@ class RediqApp(Actions, App[None]):
     @work(group="events", exit_on_error=False)
     async def listen(self) -> None:
         """Pub/sub events between polls: progress updates rows, transitions trigger a poll."""
+        # start-up time: the event stream loads when the console subscribes
         from engine import events as engine_events
 
         while True:

@@ -48,6 +48,7 @@ def console_command(argv: Sequence[str]) -> str:
 
 
 def token_middleware(token: str) -> Any:
+    # optional dependency: textual-serve brings aiohttp, only with --serve
     from aiohttp import web
 
     Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -69,6 +70,7 @@ def token_middleware(token: str) -> Any:
 
 def make_server(command: str, host: str, port: int, token: str | None) -> Any:
     """A textual-serve server; with ``token``, every page and websocket request must carry it."""
+    # optional dependency: textual-serve, only with --serve
     from textual_serve.server import Server
 
     class TokenServer(Server):

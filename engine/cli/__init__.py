@@ -53,6 +53,7 @@ EXIT_INTERNAL = 70
 
 
 def package_version() -> str:
+    # start-up time: read only by --version
     from importlib.metadata import PackageNotFoundError, version
 
     try:

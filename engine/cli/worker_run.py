@@ -131,10 +131,11 @@ def run_worker_process(
     *,
     burst: bool = False,
 ) -> int:
+    # start-up time: the worker runtime loads only for `worker run`
     from engine.registry import load_app
 
     try:
-        from engine.worker import Worker, WorkerOptions
+        from engine.worker import Worker, WorkerOptions  # may fail (compiled deps): WorkerUnavailable
     except ImportError as exc:
         raise WorkerUnavailable(f"the worker runtime cannot be imported: {exc}") from None
 
@@ -165,6 +166,7 @@ def run_worker_process(
     metrics_server = None
     reader: Client | None = None
     if config.metrics_on:
+        # start-up time: metrics load only when they are served
         from engine.metrics import LabelPolicy, MetricsServer, WorkerMetrics, WorkerStateCollector
 
         reader = Client(target, settings=settings)

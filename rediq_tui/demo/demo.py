@@ -30,6 +30,7 @@ def _die_with_parent() -> None:
     """Linux: SIGTERM (a graceful drain) to the worker when the console process dies, even by
     SIGKILL, so a demo never leaves workers behind. Elsewhere ``Demo.stop`` is the only path."""
     if sys.platform.startswith("linux"):
+        # Linux only: the parent-death signal
         import ctypes
 
         PR_SET_PDEATHSIG = 1

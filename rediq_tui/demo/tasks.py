@@ -42,8 +42,10 @@ GATEWAY_FAILURE_RATE = float(os.environ.get("REDIQ_DEMO_GATEWAY_FAILURES", "0.05
 def _store() -> Any:
     """Where the example keeps its business data (orders, stock): the same Redis by default, with
     a ``redis.asyncio`` client built by the engine (the console package never imports redis)."""
+    from engine.config import default_url  # pydantic-settings loads only when no URL is given
+
+    # start-up time: the demo connects on first use
     from engine.connection import parse_url
-    from engine.embedded import default_url
 
     return parse_url(os.environ.get("ORDERS_REDIS_URL") or default_url()).aio()
 
@@ -181,11 +183,13 @@ class LoggingMiddleware:
     """The guide's logging middleware (section 7.3)."""
 
     def before(self, ctx: TaskContext) -> None:
+        # only when the demo's simulated failure is logged
         import logging
 
         logging.getLogger("orders").debug("start %s %s attempt %d", ctx.type, ctx.id, ctx.attempt)
 
     def after(self, ctx: TaskContext, outcome: str, error: BaseException | None) -> None:
+        # only when the demo's simulated failure is logged
         import logging
 
         logging.getLogger("orders").debug("%s %s -> %s %s", ctx.type, ctx.id, outcome, error or "")

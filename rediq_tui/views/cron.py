@@ -119,6 +119,8 @@ class CronView(View):
             out.append(safe.clean(run.task_id, 44), style="dim")
             if run.manual:
                 out.append(" (run now)", style="cyan")
+            elif run.startup:
+                out.append(" (at startup)", style="cyan")
         return out
 
     def _detail(self) -> None:

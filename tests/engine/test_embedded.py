@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine import embedded
+from engine import config, embedded
 from engine.config import RediqConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,8 +103,8 @@ def test_default_url_uses_embedded_and_announces_once(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     embedded._announced.clear()
-    url = embedded.default_url()
-    assert embedded.default_url() == url
+    url = config.default_url()
+    assert config.default_url() == url
     err = capsys.readouterr().err
     assert err.count("using embedded Valkey at") == 1
     assert url in err
@@ -112,10 +112,10 @@ def test_default_url_uses_embedded_and_announces_once(
 
 def test_configured_url_wins_and_no_server_starts(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    assert embedded.default_url() == "redis://127.0.0.1:1/0"
+    assert config.default_url() == "redis://127.0.0.1:1/0"
     monkeypatch.delenv("REDIS_URL")
     (data_dir.parent / ".env").write_text("REDIS_URL=redis://10.0.0.1:6379/0\n")
-    assert embedded.default_url() == "redis://10.0.0.1:6379/0"
+    assert config.default_url() == "redis://10.0.0.1:6379/0"
     assert not (data_dir / embedded.PID_NAME).exists()
 
 

@@ -267,12 +267,12 @@ async def test_maintenance_survives_an_exception_logs_and_counts_it(
     async def noop(ctx: TaskContext, payload: Any) -> None:
         return None
 
-    registry.cron("every-minute", "* * * * *", "noop")
     ks = Settings().keyspace
-    raw.hset(ks.cron_state, "every-minute", "{not json")  # a corrupt entry: the cron step raises ValueError
+    # a dependency outbox of the wrong type: the maintenance step that flushes it raises
+    # (WRONGTYPE, not a RediqError); the steps after it and later passes go on
+    raw.set(ks.queue("m").dep_outbox, "not a sorted set")
     async with running_worker(registry, redis_url, ["m"], maintenance_s=0.1) as worker:
         await wait_until(lambda: bool(raw.sismember(ks.queues, "m")))  # the first pass's first step
-        # that pass's cron step raises; later passes go on: the queue set is registered again
         raw.delete(ks.queues)
         await wait_until(lambda: bool(raw.sismember(ks.queues, "m")))
         await wait_until(lambda: worker.loop_errors["maintenance"] >= 3)
@@ -284,9 +284,9 @@ async def test_maintenance_survives_an_exception_logs_and_counts_it(
         text = metrics.exposition().decode()
     assert 'rediq_worker_loop_errors_total{loop="maintenance"}' in text
     assert "rediq_worker_overdue_slots 0.0" in text
-    failures = [r for r in caplog.records if "maintenance (cron) failed" in r.getMessage()]
+    failures = [r for r in caplog.records if "maintenance (outbox of m) failed" in r.getMessage()]
     assert failures and failures[0].exc_info is not None  # logged with its traceback
-    raw.delete(ks.cron_state, ks.cron)
+    raw.delete(ks.queue("m").dep_outbox)
 
 
 # ---------------------------------------------------------------------------------- unknown types
