@@ -19,6 +19,21 @@ end
 
 local function task_key(base, id) return base .. 't:' .. id end
 
+-- CPU seconds of the server so far (os.clock: Valkey, Redis >= 7.2), or nil where the sandbox
+-- has no os library (Redis 7.0). Bulk scripts report the CPU time they took (cpu_us_since), by
+-- which the caller sizes its next chunk; CPU time, so a busy host does not shrink chunks.
+local function cpu_seconds()
+  local ok, clock = pcall(function() return os.clock end)
+  if ok and clock then return clock() end
+  return nil
+end
+
+-- Microseconds of server CPU since start (a cpu_seconds() value), or -1 when not measurable.
+local function cpu_us_since(start)
+  if not start then return -1 end
+  return math.floor((cpu_seconds() - start) * 1000000)
+end
+
 -- Fencing: every delivery of a task (a lease by dequeue, reserved or starting now, or a
 -- hand-off by enqueue) bumps the hash's 'dlv' counter in the same HSET that leases it. The
 -- holder's token is '<worker id>#<dlv>'; a call naming any other token (an earlier delivery's

@@ -4,8 +4,9 @@
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 waiting, 6 dead, 7 completed, 8 cancelled,
 --       9 quarantined, 10 dep outbox
 -- ARGV: 1 base, 2 channel, then ids
--- Returns: ids deleted
+-- Returns: {ids deleted, server CPU us taken (-1: unknown)}
 local DEPENDENTS_KEPT_MS = 86400000
+local started = cpu_seconds()
 local base, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 local deleted = {}
@@ -23,4 +24,4 @@ for i = 3, #ARGV do
   if existed or removed > 0 then table.insert(deleted, id) end
 end
 publish(channel, 'deleted', deleted, now)
-return deleted
+return {deleted, cpu_us_since(started)}

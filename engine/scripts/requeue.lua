@@ -2,8 +2,9 @@
 -- unique key takes its lock again; when another live task holds that key, it is refused.
 -- KEYS: 1 pending, 2 seq, 3 dead, 4 retry, 5 scheduled, 6 cancelled, 7 completed, 8 waiting
 -- ARGV: 1 base, 2 channel, 3 note, then ids
--- Returns: {ids requeued, flat {id, reason} of tasks refused} (ids active, pending or gone are
---          skipped silently)
+-- Returns: {ids requeued, flat {id, reason} of tasks refused, server CPU us taken (-1: unknown)}
+--          (ids active, pending or gone are skipped silently)
+local started = cpu_seconds()
 local base, channel, note = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local from = {dead = KEYS[3], retry = KEYS[4], scheduled = KEYS[5], cancelled = KEYS[6],
@@ -34,4 +35,4 @@ for i = 4, #ARGV do
   end
 end
 publish(channel, 'pending', moved, now, {why = note})
-return {moved, refused}
+return {moved, refused, cpu_us_since(started)}

@@ -6,7 +6,9 @@
 -- quarantined and is reported as refused.
 -- KEYS: 1 quarantine, 2 pending, 3 seq, 4 dead, 5 completed, 6 cancelled, 7 waiting, 8 scheduled
 -- ARGV: 1 base, 2 channel, 3 dead retention ms, 4 retention ms, then ids
--- Returns: {ids restored, flat {id, reason} of tasks refused, ids restored to waiting}
+-- Returns: {ids restored, flat {id, reason} of tasks refused, ids restored to waiting,
+--          server CPU us taken (-1: unknown)}
+local started = cpu_seconds()
 local base, channel, dead_ttl, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local finished = {dead = {KEYS[4], dead_ttl}, completed = {KEYS[5], retention}, cancelled = {KEYS[6], retention}}
@@ -58,4 +60,4 @@ for i = 5, #ARGV do
   end
 end
 publish(channel, 'restored', restored, now)
-return {restored, refused, waiting}
+return {restored, refused, waiting, cpu_us_since(started)}
