@@ -17,9 +17,9 @@ for i = 3, #ARGV do
   if existed then release_unique(base, id); leave_group(base, id) end
   local removed = 0
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
-  redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id)
+  redis.call('DEL', tk, history_key(base, id), deps_key(base, id))
   if notify_dependents(base, KEYS[10], id, now) then
-    redis.call('PEXPIRE', base .. 'dependents:' .. id, DEPENDENTS_KEPT_MS)
+    redis.call('PEXPIRE', dependents_key(base, id), DEPENDENTS_KEPT_MS)
   end
   if existed or removed > 0 then table.insert(deleted, id) end
 end

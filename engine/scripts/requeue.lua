@@ -22,9 +22,9 @@ for i = 4, #ARGV do
     redis.call('ZREM', from[state], id)
     leave_group(base, id)
     redis.call('PERSIST', tk)
-    redis.call('PERSIST', base .. 'h:' .. id)
-    redis.call('PERSIST', base .. 'dependents:' .. id)
-    redis.call('DEL', base .. 'deps:' .. id)
+    redis.call('PERSIST', history_key(base, id))
+    redis.call('PERSIST', dependents_key(base, id))
+    redis.call('DEL', deps_key(base, id))
     redis.call('HSET', tk, 'state', 'pending', 'attempts', 0, 'due', now)
     redis.call('HDEL', tk, 'finished', 'lease', 'cancel', 'reason', 'result', 'progress', 'pmsg',
       'reserved', 'worker')

@@ -28,11 +28,11 @@ for i = 5, #ARGV do
     if back then
       redis.call('HSET', tk, 'state', was)
       redis.call('ZADD', back[1], now, id)
-      redis.call('PEXPIRE', tk, back[2]); redis.call('PEXPIRE', base .. 'h:' .. id, back[2])
+      redis.call('PEXPIRE', tk, back[2]); redis.call('PEXPIRE', history_key(base, id), back[2])
       history(base, id, now, was, 'restored from quarantine')
     else
-      redis.call('PERSIST', tk); redis.call('PERSIST', base .. 'h:' .. id)
-      redis.call('PERSIST', base .. 'dependents:' .. id)
+      redis.call('PERSIST', tk); redis.call('PERSIST', history_key(base, id))
+      redis.call('PERSIST', dependents_key(base, id))
       redis.call('HSET', tk, 'attempts', 0)
       -- out of active for good: no worker holds it any more (a prefetched one was reserved)
       redis.call('HDEL', tk, 'finished', 'worker', 'reserved', 'lease', 'cancel')
@@ -42,7 +42,7 @@ for i = 5, #ARGV do
       local state
       if #deps > 0 then
         state = 'waiting'
-        for _, ref in ipairs(deps) do redis.call('SADD', base .. 'deps:' .. id, ref) end
+        for _, ref in ipairs(deps) do redis.call('SADD', deps_key(base, id), ref) end
         redis.call('ZADD', KEYS[7], now, id)
         waiting[#waiting + 1] = id
       elseif (was == 'scheduled' or was == 'retry' or was == 'waiting') and due > now then
