@@ -1,7 +1,11 @@
 """Operator actions: pause/resume, requeue, cancel, delete (to quarantine), restore, flush,
-failure-group actions. Bulk actions run in bounded chunks (``CHUNK`` tasks per script call) so
-a huge dead set never stalls Redis in one command, and every action is appended to the audit
-stream (``inspect.audit``).
+failure-group actions. Each action is one entry in the audit stream (``inspect.audit``), however
+many tasks it moves.
+
+Bulk actions run in chunks sized by measured time (``ChunkSizer``): each script call reports
+the server CPU time it took, and the next chunk is sized to take about ``CHUNK_TARGET_US``, so
+no call holds Redis for long (a fixed 500-task chunk took 6-10 ms in SLOWLOG; the limit is
+``CHUNK_LIMIT_US``), whatever one task costs on that server.
 
 Use through a client: ``client.call(admin.pause, "payment")``.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import getpass
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 
 from engine import cron, ops
@@ -20,8 +25,58 @@ from engine.keys import validate_queue_name
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
 
-CHUNK = 500
 AUDIT_MAX = 10_000
+
+CHUNK_START = 20
+"""Tasks in a bulk action's first script call, before any time was measured: about the target
+for the costliest bulk script (quarantine, ~25 us of Valkey CPU per task)."""
+CHUNK_MAX = 1_000
+CHUNK_TARGET_US = 500
+"""Server CPU time a chunk is sized to take: a quarter of the limit, the margin for a chunk
+whose tasks cost more than the last one's."""
+CHUNK_LIMIT_US = 2_000
+"""No bulk script call should take longer (the usual ``slowlog-log-slower-than`` alarm level)."""
+
+
+@dataclass
+class ChunkSizer:
+    """The size of a bulk action's next chunk, from the server time the last ones took: grows
+    (at most doubling) while calls are cheap, shrinks to the target when one took longer, and at
+    least halves when one went past the limit. Without a measurement (a server that cannot tell,
+    Redis 7.0) it keeps its size. ``timings`` holds each call's (tasks, server CPU us)."""
+
+    size: int = CHUNK_START
+    timings: list[tuple[int, int | None]] = field(default_factory=list)
+
+    def observe(self, tasks: int, cpu_us: int | None) -> None:
+        self.timings.append((tasks, cpu_us))
+        if cpu_us is None or tasks <= 0:
+            return
+        fitting = tasks * CHUNK_TARGET_US // max(cpu_us, 1)  # tasks that take about the target
+        if cpu_us > CHUNK_LIMIT_US:
+            self.size = min(fitting, tasks // 2)
+        elif cpu_us > CHUNK_TARGET_US:
+            self.size = fitting
+        else:  # a cheap call, perhaps a short last chunk: grow, never shrink on it
+            self.size = min(max(fitting, self.size), 2 * self.size)
+        self.size = max(1, min(self.size, CHUNK_MAX))
+
+
+def _each_chunk(
+    ids: Sequence[str], act: Callable[[Sequence[str]], Op[ops.Moved]], sizer: ChunkSizer | None = None
+) -> Op[ops.Moved]:
+    """``act`` on ``ids`` in chunks sized by ``sizer``; the moved ids and refusals of them all."""
+    sizer = sizer or ChunkSizer()
+    result = ops.Moved()
+    start = 0
+    while start < len(ids):
+        chunk = ids[start : start + sizer.size]
+        start += len(chunk)
+        moved = yield from act(chunk)
+        sizer.observe(len(chunk), moved.cpu_us)
+        result.extend(moved)
+        result.refused.update(moved.refused)
+    return result
 
 
 @cache
@@ -88,7 +143,9 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
 
 
 def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
-    moved = yield from ops.requeue(settings, queue, ids, "requeued by operator")
+    moved = yield from _each_chunk(
+        ids, lambda chunk: ops.requeue(settings, queue, chunk, "requeued by operator")
+    )
     yield from audit(settings, "requeue", queue, len(moved), ",".join(ids[:20]))
     return moved
 
@@ -102,20 +159,20 @@ def cancel(settings: Settings, queue: str, ids: Sequence[str]) -> Op[dict[str, s
 
 def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
     """Delete recoverably: tasks go to quarantine (``restore`` brings them back)."""
-    moved = yield from ops.quarantine(settings, queue, ids)
+    moved = yield from _each_chunk(ids, lambda chunk: ops.quarantine(settings, queue, chunk))
     yield from audit(settings, "delete", queue, len(moved), ",".join(ids[:20]))
     return moved
 
 
 def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
-    restored = yield from ops.restore(settings, queue, ids)
+    restored = yield from _each_chunk(ids, lambda chunk: ops.restore(settings, queue, chunk))
     yield from audit(settings, "restore", queue, len(restored), ",".join(ids[:20]))
     return restored
 
 
 def purge(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
     """Delete for good (no quarantine)."""
-    deleted = yield from ops.delete(settings, queue, ids)
+    deleted = yield from _each_chunk(ids, lambda chunk: ops.delete(settings, queue, chunk))
     yield from audit(settings, "purge", queue, len(deleted), ",".join(ids[:20]))
     return deleted
 
@@ -136,22 +193,26 @@ def _chunks(
     key: str,
     queue: str,
     where: Callable[[TaskInfo], bool] | None,
-    act: Callable[[Sequence[str]], Op[Sequence[str]]],
+    act: Callable[[Sequence[str]], Op[ops.Moved]],
+    sizer: ChunkSizer | None = None,
 ) -> Op[int]:
-    """Apply ``act`` to every member of ``key`` in chunks; each chunk is one bounded script."""
+    """Apply ``act`` to every member of ``key`` in chunks sized by ``sizer``: each chunk is one
+    script call of bounded server time."""
+    sizer = sizer or ChunkSizer()
     done = 0
     offset = 0
     while True:
-        ids = yield cmd("ZRANGE", key, offset, offset + CHUNK - 1)
+        ids = yield cmd("ZRANGE", key, offset, offset + sizer.size - 1)
         if not ids:
             return done
         chosen = list(ids)
         if where is not None:
             tasks = yield from _tasks(settings, queue, ids)
             chosen = [t.id for t in tasks if where(t)]
-        acted: Sequence[str] = []
+        acted = ops.Moved()
         if chosen:
             acted = yield from act(chosen)
+            sizer.observe(len(chosen), acted.cpu_us)
         done += len(acted)
         # acted tasks left the set; skipped ones stay, so step over them
         offset += len(ids) - len(acted)
@@ -163,6 +224,7 @@ def requeue_all(
     state: TaskState | str = TaskState.DEAD,
     where: Callable[[TaskInfo], bool] | None = None,
     refused: dict[str, str] | None = None,
+    sizer: ChunkSizer | None = None,
 ) -> Op[int]:
     """Requeue every task of a state (default dead), optionally only those ``where`` accepts.
     Tasks refused (another live task holds their unique key) stay, with the reason put in
@@ -170,15 +232,38 @@ def requeue_all(
     yield from _known(settings, queue)
     key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
 
-    def act(ids: Sequence[str]) -> Op[Sequence[str]]:
+    def act(ids: Sequence[str]) -> Op[ops.Moved]:
         moved = yield from ops.requeue(settings, queue, ids, "requeued by operator (bulk)")
         if refused is not None:
             refused.update(moved.refused)
         return moved
 
-    moved = yield from _chunks(settings, key, queue, where, act)
+    moved = yield from _chunks(settings, key, queue, where, act, sizer)
     yield from audit(settings, "requeue_all", queue, moved, f"state={state}" + (" filtered" if where else ""))
     return moved
+
+
+def restore_all(
+    settings: Settings,
+    queue: str,
+    refused: dict[str, str] | None = None,
+    sizer: ChunkSizer | None = None,
+) -> Op[int]:
+    """Restore every quarantined task of a queue: one action, one audit entry. Tasks refused
+    (another live task holds their unique key) stay quarantined, with the reason put in
+    ``refused`` when given."""
+    yield from _known(settings, queue)
+    key = settings.keyspace.queue(queue).quarantine
+
+    def act(ids: Sequence[str]) -> Op[ops.Moved]:
+        restored = yield from ops.restore(settings, queue, ids)
+        if refused is not None:
+            refused.update(restored.refused)
+        return restored
+
+    restored = yield from _chunks(settings, key, queue, None, act, sizer)
+    yield from audit(settings, "restore_all", queue, restored, "state=quarantined")
+    return restored
 
 
 def flush(
@@ -186,11 +271,14 @@ def flush(
     queue: str,
     state: TaskState | str = TaskState.DEAD,
     where: Callable[[TaskInfo], bool] | None = None,
+    sizer: ChunkSizer | None = None,
 ) -> Op[int]:
     """Delete (to quarantine) every task of a state, default dead."""
     yield from _known(settings, queue)
     key = settings.keyspace.queue(queue).state_key(str(TaskState(state)))
-    moved = yield from _chunks(settings, key, queue, where, lambda ids: ops.quarantine(settings, queue, ids))
+    moved = yield from _chunks(
+        settings, key, queue, where, lambda ids: ops.quarantine(settings, queue, ids), sizer
+    )
     yield from audit(settings, "flush", queue, moved, f"state={state}" + (" filtered" if where else ""))
     return moved
 

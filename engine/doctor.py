@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from engine import lua, ops
 from engine.backend import Batch, Call, Op, SyncBackend, cmd, script_call
 from engine.errors import FunctionsMissing
+from engine.keys import PER_ID_KEYS, STATS
 from engine.ops import Settings
 from engine.task import TaskState
 
@@ -140,8 +141,9 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
                 "state_mismatch", queue, task_id, f"in {state} set, hash says {stored_state}", repair
             )
     # 2. task hashes that belong to no state
-    task_keys = yield from _scan(_glob_escape(qk.base) + "t:*", qk.pending)
-    orphans = [k[len(qk.base) + 2 :] for k in task_keys if k[len(qk.base) + 2 :] not in members]
+    task_keys = yield from _scan(_glob_escape(qk.base) + PER_ID_KEYS["task"] + "*", qk.pending)
+    task_prefix = qk.task("")
+    orphans = [k[len(task_prefix) :] for k in task_keys if k[len(task_prefix) :] not in members]
     if orphans:
         states = yield Batch([cmd("HGET", qk.task(i), "state") for i in orphans])
         for task_id, stored_state in zip(orphans, states, strict=True):
@@ -154,7 +156,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
         misplaced = {i: f for i, f in misplaced.items() if i in changed}
     out += misplaced.values()
     # 3. unique locks held by finished or missing tasks
-    for key in (yield from _scan(_glob_escape(qk.base) + "unique:*", qk.pending)):
+    for key in (yield from _scan(_glob_escape(qk.base) + PER_ID_KEYS["unique"] + "*", qk.pending)):
         holder = yield cmd("GET", key)
         holder_state = (yield cmd("HGET", qk.task(holder), "state")) if holder else None
         if holder_state is None or holder_state in FINISHED:
@@ -164,7 +166,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
                 Finding(
                     "stale_unique_lock",
                     queue,
-                    key[len(qk.base) + 7 :],
+                    key[len(qk.unique("")) :],
                     f"held by {holder} ({holder_state or 'gone'})",
                     repair,
                 )
@@ -181,7 +183,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
             continue
         out += [Finding("stale_group_member", queue, i, f"in failure group {fp}", repair) for i in stale]
     # 5. counters: per-minute stats without TTL, and a sequence behind its tasks
-    for key in (yield from _scan(_glob_escape(qk.base) + "stats:*", qk.pending)):
+    for key in (yield from _scan(_glob_escape(qk.base) + STATS + "*", qk.pending)):
         if (yield cmd("TTL", key)) == -1:
             if repair and not (yield _fix(key, "counter", STATS_TTL_S)):
                 continue

@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -105,7 +105,7 @@ async def subscribe(
 
 def subscribe_sync(
     settings: Settings, redis: Any, queues: list[str] | None = None, timeout: float | None = None
-) -> Iterator[Event]:
+) -> Generator[Event, None, None]:
     """Blocking twin of ``subscribe`` (stops after ``timeout`` seconds when given)."""
     channels, patterns = _channels(settings, queues)
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -8,12 +8,35 @@ outside any queue's slot and are only touched by single-key commands.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 
 from engine import defaults
 
 DEFAULT_PREFIX = defaults.PREFIX
+
+PER_ID_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "task": "t:",
+        "history": "h:",
+        "dependents": "dependents:",
+        "deps": "deps:",
+        "fingerprint": "fp:",
+        "runtimes": "rt:",
+        "unique": "unique:",
+        "inbox": "inbox:",
+        "receipt": "receipt:",
+    }
+)
+"""The keys of a queue's slot named by one id (task id, fingerprint, type, unique key, worker
+id): ``base + suffix + id``. Scripts build them too (a dequeue learns its task ids only inside
+the script): ``engine.lua`` generates a Lua helper ``<name>_key(base, id)`` from each entry, so
+Python and Lua spell these names once, here."""
+
+STATS = "stats:"
+"""Per-minute counters: ``base + 'stats:' + kind + ':' + minute`` (Lua helper ``stat_key``)."""
 
 # Queue names become part of key names and of a hash tag: braces would break the tag, and
 # whitespace / control characters make keys unreadable in redis-cli.
@@ -96,7 +119,7 @@ class QueueKeys:
 
     def stat(self, kind: str, minute: int) -> str:
         """Per-minute counter (``p`` processed, ``f`` failed, ``e`` enqueued), expiring after a day."""
-        return f"{self.base}stats:{kind}:{minute}"
+        return f"{self.base}{STATS}{kind}:{minute}"
 
     @property
     def dep_outbox(self) -> str:
@@ -121,38 +144,38 @@ class QueueKeys:
 
     def inbox(self, worker_id: str) -> str:
         """List of tasks handed to one waiting worker (leased to it, not yet started)."""
-        return self.base + "inbox:" + worker_id
+        return self.base + PER_ID_KEYS["inbox"] + worker_id
 
     def receipt(self, worker_id: str) -> str:
         """JSON [request id, task ids...] of one worker's last dequeue that leased tasks, for one
         lease: a copy of that request sent again gets the same tasks (see ``dequeue.lua``)."""
-        return self.base + "receipt:" + worker_id
+        return self.base + PER_ID_KEYS["receipt"] + worker_id
 
     # per task
     def task(self, task_id: str) -> str:
-        return self.base + "t:" + task_id
+        return self.base + PER_ID_KEYS["task"] + task_id
 
     def history(self, task_id: str) -> str:
-        return self.base + "h:" + task_id
+        return self.base + PER_ID_KEYS["history"] + task_id
 
     def dependents(self, task_id: str) -> str:
         """Set of ``queue|id`` refs of tasks waiting on ``task_id``."""
-        return self.base + "dependents:" + task_id
+        return self.base + PER_ID_KEYS["dependents"] + task_id
 
     def deps(self, task_id: str) -> str:
         """Set of dependency ids that ``task_id`` still waits for."""
-        return self.base + "deps:" + task_id
+        return self.base + PER_ID_KEYS["deps"] + task_id
 
     def fingerprint(self, fp: str) -> str:
         """Sorted set of the ids in one error-fingerprint group."""
-        return self.base + "fp:" + fp
+        return self.base + PER_ID_KEYS["fingerprint"] + fp
 
     def runtimes(self, task_type: str) -> str:
         """Capped list of recent run times (ms) of one task type, for the backlog forecast."""
-        return self.base + "rt:" + task_type
+        return self.base + PER_ID_KEYS["runtimes"] + task_type
 
     def unique(self, unique_key: str) -> str:
-        return self.base + "unique:" + unique_key
+        return self.base + PER_ID_KEYS["unique"] + unique_key
 
     def state_key(self, state: str) -> str:
         return self.base + state

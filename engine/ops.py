@@ -620,12 +620,23 @@ def require_task(settings: Settings, task_id: str, queue: str | None = None) -> 
 
 
 class Moved(list[str]):
-    """The ids an action moved, in order (a list, so existing callers keep working), and
-    ``refused``: each id it left in place on purpose, with the reason."""
+    """The ids an action moved, in order (a list, so existing callers keep working),
+    ``refused``: each id it left in place on purpose, with the reason, and ``cpu_us``: the
+    server CPU time the script took (None where the server cannot tell: Redis 7.0), by which
+    bulk actions size their chunks (``admin``)."""
 
-    def __init__(self, ids: Iterable[str] = (), refused: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, ids: Iterable[str] = (), refused: dict[str, str] | None = None, cpu_us: int | None = None
+    ) -> None:
         super().__init__(ids)
         self.refused: dict[str, str] = dict(refused or {})
+        self.cpu_us = cpu_us
+
+
+def _cpu_us(reply: Any) -> int | None:
+    """A bulk script's report of its own server CPU time (-1: not measurable there)."""
+    value = int(reply)
+    return value if value >= 0 else None
 
 
 def _pairs(flat: Sequence[Any]) -> dict[str, str]:
@@ -652,19 +663,19 @@ def requeue(settings: Settings, queue: str, ids: Sequence[str], note: str = "req
     if not ids:
         return Moved()
     qk = settings.keyspace.queue(queue)
-    moved, refused = yield script_call(
+    moved, refused, cpu_us = yield script_call(
         "requeue",
         [qk.pending, qk.seq, qk.dead, qk.retry, qk.scheduled, qk.cancelled, qk.completed, qk.waiting],
         [qk.base, channel(settings, qk), note, *ids],
     )
-    return Moved(moved, _pairs(refused))
+    return Moved(moved, _pairs(refused), _cpu_us(cpu_us))
 
 
-def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
+def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[Moved]:
     if not ids:
-        return []
+        return Moved()
     qk = settings.keyspace.queue(queue)
-    deleted = yield script_call(
+    deleted, cpu_us = yield script_call(
         "delete",
         [
             qk.pending,
@@ -682,17 +693,17 @@ def delete(settings: Settings, queue: str, ids: Sequence[str]) -> Op[list[str]]:
     )
     # their dependents learn that the dependency is gone
     yield from flush_outbox(settings, queue, list(deleted))
-    return list(deleted)
+    return Moved(deleted, cpu_us=_cpu_us(cpu_us))
 
 
 def quarantine(
     settings: Settings, queue: str, ids: Sequence[str], note: str = "deleted by operator"
-) -> Op[list[str]]:
+) -> Op[Moved]:
     """Delete tasks recoverably: they stay in quarantine for ``settings.quarantine_s``."""
     if not ids:
-        return []
+        return Moved()
     qk = settings.keyspace.queue(queue)
-    moved = yield script_call(
+    moved, cpu_us = yield script_call(
         "quarantine",
         [
             qk.quarantine,
@@ -710,7 +721,7 @@ def quarantine(
     )
     # their dependents learn that the dependency was deleted
     yield from flush_outbox(settings, queue, list(moved))
-    return list(moved)
+    return Moved(moved, cpu_us=_cpu_us(cpu_us))
 
 
 def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[Moved]:
@@ -720,7 +731,7 @@ def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[Moved]:
     if not ids:
         return Moved()
     qk = settings.keyspace.queue(queue)
-    restored, refused, waiting = yield script_call(
+    restored, refused, waiting, cpu_us = yield script_call(
         "restore",
         [qk.quarantine, qk.pending, qk.seq, qk.dead, qk.completed, qk.cancelled, qk.waiting, qk.scheduled],
         [
@@ -736,7 +747,7 @@ def restore(settings: Settings, queue: str, ids: Sequence[str]) -> Op[Moved]:
         yield from _register_dependencies(
             settings, [(queue, i, sorted(refs)) for i, refs in zip(waiting, deps, strict=True) if refs]
         )
-    return Moved(restored, _pairs(refused))
+    return Moved(restored, _pairs(refused), _cpu_us(cpu_us))
 
 
 def set_paused(settings: Settings, queue: str, paused: bool) -> Op[bool]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -93,7 +93,7 @@ class Evaluator:
         left = self._arithmetic()
         if self._peek() in (">", "<", ">=", "<="):
             op, bound = self._take(), self._number()
-            keep = {
+            keep: Callable[[float], bool] = {
                 ">": lambda v: v > bound,
                 "<": lambda v: v < bound,
                 ">=": lambda v: v >= bound,
@@ -137,7 +137,8 @@ class Evaluator:
         for labels, v in inner.items():
             key = frozenset((k, val) for k, val in labels if k in by)
             groups.setdefault(key, []).append(v)
-        combine = {"sum": sum, "max": max, "min": min}[op]
+        reducers: dict[str, Callable[[list[float]], float]] = {"sum": sum, "max": max, "min": min}
+        combine = reducers[op]
         return {key: float(combine(values)) for key, values in groups.items()}
 
     def _label_list(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from engine.cli.output import (
 from engine.cli.state import CliState, complete_queue, pass_state
 from engine.display import visible
 from engine.errors import UnknownQueue
-from engine.task import TaskInfo, TaskState
+from engine.task import TaskInfo
 
 SAMPLE_STATES = ("pending", "active", "retry", "dead")
 FLUSHABLE_STATES = ("dead", "completed", "cancelled")
@@ -205,19 +205,9 @@ def queue_restore(
         raise click.UsageError("give task ids or --all (not both)")
     require_queue(state, name)
     client = state.client()
-    restored = 0
     refused: dict[str, str] = {}
     if restore_all:
-        while True:  # refused tasks stay quarantined: page past them
-            page = client.call(inspect.page, name, TaskState.QUARANTINED, len(refused), admin.CHUNK)
-            ids = [t.id for t in page.tasks]
-            if not ids:
-                break
-            done = client.call(admin.restore, name, ids)
-            restored += len(done)
-            refused.update(done.refused)
-            if not done and not done.refused:
-                break
+        restored = client.call(admin.restore_all, name, refused)
     else:
         done = client.call(admin.restore, name, list(task_ids))
         restored, refused = len(done), done.refused

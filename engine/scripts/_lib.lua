@@ -3,7 +3,9 @@
 --
 -- Per-task keys are built from ARGV[1], the queue's key base ("<prefix>:{<queue>}:"), so they
 -- always hash to the same Cluster slot as the queue's fixed keys passed in KEYS. Task ids are
--- only known inside the script (ZPOPMIN), so this cannot be avoided for batch dequeue.
+-- only known inside the script (ZPOPMIN), so this cannot be avoided for batch dequeue. The
+-- helpers that build them (task_key, history_key, deps_key, ... stat_key) come before this file,
+-- generated from engine/keys.py: a script never spells a key name itself.
 
 local HISTORY_MAX = 50
 local PRIORITY_SHIFT = 1099511627776 -- 2^40: score = priority * 2^40 + sequence
@@ -17,7 +19,21 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
-local function task_key(base, id) return base .. 't:' .. id end
+
+-- CPU seconds of the server so far (os.clock: Valkey, Redis >= 7.2), or nil where the sandbox
+-- has no os library (Redis 7.0). Bulk scripts report the CPU time they took (cpu_us_since), by
+-- which the caller sizes its next chunk; CPU time, so a busy host does not shrink chunks.
+local function cpu_seconds()
+  local ok, clock = pcall(function() return os.clock end)
+  if ok and clock then return clock() end
+  return nil
+end
+
+-- Microseconds of server CPU since start (a cpu_seconds() value), or -1 when not measurable.
+local function cpu_us_since(start)
+  if not start then return -1 end
+  return math.floor((cpu_seconds() - start) * 1000000)
+end
 
 -- Fencing: every delivery of a task (a lease by dequeue, reserved or starting now, or a
 -- hand-off by enqueue) bumps the hash's 'dlv' counter in the same HSET that leases it. The
@@ -30,7 +46,7 @@ end
 
 -- entry: an encoded history entry, JSON [time_ms, state, note]
 local function push_history(base, id, entry)
-  local hk = base .. 'h:' .. id
+  local hk = history_key(base, id)
   -- trim only when the push went past the cap: same list, one command fewer per entry
   if redis.call('LPUSH', hk, entry) > HISTORY_MAX then
     redis.call('LTRIM', hk, 0, HISTORY_MAX - 1)
@@ -67,7 +83,7 @@ end
 local function release_unique(base, id)
   local uk = redis.call('HGET', task_key(base, id), 'unique')
   if uk and uk ~= '' then
-    local ukey = base .. 'unique:' .. uk
+    local ukey = unique_key(base, uk)
     if redis.call('GET', ukey) == id then redis.call('DEL', ukey) end
   end
 end
@@ -81,7 +97,7 @@ local LIVE = {pending = true, scheduled = true, waiting = true, active = true, r
 local function retake_unique(base, id)
   local uk = redis.call('HGET', task_key(base, id), 'unique')
   if not uk or uk == '' then return nil end
-  local ukey = base .. 'unique:' .. uk
+  local ukey = unique_key(base, uk)
   local holder = redis.call('GET', ukey)
   if holder and holder ~= id then
     local hstate = redis.call('HGET', task_key(base, holder), 'state')
@@ -97,7 +113,7 @@ end
 -- then tells each dependent (on its own slot) and removes the entry. Crash-safe: the outbox
 -- entry stays until every dependent was told, and telling is idempotent.
 local function notify_dependents(base, outbox_key, id, now)
-  if redis.call('EXISTS', base .. 'dependents:' .. id) == 1 then
+  if redis.call('EXISTS', dependents_key(base, id)) == 1 then
     redis.call('ZADD', outbox_key, now, id)
     return true
   end
@@ -109,14 +125,14 @@ end
 local function expire_task(base, id, ttl_ms, has_dependents, has_deps)
   if ttl_ms > 0 then
     redis.call('PEXPIRE', task_key(base, id), ttl_ms)
-    redis.call('PEXPIRE', base .. 'h:' .. id, ttl_ms)
-    if has_dependents ~= false then redis.call('PEXPIRE', base .. 'dependents:' .. id, ttl_ms) end
+    redis.call('PEXPIRE', history_key(base, id), ttl_ms)
+    if has_dependents ~= false then redis.call('PEXPIRE', dependents_key(base, id), ttl_ms) end
   end
-  if has_deps ~= false then redis.call('DEL', base .. 'deps:' .. id) end
+  if has_deps ~= false then redis.call('DEL', deps_key(base, id)) end
 end
 
 local function bump_stat(base, kind, now, n)
-  local key = base .. 'stats:' .. kind .. ':' .. math.floor(now / 60000)
+  local key = stat_key(base, kind, math.floor(now / 60000))
   redis.call('INCRBY', key, n)
   redis.call('EXPIRE', key, 90000)
 end
@@ -134,7 +150,7 @@ local function to_dead(base, dead_key, outbox_key, id, now, error, ttl_ms)
     -- likewise the task's failure group: members that joined (failed) longer ago than the dead
     -- retention are dead tasks whose hashes are gone (a retrying member rejoins at each failure)
     local fp = redis.call('HGET', tk, 'fp')
-    if fp and fp ~= '' then redis.call('ZREMRANGEBYSCORE', base .. 'fp:' .. fp, '-inf', now - ttl_ms) end
+    if fp and fp ~= '' then redis.call('ZREMRANGEBYSCORE', fingerprint_key(base, fp), '-inf', now - ttl_ms) end
   end
   release_unique(base, id)
   notify_dependents(base, outbox_key, id, now)
@@ -144,11 +160,11 @@ end
 
 -- Error fingerprint groups: unresolved failures (retrying or dead) grouped by task type plus
 -- normalised error, kept up to date at fail time so the console never scans the dead set.
--- failures hash: fp -> JSON {type, sample, first, last, total}; members: '<base>fp:<fp>' zset.
+-- failures hash: fp -> JSON {type, sample, first, last, total}; members: fingerprint_key zset.
 local function leave_group(base, id, fp)
   if fp == nil then fp = redis.call('HGET', task_key(base, id), 'fp') end
   if fp and fp ~= '' then
-    redis.call('ZREM', base .. 'fp:' .. fp, id)
+    redis.call('ZREM', fingerprint_key(base, fp), id)
     redis.call('HDEL', task_key(base, id), 'fp')
   end
 end
@@ -157,7 +173,7 @@ local function join_group(base, failures_key, id, sample, ttype, now)
   local fp = string.sub(redis.sha1hex(ttype .. '\n' .. sample), 1, 16)
   leave_group(base, id)
   redis.call('HSET', task_key(base, id), 'fp', fp)
-  redis.call('ZADD', base .. 'fp:' .. fp, now, id)
+  redis.call('ZADD', fingerprint_key(base, fp), now, id)
   local raw = redis.call('HGET', failures_key, fp)
   local g
   if raw then g = cjson.decode(raw) else g = {type = ttype, sample = sample, first = now, total = 0} end

@@ -4,8 +4,9 @@
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 waiting, 6 dead, 7 completed, 8 cancelled,
 --       9 quarantined, 10 dep outbox
 -- ARGV: 1 base, 2 channel, then ids
--- Returns: ids deleted
+-- Returns: {ids deleted, server CPU us taken (-1: unknown)}
 local DEPENDENTS_KEPT_MS = 86400000
+local started = cpu_seconds()
 local base, channel = ARGV[1], ARGV[2]
 local now = now_ms()
 local deleted = {}
@@ -16,11 +17,11 @@ for i = 3, #ARGV do
   if existed then release_unique(base, id); leave_group(base, id) end
   local removed = 0
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
-  redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id)
+  redis.call('DEL', tk, history_key(base, id), deps_key(base, id))
   if notify_dependents(base, KEYS[10], id, now) then
-    redis.call('PEXPIRE', base .. 'dependents:' .. id, DEPENDENTS_KEPT_MS)
+    redis.call('PEXPIRE', dependents_key(base, id), DEPENDENTS_KEPT_MS)
   end
   if existed or removed > 0 then table.insert(deleted, id) end
 end
 publish(channel, 'deleted', deleted, now)
-return deleted
+return {deleted, cpu_us_since(started)}

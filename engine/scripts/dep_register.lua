@@ -5,7 +5,7 @@
 local base, dep_id, ref = ARGV[1], ARGV[2], ARGV[3]
 local state = redis.call('HGET', task_key(base, dep_id), 'state')
 if not state then return false end
-local dkey = base .. 'dependents:' .. dep_id
+local dkey = dependents_key(base, dep_id)
 redis.call('SADD', dkey, ref)
 local ttl = redis.call('PTTL', task_key(base, dep_id))
 if ttl > 0 then redis.call('PEXPIRE', dkey, ttl) end

@@ -14,10 +14,10 @@ local now = now_ms()
 local tk = task_key(base, id)
 local f = redis.call('HMGET', tk, 'state', 'due', 'dpol')
 if f[1] ~= 'waiting' then return 'noop' end
-local deps_key = base .. 'deps:' .. id
+local dkey = deps_key(base, id)
 if outcome == 'completed' then
-  if redis.call('SREM', deps_key, ref) == 0 then return 'noop' end
-  if redis.call('SCARD', deps_key) > 0 then
+  if redis.call('SREM', dkey, ref) == 0 then return 'noop' end
+  if redis.call('SCARD', dkey) > 0 then
     history(base, id, now, 'waiting', 'dependency ' .. ref .. ' completed')
     return 'waiting'
   end
@@ -37,7 +37,7 @@ if outcome == 'completed' then
   return 'released'
 end
 -- a failure of a dependency this task no longer waits for (told twice, or requeued) is a no-op
-if redis.call('SISMEMBER', deps_key, ref) == 0 then return 'noop' end
+if redis.call('SISMEMBER', dkey, ref) == 0 then return 'noop' end
 local reason = 'dependency ' .. ref .. ' ' .. outcome
 if f[3] == 'cancel' or f[3] == 'hold' then policy = f[3] end
 if policy == 'hold' then

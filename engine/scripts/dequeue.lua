@@ -31,7 +31,7 @@ local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n_start = tonumber(ARGV[8] or ARGV[3])
 local handoff_ms = tonumber(ARGV[9] or '0')
 local request = ARGV[10] or ''
-local receipt_key = KEYS[11]
+local receipt_slot = KEYS[11]
 local retention = tonumber(ARGV[11] or '86400000')
 local now = now_ms()
 
@@ -48,7 +48,7 @@ local function add_entry(out, id, f, attempts, reserved, token)
 end
 
 if request ~= '' then
-  local receipt = redis.call('GET', receipt_key)
+  local receipt = redis.call('GET', receipt_slot)
   if receipt then
     receipt = cjson.decode(receipt)
     if receipt[1] == request then -- a copy of a request that already ran: same tasks again
@@ -69,7 +69,7 @@ end
 
 -- read before anything below changes state: a script error (an ACL without LLEN) must not
 -- strand tasks it already leased
-local in_inbox = handoff_ms > 0 and redis.call('LLEN', base .. 'inbox:' .. worker) or 0
+local in_inbox = handoff_ms > 0 and redis.call('LLEN', inbox_key(base, worker)) or 0
 
 local function register_idle(free)
   if handoff_ms <= 0 then return end
@@ -184,7 +184,7 @@ publish(channel, 'active', leased, now)
 if request ~= '' and #out > 1 then
   local receipt = {request}
   for j = 2, #out, 11 do table.insert(receipt, out[j]) end -- the ids: every 11th entry
-  redis.call('SET', receipt_key, cjson.encode(receipt), 'PX', lease_ms)
+  redis.call('SET', receipt_slot, cjson.encode(receipt), 'PX', lease_ms)
 end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
 if #popped < 2 * max_n then register_idle(n_start - #leased) else register_idle(0) end

@@ -79,7 +79,7 @@ while i + width - 1 <= #ARGV do
     n = n + 3
   else
     if unique ~= '' then
-      local ukey = base .. 'unique:' .. unique
+      local ukey = unique_key(base, unique)
       holder = redis.call('GET', ukey)
       if holder then
         local hstate = redis.call('HGET', task_key(base, holder), 'state')
@@ -113,7 +113,7 @@ while i + width - 1 <= #ARGV do
       if keep then redis.call('HSET', tk, 'keep', fmt(keep)) end
       if state == 'waiting' then
         redis.call('HSET', tk, 'deps', deps_json, 'dpol', x_policy)
-        for _, ref in ipairs(deps) do redis.call('SADD', base .. 'deps:' .. id, ref) end
+        for _, ref in ipairs(deps) do redis.call('SADD', deps_key(base, id), ref) end
         redis.call('ZADD', KEYS[3], now, id)
       elseif state == 'scheduled' then
         redis.call('ZADD', KEYS[2], now + due_in, id)
@@ -121,7 +121,7 @@ while i + width - 1 <= #ARGV do
         local lease = now + taker.lease_ms
         redis.call('HSET', tk, 'reserved', '1', 'worker', taker.worker, 'lease', lease, 'dlv', 1)
         redis.call('ZADD', KEYS[6], lease, id)
-        local inbox = base .. 'inbox:' .. taker.worker
+        local inbox = inbox_key(base, taker.worker)
         -- the fields of one task of a dequeue reply, in its order: attempts 0, reserved, token
         redis.call('RPUSH', inbox, cjson.encode({id, ttype, payload, priority, max_retry, timeout_ms,
           0, meta_json, schema, '1', taker.worker .. '#1'}))

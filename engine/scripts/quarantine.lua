@@ -4,7 +4,8 @@
 -- A quarantined task counts as failed for its dependents: it goes to the outbox, and the
 -- caller tells them (under their stored dependency policy).
 -- ARGV: 1 base, 2 channel, 3 quarantine ttl ms, 4 note, then ids
--- Returns: ids quarantined
+-- Returns: {ids quarantined, server CPU us taken (-1: unknown)}
+local started = cpu_seconds()
 local base, channel, ttl, note = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local from = {pending = KEYS[2], active = KEYS[3], scheduled = KEYS[4], retry = KEYS[5],
@@ -30,4 +31,4 @@ for i = 5, #ARGV do
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 publish(channel, 'quarantined', moved, now)
-return moved
+return {moved, cpu_us_since(started)}

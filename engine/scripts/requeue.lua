@@ -2,8 +2,9 @@
 -- unique key takes its lock again; when another live task holds that key, it is refused.
 -- KEYS: 1 pending, 2 seq, 3 dead, 4 retry, 5 scheduled, 6 cancelled, 7 completed, 8 waiting
 -- ARGV: 1 base, 2 channel, 3 note, then ids
--- Returns: {ids requeued, flat {id, reason} of tasks refused} (ids active, pending or gone are
---          skipped silently)
+-- Returns: {ids requeued, flat {id, reason} of tasks refused, server CPU us taken (-1: unknown)}
+--          (ids active, pending or gone are skipped silently)
+local started = cpu_seconds()
 local base, channel, note = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local from = {dead = KEYS[3], retry = KEYS[4], scheduled = KEYS[5], cancelled = KEYS[6],
@@ -21,9 +22,9 @@ for i = 4, #ARGV do
     redis.call('ZREM', from[state], id)
     leave_group(base, id)
     redis.call('PERSIST', tk)
-    redis.call('PERSIST', base .. 'h:' .. id)
-    redis.call('PERSIST', base .. 'dependents:' .. id)
-    redis.call('DEL', base .. 'deps:' .. id)
+    redis.call('PERSIST', history_key(base, id))
+    redis.call('PERSIST', dependents_key(base, id))
+    redis.call('DEL', deps_key(base, id))
     redis.call('HSET', tk, 'state', 'pending', 'attempts', 0, 'due', now)
     redis.call('HDEL', tk, 'finished', 'lease', 'cancel', 'reason', 'result', 'progress', 'pmsg',
       'reserved', 'worker')
@@ -34,4 +35,4 @@ for i = 4, #ARGV do
   end
 end
 publish(channel, 'pending', moved, now, {why = note})
-return {moved, refused}
+return {moved, refused, cpu_us_since(started)}

@@ -6,7 +6,9 @@
 -- quarantined and is reported as refused.
 -- KEYS: 1 quarantine, 2 pending, 3 seq, 4 dead, 5 completed, 6 cancelled, 7 waiting, 8 scheduled
 -- ARGV: 1 base, 2 channel, 3 dead retention ms, 4 retention ms, then ids
--- Returns: {ids restored, flat {id, reason} of tasks refused, ids restored to waiting}
+-- Returns: {ids restored, flat {id, reason} of tasks refused, ids restored to waiting,
+--          server CPU us taken (-1: unknown)}
+local started = cpu_seconds()
 local base, channel, dead_ttl, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local finished = {dead = {KEYS[4], dead_ttl}, completed = {KEYS[5], retention}, cancelled = {KEYS[6], retention}}
@@ -26,11 +28,11 @@ for i = 5, #ARGV do
     if back then
       redis.call('HSET', tk, 'state', was)
       redis.call('ZADD', back[1], now, id)
-      redis.call('PEXPIRE', tk, back[2]); redis.call('PEXPIRE', base .. 'h:' .. id, back[2])
+      redis.call('PEXPIRE', tk, back[2]); redis.call('PEXPIRE', history_key(base, id), back[2])
       history(base, id, now, was, 'restored from quarantine')
     else
-      redis.call('PERSIST', tk); redis.call('PERSIST', base .. 'h:' .. id)
-      redis.call('PERSIST', base .. 'dependents:' .. id)
+      redis.call('PERSIST', tk); redis.call('PERSIST', history_key(base, id))
+      redis.call('PERSIST', dependents_key(base, id))
       redis.call('HSET', tk, 'attempts', 0)
       -- out of active for good: no worker holds it any more (a prefetched one was reserved)
       redis.call('HDEL', tk, 'finished', 'worker', 'reserved', 'lease', 'cancel')
@@ -40,7 +42,7 @@ for i = 5, #ARGV do
       local state
       if #deps > 0 then
         state = 'waiting'
-        for _, ref in ipairs(deps) do redis.call('SADD', base .. 'deps:' .. id, ref) end
+        for _, ref in ipairs(deps) do redis.call('SADD', deps_key(base, id), ref) end
         redis.call('ZADD', KEYS[7], now, id)
         waiting[#waiting + 1] = id
       elseif (was == 'scheduled' or was == 'retry' or was == 'waiting') and due > now then
@@ -58,4 +60,4 @@ for i = 5, #ARGV do
   end
 end
 publish(channel, 'restored', restored, now)
-return {restored, refused, waiting}
+return {restored, refused, waiting, cpu_us_since(started)}

@@ -56,7 +56,7 @@ def tick_problems(fires: dict[str, list[int]], expected_step_ms: dict[str, int])
 
 def read_fires(r: redis.Redis) -> dict[str, list[int]]:
     fires: dict[str, list[int]] = {}
-    for task_id in r.zrange("rediq:{cron}:pending", 0, -1):
+    for task_id in map(str, r.zrange("rediq:{cron}:pending", 0, -1)):  # decoded replies
         meta = json.loads(r.hget(f"rediq:{{cron}}:t:{task_id}", "meta") or "{}")
         fires.setdefault(meta["cron"], []).append(int(meta["fire_ms"]))
     return fires

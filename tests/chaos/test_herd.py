@@ -10,6 +10,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import redis
@@ -62,7 +63,8 @@ def herd(
     def watch() -> None:  # every retry stays in the retry set >= 1 s: a 50 ms poll sees them all
         w = redis.Redis(port=server.port, decode_responses=True)
         while not stop.is_set():
-            for task_id, score in w.zrange("rediq:{herd}:retry", 0, -1, withscores=True):
+            retrying = cast(list[tuple[str, float]], w.zrange("rediq:{herd}:retry", 0, -1, withscores=True))
+            for task_id, score in retrying:
                 seen[(task_id, score)] = None
             time.sleep(0.05)
         w.close()
@@ -97,11 +99,7 @@ def herd(
                 waves[wave].append(due)
                 delays[wave].append((due - fails[wave - 1]) / 1000)
     dead = r.zcard("rediq:{herd}:dead")
-    attempts = [
-        int(a)
-        for a in r.hmget  # noqa: E731 - one round trip per 1000 would do too
-        and [r.hget(f"rediq:{{herd}}:t:{t}", "attempts") or 0 for t in ids]
-    ]
+    attempts = [int(a) for a in [r.hget(f"rediq:{{herd}}:t:{t}", "attempts") or 0 for t in ids]]
     fig = Figure(
         f"{n} always-failing tasks ({task_type})",
         n,

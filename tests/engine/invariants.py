@@ -14,6 +14,11 @@ STATE_SETS = [str(s) for s in TaskState]
 FINISHED = {"completed", "dead", "cancelled"}
 
 
+def _text(value: object) -> str:
+    """A reply item as text, from a client with or without decode_responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def check_invariants(r: redis.Redis, prefix: str = "rediq") -> list[str]:
     """Return a list of violations (empty when the store is consistent)."""
     problems: list[str] = []
@@ -24,8 +29,7 @@ def check_invariants(r: redis.Redis, prefix: str = "rediq") -> list[str]:
         where: dict[str, list[str]] = defaultdict(list)
         for state in STATE_SETS:
             for member in r.zrange(base + state, 0, -1):
-                member = member if isinstance(member, str) else member.decode()
-                where[member].append(state)
+                where[_text(member)].append(state)
         for task_id, states in where.items():
             if len(states) > 1:
                 problems.append(f"{q}/{task_id} is in several states: {states}")
@@ -44,6 +48,6 @@ def check_invariants(r: redis.Redis, prefix: str = "rediq") -> list[str]:
             key = key if isinstance(key, str) else key.decode()
             task_id = key[len(base) + 2 :]
             if task_id not in where:
-                state = r.hget(key, "state")
-                problems.append(f"{q}/{task_id} has a hash (state {state!r}) but is in no state set")
+                hashed = r.hget(key, "state")
+                problems.append(f"{q}/{task_id} has a hash (state {hashed!r}) but is in no state set")
     return problems

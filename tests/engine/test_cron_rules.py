@@ -23,9 +23,9 @@ NEW_YORK = ZoneInfo("America/New_York")
 MINUTE = 60_000
 
 
-def local_ms(*args: int) -> int:
+def local_ms(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
     """Epoch ms of a New York wall-clock time (the first one, when it repeats)."""
-    return int(datetime(*args, tzinfo=NEW_YORK).timestamp() * 1000)  # type: ignore[misc]
+    return int(datetime(year, month, day, hour, minute, tzinfo=NEW_YORK).timestamp() * 1000)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def drive(client: Client, op: Op[T], after: Callable[[Call | Batch], None]) -> T
             after(request)
             request = op.send(reply)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        return stop.value
 
 
 def findings(client: Client, queue: str, repair: bool = False) -> list[doctor.Finding]:
@@ -49,9 +49,9 @@ def lease(client: Client, queue: str, lease_ms: int = 30_000) -> list[ops.Job]:
 
 
 def once(
-    predicate: Callable[[Call | Batch], bool], action: Callable[[], None]
+    predicate: Callable[[Call | Batch], bool], action: Callable[[], object]
 ) -> Callable[[Call | Batch], None]:
-    fired = []
+    fired: list[int] = []
 
     def after(request: Call | Batch) -> None:
         if not fired and predicate(request):

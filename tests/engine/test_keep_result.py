@@ -39,7 +39,7 @@ def keep_registry() -> tuple[Registry, Any]:
 
 
 def ttls(raw: redis.Redis, task_id: str) -> tuple[int, int]:
-    return raw.pttl(f"rediq:{{keep}}:t:{task_id}"), raw.pttl(f"rediq:{{keep}}:h:{task_id}")  # type: ignore[return-value]
+    return raw.pttl(f"rediq:{{keep}}:t:{task_id}"), raw.pttl(f"rediq:{{keep}}:h:{task_id}")
 
 
 def completed(client: Client, task_id: str) -> bool:

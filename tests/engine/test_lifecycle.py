@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def log(raw: redis.Redis) -> list[tuple[str, int]]:
-    entries = [e.rsplit(":", 1) for e in raw.lrange(lifecycle_apps.LOG, 0, -1)]
+    entries = [str(e).rsplit(":", 1) for e in raw.lrange(lifecycle_apps.LOG, 0, -1)]
     return [(what, int(pid)) for what, pid in entries]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 import redis
 
 from engine import admin, doctor, explain, inspect, ops, scheduler
-from engine.backend import Batch
 from engine.client import Client
 from engine.registry import CronDef, Registry
 from engine.retry import Fixed
@@ -194,21 +192,6 @@ def test_every_operator_action_is_audited(client: Client) -> None:
     assert [e.action for e in entries] == ["delete", "resume", "pause"]
     assert entries[0].queue == "au" and entries[0].count == 1 and r.id in entries[0].detail
     assert "@" in entries[0].actor
-
-
-def test_bulk_actions_run_in_bounded_chunks(client: Client, raw: redis.Redis) -> None:
-    n = 1_750
-    client.enqueue_many([Task(type="t", queue="bulk", max_retry=0) for _ in range(n)])
-    while jobs := lease(client, "bulk", 500):
-        client.backend.execute(
-            Batch(
-                [ops.fail_call(client.settings, "bulk", j.id, j.token, "x", "", 0, "permanent") for j in jobs]
-            )
-        )
-    raw.config_resetstat()
-    assert client.call(admin.requeue_all, "bulk") == n
-    calls = raw.info("commandstats")["cmdstat_fcall"]["calls"]
-    assert calls == math.ceil(n / admin.CHUNK)  # never one giant script over the whole set
 
 
 # ------------------------------------------------------------------------- doctor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +29,7 @@ operation = st.one_of(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(operation, min_size=1, max_size=40))
-def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[tuple[object, ...]]) -> None:
+def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[tuple[Any, ...]]) -> None:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     r.flushall()
     client = Client(redis_url)
@@ -42,7 +44,7 @@ def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[t
                 tasks = [
                     Task(type="t", queue=str(queue), priority=int(priority), max_retry=1)
                     for _ in range(int(count))
-                ]  # type: ignore[call-overload]
+                ]
                 for t in tasks:
                     enqueued[t.id] = t.queue
                 client.enqueue_many(tasks)
@@ -51,10 +53,10 @@ def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[t
                 lease_ms = 0 if expire_now else 30_000  # a 0 ms lease is recovered by the next dequeue
                 reply = client.backend.execute(
                     ops.dequeue_call(client.settings, str(queue), int(n), lease_ms, "w")
-                )  # type: ignore[call-overload]
+                )
                 held.extend(ops.parse_dequeue(str(queue), reply))
             elif kind in ("ack", "fail") and held:
-                job = held.pop(int(step[1]) % len(held))  # type: ignore[call-overload]
+                job = held.pop(int(step[1]) % len(held))
                 if kind == "ack":
                     client.backend.execute(
                         ops.ack_call(client.settings, job.queue, [(job.id, job.token, "1")])
@@ -65,7 +67,7 @@ def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[t
                     )
             elif kind in ("cancel", "delete", "requeue") and enqueued:
                 ids = sorted(enqueued)
-                task_id = ids[int(step[-1]) % len(ids)]  # type: ignore[call-overload]
+                task_id = ids[int(step[-1]) % len(ids)]
                 queue = enqueued[task_id]
                 if kind == "cancel":
                     client.run(ops.cancel(client.settings, queue, [task_id]))
@@ -78,7 +80,8 @@ def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[t
         found: dict[str, int] = {}
         for queue in QUEUES:
             for state in STATE_SETS:
-                for task_id in r.zrange(f"rediq:{{{queue}}}:{state}", 0, -1):
+                for member in r.zrange(f"rediq:{{{queue}}}:{state}", 0, -1):
+                    task_id = str(member)
                     found[task_id] = found.get(task_id, 0) + 1
         assert set(found) == set(enqueued) - deleted, "a task was lost or appeared from nowhere"
         assert all(n == 1 for n in found.values()), "a task is in two places"

@@ -23,7 +23,7 @@ def lease(client: Client, queue: str, n: int = 100, lease_ms: int = 30_000, work
     return ops.parse_dequeue(queue, reply)
 
 
-def ack(client: Client, jobs: list[Job], result: str = "") -> list[list[str]]:
+def ack(client: Client, jobs: list[Job], result: str = "") -> list[list[list[str]]]:
     by_queue: dict[str, list[tuple[str, str, str]]] = {}
     for j in jobs:
         by_queue.setdefault(j.queue, []).append((j.id, j.token, result))

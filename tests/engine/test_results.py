@@ -140,7 +140,8 @@ async def test_a_dependent_task_reads_its_dependencies_results(redis_url: str) -
 
     @registry.task("calc:quote", queue="calc")
     async def quote(ctx: Any, payload: Any) -> dict[str, Any]:
-        return await ctx.dependency_results()
+        results: dict[str, Any] = await ctx.dependency_results()
+        return results
 
     async with (
         running_worker(registry, redis_url, ["calc", "stock"]),

@@ -39,7 +39,7 @@ def state_of(client: Client, task_id: str) -> TaskState | None:
 
 
 def runs(raw: redis.Redis, task_id: str) -> list[str]:
-    return list(raw.lrange(f"test:runs:{task_id}", 0, -1))
+    return [str(run) for run in raw.lrange(f"test:runs:{task_id}", 0, -1)]
 
 
 # ---------------------------------------------------------------------------------- threads

@@ -261,7 +261,11 @@ async def test_batch_import_reports_monotonic_progress_visible_through_get_task_
         await wait_until(lambda: (t := client.get_task(r.id)) is not None and t.progress == 0)
         for expected in (25, 50, 75, 100):
             step.set()
-            await wait_until(lambda e=expected: (t := client.get_task(r.id)) is not None and t.progress == e)
+
+            def reached(e: float = expected) -> bool:
+                return (t := client.get_task(r.id)) is not None and t.progress == e
+
+            await wait_until(reached)
         await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
     await wait_until(lambda: any(e.event == "completed" for e in seen))
     listener.cancel()
@@ -269,7 +273,8 @@ async def test_batch_import_reports_monotonic_progress_visible_through_get_task_
     assert info is not None and info.progress == 100 and info.progress_message == "Imported 4/4"
     assert info.result == {"imported": 4}
     progress = [e.percent for e in seen if e.event == "progress"]
-    assert progress == sorted(progress) and progress[-1] == 100
+    percents = [p for p in progress if p is not None]
+    assert percents == progress and percents == sorted(percents) and percents[-1] == 100
     kinds = [e.event for e in seen if r.id in e.ids]
     assert kinds[0] == "pending" and kinds[-1] == "completed" and "active" in kinds
     assert all(e.queue == "imports" for e in seen if e.event != events.RESYNC)

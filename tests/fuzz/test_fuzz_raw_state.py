@@ -109,7 +109,7 @@ def write(r: redis.Redis, tasks: list[tuple[str, dict[str, str], list[str], floa
     r.flushall()
     r.sadd("rediq:queues", QUEUE)
     for task_id, fields, history, score in tasks:
-        r.hset(BASE + "t:" + task_id, mapping=fields)
+        r.hset(BASE + "t:" + task_id, mapping={name: value for name, value in fields.items()})
         if history:
             r.rpush(BASE + "h:" + task_id, *history)
         r.zadd(BASE + state, {task_id: score})

@@ -4,6 +4,7 @@ inside Lua, pipelines spanning slots, dependencies across primaries, inspect and
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 from redis.exceptions import MovedError
@@ -174,7 +175,7 @@ def test_the_library_is_loaded_on_every_primary_after_function_flush(
     for port in fresh_cluster.primary_ports():
         for replica in fresh_cluster.replica_of(port):
             r = fresh_cluster.client(replica)
-            wait_for("library replicated", lambda r=r: r.fcall_ro(lua.library().function("version"), 0), 30)
+            wait_for("library replicated", partial(r.fcall_ro, lua.library().function("version"), 0), 30)
             r.close()
 
 

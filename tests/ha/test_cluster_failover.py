@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 import pytest
+from redis.cluster import RedisCluster
 
 from engine.client import Client
 from engine.task import Task, TaskState
@@ -26,7 +27,9 @@ def test_client_survives_primary_kill_without_losing_acknowledged_tasks(cluster:
     client = Client(cluster.url)
     # Kill the client's *default node*: redis-py's cluster pipeline used to ask it for the keys
     # of every pipelined EVALSHA (COMMAND GETKEYS) and never recovered once it was gone.
-    default_port = int(client.backend.redis.get_default_node().port)
+    redis_cluster = client.backend.redis
+    assert isinstance(redis_cluster, RedisCluster)
+    default_port = int(redis_cluster.get_default_node().port)
     owners = {cluster.node_for_key(f"rediq:{{{q}}}:pending"): q for q in queues}
     assert default_port in owners, "the default node should be a primary"
     victim_port, victim_queue = default_port, owners[default_port]
@@ -43,15 +46,15 @@ def test_client_survives_primary_kill_without_losing_acknowledged_tasks(cluster:
             kill_t = time.monotonic()
         queue = queues[i % len(queues)]
         task = Task(type="job", payload={"i": i}, queue=queue)
-        result = retrying(lambda t=task: client.enqueue(t), errors)  # type: ignore[misc]
+        result = retrying(lambda t=task: client.enqueue(t), errors)
         assert result.id == task.id and result.status in ("new", "exists")
         stored[task.id] = queue
         if kill_t is not None and failover_s is None and queue == victim_queue:
             failover_s = time.monotonic() - kill_t
         if i % 12 == 11:  # consume as we go, through the same client
             for q in queues:
-                jobs = retrying(lambda q=q: client.run(driver.dequeue(client.settings, q, 6)), errors)  # type: ignore[misc]
-                stale = retrying(lambda jobs=jobs: client.run(driver.ack(client.settings, jobs)), errors)  # type: ignore[misc]
+                jobs = retrying(lambda q=q: client.run(driver.dequeue(client.settings, q, 6)), errors)
+                stale = retrying(lambda jobs=jobs: client.run(driver.ack(client.settings, jobs)), errors)
                 completed.update(j.id for j in jobs if j.id not in stale)
     assert failover_s is not None
     # the replica of the killed primary now serves its slots

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import redis
+from redis.typing import FieldT
 
 from engine import doctor
 from engine.backend import SyncBackend
@@ -193,7 +194,7 @@ def test_doctor_fix_workers(redis_url: str, case: WorkerCase) -> None:
         else:
             key = ks.worker("w1")
             if case.hash_exists:
-                fields: dict[str, Any] = {"queues": "q"}
+                fields: dict[FieldT, Any] = {"queues": "q"}
                 if beat is not None:
                     fields["heartbeat"] = beat
                 r.hset(key, mapping=fields)

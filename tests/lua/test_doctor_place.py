@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine import doctor
+from engine.backend import Call
 from tests.lua.harness import ABSENT, RECENT, SETTINGS, Case, cases, run_case
 
 SHIFT = 2**40
@@ -147,4 +148,5 @@ def test_doctor_place(redis_url: str, case: Case) -> None:
     op = doctor._place(SETTINGS, "q", list(case.ids))
     call = next(op)
     op.close()
+    assert isinstance(call, Call)
     run_case(redis_url, case, call)

@@ -60,6 +60,7 @@ def test_sync_packer_sends_the_same_bytes_and_errors() -> None:
     plain = client.connection_pool.make_connection()
     assert use_hiredis_packer(client)
     fast = client.connection_pool.make_connection()
+    assert isinstance(fast, redis.Connection) and isinstance(plain, redis.Connection)
     assert type(fast._command_packer) is not type(plain._command_packer)
     commands = _commands()
     for command in commands:

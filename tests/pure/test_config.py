@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from engine.config import InvalidConfig, RediqConfig, config_file_path, config_sources, load_config
+from engine.config import RediqConfig, config_file_path, config_sources, load_config
+from engine.errors import InvalidConfig
 from engine.ops import Settings
 
 CONFIG_ENV_NAMES = [name.upper() for name in RediqConfig.model_fields]

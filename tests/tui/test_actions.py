@@ -163,7 +163,7 @@ async def test_read_only_flag_disables_mutating_bindings(redis_url: str) -> None
 async def test_read_only_error_switches_to_read_only(redis_url: str, raw: redis.Redis) -> None:
     with Client(redis_url) as c:
         c.enqueue("x", {}, queue="payment", id="a")
-    raw.execute_command(  # type: ignore[no-untyped-call]
+    raw.execute_command(
         "ACL", "SETUSER", "viewer", "on", ">pw", "~*", "&*", "+@read", "+@connection", "+@pubsub", "+time"
     )
     url = redis_url.replace("redis://", "redis://viewer:pw@")
@@ -176,7 +176,7 @@ async def test_read_only_error_switches_to_read_only(redis_url: str, raw: redis.
         assert "E010" in app.read_only_reason
         assert "READ-ONLY" in str(app.query_one("#status").render())
         assert app.query_one(QueuesView).check_action("toggle_pause", ()) is None
-    raw.execute_command("ACL", "DELUSER", "viewer")  # type: ignore[no-untyped-call]
+    raw.execute_command("ACL", "DELUSER", "viewer")
 
 
 async def test_confirm_input_is_focused_for_typing(redis_url: str) -> None:

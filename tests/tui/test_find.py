@@ -84,7 +84,8 @@ async def test_colon_jumps_to_a_task_id_in_any_queue_a_queue_and_a_worker(
         await wait_for(pilot, lambda: app.polls >= 1)
         await pilot.press("6", "colon", *"ord-1", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen), what="task detail")
-        assert (app.screen.queue, app.screen.task_id) == ("orders", "ord-1")
+        assert isinstance(detail := app.screen, TaskDetailScreen)
+        assert (detail.queue, detail.task_id) == ("orders", "ord-1")
         await pilot.press("escape", "colon", *"payment", "enter")
         tasks = app.query_one(TasksView)
         await wait_for(pilot, lambda: app.switcher.current == "tasks" and tasks.queue == "payment")
@@ -107,7 +108,8 @@ async def test_a_pasted_task_id_opens_its_detail_whatever_its_queue(redis_url: s
         await wait_for(pilot, lambda: app.polls >= 1)
         app.post_message(events.Paste("  mail-1\n"))  # as the terminal driver delivers a paste
         await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen), what="detail from paste")
-        assert (app.screen.queue, app.screen.task_id) == ("mail", "mail-1")
+        assert isinstance(detail := app.screen, TaskDetailScreen)
+        assert (detail.queue, detail.task_id) == ("mail", "mail-1")
 
 
 async def test_command_palette_jumps_to_a_queue(redis_url: str) -> None:
@@ -189,7 +191,7 @@ async def test_all_tasks_view_across_queues_with_counts_filter_and_paging(
         await wait_for(pilot, lambda: view.table.row_keys() == ["orders|ord-1"])
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, TaskDetailScreen))
-        assert app.screen.task_id == "ord-1"
+        assert isinstance(detail := app.screen, TaskDetailScreen) and detail.task_id == "ord-1"
 
 
 def test_parse_query() -> None:

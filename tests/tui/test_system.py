@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 from rich.text import Text
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from engine import inspect, ops
 from engine.backend import cmd
@@ -182,7 +182,7 @@ async def test_worker_detail_and_stop_from_there(redis_url: str) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.polls >= 1)
         await pilot.press("2")
-        await wait_for(pilot, lambda: app.query_one("#workers-table").row_count == 1)
+        await wait_for(pilot, lambda: app.query_one("#workers-table", DataTable).row_count == 1)
         await pilot.press("enter")
         await wait_for(
             pilot, lambda: isinstance(app.screen, WorkerDetailScreen) and app.screen.detail is not None

@@ -45,7 +45,7 @@ def write_old_task(r: redis.Redis, task_id: str, n: int, version: str | None) ->
     }
     if version is not None:
         fields["v"] = version
-    r.hset(BASE + "t:" + task_id, mapping=fields)
+    r.hset(BASE + "t:" + task_id, mapping={name: value for name, value in fields.items()})
     r.lpush(BASE + "h:" + task_id, json.dumps([1700000000000, "pending"]))  # no note: old entries
     r.zadd(BASE + "pending", {task_id: 50 * PRIORITY_SHIFT + n})
     r.sadd("rediq:queues", QUEUE)
