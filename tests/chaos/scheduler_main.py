@@ -8,8 +8,8 @@ import sys
 import time
 
 from engine.client import Client
+from engine.cron import CronDef
 from engine.errors import RediqError
-from engine.registry import CronDef
 from engine.scheduler import tick_op
 
 ENTRIES = [

@@ -17,7 +17,7 @@ from engine import inspect, scheduler
 from engine.backend import Call
 from engine.cli import cli
 from engine.client import Client
-from engine.registry import CronDef
+from engine.cron import CronDef
 
 NEW_YORK = ZoneInfo("America/New_York")
 MINUTE = 60_000

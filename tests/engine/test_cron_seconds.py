@@ -188,8 +188,8 @@ async def test_a_worker_runs_a_startup_entry_and_a_rolling_restart_does_not_run_
 
         def two_passes_of_the_new_worker() -> bool:
             value = raw.get(ks.cron_startup("warm"))
-            if value is not None and int(value) > last_alive:  # type: ignore[arg-type]
-                seen.add(int(value))  # type: ignore[arg-type]
+            if value is not None and int(value) > last_alive:
+                seen.add(int(value))
             return len(seen) >= 2  # its first pass (the startup decision) is complete
 
         await wait_until(two_passes_of_the_new_worker)

@@ -19,9 +19,9 @@ from pydantic import BaseModel
 
 from engine import AsyncClient, Client, Registry, TaskContext, admin, declarations, scheduler
 from engine.cli import cli
+from engine.cron import CronDef
 from engine.errors import InvalidTask
 from engine.ops import Settings
-from engine.registry import CronDef
 from engine.task import Task
 from tests.engine.conftest import running_worker, wait_until
 

@@ -11,7 +11,8 @@ import redis
 
 from engine import admin, doctor, explain, inspect, ops, scheduler
 from engine.client import Client
-from engine.registry import CronDef, Registry
+from engine.cron import CronDef
+from engine.registry import Registry
 from engine.retry import Fixed
 from engine.task import Task, TaskState
 from engine.worker import TaskContext

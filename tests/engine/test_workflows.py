@@ -13,9 +13,10 @@ import redis
 from engine import events, inspect, ops, scheduler
 from engine.backend import AsyncBackend
 from engine.client import Client
+from engine.cron import CronDef
 from engine.errors import InvalidTask
 from engine.ops import Settings
-from engine.registry import CronDef, Registry
+from engine.registry import Registry
 from engine.task import TaskState
 from engine.worker import TaskContext
 from tests.engine.conftest import running_worker, wait_until

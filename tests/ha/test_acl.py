@@ -18,8 +18,9 @@ from engine import admin, explain, inspect, lua, scheduler
 from engine.backend import cmd
 from engine.cli import cli, run
 from engine.client import Client
+from engine.cron import CronDef
 from engine.errors import AuthFailed, FunctionsMissing, ReadOnlyError
-from engine.registry import CronDef, Registry
+from engine.registry import Registry
 from engine.task import TaskState
 from engine.worker import TaskContext, Worker, WorkerOptions
 from tests.ha.util import ACL_DIR, PASSWORD, acl_file, acl_line, acl_setuser_args

@@ -22,7 +22,7 @@ def unexplained_function_imports(path: Path) -> list[str]:
                 body_imports.append(child)
                 # the first import of a block (imports with only blank lines between them, as
                 # isort groups them) carries the comment for the block
-                first = child
+                first: ast.stmt = child
                 for earlier in reversed(body_imports[:-1]):
                     between = lines[(earlier.end_lineno or earlier.lineno) : first.lineno - 1]
                     if all(not line.strip() for line in between):

@@ -10,8 +10,8 @@ import redis
 
 from engine import admin
 from engine.client import Client
+from engine.cron import CronDef
 from engine.ops import Settings
-from engine.registry import CronDef
 from engine.scheduler import register
 from tests.tui.data import kill, lease, make_dead, progress
 from tests.tui.helpers import FIXED_NOW

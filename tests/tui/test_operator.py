@@ -11,8 +11,8 @@ from textual.widgets import Input, Static
 
 from engine import admin, inspect
 from engine.client import Client
+from engine.cron import CronDef
 from engine.inspect import QueueSummary
-from engine.registry import CronDef
 from engine.scheduler import register
 from rediq_tui import fmt
 from rediq_tui.app import RediqApp

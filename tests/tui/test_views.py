@@ -7,7 +7,7 @@ from rich.text import Text
 
 from engine import admin
 from engine.client import Client
-from engine.registry import CronDef
+from engine.cron import CronDef
 from engine.scheduler import register
 from rediq_tui.messages import OpenQueue
 from rediq_tui.screens.detail import TaskDetailScreen
