@@ -548,6 +548,7 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         ("timeout", f"{info.timeout:g}s"),
         ("enqueued", fmt_ms(info.enqueued_at_ms)),
         ("due", fmt_ms(info.due_at_ms)),
+        ("expires", fmt_ms(info.expires_at_ms) if info.expires_at_ms else "-"),
         ("started", fmt_ms(info.started_at_ms)),
         ("finished", fmt_ms(info.finished_at_ms)),
         ("worker", info.worker or "-"),

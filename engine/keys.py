@@ -83,6 +83,17 @@ class QueueKeys:
     def quarantine(self) -> str:
         return self.base + "quarantined"
 
+    @property
+    def expired(self) -> str:
+        """Tasks not started by their ``expires`` deadline (a final state), scored by when."""
+        return self.base + "expired"
+
+    @property
+    def expiries(self) -> str:
+        """Sorted set of task id -> ``expires`` deadline (ms) of tasks not started yet: the
+        expiry sweep (``expire.lua``) reads the due ones. Also built in ``_lib.lua``."""
+        return self.base + "expiries"
+
     # queue-wide bookkeeping
     @property
     def paused(self) -> str:

@@ -973,6 +973,9 @@ class Worker:
                 await self._maintain(
                     f"index trim of {q}", self.backend.run(ops.trim_finished_indexes(self.settings, q))
                 )
+                await self._maintain(
+                    f"expiry sweep of {q}", self.backend.run(ops.expire_due(self.settings, q))
+                )
             await self._maintain("cron", scheduler.tick(self.backend, self.settings, self.registry))
             await asyncio.sleep(self.options.maintenance_s * (0.8 + 0.4 * random.random()))
 

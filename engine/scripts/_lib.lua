@@ -165,3 +165,35 @@ local function join_group(base, failures_key, id, sample, ttype, now)
   g.total = (g.total or 0) + 1
   redis.call('HSET', failures_key, fp, cjson.encode(g))
 end
+
+-- Expiry (Task.expires): a task not started by its deadline (hash field 'exp', ms) ends
+-- 'expired' and never runs. Checked where a task would start (dequeue.lua, start.lua) and by
+-- the sweep (expire.lua) for tasks nobody dequeues. Keys built from the queue's base, as
+-- engine/keys.py builds them (QueueKeys.expired, QueueKeys.expiries).
+local function expired_set(base) return base .. 'expired' end
+local function expiries_index(base) return base .. 'expiries' end
+
+local function past_deadline(exp, now)
+  local deadline = tonumber(exp)
+  return deadline ~= nil and deadline > 0 and deadline <= now
+end
+
+-- Move a task (already removed from its previous state set) to expired: its unique lock goes,
+-- its dependents are told (as for a failed dependency), it is kept for ttl_ms.
+local function to_expired(base, outbox_key, id, now, was, ttl_ms)
+  local tk = task_key(base, id)
+  local exp = tonumber(redis.call('HGET', tk, 'exp')) or now
+  local reason = 'not started by its deadline (' .. fmt((now - exp) / 1000) ..
+    ' s past it, while ' .. was .. ')'
+  leave_group(base, id)
+  redis.call('HSET', tk, 'state', 'expired', 'finished', now, 'reason', reason)
+  redis.call('HDEL', tk, 'lease', 'reserved', 'cancel', 'worker')
+  local set = expired_set(base)
+  redis.call('ZADD', set, now, id)
+  if ttl_ms > 0 then redis.call('ZREMRANGEBYSCORE', set, '-inf', now - ttl_ms) end
+  redis.call('ZREM', expiries_index(base), id)
+  release_unique(base, id)
+  notify_dependents(base, outbox_key, id, now)
+  expire_task(base, id, ttl_ms)
+  history(base, id, now, 'expired', reason)
+end

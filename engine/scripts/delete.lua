@@ -16,6 +16,8 @@ for i = 3, #ARGV do
   if existed then release_unique(base, id); leave_group(base, id) end
   local removed = 0
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
+  removed = removed + redis.call('ZREM', expired_set(base), id)
+  redis.call('ZREM', expiries_index(base), id)
   redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id)
   if notify_dependents(base, KEYS[10], id, now) then
     redis.call('PEXPIRE', base .. 'dependents:' .. id, DEPENDENTS_KEPT_MS)

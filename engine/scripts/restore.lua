@@ -9,7 +9,8 @@
 -- Returns: {ids restored, flat {id, reason} of tasks refused, ids restored to waiting}
 local base, channel, dead_ttl, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
-local finished = {dead = {KEYS[4], dead_ttl}, completed = {KEYS[5], retention}, cancelled = {KEYS[6], retention}}
+local finished = {dead = {KEYS[4], dead_ttl}, completed = {KEYS[5], retention}, cancelled = {KEYS[6], retention},
+  expired = {expired_set(base), retention}}
 local restored, refused, waiting = {}, {}, {}
 for i = 5, #ARGV do
   local id = ARGV[i]

@@ -41,6 +41,7 @@ FIELDS = (
 TIMES = (
     ("enqueued_at_ms", "Enqueued"),
     ("due_at_ms", "Due"),
+    ("expires_at_ms", "Expires"),
     ("started_at_ms", "Started"),
     ("finished_at_ms", "Finished"),
     ("lease_expiry_ms", "Lease until"),
@@ -93,6 +94,7 @@ OUTCOME_STYLE = {
     "dead": "bold red",
     "retry": "yellow",
     "cancelled": "yellow",
+    "expired": "magenta",
     "running": "cyan",
 }
 
