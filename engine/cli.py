@@ -580,6 +580,27 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
             echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
 
 
+@task.command("logs")
+@click.argument("task_id", metavar="ID")
+@json_option
+@pass_state
+def task_logs(state: CliState, task_id: str, as_json: bool) -> None:
+    """The lines a task's handler logged (ctx.log), oldest first; the last 100 are kept."""
+    from engine import tasklog
+
+    info = require_task(state, task_id)
+    lines = state.client().call(tasklog.read, task_id, info.queue)
+    if as_json:
+        emit_json(
+            [{"at_ms": x.at_ms, "level": x.level, "attempt": x.attempt, "message": x.message} for x in lines]
+        )
+        return
+    if not lines:
+        echo(f"task {task_id} has no log lines (a handler writes them with ctx.log)")
+    for x in lines:
+        echo(f"{fmt_ms(x.at_ms)}  {x.level:<7}  attempt {x.attempt}  {one_line(x.message, 1000)}")
+
+
 def type_json(info: TypeInfo) -> dict[str, Any]:
     return {
         **asdict(info.declaration),

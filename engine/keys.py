@@ -144,6 +144,11 @@ class QueueKeys:
     def history(self, task_id: str) -> str:
         return self.base + "h:" + task_id
 
+    def log(self, task_id: str) -> str:
+        """List of the log lines a handler wrote for the task (``ctx.log``, ``engine.tasklog``),
+        the last 100; it expires and is deleted with the task. Also built in ``_lib.lua``."""
+        return self.base + "log:" + task_id
+
     def dependents(self, task_id: str) -> str:
         """Set of ``queue|id`` refs of tasks waiting on ``task_id``."""
         return self.base + "dependents:" + task_id

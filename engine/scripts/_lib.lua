@@ -110,6 +110,7 @@ local function expire_task(base, id, ttl_ms, has_dependents, has_deps)
   if ttl_ms > 0 then
     redis.call('PEXPIRE', task_key(base, id), ttl_ms)
     redis.call('PEXPIRE', base .. 'h:' .. id, ttl_ms)
+    redis.call('PEXPIRE', base .. 'log:' .. id, ttl_ms) -- ctx.log lines (tasklog.lua)
     if has_dependents ~= false then redis.call('PEXPIRE', base .. 'dependents:' .. id, ttl_ms) end
   end
   if has_deps ~= false then redis.call('DEL', base .. 'deps:' .. id) end

@@ -18,7 +18,7 @@ for i = 3, #ARGV do
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
   removed = removed + redis.call('ZREM', expired_set(base), id)
   redis.call('ZREM', expiries_index(base), id)
-  redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id)
+  redis.call('DEL', tk, base .. 'h:' .. id, base .. 'deps:' .. id, base .. 'log:' .. id)
   if notify_dependents(base, KEYS[10], id, now) then
     redis.call('PEXPIRE', base .. 'dependents:' .. id, DEPENDENTS_KEPT_MS)
   end

@@ -23,6 +23,7 @@ for i = 4, #ARGV do
     leave_group(base, id)
     redis.call('PERSIST', tk)
     redis.call('PERSIST', base .. 'h:' .. id)
+    redis.call('PERSIST', base .. 'log:' .. id)
     redis.call('PERSIST', base .. 'dependents:' .. id)
     redis.call('DEL', base .. 'deps:' .. id)
     redis.call('HSET', tk, 'state', 'pending', 'attempts', 0, 'due', now)

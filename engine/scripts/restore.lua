@@ -28,9 +28,11 @@ for i = 5, #ARGV do
       redis.call('HSET', tk, 'state', was)
       redis.call('ZADD', back[1], now, id)
       redis.call('PEXPIRE', tk, back[2]); redis.call('PEXPIRE', base .. 'h:' .. id, back[2])
+      redis.call('PEXPIRE', base .. 'log:' .. id, back[2])
       history(base, id, now, was, 'restored from quarantine')
     else
       redis.call('PERSIST', tk); redis.call('PERSIST', base .. 'h:' .. id)
+      redis.call('PERSIST', base .. 'log:' .. id)
       redis.call('PERSIST', base .. 'dependents:' .. id)
       redis.call('HSET', tk, 'attempts', 0)
       -- out of active for good: no worker holds it any more (a prefetched one was reserved)
