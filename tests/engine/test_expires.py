@@ -293,3 +293,24 @@ def test_an_expires_before_the_delay_is_refused(client: Client) -> None:
         client.enqueue("job", None, queue=Q, delay=60, expires=30)
     with pytest.raises(InvalidTask, match="expires"):
         Registry().task("bad", expires=-5)
+
+
+def test_cli_inspect_and_why_show_an_expired_task_and_its_reason(redis_url: str, client: Client) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    r = client.enqueue("job", 1, queue=Q, expires=0.05)
+    wait_past_deadline(client, r.id)
+    client.run(ops.expire_due(client.settings, Q))
+    shown = CliRunner().invoke(
+        cli, ["--redis-url", redis_url, "task", "inspect", r.id], catch_exceptions=False
+    )
+    fields = dict(
+        line.split(None, 1) for line in shown.output.splitlines() if line and not line.startswith(" ")
+    )
+    assert fields["state"] == "expired"
+    assert fields["reason"].startswith("not started by its deadline")
+    assert fields["expires"].endswith("Z")
+    why = CliRunner().invoke(cli, ["--redis-url", redis_url, "task", "why", r.id], catch_exceptions=False)
+    assert "not running because it is expired: not started by its deadline" in why.output
