@@ -37,7 +37,7 @@ from engine.task import TaskInfo, TaskState
 
 TABLE_WIDTH = 80
 SAMPLE_STATES = ("pending", "active", "retry", "dead")
-FLUSHABLE_STATES = ("dead", "completed", "cancelled")
+FLUSHABLE_STATES = ("dead", "completed", "cancelled", "expired")
 
 # Exit codes besides the engine's (RediqError.exit_code, 2..9): documented in docs/operations.md.
 EXIT_ABORTED = 1

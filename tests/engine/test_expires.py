@@ -314,3 +314,21 @@ def test_cli_inspect_and_why_show_an_expired_task_and_its_reason(redis_url: str,
     assert fields["expires"].endswith("Z")
     why = CliRunner().invoke(cli, ["--redis-url", redis_url, "task", "why", r.id], catch_exceptions=False)
     assert "not running because it is expired: not started by its deadline" in why.output
+
+
+def test_expired_tasks_flush_to_quarantine_restore_and_requeue_in_bulk(
+    client: Client, raw: redis.Redis
+) -> None:
+    from engine import admin
+
+    ids = [client.enqueue("job", i, queue=Q, expires=0.05).id for i in range(3)]
+    for task_id in ids:
+        wait_past_deadline(client, task_id)
+    assert sorted(client.run(ops.expire_due(client.settings, Q))) == sorted(ids)
+    assert client.run(admin.flush(client.settings, Q, TaskState.EXPIRED)) == 3
+    assert summary_of(client).count(TaskState.QUARANTINED) == 3
+    assert sorted(client.run(ops.restore(client.settings, Q, ids))) == sorted(ids)
+    assert summary_of(client).count(TaskState.EXPIRED) == 3  # back where they were deleted from
+    assert raw.pttl(f"rediq:{{ex}}:t:{ids[0]}") > 0  # kept for the retention again
+    assert client.run(admin.requeue_all(client.settings, Q, TaskState.EXPIRED)) == 3
+    assert summary_of(client).count(TaskState.PENDING) == 3
