@@ -104,13 +104,14 @@ local function notify_dependents(base, outbox_key, id, now)
   return false
 end
 
--- has_dependents / has_deps: false when the caller knows that key cannot exist (skips a
--- command on the hot path); nil when unknown.
-local function expire_task(base, id, ttl_ms, has_dependents, has_deps)
+-- has_dependents / has_deps / has_log: false when the caller knows that key cannot exist
+-- (skips a command on the hot path); nil when unknown. The log (ctx.log lines, tasklog.lua)
+-- exists only for a task whose hash has the 'log' field.
+local function expire_task(base, id, ttl_ms, has_dependents, has_deps, has_log)
   if ttl_ms > 0 then
     redis.call('PEXPIRE', task_key(base, id), ttl_ms)
     redis.call('PEXPIRE', base .. 'h:' .. id, ttl_ms)
-    redis.call('PEXPIRE', base .. 'log:' .. id, ttl_ms) -- ctx.log lines (tasklog.lua)
+    if has_log ~= false then redis.call('PEXPIRE', base .. 'log:' .. id, ttl_ms) end
     if has_dependents ~= false then redis.call('PEXPIRE', base .. 'dependents:' .. id, ttl_ms) end
   end
   if has_deps ~= false then redis.call('DEL', base .. 'deps:' .. id) end

@@ -81,6 +81,25 @@ async def test_lines_are_stored_in_order_cut_and_expire_with_the_task(
     assert task_ttl > 0 and log_ttl > 0 and abs(task_ttl - log_ttl) < 5_000  # type: ignore[operator]
 
 
+async def test_a_log_written_before_its_task_completes_expires_with_the_task(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+
+    @registry.task("log:wait", queue=Q)
+    async def log_wait(ctx: TaskContext, payload: Any) -> str:
+        ctx.log("first")
+        await wait_until(lambda: raw.exists(log_key(ctx.id)) == 1)  # flushed before the ack
+        return "ok"
+
+    async with running_worker(registry, redis_url, [Q]):
+        r = client.enqueue("log:wait", None, queue=Q)
+        await wait_until(lambda: done(client, r.id))
+    assert raw.hget(f"rediq:{{{Q}}}:t:{r.id}", "log") == "1"  # ack.lua expires the log too
+    task_ttl, log_ttl = raw.pttl(f"rediq:{{{Q}}}:t:{r.id}"), raw.pttl(log_key(r.id))
+    assert task_ttl > 0 and log_ttl > 0 and abs(task_ttl - log_ttl) < 5_000  # type: ignore[operator]
+
+
 async def test_a_sync_handler_logs_from_its_thread_and_only_the_last_100_are_kept(
     redis_url: str, client: Client
 ) -> None:
