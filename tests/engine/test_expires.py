@@ -264,10 +264,13 @@ def test_a_type_declares_expires_and_an_explicit_value_wins(redis_url: str, raw:
         by_type = client.enqueue("decl", 1)
         explicit = client.enqueue("decl", 2, expires=5)
         unset = client.enqueue("job", 3, queue=Q)
-        exp = {r.id: client.get_task(r.id).expires_at_ms for r in (by_type, explicit, unset)}  # type: ignore[union-attr]
+        # delayed past the declared lifetime: the declaration gives it no deadline (it could
+        # only expire unstarted); an explicit one is checked against the delay instead
+        delayed = client.enqueue("decl", 4, delay=120)
+        exp = {r.id: client.get_task(r.id).expires_at_ms for r in (by_type, explicit, unset, delayed)}  # type: ignore[union-attr]
     assert 55_000 < exp[by_type.id] - now <= 61_000  # type: ignore[operator]
     assert 0 < exp[explicit.id] - now <= 6_000  # type: ignore[operator]
-    assert exp[unset.id] is None
+    assert exp[unset.id] is None and exp[delayed.id] is None
     assert raw.hget(f"rediq:{{ex}}:t:{unset.id}", "exp") is None
 
 
