@@ -151,6 +151,13 @@ class ChildContext:
         if _CHILD_CONN is not None:
             _CHILD_CONN.send(("progress", float(percent), message))
 
+    def log(self, message: str, level: str = "info") -> None:
+        """``TaskContext.log``: the line goes to the worker, which stores it with the task."""
+        from engine.tasklog import level_of
+
+        if _CHILD_CONN is not None:
+            _CHILD_CONN.send(("log", str(level_of(level)), str(message)))
+
 
 _CHILD_CONN: Connection | None = None
 
@@ -276,6 +283,8 @@ class _Call:
     cancelled: Callable[[], bool]
     """Polled: a cancel requested while the handler runs kills the child."""
     stop: threading.Event = field(default_factory=threading.Event)
+    on_log: Callable[[str, str], None] = lambda message, level: None
+    """``ctx.log`` of the worker's context (safe from this thread)."""
 
 
 class ChildPool:
@@ -337,6 +346,9 @@ class ChildPool:
                     reply = child.conn.recv()
                     if reply[0] == "progress":
                         call.on_progress(reply[1], reply[2])
+                        continue
+                    if reply[0] == "log":
+                        call.on_log(reply[2], reply[1])
                         continue
                     break
                 if ready:
@@ -501,7 +513,10 @@ class HandlerRunner:
         except asyncio.CancelledError:  # the child still arrives: keep it for the next task
             acquired.add_done_callback(lambda f: None if f.exception() else children.give_back(f.result()))
             raise
-        return _Call(message, on_progress, lambda: bool(ctx.cancelled)), child
+        call = _Call(message, on_progress, lambda: bool(ctx.cancelled))
+        if hasattr(ctx, "log"):
+            call.on_log = ctx.log
+        return call, child
 
     async def _wait_out(self, future: asyncio.Future[Any], task_id: str) -> None:
         self.overdue += 1

@@ -10,7 +10,8 @@ a task that is gone are dropped.
 Writing never waits on Redis and never rides on the worker's exchange: ``ctx.log`` appends to a
 per-worker buffer (safe from handler threads) and a flusher sends what gathered, one
 ``tasklog`` call per task, ``FLUSH_DELAY_S`` after the first line of a burst. A worker that
-stops flushes what is left (``flush``). Not available in ``--pool process`` children.
+stops flushes what is left (``flush``). A handler in a ``--pool process`` child sends its lines
+to its worker over the child's pipe (``runners.ChildContext.log``).
 """
 
 from __future__ import annotations

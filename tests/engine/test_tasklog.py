@@ -133,6 +133,22 @@ async def test_a_bad_level_fails_the_attempt_with_a_one_line_error(redis_url: st
         tasklog.level_of("loud")
 
 
+async def test_a_handler_in_a_child_process_logs_through_its_worker(redis_url: str, client: Client) -> None:
+    from tests.engine import pool_apps
+
+    async with running_worker(pool_apps.pool, redis_url, ["pool"], concurrency=1, pool="process"):
+        r = client.enqueue("logs", None, queue="pool")
+        await wait_until(lambda: done(client, r.id), timeout=60)
+        await wait_until(lambda: len(client.run(tasklog.read(client.settings, r.id, "pool"))) == 2)
+    info = client.get_task(r.id)
+    assert info is not None and isinstance(info.result, int)
+    lines = client.run(tasklog.read(client.settings, r.id, "pool"))
+    assert [(x.level, x.message) for x in lines] == [
+        ("warning", "from the child"),
+        ("info", f"pid {info.result}"),
+    ]
+
+
 def test_the_log_is_deleted_with_its_task_and_lines_for_a_gone_task_are_dropped(
     client: Client, raw: redis.Redis
 ) -> None:
