@@ -34,6 +34,15 @@ def wait_past_deadline(client: Client, task_id: str) -> None:
     wait_until_sync(lambda: server_ms(client) > deadline, interval=0.01)
 
 
+def deadline_in(client: Client, raw: redis.Redis, task_id: str, ms: int) -> int:
+    """Move a task's deadline to ``ms`` from now on the server's clock (stored and indexed as
+    enqueue does): a test can let a task start in time whatever the load, then pass it."""
+    deadline = server_ms(client) + ms
+    raw.hset(f"rediq:{{ex}}:t:{task_id}", "exp", deadline)
+    raw.zadd(INDEX, {task_id: deadline})
+    return deadline
+
+
 def summary_of(client: Client) -> QueueSummary:
     return client.run(queues(client.settings, [Q]))[0]
 
@@ -110,9 +119,10 @@ def test_a_due_scheduled_task_past_its_deadline_expires_instead_of_being_promote
 
 def test_a_reserved_task_past_its_deadline_is_not_started(client: Client, raw: redis.Redis) -> None:
     """Prefetched (reserved) and then held until a slot freed: start.lua decides."""
-    r = client.enqueue("job", 1, queue=Q, expires=0.05)
+    r = client.enqueue("job", 1, queue=Q, expires=3600)
     (job,) = dequeue(client, start_now=0)
     assert job.reserved
+    deadline_in(client, raw, r.id, 50)
     wait_past_deadline(client, r.id)
     reply = client.backend.execute(ops.start_call(client.settings, Q, [job]))
     assert ops.parse_started(reply) == {r.id: 0}  # refused: the handler does not run
@@ -140,8 +150,9 @@ def test_a_task_handed_off_by_enqueue_expires_if_it_starts_too_late(client: Clie
 def test_a_started_task_is_not_stopped_by_its_deadline_and_its_index_entry_goes(
     client: Client, raw: redis.Redis
 ) -> None:
-    r = client.enqueue("job", 1, queue=Q, expires=0.05)
+    r = client.enqueue("job", 1, queue=Q, expires=3600)
     (job,) = dequeue(client)
+    deadline_in(client, raw, r.id, 50)
     wait_past_deadline(client, r.id)
     # the sweep sees it running: it stays indexed (it may fail back to retry), re-checked later
     assert client.run(ops.expire_due(client.settings, Q, recheck_s=0.01)) == []
@@ -152,28 +163,28 @@ def test_a_started_task_is_not_stopped_by_its_deadline_and_its_index_entry_goes(
 
 
 async def test_with_a_worker_a_task_started_in_time_completes_past_its_deadline(
-    redis_url: str, client: Client
+    redis_url: str, client: Client, raw: redis.Redis
 ) -> None:
     registry = Registry()
 
     @registry.task("slow", queue=Q)
     async def slow(ctx: TaskContext, payload: Any) -> str:
-        # run on until this task's deadline has passed on the server's clock
-        info = client.get_task(ctx.id)
-        assert info is not None and info.expires_at_ms is not None
-        deadline = info.expires_at_ms
-        await wait_until(lambda: server_ms(client) > deadline, interval=0.01)
+        # started in time (the deadline is an hour away); now the deadline passes while it runs
+        deadline = deadline_in(client, raw, ctx.id, 50)
+        # run on until the worker's sweep has looked at it past its deadline (it re-checks a
+        # running task later instead of expiring it)
+        await wait_until(lambda: (raw.zscore(INDEX, ctx.id) or 0) > deadline, interval=0.01)
         return "finished"
 
     async with running_worker(registry, redis_url, [Q], maintenance_s=0.05):
-        r = client.enqueue("slow", None, queue=Q, expires=0.2)
-        await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
+        r = client.enqueue("slow", None, queue=Q, expires=3600)
+        await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED, timeout=30)
     info = client.get_task(r.id)
     assert info is not None and info.result == "finished" and info.attempts == 1
 
 
 async def test_a_retry_due_after_the_deadline_expires_with_a_worker_sweeping(
-    redis_url: str, client: Client
+    redis_url: str, client: Client, raw: redis.Redis
 ) -> None:
     registry = Registry()
     runs: list[int] = []
@@ -181,11 +192,11 @@ async def test_a_retry_due_after_the_deadline_expires_with_a_worker_sweeping(
     @registry.task("flaky", queue=Q, max_retry=5, retry=Fixed(seconds=60, jitter=0))
     async def flaky(ctx: TaskContext, payload: Any) -> None:
         runs.append(ctx.attempt)
+        deadline_in(client, raw, ctx.id, 50)  # started in time; passes before its retry is due
         raise RuntimeError("gateway down")
 
     async with running_worker(registry, redis_url, [Q], maintenance_s=0.05):
-        r = client.enqueue("flaky", None, queue=Q, expires=0.3)
-        await wait_until(lambda: state_of(client, r.id) == TaskState.RETRY)
+        r = client.enqueue("flaky", None, queue=Q, expires=3600)
         await wait_until(lambda: state_of(client, r.id) == TaskState.EXPIRED)
     info = client.get_task(r.id)
     assert info is not None and info.attempts == 1 and runs == [1]
