@@ -12,6 +12,7 @@ from engine.errors import (
     StartupFailed,
     TaskCancelled,
     TaskDead,
+    TaskExpired,
     TaskFailed,
 )
 from engine.handles import TaskHandle
@@ -39,6 +40,7 @@ __all__ = [
     "TaskCancelled",
     "TaskContext",
     "TaskDead",
+    "TaskExpired",
     "TaskFailed",
     "TaskHandle",
     "TaskInfo",

@@ -62,6 +62,8 @@ class Declaration:
     """``module.Class`` of the payload model, for ``rediq task types``."""
     keep_result: float | None = None
     """Seconds a completed task of this type is kept (0: no result stored); None: the retention."""
+    expires: float | None = None
+    """Seconds after enqueue by which a task of this type must start, else it ends ``expired``."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -95,6 +97,7 @@ class Declaration:
                 timeout=self.timeout,
                 unique_ttl=86400.0 if self.unique_ttl is None else self.unique_ttl,
                 keep_result=self.keep_result,
+                expires=self.expires,
             )
         except ValidationError as exc:
             raise InvalidTask(f"task type {self.task_type!r}: {validation_message(exc)}") from None
@@ -116,6 +119,10 @@ class Declaration:
                 update[name] = value
         if self.keep_result is not None and "keep_result" not in explicit:
             update["keep_result"] = self.keep_result
+        if self.expires is not None and "expires" not in explicit and task.due_in_ms() < self.expires * 1000:
+            # a task delayed past the declared lifetime gets no deadline from it (it would
+            # only expire unstarted); an explicit ``expires`` is checked against the delay
+            update["expires"] = self.expires
         if self.unique_ttl is not None and "unique_key" not in explicit:
             digest = hashlib.sha1(task.payload_json().encode("utf-8", "replace")).hexdigest()[:32]
             update["unique_key"] = f"{task.type}:{digest}"

@@ -30,7 +30,7 @@ from engine.task import TaskState
 
 SCAN_COUNT = 500
 STATE_SETS = tuple(str(s) for s in TaskState)
-FINISHED = ("completed", "dead", "cancelled", "quarantined")
+FINISHED = ("completed", "dead", "cancelled", "quarantined", "expired")
 DEAD_WORKER_S = 300
 STATS_TTL_S = 90000
 
@@ -108,6 +108,7 @@ PLACE_ORDER = (
     "dead",
     "cancelled",
     "quarantined",
+    "expired",
 )
 """The state sets in the order ``doctor_place.lua`` takes them as KEYS."""
 

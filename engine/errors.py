@@ -176,6 +176,12 @@ class TaskCancelled(TaskFailed):
     fix = "See who cancelled it and why with `rediq task inspect ID`"
 
 
+class TaskExpired(TaskFailed):
+    """The task was not started by its ``expires`` deadline: it never ran."""
+
+    fix = "Enqueue it again with a later `expires`, or add workers for its queue (`rediq task why ID`)"
+
+
 class ResultTimeout(RediqError, TimeoutError):
     """Waiting for a task's result took longer than the timeout; the task itself goes on."""
 

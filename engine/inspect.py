@@ -165,7 +165,7 @@ def page(
     qk = settings.keyspace.queue(queue_name)
     key = qk.state_key(str(state))
     if newest_first is None:
-        newest_first = state in (TaskState.DEAD, TaskState.COMPLETED, TaskState.CANCELLED)
+        newest_first = state in (TaskState.DEAD, TaskState.COMPLETED, TaskState.CANCELLED, TaskState.EXPIRED)
     rng = ("ZRANGE", key, offset, offset + limit - 1) + (("REV",) if newest_first else ())
     total, ids = yield Batch([cmd("ZCARD", key), cmd(*rng)])
     if not ids:
@@ -475,7 +475,7 @@ def search(
     qk = settings.keyspace.queue(queue_name)
     key = qk.state_key(str(state))
     needle = text.casefold()
-    newest_first = state in (TaskState.DEAD, TaskState.COMPLETED, TaskState.CANCELLED, TaskState.QUARANTINED)
+    newest_first = state.is_final
     total = int((yield cmd("ZCARD", key)))
     found: list[TaskInfo] = []
     examined = 0

@@ -28,12 +28,17 @@ PER_ID_KEYS: Mapping[str, str] = MappingProxyType(
         "unique": "unique:",
         "inbox": "inbox:",
         "receipt": "receipt:",
+        "log": "log:",
     }
 )
 """The keys of a queue's slot named by one id (task id, fingerprint, type, unique key, worker
 id): ``base + suffix + id``. Scripts build them too (a dequeue learns its task ids only inside
 the script): ``engine.lua`` generates a Lua helper ``<name>_key(base, id)`` from each entry, so
 Python and Lua spell these names once, here."""
+
+SCRIPT_QUEUE_KEYS: Mapping[str, str] = MappingProxyType({"expired": "expired", "expiries": "expiries"})
+"""The queue-wide keys that scripts reach without being passed them in KEYS (a task expires
+inside several scripts): ``base + name``; ``engine.lua`` generates ``<name>_key(base)``."""
 
 STATS = "stats:"
 """Per-minute counters: ``base + 'stats:' + kind + ':' + minute`` (Lua helper ``stat_key``)."""
@@ -108,6 +113,17 @@ class QueueKeys:
     def quarantine(self) -> str:
         return self.base + "quarantined"
 
+    @property
+    def expired(self) -> str:
+        """Tasks not started by their ``expires`` deadline (a final state), scored by when."""
+        return self.base + SCRIPT_QUEUE_KEYS["expired"]
+
+    @property
+    def expiries(self) -> str:
+        """Sorted set of task id -> ``expires`` deadline (ms) of tasks not started yet: the
+        expiry sweep (``expire.lua``) reads the due ones."""
+        return self.base + SCRIPT_QUEUE_KEYS["expiries"]
+
     # queue-wide bookkeeping
     @property
     def paused(self) -> str:
@@ -157,6 +173,11 @@ class QueueKeys:
 
     def history(self, task_id: str) -> str:
         return self.base + PER_ID_KEYS["history"] + task_id
+
+    def log(self, task_id: str) -> str:
+        """List of the log lines a handler wrote for the task (``ctx.log``, ``engine.tasklog``),
+        the last 100; it expires and is deleted with the task."""
+        return self.base + PER_ID_KEYS["log"] + task_id
 
     def dependents(self, task_id: str) -> str:
         """Set of ``queue|id`` refs of tasks waiting on ``task_id``."""

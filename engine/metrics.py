@@ -36,7 +36,7 @@ from engine.errors import MetricsBindError
 log = logging.getLogger("rediq.metrics")
 
 OTHER = "other"
-QUEUE_STATES = ("pending", "active", "scheduled", "retry", "waiting", "dead")
+QUEUE_STATES = ("pending", "active", "scheduled", "retry", "waiting", "dead", "expired")
 DEPTH_CACHE_S = 2.0
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 ERROR_OUTCOMES = ("retry", "dead", "timeout")

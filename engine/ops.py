@@ -42,7 +42,7 @@ ENQUEUE_CHUNK = 250
 MAX_RETENTION_S = 10 * 365 * 86400.0
 DEPENDENCY_POLICIES = ("cancel", "hold")
 DEPENDENCY_FAILURE_ENV = "REDIQ_DEPENDENCY_FAILURE"
-FINISHED_FOR_DEPENDENTS = ("completed", "dead", "cancelled", "quarantined")
+FINISHED_FOR_DEPENDENTS = ("completed", "dead", "cancelled", "quarantined", "expired")
 """Dependency states that resolve a dependent: completed releases it, the others (and a
 dependency that is gone) fail it under its stored policy."""
 
@@ -203,6 +203,8 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         extras["p"] = task.dependency_failure or settings.dependency_failure
     if task.metadata:
         extras["m"] = json.dumps(task.metadata)
+    if task.expires is not None:
+        extras["x"] = task.expires_in_ms()
     if task.keep_result is not None:
         # whole ms, at least 1 unless 0 (discard): ack.lua reads 0 as "store no result"
         extras["k"] = max(1, int(task.keep_result * 1000)) if task.keep_result > 0 else 0
@@ -423,6 +425,7 @@ def trim_finished_indexes(settings: Settings, queue: str) -> Op[int]:
     kept_for = (
         (qk.completed, settings.retention_s),
         (qk.cancelled, settings.retention_s),
+        (qk.expired, settings.retention_s),
         (qk.dead, settings.dead_retention_s),
         (qk.quarantine, settings.quarantine_s),
     )
@@ -430,6 +433,28 @@ def trim_finished_indexes(settings: Settings, queue: str) -> Op[int]:
         [cmd("ZREMRANGEBYSCORE", key, "-inf", now_ms - int(seconds * 1000)) for key, seconds in kept_for]
     )
     return sum(int(n) for n in removed)
+
+
+EXPIRY_SWEEP_LIMIT = 500
+"""Tasks one expiry sweep call looks at (the due ones first): it holds Redis for little."""
+
+
+def expire_due(
+    settings: Settings, queue: str, limit: int = EXPIRY_SWEEP_LIMIT, recheck_s: float = 5.0
+) -> Op[list[str]]:
+    """End as ``expired`` the tasks of ``queue`` whose ``expires`` deadline passed before they
+    started (``expire.lua``), then tell their dependents. Returns the ids expired. Run by the
+    worker's maintenance loop; dequeue and start apply the same deadline as they go. A task
+    running past its deadline is looked at again ``recheck_s`` later (it may fail back to retry)."""
+    qk = settings.keyspace.queue(queue)
+    missed = yield script_call(
+        "expire",
+        [qk.expiries, qk.pending, qk.scheduled, qk.retry, qk.waiting, qk.dep_outbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), limit, int(recheck_s * 1000)],
+    )
+    if missed:
+        yield from flush_outbox(settings, queue, list(missed))
+    return list(missed)
 
 
 def flush_outbox(
@@ -490,6 +515,7 @@ TASK_FIELDS = (
     "timeout",
     "enq",
     "due",
+    "exp",
     "state",
     "attempts",
     "started",
@@ -567,6 +593,7 @@ def task_info(
         attempts=_int(fields.get("attempts")) or 0,
         enqueued_at_ms=_int(fields.get("enq")) or 0,
         due_at_ms=_int(fields.get("due")),
+        expires_at_ms=_int(fields.get("exp")),
         started_at_ms=_int(fields.get("started")),
         finished_at_ms=_int(fields.get("finished")),
         lease_expiry_ms=_int(fields.get("lease")),
@@ -839,7 +866,11 @@ def start_call(settings: Settings, queue: str, jobs: Sequence[Job]) -> Call:
     started as, 0 for one refused (its delivery is over). Idempotent per delivery."""
     qk = settings.keyspace.queue(queue)
     flat: list[Any] = [x for j in jobs for x in (j.id, j.token)]
-    return script_call("start", [qk.active], [qk.base, channel(settings, qk), *flat])
+    return script_call(
+        "start",
+        [qk.active, qk.dep_outbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), *flat],
+    )
 
 
 def parse_started(reply: Sequence[Any]) -> dict[str, int]:

@@ -162,7 +162,7 @@ def find(settings: Settings, text: str) -> Op[Found]:
 
 SCAN_CHUNK = 500
 DEFAULT_SCAN_LIMIT = 20_000
-NEWEST_FIRST = frozenset({TaskState.DEAD, TaskState.COMPLETED, TaskState.CANCELLED, TaskState.QUARANTINED})
+NEWEST_FIRST = frozenset(s for s in TaskState if s.is_final)
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class TaskDef:
     payload_model: type[BaseModel] | None = None
     unique_ttl: float | None = None
     keep_result: float | None = None
+    expires: float | None = None
 
     @property
     def declaration(self) -> Declaration:
@@ -57,6 +58,7 @@ class TaskDef:
             repr(self.retry),
             f"{model.__module__}.{model.__qualname__}" if model is not None else "",
             self.keep_result,
+            self.expires,
         )
 
 
@@ -106,6 +108,7 @@ class Registry:
         payload: type[BaseModel] | None = None,
         unique_ttl: float | None = None,
         keep_result: float | None = None,
+        expires: float | None = None,
     ) -> Callable[[Callable[[Any, M], R]], TaskHandle[M, R]]:
         """Register ``fn(ctx, payload)`` and return a typed handle to enqueue it
         (``fn.enqueue(payload)``; calling the handle calls ``fn``). ``payload`` (a pydantic
@@ -114,7 +117,8 @@ class Registry:
         task of this type with the same payload is alive (at most that many seconds),
         enqueueing it again returns the first one's id. ``keep_result``: seconds a completed
         task of this type (its result and hash) is kept, 0 to store no result (default: the
-        retention)."""
+        retention). ``expires``: seconds after enqueue by which a task of this type must start,
+        else it ends ``expired`` without running (default: no deadline)."""
         definition = TaskDef(
             task_type,
             _no_handler,
@@ -127,6 +131,7 @@ class Registry:
             payload,
             unique_ttl,
             keep_result,
+            expires,
         )
         # validate the defaults once, at import time, with the same rules as enqueue
         definition.declaration.validate()

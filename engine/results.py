@@ -15,7 +15,14 @@ from typing import Any
 
 from engine import events, ops
 from engine.backend import PUBSUB_LOST, Batch, Op, cmd
-from engine.errors import ResultTimeout, TaskCancelled, TaskDead, TaskFailed, TaskNotFound
+from engine.errors import (
+    ResultTimeout,
+    TaskCancelled,
+    TaskDead,
+    TaskExpired,
+    TaskFailed,
+    TaskNotFound,
+)
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
 
@@ -64,6 +71,8 @@ def settle(info: TaskInfo | None, task_id: str) -> tuple[bool, Any]:
         raise TaskCancelled(
             f"{where} was cancelled: {info.reason or info.last_error or 'no reason'}", info=info
         )
+    if info.state is TaskState.EXPIRED:
+        raise TaskExpired(f"{where} expired: {info.reason or 'not started by its deadline'}", info=info)
     if info.state is TaskState.QUARANTINED:
         raise TaskFailed(f"{where} was deleted by an operator (restorable from quarantine)", info=info)
     return False, None
@@ -73,7 +82,7 @@ def _timeout(task_id: str, timeout: float | None) -> ResultTimeout:
     return ResultTimeout(f"task {task_id} has no result after {timeout:g} s")
 
 
-FINAL_EVENTS = frozenset({"completed", "dead", "cancelled", "deleted", "quarantined"})
+FINAL_EVENTS = frozenset({"completed", "dead", "cancelled", "deleted", "quarantined", "expired"})
 """Events after which a waiter reads the task again (progress, retry and the like cannot end
 a wait, so a task reporting progress costs its waiters nothing)."""
 

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
 from engine.errors import InvalidConfig, Permanent, RediqError, Retryable, StartupFailed
+from engine.tasklog import level_of
 from engine.tracebacks import format_handler_traceback
 
 log = logging.getLogger("rediq.worker")
@@ -151,6 +152,11 @@ class ChildContext:
     def progress(self, percent: float, message: str = "") -> None:
         if _CHILD_CONN is not None:
             _CHILD_CONN.send(("progress", float(percent), message))
+
+    def log(self, message: str, level: str = "info") -> None:
+        """``TaskContext.log``: the line goes to the worker, which stores it with the task."""
+        if _CHILD_CONN is not None:
+            _CHILD_CONN.send(("log", str(level_of(level)), str(message)))
 
 
 _CHILD_CONN: Connection | None = None
@@ -276,6 +282,8 @@ class _Call:
     cancelled: Callable[[], bool]
     """Polled: a cancel requested while the handler runs kills the child."""
     stop: threading.Event = field(default_factory=threading.Event)
+    on_log: Callable[[str, str], None] = lambda message, level: None
+    """``ctx.log`` of the worker's context (safe from this thread)."""
 
 
 class ChildPool:
@@ -337,6 +345,9 @@ class ChildPool:
                     reply = child.conn.recv()
                     if reply[0] == "progress":
                         call.on_progress(reply[1], reply[2])
+                        continue
+                    if reply[0] == "log":
+                        call.on_log(reply[2], reply[1])
                         continue
                     break
                 if ready:
@@ -498,7 +509,10 @@ class HandlerRunner:
         except asyncio.CancelledError:  # the child still arrives: keep it for the next task
             acquired.add_done_callback(lambda f: None if f.exception() else children.give_back(f.result()))
             raise
-        return _Call(message, on_progress, lambda: bool(ctx.cancelled)), child
+        call = _Call(message, on_progress, lambda: bool(ctx.cancelled))
+        if hasattr(ctx, "log"):
+            call.on_log = ctx.log
+        return call, child
 
     async def _wait_out(self, future: asyncio.Future[Any], task_id: str) -> None:
         self.overdue += 1

@@ -69,10 +69,17 @@ class TaskState(StrEnum):
     CANCELLED = "cancelled"
     QUARANTINED = "quarantined"
     """Deleted by an operator; restorable until the quarantine TTL ends."""
+    EXPIRED = "expired"
+    """Not started by its ``expires`` deadline: never run (kept for the retention)."""
 
     @property
     def is_final(self) -> bool:
-        return self in (TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED, TaskState.QUARANTINED)
+        return self in _FINAL
+
+
+_FINAL = frozenset(
+    {TaskState.COMPLETED, TaskState.DEAD, TaskState.CANCELLED, TaskState.QUARANTINED, TaskState.EXPIRED}
+)
 
 
 ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)
@@ -121,6 +128,10 @@ class Task(BaseModel):
     """Seconds the completed task (its hash and result) is kept; 0: its result is not stored
     (the task itself stays visible for the retention). Unset: the type's declaration, else the
     retention (``REDIQ_RETENTION``...). A task others depend on is kept at least the retention."""
+    expires: float | datetime | None = None
+    """A deadline for the task to *start*: seconds from now, or a timezone-aware datetime. A
+    task not started by then ends ``expired`` and never runs (one already running is not
+    stopped). Unset: the type's declaration, else none."""
     dependency_failure: str | None = None
     """What a dead, cancelled or vanished dependency does to this task: 'cancel' it or 'hold'
     it (waiting, for an operator). Unset: the enqueuing process's setting. Stored with the task,
@@ -204,6 +215,28 @@ class Task(BaseModel):
             raise ValueError(f"keep_result must be 0..{MAX_DELAY_S:.0f} seconds (10 years), got {value}")
         return value
 
+    @field_validator("expires")
+    @classmethod
+    def _expires(cls, value: float | datetime | None) -> float | datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("expires must be timezone-aware, e.g. datetime.now(UTC) + timedelta(...)")
+            ahead = (value - datetime.now(UTC)).total_seconds()
+            if ahead <= 0:
+                raise ValueError(
+                    f"expires must be in the future, got {value.isoformat()} ({-ahead:.0f} s ago)"
+                )
+            if ahead > MAX_DELAY_S:
+                raise ValueError(f"expires must be at most 10 years ahead, got {value.isoformat()}")
+            return value
+        if not (math.isfinite(value) and 0 < value <= MAX_DELAY_S):
+            raise ValueError(
+                f"expires must be > 0 and at most {MAX_DELAY_S:.0f} seconds (10 years), got {value}"
+            )
+        return value
+
     @field_validator("dependency_failure")
     @classmethod
     def _dependency_failure(cls, value: str | None) -> str | None:
@@ -217,6 +250,10 @@ class Task(BaseModel):
             raise ValueError("give either delay or eta, not both")
         if self.id in self.depends_on:
             raise ValueError("a task cannot depend on itself")
+        if self.expires is not None and self.expires_in_ms() <= self.due_in_ms():
+            raise ValueError(
+                "expires must be later than the task's delay/eta: it would expire before it is due"
+            )
         return self
 
     def payload_json(self) -> str:
@@ -236,6 +273,15 @@ class Task(BaseModel):
         if self.eta is not None:
             return max(0, int((self.eta - datetime.now(UTC)) / timedelta(milliseconds=1)))
         return 0
+
+    def expires_in_ms(self) -> int:
+        """Milliseconds from now to the ``expires`` deadline (Redis adds it to its own clock,
+        as for ``delay``); 0 when there is none."""
+        if self.expires is None:
+            return 0
+        if isinstance(self.expires, datetime):
+            return max(1, int((self.expires - datetime.now(UTC)) / timedelta(milliseconds=1)))
+        return max(1, int(self.expires * 1000))
 
 
 class HistoryEntry(BaseModel):
@@ -265,6 +311,8 @@ class TaskInfo(BaseModel):
     attempts: int = 0
     enqueued_at_ms: int = 0
     due_at_ms: int | None = None
+    expires_at_ms: int | None = None
+    """The deadline to start by (``Task.expires``), server time in ms; None: no deadline."""
     started_at_ms: int | None = None
     finished_at_ms: int | None = None
     lease_expiry_ms: int | None = None

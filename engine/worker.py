@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import control, cron, declarations, defaults, events, idle, lifecycle, ops, runners
+from engine import control, cron, declarations, defaults, events, idle, lifecycle, ops, runners, tasklog
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
@@ -128,6 +128,13 @@ class TaskContext:
         """Report progress (0..100). Non-blocking and safe from threads; only the latest report
         per task is sent, and the stored value never goes down within an attempt."""
         self._worker._report_progress(self._job, float(percent), message)
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Write a log line for this task, shown with it (``rediq task logs ID``, the console's
+        detail); the last 100 kept. Non-blocking and safe from threads (``engine.tasklog``)."""
+        tasklog.writer(self._worker).add(
+            self._job, tasklog.level_of(level), str(message), int(time.time() * 1000)
+        )
 
     async def dependency_results(self) -> dict[str, Any]:
         """The results of this task's completed dependencies (``depends_on``), by their ids."""
@@ -319,6 +326,7 @@ class Worker:
             )
             await self._stop.wait()
             await self._drain()
+            await tasklog.flush(self)  # what handlers logged and is still buffered
             self._drained = True
             for task in loops[1:]:
                 task.cancel()
@@ -982,6 +990,9 @@ class Worker:
                 )
                 await self._maintain(
                     f"index trim of {q}", self.backend.run(ops.trim_finished_indexes(self.settings, q))
+                )
+                await self._maintain(
+                    f"expiry sweep of {q}", self.backend.run(ops.expire_due(self.settings, q))
                 )
             await asyncio.sleep(self.options.maintenance_s * (0.8 + 0.4 * random.random()))
 

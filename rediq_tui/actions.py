@@ -33,7 +33,7 @@ from rediq_tui.views.tasks import where_filter
 if TYPE_CHECKING:
     from rediq_tui.config import ConsoleConfig
 
-FLUSHABLE_STATES = ("dead", "completed", "cancelled")
+FLUSHABLE_STATES = ("dead", "completed", "cancelled", "expired")
 """Bulk delete is offered for finished tasks only (as in the CLI)."""
 
 TASK_ACTIONS = {

@@ -6,6 +6,11 @@ Starts a private valkey-server with a few live queues (and a worker draining one
 serves the console on a loopback port, opens it in Debian's ``chromium`` (headless, fresh
 profile) through the DevTools protocol, waits until the served terminal shows the queues and
 saves a PNG. Exits non-zero when Chromium is missing or the page never shows the queues.
+
+The served terminal is drawn on a canvas (xterm.js), so the page has no text to read: a script
+Chromium runs before the page's own taps the page's WebSocket and keeps what the console sent
+(``capture`` returns it without its escape sequences): the queue names the browser drew.
+``tests/e2e/test_served_chromium.py`` runs ``capture`` and checks the picture and that text.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,51 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+QUEUES = ("inventory", "notifications", "payment", "shipping")
+"""The queues ``fill`` plants: the served page must show them."""
+ANSI = re.compile(
+    r"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][A-Z0-9]|\x1b[=>78]"
+)
+
+# Runs before the page's scripts: every WebSocket the page opens keeps what it received (the
+# console's output, UTF-8 bytes of escape sequences and text) in window.__rediqScreen.
+WEBSOCKET_TAP = """
+(() => {
+  const Native = window.WebSocket;
+  window.__rediqScreen = "";
+  function Tapped(url, protocols) {
+    const ws = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    const decoder = new TextDecoder();
+    ws.addEventListener("message", (event) => {
+      const text = typeof event.data === "string" ? event.data : decoder.decode(event.data, {stream: true});
+      window.__rediqScreen = (window.__rediqScreen + text).slice(-400000);
+    });
+    return ws;
+  }
+  Tapped.prototype = Native.prototype;
+  for (const name of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) Tapped[name] = Native[name];
+  window.WebSocket = Tapped;
+})();
+"""
+# What the page looks like once the console drew: a canvas in the terminal, bytes received
+PAGE_STATE = """JSON.stringify({
+  canvases: document.querySelectorAll("#terminal canvas").length,
+  firstByte: document.body.classList.contains("-first-byte"),
+  screen: window.__rediqScreen || ""
+})"""
+
+
+@dataclass(frozen=True)
+class Capture:
+    png: bytes
+    screen_text: str
+    """What the console sent the page, escape sequences removed."""
+    canvases: int
+    """Canvas elements xterm.js drew the terminal on."""
+    first_byte: bool
+    """The page marked that the console's output arrived."""
 
 
 def fill(url: str) -> None:
@@ -70,7 +123,9 @@ class DevTools:
                 return dict(msg.get("result", {}))
 
 
-async def shoot(page_url: str, debug_port: int, want: str, width: int, height: int) -> bytes:
+async def shoot(
+    page_url: str, debug_port: int, want: str, width: int, height: int, settle_s: float
+) -> Capture:
     async with aiohttp.ClientSession() as session:
         deadline = time.monotonic() + 30
         targets: list[dict[str, Any]] = []
@@ -95,35 +150,35 @@ async def shoot(page_url: str, debug_port: int, want: str, width: int, height: i
                 mobile=False,
             )
             await tools.call("Page.enable")
+            await tools.call("Page.addScriptToEvaluateOnNewDocument", source=WEBSOCKET_TAP)
             await tools.call("Page.navigate", url=page_url)
-            # the served terminal is drawn on a canvas; xterm.js keeps an accessible text copy
-            script = "document.body ? document.body.innerText : ''"
-            deadline = time.monotonic() + 60
-            seen = ""
+            deadline = time.monotonic() + 90
+            state: dict[str, Any] = {}
             while time.monotonic() < deadline:
-                result = await tools.call("Runtime.evaluate", expression=script, returnByValue=True)
-                seen = str(result.get("result", {}).get("value", ""))
-                if want in seen:
+                result = await tools.call("Runtime.evaluate", expression=PAGE_STATE, returnByValue=True)
+                state = json.loads(str(result.get("result", {}).get("value", "{}")))
+                if want in ANSI.sub("", state.get("screen", "")):
                     break
                 await asyncio.sleep(0.5)
-            await asyncio.sleep(8)  # several refreshes: live figures, not the first paint
+            await asyncio.sleep(settle_s)  # several refreshes: live figures, not the first paint
+            result = await tools.call("Runtime.evaluate", expression=PAGE_STATE, returnByValue=True)
+            state = json.loads(str(result.get("result", {}).get("value", "{}")))
             shot = await tools.call("Page.captureScreenshot", format="png")
-            if want not in seen:
-                print(f"warning: the page text never showed {want!r} (canvas only?); screenshot saved anyway")
-            return base64.b64decode(shot["data"])
+            return Capture(
+                base64.b64decode(shot["data"]),
+                ANSI.sub("", state.get("screen", "")),
+                int(state.get("canvases", 0)),
+                bool(state.get("firstByte", False)),
+            )
     raise SystemExit("no page to screenshot")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=ROOT / "screenshots" / "served-console.png")
-    parser.add_argument("--width", type=int, default=1100)
-    parser.add_argument("--height", type=int, default=640)
-    args = parser.parse_args()
+def capture(width: int = 1100, height: int = 640, settle_s: float = 8.0) -> Capture:
+    """Serve the console on a seeded private server and capture it in headless Chromium.
+    Raises ``FileNotFoundError`` when Chromium is not installed."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        print("chromium is not installed (Debian: apt-get install chromium)")
-        return 2
+        raise FileNotFoundError("chromium is not installed (Debian: apt-get install chromium)")
     server = ServerProcess(port=free_port()).start()
     procs: list[subprocess.Popen[bytes]] = []
     profile = tempfile.mkdtemp(prefix="rediq-chromium-")
@@ -136,6 +191,8 @@ def main() -> int:
                 [sys.executable, "-m", "rediq_tui", "--serve", "--port", str(port), "--interval", "1000"],
                 env=env,
                 cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
         )
@@ -164,11 +221,8 @@ def main() -> int:
                 start_new_session=True,
             )
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         page = f"http://127.0.0.1:{port}/?fontsize=15"
-        args.out.write_bytes(asyncio.run(shoot(page, debug_port, "inventory", args.width, args.height)))
-        print(f"saved {args.out}")
-        return 0
+        return asyncio.run(shoot(page, debug_port, QUEUES[0], width, height, settle_s))
     finally:
         for p in procs:
             try:
@@ -178,6 +232,27 @@ def main() -> int:
                 os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(profile, ignore_errors=True)
         server.cleanup()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "screenshots" / "served-console.png")
+    parser.add_argument("--width", type=int, default=1100)
+    parser.add_argument("--height", type=int, default=640)
+    args = parser.parse_args()
+    try:
+        shot = capture(args.width, args.height)
+    except FileNotFoundError as exc:
+        print(exc)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(shot.png)
+    print(f"saved {args.out}")
+    missing = [q for q in QUEUES if q not in shot.screen_text]
+    if missing:
+        print(f"the served console never showed queue(s) {', '.join(missing)}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from engine.errors import UnknownQueue
 from engine.task import TaskInfo
 
 SAMPLE_STATES = ("pending", "active", "retry", "dead")
-FLUSHABLE_STATES = ("dead", "completed", "cancelled")
+FLUSHABLE_STATES = ("dead", "completed", "cancelled", "expired")
 
 
 def queue_json(summary: inspect.QueueSummary) -> dict[str, Any]:

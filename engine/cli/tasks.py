@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from engine import admin, explain, inspect
+from engine import admin, explain, inspect, tasklog
 from engine.cli.output import TABLE_WIDTH, echo, emit_json, fmt_ms, json_option, one_line, render_table
 from engine.cli.state import CliState, pass_state
 from engine.declarations import TypeInfo, forget, list_types
@@ -48,6 +48,7 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         ("timeout", f"{info.timeout:g}s"),
         ("enqueued", fmt_ms(info.enqueued_at_ms)),
         ("due", fmt_ms(info.due_at_ms)),
+        ("expires", fmt_ms(info.expires_at_ms) if info.expires_at_ms else "-"),
         ("started", fmt_ms(info.started_at_ms)),
         ("finished", fmt_ms(info.finished_at_ms)),
         ("worker", info.worker or "-"),
@@ -77,6 +78,25 @@ def task_inspect(state: CliState, task_id: str, as_json: bool) -> None:
         echo("history (newest first):")
         for entry in info.history:
             echo(f"  {fmt_ms(entry.at_ms)}  {entry.state:<9}  {one_line(entry.note, 50)}")
+
+
+@task_group.command("logs")
+@click.argument("task_id", metavar="ID")
+@json_option
+@pass_state
+def task_logs(state: CliState, task_id: str, as_json: bool) -> None:
+    """The lines a task's handler logged (ctx.log), oldest first; the last 100 are kept."""
+    info = require_task(state, task_id)
+    lines = state.client().call(tasklog.read, task_id, info.queue)
+    if as_json:
+        emit_json(
+            [{"at_ms": x.at_ms, "level": x.level, "attempt": x.attempt, "message": x.message} for x in lines]
+        )
+        return
+    if not lines:
+        echo(f"task {task_id} has no log lines (a handler writes them with ctx.log)")
+    for x in lines:
+        echo(f"{fmt_ms(x.at_ms)}  {x.level:<7}  attempt {x.attempt}  {one_line(x.message, 1000)}")
 
 
 def type_json(info: TypeInfo) -> dict[str, Any]:

@@ -120,12 +120,14 @@ local function notify_dependents(base, outbox_key, id, now)
   return false
 end
 
--- has_dependents / has_deps: false when the caller knows that key cannot exist (skips a
--- command on the hot path); nil when unknown.
-local function expire_task(base, id, ttl_ms, has_dependents, has_deps)
+-- has_dependents / has_deps / has_log: false when the caller knows that key cannot exist
+-- (skips a command on the hot path); nil when unknown. The log (ctx.log lines, tasklog.lua)
+-- exists only for a task whose hash has the 'log' field.
+local function expire_task(base, id, ttl_ms, has_dependents, has_deps, has_log)
   if ttl_ms > 0 then
     redis.call('PEXPIRE', task_key(base, id), ttl_ms)
     redis.call('PEXPIRE', history_key(base, id), ttl_ms)
+    if has_log ~= false then redis.call('PEXPIRE', log_key(base, id), ttl_ms) end
     if has_dependents ~= false then redis.call('PEXPIRE', dependents_key(base, id), ttl_ms) end
   end
   if has_deps ~= false then redis.call('DEL', deps_key(base, id)) end
@@ -180,4 +182,34 @@ local function join_group(base, failures_key, id, sample, ttype, now)
   g.last = now
   g.total = (g.total or 0) + 1
   redis.call('HSET', failures_key, fp, cjson.encode(g))
+end
+
+-- Expiry (Task.expires): a task not started by its deadline (hash field 'exp', ms) ends
+-- 'expired' and never runs. Checked where a task would start (dequeue.lua, start.lua) and by
+-- the sweep (expire.lua) for tasks nobody dequeues. Keys built from the queue's base, as
+-- engine/keys.py builds them (QueueKeys.expired, QueueKeys.expiries).
+
+local function past_deadline(exp, now)
+  local deadline = tonumber(exp)
+  return deadline ~= nil and deadline > 0 and deadline <= now
+end
+
+-- Move a task (already removed from its previous state set) to expired: its unique lock goes,
+-- its dependents are told (as for a failed dependency), it is kept for ttl_ms.
+local function to_expired(base, outbox_key, id, now, was, ttl_ms)
+  local tk = task_key(base, id)
+  local exp = tonumber(redis.call('HGET', tk, 'exp')) or now
+  local reason = 'not started by its deadline (' .. fmt((now - exp) / 1000) ..
+    ' s past it, while ' .. was .. ')'
+  leave_group(base, id)
+  redis.call('HSET', tk, 'state', 'expired', 'finished', now, 'reason', reason)
+  redis.call('HDEL', tk, 'lease', 'reserved', 'cancel', 'worker')
+  local set = expired_key(base)
+  redis.call('ZADD', set, now, id)
+  if ttl_ms > 0 then redis.call('ZREMRANGEBYSCORE', set, '-inf', now - ttl_ms) end
+  redis.call('ZREM', expiries_key(base), id)
+  release_unique(base, id)
+  notify_dependents(base, outbox_key, id, now)
+  expire_task(base, id, ttl_ms)
+  history(base, id, now, 'expired', reason)
 end

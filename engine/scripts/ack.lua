@@ -14,7 +14,8 @@ local done, stale, notified = {}, {}, {}
 for i = 4, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv', 'keep')
+  local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv', 'keep',
+    'log')
   local keep = tonumber(f[8])
   local owned = token_of(f[6], f[7]) == token
   if f[1] == 'active' and owned and f[2] ~= '1' then
@@ -33,7 +34,7 @@ for i = 4, #ARGV, 3 do
     -- the deps set exists only for tasks enqueued with dependencies ('deps' field)
     local ttl = retention
     if keep and keep > 0 then ttl = has_dependents and math.max(keep, retention) or keep end
-    expire_task(base, id, ttl, has_dependents, f[5] ~= false and f[5] ~= '')
+    expire_task(base, id, ttl, has_dependents, f[5] ~= false and f[5] ~= '', f[9] ~= false)
     history(base, id, now, 'completed', '')
     table.insert(done, id)
   elseif f[1] ~= 'completed' or not owned then

@@ -17,7 +17,9 @@ for i = 3, #ARGV do
   if existed then release_unique(base, id); leave_group(base, id) end
   local removed = 0
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
-  redis.call('DEL', tk, history_key(base, id), deps_key(base, id))
+  removed = removed + redis.call('ZREM', expired_key(base), id)
+  redis.call('ZREM', expiries_key(base), id)
+  redis.call('DEL', tk, history_key(base, id), deps_key(base, id), log_key(base, id))
   if notify_dependents(base, KEYS[10], id, now) then
     redis.call('PEXPIRE', dependents_key(base, id), DEPENDENTS_KEPT_MS)
   end

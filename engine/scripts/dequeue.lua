@@ -5,7 +5,7 @@
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
---       11 retention ms of cancelled tasks
+--       11 retention ms of cancelled (and expired) tasks
 -- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
 -- in the HSET that leases it, and the reply carries the delivery's token, which every later
 -- call about the task (start, ack, fail, extend, release, progress) must name.
@@ -23,6 +23,9 @@
 -- Lease recovery ends a task whose cancellation was requested 'cancelled' (its worker died or
 -- hung before it could act on the request); others go back to pending (a reserved one
 -- uncharged) or, their attempts spent, to dead.
+-- Expiry: a task whose 'exp' deadline passed before an attempt starts (the first or a retry)
+-- is moved to expired (see to_expired in _lib.lua) instead of being promoted or leased; a
+-- running attempt is never stopped by it. A reserved task is checked by start.lua.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), token, id2, ...}
 local base, channel = ARGV[1], ARGV[2]
@@ -82,13 +85,16 @@ local function register_idle(free)
   end
 end
 
--- due scheduled and retry tasks become pending
-local promoted = {}
-for _, src in ipairs({KEYS[3], KEYS[4]}) do
+-- due scheduled and retry tasks become pending (or expired, their deadline passed)
+local promoted, missed = {}, {}
+for k, src in ipairs({KEYS[3], KEYS[4]}) do
   local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', src, id)
-    if redis.call('EXISTS', task_key(base, id)) == 1 then
+    if past_deadline(redis.call('HGET', task_key(base, id), 'exp'), now) then
+      to_expired(base, KEYS[8], id, now, k == 1 and 'scheduled' or 'retry', retention)
+      table.insert(missed, id)
+    elseif redis.call('EXISTS', task_key(base, id)) == 1 then
       redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
       redis.call('HSET', task_key(base, id), 'state', 'pending')
       history(base, id, now, 'pending', 'due')
@@ -97,6 +103,8 @@ for _, src in ipairs({KEYS[3], KEYS[4]}) do
   end
 end
 publish(channel, 'pending', promoted, now)
+publish(channel, 'expired', missed, now)
+missed = {}
 
 -- leases that ran out: the worker died or hung. Each delivery counts as an attempt, so a task
 -- that kills its worker every time goes dead instead of crashing workers forever.
@@ -156,11 +164,14 @@ for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v', 'progress', 'dlv')
+    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp')
   -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
   -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
   -- 'unknown task type' instead of leaving it in no state set at all
-  if f[1] or redis.call('EXISTS', tk) == 1 then
+  if f[11] and past_deadline(f[11], now) then
+    to_expired(base, KEYS[8], id, now, 'pending', retention)
+    table.insert(missed, id)
+  elseif f[1] or redis.call('EXISTS', tk) == 1 then
     local attempts = tonumber(f[6]) or 0
     local reserved = '1'
     local dlv = (tonumber(f[10]) or 0) + 1
@@ -181,6 +192,7 @@ for j = 1, #popped, 2 do
   end
 end
 publish(channel, 'active', leased, now)
+publish(channel, 'expired', missed, now)
 if request ~= '' and #out > 1 then
   local receipt = {request}
   for j = 2, #out, 11 do table.insert(receipt, out[j]) end -- the ids: every 11th entry

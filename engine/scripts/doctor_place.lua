@@ -9,14 +9,14 @@
 --                             retry at their due time; finished sets at their finish time
 --   unknown state          -> dead, with an error naming it
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 waiting, 5 retry, 6 completed, 7 dead,
---       8 cancelled, 9 quarantined
+--       8 cancelled, 9 quarantined, 10 expired
 -- ARGV: 1 base, then ids
 -- Returns: flat {id, what} for each task it changed; what is 'removed', 'placed:<state>' or
 --          'buried'
 local base = ARGV[1]
 local now = now_ms()
 local order = {'pending', 'active', 'scheduled', 'waiting', 'retry', 'completed', 'dead', 'cancelled',
-  'quarantined'}
+  'quarantined', 'expired'}
 local set_of, live = {}, {pending = true, active = true, scheduled = true, waiting = true, retry = true}
 for k, state in ipairs(order) do set_of[state] = KEYS[k] end
 local out = {}

@@ -6,6 +6,8 @@
 --       any of u (unique key), ut (unique ttl ms), d (JSON text of the dependency refs),
 --       m (JSON text of the metadata), p (dependency-failure policy, stored as 'dpol'),
 --       k (keep_result ms, stored as 'keep': ack.lua's TTL of the completed task; 0 = no result)
+--       x (expires: ms from now to the deadline to start by, stored as 'exp', absolute, and
+--       indexed in '<base>expiries' for the sweep, expire.lua)
 -- A new task that would be pending goes straight to a waiting worker when one registered in
 -- KEYS[7] (see dequeue.lua): leased to it, reserved (its attempt is charged when it starts),
 -- pushed to its inbox with its delivery token (dlv 1, see token_of in _lib.lua). Its state is
@@ -64,13 +66,14 @@ while i + width - 1 <= #ARGV do
   local extras = ARGV[i + 7]
   i = i + width
   local unique, unique_ttl, deps_json, meta_json, x_policy = '', 0, '', '', 'cancel'
-  local keep = nil
+  local keep, expires_in = nil, nil
   if extras ~= '' then
     local x = cjson.decode(extras)
     unique, unique_ttl = x.u or '', x.ut or 0
     deps_json, meta_json = x.d or '', x.m or ''
     x_policy = x.p or 'cancel'
     keep = x.k
+    expires_in = x.x
   end
   local tk = task_key(base, id)
   local holder = nil
@@ -83,7 +86,8 @@ while i + width - 1 <= #ARGV do
       holder = redis.call('GET', ukey)
       if holder then
         local hstate = redis.call('HGET', task_key(base, holder), 'state')
-        if hstate == false or hstate == 'completed' or hstate == 'dead' or hstate == 'cancelled' then
+        if hstate == false or hstate == 'completed' or hstate == 'dead' or hstate == 'cancelled'
+          or hstate == 'expired' then
           holder = nil -- stale lock left by a finished task: take it over
         end
       end
@@ -111,6 +115,10 @@ while i + width - 1 <= #ARGV do
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
       if keep then redis.call('HSET', tk, 'keep', fmt(keep)) end
+      if expires_in then
+        redis.call('HSET', tk, 'exp', fmt(now + expires_in))
+        redis.call('ZADD', expiries_key(base), fmt(now + expires_in), id)
+      end
       if state == 'waiting' then
         redis.call('HSET', tk, 'deps', deps_json, 'dpol', x_policy)
         for _, ref in ipairs(deps) do redis.call('SADD', deps_key(base, id), ref) end

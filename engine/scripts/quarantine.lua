@@ -9,7 +9,8 @@ local started = cpu_seconds()
 local base, channel, ttl, note = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now = now_ms()
 local from = {pending = KEYS[2], active = KEYS[3], scheduled = KEYS[4], retry = KEYS[5],
-  waiting = KEYS[6], dead = KEYS[7], completed = KEYS[8], cancelled = KEYS[9]}
+  waiting = KEYS[6], dead = KEYS[7], completed = KEYS[8], cancelled = KEYS[9],
+  expired = expired_key(base)}
 local moved = {}
 for i = 5, #ARGV do
   local id = ARGV[i]
@@ -17,6 +18,7 @@ for i = 5, #ARGV do
   local state = redis.call('HGET', tk, 'state')
   if state and from[state] then
     redis.call('ZREM', from[state], id)
+    redis.call('ZREM', expiries_key(base), id)
     leave_group(base, id)
     release_unique(base, id)
     redis.call('HSET', tk, 'state', 'quarantined', 'qfrom', state, 'finished', now)

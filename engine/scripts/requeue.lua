@@ -2,13 +2,14 @@
 -- unique key takes its lock again; when another live task holds that key, it is refused.
 -- KEYS: 1 pending, 2 seq, 3 dead, 4 retry, 5 scheduled, 6 cancelled, 7 completed, 8 waiting
 -- ARGV: 1 base, 2 channel, 3 note, then ids
+-- A requeued task loses its 'expires' deadline (it would expire again at once).
 -- Returns: {ids requeued, flat {id, reason} of tasks refused, server CPU us taken (-1: unknown)}
 --          (ids active, pending or gone are skipped silently)
 local started = cpu_seconds()
 local base, channel, note = ARGV[1], ARGV[2], ARGV[3]
 local now = now_ms()
 local from = {dead = KEYS[3], retry = KEYS[4], scheduled = KEYS[5], cancelled = KEYS[6],
-  completed = KEYS[7], waiting = KEYS[8]}
+  completed = KEYS[7], waiting = KEYS[8], expired = expired_key(base)}
 local moved, refused = {}, {}
 for i = 4, #ARGV do
   local id = ARGV[i]
@@ -23,11 +24,13 @@ for i = 4, #ARGV do
     leave_group(base, id)
     redis.call('PERSIST', tk)
     redis.call('PERSIST', history_key(base, id))
+    redis.call('PERSIST', log_key(base, id))
     redis.call('PERSIST', dependents_key(base, id))
     redis.call('DEL', deps_key(base, id))
     redis.call('HSET', tk, 'state', 'pending', 'attempts', 0, 'due', now)
     redis.call('HDEL', tk, 'finished', 'lease', 'cancel', 'reason', 'result', 'progress', 'pmsg',
-      'reserved', 'worker')
+      'reserved', 'worker', 'exp')
+    redis.call('ZREM', expiries_key(base), id)
     redis.call('HINCRBY', tk, 'requeues', 1)
     redis.call('ZADD', KEYS[1], pending_score(base, KEYS[2], id), id)
     history(base, id, now, 'pending', note .. ' (was ' .. state .. ')')

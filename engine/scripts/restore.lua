@@ -11,7 +11,8 @@
 local started = cpu_seconds()
 local base, channel, dead_ttl, retention = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
-local finished = {dead = {KEYS[4], dead_ttl}, completed = {KEYS[5], retention}, cancelled = {KEYS[6], retention}}
+local finished = {dead = {KEYS[4], dead_ttl}, completed = {KEYS[5], retention}, cancelled = {KEYS[6], retention},
+  expired = {expired_key(base), retention}}
 local restored, refused, waiting = {}, {}, {}
 for i = 5, #ARGV do
   local id = ARGV[i]
@@ -29,9 +30,11 @@ for i = 5, #ARGV do
       redis.call('HSET', tk, 'state', was)
       redis.call('ZADD', back[1], now, id)
       redis.call('PEXPIRE', tk, back[2]); redis.call('PEXPIRE', history_key(base, id), back[2])
+      redis.call('PEXPIRE', log_key(base, id), back[2])
       history(base, id, now, was, 'restored from quarantine')
     else
       redis.call('PERSIST', tk); redis.call('PERSIST', history_key(base, id))
+      redis.call('PERSIST', log_key(base, id))
       redis.call('PERSIST', dependents_key(base, id))
       redis.call('HSET', tk, 'attempts', 0)
       -- out of active for good: no worker holds it any more (a prefetched one was reserved)

@@ -3,6 +3,7 @@ dependency links (what it waits on, what waits on it) navigable with the keyboar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from rich.text import Text
@@ -13,11 +14,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine import explain, inspect
+from engine import explain, inspect, tasklog
 from engine.client import AsyncClient
 from engine.errors import TaskNotFound
 from engine.explain import Explanation
 from engine.task import TaskInfo, TaskState
+from engine.tasklog import LogLine
 from rediq_tui import fmt, safe
 from rediq_tui.host import Host
 from rediq_tui.messages import CopyText, OpenTask, RefreshRequested, TaskAction
@@ -41,6 +43,7 @@ FIELDS = (
 TIMES = (
     ("enqueued_at_ms", "Enqueued"),
     ("due_at_ms", "Due"),
+    ("expires_at_ms", "Expires"),
     ("started_at_ms", "Started"),
     ("finished_at_ms", "Finished"),
     ("lease_expiry_ms", "Lease until"),
@@ -93,6 +96,7 @@ OUTCOME_STYLE = {
     "dead": "bold red",
     "retry": "yellow",
     "cancelled": "yellow",
+    "expired": "magenta",
     "running": "cyan",
 }
 
@@ -108,7 +112,24 @@ def render_error(task: TaskInfo) -> Text:
     return out
 
 
-def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
+LOG_LINES_SHOWN = 20
+"""The newest ``ctx.log`` lines shown in the detail (``rediq task logs ID`` prints all kept)."""
+LOG_STYLE = {"warning": "yellow", "error": "red", "debug": "dim"}
+
+
+def render_log(lines: Sequence[LogLine]) -> Text:
+    """The newest lines the handler wrote with ``ctx.log``, oldest first, sanitised."""
+    out = section(f"Log (last {min(len(lines), LOG_LINES_SHOWN)} of {len(lines)})")
+    out.append("\n")
+    for line in lines[-LOG_LINES_SHOWN:]:
+        out.append(fmt.stamp(line.at_ms), style="dim")
+        out.append(f"  {line.level:<7} ", style=LOG_STYLE.get(line.level, ""))
+        out.append(f"#{line.attempt} ", style="dim")
+        out.append(safe.clean(line.message, 300) + "\n")
+    return out
+
+
+def render_task(task: TaskInfo, why: Explanation | None = None, log_lines: Sequence[LogLine] = ()) -> Text:
     out = Text()
     out.append("Task ", style="bold")
     out.append(safe.clean(task.id, 128), style="bold cyan")
@@ -151,6 +172,8 @@ def render_task(task: TaskInfo, why: Explanation | None = None) -> Text:
     out.append(render_attempts(task))
     if not failed:
         out.append(render_error(task))
+    if log_lines:
+        out.append(render_log(log_lines))
     out.append(section("History (newest first)"))
     out.append("\n")
     for entry in task.history[:100]:
@@ -192,6 +215,7 @@ class TaskDetailScreen(Screen[None], Pollable):
         self.task_id = task_id
         self.info: TaskInfo | None = None
         self.why: Explanation | None = None
+        self.log_lines: list[LogLine] = []
         self.missing = False
 
     @property
@@ -219,19 +243,19 @@ class TaskDetailScreen(Screen[None], Pollable):
             return None
         return True
 
-    async def fetch(self, client: AsyncClient) -> tuple[TaskInfo | None, Explanation | None]:
+    async def fetch(self, client: AsyncClient) -> tuple[TaskInfo | None, Explanation | None, list[LogLine]]:
         info = await client.call(inspect.task, self.task_id, self.queue)
         if info is None:
-            return None, None
+            return None, None, []
         try:
             why = await client.call(explain.why, self.task_id, self.queue)
         except TaskNotFound:  # gone between the two reads
             why = None
-        return info, why
+        return info, why, await client.call(tasklog.read, self.task_id, info.queue)
 
     def show(self, data: Any) -> None:
         info: TaskInfo | None
-        info, self.why = data
+        info, self.why, self.log_lines = data
         title = self.query_one("#detail-title", Static)
         if info is None:
             self.missing = True
@@ -248,7 +272,7 @@ class TaskDetailScreen(Screen[None], Pollable):
             if self.why.reasons:
                 line.append(": " + safe.clean(self.why.reasons[0], 120), style="red")
         title.update(line)
-        self.query_one("#detail-body", Static).update(render_task(info, self.why))
+        self.query_one("#detail-body", Static).update(render_task(info, self.why, self.log_lines))
         deps = self.query_one("#detail-deps", OptionList)
         options = dependency_options(info)
         highlighted = deps.highlighted
@@ -267,7 +291,7 @@ class TaskDetailScreen(Screen[None], Pollable):
                 "progress_message": message if message is not None else self.info.progress_message,
             }
         )
-        self.query_one("#detail-body", Static).update(render_task(self.info, self.why))
+        self.query_one("#detail-body", Static).update(render_task(self.info, self.why, self.log_lines))
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

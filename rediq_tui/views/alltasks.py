@@ -20,7 +20,13 @@ from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
 
 CHROME_ROWS = 5  # status, title, counts, header, footer
-STATE_STYLE = {"dead": "bold red", "retry": "yellow", "active": "green", "completed": "dim"}
+STATE_STYLE = {
+    "dead": "bold red",
+    "retry": "yellow",
+    "active": "green",
+    "completed": "dim",
+    "expired": "magenta",
+}
 
 
 def parse_query(text: str) -> TaskQuery:

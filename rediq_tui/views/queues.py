@@ -12,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from engine import admin, inspect, overview
+from engine import admin, inspect, overview, serving
 from engine.client import AsyncClient
 from engine.inspect import Forecast, QueueSummary
 from engine.overview import QueueRow
+from engine.serving import UnservedType
 from engine.task import TaskState
 from rediq_tui import fmt, safe
 from rediq_tui.messages import BulkStateAction, OpenCharts, OpenQueue, RefreshRequested, WriteRequested
@@ -47,6 +48,8 @@ runtime percentiles in the selected queue's forecast."""
 RUNTIMES_EVERY_S = 30.0
 """The selected queue's runtime percentiles (two task pages and the samples) are read at most
 this often; every refresh redoes its forecast from the fresh counts."""
+UNSERVED_EVERY_S = 5.0
+"""The selected queue's unserved task types (``engine.serving``) are read at most this often."""
 WINDOW_MARGIN = 5
 """Rows read above and below the visible ones (a short scroll shows fresh figures at once)."""
 
@@ -96,6 +99,19 @@ def forecast_line(fc: Forecast, row: QueueRow | None = None) -> Text:
     return line
 
 
+def unserved_line(unserved: list[UnservedType]) -> Text:
+    """Task types waiting in the selected queue that no live worker serves, and why."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    line.append("⚠ unserved: ", style="bold red")
+    for n, u in enumerate(unserved):
+        if n:
+            line.append(" · ")
+        line.append(safe.clean(u.task_type, 30), style="bold")
+        line.append(f" ({u.waiting:,}{'+' if u.waiting >= serving.SAMPLE else ''} waiting: ")
+        line.append(safe.clean(u.why, 120) + ")")
+    return line
+
+
 def _num(n: int, style: str = "") -> Text:
     return Text(fmt.count(n), style=style if n else "dim", justify="right")
 
@@ -108,6 +124,8 @@ class QueuesData:
     names: list[str]
     rows: list[QueueRow]
     forecast: Forecast | None
+    unserved: list[UnservedType] | None = None
+    """The selected queue's unserved types (None: not read on this poll, keep the last)."""
 
 
 class QueuesView(View):
@@ -132,6 +150,9 @@ class QueuesView(View):
         self._drawn: dict[str, QueueRow] = {}
         self._runtimes: dict[str, tuple[float, Forecast]] = {}
         """The selected queues' runtime percentiles and when they were read."""
+        self.unserved: list[UnservedType] = []
+        """Task types waiting in the selected queue that no live worker serves."""
+        self._unserved_read: tuple[str, float] | None = None
 
     @property
     def summaries(self) -> dict[str, QueueSummary]:
@@ -150,6 +171,7 @@ class QueuesView(View):
             table.add_column(label, key=key, width=width)
         yield table
         yield Static("", classes="detail-line", id="queues-detail")
+        yield Static("", classes="detail-line -hidden", id="queues-unserved")
 
     def on_mount(self) -> None:
         self.watch(self.table, "scroll_y", self._scrolled, init=False)
@@ -191,10 +213,15 @@ class QueuesView(View):
         if selected is None:
             return QueuesData(names, rows, None)
         row = next((r for r in rows if r.name == selected), None)
+        unserved = None
+        last = self._unserved_read
+        if last is None or last[0] != selected or time.monotonic() - last[1] >= UNSERVED_EVERY_S:
+            unserved = await client.call(serving.unserved_types, selected)
+            self._unserved_read = (selected, time.monotonic())
         cached = self._runtimes.get(selected)
         if row is not None and cached is not None and time.monotonic() - cached[0] < RUNTIMES_EVERY_S:
             # runtimes change slowly: between reads the forecast is redone from the fresh row
-            return QueuesData(names, rows, inspect.forecast_of(row.summary, cached[1].runtimes))
+            return QueuesData(names, rows, inspect.forecast_of(row.summary, cached[1].runtimes), unserved)
         # bounded: the heads of pending and active give the task types worth a p50/p95
         heads = [
             await client.call(inspect.page, selected, state, 0, 20)
@@ -204,7 +231,7 @@ class QueuesView(View):
         forecast = await client.call(inspect.forecast, selected, types)
         if forecast is not None:
             self._runtimes[selected] = (time.monotonic(), forecast)
-        return QueuesData(names, rows, forecast)
+        return QueuesData(names, rows, forecast, unserved)
 
     def show(self, data: QueuesData) -> None:
         self.names = data.names
@@ -213,6 +240,8 @@ class QueuesView(View):
         self.rows = {n: r for n, r in self.rows.items() if n in known}
         for row in data.rows:
             self.rows[row.name] = row
+        if data.unserved is not None:
+            self.unserved = data.unserved
         self._draw_rows()
 
     def _draw_rows(self) -> None:
@@ -289,6 +318,11 @@ class QueuesView(View):
         else:
             text = Text(safe.clean(name, 40), style="bold")
         self.query_one("#queues-detail", Static).update(text)
+        unserved = self.unserved if self._unserved_read and self._unserved_read[0] == name else []
+        line = self.query_one("#queues-unserved", Static)
+        line.set_class(not unserved, "-hidden")
+        if unserved:
+            line.update(unserved_line(unserved))
 
     def filter_changed(self) -> None:
         self._draw_rows()

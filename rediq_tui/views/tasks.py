@@ -30,6 +30,7 @@ STATES: tuple[str, ...] = (
     "cancelled",
     "waiting",
     "quarantined",
+    "expired",
 )
 SEARCH_SCAN_LIMIT = 20_000
 """The ``/`` filter searches the whole state server-side, reading at most this many tasks."""

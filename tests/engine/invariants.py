@@ -11,7 +11,7 @@ import redis
 from engine.task import TaskState
 
 STATE_SETS = [str(s) for s in TaskState]
-FINISHED = {"completed", "dead", "cancelled"}
+FINISHED = {"completed", "dead", "cancelled", "expired"}
 
 
 def _text(value: object) -> str:

@@ -45,3 +45,10 @@ def pid(ctx: Any, payload: Any) -> dict[str, Any]:
 @pool.task("own_timeout", queue="pool", max_retry=0)
 def own_timeout(ctx: Any, payload: Any) -> None:
     raise TimeoutError("read timed out after 5 ms talking to payments-api")
+
+
+@pool.task("logs", queue="pool")
+def logs(ctx: Any, payload: Any) -> int:
+    ctx.log("from the child", level="warning")
+    ctx.log(f"pid {os.getpid()}")
+    return os.getpid()

@@ -1,8 +1,8 @@
 """Raw Redis state written by a buggy or older client: random missing hash fields, wrong
 types, junk history and junk events. Readers (``get_task``, ``inspect.page``,
 ``inspect.queues``) never crash, and a real worker dequeuing such tasks neither crashes nor
-stalls: every task ends retried, dead or completed, visible with an error, and the invariant
-checker stays clean."""
+stalls: every task ends retried, dead or completed, visible with an error (or expired, its
+junk 'exp' read as a deadline that passed, saying so), and the invariant checker stays clean."""
 
 from __future__ import annotations
 
@@ -232,6 +232,12 @@ def test_worker_survives_raw_state(
                 # or running: in its set (the checker agrees) and it says what went wrong
                 assert r.zscore(BASE + state_now, task_id) is not None
                 assert state_now == "active" or r.hget(BASE + "t:" + task_id, "error")
+                continue
+            if state_now == "expired":
+                # its 'exp' field read as a start deadline that has passed: never run, says why
+                assert "exp" in fields, (task_id, fields)
+                reason = str(r.hget(BASE + "t:" + task_id, "reason") or "")
+                assert reason.startswith("not started by its deadline"), (task_id, reason)
                 continue
             assert state_now in ("completed", "dead"), (task_id, state_now)
             if state_now == "dead":

@@ -17,6 +17,8 @@ ID = "id:with{braces}.1"
 def test_every_lua_key_helper_builds_the_name_its_python_builder_does(redis_url: str) -> None:
     names = list(keys.PER_ID_KEYS)
     calls = ", ".join(f"{name}_key(ARGV[1], ARGV[2])" for name in names)
+    queue_wide = list(keys.SCRIPT_QUEUE_KEYS)
+    calls += "".join(f", {name}_key(ARGV[1])" for name in queue_wide)
     source = lua.key_helpers() + f"return {{{calls}, stat_key(ARGV[1], 'p', tonumber(ARGV[3]))}}"
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -24,8 +26,10 @@ def test_every_lua_key_helper_builds_the_name_its_python_builder_does(redis_url:
     finally:
         r.close()
     assert isinstance(built, list)
-    python = [getattr(QK, name)(ID) for name in names] + [QK.stat("p", 29_445_123)]
-    assert dict(zip([*names, "stat"], built, strict=True)) == dict(zip([*names, "stat"], python, strict=True))
+    python = [getattr(QK, name)(ID) for name in names]
+    python += [getattr(QK, name) for name in queue_wide] + [QK.stat("p", 29_445_123)]
+    labels = [*names, *queue_wide, "stat"]
+    assert dict(zip(labels, built, strict=True)) == dict(zip(labels, python, strict=True))
     per_id_builders = {
         name
         for name in dir(keys.QueueKeys)

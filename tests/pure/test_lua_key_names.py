@@ -14,7 +14,7 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "engine" / "scripts"
 # spelled by hand
 SPELLED_KEY = re.compile(r"\b(?:base|ARGV\[1\])\s*\.\.\s*'")
 HELPER_CALL = re.compile(r"\b([a-z_]+_key)\(")
-HELPERS = {f"{name}_key" for name in keys.PER_ID_KEYS} | {"stat_key"}
+HELPERS = {f"{name}_key" for name in [*keys.PER_ID_KEYS, *keys.SCRIPT_QUEUE_KEYS]} | {"stat_key"}
 
 
 def lua_files() -> dict[str, str]:
