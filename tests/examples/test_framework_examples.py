@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_example_tests(path: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIQ_URL", "DJANGO_SETTINGS_MODULE")}
+    inherited = ("REDIS_URL", "REDIQ_PREFIX", "DJANGO_SETTINGS_MODULE", "SHOP_DATABASE")
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path],
@@ -27,7 +28,7 @@ def run_example_tests(path: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize(("example", "tests"), [("fastapi_app", 5)])
+@pytest.mark.parametrize(("example", "tests"), [("fastapi_app", 5), ("django_project", 4)])
 def test_the_examples_own_tests_pass(example: str, tests: int) -> None:
     result = run_example_tests(f"examples/{example}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
