@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from rediq_tui.views.queues import PAUSED_MARK
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +73,7 @@ def row(screen: str, name: str) -> str:
 
 def column(screen: str, name: str, index: int) -> float:
     """A number from a queue row at 80 columns: 1 pending, 2 active, 3 dead, 4 ok/m, 5 err/m."""
-    cells = [c for c in row(screen, name).split() if c != "⏸"]  # the paused mark follows the name
+    cells = [c for c in row(screen, name).split() if c != PAUSED_MARK]  # the paused mark follows the name
     try:
         return float(cells[index].replace(",", "")) if len(cells) > index else -1
     except ValueError:
@@ -126,7 +128,7 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
 
     # pause payment from the queues view: its row shows the pause flag and work piles up
     demo.keys("1", "g", "j", "j", "j", "j", "P")
-    screen = demo.wait_for(lambda s: "⏸" in row(s, "payment"), "payment paused")
+    screen = demo.wait_for(lambda s: PAUSED_MARK in row(s, "payment"), "payment paused")
     pending_then = column(screen, "payment", 1)
     demo.wait_for(lambda s: column(s, "payment", 1) > pending_then, "payment's backlog growing")
 
@@ -161,7 +163,7 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     # back to queues and resume: the backlog drains
     demo.keys("Escape", "1", "g", "j", "j", "j", "j", "P")
     demo.wait_for(
-        lambda s: "⏸" not in row(s, "payment") and 0 <= column(s, "payment", 1) <= pending_then,
+        lambda s: PAUSED_MARK not in row(s, "payment") and 0 <= column(s, "payment", 1) <= pending_then,
         "payment resumed and draining",
         timeout=60,
     )
