@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.client import Client  # noqa: E402
+from rediq_tui.firstrun import DISMISSED_MARKER, STATE_DIR_ENV  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 from tests.tui.data import make_dead  # noqa: E402
 
@@ -130,7 +131,10 @@ def main() -> int:
     try:
         fill(server.url)
         port, debug_port = free_port(), free_port()
-        env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
+        state = Path(profile) / "console-state"  # the first-launch tip dismissed, the user's untouched
+        state.mkdir()
+        (state / DISMISSED_MARKER).touch()
+        env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(ROOT), STATE_DIR_ENV: str(state)}
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "rediq_tui", "--serve", "--port", str(port), "--interval", "1000"],

@@ -1,7 +1,7 @@
 """A live demo, for ``rediq-tui --demo``: example workers and a shop on a busy afternoon.
 
 - a steady stream of orders (``orders_per_s``), and every half minute or so a burst (a
-  newsletter went out) of 20 to 40 seconds' worth of orders within a few seconds, so queues
+  newsletter went out) of 15 to 30 seconds' worth of orders within a few seconds, so queues
   back up and drain;
 - payments that fail on a flaky gateway and retry with backoff; a few expired cards (dead at
   once, ``Permanent``) and a few shipments to a city the carrier table lacks (a real
@@ -32,9 +32,9 @@ from rediq_tui.demo.tasks import registry
 log = logging.getLogger("rediq.demo")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BURST_EVERY_S = (25.0, 45.0)
-BURST_SECONDS_OF_ORDERS = (20.0, 40.0)
+BURST_SECONDS_OF_ORDERS = (15.0, 30.0)
 """A burst places this many seconds' worth of the steady rate (none if the rate is tiny)."""
-BURST_RATE_PER_S = 15.0
+BURST_RATE_PER_S = 10.0
 IMPORT_CHECK_S = 3.0
 EXPIRED_CARD = 0.03
 NEW_CITY_SHARE = 0.02
@@ -75,6 +75,7 @@ class Demo:
         self.burst_every_s = burst_every_s
         self.placed = 0
         self.bursts = 0
+        self.burst_orders = 0
         self.imports = 0
 
     def start(self) -> Demo:
@@ -140,6 +141,7 @@ class Demo:
             if self._stop.wait(self.rng.expovariate(BURST_RATE_PER_S)):
                 return
             self._one_order(client)
+            self.burst_orders += 1
 
     def _one_order(self, client: Client) -> None:
         roll = self.rng.random()

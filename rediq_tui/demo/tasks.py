@@ -92,7 +92,7 @@ async def inventory(ctx: TaskContext, payload: InventoryTaskPayload) -> dict[str
     queue="payment",
     priority=0,
     max_retry=5,
-    retry=Backoff(base=5.0, factor=2.0, cap=60.0),  # an overloaded gateway gets time to recover
+    retry=Backoff(base=10.0, factor=2.0, cap=120.0),  # an overloaded gateway gets time to recover
     payload=PaymentTaskPayload,
 )
 async def payment(ctx: TaskContext, payload: PaymentTaskPayload) -> dict[str, Any]:
@@ -224,3 +224,15 @@ class LoggingMiddleware:
 registry.add_middleware(LoggingMiddleware())
 
 QUEUES = ["inventory", "payment", "shipping", "notifications", "cancellations", "reports", "imports"]
+QUEUE_WEIGHTS = {
+    "inventory": 6,
+    "payment": 6,
+    "shipping": 4,
+    "notifications": 3,
+    "cancellations": 3,
+    "reports": 1,
+    "imports": 1,
+}
+"""The demo workers' fetch weights: in a burst the order steps get most slots, and the cron
+reports, the import and the unpaid-order checks still get some (in strict order they would
+wait out every burst)."""

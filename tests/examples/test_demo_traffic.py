@@ -81,8 +81,10 @@ def test_bursts_on_top_of_the_steady_orders_and_always_one_import(redis_url: str
 
         demo.start()
         try:
-            # 1 order/s steady; a burst adds 20 to 40 seconds' worth within a few seconds
-            wait_for(lambda: demo.bursts >= 1 and demo.placed >= 21, "a burst", timeout=30)
+            # 1 order/s steady; a burst adds 15 to 30 seconds' worth within a few seconds (the
+            # second one starts once the first has placed all of its orders)
+            wait_for(lambda: demo.bursts >= 2, "two bursts", timeout=60)
+            assert demo.burst_orders >= 15
             # an import ends (a few hundred rows at the test's pace) and the next one starts
             wait_for(lambda: imports("completed") >= 1 and demo.imports >= 2, "the next import")
         finally:
