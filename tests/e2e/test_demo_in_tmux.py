@@ -67,6 +67,15 @@ class Terminal:
         return screen
 
 
+def shown_state(screen: str, queue: str) -> str | None:
+    """The state the Tasks view shows, from its title (``payment · pending · 1-20 of 31``)."""
+    for line in screen.splitlines():
+        parts = line.strip().split(" · ")
+        if len(parts) >= 3 and parts[0] == queue:
+            return parts[1]
+    return None
+
+
 def row(screen: str, name: str) -> str:
     return next((line for line in screen.splitlines() if line.strip().startswith(name + " ")), "")
 
@@ -137,9 +146,12 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     demo.keys("Enter")
     demo.wait_for(lambda s: "payment · " in s and " of " in s, "payment's tasks")
     for _ in range(9):
-        if "payment · pending" in demo.screen():
+        shown = shown_state(demo.screen(), "payment")
+        if shown == "pending":
             break
         demo.keys("]")
+        # one key, one step: the next check must not see the screen before this key landed
+        demo.wait_for(lambda s, was=shown: shown_state(s, "payment") not in (was, None), "the next state")
     demo.wait_for(lambda s: "payment · pending" in s, "payment's pending tasks")
     demo.keys("Enter")
     screen = demo.wait_for(lambda s: "State: pending" in s and "Payload" in s, "a task's detail")
