@@ -27,6 +27,7 @@ from engine.overview import FoundKind
 from rediq_tui import safe
 from rediq_tui.actions import Actions
 from rediq_tui.config import ConsoleConfig
+from rediq_tui.firstrun import remember_dismissed, tip_dismissed
 from rediq_tui.launcher import LaunchedWorker
 from rediq_tui.messages import (
     CopyText,
@@ -55,6 +56,7 @@ from rediq_tui.views.redis import RedisView
 from rediq_tui.views.tasks import TasksView
 from rediq_tui.views.workers import WorkersView
 from rediq_tui.widgets.filter import FilterBar
+from rediq_tui.widgets.hint import DISMISS_KEY, FirstLaunchTip
 from rediq_tui.widgets.status import StatusBar
 from rediq_tui.widgets.table import VimTable
 
@@ -149,6 +151,8 @@ class RediqApp(Actions, App[None]):
             yield AuditView(id="audit")
             yield AllTasksView(id="all")
             yield RedisView(id="redis")
+        if not tip_dismissed():
+            yield FirstLaunchTip()
         yield Footer()
 
     def on_mount(self) -> None:
@@ -156,6 +160,9 @@ class RediqApp(Actions, App[None]):
             # an SSH drop ends the console like q (and --demo then stops what it started)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
         self.current_view.focus_main()
+        if self.screen_stack[0].query(FirstLaunchTip):
+            # bound only while the tip shows (not in BINDINGS: neither ? nor the docs list it)
+            self.bind(DISMISS_KEY, "dismiss_tip", description="Hide the tip", show=False)
         self.redraw_status()
         self.poll()
         if self.config.events:
@@ -483,3 +490,10 @@ class RediqApp(Actions, App[None]):
 
     def action_refresh_now(self) -> None:
         self.poll()
+
+    def action_dismiss_tip(self) -> None:
+        """``H`` on the first-launch tip: hide it, for good."""
+        for tip in self.screen_stack[0].query(FirstLaunchTip):
+            tip.remove()
+            if not remember_dismissed():
+                self.notify("The tip is hidden until the console restarts (cannot write the state directory)")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rediq_tui.app import RediqApp  # noqa: E402
+from rediq_tui.firstrun import DISMISSED_MARKER, STATE_DIR_ENV  # noqa: E402
 from rediq_tui.screens.detail import TaskDetailScreen  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 from tests.tui import scenes  # noqa: E402
@@ -142,6 +145,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    # a private console state: the first-launch tip dismissed, nothing written to the user's
+    state = Path(tempfile.mkdtemp(prefix="rediq-console-state-"))
+    (state / DISMISSED_MARKER).touch()
+    os.environ[STATE_DIR_ENV] = str(state)
     for path in asyncio.run(main_async(args.out)):
         print(path)
     return 0

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.client import Client  # noqa: E402
+from rediq_tui.firstrun import DISMISSED_MARKER, STATE_DIR_ENV  # noqa: E402
 from tests.servers import ServerProcess, free_port  # noqa: E402
 from tests.tui.data import make_dead  # noqa: E402
 
@@ -185,7 +186,10 @@ def capture(width: int = 1100, height: int = 640, settle_s: float = 8.0) -> Capt
     try:
         fill(server.url)
         port, debug_port = free_port(), free_port()
-        env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
+        state = Path(profile) / "console-state"  # the first-launch tip dismissed, the user's untouched
+        state.mkdir()
+        (state / DISMISSED_MARKER).touch()
+        env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(ROOT), STATE_DIR_ENV: str(state)}
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "rediq_tui", "--serve", "--port", str(port), "--interval", "1000"],

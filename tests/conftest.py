@@ -7,7 +7,20 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from rediq_tui.firstrun import DISMISSED_MARKER, STATE_DIR_ENV
 from tests.servers import ServerProcess, free_port
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _console_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every console the tests start (in process, in tmux, served) remembers its state in a
+    private directory, never the user's, where the first-launch tip is already dismissed (the
+    snapshots show no tip; tests/tui/test_first_launch_tip.py points it elsewhere)."""
+    state = tmp_path_factory.mktemp("console-state")
+    (state / DISMISSED_MARKER).touch()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STATE_DIR_ENV, str(state))
+        yield
 
 
 @pytest.fixture(scope="session")

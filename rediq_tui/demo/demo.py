@@ -1,7 +1,14 @@
-"""A live demo: example workers plus a steady stream of orders, for ``rediq-tui --demo``.
+"""A live demo, for ``rediq-tui --demo``: example workers and a shop on a busy afternoon.
 
-Some payments fail on a flaky gateway and retry, a few cards are expired (dead tasks to
-requeue), some orders are cancelled, and a batch import with a progress bar runs now and then.
+- a steady stream of orders (``orders_per_s``), and every half minute or so a burst (a
+  newsletter went out) of 15 to 30 seconds' worth of orders within a few seconds, so queues
+  back up and drain;
+- payments that fail on a flaky gateway and retry with backoff; a few expired cards (dead at
+  once, ``Permanent``) and a few shipments to a city the carrier table lacks (a real
+  ``KeyError``, retried, then dead): dead tasks to inspect and requeue;
+- some orders cancelled by their customer;
+- always one batch import running, its progress bar moving;
+- cron: a stock reconciliation every minute (and the hourly and daily entries).
 """
 
 from __future__ import annotations
@@ -19,11 +26,19 @@ from pathlib import Path
 from engine.client import Client
 from engine.errors import RediqError
 from rediq_tui.demo.models import BatchImportPayload
-from rediq_tui.demo.producer import CITIES, cancel_order, place_order, random_order
+from rediq_tui.demo.producer import CITIES, NEW_CITY, cancel_order, place_order, random_order
 from rediq_tui.demo.tasks import registry
 
 log = logging.getLogger("rediq.demo")
 REPO_ROOT = Path(__file__).resolve().parents[2]
+BURST_EVERY_S = (25.0, 45.0)
+BURST_SECONDS_OF_ORDERS = (15.0, 30.0)
+"""A burst places this many seconds' worth of the steady rate (none if the rate is tiny)."""
+BURST_RATE_PER_S = 10.0
+IMPORT_CHECK_S = 3.0
+EXPIRED_CARD = 0.03
+NEW_CITY_SHARE = 0.02
+CANCELLED = 0.08
 
 
 def _die_with_parent() -> None:
@@ -47,6 +62,7 @@ class Demo:
         orders_per_s: float = 1.5,
         log_dir: Path | None = None,
         seed: int | None = None,
+        burst_every_s: tuple[float, float] = BURST_EVERY_S,
     ) -> None:
         self.url = url
         self.workers = workers
@@ -57,7 +73,11 @@ class Demo:
         self.processes: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._feeder: threading.Thread | None = None
+        self.burst_every_s = burst_every_s
         self.placed = 0
+        self.bursts = 0
+        self.burst_orders = 0
+        self.imports = 0
 
     def start(self) -> Demo:
         env = {
@@ -83,27 +103,25 @@ class Demo:
         return self
 
     def _feed(self) -> None:
-        client = Client(self.url)
+        client = Client(self.url, registry=registry)  # the types as declared, without a warning each
         try:
             client.enqueue(registry.make_task("report:daily", None))
-            client.enqueue(
-                registry.make_task("import:orders", BatchImportPayload(source="legacy-shop.csv", total=40))
-            )
-            last_import = time.monotonic()
+            current_import = self._start_import(client, "legacy-shop.csv", 120)
+            next_import_check = time.monotonic() + IMPORT_CHECK_S
+            next_burst = time.monotonic() + self.rng.uniform(*self.burst_every_s)
             while not self._stop.is_set():
                 try:
                     self._one_order(client)
-                    if time.monotonic() - last_import > 25:
-                        total = self.rng.randint(20, 60)
-                        client.enqueue(
-                            registry.make_task(
-                                "import:orders",
-                                BatchImportPayload(
-                                    source=f"partner-feed-{self.rng.randint(1, 9)}.json", total=total
-                                ),
-                            )
-                        )
-                        last_import = time.monotonic()
+                    now = time.monotonic()
+                    if now >= next_burst:
+                        self._burst(client)
+                        next_burst = time.monotonic() + self.rng.uniform(*self.burst_every_s)
+                    if now >= next_import_check:
+                        next_import_check = now + IMPORT_CHECK_S
+                        info = client.get_task(current_import)
+                        if info is None or info.state.is_final:  # one import at a time
+                            source = f"partner-feed-{self.rng.randint(1, 9)}.json"
+                            current_import = self._start_import(client, source, self.rng.randint(150, 400))
                 except RediqError as exc:  # Redis restarting: keep trying, the console shows it
                     log.warning("demo feeder: %s", exc)
                     self._stop.wait(2)
@@ -111,18 +129,34 @@ class Demo:
         finally:
             client.close()
 
+    def _start_import(self, client: Client, source: str, total: int) -> str:
+        task = registry.make_task("import:orders", BatchImportPayload(source=source, total=total))
+        self.imports += 1
+        return client.enqueue(task).id
+
+    def _burst(self, client: Client) -> None:
+        """A newsletter went out: orders arrive much faster than usual for a few seconds."""
+        count = round(self.orders_per_s * self.rng.uniform(*BURST_SECONDS_OF_ORDERS))
+        self.bursts += 1
+        for _ in range(count):
+            if self._stop.wait(self.rng.expovariate(BURST_RATE_PER_S)):
+                return
+            self._one_order(client)
+            self.burst_orders += 1
+
     def _one_order(self, client: Client) -> None:
         roll = self.rng.random()
-        method = "expired_card" if roll < 0.04 else "card"
+        method = "expired_card" if roll < EXPIRED_CARD else "card"
+        city = NEW_CITY if self.rng.random() < NEW_CITY_SHARE else self.rng.choice(CITIES)
         placed = place_order(
             client,
             random_order(self.rng),
             payment_method=method,
-            city=self.rng.choice(CITIES),
+            city=city,
             timeout_check_s=self.rng.uniform(20, 60),
         )
         self.placed += 1
-        if 0.04 <= roll < 0.12:
+        if EXPIRED_CARD <= roll < EXPIRED_CARD + CANCELLED:
             cancel_order(client, placed)
 
     def stop(self, grace_s: float = 10.0) -> None:

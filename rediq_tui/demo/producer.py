@@ -22,6 +22,8 @@ from rediq_tui.demo.models import (
 )
 
 CITIES = ["Hangzhou", "Lyon", "Porto", "Austin", "Osaka", "Leeds", "Kraków", "Recife"]
+NEW_CITY = "Reykjavík"
+"""A city the carrier table (``tasks.CARRIER_ZONES``) does not know yet: its shipments fail."""
 PRODUCTS = [f"sku-{n:03d}" for n in range(1, 25)]
 
 

@@ -6,10 +6,10 @@ import logging
 import sys
 
 from engine.worker import Worker, WorkerOptions
-from rediq_tui.demo.tasks import QUEUES, registry
+from rediq_tui.demo.tasks import QUEUE_WEIGHTS, QUEUES, registry
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     concurrency = int(sys.argv[2]) if len(sys.argv) > 2 else 8
-    options = WorkerOptions(queues=QUEUES, concurrency=concurrency, lease_s=15)
+    options = WorkerOptions(queues=QUEUES, concurrency=concurrency, lease_s=15, weights=QUEUE_WEIGHTS)
     sys.exit(Worker(registry, sys.argv[1], options).run_forever())

@@ -35,7 +35,7 @@ registry = Registry()
 
 # The demo slows handlers down so that a person can watch tasks move; production code would not.
 PACE = float(os.environ.get("REDIQ_DEMO_PACE", "1.0"))
-GATEWAY_FAILURE_RATE = float(os.environ.get("REDIQ_DEMO_GATEWAY_FAILURES", "0.05"))
+GATEWAY_FAILURE_RATE = float(os.environ.get("REDIQ_DEMO_GATEWAY_FAILURES", "0.08"))
 
 
 @cache
@@ -94,7 +94,7 @@ async def inventory(ctx: TaskContext, payload: InventoryTaskPayload) -> dict[str
     queue="payment",
     priority=0,
     max_retry=5,
-    retry=Backoff(base=2.0, factor=2.0, cap=30.0),
+    retry=Backoff(base=10.0, factor=2.0, cap=120.0),  # an overloaded gateway gets time to recover
     payload=PaymentTaskPayload,
 )
 async def payment(ctx: TaskContext, payload: PaymentTaskPayload) -> dict[str, Any]:
@@ -120,14 +120,35 @@ async def sms(ctx: TaskContext, payload: NotificationTaskPayload) -> dict[str, A
     return {"sent_to": payload.user_id, "template": payload.template}
 
 
+CARRIER_ZONES = {
+    "Hangzhou": "apac-east",
+    "Osaka": "apac-east",
+    "Lyon": "eu-west",
+    "Porto": "eu-west",
+    "Leeds": "eu-west",
+    "Kraków": "eu-central",
+    "Austin": "us-south",
+    "Recife": "latam",
+}
+"""The carrier's zones. A city the table does not know (the demo ships a few orders to one)
+fails the shipping task with a real ``KeyError``, retried and then dead: a bug to find with
+the console, not a simulated error."""
+
+
 @registry.task("order:shipping", queue="shipping", priority=30, max_retry=3, payload=ShippingTaskPayload)
 async def shipping(ctx: TaskContext, payload: ShippingTaskPayload) -> dict[str, Any]:
+    zone = CARRIER_ZONES[payload.address.city]
     for step, label in enumerate(("picking", "packing", "handing to carrier"), start=1):
         ctx.progress(step * 33, label)
         await _work(0.5, 1.2)
     if await _once(payload.order_id, "shipping"):
         await _set_status(payload.order_id, OrderStatus.SHIPPED)
-    return {"order_id": payload.order_id, "carrier": "demo-express", "city": payload.address.city}
+    return {
+        "order_id": payload.order_id,
+        "carrier": "demo-express",
+        "city": payload.address.city,
+        "zone": zone,
+    }
 
 
 @registry.task("order:cancel", queue="cancellations", priority=0, max_retry=1, payload=OrderRef)
@@ -164,6 +185,14 @@ async def daily_report(ctx: TaskContext, payload: Any) -> dict[str, Any]:
     return {"products": len(stock)}
 
 
+@registry.task("stock:reconcile", queue="reports", priority=80, max_retry=1)
+async def reconcile_stock(ctx: TaskContext, payload: Any) -> dict[str, int]:
+    """Every minute (cron): the SKUs whose reserved stock went below zero, for the buyers."""
+    await _work(0.3, 0.8)
+    stock = await _store().hgetall("orders:stock")
+    return {"skus": len(stock), "to_reorder": sum(1 for v in stock.values() if int(v) < -5)}
+
+
 @registry.task("import:orders", queue="imports", priority=60, max_retry=2, payload=BatchImportPayload)
 async def batch_import(ctx: TaskContext, payload: BatchImportPayload) -> dict[str, Any]:
     """The guide's batch import (section 7.2): reports progress as it goes."""
@@ -175,6 +204,7 @@ async def batch_import(ctx: TaskContext, payload: BatchImportPayload) -> dict[st
     return {"source": payload.source, "imported": payload.total}
 
 
+registry.cron("stock-reconcile", "* * * * *", "stock:reconcile")
 registry.cron("timeout-sweep", "0 * * * *", "order:timeout_sweep")
 registry.cron("daily-report", "0 3 * * *", "report:daily")
 
@@ -198,3 +228,15 @@ class LoggingMiddleware:
 registry.add_middleware(LoggingMiddleware())
 
 QUEUES = ["inventory", "payment", "shipping", "notifications", "cancellations", "reports", "imports"]
+QUEUE_WEIGHTS = {
+    "inventory": 6,
+    "payment": 6,
+    "shipping": 4,
+    "notifications": 3,
+    "cancellations": 3,
+    "reports": 1,
+    "imports": 1,
+}
+"""The demo workers' fetch weights: in a burst the order steps get most slots, and the cron
+reports, the import and the unpaid-order checks still get some (in strict order they would
+wait out every burst)."""

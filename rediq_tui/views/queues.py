@@ -42,6 +42,9 @@ COLUMNS = (
 )
 
 LEVEL_STYLE = {"ok": "", "warn": "yellow", "alert": "bold red"}
+PAUSED_MARK = "▌▌"
+"""After a paused queue's name: block elements, which every terminal font draws (U+23F8, the
+pause sign, is a box in common monospace fonts and two cells wide in some terminals)."""
 TYPES_FOR_FORECAST = 5
 """At most this many task types (seen at the head of pending and among active tasks) get
 runtime percentiles in the selected queue's forecast."""
@@ -272,7 +275,7 @@ class QueuesView(View):
         level = LEVEL_STYLE[fc.level]
         label = safe.text(name, 40, style=f"bold {level}".strip())
         if q.paused:  # in the pinned column: visible at any width
-            label.append(" ⏸", style="bold yellow")
+            label.append(f" {PAUSED_MARK}", style="bold yellow")
         return [
             label,
             _num(q.count("pending")),

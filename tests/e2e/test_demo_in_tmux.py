@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from rediq_tui.views.queues import PAUSED_MARK
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
@@ -65,13 +67,22 @@ class Terminal:
         return screen
 
 
+def shown_state(screen: str, queue: str) -> str | None:
+    """The state the Tasks view shows, from its title (``payment · pending · 1-20 of 31``)."""
+    for line in screen.splitlines():
+        parts = line.strip().split(" · ")
+        if len(parts) >= 3 and parts[0] == queue:
+            return parts[1]
+    return None
+
+
 def row(screen: str, name: str) -> str:
     return next((line for line in screen.splitlines() if line.strip().startswith(name + " ")), "")
 
 
 def column(screen: str, name: str, index: int) -> float:
     """A number from a queue row at 80 columns: 1 pending, 2 active, 3 dead, 4 ok/m, 5 err/m."""
-    cells = [c for c in row(screen, name).split() if c != "⏸"]  # the paused mark follows the name
+    cells = [c for c in row(screen, name).split() if c != PAUSED_MARK]  # the paused mark follows the name
     try:
         return float(cells[index].replace(",", "")) if len(cells) > index else -1
     except ValueError:
@@ -126,7 +137,7 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
 
     # pause payment from the queues view: its row shows the pause flag and work piles up
     demo.keys("1", "g", "j", "j", "j", "j", "P")
-    screen = demo.wait_for(lambda s: "⏸" in row(s, "payment"), "payment paused")
+    screen = demo.wait_for(lambda s: PAUSED_MARK in row(s, "payment"), "payment paused")
     pending_then = column(screen, "payment", 1)
     demo.wait_for(lambda s: column(s, "payment", 1) > pending_then, "payment's backlog growing")
 
@@ -135,9 +146,12 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     demo.keys("Enter")
     demo.wait_for(lambda s: "payment · " in s and " of " in s, "payment's tasks")
     for _ in range(9):
-        if "payment · pending" in demo.screen():
+        shown = shown_state(demo.screen(), "payment")
+        if shown == "pending":
             break
         demo.keys("]")
+        # one key, one step: the next check must not see the screen before this key landed
+        demo.wait_for(lambda s, was=shown: shown_state(s, "payment") not in (was, None), "the next state")
     demo.wait_for(lambda s: "payment · pending" in s, "payment's pending tasks")
     demo.keys("Enter")
     screen = demo.wait_for(lambda s: "State: pending" in s and "Payload" in s, "a task's detail")
@@ -161,7 +175,7 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
     # back to queues and resume: the backlog drains
     demo.keys("Escape", "1", "g", "j", "j", "j", "j", "P")
     demo.wait_for(
-        lambda s: "⏸" not in row(s, "payment") and 0 <= column(s, "payment", 1) <= pending_then,
+        lambda s: PAUSED_MARK not in row(s, "payment") and 0 <= column(s, "payment", 1) <= pending_then,
         "payment resumed and draining",
         timeout=60,
     )

@@ -13,7 +13,7 @@ from rediq_tui.messages import OpenQueue
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.help import HelpScreen
 from rediq_tui.views.cron import CronView
-from rediq_tui.views.queues import QueuesView
+from rediq_tui.views.queues import PAUSED_MARK, QueuesView
 from rediq_tui.views.tasks import TasksView
 from rediq_tui.views.workers import WorkersView
 from tests.tui.data import lease, make_dead, progress
@@ -39,7 +39,7 @@ async def test_queues_counts_paused_and_enter_opens_tasks(redis_url: str) -> Non
         assert view.table.row_keys() == ["mail", "payment"]
         assert cell(view.table, "payment", "pending") == "3"
         assert cell(view.table, "payment", "dead") == "2"
-        assert cell(view.table, "mail", "queue") == "mail ⏸"
+        assert cell(view.table, "mail", "queue") == f"mail {PAUSED_MARK}"
         assert cell(view.table, "payment", "queue") == "payment"
         await pilot.press("j", "enter")
         await wait_for(pilot, lambda: app.query_one(TasksView).page is not None, what="tasks page")
