@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import platformdirs
+
 STATE_DIR_ENV = "REDIQ_STATE_DIR"
 DISMISSED_MARKER = "first-launch-tip-dismissed"
 
@@ -15,8 +17,6 @@ def state_dir() -> Path:
     configured = os.environ.get(STATE_DIR_ENV)
     if configured:
         return Path(configured)
-    import platformdirs
-
     return Path(platformdirs.user_state_dir("rediq"))
 
 

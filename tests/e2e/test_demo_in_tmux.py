@@ -151,7 +151,12 @@ def test_demo_console_as_a_person_uses_it(demo: Terminal) -> None:
             break
         demo.keys("]")
         # one key, one step: the next check must not see the screen before this key landed
-        demo.wait_for(lambda s, was=shown: shown_state(s, "payment") not in (was, None), "the next state")
+        was = shown
+
+        def moved_on(screen: str, was: str | None = was) -> bool:
+            return shown_state(screen, "payment") not in (was, None)
+
+        demo.wait_for(moved_on, "the next state")
     demo.wait_for(lambda s: "payment · pending" in s, "payment's pending tasks")
     demo.keys("Enter")
     screen = demo.wait_for(lambda s: "State: pending" in s and "Payload" in s, "a task's detail")

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from engine import Worker, WorkerOptions
-from engine.embedded import default_url
+from engine.config import default_url
 from shop.background import engine_settings
 from shop.tasks import registry
 
