@@ -108,6 +108,8 @@ class TTL:
     expires: bool
     at_most_ms: int | None = None
     """With an expiry: the PTTL is at most this (a ``keep_result`` shorter than the retention)."""
+    at_least_ms: int | None = None
+    """With an expiry: the PTTL is more than this (kept longer than a short ``keep_result``)."""
 
 
 @dataclass
@@ -264,6 +266,8 @@ def check(r: redis.Redis, case: Case, reply: Any, lo: int, hi: int) -> list[str]
                 problems.append(f"key {name}: pttl {ttl}, expected {'an' if want.expires else 'no'} expiry")
             elif want.at_most_ms is not None and ttl > want.at_most_ms:
                 problems.append(f"key {name}: pttl {ttl}, expected at most {want.at_most_ms}")
+            elif want.at_least_ms is not None and ttl <= want.at_least_ms:
+                problems.append(f"key {name}: pttl {ttl}, expected more than {want.at_least_ms}")
         elif isinstance(want, H):
             got_h = r.hgetall(key)
             if set(got_h) != set(want.fields):

@@ -52,7 +52,7 @@ TABLE = cases(
         keys={"dependents:a": {"q|b"}},
         reply=[[], ["a"]],
         after={"a": DONE},
-        keys_after={"t:a": TTL(True, RETENTION_MS), "depoutbox": Z({"a": RECENT})},
+        keys_after={"t:a": TTL(True, RETENTION_MS, at_least_ms=5000), "depoutbox": Z({"a": RECENT})},
     ),
     Case(
         "sent again after a lost reply: not refused, nothing changes",

@@ -392,6 +392,17 @@ TABLE = cases(
         keys_after={"idle": H({"w9": "1:0:1"})},
     ),
     Case(
+        "took as many as it asked for, one a dropped entry: more may be pending, no registration",
+        before={"a": PENDING, "x": {}, "b": PENDING},
+        places={"a": (), "x": (), "b": ()},
+        keys={"pending": Z({"a": 1, "x": 2, "b": 3}), "idle": H({WORKER: "1:0:30000"})},
+        args={"max_tasks": 2, "start_now": 2, "handoff_ms": 2000},
+        reply=[RECENT, *entry("a", 1, "0", f"{WORKER}#1")],
+        after={"a": STARTED, "x": None, "b": {"state": "pending"}},
+        places_after={"b": ("pending",)},
+        keys_after={"idle": ABSENT},
+    ),
+    Case(
         "paused: the registration is withdrawn",
         before={},
         keys={"paused": "1", "idle": H({WORKER: "1:0:30000"})},
