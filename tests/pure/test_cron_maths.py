@@ -127,7 +127,9 @@ def test_refusals_are_one_line(expression: str, timezone: str, fragment: str) ->
     message = str(info.value)
     assert fragment in message and message.startswith("E009: ") and "\n" not in message, message
     if "timezone" in fragment:
-        assert info.value.fix and "IANA" in info.value.fix
+        assert info.value.fix == "Use an IANA zone name like 'Europe/Paris'"
+    elif "never fires" in fragment:
+        assert info.value.fix == "Check the day-of-month and month fields (e.g. '0 0 28 2 *' for 28 February)"
 
 
 def test_valid_entries_pass() -> None:

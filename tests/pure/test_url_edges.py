@@ -50,6 +50,23 @@ SCHEMES = "redis, rediss, unix, redis+sentinel, rediss+sentinel, redis+cluster, 
             "redis+sentinel://s/my%20svc",
             RedisTarget("redis+sentinel://s/my%20svc", "sentinel", (("s", 26379),), service="my svc"),
         ),
+        (
+            "redis+sentinel://u:pw@s:1/svc/2",
+            RedisTarget("redis+sentinel://u:pw@s:1/svc/2", "sentinel", (("s", 1),), "svc", 2, "u", "pw"),
+        ),
+        (
+            "rediss+cluster://u:pw@n:1/0/?ssl_cert_reqs=none",
+            RedisTarget(
+                "rediss+cluster://u:pw@n:1/0/?ssl_cert_reqs=none",
+                "cluster",
+                (("n", 1),),
+                username="u",
+                password="pw",
+                tls=True,
+                options={"ssl_cert_reqs": "none"},
+            ),
+        ),
+        ("redis://h/2/", RedisTarget("redis://h/2/", "standalone", (("h", 6379),), db=2)),
         ("unix:///s.sock", RedisTarget("unix:///s.sock", "standalone", unix_path="/s.sock")),
         # '://' inside the path: the scheme is before the first one
         (
@@ -186,6 +203,16 @@ def test_every_field_of_the_target(url: str, expected: RedisTarget) -> None:
         ("redis://u:pw@h/x", "bad database number 'x' in Redis URL 'redis://u:***@h/x'"),
         ("redis://u:pw@h/99", "database number must be 0..15, got 99 in 'redis://u:***@h/99'"),
         (" redis://u:pw@h/0", "whitespace in Redis URL 'redis://u:***@h/0'"),
+        ("redis://h/0\t", "whitespace in Redis URL 'redis://h/0'"),
+        ("redis+sentinel://u:pw@s:x/svc", "bad port 'x' in Redis URL 'redis+sentinel://u:***@s:x/svc'"),
+        (
+            "redis+sentinel://u:pw@s/svc/x",
+            "bad database number 'x' in Redis URL 'redis+sentinel://u:***@s/svc/x'",
+        ),
+        (
+            "redis+sentinel://u:pw@s/svc?ssl_ca_certs=/x",
+            "option 'ssl_ca_certs' needs a TLS URL (rediss://…): 'redis+sentinel://u:***@s/svc?ssl_ca_certs=/x'",
+        ),
     ],
 )
 def test_every_error_message_whole(url: str, message: str) -> None:
