@@ -1,14 +1,104 @@
-"""The one fixture that starts real servers, plus a fresh database per test."""
+"""The one fixture that starts real servers, plus a fresh database per test; and the
+``server`` marker that splits the fast inner loop (``pytest -m "not server"``: tests/pure)
+from everything else."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from _pytest.mark.expression import Expression
 
 from rediq_tui.firstrun import DISMISSED_MARKER, STATE_DIR_ENV
 from tests.servers import ServerProcess, free_port
+
+PURE = Path(__file__).parent / "pure"
+"""The only directory whose tests start nothing: no server, no worker, no console."""
+
+
+def _outside_pure(path: Path) -> bool:
+    return PURE != path and PURE not in path.parents
+
+
+MOVED_TO_SLOW = frozenset(
+    {
+        "tests/engine/test_cli.py::test_error_paths_are_one_line_with_distinct_codes",
+        "tests/engine/test_dashboards.py::test_alerts_and_dashboard_against_a_live_worker",
+        "tests/engine/test_declarations.py::test_mypy_checks_the_payload_of_a_typed_handle",
+        "tests/engine/test_embedded.py::test_cli_server_status_stop_and_commands_use_embedded",
+        "tests/examples/test_kit_example.py::test_the_examples_own_test_passes_as_a_user_runs_it",
+        "tests/tui/test_find.py::test_all_tasks_view_across_queues_with_counts_filter_and_paging[size1]",
+        "tests/tui/test_find.py::test_colon_jumps_to_a_task_id_in_any_queue_a_queue_and_a_worker[size1]",
+        "tests/tui/test_find.py::test_command_palette_jumps_to_a_queue",
+        "tests/tui/test_find.py::test_slash_filters_every_list_and_typing_never_switches_views[size0]",
+        "tests/tui/test_find.py::test_slash_filters_every_list_and_typing_never_switches_views[size1]",
+        "tests/tui/test_operator.py::test_delete_group_quarantines_and_restore_brings_tasks_back",
+        "tests/tui/test_operator.py::test_filter_searches_the_whole_state",
+        "tests/tui/test_snapshots.py::test_retry_group_confirmation",
+        "tests/tui/test_snapshots.py::test_task_detail",
+        "tests/tui/test_snapshots.py::test_task_detail_blocked",
+        "tests/tui/test_snapshots.py::test_tasks_view_with_progress",
+        "tests/tui/test_snapshots_console.py::test_jump_prompt_and_filtered_queues",
+        "tests/tui/test_system.py::test_a_dead_tasks_whole_error_is_under_the_table_not_cut",
+        "tests/tui/test_system.py::test_a_worker_that_exits_at_once_is_reported_failed_not_launched",
+        "tests/tui/test_system.py::test_finished_tasks_show_no_live_progress_and_dead_detail_shows_error_first",
+        "tests/tui/test_system.py::test_toasts_and_confirmations_name_the_exact_target_escaped",
+        "tests/tui/test_system.py::test_worker_detail_and_stop_from_there",
+        "tests/tui/test_system.py::test_y_copies_the_task_id",
+        "tests/tui/test_views.py::test_active_progress_bar_and_live_progress_event",
+        "tests/tui/test_views.py::test_cron_view_lists_entries",
+        "tests/tui/test_views.py::test_detail_follows_progress_events",
+        "tests/tui/test_views.py::test_help_lists_bindings_and_view_keys",
+        "tests/tui/test_views.py::test_page_size_follows_terminal_height",
+        "tests/tui/test_views.py::test_pause_refresh_stops_polling",
+        "tests/tui/test_views.py::test_queues_counts_paused_and_enter_opens_tasks",
+        "tests/tui/test_views.py::test_task_detail_fields_error_history_and_dependencies",
+        "tests/tui/test_views.py::test_tasks_key_opens_selected_queue_and_escape_clears_filter",
+        "tests/tui/test_views.py::test_tasks_paging_state_switch_filter_sort_and_mark",
+    }
+)
+"""The heaviest tests of the default suite (10 s or more each in a run at load 6+ on the
+2-core machine, 52 % of its summed durations with the three below), marked ``slow`` here: they
+run in CI's marked step (``-m "slow or cluster or chaos or e2e"``), not in ``python -m pytest``.
+Mostly console scenarios that drive many screens; kept in the default suite despite their
+weight: the worker-crash and raw-state fuzz tests, which guard the engine's core promise.
+A node id listed here that no longer exists marks nothing (the test then runs by default)."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m deselection reads the markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        # every test outside tests/pure needs a server, a console or a process of its own
+        if _outside_pure(Path(item.path)):
+            item.add_marker(pytest.mark.server)
+        if item.nodeid in MOVED_TO_SLOW:
+            item.add_marker(pytest.mark.slow)
+
+
+def _excludes_every_server_test(config: pytest.Config) -> bool:
+    """Whether the ``-m`` expression deselects a test marked ``server`` whatever other markers
+    it carries: then the directories outside tests/pure need not even be imported (importing
+    the console and the engine's test apps is most of the time of an inner-loop run)."""
+    text = config.option.markexpr
+    if not text:
+        return False
+    expression = Expression.compile(text)
+    others = [m.split(":")[0] for m in config.getini("markers") if not m.startswith("server:")]
+    for n in range(len(others) + 1):
+        for extra in itertools.combinations(others, n):
+            names = {"server", *extra}
+            if expression.evaluate(lambda name, /, names=names, **_: name in names):
+                return False
+    return True
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.parent == PURE.parent and collection_path != PURE and collection_path.is_dir():
+        return True if _excludes_every_server_test(config) else None
+    return None
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,6 +14,7 @@ time taken during the call".
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,6 +66,36 @@ RECENT = _Sentinel("RECENT")
 
 
 @dataclass(frozen=True)
+class Later:
+    """Expectation: a server time taken during the call plus ``ms`` (a lease, a due time)."""
+
+    ms: int
+
+
+@dataclass(frozen=True)
+class Json:
+    """Expectation: a JSON text that decodes to ``value`` (an inbox record, a receipt)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Expectation: a text of ':'-separated parts, each matched in turn (a hand-off
+    registration ``free:deadline:lease``, a deferral's ``since:attempts``)."""
+
+    parts: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class H:
+    """A hash key (a queue's hand-off registrations, its failure groups): field -> value; in
+    an expectation, exactly these fields (values matched as elsewhere: ANY, RECENT...)."""
+
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Z:
     """A sorted set: members with scores (a score of None means "any score" in an expectation)."""
 
@@ -76,6 +107,10 @@ class TTL:
     """Expectation on a key's expiry: ``True`` it has one, ``False`` it is persistent."""
 
     expires: bool
+    at_most_ms: int | None = None
+    """With an expiry: the PTTL is at most this (a ``keep_result`` shorter than the retention)."""
+    at_least_ms: int | None = None
+    """With an expiry: the PTTL is more than this (kept longer than a short ``keep_result``)."""
 
 
 @dataclass
@@ -104,6 +139,9 @@ class Case:
     """Keys (relative to the base) given an hour's TTL before the call, as a finished task's."""
     args: dict[str, Any] = field(default_factory=dict)
     """Extra arguments for the module's call builder."""
+    sent: int = 1
+    """How many times the call is sent: a copy sent again after a lost reply must get the first
+    copy's answer (every reply is checked against ``reply``) and change nothing more."""
 
 
 _TIME = re.compile(r"^now([+-]\d+)?$")
@@ -148,6 +186,8 @@ def load(r: redis.Redis, case: Case, now: int) -> None:
             r.sadd(key, *value)
         elif isinstance(value, list):
             r.rpush(key, *value)
+        elif isinstance(value, H):
+            r.hset(key, mapping={k: resolve(v, now) for k, v in value.fields.items()})
         else:
             r.set(key, resolve(value, now))
     for name in case.expiring:
@@ -161,8 +201,20 @@ def _matches(actual: Any, expected: Any, lo: int, hi: int) -> bool:
         return actual is None
     if expected is RECENT:
         return actual is not None and lo <= float(actual) <= hi
+    if isinstance(expected, Later):
+        return actual is not None and lo + expected.ms <= float(actual) <= hi + expected.ms
+    if isinstance(expected, Parts):
+        return actual is not None and _matches(str(actual).split(":"), list(expected.parts), lo, hi)
+    if isinstance(expected, Json):
+        return actual is not None and _matches(json.loads(actual), expected.value, lo, hi)
     if isinstance(expected, str) and _TIME.match(expected):
         return actual is not None and float(actual) == float(resolve(expected, lo))
+    if isinstance(expected, Mapping):
+        return (
+            isinstance(actual, Mapping)
+            and set(actual) == set(expected)
+            and all(_matches(actual[k], e, lo, hi) for k, e in expected.items())
+        )
     if isinstance(expected, list | tuple):
         return (
             isinstance(actual, list | tuple)
@@ -213,6 +265,21 @@ def check(r: redis.Redis, case: Case, reply: Any, lo: int, hi: int) -> list[str]
             ttl = r.pttl(key)
             if (ttl > 0) != want.expires:
                 problems.append(f"key {name}: pttl {ttl}, expected {'an' if want.expires else 'no'} expiry")
+            elif want.at_most_ms is not None and ttl > want.at_most_ms:
+                problems.append(f"key {name}: pttl {ttl}, expected at most {want.at_most_ms}")
+            elif want.at_least_ms is not None and ttl <= want.at_least_ms:
+                problems.append(f"key {name}: pttl {ttl}, expected more than {want.at_least_ms}")
+        elif isinstance(want, H):
+            got_h = r.hgetall(key)
+            if set(got_h) != set(want.fields):
+                problems.append(f"key {name}: fields {sorted(got_h)}, expected {sorted(want.fields)}")
+            for hfield, hwant in want.fields.items():
+                if hfield in got_h and not _matches(got_h[hfield], hwant, lo, hi):
+                    problems.append(f"key {name}: {hfield}={got_h[hfield]!r}, expected {hwant!r}")
+        elif isinstance(want, list):
+            got_l = r.lrange(key, 0, -1)
+            if not _matches(got_l, want, lo, hi):
+                problems.append(f"key {name}: {got_l!r}, expected {want!r}")
         elif isinstance(want, Z):
             got_z = dict(cast(list[tuple[str, float]], r.zrange(key, 0, -1, withscores=True)))
             if set(got_z) != set(want.members):
@@ -260,9 +327,12 @@ def run_case(url: str, case: Case, call: Call) -> None:
     try:
         now = server_now(r)
         load(r, case, now)
-        reply = without_timing(call.script, backend.execute(call))
+        replies = [without_timing(call.script, backend.execute(call)) for _ in range(case.sent)]
         hi = server_now(r)
-        problems = check(r, case, reply, now, hi)
+        problems = check(r, case, replies[0], now, hi)
+        for copy, reply in enumerate(replies[1:], start=2):
+            if not _matches(reply, case.reply, now, hi):
+                problems.append(f"copy {copy} of the call: reply {reply!r}, expected {case.reply!r}")
     finally:
         backend.close()
         r.close()

@@ -1,0 +1,256 @@
+"""enqueue.lua: a new task is stored pending (at its priority, in order), scheduled (a delay)
+or waiting (dependencies); an id already stored answers 'exists' and changes nothing; a unique
+key held by a live task answers 'duplicate' with the holder; a new pending task goes straight
+to a worker registered for hand-offs, reserved in its inbox (delivery 1), unless the queue is
+paused, the registration lapsed, or a pending task runs before it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine import ops
+from engine.backend import Batch, Call
+from engine.declarations import Declarations
+from engine.task import Task
+from tests.lua.harness import ABSENT, RECENT, SETTINGS, TTL, Case, H, Json, Later, Parts, Z, cases, run_case
+
+SHIFT = 2**40
+LEASE_MS = 30_000
+STORED = {
+    "id": "a",
+    "type": "t",
+    "payload": '{"n":1}',
+    "priority": "50",
+    "max_retry": "3",
+    "timeout": "60000",
+    "enq": RECENT,
+    "attempts": "0",
+    "v": "1",
+    "dlv": ABSENT,
+    "worker": ABSENT,
+}
+TAKER = {"idle": H({"w1": f"2:{10**15}:{LEASE_MS}"})}
+"""A worker registered for hand-offs: two free slots, a deadline far ahead, its lease."""
+
+
+def handed(task_id: str, priority: str = "50") -> Json:
+    """The inbox record of a handed-off task: a dequeue reply's fields, reserved, token w1#1."""
+    return Json([task_id, "t", '{"n":1}', priority, "3", "60000", 0, "", "1", "1", "w1#1"])
+
+
+def enqueue_call(tasks: list[Task]) -> Call:
+    """The script call ``enqueue_many`` sends for one queue (its batch also registers the queue
+    name; declarations are taken as read, with nothing declared)."""
+    declarations = Declarations(version="", checked_at=time.monotonic(), miss_refresh_s=float("inf"))
+    op = ops.enqueue_many(SETTINGS, tasks, declarations)
+    request = next(op)
+    op.close()
+    assert isinstance(request, Batch), request
+    (call,) = [c for c in request.calls if c.script]
+    return call
+
+
+def task(task_id: str = "a", **options: Any) -> Task:
+    return Task(type="t", queue="q", id=task_id, payload={"n": 1}, max_retry=3, timeout=60, **options)
+
+
+TABLE = cases(
+    Case(
+        "new: pending at its priority, the queue's sequence counted",
+        before={},
+        keys={"seq": "6"},
+        reply=["new", "a", "pending"],
+        after={"a": {**STORED, "state": "pending", "seq": "7", "due": RECENT}},
+        scores_after={("pending", "a"): 50 * SHIFT + 7},
+        keys_after={"seq": "7", "h:a": [Json([RECENT, "pending", "enqueued"])]},
+    ),
+    Case(
+        "priority 5: ahead of priority 50",
+        before={},
+        args={"tasks": [task(priority=5)]},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "priority": "5"}},
+        scores_after={("pending", "a"): 5 * SHIFT + 1},
+    ),
+    Case(
+        "a delay: scheduled, due then",
+        before={},
+        args={"tasks": [task(delay=60)]},
+        reply=["new", "a", "scheduled"],
+        after={"a": {**STORED, "state": "scheduled", "due": Later(60_000)}},
+        scores_after={("scheduled", "a"): Later(60_000)},
+    ),
+    Case(
+        "dependencies: waiting, its dependency set and policy stored",
+        before={},
+        args={"tasks": [task(depends_on=("q|x",), dependency_failure="hold")]},
+        reply=["new", "a", "waiting"],
+        after={"a": {"state": "waiting", "deps": '["q|x"]', "dpol": "hold"}},
+        keys_after={"deps:a": {"q|x"}},
+    ),
+    Case(
+        "dependencies and a delay: waiting (the dependencies decide)",
+        before={},
+        args={"tasks": [task(depends_on=("q|x",), delay=60)]},
+        reply=["new", "a", "waiting"],
+        after={"a": {"state": "waiting", "dpol": "cancel"}},
+    ),
+    Case(
+        "metadata and keep_result are stored",
+        before={},
+        args={"tasks": [task(metadata={"k": "v"}, keep_result=5)]},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "meta": '{"k": "v"}', "keep": "5000"}},
+    ),
+    *[
+        Case(
+            f"the id is stored already ({state}): 'exists', unchanged",
+            before={"a": {"state": state, "type": "old", "attempts": "2"}},
+            reply=["exists", "a", state],
+            after={"a": {"state": state, "type": "old", "attempts": "2", "enq": ABSENT}},
+            keys_after={"seq": ABSENT},
+        )
+        for state in ("pending", "active", "completed", "dead")
+    ],
+    Case(
+        "unique key free: taken, with its TTL",
+        before={},
+        args={"tasks": [task(unique_key="u", unique_ttl=60)]},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "unique": "u"}},
+        keys_after={"unique:u": "a"},
+    ),
+    *[
+        Case(
+            f"unique key held by a {state} task: 'duplicate', its id and state",
+            before={"b": {"state": state}},
+            keys={"unique:u": "b"},
+            args={"tasks": [task(unique_key="u")]},
+            reply=["duplicate", "b", state],
+            after={"a": None},
+            keys_after={"unique:u": "b", "seq": ABSENT},
+        )
+        for state in ("pending", "scheduled", "waiting", "active", "retry")
+    ],
+    *[
+        Case(
+            f"unique key left by a {state} task: taken over",
+            before={"b": {"state": state}},
+            keys={"unique:u": "b"},
+            args={"tasks": [task(unique_key="u")]},
+            reply=["new", "a", "pending"],
+            after={"a": {"state": "pending", "unique": "u"}},
+            keys_after={"unique:u": "a"},
+        )
+        for state in ("completed", "dead", "cancelled")
+    ],
+    Case(
+        "unique key left by a task whose hash expired: taken over",
+        before={},
+        keys={"unique:u": "gone"},
+        args={"tasks": [task(unique_key="u")]},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending"}},
+        keys_after={"unique:u": "a"},
+    ),
+    Case(
+        "a batch: one answer per task, in order, the sequence counted on",
+        before={"b": {"state": "dead"}},
+        args={"tasks": [task("a"), task("b"), task("c", delay=60)]},
+        reply=["new", "a", "pending", "exists", "b", "dead", "new", "c", "scheduled"],
+        after={"a": {"state": "pending", "seq": "1"}, "c": {"state": "scheduled", "seq": "2"}},
+        keys_after={"seq": "2"},
+    ),
+    # ------------------------------------------------------------------------- hand-off
+    Case(
+        "a worker waits for hand-offs: handed to it, reserved, delivery 1",
+        before={},
+        keys=TAKER,
+        reply=["new", "a", "active"],
+        after={
+            "a": {
+                **STORED,
+                "state": "active",
+                "reserved": "1",
+                "worker": "w1",
+                "dlv": "1",
+                "lease": Later(LEASE_MS),
+            }
+        },
+        scores_after={("active", "a"): Later(LEASE_MS)},
+        keys_after={
+            "inbox:w1": [handed("a")],
+            "idle": H({"w1": Parts((1, 10**15, LEASE_MS))}),
+            "h:a": [Json([RECENT, "pending", "enqueued"])],
+        },
+    ),
+    Case(
+        "its last free slot taken: the registration goes",
+        before={},
+        keys={"idle": H({"w1": f"1:{10**15}:{LEASE_MS}"})},
+        reply=["new", "a", "active"],
+        after={"a": {"state": "active", "worker": "w1"}},
+        keys_after={"idle": ABSENT, "inbox:w1": TTL(True, LEASE_MS)},
+    ),
+    Case(
+        "more tasks than free slots: the rest are pending",
+        before={},
+        keys=TAKER,
+        args={"tasks": [task("a"), task("b"), task("c")]},
+        reply=["new", "a", "active", "new", "b", "active", "new", "c", "pending"],
+        after={
+            "a": {"state": "active", "worker": "w1"},
+            "b": {"state": "active", "worker": "w1"},
+            "c": {"state": "pending", "worker": ABSENT},
+        },
+        keys_after={"inbox:w1": [handed("a"), handed("b")], "idle": ABSENT},
+    ),
+    Case(
+        "a lapsed registration: not handed, the registration dropped",
+        before={},
+        keys={"idle": H({"w1": f"2:1000:{LEASE_MS}"})},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "worker": ABSENT}},
+        keys_after={"idle": ABSENT, "inbox:w1": ABSENT},
+    ),
+    Case(
+        "paused: not handed",
+        before={},
+        keys={**TAKER, "paused": "1"},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "worker": ABSENT}},
+        keys_after={"inbox:w1": ABSENT},
+    ),
+    Case(
+        "a pending task runs before it (a higher priority): not handed, no jumping the queue",
+        before={"p": {"state": "pending"}},
+        places={"p": ()},
+        keys={**TAKER, "pending": Z({"p": 10 * SHIFT})},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "worker": ABSENT}},
+        keys_after={"inbox:w1": ABSENT},
+    ),
+    Case(
+        "a pending task runs after it: handed",
+        before={"p": {"state": "pending"}},
+        places={"p": ()},
+        keys={**TAKER, "pending": Z({"p": 90 * SHIFT})},
+        reply=["new", "a", "active"],
+        after={"a": {"state": "active", "worker": "w1"}},
+    ),
+    Case(
+        "scheduled and waiting tasks are never handed",
+        before={},
+        keys=TAKER,
+        args={"tasks": [task("a", delay=60), task("b", depends_on=("q|x",))]},
+        reply=["new", "a", "scheduled", "new", "b", "waiting"],
+        after={"a": {"state": "scheduled", "worker": ABSENT}, "b": {"state": "waiting", "worker": ABSENT}},
+        keys_after={"inbox:w1": ABSENT, "idle": H({"w1": f"2:{10**15}:{LEASE_MS}"})},
+    ),
+)
+
+
+@TABLE
+def test_enqueue(redis_url: str, case: Case) -> None:
+    run_case(redis_url, case, enqueue_call(case.args.get("tasks", [task()])))
