@@ -28,14 +28,15 @@ from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import ValidationError
 
-from engine import control, declarations, events, idle, lifecycle, ops, runners
+from engine import control, declarations, events, idle, lifecycle, ops
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
 from engine.ops import Job, Settings
 from engine.registry import Registry, TaskDef
-from engine.runners import HandlerRunner, keep_running
-from engine.runners import result_json as result_json_of
+from engine.worker import runners
+from engine.worker.runners import HandlerRunner, keep_running
+from engine.worker.runners import result_json as result_json_of
 
 log = logging.getLogger("rediq.worker")
 T = TypeVar("T")
