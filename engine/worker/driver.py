@@ -32,9 +32,10 @@ from engine import control, declarations, events, idle, lifecycle, ops
 from engine.backend import AsyncBackend, Batch, Call, Op, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ConnectionFailed, InvalidConfig, Permanent, ReadOnlyError, RediqError, Retryable
-from engine.ops import Job, Settings
+from engine.ops import Settings
 from engine.registry import Registry, TaskDef
-from engine.worker import runners
+from engine.worker import protocol, runners
+from engine.worker.protocol import Job
 from engine.worker.runners import HandlerRunner, keep_running
 from engine.worker.runners import result_json as result_json_of
 
@@ -53,7 +54,7 @@ RUNTIME_SAMPLES = 200  # per task type, for the p50/p95 of the backlog forecast
 
 FencedCall = Literal["start", "ack", "fail", "extend", "release", "progress"]
 """A call about a task that a script refused because its delivery token was no longer the
-task's current one (see ``ops.Job.token``)."""
+task's current one (see ``protocol.Job.token``)."""
 
 
 @dataclass
@@ -376,7 +377,9 @@ class Worker:
 
     async def _heartbeat_registry(self) -> None:
         ttl_ms = int(max(self._heartbeat_s * 3, 10) * 1000)
-        await self.backend.run(ops.beat_registry(self.settings, self.id, self._registry_fields(), ttl_ms))
+        await self.backend.run(
+            protocol.beat_registry(self.settings, self.id, self._registry_fields(), ttl_ms)
+        )
 
     async def _deregister(self) -> None:
         ks = self.settings.keyspace
@@ -435,15 +438,15 @@ class Worker:
             fails, self._fails = self._fails, []
             # last progress reports go first: a finished task no longer accepts them
             progress, self._progress = self._progress, {}
-            calls: list[Call] = [ops.ack_call(self.settings, q, done) for q, done in acks.items()]
+            calls: list[Call] = [protocol.ack_call(self.settings, q, done) for q, done in acks.items()]
             calls.extend(fails)
             # reserved (prefetched) tasks for the free slots: charged an attempt as they start
             starting = self._take_reserved()
-            start_calls = [ops.start_call(self.settings, q, jobs) for q, jobs in starting.items()]
+            start_calls = [protocol.start_call(self.settings, q, jobs) for q, jobs in starting.items()]
             calls.extend(start_calls)
             start_now = max(0, self._free_slots - sum(len(j) for j in starting.values()))
             calls[:0] = [
-                ops.progress_call(self.settings, j.queue, j.id, j.token, p, m)
+                protocol.progress_call(self.settings, j.queue, j.id, j.token, p, m)
                 for j, p, m in progress.values()
             ]
             order = self._fetch_order() if want_fetch else []
@@ -451,7 +454,7 @@ class Worker:
             lease_ms = int(self.options.lease_s * 1000)
             if order:  # the first queue rides along with the acks in the same round trip
                 calls.append(
-                    ops.dequeue_call(
+                    protocol.dequeue_call(
                         self.settings,
                         order[0],
                         capacity,
@@ -537,7 +540,7 @@ class Worker:
                 self._promised_slots = self._free_slots
                 try:
                     reply = await self.backend.execute(
-                        ops.dequeue_call(
+                        protocol.dequeue_call(
                             self.settings,
                             q,
                             capacity - got,
@@ -573,7 +576,7 @@ class Worker:
 
     def _buffer_jobs(self, queue: str, reply: Any) -> int:
         """Launch the dequeued tasks that started (charged), keep the reserved ones for later."""
-        jobs = ops.parse_dequeue(queue, reply)
+        jobs = protocol.parse_dequeue(queue, reply)
         self._reserve([j for j in jobs if j.reserved])
         for job in jobs:
             if not job.reserved:
@@ -596,7 +599,7 @@ class Worker:
 
     def _started(self, jobs: list[Job], reply: list[Any]) -> None:
         """Launch the reserved tasks whose start Redis recorded; a refused one is not run."""
-        new_attempts = ops.parse_started(reply)
+        new_attempts = protocol.parse_started(reply)
         refused = []
         for job in jobs:
             attempt = new_attempts.get(job.id, 0)
@@ -651,7 +654,7 @@ class Worker:
                 continue
             backoff = 0.05
             if popped:
-                await self._take_handoff(ops.parse_handoff(queue, popped[1]))
+                await self._take_handoff(protocol.parse_handoff(queue, popped[1]))
 
     async def _take_handoff(self, job: Job) -> None:
         """Start a handed-off task: its start mark goes at once, and the handler runs only on
@@ -664,7 +667,7 @@ class Worker:
             return
         self._handoff_starting += 1
         try:
-            reply = await self.backend.execute(ops.start_call(self.settings, job.queue, [job]))
+            reply = await self.backend.execute(protocol.start_call(self.settings, job.queue, [job]))
         except Exception as exc:  # noqa: BLE001 - the exchange sends the start again (same token)
             log.warning("task %s: start of a hand-off deferred (%s)", job.id, exc)
             self._reserve([job])
@@ -758,7 +761,9 @@ class Worker:
             if outcome == "retry" and job.attempt > job.max_retry:
                 outcome = "dead"
             self._fails.append(
-                ops.fail_call(self.settings, job.queue, job.id, job.token, error or "", trace, delay, mode)
+                protocol.fail_call(
+                    self.settings, job.queue, job.id, job.token, error or "", trace, delay, mode
+                )
             )
             self.failed += 1
         self._wake.set()  # the exchange loop acks this and starts the next reserved task
@@ -806,7 +811,7 @@ class Worker:
             "task %s: unknown task type %r (known here: %s); handing it back", job.id, job.type, known
         )
         self._fails.append(
-            ops.defer_call(
+            protocol.defer_call(
                 self.settings,
                 job.queue,
                 job.id,
@@ -867,7 +872,8 @@ class Worker:
             return
         jobs = [j for j, _, _ in pending.values()]
         calls = [
-            ops.progress_call(self.settings, j.queue, j.id, j.token, p, m) for j, p, m in pending.values()
+            protocol.progress_call(self.settings, j.queue, j.id, j.token, p, m)
+            for j, p, m in pending.values()
         ]
         with contextlib.suppress(RediqError):
             replies = await self.backend.execute(Batch(calls))
@@ -915,7 +921,7 @@ class Worker:
         queues = list(held)
         if queues:
             replies = await self.backend.execute(
-                Batch([ops.extend_call(self.settings, q, held[q], lease_ms) for q in queues])
+                Batch([protocol.extend_call(self.settings, q, held[q], lease_ms) for q in queues])
             )
             # the delivery each id was extended for: a "lost" answer stops only that delivery
             extended = {task_id: token for pairs in held.values() for task_id, token in pairs}
@@ -1057,7 +1063,7 @@ class Worker:
             )
             for q in self.options.queues:
                 while popped := await self.backend.execute(cmd("LPOP", ks.queue(q).inbox(self.id))):
-                    await self._take_handoff(ops.parse_handoff(q, popped))
+                    await self._take_handoff(protocol.parse_handoff(q, popped))
         except RediqError as exc:  # what is left returns when its lease expires, uncharged
             log.warning("could not withdraw hand-off registrations: %s", exc)
 
@@ -1067,7 +1073,7 @@ class Worker:
             by_queue[job.queue].append((job.id, job.token))
         try:
             replies = await self.backend.execute(
-                Batch([ops.release_call(self.settings, q, h, note) for q, h in by_queue.items()])
+                Batch([protocol.release_call(self.settings, q, h, note) for q, h in by_queue.items()])
             )
             for q, refused in zip(by_queue, replies, strict=True):
                 self._fenced(q, "release", list(refused))
