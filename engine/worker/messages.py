@@ -160,7 +160,9 @@ class Exchange:
 # ---------------------------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True, slots=True)
+# RunHandler and HandlerDone are made once per task (the hot path): not frozen, whose __init__
+# goes through object.__setattr__ per field; nothing changes them after they are made.
+@dataclass(slots=True)
 class RunHandler:
     job: Job
     """Started: Redis charged ``job.attempt``."""
@@ -201,7 +203,7 @@ Effect = RunHandler | StopHandler | Fenced | ReleaseDependents | GiveUp
 # ---------------------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandlerDone:
     """How a handler ended, as the driver saw it (before the core's adjustments)."""
 
