@@ -387,12 +387,17 @@ class WorkerCore:
         return exchange
 
     def _dequeue(self, queue: str, max_tasks: int, start_now: int) -> Dequeue:
-        request_id = self._dequeue_ids.get(queue)
-        if request_id is None:
-            request_id = self._dequeue_ids[queue] = str(self._rid())
+        request_id = self._request_id(queue)
         return Dequeue(
             self._rid(), queue, max_tasks, self.config.lease_ms, start_now, self.handoff_ms, request_id
         )
+
+    def _request_id(self, queue: str) -> str:
+        """The id of the next dequeue from ``queue``: the one whose reply was lost, if any."""
+        request_id = self._dequeue_ids.get(queue)
+        if request_id is None:
+            request_id = self._dequeue_ids[queue] = str(self._rid())
+        return request_id
 
     def _next_followup(self, round_: _Round) -> Exchange | None:
         # Later queues are asked, in order, only for what the earlier ones could not fill:
