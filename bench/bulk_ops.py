@@ -20,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
-from engine import admin, inspect, ops  # noqa: E402
+from engine import admin, inspect  # noqa: E402
 from engine.backend import Batch  # noqa: E402
 from engine.client import Client  # noqa: E402
 from engine.task import Task  # noqa: E402
+from engine.worker import protocol
 from tests.servers import ServerProcess, free_port  # noqa: E402
 
 FILL_BATCH = 5_000
@@ -36,13 +37,14 @@ def fill_dead(client: Client, queue: str, n: int) -> None:
         client.enqueue_many(
             [Task(type="bulk:item", queue=queue, max_retry=0, payload=i) for i in range(size)]
         )
-        jobs = ops.parse_dequeue(
-            queue, client.backend.execute(ops.dequeue_call(client.settings, queue, size, 600_000, "bench"))
+        jobs = protocol.parse_dequeue(
+            queue,
+            client.backend.execute(protocol.dequeue_call(client.settings, queue, size, 600_000, "bench")),
         )
         client.backend.execute(
             Batch(
                 [
-                    ops.fail_call(
+                    protocol.fail_call(
                         client.settings,
                         queue,
                         j.id,
@@ -84,14 +86,14 @@ def main() -> None:
         (group,) = client.call(inspect.failure_groups)
         measured(r, "requeue_all dead", lambda: client.call(admin.requeue_all, "bulk"))
         # bury them again for the next action
-        while jobs := ops.parse_dequeue(
+        while jobs := protocol.parse_dequeue(
             "bulk",
-            client.backend.execute(ops.dequeue_call(client.settings, "bulk", FILL_BATCH, 600_000, "b")),
+            client.backend.execute(protocol.dequeue_call(client.settings, "bulk", FILL_BATCH, 600_000, "b")),
         ):
             client.backend.execute(
                 Batch(
                     [
-                        ops.fail_call(
+                        protocol.fail_call(
                             client.settings,
                             "bulk",
                             j.id,

@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
-from engine import ops  # noqa: E402
 from engine.backend import SyncBackend  # noqa: E402
 from engine.client import Client  # noqa: E402
 from engine.connection import parse_url  # noqa: E402
 from engine.lua import ScriptMode  # noqa: E402
+from engine.worker import protocol
 from tests.servers import ServerProcess, free_port  # noqa: E402
 
 FIGURES = ("enqueue", "dequeue+ack", "dequeue+ack x10", "server us/call")
@@ -57,15 +57,19 @@ def one_run(url: str, raw: redis.Redis, mode: ScriptMode, n: int) -> dict[str, f
     out["enqueue"] = (time.perf_counter() - started) / n * 1e6
     started = time.perf_counter()
     for _ in range(n):
-        jobs = ops.parse_dequeue("b", backend.execute(ops.dequeue_call(settings, "b", 1, 30_000, "bench")))
-        backend.execute(ops.ack_call(settings, "b", [(j.id, j.token, "") for j in jobs]))
+        jobs = protocol.parse_dequeue(
+            "b", backend.execute(protocol.dequeue_call(settings, "b", 1, 30_000, "bench"))
+        )
+        backend.execute(protocol.ack_call(settings, "b", [(j.id, j.token, "") for j in jobs]))
     out["dequeue+ack"] = (time.perf_counter() - started) / n * 1e6
     for i in range(n):
         client.enqueue("bench", i, queue="c")
     started = time.perf_counter()
     for _ in range(n // 10):
-        jobs = ops.parse_dequeue("c", backend.execute(ops.dequeue_call(settings, "c", 10, 30_000, "bench")))
-        backend.execute(ops.ack_call(settings, "c", [(j.id, j.token, "") for j in jobs]))
+        jobs = protocol.parse_dequeue(
+            "c", backend.execute(protocol.dequeue_call(settings, "c", 10, 30_000, "bench"))
+        )
+        backend.execute(protocol.ack_call(settings, "c", [(j.id, j.token, "") for j in jobs]))
     out["dequeue+ack x10"] = (time.perf_counter() - started) / n * 1e6
     stats = raw.info("commandstats")
     name = "cmdstat_fcall" if mode is ScriptMode.FUNCTIONS else "cmdstat_evalsha"

@@ -27,6 +27,7 @@ from engine.errors import FunctionsMissing
 from engine.keys import PER_ID_KEYS, STATS
 from engine.ops import Settings
 from engine.task import TaskState
+from engine.worker import protocol
 
 SCAN_COUNT = 500
 STATE_SETS = tuple(str(s) for s in TaskState)
@@ -204,7 +205,7 @@ def _examine_queue(settings: Settings, queue: str, now: int, repair: bool) -> Op
     expired = yield cmd("ZRANGEBYSCORE", qk.active, "-inf", now - 1000)
     if expired:
         if repair:  # the dequeue script's recovery path, leasing nothing; it re-checks each lease
-            yield ops.dequeue_call(settings, queue, 0, 1, "doctor", maintenance_limit=len(expired) + 10)
+            yield protocol.dequeue_call(settings, queue, 0, 1, "doctor", maintenance_limit=len(expired) + 10)
         for task_id in expired:
             out.append(
                 Finding("expired_lease", queue, task_id, "active, lease expired, not recovered", repair)

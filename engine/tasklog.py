@@ -26,11 +26,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.backend import Batch, Op, cmd, script_call
 from engine.errors import InvalidTask, RediqError
-from engine.ops import Job, Settings, locate
+from engine.ops import Settings, locate
+
+if TYPE_CHECKING:  # the worker (a layer above) calls this module with its jobs
+    from engine.worker.protocol import Job
 
 log = logging.getLogger("rediq.worker")
 

@@ -1,6 +1,6 @@
 """Tracebacks stored with a failed task start at the handler's own frame.
 
-A handler's exception travels up through the worker (``engine/worker.py``, ``asyncio``, the
+A handler's exception travels up through the worker (``engine/worker/``, ``asyncio``, the
 thread pool) before it is caught; those frames are the same for every failure and say nothing
 about the user's code, so they are cut, as pytest and Celery do. Paths are shortened relative
 to the application's directory (the working directory, or the import root of the handler's

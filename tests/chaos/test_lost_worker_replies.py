@@ -19,7 +19,7 @@ from engine import connection
 from engine.client import Client
 from engine.registry import Registry
 from engine.task import Task
-from engine.worker import Worker
+from engine.worker.core import WorkerCore
 from tests.chaos.conftest import ServerFactory
 from tests.chaos.harness import Figure, lease_expiries, scaled
 from tests.chaos.proxy import FaultProxy
@@ -99,7 +99,7 @@ async def test_lost_replies_neither_strand_nor_repeat_a_task(
 async def test_control_without_receipts_lost_dequeue_replies_strand_tasks(
     server_factory: ServerFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Worker, "_request_id", lambda self, queue: "")
+    monkeypatch.setattr(WorkerCore, "_request_id", lambda self, queue: "")
     fig, expired, _ = await run_through_lost_replies(server_factory, prefetch=0)
     assert fig.lost == 0  # they are not lost: they wait for their lease to run out
     assert expired, "with no receipts a lost dequeue reply must leave tasks to a lease expiry"

@@ -19,11 +19,12 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from engine import admin, inspect, ops
+from engine import admin, inspect
 from engine.backend import Batch
 from engine.cli import cli
 from engine.client import Client
 from engine.task import Task
+from engine.worker import protocol
 from tests.engine.test_operator_tools import lease
 
 N = 20_000
@@ -112,7 +113,10 @@ def make_dead(client: Client, n: int) -> None:
     while jobs := lease(client, QUEUE, 500):
         client.backend.execute(
             Batch(
-                [ops.fail_call(client.settings, QUEUE, j.id, j.token, "x", "", 0, "permanent") for j in jobs]
+                [
+                    protocol.fail_call(client.settings, QUEUE, j.id, j.token, "x", "", 0, "permanent")
+                    for j in jobs
+                ]
             )
         )
 

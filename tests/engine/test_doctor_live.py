@@ -14,11 +14,12 @@ from typing import Any
 
 import redis
 
-from engine import doctor, ops
+from engine import doctor
 from engine.backend import Batch, Call, Op
 from engine.client import Client
 from engine.registry import Registry
 from engine.task import TaskState
+from engine.worker import protocol
 from tests.engine.conftest import running_worker, wait_until
 from tests.engine.invariants import check_invariants
 
@@ -43,9 +44,9 @@ def findings(client: Client, queue: str, repair: bool = False) -> list[doctor.Fi
     return [f for f in client.call(doctor.examine, repair=repair) if f.queue == queue]
 
 
-def lease(client: Client, queue: str, lease_ms: int = 30_000) -> list[ops.Job]:
-    call = ops.dequeue_call(client.settings, queue, 1, lease_ms, "w-live")
-    return ops.parse_dequeue(queue, client.backend.execute(call))
+def lease(client: Client, queue: str, lease_ms: int = 30_000) -> list[protocol.Job]:
+    call = protocol.dequeue_call(client.settings, queue, 1, lease_ms, "w-live")
+    return protocol.parse_dequeue(queue, client.backend.execute(call))
 
 
 def once(
@@ -68,7 +69,7 @@ def reads(key: str) -> Callable[[Call | Batch], bool]:
 def test_a_task_leased_during_the_snapshot_keeps_its_lease(client: Client, raw: redis.Redis) -> None:
     qk = client.settings.keyspace.queue("dl1")
     r = client.enqueue("t", None, queue="dl1")
-    jobs: list[ops.Job] = []
+    jobs: list[protocol.Job] = []
     # the doctor has read the pending set (the task is in it); a worker now leases the task
     after = once(reads(qk.pending), lambda: jobs.extend(lease(client, "dl1")))
     drive(client, doctor.examine(client.settings, repair=True), after)
@@ -78,7 +79,7 @@ def test_a_task_leased_during_the_snapshot_keeps_its_lease(client: Client, raw: 
     assert raw.zscore(qk.pending, r.id) is None, "the task is both pending and active"
     assert raw.hget(qk.task(r.id), "lease") == str(int(lease_ms))
     # the worker that holds it completes it: it ran once
-    client.backend.execute(ops.ack_call(client.settings, "dl1", [(job.id, job.token, "")]))
+    client.backend.execute(protocol.ack_call(client.settings, "dl1", [(job.id, job.token, "")]))
     assert client.get_task(r.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
 
 
@@ -113,7 +114,7 @@ def test_a_task_enqueued_and_leased_during_the_scan_is_not_put_back_in_pending(
     assert raw.zscore(qk.pending, "late") is None, "the task is both pending and active"
     assert raw.zscore(qk.active, "late") == int(raw.hget(qk.task("late"), "lease") or 0)
     done = [(j.id, j.attempt, "") for j in state["jobs"]]
-    client.backend.execute(ops.ack_call(client.settings, "dl2", done))
+    client.backend.execute(protocol.ack_call(client.settings, "dl2", done))
 
 
 def test_repairs_converge_in_one_pass(client: Client, raw: redis.Redis) -> None:

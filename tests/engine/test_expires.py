@@ -16,6 +16,7 @@ from engine import Client, Fixed, Registry, TaskContext, TaskExpired, ops
 from engine.errors import InvalidTask
 from engine.inspect import QueueSummary, queues
 from engine.task import TaskState
+from engine.worker import protocol
 from tests.engine.conftest import running_worker, wait_until, wait_until_sync
 
 Q = "ex"
@@ -52,11 +53,11 @@ def state_of(client: Client, task_id: str) -> TaskState | None:
     return None if info is None else info.state
 
 
-def dequeue(client: Client, worker: str = "w1", start_now: int | None = None) -> list[ops.Job]:
+def dequeue(client: Client, worker: str = "w1", start_now: int | None = None) -> list[protocol.Job]:
     reply = client.backend.execute(
-        ops.dequeue_call(client.settings, Q, 10, 30_000, worker, start_now=start_now)
+        protocol.dequeue_call(client.settings, Q, 10, 30_000, worker, start_now=start_now)
     )
-    return ops.parse_dequeue(Q, reply)
+    return protocol.parse_dequeue(Q, reply)
 
 
 def test_a_task_not_started_by_its_deadline_expires_at_dequeue_and_is_never_delivered(
@@ -124,8 +125,8 @@ def test_a_reserved_task_past_its_deadline_is_not_started(client: Client, raw: r
     assert job.reserved
     deadline_in(client, raw, r.id, 50)
     wait_past_deadline(client, r.id)
-    reply = client.backend.execute(ops.start_call(client.settings, Q, [job]))
-    assert ops.parse_started(reply) == {r.id: 0}  # refused: the handler does not run
+    reply = client.backend.execute(protocol.start_call(client.settings, Q, [job]))
+    assert protocol.parse_started(reply) == {r.id: 0}  # refused: the handler does not run
     info = client.get_task(r.id)
     assert info is not None and info.state == TaskState.EXPIRED and info.attempts == 0
     assert "reserved by w1" in (info.reason or "")
@@ -134,16 +135,16 @@ def test_a_reserved_task_past_its_deadline_is_not_started(client: Client, raw: r
 
 def test_a_task_handed_off_by_enqueue_expires_if_it_starts_too_late(client: Client, raw: redis.Redis) -> None:
     # a worker idle on the queue registers for hand-offs
-    register = ops.dequeue_call(client.settings, Q, 1, 30_000, "w1", start_now=1, handoff_ms=60_000)
+    register = protocol.dequeue_call(client.settings, Q, 1, 30_000, "w1", start_now=1, handoff_ms=60_000)
     client.backend.execute(register)
     r = client.enqueue("job", 1, queue=Q, expires=0.05)
     assert r.state == "active"  # handed straight to w1's inbox, reserved
     record = raw.lpop("rediq:{ex}:inbox:w1")
     assert isinstance(record, str)
-    job = ops.parse_handoff(Q, record)
+    job = protocol.parse_handoff(Q, record)
     wait_past_deadline(client, r.id)
-    reply = client.backend.execute(ops.start_call(client.settings, Q, [job]))
-    assert ops.parse_started(reply) == {r.id: 0}
+    reply = client.backend.execute(protocol.start_call(client.settings, Q, [job]))
+    assert protocol.parse_started(reply) == {r.id: 0}
     assert state_of(client, r.id) == TaskState.EXPIRED
 
 
@@ -157,7 +158,7 @@ def test_a_started_task_is_not_stopped_by_its_deadline_and_its_index_entry_goes(
     # the sweep sees it running: it stays indexed (it may fail back to retry), re-checked later
     assert client.run(ops.expire_due(client.settings, Q, recheck_s=0.01)) == []
     assert state_of(client, r.id) == TaskState.ACTIVE
-    client.backend.execute(ops.ack_call(client.settings, Q, [(job.id, job.token, '"done"')]))
+    client.backend.execute(protocol.ack_call(client.settings, Q, [(job.id, job.token, '"done"')]))
     assert state_of(client, r.id) == TaskState.COMPLETED
     wait_until_sync(lambda: (client.run(ops.expire_due(client.settings, Q)) == []) and raw.zcard(INDEX) == 0)
 

@@ -18,6 +18,7 @@ from engine.client import Client
 from engine.metrics import LabelPolicy, WorkerMetrics
 from engine.registry import Registry
 from engine.task import Task
+from engine.worker import protocol
 from tests.engine.conftest import running_worker, wait_until
 
 Q = "fz"
@@ -32,17 +33,19 @@ def dequeue(
     start_now: int | None = None,
     lease_ms: int = 30_000,
     handoff_ms: int = 0,
-) -> list[ops.Job]:
+) -> list[protocol.Job]:
     reply: Any = client.backend.execute(
-        ops.dequeue_call(client.settings, Q, n, lease_ms, worker, start_now=start_now, handoff_ms=handoff_ms)
+        protocol.dequeue_call(
+            client.settings, Q, n, lease_ms, worker, start_now=start_now, handoff_ms=handoff_ms
+        )
     )
-    return ops.parse_dequeue(Q, reply)
+    return protocol.parse_dequeue(Q, reply)
 
 
-def pop_handoff(raw: redis.Redis, worker: str) -> ops.Job:
+def pop_handoff(raw: redis.Redis, worker: str) -> protocol.Job:
     record = raw.lpop(f"rediq:{{fz}}:inbox:{worker}")
     assert isinstance(record, str)
-    return ops.parse_handoff(Q, record)
+    return protocol.parse_handoff(Q, record)
 
 
 def wait_past(client: Client, lease_ms: int) -> None:
@@ -67,20 +70,25 @@ def test_every_delivery_has_its_own_token(client: Client, raw: redis.Redis) -> N
     assert [(j.id, j.token, j.attempt) for j in again] == [(task.id, "w1#2", 2)]
     # the first delivery's calls are all refused now, though worker and attempt look right
     stale = first[0]
-    assert client.backend.execute(ops.extend_call(client.settings, Q, [(task.id, stale.token)], 1000)) == [
+    assert client.backend.execute(
+        protocol.extend_call(client.settings, Q, [(task.id, stale.token)], 1000)
+    ) == [
         [task.id],
         [],
     ]
-    assert client.backend.execute(ops.progress_call(client.settings, Q, task.id, stale.token, 50, "")) is None
-    assert client.backend.execute(ops.release_call(client.settings, Q, [(task.id, stale.token)], "x")) == [
-        task.id
-    ]
-    assert client.backend.execute(ops.ack_call(client.settings, Q, [(task.id, stale.token, "")])) == [
+    assert (
+        client.backend.execute(protocol.progress_call(client.settings, Q, task.id, stale.token, 50, ""))
+        is None
+    )
+    assert client.backend.execute(
+        protocol.release_call(client.settings, Q, [(task.id, stale.token)], "x")
+    ) == [task.id]
+    assert client.backend.execute(protocol.ack_call(client.settings, Q, [(task.id, stale.token, "")])) == [
         [task.id],
         [],
     ]
     assert state(client, task.id) == "active"
-    assert client.backend.execute(ops.ack_call(client.settings, Q, [(task.id, again[0].token, "")])) == [
+    assert client.backend.execute(protocol.ack_call(client.settings, Q, [(task.id, again[0].token, "")])) == [
         [],
         [],
     ]
@@ -104,14 +112,17 @@ def test_a_stalled_handoff_failure_does_not_bury_another_workers_success(
     start, fail = client.backend.execute(
         Batch(
             [
-                ops.start_call(client.settings, Q, [held]),
-                ops.fail_call(client.settings, Q, task.id, held.token, "boom", "", 0),
+                protocol.start_call(client.settings, Q, [held]),
+                protocol.fail_call(client.settings, Q, task.id, held.token, "boom", "", 0),
             ]
         )
     )
     assert (start, fail) == ([task.id, 0], "stale")
     assert state(client, task.id) == "active"
-    assert client.backend.execute(ops.ack_call(client.settings, Q, [(task.id, taken.token, "")])) == [[], []]
+    assert client.backend.execute(protocol.ack_call(client.settings, Q, [(task.id, taken.token, "")])) == [
+        [],
+        [],
+    ]
     info = client.get_task(task.id)
     assert info is not None and info.state == "completed" and info.attempts == 1
 
@@ -122,9 +133,12 @@ def test_a_started_delivery_that_stalled_cannot_fail_the_next_one(client: Client
     wait_past(client, 50)
     (second,) = dequeue(client, "w2")  # attempt 2, the last
     assert second.attempt == 2
-    late = ops.fail_call(client.settings, Q, task.id, first.token, "slow", "", 0, "permanent")
+    late = protocol.fail_call(client.settings, Q, task.id, first.token, "slow", "", 0, "permanent")
     assert client.backend.execute(late) == "stale"
-    assert client.backend.execute(ops.ack_call(client.settings, Q, [(task.id, second.token, "")])) == [[], []]
+    assert client.backend.execute(protocol.ack_call(client.settings, Q, [(task.id, second.token, "")])) == [
+        [],
+        [],
+    ]
     assert state(client, task.id) == "completed"
 
 
@@ -138,20 +152,23 @@ def test_a_start_whose_reply_was_lost_keeps_its_lease_and_starts_once(
     task = client.enqueue("t", None, queue=Q, max_retry=0)
     (job,) = dequeue(client, "w1", start_now=0)
     assert job.reserved and job.attempt == 0
-    client.backend.execute(ops.start_call(client.settings, Q, [job]))  # its reply is lost
-    lost, _ = client.backend.execute(ops.extend_call(client.settings, Q, [(job.id, job.token)], 30_000))
+    client.backend.execute(protocol.start_call(client.settings, Q, [job]))  # its reply is lost
+    lost, _ = client.backend.execute(protocol.extend_call(client.settings, Q, [(job.id, job.token)], 30_000))
     assert lost == []
-    again: Any = client.backend.execute(ops.start_call(client.settings, Q, [job]))
+    again: Any = client.backend.execute(protocol.start_call(client.settings, Q, [job]))
     assert again == [task.id, 1]
     assert client.get_task(task.id).attempts == 1  # type: ignore[union-attr]  # charged once
-    assert client.backend.execute(ops.ack_call(client.settings, Q, [(task.id, job.token, "")])) == [[], []]
+    assert client.backend.execute(protocol.ack_call(client.settings, Q, [(task.id, job.token, "")])) == [
+        [],
+        [],
+    ]
     assert state(client, task.id) == "completed"
 
 
 def test_a_failure_sent_again_answers_what_the_first_copy_did(client: Client) -> None:
     task = client.enqueue("t", None, queue=Q, max_retry=0)
     (job,) = dequeue(client, "w1")
-    fail = ops.fail_call(client.settings, Q, task.id, job.token, "boom", "", 0)
+    fail = protocol.fail_call(client.settings, Q, task.id, job.token, "boom", "", 0)
     assert client.backend.execute(fail) == "dead"
     assert client.backend.execute(fail) == "dead"  # not counted as a refusal
 

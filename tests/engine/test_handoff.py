@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import redis
 
-from engine import admin, ops
+from engine import admin
 from engine.backend import Batch
 from engine.client import Client
 from engine.registry import Registry
 from engine.task import Task
+from engine.worker import protocol
 from tests.engine.conftest import running_worker, wait_until
 
 IDLE = "rediq:{h}:idle"
@@ -30,7 +31,7 @@ def register_idle(
     """What an idle worker's dequeue does: finds nothing and registers for hand-offs."""
     return list(
         client.backend.execute(
-            ops.dequeue_call(
+            protocol.dequeue_call(
                 client.settings, "h", slots, lease_ms, worker, start_now=slots, handoff_ms=handoff_ms
             )
         )
@@ -120,7 +121,7 @@ def test_enqueue_hands_off_only_as_many_as_the_free_slots_less_the_inbox(
     assert 0 < raw.pttl("rediq:{h}:inbox:w1") <= 30_000  # a dead worker's inbox expires
     # the worker's next dequeue takes the two pending, and does not count the inbox as free
     reply = register_idle(client, "w1", 3, 5_000)
-    assert len(ops.parse_dequeue("h", reply)) == 2
+    assert len(protocol.parse_dequeue("h", reply)) == 2
     assert not raw.hexists(IDLE, "w1")  # 3 slots - 2 leased - 3 in the inbox: nothing to offer
 
 
@@ -146,7 +147,7 @@ def test_hand_offs_to_a_dead_worker_come_back_uncharged(client: Client, raw: red
     assert task.state == "active"
     time.sleep(0.3)  # the lease runs out; nobody took the task from the inbox
     reply = register_idle(client, "w2", 1, 0)  # any dequeue recovers expired leases first
-    jobs = ops.parse_dequeue("h", reply)
+    jobs = protocol.parse_dequeue("h", reply)
     assert [j.id for j in jobs] == [task.id] and jobs[0].attempt == 1  # its first attempt
     info = client.get_task(task.id)
     assert info is not None and info.state == "active" and info.attempts == 1

@@ -24,7 +24,7 @@ from engine.config import RediqConfig
 from engine.errors import ConnectionFailed, Permanent
 from engine.metrics import OTHER, LabelPolicy, MetricsServer, WorkerMetrics
 from engine.registry import Registry
-from engine.worker import TaskOutcome
+from engine.worker import Outcome, TaskOutcome
 from tests.engine.conftest import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,8 +182,8 @@ def test_health_reports_redis_down_with_503() -> None:
 def test_observe_counts_outcomes_by_bounded_labels() -> None:
     metrics = WorkerMetrics(LabelPolicy({"quick"}, {"mq"}), lambda: [], served_queues=["mq"])
     for outcome in ("completed", "retry", "timeout", "dead", "stale", "cancelled"):
-        metrics.observe(TaskOutcome("id", "mq", "quick", outcome, 0.5, 1))
-    metrics.observe(TaskOutcome("id", "evil-queue", "evil-type", "completed", 0.1, 1))
+        metrics.observe(TaskOutcome("id", "mq", "quick", Outcome(outcome), 0.5, 1))
+    metrics.observe(TaskOutcome("id", "evil-queue", "evil-type", Outcome.COMPLETED, 0.1, 1))
     parsed = samples(metrics.exposition().decode())
     assert value(parsed, "rediq_task_processed_total", queue="mq", type="quick") == 1
     assert value(parsed, "rediq_task_processed_total", queue=OTHER, type=OTHER) == 1

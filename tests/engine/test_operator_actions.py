@@ -16,23 +16,24 @@ from engine.client import Client, build_task
 from engine.errors import InvalidTask
 from engine.ops import Settings
 from engine.task import TaskState
+from engine.worker import protocol
 
 KEY = "rediq:{%s}:"
 
 
-def lease(client: Client, queue: str, n: int = 1, start_now: int | None = None) -> list[ops.Job]:
-    call = ops.dequeue_call(client.settings, queue, n, 30_000, "w1", start_now=start_now)
-    return ops.parse_dequeue(queue, client.backend.execute(call))
+def lease(client: Client, queue: str, n: int = 1, start_now: int | None = None) -> list[protocol.Job]:
+    call = protocol.dequeue_call(client.settings, queue, n, 30_000, "w1", start_now=start_now)
+    return protocol.parse_dequeue(queue, client.backend.execute(call))
 
 
-def complete(client: Client, job: ops.Job) -> None:
-    client.backend.execute(ops.ack_call(client.settings, job.queue, [(job.id, job.token, "")]))
+def complete(client: Client, job: protocol.Job) -> None:
+    client.backend.execute(protocol.ack_call(client.settings, job.queue, [(job.id, job.token, "")]))
     client.run(ops.flush_outbox(client.settings, job.queue, [job.id]))
 
 
-def kill(client: Client, job: ops.Job) -> None:
+def kill(client: Client, job: protocol.Job) -> None:
     client.backend.execute(
-        ops.fail_call(client.settings, job.queue, job.id, job.token, "boom", "", 0, "permanent")
+        protocol.fail_call(client.settings, job.queue, job.id, job.token, "boom", "", 0, "permanent")
     )
 
 

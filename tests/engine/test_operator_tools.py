@@ -9,29 +9,29 @@ from typing import Any
 import pytest
 import redis
 
-from engine import admin, doctor, explain, inspect, ops, scheduler
+from engine import admin, doctor, explain, inspect, scheduler
 from engine.client import Client
 from engine.cron import CronDef
 from engine.registry import Registry
 from engine.retry import Fixed
 from engine.task import Task, TaskState
-from engine.worker import TaskContext
+from engine.worker import TaskContext, protocol
 from tests.engine.conftest import running_worker, wait_until
 from tests.engine.invariants import check_invariants
 
 
 def lease(
     client: Client, queue: str, n: int = 10, lease_ms: int = 30_000, worker: str = "w"
-) -> list[ops.Job]:
-    return ops.parse_dequeue(
-        queue, client.backend.execute(ops.dequeue_call(client.settings, queue, n, lease_ms, worker))
+) -> list[protocol.Job]:
+    return protocol.parse_dequeue(
+        queue, client.backend.execute(protocol.dequeue_call(client.settings, queue, n, lease_ms, worker))
     )
 
 
-def fail(client: Client, job: ops.Job, error: str, mode: str = "permanent") -> str:
+def fail(client: Client, job: protocol.Job, error: str, mode: str = "permanent") -> str:
     return str(
         client.backend.execute(
-            ops.fail_call(client.settings, job.queue, job.id, job.token, error, "", 0, mode)
+            protocol.fail_call(client.settings, job.queue, job.id, job.token, error, "", 0, mode)
         )
     )
 
@@ -57,7 +57,7 @@ def test_why_scheduled_retry_and_finished(client: Client) -> None:
     r = client.enqueue("t", None, queue="why2", max_retry=3)
     (job,) = lease(client, "why2")
     client.backend.execute(
-        ops.fail_call(client.settings, "why2", job.id, job.token, "HTTP 503", "", 100, "retry")
+        protocol.fail_call(client.settings, "why2", job.id, job.token, "HTTP 503", "", 100, "retry")
     )
     e = client.call(explain.why, r.id)
     assert any("retry after attempt 1 of 4 failed: HTTP 503; due in 100 s" in x for x in e.reasons)
@@ -151,7 +151,7 @@ def test_success_after_retry_leaves_the_group(client: Client) -> None:
     fail(client, job, "timeout 1", mode="retry")
     assert [g.count for g in client.call(inspect.failure_groups)] == [1]
     (job,) = lease(client, "fg2")
-    client.backend.execute(ops.ack_call(client.settings, "fg2", [(job.id, job.token, "")]))
+    client.backend.execute(protocol.ack_call(client.settings, "fg2", [(job.id, job.token, "")]))
     assert client.call(inspect.failure_groups) == []
     assert client.get_task(r.id).state == TaskState.COMPLETED  # type: ignore[union-attr]
 
@@ -205,7 +205,7 @@ def test_doctor_finds_and_repairs_each_corruption_idempotently(client: Client, r
     tasks = [client.enqueue("t", None, queue="doc", id=f"t{i}") for i in range(6)]
     done = client.enqueue("t", None, queue="doc", id="done", unique_key="u-done")
     jobs = lease(client, "doc", 1)
-    client.backend.execute(ops.ack_call(client.settings, "doc", [(j.id, j.token, "") for j in jobs]))
+    client.backend.execute(protocol.ack_call(client.settings, "doc", [(j.id, j.token, "") for j in jobs]))
     lease(client, "doc", 1, lease_ms=1)  # t1 active with a lease that runs out, nobody polls
     time.sleep(1.1)
     raw.zrem(qk.pending, "t2")  # hash in no state
@@ -344,7 +344,7 @@ def test_why_next_up_does_not_depend_on_the_queue_name(client: Client, queue: st
         "busy": 0,
         "tasks": "[]",
     }
-    client.run(ops.beat_registry(client.settings, "w-live", fields, 60_000))
+    client.run(protocol.beat_registry(client.settings, "w-live", fields, 60_000))
     r = client.enqueue("t", None, queue=queue)
     e = client.call(explain.why, r.id)
     assert not e.blocked

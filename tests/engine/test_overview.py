@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import redis
 
-from engine import control, inspect, ops, overview, serverinfo
+from engine import control, inspect, overview, serverinfo
 from engine.backend import cmd
 from engine.client import Client
 from engine.overview import FoundKind, TaskQuery
 from engine.task import TaskState
+from engine.worker import protocol
 from tests.tui.data import make_dead
 
 
@@ -35,7 +36,7 @@ def test_queue_rows_tell_running_from_reserved(redis_url: str) -> None:
         for i in range(5):
             c.enqueue("t", {"i": i}, queue="work", id=f"w-{i}")
         # a worker leases 4: 1 starts now, 3 are prefetched (reserved, not charged)
-        c.backend.execute(ops.dequeue_call(c.settings, "work", 4, 60_000, "w1", start_now=1))
+        c.backend.execute(protocol.dequeue_call(c.settings, "work", 4, 60_000, "w1", start_now=1))
         rows = c.call(overview.queue_rows, ["work"])
     assert len(rows) == 1
     row = rows[0]
@@ -47,7 +48,9 @@ def test_find_names_a_queue_a_worker_or_a_task_in_any_queue(redis_url: str) -> N
     with Client(redis_url) as c:
         make_dead(c, "payment", 1)
         c.enqueue("mail:send", {}, queue="mail", id="needle-42")
-        c.call(ops.beat_registry, "host-a:123:abc", {"host": "host-a", "pid": 123, "queues": "mail"}, 60_000)
+        c.call(
+            protocol.beat_registry, "host-a:123:abc", {"host": "host-a", "pid": 123, "queues": "mail"}, 60_000
+        )
         q = c.call(overview.find, "payment")
         assert (q.kind, q.name, q.state) == (FoundKind.QUEUE, "payment", "dead")
         t = c.call(overview.find, "needle-42")
@@ -112,7 +115,7 @@ def test_server_page_history_and_memory_are_read(redis_url: str, raw: redis.Redi
 def test_stop_request_is_audited_and_consumed_once(redis_url: str) -> None:
     with Client(redis_url) as c:
         assert c.call(control.request_stop, "ghost") is False  # no such worker: nothing set
-        c.call(ops.beat_registry, "w-1", {"host": "h", "pid": 1}, 60_000)
+        c.call(protocol.beat_registry, "w-1", {"host": "h", "pid": 1}, 60_000)
         assert c.call(control.request_stop, "w-1") is True
         assert c.call(control.take_stop, "w-1") is True
         assert c.call(control.take_stop, "w-1") is False

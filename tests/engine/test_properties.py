@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from engine import ops
 from engine.client import Client
-from engine.ops import Job
 from engine.task import Task
+from engine.worker import protocol
+from engine.worker.protocol import Job
 from tests.engine.invariants import STATE_SETS, check_invariants
 
 QUEUES = ("alpha", "beta")
@@ -52,18 +53,20 @@ def test_operations_never_lose_or_duplicate_a_task(redis_url: str, steps: list[t
                 _, queue, n, expire_now = step
                 lease_ms = 0 if expire_now else 30_000  # a 0 ms lease is recovered by the next dequeue
                 reply = client.backend.execute(
-                    ops.dequeue_call(client.settings, str(queue), int(n), lease_ms, "w")
+                    protocol.dequeue_call(client.settings, str(queue), int(n), lease_ms, "w")
                 )
-                held.extend(ops.parse_dequeue(str(queue), reply))
+                held.extend(protocol.parse_dequeue(str(queue), reply))
             elif kind in ("ack", "fail") and held:
                 job = held.pop(int(step[1]) % len(held))
                 if kind == "ack":
                     client.backend.execute(
-                        ops.ack_call(client.settings, job.queue, [(job.id, job.token, "1")])
+                        protocol.ack_call(client.settings, job.queue, [(job.id, job.token, "1")])
                     )
                 else:
                     client.backend.execute(
-                        ops.fail_call(client.settings, job.queue, job.id, job.token, "e", "", 0, str(step[2]))
+                        protocol.fail_call(
+                            client.settings, job.queue, job.id, job.token, "e", "", 0, str(step[2])
+                        )
                     )
             elif kind in ("cancel", "delete", "requeue") and enqueued:
                 ids = sorted(enqueued)

@@ -12,28 +12,30 @@ from engine import admin, inspect, ops
 from engine.backend import Batch
 from engine.client import Client
 from engine.errors import UnknownQueue
-from engine.ops import Job, Settings
+from engine.ops import Settings
 from engine.task import Task, TaskState
+from engine.worker import protocol
+from engine.worker.protocol import Job
 
 SETTINGS = Settings()
 
 
 def lease(client: Client, queue: str, n: int = 100, lease_ms: int = 30_000, worker: str = "w") -> list[Job]:
-    reply = client.backend.execute(ops.dequeue_call(client.settings, queue, n, lease_ms, worker))
-    return ops.parse_dequeue(queue, reply)
+    reply = client.backend.execute(protocol.dequeue_call(client.settings, queue, n, lease_ms, worker))
+    return protocol.parse_dequeue(queue, reply)
 
 
 def ack(client: Client, jobs: list[Job], result: str = "") -> list[list[list[str]]]:
     by_queue: dict[str, list[tuple[str, str, str]]] = {}
     for j in jobs:
         by_queue.setdefault(j.queue, []).append((j.id, j.token, result))
-    return [client.backend.execute(ops.ack_call(client.settings, q, d)) for q, d in by_queue.items()]
+    return [client.backend.execute(protocol.ack_call(client.settings, q, d)) for q, d in by_queue.items()]
 
 
 def fail(client: Client, job: Job, mode: str = "retry", delay: float = 0.0) -> str:
     return str(
         client.backend.execute(
-            ops.fail_call(client.settings, job.queue, job.id, job.token, "boom", "tb", delay, mode)
+            protocol.fail_call(client.settings, job.queue, job.id, job.token, "boom", "tb", delay, mode)
         )
     )
 
@@ -217,7 +219,10 @@ def test_bulk_requeue_with_filter_and_flush_in_chunks(client: Client) -> None:
     while jobs := lease(client, "bulk", 500):
         client.backend.execute(
             Batch(
-                [ops.fail_call(client.settings, "bulk", j.id, j.token, "x", "", 0, "permanent") for j in jobs]
+                [
+                    protocol.fail_call(client.settings, "bulk", j.id, j.token, "x", "", 0, "permanent")
+                    for j in jobs
+                ]
             )
         )
     assert client.call(admin.count, "bulk", "dead") == 1200
@@ -283,7 +288,7 @@ def test_durable_is_refused_on_cluster_urls() -> None:
 def test_a_retry_clears_the_failed_attempts_progress(client: Client) -> None:
     r = client.enqueue("t", None, queue="prog")
     (job,) = lease(client, "prog")
-    client.backend.execute(ops.progress_call(client.settings, "prog", job.id, job.token, 40, "half way"))
+    client.backend.execute(protocol.progress_call(client.settings, "prog", job.id, job.token, 40, "half way"))
     assert client.get_task(r.id).progress == 40  # type: ignore[union-attr]
     fail(client, job, delay=0)
     info = client.get_task(r.id)
@@ -299,7 +304,9 @@ def test_a_due_task_with_a_junk_priority_is_promoted_not_lost(
     task = client.enqueue("t", None, queue="junk", delay=0.001)
     raw.hset(client.settings.keyspace.queue("junk").task(task.id), "priority", priority)
     time.sleep(0.01)
-    jobs = client.backend.execute(ops.dequeue_call(client.settings, "junk", 1, 30_000, "w1"))
-    leased = ops.parse_dequeue("junk", jobs)
+    jobs = client.backend.execute(protocol.dequeue_call(client.settings, "junk", 1, 30_000, "w1"))
+    leased = protocol.parse_dequeue("junk", jobs)
     assert [j.id for j in leased] == [task.id]
-    client.backend.execute(ops.release_call(client.settings, "junk", [(task.id, leased[0].token)], "test"))
+    client.backend.execute(
+        protocol.release_call(client.settings, "junk", [(task.id, leased[0].token)], "test")
+    )

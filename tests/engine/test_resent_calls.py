@@ -12,9 +12,9 @@ from typing import Any
 
 import redis
 
-from engine import ops
 from engine.client import Client
 from engine.task import Task
+from engine.worker import protocol
 
 RECEIPT = "rediq:{rcpt}:receipt:w1"
 
@@ -27,13 +27,13 @@ def dequeue(
     worker: str = "w1",
     lease_ms: int = 30_000,
     start_now: int = 3,
-) -> list[ops.Job]:
+) -> list[protocol.Job]:
     reply: Any = client.backend.execute(
-        ops.dequeue_call(
+        protocol.dequeue_call(
             client.settings, "rcpt", n, lease_ms, worker, start_now=start_now, request_id=request_id
         )
     )
-    return ops.parse_dequeue("rcpt", reply)
+    return protocol.parse_dequeue("rcpt", reply)
 
 
 def enqueue(client: Client, n: int) -> list[str]:
@@ -80,7 +80,7 @@ def test_a_receipt_never_returns_a_task_the_worker_no_longer_holds(client: Clien
     ids = enqueue(client, 3)
     held = dequeue(client, "1", lease_ms=300)
     assert len(held) == 3
-    client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[0], held[0].token, "")]))
+    client.backend.execute(protocol.ack_call(client.settings, "rcpt", [(ids[0], held[0].token, "")]))
     time.sleep(0.4)  # the other two leases run out; another worker recovers and takes them
     taken = dequeue(client, "1", worker="w2", n=5)
     assert sorted(j.id for j in taken) == sorted(ids[1:]) and all(j.attempt == 2 for j in taken)
@@ -96,7 +96,7 @@ def test_a_start_mark_sent_again_still_starts_the_tasks_and_charges_once(
     jobs = dequeue(client, "1", start_now=0)
     assert all(j.reserved and j.attempt == 0 for j in jobs)
     assert [j.token for j in jobs] == ["w1#1", "w1#1"]
-    start = ops.start_call(client.settings, "rcpt", jobs)
+    start = protocol.start_call(client.settings, "rcpt", jobs)
     first: Any = client.backend.execute(start)
     again: Any = client.backend.execute(start)
     assert again == first == [x for j in jobs for x in (j.id, 1)]
@@ -104,7 +104,7 @@ def test_a_start_mark_sent_again_still_starts_the_tasks_and_charges_once(
     # another worker's mark, or one for another delivery, is still refused
     for token in ("w2#1", "w1#2", "w1#0"):
         jobs[0].token = token
-        other: Any = client.backend.execute(ops.start_call(client.settings, "rcpt", jobs[:1]))
+        other: Any = client.backend.execute(protocol.start_call(client.settings, "rcpt", jobs[:1]))
         assert other == [jobs[0].id, 0]
     assert client.get_task(jobs[0].id).attempts == 1  # type: ignore[union-attr]
 
@@ -112,14 +112,14 @@ def test_a_start_mark_sent_again_still_starts_the_tasks_and_charges_once(
 def test_an_acknowledgement_sent_again_is_not_stale(client: Client, raw: redis.Redis) -> None:
     ids = enqueue(client, 2)
     held = dequeue(client, "1")
-    ack = ops.ack_call(client.settings, "rcpt", [(ids[0], held[0].token, "")])
+    ack = protocol.ack_call(client.settings, "rcpt", [(ids[0], held[0].token, "")])
     assert client.backend.execute(ack) == [[], []]
     assert client.backend.execute(ack) == [[], []]
     assert client.get_task(ids[0]).state == "completed"  # type: ignore[union-attr]
     # an ack of a delivery that does not own the task is still refused
-    wrong: Any = client.backend.execute(ops.ack_call(client.settings, "rcpt", [(ids[1], "w1#2", "")]))
+    wrong: Any = client.backend.execute(protocol.ack_call(client.settings, "rcpt", [(ids[1], "w1#2", "")]))
     assert wrong == [[ids[1]], []]
-    other_ack = ops.ack_call(client.settings, "rcpt", [(ids[0], "w2#1", "")])
+    other_ack = protocol.ack_call(client.settings, "rcpt", [(ids[0], "w2#1", "")])
     completed_other: Any = client.backend.execute(other_ack)
     assert completed_other == [[ids[0]], []]
     assert raw.zcard("rediq:{rcpt}:active") == 1  # ids[1], still leased

@@ -235,7 +235,8 @@ async def test_a_handlers_own_timeout_error_keeps_its_message(redis_url: str) ->
         info = client.get_task(t.id)
         assert info is not None and info.last_error == f"TimeoutError: {message}"
         assert info.traceback is not None and "raise TimeoutError(message)" in info.traceback
-        assert "engine/runners.py" not in info.traceback  # from the handler's frame down (engine.tracebacks)
+        # from the handler's frame down (engine.tracebacks)
+        assert "engine/worker/runners.py" not in info.traceback
     client.close()
 
 
@@ -251,7 +252,7 @@ async def test_a_timeout_error_raised_in_a_child_process_keeps_its_message(
     assert info is not None and info.last_error == f"TimeoutError: {MESSAGE}"
     # the child's traceback, naming the handler's line
     assert info.traceback is not None and 'raise TimeoutError("read timed out' in info.traceback
-    assert "engine/runners.py" not in info.traceback  # the child's frames around the handler are cut
+    assert "engine/worker/runners.py" not in info.traceback  # the child's frames around the handler are cut
     client.close()
 
 

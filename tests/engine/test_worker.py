@@ -166,7 +166,7 @@ class _ClockTwoHoursAhead:
 async def test_a_worker_with_a_clock_ahead_does_not_drop_the_others(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.worker
+    import engine.worker.driver
 
     raw = redis.Redis.from_url(redis_url, decode_responses=True)
     seconds, micros = raw.time()
@@ -174,7 +174,7 @@ async def test_a_worker_with_a_clock_ahead_does_not_drop_the_others(
     # an honest worker, registered a minute ago by the server clock
     raw.hset("rediq:worker:honest", mapping={"host": "h", "heartbeat": server_ms - 60_000})
     raw.zadd("rediq:workers", {"honest": server_ms - 60_000})
-    monkeypatch.setattr(engine.worker, "time", _ClockTwoHoursAhead())
+    monkeypatch.setattr(engine.worker.driver, "time", _ClockTwoHoursAhead())
     async with running_worker(Registry(), redis_url, ["skew"], heartbeat_s=0.1) as worker:
         await asyncio.sleep(0.35)  # a few registry beats
         score = raw.zscore("rediq:workers", worker.id)

@@ -18,7 +18,7 @@ from engine.errors import InvalidTask
 from engine.ops import Settings
 from engine.registry import Registry
 from engine.task import TaskState
-from engine.worker import TaskContext
+from engine.worker import TaskContext, protocol
 from tests.engine.conftest import running_worker, wait_until
 
 
@@ -78,9 +78,9 @@ def test_unknown_dependency_is_refused_before_anything_is_written(client: Client
 
 def test_dependency_already_completed_releases_at_once(client: Client) -> None:
     dep = client.enqueue("t", None, queue="a")
-    reply = client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
-    (job,) = ops.parse_dequeue("a", reply)
-    client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.token, "")]))
+    reply = client.backend.execute(protocol.dequeue_call(client.settings, "a", 1, 30000, "w"))
+    (job,) = protocol.parse_dequeue("a", reply)
+    client.backend.execute(protocol.ack_call(client.settings, "a", [(job.id, job.token, "")]))
     child = client.enqueue("t", None, queue="b", depends_on=[dep])
     assert state_of(client, child.id) == TaskState.PENDING
 
@@ -90,10 +90,10 @@ def test_release_survives_a_crash_between_ack_and_release(client: Client) -> Non
     telling the dependents, the next maintenance pass replays it, and replays are idempotent."""
     dep = client.enqueue("t", None, queue="a")
     child = client.enqueue("t", None, queue="b", depends_on=[dep])
-    (job,) = ops.parse_dequeue(
-        "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
+    (job,) = protocol.parse_dequeue(
+        "a", client.backend.execute(protocol.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
-    _, notified = client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.token, "")]))
+    _, notified = client.backend.execute(protocol.ack_call(client.settings, "a", [(job.id, job.token, "")]))
     assert notified == [dep.id]
     # ...the worker is SIGKILLed here: nobody flushed the outbox
     assert state_of(client, child.id) == TaskState.WAITING
@@ -111,11 +111,11 @@ def test_dead_dependency_cancels_dependents_in_cascade(client: Client) -> None:
     a = client.enqueue("t", None, queue="a", max_retry=0)
     b = client.enqueue("t", None, queue="b", depends_on=[a])
     c = client.enqueue("t", None, queue="c", depends_on=[b])
-    (job,) = ops.parse_dequeue(
-        "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
+    (job,) = protocol.parse_dequeue(
+        "a", client.backend.execute(protocol.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
     assert (
-        client.backend.execute(ops.fail_call(client.settings, "a", job.id, job.token, "no stock", "", 0))
+        client.backend.execute(protocol.fail_call(client.settings, "a", job.id, job.token, "no stock", "", 0))
         == "dead"
     )
     client.run(ops.flush_outbox(client.settings, "a"))
@@ -130,10 +130,10 @@ def test_hold_policy_keeps_dependents_waiting_until_the_dependency_is_requeued(r
     client = Client(redis_url, settings=Settings(dependency_failure="hold"))
     a = client.enqueue("t", None, queue="a", max_retry=0)
     b = client.enqueue("t", None, queue="b", depends_on=[a])
-    (job,) = ops.parse_dequeue(
-        "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
+    (job,) = protocol.parse_dequeue(
+        "a", client.backend.execute(protocol.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
-    client.backend.execute(ops.fail_call(client.settings, "a", job.id, job.token, "x", "", 0))
+    client.backend.execute(protocol.fail_call(client.settings, "a", job.id, job.token, "x", "", 0))
     client.run(ops.flush_outbox(client.settings, "a"))
     info = client.get_task(b.id)
     assert (
@@ -142,10 +142,10 @@ def test_hold_policy_keeps_dependents_waiting_until_the_dependency_is_requeued(r
         and "requeue it to continue" in (info.reason or "")
     )
     client.run(ops.requeue(client.settings, "a", [a.id]))
-    (job,) = ops.parse_dequeue(
-        "a", client.backend.execute(ops.dequeue_call(client.settings, "a", 1, 30000, "w"))
+    (job,) = protocol.parse_dequeue(
+        "a", client.backend.execute(protocol.dequeue_call(client.settings, "a", 1, 30000, "w"))
     )
-    client.backend.execute(ops.ack_call(client.settings, "a", [(job.id, job.token, "")]))
+    client.backend.execute(protocol.ack_call(client.settings, "a", [(job.id, job.token, "")]))
     client.run(ops.flush_outbox(client.settings, "a"))
     assert state_of(client, b.id) == TaskState.PENDING
 

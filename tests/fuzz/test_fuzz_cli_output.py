@@ -12,9 +12,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import ops
 from engine.cli import cli, run
 from engine.client import Client
+from engine.worker import protocol
 
 # the console's corpus (tests/tui/test_safe.py) plus the CLI issue's own findings
 CORPUS = [
@@ -69,7 +69,7 @@ def plant(url: str, raw: redis.Redis, text: str) -> str:
             "busy": 0,
             "tasks": "[]",
         }
-        client.run(ops.beat_registry(client.settings, f"w{text}", fields, 60_000))
+        client.run(protocol.beat_registry(client.settings, f"w{text}", fields, 60_000))
         raw.hset(
             ks.cron,
             "nightly",

@@ -138,7 +138,7 @@ async def test_a_worker_under_an_acl_from_before_hand_off_serves_without_it(
                 break
             await asyncio.sleep(0.1)
         assert [client.get_task(t.id).result for t in tasks] == ["done 0", "done 1", "done 2"]  # type: ignore[union-attr]
-        assert worker.handed_off == 0 and not worker.options.handoff
+        assert worker.handed_off == 0 and not worker.handoff_enabled
         assert "hand-off off" in caplog.text
     finally:
         worker.request_stop()

@@ -32,7 +32,7 @@ def test_worker_acl_grants_every_command_of_the_scripts_and_the_engine() -> None
     }
     in_engine = {
         m.lower()
-        for path in (ROOT / "engine").glob("*.py")
+        for path in (ROOT / "engine").rglob("*.py")
         for m in re.findall(r'(?:cmd\(|command=\()\s*"([A-Z]+)"', path.read_text())
     }
     assert "zpopmin" in in_scripts and "wait" in in_engine

@@ -17,6 +17,7 @@ from engine.connection import parse_url
 from engine.lua import ScriptMode
 from engine.ops import Settings
 from engine.task import Task
+from engine.worker import protocol
 
 
 def _commands() -> list[tuple[Any, ...]]:
@@ -27,10 +28,10 @@ def _commands() -> list[tuple[Any, ...]]:
             _args(call, mode)  # FCALL and EVALSHA alike
             for mode in ScriptMode
             for call in (
-                ops.ack_call(settings, "q", [("a", "w#1", ""), ("b", "w#2", '{"x":"é"}')]),
-                ops.dequeue_call(settings, "q", 20, 30_000, "host:1:ab"),
-                ops.progress_call(settings, "q", "a", "w#1", 33.3, "half way é"),
-                ops.fail_call(settings, "q", "a", "w#1", "E: boom", "tb\nline", 1.5),
+                protocol.ack_call(settings, "q", [("a", "w#1", ""), ("b", "w#2", '{"x":"é"}')]),
+                protocol.dequeue_call(settings, "q", 20, 30_000, "host:1:ab"),
+                protocol.progress_call(settings, "q", "a", "w#1", 33.3, "half way é"),
+                protocol.fail_call(settings, "q", "a", "w#1", "E: boom", "tb\nline", 1.5),
             )
         ),
         ("EVALSHA", "0" * 40, 0, *ops._task_args(task, settings, ["q|dep"])),

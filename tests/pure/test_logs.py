@@ -7,7 +7,7 @@ import logging
 import sys
 
 from engine.logs import JsonFormatter, WorkerField, log_outcome
-from engine.worker import TaskOutcome
+from engine.worker import Outcome, TaskOutcome
 
 
 def test_a_json_line_holds_the_task_fields_and_visible_text() -> None:
@@ -51,7 +51,7 @@ def test_each_attempt_is_a_task_finished_event(caplog: object) -> None:
     logger.addHandler(keep)
     logger.setLevel(logging.INFO)
     try:
-        log_outcome(TaskOutcome("t1", "payment", "order:pay", "retry", 0.25, 1, "HTTP 503"))
+        log_outcome(TaskOutcome("t1", "payment", "order:pay", Outcome.RETRY, 0.25, 1, "HTTP 503"))
     finally:
         logger.removeHandler(keep)
     data = json.loads(JsonFormatter().format(records[0]))

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-from engine import ops
 from engine.client import Client
+from engine.worker import protocol
 
 
-def lease(client: Client, queue: str, n: int = 1, worker: str = "w-test") -> list[ops.Job]:
-    reply = client.backend.execute(ops.dequeue_call(client.settings, queue, n, 60_000, worker))
-    return ops.parse_dequeue(queue, reply)
+def lease(client: Client, queue: str, n: int = 1, worker: str = "w-test") -> list[protocol.Job]:
+    reply = client.backend.execute(protocol.dequeue_call(client.settings, queue, n, 60_000, worker))
+    return protocol.parse_dequeue(queue, reply)
 
 
-def kill(client: Client, job: ops.Job, error: str = "boom") -> None:
+def kill(client: Client, job: protocol.Job, error: str = "boom") -> None:
     """Fail a leased task permanently: it goes dead."""
     client.backend.execute(
-        ops.fail_call(client.settings, job.queue, job.id, job.token, error, "Traceback: boom", 0, "permanent")
+        protocol.fail_call(
+            client.settings, job.queue, job.id, job.token, error, "Traceback: boom", 0, "permanent"
+        )
     )
 
 
-def progress(client: Client, job: ops.Job, percent: float, message: str) -> None:
-    client.backend.execute(ops.progress_call(client.settings, job.queue, job.id, job.token, percent, message))
+def progress(client: Client, job: protocol.Job, percent: float, message: str) -> None:
+    client.backend.execute(
+        protocol.progress_call(client.settings, job.queue, job.id, job.token, percent, message)
+    )
 
 
 def make_dead(client: Client, queue: str, n: int, prefix: str = "dead") -> list[str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from textual import events
 
-from engine import ops
 from engine.client import Client
+from engine.worker import protocol
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.worker import WorkerDetailScreen
 from rediq_tui.views.alltasks import AllTasksView, parse_query
@@ -74,7 +74,7 @@ async def test_colon_jumps_to_a_task_id_in_any_queue_a_queue_and_a_worker(
     seed(redis_url)
     with Client(redis_url) as c:
         c.call(
-            ops.beat_registry,
+            protocol.beat_registry,
             "box:77:w1",
             {"host": "box", "pid": 77, "queues": "mail", "concurrency": 4},
             60_000,

@@ -17,6 +17,7 @@ from engine import inspect, ops
 from engine.backend import cmd
 from engine.client import Client
 from engine.ops import Settings
+from engine.worker import protocol
 from rediq_tui.launcher import LaunchSpec
 from rediq_tui.screens.detail import TaskDetailScreen
 from rediq_tui.screens.worker import WorkerDetailScreen
@@ -78,7 +79,7 @@ async def test_active_and_reserved_are_shown_apart(redis_url: str) -> None:
     with Client(redis_url) as c:
         for i in range(6):
             c.enqueue("t", {}, queue="work", id=f"w-{i}")
-        c.backend.execute(ops.dequeue_call(c.settings, "work", 5, 60_000, "w1", start_now=2))
+        c.backend.execute(protocol.dequeue_call(c.settings, "work", 5, 60_000, "w1", start_now=2))
     app = make_app(redis_url)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.polls >= 1)
@@ -93,7 +94,7 @@ async def test_finished_tasks_show_no_live_progress_and_dead_detail_shows_error_
         c.enqueue("ship", {}, queue="orders", id="done-1")
         job = lease(c, "orders", 1)[0]
         progress(c, job, 99, "handing to carrier")
-        c.backend.execute(ops.ack_call(c.settings, "orders", [(job.id, job.token, '"ok"')]))
+        c.backend.execute(protocol.ack_call(c.settings, "orders", [(job.id, job.token, '"ok"')]))
         make_dead(c, "orders", 1)
     app = make_app(redis_url)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -166,7 +167,7 @@ async def test_worker_detail_and_stop_from_there(redis_url: str) -> None:
     with Client(redis_url) as c:
         c.enqueue("t", {}, queue="mail", id="m-1")
         c.call(
-            ops.beat_registry,
+            protocol.beat_registry,
             "host-x:4242:aa",
             {
                 "host": "host-x",

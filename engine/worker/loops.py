@@ -1,0 +1,176 @@
+"""The worker's background loops: heartbeat (leases, registry entry, operator stop), hand-off
+inbox, wake-up events, maintenance (queue registration, dependency outbox, index trimming,
+cron) and ``--burst``'s drained check. Each runs under ``runners.keep_running`` in the driver,
+so any exception is logged, counted and the loop restarted with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from engine import control, events, idle, ops
+from engine.backend import Op, cmd
+from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
+from engine.ops import Settings
+from engine.worker import protocol
+from engine.worker.options import REGISTRY_REFRESH_S
+
+if TYPE_CHECKING:  # the driver imports this module
+    from engine.worker.driver import Worker
+
+log = logging.getLogger("rediq.worker")
+T = TypeVar("T")
+
+BURST_IDLE_READINGS = 2
+
+
+async def heartbeat_loop(worker: Worker) -> None:
+    """Extend leases (through the drain's grace period; it stops once drained). The registry
+    entry (busy slots, current tasks) is refreshed more often than leases are extended, so the
+    console's Workers view stays current."""
+    heartbeat_s = worker.effective.heartbeat_s
+    tick = min(heartbeat_s, REGISTRY_REFRESH_S)
+    last_extend = time.monotonic()
+    while not worker.drained:
+        await asyncio.sleep(tick)
+        try:
+            if time.monotonic() - last_extend >= heartbeat_s - tick / 2:
+                last_extend = time.monotonic()
+                await worker._heartbeat()
+            else:
+                await worker.heartbeat_registry()
+            if not worker.core.stopping and await worker.backend.run(
+                control.take_stop(worker.settings, worker.id)
+            ):
+                log.warning("an operator asked this worker to stop: draining")  # the console's S
+                worker.request_stop()
+        except RediqError as exc:
+            log.warning("heartbeat failed: %s", exc)
+        except Exception:  # noqa: BLE001 - e.g. a malformed reply: never stop extending leases
+            worker.loop_errors["heartbeat"] += 1
+            log.exception("heartbeat failed; trying again in %.1f s", tick)
+
+
+async def inbox_loop(worker: Worker, queue: str) -> None:
+    """Take tasks that enqueue handed to this worker: start each at once when a slot is free,
+    else keep it with the prefetched."""
+    inbox = worker.settings.keyspace.queue(queue).inbox(worker.id)
+    backoff = 0.05
+    while not worker.core.stopping:
+        try:
+            popped = await worker.backend.execute(cmd("BLPOP", inbox, 1))
+        except ReadOnlyError as exc:  # an ACL from before hand-off: serve without it
+            if worker.core.handoff_enabled:
+                log.warning("hand-off off: %s (docs/acl/worker.acl lists what it needs)", exc)
+            worker.core.disable_handoff()
+            return
+        except RediqError as exc:
+            log.warning("hand-off inbox of %s unavailable (%s); retrying", queue, exc)
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(5.0, backoff * 2)
+            continue
+        backoff = 0.05
+        if popped:
+            await worker.take_handoff(protocol.parse_handoff(queue, popped[1]))
+
+
+async def wake_loop(worker: Worker) -> None:
+    """Wake the exchange loop as soon as work arrives (pub/sub is a hint; polling backs it)."""
+    # if the subscription fails, keep_running logs it, counts it and subscribes again with
+    # backoff (the poll goes on meanwhile)
+    async for event in events.subscribe(worker.settings, worker.backend.redis, list(worker.effective.queues)):
+        if event.event in ("pending", "resumed", events.RESYNC):
+            worker.core.on_work_arrived()
+            worker.wake()
+    if not worker.core.stopping:
+        raise ConnectionFailed("event subscription ended")
+
+
+async def maintenance_loop(worker: Worker) -> None:
+    settings, backend, effective = worker.settings, worker.backend, worker.effective
+    while not worker.core.stopping:
+        # each step on its own: one that raises (a corrupt hash) must not
+        # stop the others, here or in later passes
+        await _maintain(
+            worker,
+            "queue registration",
+            backend.execute(cmd("SADD", settings.keyspace.queues, *effective.queues)),
+        )
+        queues = await _maintain(worker, "queue listing", backend.run(_known_queues(settings)))
+        older_than_ms = int(effective.maintenance_s * 1000)
+        for q in queues or []:
+            await _maintain(
+                worker,
+                f"outbox of {q}",
+                backend.run(ops.flush_outbox(settings, q, older_than_ms=older_than_ms)),
+            )
+            await _maintain(worker, f"index trim of {q}", backend.run(ops.trim_finished_indexes(settings, q)))
+            await _maintain(worker, f"expiry sweep of {q}", backend.run(ops.expire_due(settings, q)))
+        await asyncio.sleep(effective.maintenance_s * (0.8 + 0.4 * random.random()))
+
+
+async def _maintain(worker: Worker, step: str, work: Awaitable[T]) -> T | None:
+    try:
+        return await work
+    except RediqError as exc:
+        log.warning("maintenance (%s) deferred: %s", step, exc)
+    except Exception:  # noqa: BLE001 - logged with its traceback and counted; the next pass tries again
+        worker.loop_errors["maintenance"] += 1
+        log.exception("maintenance (%s) failed; trying again next pass", step)
+    return None
+
+
+def _known_queues(settings: Settings) -> Op[list[str]]:
+    names = yield cmd("SMEMBERS", settings.keyspace.queues)
+    return sorted(names)
+
+
+async def burst_loop(worker: Worker) -> None:
+    """``--burst``: stop once the served queues read drained twice in a row (an exchange in
+    flight between two readings can still add work) with nothing held here."""
+    idle_readings = 0
+    queues = list(worker.effective.queues)
+    while not worker.core.stopping:
+        left = await worker.backend.run(idle.outstanding(worker.settings, queues, count_paused=False))
+        idle_readings = idle_readings + 1 if left == 0 and not worker.core.holds_work else 0
+        if idle_readings >= BURST_IDLE_READINGS:
+            log.info("burst: the queues are drained; stopping")
+            worker.request_stop()
+            return
+        await asyncio.sleep(worker.effective.poll_interval_s)
+
+
+# ---------------------------------------------------------------------------------- shutdown
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]], attempts: int = 20) -> None:
+    """Cancel background loops and wait for them. A cancellation that lands while redis-py is
+    reading a reply can be swallowed (seen on Python 3.11), so cancel again until they end; the
+    loops also check the stop flag, so they end by themselves within a pass."""
+    for _ in range(attempts):
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.25)
+    log.warning("background loops did not stop: %s", [t.get_name() for t in tasks if not t.done()])
+
+
+async def wait_all_unless(tasks: list[asyncio.Task[None]], hurry: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait for ``tasks`` for up to ``timeout`` seconds, or until ``hurry`` is set."""
+    deadline = time.monotonic() + timeout
+    waiting: set[asyncio.Future[Any]] = set(tasks)
+    hurried = asyncio.ensure_future(hurry.wait())
+    try:
+        while waiting and not hurried.done() and (left := deadline - time.monotonic()) > 0:
+            _, waiting = await asyncio.wait(
+                waiting | {hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiting.discard(hurried)
+    finally:
+        hurried.cancel()

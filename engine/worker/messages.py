@@ -1,0 +1,216 @@
+"""What goes in and out of the worker's core (``engine.worker.core``): typed requests (the
+calls to send, as data), effects (handlers to run or stop, refusals to report), the inputs it
+is fed, and the enums its decisions are made on."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from engine.worker.protocol import Job
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt of a task ended, as the worker records it."""
+
+    COMPLETED = "completed"
+    RETRY = "retry"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    STALE = "stale"
+    """Lease lost or shutdown: someone else owns the outcome now; nothing is recorded."""
+
+
+class FailMode(enum.StrEnum):
+    """What ``fail`` does with a failed attempt (the script's ``mode`` argument)."""
+
+    RETRY = "retry"
+    PERMANENT = "permanent"
+    CANCEL = "cancel"
+
+
+class FencedCall(enum.StrEnum):
+    """A call about a task that a script refused because its delivery token was no longer the
+    task's current one (see ``protocol.Job.token``)."""
+
+    START = "start"
+    ACK = "ack"
+    FAIL = "fail"
+    EXTEND = "extend"
+    RELEASE = "release"
+    PROGRESS = "progress"
+
+
+class StopReason(enum.Enum):
+    LEASE_LOST = enum.auto()
+    """The delivery is over: stop the handler; its outcome is not recorded."""
+    CANCEL_REQUESTED = enum.auto()
+    """An operator cancelled the running task: stop it if it can be stopped; it ends cancelled."""
+
+
+class FailureKind(enum.Enum):
+    UNAVAILABLE = enum.auto()
+    """Redis did not answer (connection, timeout, failover): nothing is known to have run."""
+    CALL_FAILED = enum.auto()
+    """A call raised (e.g. a script error on a corrupt hash); the batch's other calls did run."""
+
+
+class ExchangeKind(enum.Enum):
+    ROUND = enum.auto()  # outcomes + starts + the first dequeue, or a later queue's dequeue
+    HANDOFF_START = enum.auto()
+    HEARTBEAT = enum.auto()
+    PROGRESS = enum.auto()
+    RELEASE = enum.auto()
+
+
+# ---------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeue:
+    rid: int
+    queue: str
+    max_tasks: int
+    lease_ms: int
+    start_now: int
+    handoff_ms: int
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    rid: int
+    queue: str
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    rid: int
+    queue: str
+    done: tuple[tuple[str, str, str], ...]
+    """(task id, delivery token, result JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    rid: int
+    queue: str
+    task_id: str
+    token: str
+    error: str
+    traceback: str
+    delay_s: float
+    mode: FailMode
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """A task of a type this worker has no handler for: back uncharged (see ``protocol.defer_call``)."""
+
+    rid: int
+    queue: str
+    task_id: str
+    token: str
+    delay_s: float
+    limit_s: float
+    note: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    rid: int
+    queue: str
+    task_id: str
+    token: str
+    percent: float
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    rid: int
+    queue: str
+    held: tuple[tuple[str, str], ...]
+    lease_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    rid: int
+    queue: str
+    held: tuple[tuple[str, str], ...]
+    note: str
+
+
+Request = Dequeue | Start | Ack | Fail | Defer | Progress | Extend | Release
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """Requests sent in one round trip; the replies come back keyed by ``Request.rid``."""
+
+    xid: int
+    kind: ExchangeKind
+    requests: tuple[Request, ...]
+
+
+# ---------------------------------------------------------------------------------- effects
+
+
+# RunHandler and HandlerDone are made once per task (the hot path): not frozen, whose __init__
+# goes through object.__setattr__ per field; nothing changes them after they are made.
+@dataclass(slots=True)
+class RunHandler:
+    job: Job
+    """Started: Redis charged ``job.attempt``."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopHandler:
+    task_id: str
+    token: str
+    reason: StopReason
+
+
+@dataclass(frozen=True, slots=True)
+class Fenced:
+    queue: str
+    call: FencedCall
+    task_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDependents:
+    """Finished tasks with dependents (and, with ``all_queues``, a dead or cancelled one whose
+    dependents the outboxes hold): flush the dependency outboxes now."""
+
+    notified: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stopping, past the grace period, and Redis still unreachable: stop trying."""
+
+    unsent: int
+
+
+Effect = RunHandler | StopHandler | Fenced | ReleaseDependents | GiveUp
+
+
+# ---------------------------------------------------------------------------------- inputs
+
+
+@dataclass(slots=True)
+class HandlerDone:
+    """How a handler ended, as the driver saw it (before the core's adjustments)."""
+
+    job: Job
+    outcome: Outcome
+    result_json: str = ""
+    error: str = ""
+    traceback: str = ""
+    delay_s: float = 0.0
+    mode: FailMode = FailMode.RETRY

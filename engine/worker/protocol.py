@@ -1,0 +1,288 @@
+"""The worker protocol: the calls a worker sends to the Lua scripts and the parsing of their
+replies. Each builder returns a ``Call`` (data, no I/O); ``engine.worker.core`` decides when to
+send which, ``engine.worker.driver`` sends them.
+
+Every call about a leased task names its delivery (``Job.token``); a script refuses one whose
+delivery is over (lease lost, cancelled, deleted, requeued) and says so in its reply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.backend import Batch, Call, Op, cmd, script_call
+from engine.fingerprint import normalise_error
+from engine.ops import Settings, _int, channel, server_time_ms
+
+JOB_WIDTH = 11  # id + 10 fields per leased task in the dequeue reply
+
+
+@dataclass(slots=True)
+class Job:
+    """A leased task as the worker sees it (a plain dataclass: this is the hot path)."""
+
+    id: str
+    queue: str
+    type: str
+    payload_raw: str
+    priority: int
+    max_retry: int
+    timeout_s: float
+    attempt: int
+    """Attempt number; for a reserved task, the attempts charged so far (it is not started)."""
+    metadata_raw: str
+    schema_version: int
+    reserved: bool = False
+    """Prefetched or handed off: leased but not started; ``start_call`` charges the attempt,
+    and the handler runs only once its reply says so."""
+    token: str = ""
+    """This delivery's fencing token (``<worker id>#<delivery number>``): every call about the
+    task names it, and the scripts refuse it once the task went on to another delivery."""
+
+
+def dequeue_call(
+    settings: Settings,
+    queue: str,
+    max_tasks: int,
+    lease_ms: int,
+    worker_id: str,
+    maintenance_limit: int = 100,
+    start_now: int | None = None,
+    handoff_ms: int = 0,
+    request_id: str = "",
+) -> Call:
+    """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
+    and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
+    worker left with free slots registers for hand-offs (``parse_handoff``) for that long.
+    With ``request_id`` (unique per worker and queue until its reply arrives), the call leaves a
+    receipt (``QueueKeys.receipt``): sent again after its reply was lost, it returns the tasks
+    the first copy leased instead of leasing more."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "dequeue",
+        [
+            qk.pending,
+            qk.active,
+            qk.scheduled,
+            qk.retry,
+            qk.paused,
+            qk.dead,
+            qk.seq,
+            qk.dep_outbox,
+            qk.failures,
+            qk.idle,
+            qk.receipt(worker_id),
+            qk.cancelled,
+        ],
+        [
+            qk.base,
+            channel(settings, qk),
+            max_tasks,
+            lease_ms,
+            worker_id,
+            maintenance_limit,
+            int(settings.dead_retention_s * 1000),
+            max_tasks if start_now is None else start_now,
+            handoff_ms,
+            request_id,
+            int(settings.retention_s * 1000),
+        ],
+    )
+
+
+def start_call(settings: Settings, queue: str, jobs: Sequence[Job]) -> Call:
+    """Charge reserved tasks their attempt; the reply (``parse_started``) gives the attempt each
+    started as, 0 for one refused (its delivery is over). Idempotent per delivery."""
+    qk = settings.keyspace.queue(queue)
+    flat: list[Any] = [x for j in jobs for x in (j.id, j.token)]
+    return script_call(
+        "start",
+        [qk.active, qk.dep_outbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), *flat],
+    )
+
+
+def parse_started(reply: Sequence[Any]) -> dict[str, int]:
+    """Task id -> the attempt it started as (0: refused)."""
+    return {reply[i]: int(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
+def _int_fast(value: Any) -> int | None:
+    """``_int`` with a fast path for the plain integer strings the scripts return."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return _int(value)
+
+
+def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
+    jobs = []
+    for i in range(1, len(reply), JOB_WIDTH):
+        (
+            task_id,
+            ttype,
+            payload,
+            priority,
+            max_retry,
+            timeout_ms,
+            attempt,
+            meta,
+            version,
+            reserved,
+            token,
+        ) = reply[i : i + JOB_WIDTH]
+        jobs.append(
+            Job(
+                task_id,
+                queue,
+                ttype or "",
+                payload or "",
+                _int_fast(priority) or 0,
+                _int_fast(max_retry) or 0,
+                (_int_fast(timeout_ms) or 1_800_000) / 1000,
+                int(attempt),
+                meta or "",
+                _int_fast(version) or 1,
+                reserved == "1",
+                token,
+            )
+        )
+    return jobs
+
+
+def parse_handoff(queue: str, record: str) -> Job:
+    """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged) until
+    ``start_call``. The record holds the fields of one task of a dequeue reply, in its order."""
+    return parse_dequeue(queue, [None, *json.loads(record)])[0]
+
+
+def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, str, str]]) -> Call:
+    """``done`` holds (task id, delivery token, result JSON or ''). The reply: (refused ids,
+    ids with dependents to notify)."""
+    qk = settings.keyspace.queue(queue)
+    flat: list[Any] = [x for item in done for x in item]
+    return script_call(
+        "ack",
+        [qk.active, qk.completed, qk.dep_outbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), *flat],
+    )
+
+
+def fail_call(
+    settings: Settings,
+    queue: str,
+    task_id: str,
+    token: str,
+    error: str,
+    traceback: str,
+    retry_delay_s: float,
+    mode: str = "retry",
+) -> Call:
+    """``mode``: 'retry' (retry unless attempts are spent), 'permanent' (dead now), 'cancel'.
+    Failures join the error-fingerprint group of (task type, normalised error). ``token``:
+    the delivery's (``Job.token``); the reply is 'stale' when it was refused."""
+    qk = settings.keyspace.queue(queue)
+    sample = normalise_error(error)
+    return script_call(
+        "fail",
+        [qk.active, qk.retry, qk.dead, qk.dep_outbox, qk.cancelled, qk.failures],
+        [
+            qk.base,
+            channel(settings, qk),
+            task_id,
+            token,
+            error,
+            traceback,
+            int(retry_delay_s * 1000),
+            mode,
+            int(settings.dead_retention_s * 1000),
+            int(settings.retention_s * 1000),
+            sample,
+        ],
+    )
+
+
+WORKER_FORGOTTEN_MS = 3_600_000
+"""A registered worker that has not beaten for this long is dropped from the registry."""
+
+
+def beat_registry(settings: Settings, worker_id: str, fields: dict[str, Any], ttl_ms: int) -> Op[int]:
+    """Refresh a worker's registry entry, stamped with the Redis clock (as leases are): a
+    worker whose own clock runs an hour ahead must not make every other worker look an hour
+    old and drop it. Returns the server time it stamped."""
+    ks = settings.keyspace
+    now_ms = yield from server_time_ms()
+    flat = [x for kv in {**fields, "heartbeat": now_ms}.items() for x in kv]
+    yield Batch(
+        [
+            cmd("HSET", ks.worker(worker_id), *flat),
+            cmd("PEXPIRE", ks.worker(worker_id), ttl_ms),
+            cmd("ZADD", ks.workers, now_ms, worker_id),
+            # forget workers that have not beaten for an hour (their hashes expired long ago)
+            cmd("ZREMRANGEBYSCORE", ks.workers, "-inf", now_ms - WORKER_FORGOTTEN_MS),
+        ]
+    )
+    return now_ms
+
+
+def extend_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]], lease_ms: int) -> Call:
+    """``held``: (task id, delivery token). The reply: (refused ids, ids to cancel)."""
+    qk = settings.keyspace.queue(queue)
+    return script_call("extend", [qk.active], [qk.base, lease_ms, *[x for item in held for x in item]])
+
+
+def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]], note: str) -> Call:
+    """``held``: (task id, delivery token). The reply: the refused ids."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "release",
+        [qk.active, qk.pending, qk.seq],
+        [qk.base, channel(settings, qk), note, *[x for item in held for x in item]],
+    )
+
+
+def progress_call(
+    settings: Settings, queue: str, task_id: str, token: str, percent: float, message: str
+) -> Call:
+    """The reply: the stored percent, or None when refused (``token`` is not the delivery's)."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "progress",
+        [qk.task(task_id)],
+        [qk.base, channel(settings, qk), task_id, token, max(0.0, min(100.0, percent)), message],
+    )
+
+
+def defer_call(
+    settings: Settings,
+    queue: str,
+    task_id: str,
+    token: str,
+    delay_s: float,
+    limit_s: float,
+    note: str,
+    error: str,
+) -> Call:
+    """A task of a type this worker has no handler for: back uncharged, due after ``delay_s``
+    (for a worker that knows the type), or dead with ``error`` once it has waited so for
+    ``limit_s``. Its reply reads like ``fail_call``'s: 'deferred', 'dead' or 'stale'; like
+    ``fail_call`` the task id is ``args[2]``."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "defer",
+        [qk.active, qk.scheduled, qk.dead, qk.dep_outbox],
+        [
+            qk.base,
+            channel(settings, qk),
+            task_id,
+            token,
+            int(delay_s * 1000),
+            int(limit_s * 1000),
+            note,
+            error,
+            int(settings.dead_retention_s * 1000),
+        ],
+    )
