@@ -1,0 +1,69 @@
+"""Fault exploration (issue 14 point 4): Hypothesis drives real workers and the real scripts on
+a real Valkey through dropped, duplicated and held requests, lost replies, stalls and kills,
+with producers, handler outcomes and operators in between (``tests/faults/machine.py``).
+
+Profiles: the short one runs here (marker ``chaos``); ``REDIQ_FAULTS_DEEP=1`` runs batches of
+examples until ``REDIQ_FAULTS_STEPS`` steps (default 100,000) were explored, printing figures.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from tests.faults.machine import STEPS, machine_for
+
+pytestmark = pytest.mark.chaos
+
+CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+
+def short_profile() -> settings:
+    return settings(
+        max_examples=int(os.environ.get("REDIQ_FAULTS_EXAMPLES", "12")),
+        stateful_step_count=int(os.environ.get("REDIQ_FAULTS_STEP_COUNT", "40")),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=CHECKS,
+        phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    )
+
+
+@pytest.mark.timeout(900)
+def test_no_task_is_lost_or_buried_under_faults(redis_url: str) -> None:
+    run_state_machine_as_test(machine_for(redis_url), settings=short_profile())
+
+
+@pytest.mark.skipif(not os.environ.get("REDIQ_FAULTS_DEEP"), reason="deep profile: REDIQ_FAULTS_DEEP=1")
+@pytest.mark.timeout(6 * 3600)
+def test_deep_profile(redis_url: str) -> None:
+    target = int(os.environ.get("REDIQ_FAULTS_STEPS", "100000"))
+    started, batch, findings = time.monotonic(), 0, []
+    while STEPS[0] < target:
+        batch += 1
+        try:
+            run_state_machine_as_test(
+                machine_for(redis_url),
+                settings=settings(
+                    max_examples=50,
+                    stateful_step_count=80,
+                    deadline=None,
+                    database=None,
+                    suppress_health_check=CHECKS,
+                ),
+            )
+        except Exception as exc:  # noqa: BLE001 - a finding: report it (shrunk) and explore on
+            findings.append(exc)
+            print("".join(traceback.format_exception(exc)), flush=True)
+        print(
+            f"faults deep: batch {batch}, {STEPS[0]} steps, {time.monotonic() - started:.0f} s, "
+            f"{len(findings)} finding(s)",
+            flush=True,
+        )
+    assert not findings, f"{len(findings)} finding(s); see the output above"
