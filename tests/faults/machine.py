@@ -22,9 +22,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +34,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from engine import doctor, ops
 from engine.client import Client
 from engine.connection import parse_url
-from engine.errors import RediqError
 from engine.registry import Registry
 from engine.task import Task
 from engine.testing import advance
@@ -58,6 +56,7 @@ TASK_SPECS = st.tuples(
     st.integers(-6, 30),  # a dependency on an earlier task (negative: none)
     st.integers(0, 5).map(lambda n: n == 0),  # delayed by an hour (time advances bring it due)
 )
+HANDLER_ENDS = st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED])
 OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume", "doctor"]
 LABELS = ["any", "start", "ack", "fail", "dequeue", "extend", "release", "progress", "BLPOP"]
 
@@ -349,7 +348,7 @@ class FaultMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self._finishable()))
     @rule(
         which=st.integers(0, 10),
-        end=st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED]),
+        end=HANDLER_ENDS,
         slow=st.booleans(),
     )
     def finish_handler(self, which: int, end: RunEnd, slow: bool) -> None:
@@ -365,7 +364,7 @@ class FaultMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self._finishable()))
     @rule(
         which=st.integers(0, 10),
-        end=st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED]),
+        end=HANDLER_ENDS,
         slow=st.booleans(),
     )
     def finish_another_handler(self, which: int, end: RunEnd, slow: bool) -> None:
