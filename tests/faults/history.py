@@ -45,6 +45,11 @@ class TaskRecord:
     holder_lost: set[int] = field(default_factory=set)
     """Lives in which a worker holding a charged attempt of the task was killed or stalled
     past its lease: such an attempt may end dead without its handler having run."""
+    ended: int = 0
+    """Deliveries ended under their worker (a kill, or a stall past the lease)."""
+    cancel_mark: tuple[int, int] | None = None
+    """(life, ended) when a cancel was requested while the task was held: once that delivery
+    is over, the task must end cancelled in that life, never run again."""
 
 
 @dataclass
@@ -56,20 +61,30 @@ class History:
     def add_task(self, record: TaskRecord) -> None:
         self.tasks[record.id] = record
 
-    def brk(self, task_id: str) -> None:
+    def brk(self, task_id: str, ends_delivery: bool = False) -> None:
         if task_id in self.tasks:
             self.tasks[task_id].breaks += 1
+            self.tasks[task_id].ended += ends_delivery
 
     def new_life(self, task_id: str) -> None:
         if task_id in self.tasks:
             self.tasks[task_id].life += 1
             self.tasks[task_id].breaks += 1
 
+    def cancel_requested(self, task_id: str) -> None:
+        """A cancel was requested on a held task (it is flagged; its worker acts on it)."""
+        if task_id in self.tasks:
+            record = self.tasks[task_id]
+            record.breaks += 1
+            if record.cancel_mark is None or record.cancel_mark[0] != record.life:
+                record.cancel_mark = (record.life, record.ended)
+
     def holder_lost(self, task_id: str) -> None:
         if task_id in self.tasks:
             record = self.tasks[task_id]
             record.holder_lost.add(record.life)
             record.breaks += 1
+            record.ended += 1
 
     def begin(self, task_id: str, worker: str, attempt: int) -> Run:
         """A handler call starts: check it against the runs before it."""
@@ -83,6 +98,12 @@ class History:
             if not 1 <= attempt <= record.max_retry + 1:
                 self.violations.append(
                     f"run #{run.seq}: {task_id} runs as attempt {attempt} (max_retry {record.max_retry})"
+                )
+            mark = record.cancel_mark
+            if mark is not None and mark[0] == life and record.ended > mark[1]:
+                self.violations.append(
+                    f"run #{run.seq}: {task_id} runs again after a cancel was requested and the "
+                    "delivery it was requested on ended"
                 )
             for other in self.runs:
                 if other.task_id != task_id:

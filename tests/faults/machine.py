@@ -306,7 +306,7 @@ class FaultMachine(RuleBasedStateMachine):
             if charged:
                 self.history.holder_lost(task_id)
             else:
-                self.history.brk(task_id)
+                self.history.brk(task_id, ends_delivery=True)
         if not kill:
             self._lapse([t for t, _ in held])
         self._step()
@@ -380,8 +380,11 @@ class FaultMachine(RuleBasedStateMachine):
         # any task enqueued so far, accepted or not (which were accepted depends on timing)
         task_id = f"t{which % self.n_task + 1}"
         if action == "cancel":
-            self.client.run(ops.cancel(self.settings, QUEUE, [task_id]))
-            self.history.brk(task_id)
+            outcome = self.client.run(ops.cancel(self.settings, QUEUE, [task_id]))
+            if outcome.get(task_id) == "requested":
+                self.history.cancel_requested(task_id)
+            else:
+                self.history.brk(task_id)
         elif action == "delete":
             self.client.run(ops.quarantine(self.settings, QUEUE, [task_id]))
             self.history.brk(task_id)
