@@ -505,8 +505,15 @@ class FaultMachine(RuleBasedStateMachine):
         self.r.close()
 
 
+_MACHINES: dict[str, type[FaultMachine]] = {}
+
+
 def machine_for(url: str) -> type[FaultMachine]:
-    return type("FaultsOn", (FaultMachine,), {"url": url})
+    """The machine, on the server at ``url`` (one class per server: Hypothesis keys its
+    examples database by the class)."""
+    if url not in _MACHINES:
+        _MACHINES[url] = type("FaultsOn", (FaultMachine,), {"url": url})
+    return _MACHINES[url]
 
 
 __all__ = ["STEPS", "FaultMachine", "machine_for"]

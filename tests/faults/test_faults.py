@@ -60,6 +60,9 @@ def test_deep_profile(redis_url: str) -> None:
                     suppress_health_check=CHECKS,
                 ),
             )
+        except SystemError as exc:  # CPython 3.11.7's ast.parse (Hypothesis reads the machine's
+            # source) sometimes fails with "AST constructor recursion depth mismatch": not a finding
+            print(f"faults deep: batch {batch} not run: {exc}", flush=True)
         except Exception as exc:  # noqa: BLE001 - a finding: report it (shrunk) and explore on
             findings.append(exc)
             print("".join(traceback.format_exception(exc)), flush=True)
