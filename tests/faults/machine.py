@@ -58,7 +58,7 @@ TASK_SPECS = st.tuples(
 )
 HANDLER_ENDS = st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED])
 OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume", "doctor"]
-LABELS = ["any", "start", "ack", "fail", "dequeue", "extend", "release", "progress", "BLPOP"]
+LABELS = ["any", "start", "ack", "fail", "dequeue", "dequeue", "extend", "release", "BLPOP"]
 
 log = logging.getLogger("rediq.faults")
 _OWNER: contextvars.ContextVar[WorkerHandle | None] = contextvars.ContextVar(
@@ -79,7 +79,7 @@ def _task_factory(
     owner = context.run(_OWNER.get) if context is not None else _OWNER.get()
     if owner is not None:
         owner.tasks.add(task)
-        task.add_done_callback(owner.tasks.discard)
+        task.add_done_callback(owner.task_done)
     return task
 
 
@@ -92,6 +92,14 @@ class WorkerHandle:
     run_task: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     stopped: bool = False
+
+    crashed: list[str] = field(default_factory=list)
+    """Tasks of this worker that ended with an exception (a loop that died)."""
+
+    def task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not self.wire.killed:
+            self.crashed.append(f"{task.get_name()} ended with {task.exception()!r}")
 
     @property
     def alive(self) -> bool:
@@ -418,6 +426,7 @@ class FaultMachine(RuleBasedStateMachine):
     @invariant()
     def store_is_consistent(self) -> None:
         problems = check_invariants(self.r) + check_unique_keys(self.r) + self.history.violations
+        problems += [f"worker {h.wire.name}: {crash}" for h in self.workers for crash in h.crashed]
         if problems:
             self.step_ok = False
             raise AssertionError("\n".join(problems + self._wire_logs()))

@@ -160,6 +160,9 @@ def run(name: str, examples: int, steps: int) -> tuple[bool, float, str]:
             "-x",
             "-p",
             "no:cacheprovider",
+            "-p",
+            "no:logging",
+            "--show-capture=no",
             "-m",
             "chaos",
             "tests/faults/test_faults.py::test_no_task_is_lost_or_buried_under_faults",
@@ -169,7 +172,7 @@ def run(name: str, examples: int, steps: int) -> tuple[bool, float, str]:
         capture_output=True,
         text=True,
     )
-    return proc.returncode != 0, time.monotonic() - started, proc.stdout[-6000:]
+    return proc.returncode != 0, time.monotonic() - started, proc.stdout[-12000:]
 
 
 def main() -> None:

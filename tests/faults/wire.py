@@ -173,26 +173,30 @@ class Wire:
 
 
 class FaultyPipeline:
-    """A non-transactional pipeline whose ``execute`` crosses the wire as one request."""
+    """A non-transactional pipeline whose ``execute`` crosses the wire as one request (a real
+    pipeline is built for each send: a duplicated request sends every call again)."""
 
     def __init__(self, real: Any, wire: Wire) -> None:
         self._real = real
         self._wire = wire
-        self._labels: list[str] = []
+        self._calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
     def execute_command(self, *args: Any, **options: Any) -> FaultyPipeline:
-        self._labels.append(label_of(args))
-        self._real.execute_command(*args, **options)
+        self._calls.append((args, options))
         return self
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
-        return await self._wire.carry(self._labels, lambda: self._real.execute(raise_on_error=raise_on_error))  # type: ignore[no-any-return]
+        async def send() -> list[Any]:
+            pipe = self._real.pipeline(transaction=False)
+            for args, options in self._calls:
+                pipe.execute_command(*args, **options)
+            return list(await pipe.execute(raise_on_error=raise_on_error))
 
-    async def __aenter__(self) -> FaultyPipeline:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._real.reset()
+        labels = [label_of(args) for args, _ in self._calls]
+        try:
+            return await self._wire.carry(labels, send)  # type: ignore[no-any-return]
+        finally:
+            self._calls = []
 
 
 class FaultyRedis:
@@ -213,7 +217,8 @@ class FaultyRedis:
         return await self.wire.carry([label], lambda: self._real.execute_command(*args, **options), blocking)
 
     def pipeline(self, transaction: bool = False) -> FaultyPipeline:
-        return FaultyPipeline(self._real.pipeline(transaction=transaction), self.wire)
+        assert not transaction, "the engine sends non-transactional pipelines only"
+        return FaultyPipeline(self._real, self.wire)
 
     def pubsub(self, **options: Any) -> Any:
         return self._real.pubsub(**options)  # wake-up hints only: they change no state
