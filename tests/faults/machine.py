@@ -278,8 +278,8 @@ class FaultMachine(RuleBasedStateMachine):
             prefetch=prefetch,
             handoff=handoff,
             lease_s=LEASE_S,
-            heartbeat_s=0.2,
-            poll_interval_s=0.2,
+            heartbeat_s=0.1,  # often, so that lost leases and cancels are noticed between steps
+            poll_interval_s=0.05,  # often, so that lapsed leases are recovered between steps
             maintenance_s=0.5,
             grace_s=2.0,
         )
