@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -484,7 +485,25 @@ class FaultMachine(RuleBasedStateMachine):
             self.history.final_checks(self._states()) + check_invariants(self.r) + check_unique_keys(self.r)
         )
         if problems:
-            raise AssertionError("\n".join(problems + self._wire_logs()))
+            raise AssertionError("\n".join(problems + self._wire_logs() + self._stories(problems)))
+
+    def _stories(self, problems: list[str]) -> list[str]:
+        """What Redis and the harness recorded about each task a problem names."""
+        qk = self.settings.keyspace.queue(QUEUE)
+        told = []
+        for task_id in self.history.tasks:
+            if not any(
+                p.startswith(task_id + " ") or f" {task_id} " in p or f"{task_id}:" in p for p in problems
+            ):
+                continue
+            entries = [json.loads(e) for e in reversed(self.r.lrange(qk.history(task_id), 0, -1))]
+            runs = [r for r in self.history.runs if r.task_id == task_id]
+            told.append(f"{task_id}: {self.r.hgetall(qk.task(task_id))}")
+            told += [f"  {t} {state}: {note}" for t, state, note in entries]
+            told += [
+                f"  run #{r.seq} on {r.worker} attempt {r.attempt} life {r.life}: {r.end.value}" for r in runs
+            ]
+        return told
 
     def _finish_all(self) -> None:
         for pending in list(self.pending):
