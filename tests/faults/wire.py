@@ -88,6 +88,8 @@ class Wire:
     """Requests sent and not answered yet (blocking pops not counted)."""
     last_request: float = 0.0
     held: list[asyncio.Future[None]] = field(default_factory=list)
+    answered: dict[str, int] = field(default_factory=dict)
+    """Requests answered (reply delivered to the worker), per call label."""
     log: list[str] = field(default_factory=list)
     """What happened on this wire (faults taken), for the report of a failing example."""
     _thaw: asyncio.Event = field(default_factory=asyncio.Event)
@@ -169,6 +171,8 @@ class Wire:
         if fault is Fault.DROP_REPLY:
             raise Injected(f"fault: reply to {labels} dropped")
         await self._unfrozen()  # a stalled process reads its replies when it wakes
+        for label in labels:
+            self.answered[label] = self.answered.get(label, 0) + 1
         return reply
 
 
