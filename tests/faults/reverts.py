@@ -185,7 +185,8 @@ def main() -> None:
     with open("reverts.out", "a") as out:
         for name in names:
             found, seconds, output = run(name, args.examples, args.steps)
-            line = f"{name}: {'FOUND' if found else 'not found'} in {seconds:.0f} s"
+            why = next((x for x in output.splitlines() if "AssertionError:" in x), "").strip()
+            line = f"{name}: {'FOUND' if found else 'not found'} in {seconds:.0f} s {why}"
             print(line, flush=True)
             out.write(f"==== {line}\n{output}\n")
             out.flush()
