@@ -51,6 +51,7 @@ MAX_WORKERS = 6
 MAX_TASKS = 24
 QUIET_S = 0.01
 STEP_LIMIT_S = 1.5
+IN_FLIGHT_LIMIT_S = 60.0
 SETTLE_LIMIT_S = 30.0
 TASK_SPECS = st.tuples(
     st.sampled_from([0, 0, 1, 2]),  # max_retry
@@ -161,14 +162,19 @@ class FaultMachine(RuleBasedStateMachine):
         return self.loop.run_until_complete(body())
 
     async def _quiesce(self, limit: float = STEP_LIMIT_S) -> None:
+        """Let the workers run until no request is in flight (always: the checks read the store
+        between steps and must not see it change) and none was sent for ``QUIET_S`` (or
+        ``limit`` passed: timers keep some workers busy)."""
         start = time.monotonic()
         await asyncio.sleep(0.002)
-        while time.monotonic() - start < limit:
-            wires = [h.wire for h in self.workers if not h.wire.killed]
+        while True:
+            wires = [h.wire for h in self.workers]
             busy = any(w.in_flight for w in wires)
             last = max((w.last_request for w in wires), default=0.0)
-            if not busy and time.monotonic() - last >= QUIET_S:
+            now = time.monotonic()
+            if not busy and (now - last >= QUIET_S or now - start >= limit):
                 return
+            assert now - start < IN_FLIGHT_LIMIT_S, f"a request in flight for {IN_FLIGHT_LIMIT_S} s"
             await asyncio.sleep(0.002)
 
     def _live(self) -> list[WorkerHandle]:

@@ -163,8 +163,6 @@ def run(name: str, examples: int, steps: int) -> tuple[bool, float, str]:
             "-p",
             "no:logging",
             "--show-capture=no",
-            "-m",
-            "chaos",
             "tests/faults/test_faults.py::test_no_task_is_lost_or_buried_under_faults",
         ],
         cwd=copy,
