@@ -113,6 +113,11 @@ class History:
                         f"run #{run.seq}: {task_id} started on {worker} while run #{other.seq} on "
                         f"{other.worker} was still running, and no lease of it lapsed in between"
                     )
+                if other.life == life and other.end is RunEnd.OK and other.breaks_at_start == breaks:
+                    self.violations.append(
+                        f"run #{run.seq}: {task_id} runs again after run #{other.seq} on {other.worker} "
+                        "succeeded, and nothing ended that delivery"
+                    )
                 if other.life == life and other.attempt == attempt:
                     self.violations.append(
                         f"run #{run.seq}: {task_id} runs attempt {attempt} a second time (run #{other.seq})"

@@ -83,3 +83,16 @@ def test_a_cancelled_delivery_that_ended_must_not_run_again() -> None:
     lawful.cancel_requested("t")  # requested while the task was prefetched: it may still start
     lawful.begin("t", "w1", 1)
     assert lawful.violations == []
+
+
+def test_a_success_nothing_interrupted_is_not_run_again() -> None:
+    h = history()
+    h.begin("t", "w1", 1).end = RunEnd.OK
+    h.begin("t", "w2", 2)
+    assert any("succeeded" in v for v in h.violations)
+
+    lawful = history()
+    lawful.begin("t", "w1", 1).end = RunEnd.OK
+    lawful.holder_lost("t")  # w1 was killed before its ack went out
+    lawful.begin("t", "w2", 2)
+    assert lawful.violations == []
