@@ -170,7 +170,9 @@ def run(name: str, examples: int, steps: int) -> tuple[bool, float, str]:
         capture_output=True,
         text=True,
     )
-    return proc.returncode != 0, time.monotonic() - started, proc.stdout[-12000:]
+    if proc.returncode not in (0, 1):  # 1: a test failed; anything else is a broken run
+        raise SystemExit(f"{name}: pytest exited {proc.returncode}\n{proc.stdout[-3000:]}")
+    return proc.returncode == 1, time.monotonic() - started, proc.stdout[-12000:]
 
 
 def main() -> None:
