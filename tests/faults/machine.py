@@ -64,6 +64,7 @@ OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume",
 STOP_RIGHT_AFTER_LOSS = bool(os.environ.get("REDIQ_FAULTS_STOP_RIGHT_AFTER_LOSS"))
 """Stop workers at the end without letting them first get one dequeue answered (finds the
 known lost-dequeue-reply defect, see ``_settle_and_check``)."""
+INTERRUPTIONS = ["cancel", "delete", "doctor", "stall", "kill", "cancel+stall", "cancel+kill", "delete+stall"]
 LABELS = ["any", "start", "ack", "fail", "dequeue", "dequeue", "extend", "release", "BLPOP"]
 
 log = logging.getLogger("rediq.faults")
@@ -314,7 +315,10 @@ class FaultMachine(RuleBasedStateMachine):
         """Kill a worker, or stall it past its lease: its leases lapse, and another worker may
         take its tasks before it wakes (``wake_worker``)."""
         live = [h for h in self._live() if not h.wire.frozen]
-        handle = live[which % len(live)]
+        self._kill_or_stall(live[which % len(live)], kill)
+        self._step()
+
+    def _kill_or_stall(self, handle: WorkerHandle, kill: bool) -> None:
         if kill:
             handle.kill()
         else:
@@ -328,6 +332,22 @@ class FaultMachine(RuleBasedStateMachine):
                 self.history.brk(task_id, ends_delivery=True)
         if not kill:
             self._lapse([t for t, _ in held])
+
+    @rule(which=st.integers(0, 10), action=st.sampled_from(INTERRUPTIONS))
+    def interrupt_a_running_task(self, which: int, action: str) -> None:
+        """Aimed at a task whose handler is running now (where the delivery races live): an
+        operator acts on it, its worker stalls or dies, or both, one right after the other."""
+        running = [p.run for p in self.pending if not p.outcome.done()]
+        if not running:  # (no precondition: which handlers run depends on timing)
+            self._step()
+            return
+        run = running[which % len(running)]
+        first, _, then = action.partition("+")
+        if first in OPERATOR_ACTIONS:
+            self._operate(first, run.task_id)
+        holder = next((h for h in self._live() if h.worker.id == run.worker and not h.wire.frozen), None)
+        if holder is not None and (then or first) in ("stall", "kill"):
+            self._kill_or_stall(holder, (then or first) == "kill")
         self._step()
 
     @precondition(lambda self: any(h.wire.frozen for h in self._live()))
@@ -397,7 +417,10 @@ class FaultMachine(RuleBasedStateMachine):
     def operator(self, action: str, which: int) -> None:
         """What an operator does to one task (or the queue) from the CLI or the console."""
         # any task enqueued so far, accepted or not (which were accepted depends on timing)
-        task_id = f"t{which % self.n_task + 1}"
+        self._operate(action, f"t{which % self.n_task + 1}")
+        self._step()
+
+    def _operate(self, action: str, task_id: str) -> None:
         if action == "cancel":
             outcome = self.client.run(ops.cancel(self.settings, QUEUE, [task_id]))
             if outcome.get(task_id) == "requested":
@@ -417,7 +440,6 @@ class FaultMachine(RuleBasedStateMachine):
             self.client.run(ops.set_paused(self.settings, QUEUE, action == "pause"))
         elif action == "doctor":
             self.client.run(doctor.examine(self.settings, repair=True))
-        self._step()
 
     @rule(lapse_dead=st.booleans())
     def advance_time(self, lapse_dead: bool) -> None:
