@@ -142,13 +142,14 @@ def scratch_copy(reverts: list[Revert]) -> Path:
     return where
 
 
-def run(name: str, examples: int, steps: int) -> tuple[bool, float, str]:
+def run(name: str, examples: int, steps: int, randomized: bool = False) -> tuple[bool, float, str]:
     copy = scratch_copy([r for r in REVERTS if r.name == name])
     env = {
         **os.environ,
         "PYTHONPATH": str(copy),
         "REDIQ_FAULTS_EXAMPLES": str(examples),
         "REDIQ_FAULTS_STEP_COUNT": str(steps),
+        "REDIQ_FAULTS_RANDOM": "1" if randomized else "",
     }
     started = time.monotonic()
     proc = subprocess.run(
@@ -180,11 +181,12 @@ def main() -> None:
     parser.add_argument("names", nargs="*")
     parser.add_argument("--examples", type=int, default=60)
     parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--random", action="store_true", help="fresh random examples (not the CI ones)")
     args = parser.parse_args()
     names = args.names or list(dict.fromkeys(r.name for r in REVERTS))
     with open("reverts.out", "a") as out:
         for name in names:
-            found, seconds, output = run(name, args.examples, args.steps)
+            found, seconds, output = run(name, args.examples, args.steps, args.random)
             why = next((x for x in output.splitlines() if "AssertionError:" in x), "").strip()
             line = f"{name}: {'FOUND' if found else 'not found'} in {seconds:.0f} s {why}"
             print(line, flush=True)

@@ -29,7 +29,7 @@ def short_profile() -> settings:
         max_examples=int(os.environ.get("REDIQ_FAULTS_EXAMPLES", "12")),
         stateful_step_count=int(os.environ.get("REDIQ_FAULTS_STEP_COUNT", "40")),
         deadline=None,
-        derandomize=True,
+        derandomize=not os.environ.get("REDIQ_FAULTS_RANDOM"),  # CI: the same examples every run
         database=None,
         suppress_health_check=CHECKS,
         phases=[Phase.explicit, Phase.generate, Phase.shrink],
