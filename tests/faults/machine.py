@@ -24,6 +24,7 @@ import contextvars
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -148,12 +149,25 @@ class FaultMachine(RuleBasedStateMachine):
         self.paused = False
         self.step_ok = True
         self.n_task = 0
+        self.trace: list[str] = []
+        """The steps so far, as Hypothesis would print them (it cannot when a failure does not
+        replay: a rare interleaving)."""
 
     # ------------------------------------------------------------------ plumbing
 
     def _step(self, coro: Coroutine[Any, Any, Any] | None = None) -> Any:
         """Run ``coro`` (if any), then let the workers run until the wires are quiet."""
         STEPS[0] += 1
+        caller = sys._getframe(1)
+        if caller.f_code.co_name not in ("_step", "_settle_and_check", "_kill_or_stall"):
+            args = {
+                k: v
+                for k, v in caller.f_locals.items()
+                if k in caller.f_code.co_varnames[1 : caller.f_code.co_argcount]
+            }
+            self.trace.append(
+                f"state.{caller.f_code.co_name}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+            )
 
         async def body() -> Any:
             value = await coro if coro is not None else None
@@ -470,7 +484,8 @@ class FaultMachine(RuleBasedStateMachine):
             raise AssertionError("\n".join(problems + self._wire_logs()))
 
     def _wire_logs(self) -> list[str]:
-        return [f"wire {h.wire.name}: {h.wire.log}" for h in self.workers if h.wire.log]
+        wires = [f"wire {h.wire.name}: {h.wire.log}" for h in self.workers if h.wire.log]
+        return wires + ["steps:", *self.trace]
 
     def teardown(self) -> None:
         try:
