@@ -173,7 +173,9 @@ def run(name: str, examples: int, steps: int, randomized: bool = False) -> tuple
     )
     if proc.returncode not in (0, 1):  # 1: a test failed; anything else is a broken run
         raise SystemExit(f"{name}: pytest exited {proc.returncode}\n{proc.stdout[-3000:]}")
-    return proc.returncode == 1, time.monotonic() - started, proc.stdout[-12000:]
+    # found: the harness's own check failed (not the test's time limit, nor anything else)
+    found = proc.returncode == 1 and "AssertionError" in proc.stdout and "Timeout (>" not in proc.stdout
+    return found, time.monotonic() - started, proc.stdout[-12000:]
 
 
 def main() -> None:
