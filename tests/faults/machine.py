@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -42,6 +41,7 @@ from engine.task import Task
 from engine.testing import advance
 from engine.worker import TaskContext, Worker, WorkerOptions
 from tests.engine.invariants import check_invariants, check_unique_keys
+from tests.faults.handles import OWNER, WorkerHandle, task_factory
 from tests.faults.history import History, Run, RunEnd, TaskRecord
 from tests.faults.wire import Fault, FaultyRedis, Wire
 
@@ -69,56 +69,8 @@ INTERRUPTIONS = ["cancel", "delete", "doctor", "stall", "kill", "cancel+stall", 
 LABELS = ["any", "start", "ack", "fail", "dequeue", "dequeue", "extend", "release", "BLPOP"]
 
 log = logging.getLogger("rediq.faults")
-_OWNER: contextvars.ContextVar[WorkerHandle | None] = contextvars.ContextVar(
-    "rediq_fault_owner", default=None
-)
 STEPS = [0]
 """Steps run in this process (all examples), for the deep profile's figures."""
-
-
-def _task_factory(
-    loop: asyncio.AbstractEventLoop,
-    coro: Coroutine[Any, Any, Any],
-    context: contextvars.Context | None = None,
-) -> asyncio.Task[Any]:
-    """Every task a worker creates, directly or not, is remembered by its handle, so that a
-    kill can cancel all of them (the worker's own cleanup never runs)."""
-    task = asyncio.Task(coro, loop=loop, context=context)
-    owner = context.run(_OWNER.get) if context is not None else _OWNER.get()
-    if owner is not None:
-        owner.tasks.add(task)
-        task.add_done_callback(owner.task_done)
-    return task
-
-
-@dataclass
-class WorkerHandle:
-    n: int
-    worker: Worker
-    wire: Wire
-    real: Any
-    run_task: asyncio.Task[None] | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    stopped: bool = False
-
-    crashed: list[str] = field(default_factory=list)
-    """Tasks of this worker that ended with an exception (a loop that died)."""
-
-    def task_done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and not self.wire.killed:
-            self.crashed.append(f"{task.get_name()} ended with {task.exception()!r}")
-
-    @property
-    def alive(self) -> bool:
-        return not self.wire.killed and not self.stopped
-
-    def kill(self) -> None:
-        """Abandon the worker: its connections drop (requests fail, replies in flight are
-        lost) and every task it created is cancelled. Its cleanup never reaches Redis."""
-        self.wire.kill()
-        for task in list(self.tasks):
-            task.cancel()
 
 
 @dataclass
@@ -139,7 +91,7 @@ class FaultMachine(RuleBasedStateMachine):
         self.client = Client(self.url)
         self.settings = self.client.settings
         self.loop = asyncio.new_event_loop()
-        self.loop.set_task_factory(_task_factory)  # type: ignore[arg-type]
+        self.loop.settask_factory(task_factory)  # type: ignore[arg-type]
         self.history = History()
         self.workers: list[WorkerHandle] = []
         self.pending: list[Pending] = []
@@ -312,11 +264,11 @@ class FaultMachine(RuleBasedStateMachine):
         worker = Worker(self.registry, options=options, settings=self.settings, redis=FaultyRedis(real, wire))
         handle = WorkerHandle(n, worker, wire, real)
         self.workers.append(handle)
-        token = _OWNER.set(handle)
+        token = OWNER.set(handle)
         try:
             handle.run_task = asyncio.get_running_loop().create_task(worker.run())
         finally:
-            _OWNER.reset(token)
+            OWNER.reset(token)
 
     # No precondition below depends on which workers live: a rule aimed at a running task kills
     # or stalls whichever worker runs it, which depends on timing (Hypothesis must draw the same
