@@ -91,7 +91,7 @@ class FaultMachine(RuleBasedStateMachine):
         self.client = Client(self.url)
         self.settings = self.client.settings
         self.loop = asyncio.new_event_loop()
-        self.loop.settask_factory(task_factory)  # type: ignore[arg-type]
+        self.loop.set_task_factory(task_factory)  # type: ignore[arg-type]
         self.history = History()
         self.workers: list[WorkerHandle] = []
         self.pending: list[Pending] = []
