@@ -403,7 +403,9 @@ class FaultMachine(RuleBasedStateMachine):
             self.history.brk(task_id)
         elif action == "restore":
             if self.client.run(ops.restore(self.settings, QUEUE, [task_id])):
-                self.history.new_life(task_id)
+                # a finished task goes back to where it was (same attempts); a live one starts afresh
+                finished = self._states().get(task_id) in ("completed", "dead", "cancelled")
+                (self.history.brk if finished else self.history.new_life)(task_id)
         elif action == "requeue":
             if self.client.run(ops.requeue(self.settings, QUEUE, [task_id])):
                 self.history.new_life(task_id)
