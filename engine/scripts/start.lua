@@ -8,7 +8,7 @@
 -- held until a slot freed) is not started: it ends expired (to_expired in _lib.lua), refused.
 -- Returns: flat list {id, attempt} for started tasks; attempt 0 when refused (the token is not
 --          the task's current delivery: its lease ran out and it went on, or it was cancelled,
---          deleted, requeued meanwhile).
+--          deleted, requeued meanwhile; or the task is still reserved but its lease ran out).
 -- A call sent again gets the same answer: a task this delivery already started (an earlier
 -- copy of the call ran, its reply was lost) answers with the attempt it started as.
 local base, channel, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -17,14 +17,19 @@ local out, started, missed = {}, {}, {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'exp')
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'exp', 'lease')
   local attempt = 0
+  -- a reserved task whose lease ran out is not started: the next dequeue (often the one in
+  -- this very batch, from a worker waking from a stall) recovers it uncharged. Charged now, it
+  -- would be recovered as "worker died during attempt n", dead with max_retry 0, never run.
+  local lease = tonumber(f[7])
+  local lapsed = f[3] == '1' and lease ~= nil and lease <= now
   if f[1] == 'active' and f[3] == '1' and f[6] and token_of(f[4], f[5]) == token
     and past_deadline(f[6], now) then
     redis.call('ZREM', KEYS[1], id)
     to_expired(base, KEYS[2], id, now, 'reserved by ' .. f[4], retention)
     table.insert(missed, id)
-  elseif f[1] == 'active' and token_of(f[4], f[5]) == token then
+  elseif f[1] == 'active' and token_of(f[4], f[5]) == token and not lapsed then
     attempt = tonumber(f[2]) or 0
     if f[3] == '1' then
       attempt = attempt + 1

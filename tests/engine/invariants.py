@@ -51,3 +51,27 @@ def check_invariants(r: redis.Redis, prefix: str = "rediq") -> list[str]:
                 hashed = r.hget(key, "state")
                 problems.append(f"{q}/{task_id} has a hash (state {hashed!r}) but is in no state set")
     return problems
+
+
+LIVE = ("pending", "scheduled", "waiting", "active", "retry")
+
+
+def check_unique_keys(r: redis.Redis, prefix: str = "rediq") -> list[str]:
+    """Return violations of "one live task per unique key": two tasks alive (pending,
+    scheduled, waiting, active or retrying) with the same unique key."""
+    problems: list[str] = []
+    for q in sorted(r.smembers(f"{prefix}:queues")):
+        q = q if isinstance(q, str) else q.decode()
+        base = f"{prefix}:{{{q}}}:"
+        holders: dict[str, list[str]] = defaultdict(list)
+        for state in LIVE:
+            for member in r.zrange(base + state, 0, -1):
+                member = member if isinstance(member, str) else member.decode()
+                key = r.hget(base + "t:" + member, "unique")
+                key = key.decode() if isinstance(key, bytes) else key
+                if key:
+                    holders[key].append(member)
+        for key, ids in sorted(holders.items()):
+            if len(ids) > 1:
+                problems.append(f"{q}: unique key {key!r} is held by {len(ids)} live tasks: {sorted(ids)}")
+    return problems
