@@ -66,7 +66,7 @@ def check_unique_keys(r: redis.Redis, prefix: str = "rediq") -> list[str]:
         holders: dict[str, list[str]] = defaultdict(list)
         for state in LIVE:
             for member in r.zrange(base + state, 0, -1):
-                member = member if isinstance(member, str) else member.decode()
+                member = member.decode() if isinstance(member, bytes) else str(member)
                 key = r.hget(base + "t:" + member, "unique")
                 key = key.decode() if isinstance(key, bytes) else key
                 if key:

@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 
-from engine import ops
 from engine.backend import Batch
 from engine.client import Client
 from engine.task import Task
+from engine.worker import protocol
 
 Q = "stall"
 
@@ -27,25 +27,27 @@ def lapse(raw: redis.Redis, task_id: str) -> None:
     raw.hset(f"rediq:{{{Q}}}:t:{task_id}", "lease", past)
 
 
-def exchange(client: Client, worker: str, starting: list[ops.Job]) -> tuple[dict[str, int], list[ops.Job]]:
+def exchange(
+    client: Client, worker: str, starting: list[protocol.Job]
+) -> tuple[dict[str, int], list[protocol.Job]]:
     """A worker's exchange: start marks for its reserved tasks, then a dequeue."""
     replies: Any = client.backend.execute(
         Batch(
             [
-                ops.start_call(client.settings, Q, starting),
-                ops.dequeue_call(client.settings, Q, 1, 30_000, worker, start_now=0),
+                protocol.start_call(client.settings, Q, starting),
+                protocol.dequeue_call(client.settings, Q, 1, 30_000, worker, start_now=0),
             ]
         )
     )
-    return ops.parse_started(replies[0]), ops.parse_dequeue(Q, replies[1])
+    return protocol.parse_started(replies[0]), protocol.parse_dequeue(Q, replies[1])
 
 
 def test_a_prefetched_task_whose_lease_ran_out_is_not_started_and_returns_uncharged(
     client: Client, raw: redis.Redis
 ) -> None:
     task = client.enqueue(Task(type="t", queue=Q, max_retry=0))
-    (job,) = ops.parse_dequeue(
-        Q, client.backend.execute(ops.dequeue_call(client.settings, Q, 1, 30_000, "w1", start_now=0))
+    (job,) = protocol.parse_dequeue(
+        Q, client.backend.execute(protocol.dequeue_call(client.settings, Q, 1, 30_000, "w1", start_now=0))
     )
     assert job.reserved
     lapse(raw, task.id)  # w1 stalled past its lease with the task prefetched
@@ -62,11 +64,11 @@ def test_a_started_task_whose_start_is_sent_again_after_its_lease_ran_out_keeps_
     """(the refusal is for reserved tasks only: a copy of a start mark that already ran still
     answers the attempt, so the worker runs what Redis charged)"""
     task = client.enqueue(Task(type="t", queue=Q, max_retry=0))
-    (job,) = ops.parse_dequeue(
-        Q, client.backend.execute(ops.dequeue_call(client.settings, Q, 1, 30_000, "w1", start_now=0))
+    (job,) = protocol.parse_dequeue(
+        Q, client.backend.execute(protocol.dequeue_call(client.settings, Q, 1, 30_000, "w1", start_now=0))
     )
-    client.backend.execute(ops.start_call(client.settings, Q, [job]))  # its reply was lost
+    client.backend.execute(protocol.start_call(client.settings, Q, [job]))  # its reply was lost
     lapse(raw, task.id)
-    assert ops.parse_started(client.backend.execute(ops.start_call(client.settings, Q, [job]))) == {
+    assert protocol.parse_started(client.backend.execute(protocol.start_call(client.settings, Q, [job]))) == {
         task.id: 1
     }

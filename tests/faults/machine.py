@@ -155,7 +155,8 @@ class FaultMachine(RuleBasedStateMachine):
         """(task id, charged) of the active tasks whose delivery names ``worker_id`` (None: any)."""
         qk = self.settings.keyspace.queue(QUEUE)
         held = []
-        for task_id in self.r.zrange(qk.active, 0, -1):
+        for member in self.r.zrange(qk.active, 0, -1):
+            task_id = str(member)
             worker, reserved = self.r.hmget(qk.task(task_id), "worker", "reserved")
             if worker_id is None or worker == worker_id:
                 held.append((task_id, reserved != "1"))
@@ -196,14 +197,14 @@ class FaultMachine(RuleBasedStateMachine):
             qk.task(ctx.id), "state", "worker", "reserved", "attempts"
         )
         if state == "active" and worker == ctx.worker_id and reserved != "1":
-            if str(ctx.attempt) != attempts:
+            if str(ctx.attempt) != str(attempts):
                 self.history.violations.append(
-                    f"run #{run.seq}: {ctx.id} runs as attempt {ctx.attempt} but Redis charged {attempts}"
+                    f"run #{run.seq}: {ctx.id} runs as attempt {ctx.attempt} but Redis charged {attempts!s}"
                 )
         elif run.breaks_at_start == 0:
             self.history.violations.append(
-                f"run #{run.seq}: {ctx.id} runs on {ctx.worker_id} but Redis holds it {state} "
-                f"for {worker} (reserved {reserved}) and nothing ended a delivery of it"
+                f"run #{run.seq}: {ctx.id} runs on {ctx.worker_id} but Redis holds it {state!s} "
+                f"for {worker!s} (reserved {reserved!s}) and nothing ended a delivery of it"
             )
 
     # ------------------------------------------------------------------ producers
@@ -367,7 +368,12 @@ class FaultMachine(RuleBasedStateMachine):
             return
         pending = waiting[which % len(waiting)]
         if slow:
-            self.loop.call_later(0.02, lambda: pending.outcome.done() or pending.outcome.set_result(end))
+
+            def settle() -> None:
+                if not pending.outcome.done():
+                    pending.outcome.set_result(end)
+
+            self.loop.call_later(0.02, settle)
         else:
             pending.outcome.set_result(end)
         self._step()
@@ -425,7 +431,8 @@ class FaultMachine(RuleBasedStateMachine):
         self._step()
 
     def _holder(self, task_id: str) -> str | None:
-        return self.r.hget(self.settings.keyspace.queue(QUEUE).task(task_id), "worker")
+        worker = self.r.hget(self.settings.keyspace.queue(QUEUE).task(task_id), "worker")
+        return None if worker is None else str(worker)
 
     # ------------------------------------------------------------------ checks
 
@@ -538,7 +545,8 @@ class FaultMachine(RuleBasedStateMachine):
 
     def _states(self) -> dict[str, str | None]:
         qk = self.settings.keyspace.queue(QUEUE)
-        return {task_id: self.r.hget(qk.task(task_id), "state") for task_id in self.history.tasks}
+        states = {task_id: self.r.hget(qk.task(task_id), "state") for task_id in self.history.tasks}
+        return {task_id: None if state is None else str(state) for task_id, state in states.items()}
 
     def _cleanup(self) -> None:
         for handle in self.workers:

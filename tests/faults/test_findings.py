@@ -62,5 +62,5 @@ async def test_a_worker_stopped_right_after_a_lost_dequeue_reply_hands_back_what
         await real.aclose()
     state, attempts = raw.hmget(f"rediq:{{{Q}}}:t:{task.id}", "state", "attempts")
     assert ran or state == "pending", (
-        f"the stopped worker left the task {state} with {attempts} attempt(s) charged and never ran it"
+        f"the stopped worker left the task {state!s} with {attempts!s} attempt(s) charged and never ran it"
     )
