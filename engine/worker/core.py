@@ -147,6 +147,8 @@ class WorkerCore:
             return True  # a later queue's dequeue is due
         if any(self._acks.values()) or self._fails:
             return True
+        if self.stopping and self._dequeue_ids:
+            return True  # a dequeue whose reply was lost: take back what it leased
         free = self.slots.free(self.stopping)
         if self.slots.buffer and free > 0:
             return True
@@ -262,6 +264,15 @@ class WorkerCore:
         capacity = self.slots.capacity
         if order:  # the first queue rides along with the acks in the same round trip
             requests.append(self._dequeue(order[0], capacity, start_now))
+        elif self.stopping:
+            # A dequeue that ran but whose reply was lost leased (and maybe started) tasks this
+            # worker never saw: sent again under its request id it returns them (its receipt)
+            # and leases nothing more, so they are run or released instead of waiting out
+            # their lease charged.
+            requests += [
+                Dequeue(self._rid(), q, 0, self.config.lease_ms, 0, 0, request_id)
+                for q, request_id in self._dequeue_ids.items()
+            ]
         if not requests:
             self._fetch_now = False
             return None

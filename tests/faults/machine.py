@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -62,9 +61,6 @@ TASK_SPECS = st.tuples(
 )
 HANDLER_ENDS = st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED])
 OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume", "doctor"]
-STOP_RIGHT_AFTER_LOSS = bool(os.environ.get("REDIQ_FAULTS_STOP_RIGHT_AFTER_LOSS"))
-"""Stop workers at the end without letting them first get one dequeue answered (finds the
-known lost-dequeue-reply defect, see ``_settle_and_check``)."""
 INTERRUPTIONS = ["cancel", "delete", "doctor", "stall", "kill", "cancel+stall", "cancel+kill", "delete+stall"]
 LABELS = ["any", "start", "ack", "fail", "dequeue", "dequeue", "extend", "release", "BLPOP"]
 
@@ -465,12 +461,6 @@ class FaultMachine(RuleBasedStateMachine):
         self._finish_all()
         self._step()
         self._finish_all()
-        if not STOP_RIGHT_AFTER_LOSS:
-            # Known finding (RELIABILITY.md, "Fault exploration"): a worker stopped while its last
-            # dequeue's reply is lost leaves the tasks that dequeue started for their lease, and
-            # they run again charged (dead, never run, with max_retry 0). Each live worker first
-            # gets one dequeue answered, which takes back what a lost one leased (its receipt).
-            self._step(self._dequeue_answered())
 
         async def stop_live() -> None:
             stopping = self._live()
@@ -529,14 +519,6 @@ class FaultMachine(RuleBasedStateMachine):
                 f"  run #{r.seq} on {r.worker} attempt {r.attempt} life {r.life}: {r.end.value}" for r in runs
             ]
         return told
-
-    async def _dequeue_answered(self, limit: float = 15.0) -> None:
-        since = {h.n: h.wire.answered.get("dequeue", 0) for h in self._live()}
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if all(h.wire.answered.get("dequeue", 0) > since[h.n] for h in self._live()):
-                return
-            await asyncio.sleep(0.005)
 
     def _finish_all(self) -> None:
         for pending in list(self.pending):

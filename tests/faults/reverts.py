@@ -56,12 +56,12 @@ REVERTS = [
         "handoff-runs-before-start",
         "hand-off runs before its start mark lands: the handler starts at once as attempt+1 and "
         "the start mark follows in the background (a kill in between runs attempt 1 twice)",
-        "engine/worker.py",
-        """        self._handoff_starting += 1
-        try:
-            reply = await self.backend.execute(ops.start_call(self.settings, job.queue, [job]))""",
-        """        start = ops.start_call(self.settings, job.queue, [job])
+        "engine/worker/driver.py",
+        """        exchange = self.core.on_handoff(job)
+        if exchange is None:""",
+        """        start = protocol.start_call(self.settings, job.queue, [job])
         job.attempt, job.reserved = job.attempt + 1, False
+        self.core.slots.running[job.id] = job
         self._launch(job)
 
         async def mark_started() -> None:
@@ -74,17 +74,16 @@ REVERTS = [
 
         asyncio.ensure_future(mark_started())
         return
-        self._handoff_starting += 1
-        try:
-            reply = await self.backend.execute(ops.start_call(self.settings, job.queue, [job]))""",
+        exchange = self.core.on_handoff(job)
+        if exchange is None:""",
     ),
     Revert(
         "doctor-snapshot-repairs",
         "doctor --repair from its snapshot: the doctor before ba87ddc (repairs applied from a "
         "snapshot read over many round trips, leases older than 1 s recovered)",
         "engine/doctor.py",
-        "",
-        "",
+        "ops.dequeue_call",
+        "__import__('engine.worker.protocol', fromlist=['protocol']).dequeue_call",
         from_commit="ba87ddc^",
     ),
     Revert(

@@ -1,6 +1,5 @@
-"""Defects the fault harness found on main that are not fixed here (they are in the worker,
-which another branch is rebuilding): each as a deterministic reproduction, a strict xfail until
-the fix lands (then it passes, and the marker must go)."""
+"""Defects the fault harness found, each as a deterministic reproduction against a real Valkey
+(RELIABILITY.md, Fault exploration)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
 import redis
 
 from engine.client import Client
@@ -28,15 +26,12 @@ async def wait_for(predicate: Any, timeout: float = 10.0) -> None:  # noqa: ASYN
         await asyncio.sleep(0.001)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by tests/faults: a worker stopped while the reply to its last dequeue is lost "
-    "never takes back what that dequeue started (its receipt); the tasks wait out their lease, "
-    "charged, and with max_retry=0 go dead unrun (RELIABILITY.md, Fault exploration)",
-)
 async def test_a_worker_stopped_right_after_a_lost_dequeue_reply_hands_back_what_it_leased(
     redis_url: str, raw: redis.Redis
 ) -> None:
+    """Found by tests/faults: stopped while the reply to its last dequeue was lost, the worker
+    never took back what that dequeue started (its receipt); the tasks waited out their lease,
+    charged, and with max_retry=0 went dead unrun."""
     ran: list[str] = []
     registry = Registry()
 

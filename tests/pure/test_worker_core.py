@@ -251,6 +251,25 @@ def test_a_lost_dequeue_reply_is_asked_again_under_the_same_request_id() -> None
     assert again.request_id == dq.request_id and again.rid != dq.rid  # the receipt returns its tasks
 
 
+def test_a_worker_stopping_after_a_lost_dequeue_reply_takes_back_what_it_leased() -> None:
+    c = make()
+    first = c.next_exchange()
+    (dq,) = requests_of(first, Dequeue)
+    assert first is not None
+    c.on_failure(first.xid, FailureKind.UNAVAILABLE, now=0.0)  # it ran; its reply was lost
+    c.stop(now=1.0)
+    assert c.wants_exchange() and not c.finished
+    again = c.next_exchange()
+    (resent,) = requests_of(again, Dequeue)
+    assert (resent.request_id, resent.max_tasks, resent.handoff_ms) == (dq.request_id, 0, 0)
+    assert again is not None
+    effects = answer(c, again, dequeue=dequeued(task("a", reserved=False), task("b", reserved=True)))
+    # the started one runs within the grace period; the reserved one is released at the drain
+    assert [e.job.id for e in effects if isinstance(e, RunHandler)] == ["a"]
+    assert [b.job.id for b in c.slots.buffer] == ["b"]
+    assert not c.wants_exchange()
+
+
 def test_a_lost_lease_stops_only_that_delivery() -> None:
     c = make()
     answer(
