@@ -3,8 +3,8 @@ a real Valkey through dropped, duplicated and held requests, lost replies, stall
 with producers, handler outcomes and operators in between (``tests/faults/machine.py``).
 
 Profiles: the short one is in the default suite (about 500 steps, 10-30 s; more with
-``REDIQ_FAULTS_EXAMPLES`` / ``REDIQ_FAULTS_STEP_COUNT``); ``REDIQ_FAULTS_DEEP=1`` (marker
-``chaos``) runs batches of examples until ``REDIQ_FAULTS_STEPS`` steps (default 100,000) were
+``REDIQ_FAULTS_EXAMPLES`` / ``REDIQ_FAULTS_STEP_COUNT``); the deep one (``-m deep``, on demand,
+not in CI) runs batches of examples until ``REDIQ_FAULTS_STEPS`` steps (default 100,000) were
 explored, printing figures and every finding (shrunk) as it goes.
 """
 
@@ -41,8 +41,7 @@ def test_no_task_is_lost_or_buried_under_faults(redis_url: str) -> None:
     run_state_machine_as_test(machine_for(redis_url), settings=short_profile())
 
 
-@pytest.mark.chaos
-@pytest.mark.skipif(not os.environ.get("REDIQ_FAULTS_DEEP"), reason="deep profile: REDIQ_FAULTS_DEEP=1")
+@pytest.mark.deep
 @pytest.mark.timeout(6 * 3600)
 def test_deep_profile(redis_url: str) -> None:
     target = int(os.environ.get("REDIQ_FAULTS_STEPS", "100000"))
