@@ -507,3 +507,28 @@ def test_the_stopping_worker_resends_a_lost_dequeue_to_lease_and_start_nothing()
         0,
     )
     assert resent.request_id == dq.request_id
+
+
+def test_a_worker_holds_work_while_anything_runs_waits_or_is_unsent() -> None:
+    """What ``--burst`` waits for (a property: mutmut does not mutate it, so each part is here)."""
+    c = make(concurrency=1, prefetch=1)
+    assert not c.holds_work
+    handoff = c.on_handoff(_job_reserved("h"))  # its start mark in flight
+    assert handoff is not None and c.holds_work
+    answer(c, handoff, start=["h", 0])  # refused: nothing held any more
+    assert not c.holds_work
+    answer(c, exchange(c), dequeue=dequeued(task("a", reserved=False), task("b", reserved=True)))
+    beat = c.extend_exchange()
+    assert beat is not None
+    answer(c, beat, extend=[["a"], []])
+    done(c, "a", Outcome.STALE)
+    assert not c.running and c.slots.buffer and c.holds_work  # b, reserved
+    answer(c, exchange(c), start=["b", 1])
+    assert list(c.running) == ["b"] and not c.slots.buffer and not c.unsent and c.holds_work
+    done(c, "b", Outcome.RETRY, error="boom")
+    assert not c.running and not c.slots.buffer and c.holds_work  # its failure, unsent
+    answer(c, exchange(c))
+    assert not c.holds_work
+    answer(c, exchange(c), dequeue=started("c"))
+    done(c, "c")
+    assert not c.running and c.holds_work  # its ack, unsent
