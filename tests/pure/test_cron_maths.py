@@ -129,3 +129,33 @@ def test_refusals_are_one_line(expression: str, timezone: str, fragment: str) ->
 def test_valid_entries_pass() -> None:
     cron.validate_cron("*/10 * * * *")
     cron.validate_cron("0 9 * * 1-5", "Europe/Paris")
+
+
+# -------------------------------------------- against the survivors of the engine/cron.py run
+
+
+def test_a_fire_one_millisecond_ahead_is_still_the_next_one() -> None:
+    assert cron.next_fire_times("*/15 * * * *", "UTC", NOON - 1, count=2) == [NOON, NOON + 15 * MINUTE]
+
+
+def test_an_entry_is_judged_orphaned_by_the_gap_in_its_own_zone() -> None:
+    # Paris falls back in the night of 2026-10-25: that day's midnight-to-midnight gap is 25 h
+    # (00:00 CEST is 22:00 UTC the day before, the next 00:00 CET is 23:00 UTC); in UTC it is 24 h
+    now = ms("2026-10-25T12:00:00")
+    daily = {
+        "expression": "0 0 * * *",
+        "timezone": "Europe/Paris",
+        "declared_ms": now - 24 * HOUR - 30 * MINUTE,
+    }
+    assert cron.interval_ms("0 0 * * *", "Europe/Paris", now) == 25 * HOUR
+    assert not cron.is_orphaned(daily, now)
+    assert cron.is_orphaned({**daily, "timezone": "UTC"}, now)
+
+
+def test_a_two_hour_fall_back_is_a_repeated_wall_clock_too() -> None:
+    # Antarctica/Troll goes from UTC+2 to UTC+0 (01:00 UTC, 2026-10-25): 01:30 local happens at
+    # 23:30 UTC the day before and again at 01:30 UTC, two hours apart
+    first, second = ms("2026-10-24T23:30:00"), ms("2026-10-25T01:30:00")
+    assert second - first == 2 * HOUR
+    assert cron.repeated_wall_clock("30 1 * * *", "Antarctica/Troll", second, first)
+    assert not cron.repeated_wall_clock("30 * * * *", "Antarctica/Troll", second, first)
