@@ -133,6 +133,14 @@ class QueueKeys:
     def seq(self) -> str:
         return self.base + "seq"
 
+    @property
+    def rate_limit(self) -> str:
+        """Hash of the queue's rate limit (``engine.flow``): 'rate' tokens per 'period' ms, up to
+        'burst' at once, 'src' (code or operator) and the bucket's state, 'tat' (GCRA's
+        theoretical arrival time, ms) and 'until' (paused by a handler's ``RateLimited``, ms).
+        ``dequeue.lua`` leases no more tasks than it allows."""
+        return self.base + "ratelimit"
+
     def stat(self, kind: str, minute: int) -> str:
         """Per-minute counter (``p`` processed, ``f`` failed, ``e`` enqueued), expiring after a day."""
         return f"{self.base}{STATS}{kind}:{minute}"

@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from engine.cron import CronDef, validate_cron, validate_name
 from engine.declarations import Declaration
-from engine.errors import AppImportError
+from engine.errors import AppImportError, InvalidTask
+from engine.flow import RateLimit, parse_limit
 from engine.handles import TaskHandle
+from engine.keys import validate_queue_name
 from engine.lifecycle import LifecycleHook
 from engine.ops import build_task
 from engine.retry import DEFAULT_POLICY, RetryPolicy
@@ -95,6 +97,21 @@ class Registry:
     """Per event loop, the ``AsyncClient`` handles' ``enqueue_async`` uses."""
     startup_hooks: list[LifecycleHook] = field(default_factory=list)
     shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)
+    """Per queue, the rate limit its workers write at start (``rate_limit``)."""
+
+    def rate_limit(self, queue: str, limit: str, *, burst: int = 1) -> RateLimit:
+        """Declare ``queue``'s fleet-wide rate limit, ``"50/s"`` (N per ms/s/m/h, e.g. ``5/10s``)
+        with up to ``burst`` tasks at once. Workers of this app write it at start, unless an
+        operator set one (``rediq queues limit``), which stays until cleared. Raises
+        ``InvalidLimit`` at import for a limit that cannot be enforced."""
+        try:
+            validate_queue_name(queue)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        parsed = parse_limit(limit, burst)
+        self.rate_limits[queue] = parsed
+        return parsed
 
     def task(
         self,

@@ -213,3 +213,33 @@ local function to_expired(base, outbox_key, id, now, was, ttl_ms)
   expire_task(base, id, ttl_ms)
   history(base, id, now, 'expired', reason)
 end
+
+-- Rate limit of a queue (engine/flow.py; the hash QueueKeys.rate_limit): 'rate' tokens per
+-- 'period' ms, at most 'burst' at once, as GCRA on the Redis clock: the bucket is one number,
+-- 'tat' (the theoretical arrival time, ms), so every worker on every host draws from it in the
+-- script that leases. 'until' (ms): a handler's RateLimited paused it for everyone till then.
+-- Returns nil when the queue has no limit, else how many tokens may go now (at most want) and,
+-- when none may, the ms until the next one.
+local function rate_allowance(key, now, want)
+  local f = redis.call('HMGET', key, 'rate', 'period', 'burst', 'tat', 'until')
+  local hold = tonumber(f[5]) or 0
+  if hold > now then return 0, hold - now end
+  local rate, period = tonumber(f[1]), tonumber(f[2])
+  if not rate or not period or rate <= 0 or period <= 0 then return nil, 0 end
+  local interval = period / rate
+  local burst = math.max(1, tonumber(f[3]) or 1)
+  local tat = math.max(tonumber(f[4]) or now, now)
+  -- (the small term absorbs the rounding of intervals such as 1000/3)
+  local free = math.floor((now + burst * interval - tat) / interval + 1e-9)
+  if free >= 1 then return math.min(free, want), 0 end
+  return 0, math.max(1, math.ceil(tat + interval - burst * interval - now))
+end
+
+-- Take n tokens from the bucket rate_allowance allowed them from.
+local function rate_charge(key, now, n)
+  if n <= 0 then return end
+  local f = redis.call('HMGET', key, 'rate', 'period', 'tat')
+  local interval = tonumber(f[2]) / tonumber(f[1])
+  local tat = math.max(tonumber(f[3]) or now, now)
+  redis.call('HSET', key, 'tat', string.format('%.3f', tat + n * interval))
+end

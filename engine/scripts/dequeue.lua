@@ -1,7 +1,7 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
---       receipt (see below), 12 cancelled
+--       receipt (see below), 12 cancelled, 13 rate limit (optional; see rate_allowance in _lib.lua)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
@@ -26,8 +26,13 @@
 -- Expiry: a task whose 'exp' deadline passed before an attempt starts (the first or a retry)
 -- is moved to expired (see to_expired in _lib.lua) instead of being promoted or leased; a
 -- running attempt is never stopped by it. A reserved task is checked by start.lua.
+-- Rate limit: a limited queue leases no more tasks than its bucket has tokens, all of them
+-- starting now (a reserved task would start later, outside the token it took), and registers
+-- no hand-offs (an enqueue would hand tasks out past the bucket). With pending tasks and no
+-- token, the reply says when the next one comes, so the worker sleeps rather than polls.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
---           reserved ('1'/'0'), token, id2, ...}
+--           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
+--           rate limit held back pending tasks
 local base, channel = ARGV[1], ARGV[2]
 local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -157,6 +162,18 @@ if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then
   return out
 end
 
+local limited = nil
+if KEYS[13] then
+  local wait
+  limited, wait = rate_allowance(KEYS[13], now, n_start)
+  if limited == 0 then
+    register_idle(0)
+    if wait > 0 and redis.call('ZCARD', KEYS[1]) > 0 then return {{now, wait}} end
+    return out
+  end
+  if limited then max_n, n_start = limited, limited end
+end
+
 local leased = {}
 local popped = redis.call('ZPOPMIN', KEYS[1], max_n)
 local lease = now + lease_ms
@@ -198,6 +215,7 @@ if request ~= '' and #out > 1 then
   for j = 2, #out, 11 do table.insert(receipt, out[j]) end -- the ids: every 11th entry
   redis.call('SET', receipt_slot, cjson.encode(receipt), 'PX', lease_ms)
 end
+if limited then rate_charge(KEYS[13], now, (#out - 1) / 11) end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
-if #popped < 2 * max_n then register_idle(n_start - #leased) else register_idle(0) end
+if #popped < 2 * max_n and not limited then register_idle(n_start - #leased) else register_idle(0) end
 return out

@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, assert_never
 
-from engine import cron, declarations, lifecycle, ops, tasklog
+from engine import cron, declarations, flow, lifecycle, ops, tasklog
 from engine.backend import AsyncBackend, Batch, Call, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ReadOnlyError, RediqError
@@ -149,6 +149,10 @@ class Worker:
         self._wake.set()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def _token_due(self, queue: str) -> None:
+        self.core.on_token_due(queue)
         self._wake.set()
 
     def run_forever(self) -> int:
@@ -296,8 +300,12 @@ class Worker:
         decls = list(self.registry.declarations().values())
         try:
             await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
+            kept = await self.backend.run(flow.declare_limits(self.settings, self.registry.rate_limits))
         except ReadOnlyError as exc:
             log.warning("task declarations not published (%s): producers without the registry guess", exc)
+        else:
+            for queue in kept:
+                log.info("queue %s: keeping the rate limit an operator set over the app's", queue)
 
     async def heartbeat_registry(self) -> None:
         ttl_ms = int(max(self.effective.heartbeat_s * 3, 10) * 1000)
@@ -364,6 +372,9 @@ class Worker:
                 return protocol.defer_call(
                     s, d.queue, d.task_id, d.token, d.delay_s, d.limit_s, d.note, d.error
                 )
+            case core.Throttle():
+                t = request
+                return protocol.throttle_call(s, t.queue, t.task_id, t.token, t.pause_s, t.note)
             case core.Extend():
                 return protocol.extend_call(s, request.queue, request.held, request.lease_ms)
             case core.Release():
@@ -383,6 +394,10 @@ class Worker:
                     self._stop_handler(effect)
                 case core.ReleaseDependents():
                     notified = list(effect.notified)
+                case core.Throttled():  # sleep till the queue's next token; others keep flowing
+                    asyncio.get_running_loop().call_later(
+                        effect.wait_ms / 1000, self._token_due, effect.queue
+                    )
                 case core.GiveUp():
                     log.error(
                         "stopping without recording %d outcome(s): Redis is unreachable. Those tasks "
