@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from engine import cron, ops
+from engine import cron, flow, ops
 from engine.backend import Batch, Op, cmd
 from engine.errors import InvalidTask, UnknownQueue
 from engine.keys import validate_queue_name
@@ -140,6 +140,28 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
     changed = yield from ops.set_paused(settings, queue, False)
     yield from audit(settings, "resume", queue)
     return changed
+
+
+def set_rate_limit(settings: Settings, queue: str, limit: flow.RateLimit) -> Op[None]:
+    """An operator's rate limit for ``queue`` (kept over the app's declared one until cleared);
+    validated before anything is written, and audited."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    limit = flow.validated(limit)
+    yield cmd("SADD", settings.keyspace.queues, queue)
+    yield from flow.write_limit(settings, queue, limit, flow.LimitSource.OPERATOR)
+    yield from audit(settings, "rate-limit", queue, detail=str(limit))
+
+
+def clear_rate_limit(settings: Settings, queue: str) -> Op[bool]:
+    """Remove ``queue``'s rate limit (and a pause a handler asked for); audited. A declared one
+    comes back at the next start of a worker whose app declares it."""
+    yield from _known(settings, queue)
+    removed = yield from flow.clear_limit(settings, queue)
+    yield from audit(settings, "rate-limit", queue, detail="cleared")
+    return removed
 
 
 def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
