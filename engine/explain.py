@@ -14,6 +14,7 @@ from enum import StrEnum
 from engine import inspect, ops
 from engine.backend import Batch, Op, cmd
 from engine.errors import TaskNotFound
+from engine.flow import BucketState, bucket_state
 from engine.inspect import WorkerSummary
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
@@ -45,6 +46,8 @@ class Reason(StrEnum):
     """Prefetched by a worker: leased, not started, waiting for one of its slots."""
     FINISHED = "finished"
     UNIQUE_HELD = "unique_held"
+    RATE_LIMITED = "rate_limited"
+    """The queue's rate limit has no token now, or a handler's RateLimited paused it."""
 
 
 BLOCKING = frozenset(
@@ -61,6 +64,7 @@ BLOCKING = frozenset(
         Reason.LEASE_EXPIRED,
         Reason.WORKER_STALE,
         Reason.AWAITING_SLOT,
+        Reason.RATE_LIMITED,
     }
 )
 """Reasons that stand in the task's way; the others describe (next up, running, finished)."""
@@ -109,6 +113,8 @@ class Facts:
     reserved: bool = False
     dependency_states: tuple[tuple[str, str], ...] = ()
     """(ref, state) of each dependency still waited on; 'gone' when its hash is gone."""
+    bucket: BucketState | None = None
+    """The queue's rate limit and its bucket (None: not read)."""
 
     @property
     def serving(self) -> list[WorkerSummary]:
@@ -133,6 +139,8 @@ def _pending(f: Facts) -> list[Cause]:
                 f"queue {info.queue!r} is paused: resume it with `rediq queue resume {info.queue}`",
             )
         )
+    if f.bucket is not None and (f.bucket.paused_ms or (f.bucket.limit and not f.bucket.tokens)):
+        causes.append(Cause(Reason.RATE_LIMITED, _rate_text(info.queue, f.bucket)))
     if not serving:
         stale = [w.id for w in f.workers if info.queue in w.queues]
         causes.append(
@@ -161,6 +169,15 @@ def _pending(f: Facts) -> list[Cause]:
         else:
             causes.insert(0, Cause(Reason.NEXT_UP, "next up"))
     return causes
+
+
+def _rate_text(queue: str, bucket: BucketState) -> str:
+    if bucket.paused_ms:
+        return (
+            f"queue {queue!r} paused by a handler's RateLimited (the remote side's limit): "
+            f"{bucket.paused_ms} ms left"
+        )
+    return f"rate limit {queue} {bucket.limit}: next token in {bucket.next_token_ms} ms"
 
 
 def _scheduled(f: Facts) -> list[Cause]:
@@ -282,13 +299,14 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
     qk = settings.keyspace.queue(info.queue)
     now = yield from ops.server_time_ms()
     workers = yield from inspect.workers(settings)
-    paused, position, pending_total, unique_holder, reserved = yield Batch(
+    paused, position, pending_total, unique_holder, reserved, limit = yield Batch(
         [
             cmd("EXISTS", qk.paused),
             cmd("ZRANK", qk.pending, task_id),
             cmd("ZCARD", qk.pending),
             cmd("GET", qk.unique(info.unique_key)) if info.unique_key else cmd("ECHO", ""),
             cmd("HGET", qk.task(task_id), "reserved"),
+            cmd("HGETALL", qk.rate_limit),
         ]
     )
     dependency_states: tuple[tuple[str, str], ...] = ()
@@ -311,6 +329,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
         unique_holder=unique_holder or None,
         reserved=reserved == "1",
         dependency_states=dependency_states,
+        bucket=bucket_state(dict(limit or {}), now),
     )
 
 

@@ -118,9 +118,16 @@ class WorkerStateCollector(Collector):
     """Figures the worker keeps itself: slots held by handlers past their timeout, and errors of
     its background loops (each logged and the loop restarted)."""
 
-    def __init__(self, overdue: Callable[[], int], loop_errors: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        overdue: Callable[[], int],
+        loop_errors: Callable[[], dict[str, int]],
+        throttled: Callable[[], dict[str, float]] = dict,
+    ) -> None:
         self.overdue = overdue
         self.loop_errors = loop_errors
+        self.throttled = throttled
+        """Seconds slept on a queue's rate limit, per queue (the worker's own queues: bounded)."""
 
     def collect(self) -> Iterator[Metric]:
         overdue = GaugeMetricFamily(
@@ -139,8 +146,16 @@ class WorkerStateCollector(Collector):
             by_loop[kind] = by_loop.get(kind, 0) + count
         for kind, count in sorted(by_loop.items()):
             errors.add_metric([kind], count)
+        throttled = CounterMetricFamily(
+            "rediq_worker_throttled_seconds",
+            "Time this worker waited for a queue's rate limit (next token or a RateLimited pause)",
+            labels=["queue"],
+        )
+        for queue, seconds in sorted(dict(self.throttled()).items()):
+            throttled.add_metric([queue], seconds)
         yield overdue
         yield errors
+        yield throttled
 
 
 class WorkerMetrics:

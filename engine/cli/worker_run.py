@@ -177,7 +177,9 @@ def run_worker_process(
             lambda: reader_client.call(inspect.queues),
             lambda: float(worker.in_flight),
             served_queues=queues,
-            worker_state=WorkerStateCollector(lambda: worker.overdue_slots, lambda: worker.loop_errors),
+            worker_state=WorkerStateCollector(
+                lambda: worker.overdue_slots, lambda: worker.loop_errors, lambda: worker.throttled_s
+            ),
         )
         worker.add_listener(metrics.observe)
         worker.add_fence_listener(metrics.observe_fenced)

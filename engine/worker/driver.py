@@ -101,6 +101,8 @@ class Worker:
         self._runner = HandlerRunner(eff.pool, eff.concurrency)
         self._hurry = asyncio.Event()
         """Set by a second SIGTERM/SIGINT: the drain stops waiting for running tasks."""
+        self.throttled_s: defaultdict[str, float] = defaultdict(float)
+        """Seconds this worker slept on a queue's rate limit, per queue (for /metrics)."""
         self.loop_errors: Counter[str] = Counter()
         """Exceptions per background loop (each logged, then the loop restarted)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -395,6 +397,7 @@ class Worker:
                 case core.ReleaseDependents():
                     notified = list(effect.notified)
                 case core.Throttled():  # sleep till the queue's next token; others keep flowing
+                    self.throttled_s[effect.queue] += effect.wait_ms / 1000
                     asyncio.get_running_loop().call_later(
                         effect.wait_ms / 1000, self._token_due, effect.queue
                     )

@@ -14,7 +14,9 @@ import redis
 
 from engine import RateLimited
 from engine.client import Client
+from engine.explain import Reason, why
 from engine.flow import LimitSource
+from engine.metrics import LabelPolicy, WorkerMetrics, WorkerStateCollector
 from engine.registry import Registry
 from tests.engine.conftest import running_worker, wait_until
 from tests.engine.test_cli import invoke, invoke_json, run_cli
@@ -50,10 +52,19 @@ async def test_a_limit_holds_across_two_workers_who_sleep_between_tokens(
     ids = [client.enqueue("tick", i, queue="rl").id for i in range(30)]
     calls_before = fcalls(raw)
     async with (
-        running_worker(registry, redis_url, ["rl"], concurrency=8, handoff=False),
-        running_worker(registry, redis_url, ["rl"], concurrency=8, handoff=False),
+        running_worker(registry, redis_url, ["rl"], concurrency=8, handoff=False) as one,
+        running_worker(registry, redis_url, ["rl"], concurrency=8, handoff=False) as two,
     ):
         await wait_until(lambda: raw.zcard("rediq:{rl}:completed") == 30, timeout=30)
+        # /metrics: the time each slept on the limit, by queue
+        metrics = WorkerMetrics(
+            LabelPolicy(["tick"], ["rl"]),
+            lambda: [],
+            worker_state=WorkerStateCollector(lambda: 0, dict, lambda: one.throttled_s),
+        )
+        text = metrics.exposition().decode()
+        assert one.throttled_s["rl"] > 0 and two.throttled_s["rl"] > 0
+        assert f'rediq_worker_throttled_seconds_total{{queue="rl"}} {one.throttled_s["rl"]}' in text
     starts = started_ms(client, ids)
     interval, burst = 50, 3
     # GCRA: any k consecutive starts span at least (k - burst) intervals (1 ms: the clock's grain)
@@ -159,3 +170,10 @@ def test_the_cli_sets_shows_and_clears_a_limit_audited(
         ("rate-limit", "cleared"),
         ("rate-limit", "50/s burst 5"),
     ]
+
+
+def test_why_names_the_limit_and_the_next_token(client: Client, raw: redis.Redis) -> None:
+    task_id = client.enqueue("tick", 1, queue="payment").id
+    raw.hset(KEY % "payment", mapping={"rate": 50, "period": 1000, "burst": 1, "tat": "1e15"})
+    causes = {c.reason: c.text for c in client.call(why, task_id).causes}
+    assert causes[Reason.RATE_LIMITED].startswith("rate limit payment 50/s: next token in ")

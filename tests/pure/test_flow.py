@@ -9,9 +9,12 @@ import pickle
 import pytest
 
 from engine.errors import InvalidLimit, RateLimited
+from engine.explain import Facts, Reason, explain
 from engine.flow import LimitSource, RateLimit, bucket_state, parse_limit, validated_pause
+from engine.task import TaskInfo, TaskState
 from engine.worker.core import Dequeue, FailureKind, Outcome, Throttle, Throttled
 from engine.worker.protocol import parse_dequeue, parse_throttle
+from tests.pure import test_explain
 from tests.pure.test_worker_core import answer, dequeued, done, make, requests_of, runs, task
 
 
@@ -170,3 +173,34 @@ def test_a_refused_throttle_is_reported_fenced() -> None:
     assert second is not None
     effects = answer(c, second, throttle="stale")
     assert any(getattr(e, "task_ids", None) == ("a",) for e in effects)
+
+
+# ---------------------------------------------------------------------------------- explain
+
+
+def _explained(fields: dict[str, str]) -> list[tuple[Reason, str]]:
+    info = TaskInfo(id="t1", type="x", queue="payment", state=TaskState.PENDING, max_retry=2)
+    facts = Facts(
+        info=info,
+        now_ms=1000,
+        workers=(test_explain.worker("payment"),),
+        position=0,
+        pending_total=1,
+        bucket=bucket_state(fields, 1000),
+    )
+    return [(c.reason, c.text) for c in explain(facts).causes]
+
+
+def test_the_explainer_names_the_limit_and_the_next_token() -> None:
+    causes = _explained({"rate": "50", "period": "1000", "burst": "1", "tat": "1012"})
+    assert (Reason.RATE_LIMITED, "rate limit payment 50/s: next token in 12 ms") in causes
+
+
+def test_the_explainer_names_a_pause_a_handler_asked_for() -> None:
+    causes = _explained({"until": "1500"})
+    assert causes[0][0] is Reason.RATE_LIMITED and "500 ms left" in causes[0][1]
+
+
+def test_a_limit_with_tokens_to_spare_is_not_a_reason() -> None:
+    causes = _explained({"rate": "50", "period": "1000", "burst": "1"})
+    assert [r for r, _ in causes] == [Reason.NEXT_UP, Reason.POSITION]
