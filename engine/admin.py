@@ -164,6 +164,26 @@ def clear_rate_limit(settings: Settings, queue: str) -> Op[bool]:
     return removed
 
 
+def set_group_limit(settings: Settings, queue: str, group: str, limit: int) -> Op[None]:
+    """At most ``limit`` tasks of concurrency ``group`` (``*``: any group) of ``queue`` run at
+    once, fleet-wide; validated before anything is written, and audited."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    flow.validated_group_limit(group, limit)
+    yield cmd("SADD", settings.keyspace.queues, queue)
+    yield from flow.write_group_limit(settings, queue, group, limit)
+    yield from audit(settings, "group-limit", queue, detail=f"{group}={limit}")
+
+
+def clear_group_limit(settings: Settings, queue: str, group: str) -> Op[bool]:
+    yield from _known(settings, queue)
+    removed = yield from flow.clear_group_limit(settings, queue, group)
+    yield from audit(settings, "group-limit", queue, detail=f"{group} cleared")
+    return removed
+
+
 def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
     moved = yield from _each_chunk(
         ids, lambda chunk: ops.requeue(settings, queue, chunk, "requeued by operator")

@@ -14,7 +14,7 @@ from enum import StrEnum
 from engine import inspect, ops
 from engine.backend import Batch, Op, cmd
 from engine.errors import TaskNotFound
-from engine.flow import BucketState, bucket_state
+from engine.flow import BucketState, GroupState, bucket_state, read_group
 from engine.inspect import WorkerSummary
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
@@ -48,6 +48,8 @@ class Reason(StrEnum):
     UNIQUE_HELD = "unique_held"
     RATE_LIMITED = "rate_limited"
     """The queue's rate limit has no token now, or a handler's RateLimited paused it."""
+    GROUP_FULL = "group_full"
+    """The task's concurrency group holds its limit of leases."""
 
 
 BLOCKING = frozenset(
@@ -65,6 +67,7 @@ BLOCKING = frozenset(
         Reason.WORKER_STALE,
         Reason.AWAITING_SLOT,
         Reason.RATE_LIMITED,
+        Reason.GROUP_FULL,
     }
 )
 """Reasons that stand in the task's way; the others describe (next up, running, finished)."""
@@ -115,6 +118,8 @@ class Facts:
     """(ref, state) of each dependency still waited on; 'gone' when its hash is gone."""
     bucket: BucketState | None = None
     """The queue's rate limit and its bucket (None: not read)."""
+    group: GroupState | None = None
+    """The task's concurrency group (None: it has none, or not read)."""
 
     @property
     def serving(self) -> list[WorkerSummary]:
@@ -141,6 +146,9 @@ def _pending(f: Facts) -> list[Cause]:
         )
     if f.bucket is not None and (f.bucket.paused_ms or (f.bucket.limit and not f.bucket.tokens)):
         causes.append(Cause(Reason.RATE_LIMITED, _rate_text(info.queue, f.bucket)))
+    g = f.group
+    if g is not None and g.limit is not None and g.holding >= g.limit:
+        causes.append(Cause(Reason.GROUP_FULL, f"group {g.group} at {g.holding}/{g.limit}"))
     if not serving:
         stale = [w.id for w in f.workers if info.queue in w.queues]
         causes.append(
@@ -309,6 +317,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
             cmd("HGETALL", qk.rate_limit),
         ]
     )
+    group = (yield from read_group(settings, info.queue, info.group)) if info.group else None
     dependency_states: tuple[tuple[str, str], ...] = ()
     if info.state == TaskState.WAITING and info.waiting_on:
         refs = list(info.waiting_on)
@@ -330,6 +339,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
         reserved=reserved == "1",
         dependency_states=dependency_states,
         bucket=bucket_state(dict(limit or {}), now),
+        group=group,
     )
 
 

@@ -191,3 +191,63 @@ def declare_limits(settings: Settings, limits: dict[str, RateLimit]) -> Op[list[
         else:
             yield from write_limit(settings, queue, limit, LimitSource.CODE)
     return kept
+
+
+# ---------------------------------------------------------------------------------- concurrency groups
+
+ANY_GROUP = "*"
+"""The group limit that applies to every group of the queue without its own entry."""
+MAX_GROUP_LIMIT = 100_000
+
+
+def validated_group_limit(group: str, limit: int) -> int:
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_GROUP_LIMIT:
+        raise InvalidLimit(
+            f"group limit {limit!r}: must be a whole number 1..{MAX_GROUP_LIMIT}",
+            fix="Give K, the most tasks of one group that may run at once, e.g. 2",
+        )
+    if not group or len(group) > 128 or any(c.isspace() or c in "|{}" for c in group):
+        raise InvalidLimit(
+            f"group {group!r} is invalid",
+            fix="Name the group as tasks carry it (1..128 characters, no spaces, '|' or braces) or *",
+        )
+    return limit
+
+
+def write_group_limit(
+    settings: Settings, queue: str, group: str, limit: int, only_if_unset: bool = False
+) -> Op[bool]:
+    """Set the most tasks of ``group`` (``*``: any group) of ``queue`` that hold a lease at once.
+    With ``only_if_unset`` (a worker writing its app's declaration) an existing entry is kept."""
+    validated_group_limit(group, limit)
+    key = settings.keyspace.queue(queue).cgroup_limits
+    written = yield cmd("HSETNX" if only_if_unset else "HSET", key, group, limit)
+    return bool(written)
+
+
+def clear_group_limit(settings: Settings, queue: str, group: str) -> Op[bool]:
+    removed = yield cmd("HDEL", settings.keyspace.queue(queue).cgroup_limits, group)
+    return bool(removed)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    group: str
+    limit: int | None
+    """None: the group has no limit (neither its own nor ``*``)."""
+    holding: int
+    """Tasks of the group holding a live lease now."""
+
+
+def read_group(settings: Settings, queue: str, group: str) -> Op[GroupState]:
+    qk = settings.keyspace.queue(queue)
+    now = yield from server_time_ms()
+    own, default, holding = yield Batch(
+        [
+            cmd("HGET", qk.cgroup_limits, group),
+            cmd("HGET", qk.cgroup_limits, ANY_GROUP),
+            cmd("ZCOUNT", qk.cgroup(group), f"({now}", "+inf"),
+        ]
+    )
+    limit = _num(own) if own is not None else _num(default)
+    return GroupState(group, None if limit is None else int(limit), int(holding or 0))

@@ -29,6 +29,7 @@ PER_ID_KEYS: Mapping[str, str] = MappingProxyType(
         "inbox": "inbox:",
         "receipt": "receipt:",
         "log": "log:",
+        "cgroup": "cg:",
     }
 )
 """The keys of a queue's slot named by one id (task id, fingerprint, type, unique key, worker
@@ -132,6 +133,17 @@ class QueueKeys:
     @property
     def seq(self) -> str:
         return self.base + "seq"
+
+    @property
+    def cgroup_limits(self) -> str:
+        """Hash of concurrency group -> K, the most tasks of that group holding a lease at once
+        (``*``: any group without its own entry); ``dequeue.lua`` checks it (``engine.flow``)."""
+        return self.base + "cglimits"
+
+    def cgroup(self, group: str) -> str:
+        """Sorted set of the task ids of one concurrency group holding a lease -> the lease's
+        expiry (ms): its live members are counted, so a dead worker's return as leases lapse."""
+        return self.base + PER_ID_KEYS["cgroup"] + group
 
     @property
     def rate_limit(self) -> str:

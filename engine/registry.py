@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from engine.cron import CronDef, validate_cron, validate_name
 from engine.declarations import Declaration
 from engine.errors import AppImportError, InvalidTask
-from engine.flow import RateLimit, parse_limit
+from engine.flow import RateLimit, parse_limit, validated_group_limit
 from engine.handles import TaskHandle
 from engine.keys import validate_queue_name
 from engine.lifecycle import LifecycleHook
@@ -99,6 +99,18 @@ class Registry:
     shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)
     """Per queue, the rate limit its workers write at start (``rate_limit``)."""
+    group_limits: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(queue, group) -> K, written by its workers at start unless set (``group_limit``)."""
+
+    def group_limit(self, queue: str, limit: int, *, group: str = "*") -> None:
+        """At most ``limit`` tasks of one concurrency group (``Task.group``) of ``queue`` run at
+        once, fleet-wide; ``group`` names one group, ``*`` (default) any group. Workers write it
+        at start where no limit is set for that group (an operator's stays)."""
+        try:
+            validate_queue_name(queue)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        self.group_limits[(queue, group)] = validated_group_limit(group, limit)
 
     def rate_limit(self, queue: str, limit: str, *, burst: int = 1) -> RateLimit:
         """Declare ``queue``'s fleet-wide rate limit, ``"50/s"`` (N per ms/s/m/h, e.g. ``5/10s``)

@@ -188,6 +188,34 @@ def queue_limit(
     echo(f"queue {name}: {describe_bucket(bucket)}")
 
 
+@queue_group.command("group-limit")
+@click.argument("name", shell_complete=complete_queue)
+@click.argument("limit", type=int, required=False)
+@click.option("--group", default=flow.ANY_GROUP, show_default=True, help="The group; * is any group.")
+@click.option("--clear", is_flag=True, help="Remove the group's limit.")
+@json_option
+@pass_state
+def queue_group_limit(
+    state: CliState, name: str, limit: int | None, group: str, clear: bool, as_json: bool
+) -> None:
+    """Show or set how many tasks of one concurrency group (``Task.group``) of NAME may run at
+    once, fleet-wide, e.g. ``rediq queue group-limit exports 2`` (audited)."""
+    client = state.client()
+    if clear == (limit is not None) and clear:
+        raise click.UsageError("give a LIMIT or --clear (not both)")
+    if clear:
+        client.call(admin.clear_group_limit, name, group)
+    elif limit is not None:
+        client.call(admin.set_group_limit, name, group, limit)
+    current = client.call(flow.read_group, name, group)
+    if as_json:
+        emit_json({"queue": name, "group": group, "limit": current.limit, "holding": current.holding})
+    elif current.limit is None:
+        echo(f"queue {name}, group {group}: no limit")
+    else:
+        echo(f"queue {name}, group {group}: at most {current.limit} at once ({current.holding} now)")
+
+
 def bucket_json(name: str, bucket: flow.BucketState) -> dict[str, Any]:
     lim = bucket.limit
     return {

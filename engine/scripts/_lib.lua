@@ -243,3 +243,50 @@ local function rate_charge(key, now, n)
   local tat = math.max(tonumber(f[3]) or now, now)
   redis.call('HSET', key, 'tat', string.format('%.3f', tat + n * interval))
 end
+
+-- Concurrency groups (engine/flow.py): a task's 'grp' names its group; cgroup_key(base, group)
+-- holds the ids of the group's tasks holding a lease, scored by the lease's expiry, so a dead
+-- worker's slots return as its leases lapse, without any recovery step. The limits are the
+-- queue's hash QueueKeys.cgroup_limits (group -> K; '*': any group without its own entry).
+local GROUP_SCAN = 200
+
+local function cgroup_hold(base, group, id, lease, lease_ms)
+  local gk = cgroup_key(base, group)
+  redis.call('ZADD', gk, lease, id)
+  redis.call('PEXPIRE', gk, lease_ms) -- an entry a script left behind goes with its lease
+end
+
+local function cgroup_free(base, group, id)
+  if group then redis.call('ZREM', cgroup_key(base, group), id) end
+end
+
+-- The pending tasks that may start now, in pending order, at most n: one whose group already
+-- holds its limit of live leases stays pending. At most n + GROUP_SCAN entries are looked at, so
+-- a long run of one full group at the head of the queue holds back the tasks behind it.
+-- Returns the picked {id, score, ...} (taken out of pending) and how many were skipped.
+local function pick_by_group(base, pending_key, caps_key, n, now)
+  local window = redis.call('ZRANGE', pending_key, 0, n + GROUP_SCAN - 1, 'WITHSCORES')
+  local default = tonumber(redis.call('HGET', caps_key, '*'))
+  local picked, skipped, held = {}, 0, {}
+  for j = 1, #window, 2 do
+    if #picked >= 2 * n then break end
+    local id = window[j]
+    local group = redis.call('HGET', task_key(base, id), 'grp')
+    local cap = group and (tonumber(redis.call('HGET', caps_key, group)) or default)
+    local ok = true
+    if cap then
+      if held[group] == nil then
+        held[group] = redis.call('ZCOUNT', cgroup_key(base, group), '(' .. now, '+inf')
+      end
+      ok = held[group] < cap
+      if ok then held[group] = held[group] + 1 end
+    end
+    if ok then
+      picked[#picked + 1], picked[#picked + 2] = id, window[j + 1]
+      redis.call('ZREM', pending_key, id)
+    else
+      skipped = skipped + 1
+    end
+  end
+  return picked, skipped
+end

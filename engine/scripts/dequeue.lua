@@ -1,7 +1,8 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
---       receipt (see below), 12 cancelled, 13 rate limit (optional; see rate_allowance in _lib.lua)
+--       receipt (see below), 12 cancelled, 13 rate limit (optional; see rate_allowance in _lib.lua),
+--       14 concurrency group limits (optional; see pick_by_group in _lib.lua)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
@@ -30,6 +31,8 @@
 -- starting now (a reserved task would start later, outside the token it took), and registers
 -- no hand-offs (an enqueue would hand tasks out past the bucket). With pending tasks and no
 -- token, the reply says when the next one comes, so the worker sleeps rather than polls.
+-- Concurrency groups: with group limits, a pending task whose group holds its limit of live
+-- leases is skipped (stays pending); every grouped task leased joins its group's lease set.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
 --           rate limit held back pending tasks
@@ -175,13 +178,18 @@ if KEYS[13] then
 end
 
 local leased = {}
-local popped = redis.call('ZPOPMIN', KEYS[1], max_n)
+local popped, skipped = nil, 0
+if KEYS[14] and redis.call('EXISTS', KEYS[14]) == 1 then
+  popped, skipped = pick_by_group(base, KEYS[1], KEYS[14], max_n, now)
+else
+  popped = redis.call('ZPOPMIN', KEYS[1], max_n)
+end
 local lease = now + lease_ms
 for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp')
+    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp', 'grp')
   -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
   -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
   -- 'unknown task type' instead of leaving it in no state set at all
@@ -205,6 +213,7 @@ for j = 1, #popped, 2 do
     end
     if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
+    if f[12] then cgroup_hold(base, f[12], id, lease, lease_ms) end
     add_entry(out, id, f, attempts, reserved, token_of(worker, dlv))
   end
 end
@@ -217,5 +226,5 @@ if request ~= '' and #out > 1 then
 end
 if limited then rate_charge(KEYS[13], now, (#out - 1) / 11) end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
-if #popped < 2 * max_n and not limited then register_idle(n_start - #leased) else register_idle(0) end
+if #popped < 2 * max_n and skipped == 0 and not limited then register_idle(n_start - #leased) else register_idle(0) end
 return out

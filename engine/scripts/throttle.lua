@@ -10,9 +10,10 @@ local base, channel, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local pause_ms, note = tonumber(ARGV[5]), ARGV[6]
 local now = now_ms()
 local tk = task_key(base, id)
-local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv')
+local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'grp')
 if f[1] ~= 'active' or token_of(f[4], f[5]) ~= token then return 'stale' end
 redis.call('ZREM', KEYS[1], id)
+cgroup_free(base, f[6], id)
 local attempts = tonumber(f[2]) or 0
 if f[3] ~= '1' and attempts > 0 then attempts = attempts - 1 end
 redis.call('HSET', tk, 'state', 'pending', 'attempts', attempts)

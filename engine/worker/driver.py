@@ -303,6 +303,8 @@ class Worker:
         try:
             await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
             kept = await self.backend.run(flow.declare_limits(self.settings, self.registry.rate_limits))
+            for (queue, group), limit in self.registry.group_limits.items():
+                await self.backend.run(flow.write_group_limit(self.settings, queue, group, limit, True))
         except ReadOnlyError as exc:
             log.warning("task declarations not published (%s): producers without the registry guess", exc)
         else:

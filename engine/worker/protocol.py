@@ -77,6 +77,7 @@ def dequeue_call(
             qk.receipt(worker_id),
             qk.cancelled,
             qk.rate_limit,
+            qk.cgroup_limits,
         ],
         [
             qk.base,

@@ -6,6 +6,7 @@ the CLI sets, shows and clears it (audited; a bad limit is one line and writes n
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,41 @@ def test_why_names_the_limit_and_the_next_token(client: Client, raw: redis.Redis
     raw.hset(KEY % "payment", mapping={"rate": 50, "period": 1000, "burst": 1, "tat": "1e15"})
     causes = {c.reason: c.text for c in client.call(why, task_id).causes}
     assert causes[Reason.RATE_LIMITED].startswith("rate limit payment 50/s: next token in ")
+
+
+async def test_a_group_limit_holds_across_two_workers_and_other_groups_flow(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    registry.group_limit("exports", 2)
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    @registry.task("export", queue="exports")
+    async def export(ctx: Any, payload: Any) -> None:
+        group = str(payload)
+        running[group] = running.get(group, 0) + 1
+        most[group] = max(most.get(group, 0), running[group])
+        await asyncio.sleep(0.05)
+        running[group] -= 1
+
+    for _ in range(12):
+        client.enqueue("export", "c42", queue="exports", group="c42")
+    for _ in range(3):
+        client.enqueue("export", "c7", queue="exports", group="c7")
+    async with (
+        running_worker(registry, redis_url, ["exports"], concurrency=6),
+        running_worker(registry, redis_url, ["exports"], concurrency=6),
+    ):
+        await wait_until(lambda: raw.zcard("rediq:{exports}:completed") == 15, timeout=30)
+    assert most == {"c42": 2, "c7": 2}  # never more than 2 of one group at once, fleet-wide
+    assert raw.hgetall("rediq:{exports}:cglimits") == {"*": "2"}  # declared, written at start
+    assert raw.exists("rediq:{exports}:cg:c42") == 0  # every slot given back
+
+
+def test_why_names_a_full_group(client: Client, raw: redis.Redis) -> None:
+    task_id = client.enqueue("export", 1, queue="exports", group="customer:42").id
+    raw.hset("rediq:{exports}:cglimits", "*", 2)
+    raw.zadd("rediq:{exports}:cg:customer:42", {"x": 1e15, "y": 1e15})
+    causes = {c.reason: c.text for c in client.call(why, task_id).causes}
+    assert causes[Reason.GROUP_FULL] == "group customer:42 at 2/2"
