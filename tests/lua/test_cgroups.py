@@ -8,6 +8,9 @@ extend/ack/fail/release/throttle: the lease set follows the task (refreshed, or 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from engine.backend import Call
 from engine.worker.protocol import throttle_call
 from tests.lua.harness import ABSENT, RECENT, SETTINGS, Case, H, Later, Z, cases, run_case
 from tests.lua.protocol import (
@@ -181,11 +184,11 @@ ENDS = cases(
 @ENDS
 def test_the_lease_set_follows_the_task(redis_url: str, case: Case) -> None:
     token = case.args.get("token", TOKEN)
-    call = {
+    builders: dict[str, Callable[[], Call]] = {
         "extend": lambda: extend_call(SETTINGS, "q", [("a", token)], LEASE_MS),
         "ack": lambda: ack_call(SETTINGS, "q", [("a", token, "")]),
         "fail": lambda: fail_call(SETTINGS, "q", "a", token, "boom", "", 1.0),
         "release": lambda: release_call(SETTINGS, "q", [("a", token)], "bye"),
         "throttle": lambda: throttle_call(SETTINGS, "q", "a", token, 1.0, "429"),
-    }[case.args["call"]]()
-    run_case(redis_url, case, call)
+    }
+    run_case(redis_url, case, builders[case.args["call"]]())

@@ -49,5 +49,6 @@ async def test_l_sets_shows_and_clears_the_rate_limit(redis_url: str, raw: redis
         await wait_for(pilot, lambda: "Removed the rate limit of queue payment" in notes(app))
         assert raw.exists(KEY) == 0
         await wait_for(pilot, lambda: "limit" not in detail(app), what="detail without a limit")
-    actions = [e["action"] for _, e in raw.xrange("rediq:audit")]
+    entries: list[tuple[str, dict[str, str]]] = raw.xrange("rediq:audit")  # type: ignore[assignment]
+    actions = [e["action"] for _, e in entries]
     assert actions.count("rate-limit") == 2
