@@ -251,3 +251,57 @@ def read_group(settings: Settings, queue: str, group: str) -> Op[GroupState]:
     )
     limit = _num(own) if own is not None else _num(default)
     return GroupState(group, None if limit is None else int(limit), int(holding or 0))
+
+
+BACKLOG_SAMPLE = 1000
+"""Pending tasks read from the head of a queue to find its busiest groups (bounded cost)."""
+TOP_GROUPS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBacklog:
+    queue: str
+    group: str
+    pending: int
+    """Tasks of the group among the first ``BACKLOG_SAMPLE`` pending of the queue."""
+    holding: int
+    """Tasks of the group holding a live lease now."""
+    limit: int | None
+
+
+def group_backlogs(
+    settings: Settings, queues: list[str], sample: int = BACKLOG_SAMPLE, top: int = TOP_GROUPS
+) -> Op[list[GroupBacklog]]:
+    """Per queue, its ``top`` groups by pending tasks among the first ``sample`` pending (a
+    bounded read however long the queue: labels and rows stay bounded too)."""
+    now = yield from server_time_ms()
+    out: list[GroupBacklog] = []
+    for queue in queues:
+        qk = settings.keyspace.queue(queue)
+        ids = yield cmd("ZRANGE", qk.pending, 0, sample - 1)
+        if not ids:
+            continue
+        groups = yield Batch([cmd("HGET", qk.task(i), "grp") for i in ids])
+        counts: dict[str, int] = {}
+        for group in groups:
+            if group:
+                counts[group] = counts.get(group, 0) + 1
+        busiest = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+        if not busiest:
+            continue
+        replies = yield Batch(
+            [cmd("HGET", qk.cgroup_limits, ANY_GROUP)]
+            + [
+                c
+                for g, _ in busiest
+                for c in (cmd("HGET", qk.cgroup_limits, g), cmd("ZCOUNT", qk.cgroup(g), f"({now}", "+inf"))
+            ]
+        )
+        default = _num(replies[0])
+        for n, (group, pending) in enumerate(busiest):
+            own, holding = replies[1 + 2 * n], replies[2 + 2 * n]
+            limit = _num(own) if own is not None else default
+            out.append(
+                GroupBacklog(queue, group, pending, int(holding or 0), None if limit is None else int(limit))
+            )
+    return out

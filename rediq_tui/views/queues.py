@@ -5,7 +5,7 @@ and the columns an operator acts on come first so they fit at 80 columns."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -60,6 +60,8 @@ RUNTIMES_EVERY_S = 30.0
 this often; every refresh redoes its forecast from the fresh counts."""
 UNSERVED_EVERY_S = 5.0
 """The selected queue's unserved task types (``engine.serving``) are read at most this often."""
+GROUP_SAMPLE = 200
+"""Pending tasks at the head of the selected queue read for its busiest groups (bounded)."""
 WINDOW_MARGIN = 5
 """Rows read above and below the visible ones (a short scroll shows fresh figures at once)."""
 
@@ -147,6 +149,8 @@ class QueuesData:
     """The selected queue's unserved types (None: not read on this poll, keep the last)."""
     bucket: tuple[str, flow.BucketState] | None = None
     """The selected queue's rate limit and its bucket now."""
+    groups: list[flow.GroupBacklog] = field(default_factory=list)
+    """The selected queue's busiest concurrency groups (a bounded sample of its head)."""
 
 
 class QueuesView(View):
@@ -176,6 +180,7 @@ class QueuesView(View):
         """Task types waiting in the selected queue that no live worker serves."""
         self._unserved_read: tuple[str, float] | None = None
         self.bucket: tuple[str, flow.BucketState] | None = None
+        self.groups: list[flow.GroupBacklog] = []
 
     @property
     def summaries(self) -> dict[str, QueueSummary]:
@@ -237,6 +242,7 @@ class QueuesView(View):
             return QueuesData(names, rows, None)
         row = next((r for r in rows if r.name == selected), None)
         bucket = (selected, await client.call(flow.read_bucket, selected))
+        groups = await client.call(flow.group_backlogs, [selected], GROUP_SAMPLE, 3)
         unserved = None
         last = self._unserved_read
         if last is None or last[0] != selected or time.monotonic() - last[1] >= UNSERVED_EVERY_S:
@@ -246,7 +252,7 @@ class QueuesView(View):
         if row is not None and cached is not None and time.monotonic() - cached[0] < RUNTIMES_EVERY_S:
             # runtimes change slowly: between reads the forecast is redone from the fresh row
             refreshed = inspect.forecast_of(row.summary, cached[1].runtimes)
-            return QueuesData(names, rows, refreshed, unserved, bucket)
+            return QueuesData(names, rows, refreshed, unserved, bucket, groups)
         # bounded: the heads of pending and active give the task types worth a p50/p95
         heads = [
             await client.call(inspect.page, selected, state, 0, 20)
@@ -256,7 +262,7 @@ class QueuesView(View):
         forecast = await client.call(inspect.forecast, selected, types)
         if forecast is not None:
             self._runtimes[selected] = (time.monotonic(), forecast)
-        return QueuesData(names, rows, forecast, unserved, bucket)
+        return QueuesData(names, rows, forecast, unserved, bucket, groups)
 
     def show(self, data: QueuesData) -> None:
         self.names = data.names
@@ -268,6 +274,7 @@ class QueuesView(View):
         if data.unserved is not None:
             self.unserved = data.unserved
         self.bucket = data.bucket
+        self.groups = data.groups
         self._draw_rows()
 
     def _draw_rows(self) -> None:
@@ -347,6 +354,10 @@ class QueuesView(View):
             limit_text = bucket_text(self.bucket[1])
             if limit_text:
                 text.append(f" · {limit_text}", style="magenta")
+        for g in self.groups:
+            if g.queue == name:
+                held = f"{g.holding}/{g.limit}" if g.limit is not None else f"{g.holding}"
+                text.append(f" · group {safe.clean(g.group, 24)}: {g.pending:,} pending, {held} running")
         self.query_one("#queues-detail", Static).update(text)
         unserved = self.unserved if self._unserved_read and self._unserved_read[0] == name else []
         line = self.query_one("#queues-unserved", Static)

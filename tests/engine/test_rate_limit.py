@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from engine import RateLimited
+from engine import RateLimited, flow
 from engine.client import Client
 from engine.explain import Reason, why
 from engine.flow import LimitSource
@@ -216,3 +216,26 @@ def test_why_names_a_full_group(client: Client, raw: redis.Redis) -> None:
     raw.zadd("rediq:{exports}:cg:customer:42", {"x": 1e15, "y": 1e15})
     causes = {c.reason: c.text for c in client.call(why, task_id).causes}
     assert causes[Reason.GROUP_FULL] == "group customer:42 at 2/2"
+
+
+def test_the_busiest_groups_are_read_bounded_and_exported(client: Client, raw: redis.Redis) -> None:
+    for group, n in (("c42", 5), ("c7", 2)):
+        for _ in range(n):
+            client.enqueue("export", 1, queue="exports", group=group)
+    client.enqueue("export", 1, queue="exports")  # no group: not a row
+    raw.hset("rediq:{exports}:cglimits", mapping={"*": 2, "c7": 1})
+    raw.zadd("rediq:{exports}:cg:c42", {"x": 1e15, "gone": 1})  # one live lease, one lapsed
+    rows = client.call(flow.group_backlogs, ["exports", "empty"])
+    assert rows == [
+        flow.GroupBacklog("exports", "c42", 5, 1, 2),
+        flow.GroupBacklog("exports", "c7", 2, 0, 1),
+    ]
+    assert client.call(flow.group_backlogs, ["exports"], top=1) == rows[:1]
+    metrics = WorkerMetrics(
+        LabelPolicy(["export"], ["exports"]),
+        lambda: [],
+        read_groups=lambda: client.call(flow.group_backlogs, ["exports"]),
+    )
+    text = metrics.exposition().decode()
+    assert 'rediq_group_pending{group="c42",queue="exports"} 5.0' in text
+    assert 'rediq_group_running{group="c42",queue="exports"} 1.0' in text

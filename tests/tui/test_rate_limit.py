@@ -52,3 +52,15 @@ async def test_l_sets_shows_and_clears_the_rate_limit(redis_url: str, raw: redis
     entries: list[tuple[str, dict[str, str]]] = raw.xrange("rediq:audit")  # type: ignore[assignment]
     actions = [e["action"] for _, e in entries]
     assert actions.count("rate-limit") == 2
+
+
+async def test_the_detail_line_shows_the_busiest_groups(redis_url: str, raw: redis.Redis) -> None:
+    with Client(redis_url) as c:
+        for _ in range(3):
+            c.enqueue("x", {}, queue="payment", group="customer:42")
+    raw.hset("rediq:{payment}:cglimits", "*", 2)
+    app = make_app(redis_url)
+    async with app.run_test(size=(160, 24)) as pilot:
+        await wait_for(
+            pilot, lambda: "group customer:42: 3 pending, 0/2 running" in detail(app), what="group backlog"
+        )
