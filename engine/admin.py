@@ -142,25 +142,29 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
     return changed
 
 
-def set_rate_limit(settings: Settings, queue: str, limit: flow.RateLimit) -> Op[None]:
-    """An operator's rate limit for ``queue`` (kept over the app's declared one until cleared);
-    validated before anything is written, and audited."""
+def set_rate_limit(
+    settings: Settings, queue: str, limit: flow.RateLimit, task_type: str | None = None
+) -> Op[None]:
+    """An operator's rate limit for ``queue``, or for one ``task_type`` in it (kept over the
+    app's declared one until cleared); validated before anything is written, and audited."""
     try:
         validate_queue_name(queue)
     except ValueError as exc:
         raise InvalidTask(str(exc)) from None
     limit = flow.validated(limit)
     yield cmd("SADD", settings.keyspace.queues, queue)
-    yield from flow.write_limit(settings, queue, limit, flow.LimitSource.OPERATOR)
-    yield from audit(settings, "rate-limit", queue, detail=str(limit))
+    yield from flow.write_limit(settings, queue, limit, flow.LimitSource.OPERATOR, task_type)
+    of = "" if task_type is None else f" for type {task_type}"
+    yield from audit(settings, "rate-limit", queue, detail=f"{limit}{of}")
 
 
-def clear_rate_limit(settings: Settings, queue: str) -> Op[bool]:
-    """Remove ``queue``'s rate limit (and a pause a handler asked for); audited. A declared one
-    comes back at the next start of a worker whose app declares it."""
+def clear_rate_limit(settings: Settings, queue: str, task_type: str | None = None) -> Op[bool]:
+    """Remove ``queue``'s rate limit (and a pause a handler asked for), or one type's own;
+    audited. A declared one comes back at the next start of a worker whose app declares it."""
     yield from _known(settings, queue)
-    removed = yield from flow.clear_limit(settings, queue)
-    yield from audit(settings, "rate-limit", queue, detail="cleared")
+    removed = yield from flow.clear_limit(settings, queue, task_type)
+    of = "" if task_type is None else f" for type {task_type}"
+    yield from audit(settings, "rate-limit", queue, detail=f"cleared{of}")
     return removed
 
 

@@ -120,6 +120,8 @@ class Facts:
     """The queue's rate limit and its bucket (None: not read)."""
     group: GroupState | None = None
     """The task's concurrency group (None: it has none, or not read)."""
+    type_bucket: BucketState | None = None
+    """The task type's own rate limit in the queue (None: not read)."""
 
     @property
     def serving(self) -> list[WorkerSummary]:
@@ -146,6 +148,10 @@ def _pending(f: Facts) -> list[Cause]:
         )
     if f.bucket is not None and (f.bucket.paused_ms or (f.bucket.limit and not f.bucket.tokens)):
         causes.append(Cause(Reason.RATE_LIMITED, _rate_text(info.queue, f.bucket)))
+    tb = f.type_bucket
+    if tb is not None and (tb.paused_ms or (tb.limit and not tb.tokens)):
+        text = f"rate limit {info.type} {tb.limit}: next token in {tb.next_token_ms} ms"
+        causes.append(Cause(Reason.RATE_LIMITED, text))
     g = f.group
     if g is not None and g.limit is not None and g.holding >= g.limit:
         causes.append(Cause(Reason.GROUP_FULL, f"group {g.group} at {g.holding}/{g.limit}"))
@@ -307,7 +313,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
     qk = settings.keyspace.queue(info.queue)
     now = yield from ops.server_time_ms()
     workers = yield from inspect.workers(settings)
-    paused, position, pending_total, unique_holder, reserved, limit = yield Batch(
+    paused, position, pending_total, unique_holder, reserved, limit, type_limit = yield Batch(
         [
             cmd("EXISTS", qk.paused),
             cmd("ZRANK", qk.pending, task_id),
@@ -315,6 +321,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
             cmd("GET", qk.unique(info.unique_key)) if info.unique_key else cmd("ECHO", ""),
             cmd("HGET", qk.task(task_id), "reserved"),
             cmd("HGETALL", qk.rate_limit),
+            cmd("HGETALL", qk.type_rate(info.type)),
         ]
     )
     group = (yield from read_group(settings, info.queue, info.group)) if info.group else None
@@ -340,6 +347,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
         dependency_states=dependency_states,
         bucket=bucket_state(dict(limit or {}), now),
         group=group,
+        type_bucket=bucket_state(dict(type_limit or {}), now),
     )
 
 

@@ -142,24 +142,34 @@ def _limit_of(fields: dict[str, Any]) -> RateLimit | None:
     return RateLimit(int(rate), int(period), max(1, int(burst or 1)))
 
 
-def read_bucket(settings: Settings, queue: str) -> Op[BucketState]:
-    key = settings.keyspace.queue(queue).rate_limit
-    fields = yield cmd("HGETALL", key)
+def _bucket_key(settings: Settings, queue: str, task_type: str | None) -> str:
+    qk = settings.keyspace.queue(queue)
+    return qk.rate_limit if task_type is None else qk.type_rate(task_type)
+
+
+def read_bucket(settings: Settings, queue: str, task_type: str | None = None) -> Op[BucketState]:
+    """The queue's limit, or with ``task_type`` that type's own limit in the queue."""
+    fields = yield cmd("HGETALL", _bucket_key(settings, queue, task_type))
     now = yield from server_time_ms()
     return bucket_state(dict(fields or {}), now)
 
 
-def write_limit(settings: Settings, queue: str, limit: RateLimit, source: LimitSource) -> Op[None]:
-    """Set a queue's limit (its bucket's state is kept: a change takes effect at once, without
-    handing out a fresh burst). Withdraws the queue's hand-off registrations: a worker that
-    registered before the limit would otherwise be handed tasks past it by enqueues."""
+def write_limit(
+    settings: Settings, queue: str, limit: RateLimit, source: LimitSource, task_type: str | None = None
+) -> Op[None]:
+    """Set a queue's limit, or with ``task_type`` that type's own limit in the queue (its
+    bucket's state is kept: a change takes effect at once, without handing out a fresh burst).
+    Withdraws the queue's hand-off registrations: a worker that registered before the limit
+    would otherwise be handed tasks past it by enqueues."""
     qk = settings.keyspace.queue(queue)
     limit = validated(limit)
+    marker = [] if task_type is None else [cmd("HSET", qk.type_limits, task_type, "1")]
     yield Batch(
         [
+            *marker,
             cmd(
                 "HSET",
-                qk.rate_limit,
+                _bucket_key(settings, queue, task_type),
                 "rate",
                 limit.rate,
                 "period",
@@ -174,22 +184,26 @@ def write_limit(settings: Settings, queue: str, limit: RateLimit, source: LimitS
     )
 
 
-def clear_limit(settings: Settings, queue: str) -> Op[bool]:
-    """Remove a queue's limit (and any pause a handler asked for). True when there was one."""
-    removed = yield cmd("DEL", settings.keyspace.queue(queue).rate_limit)
+def clear_limit(settings: Settings, queue: str, task_type: str | None = None) -> Op[bool]:
+    """Remove a queue's limit (and any pause a handler asked for), or one type's own limit.
+    True when there was one."""
+    if task_type is not None:
+        yield cmd("HDEL", settings.keyspace.queue(queue).type_limits, task_type)
+    removed = yield cmd("DEL", _bucket_key(settings, queue, task_type))
     return bool(removed)
 
 
-def declare_limits(settings: Settings, limits: dict[str, RateLimit]) -> Op[list[str]]:
-    """A worker's start: write the limits its app declares, except where an operator set one
-    (that one stays until cleared). Returns the queues whose operator limit was kept."""
+def declare_limits(settings: Settings, limits: dict[tuple[str, str | None], RateLimit]) -> Op[list[str]]:
+    """A worker's start: write the limits its app declares (per queue, or per task type of a
+    queue), except where an operator set one (that one stays until cleared). Returns what kept
+    an operator's limit ('queue' or 'queue type')."""
     kept = []
-    for queue, limit in limits.items():
-        src = yield cmd("HGET", settings.keyspace.queue(queue).rate_limit, "src")
+    for (queue, task_type), limit in limits.items():
+        src = yield cmd("HGET", _bucket_key(settings, queue, task_type), "src")
         if src == LimitSource.OPERATOR.value:
-            kept.append(queue)
+            kept.append(queue if task_type is None else f"{queue} {task_type}")
         else:
-            yield from write_limit(settings, queue, limit, LimitSource.CODE)
+            yield from write_limit(settings, queue, limit, LimitSource.CODE, task_type)
     return kept
 
 

@@ -30,6 +30,7 @@ PER_ID_KEYS: Mapping[str, str] = MappingProxyType(
         "receipt": "receipt:",
         "log": "log:",
         "cgroup": "cg:",
+        "type_rate": "rl:",
     }
 )
 """The keys of a queue's slot named by one id (task id, fingerprint, type, unique key, worker
@@ -139,6 +140,16 @@ class QueueKeys:
         """Hash of concurrency group -> K, the most tasks of that group holding a lease at once
         (``*``: any group without its own entry); ``dequeue.lua`` checks it (``engine.flow``)."""
         return self.base + "cglimits"
+
+    @property
+    def type_limits(self) -> str:
+        """Hash of task type -> '1' for each type of the queue with a rate limit of its own
+        (its bucket: ``type_rate``); ``dequeue.lua`` checks them when it exists."""
+        return self.base + "typelimits"
+
+    def type_rate(self, task_type: str) -> str:
+        """Hash of one task type's rate limit in this queue, fields as ``rate_limit``'s."""
+        return self.base + PER_ID_KEYS["type_rate"] + task_type
 
     def cgroup(self, group: str) -> str:
         """Sorted set of the task ids of one concurrency group holding a lease -> the lease's

@@ -156,11 +156,18 @@ def queue_resume(state: CliState, name: str, as_json: bool) -> None:
 @click.argument("name", shell_complete=complete_queue)
 @click.argument("limit", required=False)
 @click.option("--burst", type=int, default=None, help="Tasks that may start at once (default 1).")
+@click.option("--type", "task_type", default=None, help="One task type's own limit in the queue.")
 @click.option("--clear", is_flag=True, help="Remove the limit (a declared one returns at a worker's start).")
 @json_option
 @pass_state
 def queue_limit(
-    state: CliState, name: str, limit: str | None, burst: int | None, clear: bool, as_json: bool
+    state: CliState,
+    name: str,
+    limit: str | None,
+    burst: int | None,
+    task_type: str | None,
+    clear: bool,
+    as_json: bool,
 ) -> None:
     """Show or set NAME's fleet-wide rate limit, e.g. ``rediq queue limit payment 50/s --burst 5``.
 
@@ -171,21 +178,21 @@ def queue_limit(
     if clear and (limit or burst is not None):
         raise click.UsageError("give a LIMIT or --clear (not both)")
     if clear:
-        removed = client.call(admin.clear_rate_limit, name)
+        removed = client.call(admin.clear_rate_limit, name, task_type)
         if as_json:
             emit_json({"queue": name, "limit": None, "changed": removed})
         else:
             echo(f"queue {name}: rate limit removed" if removed else f"queue {name} had no rate limit")
         return
     if limit is not None:
-        client.call(admin.set_rate_limit, name, flow.parse_limit(limit, burst))
+        client.call(admin.set_rate_limit, name, flow.parse_limit(limit, burst), task_type)
     elif burst is not None:
         raise click.UsageError("--burst goes with a LIMIT, e.g. 50/s --burst 5")
-    bucket = client.call(flow.read_bucket, name)
+    bucket = client.call(flow.read_bucket, name, task_type)
     if as_json:
-        emit_json(bucket_json(name, bucket))
+        emit_json({**bucket_json(name, bucket), "type": task_type})
         return
-    echo(f"queue {name}: {describe_bucket(bucket)}")
+    echo(f"queue {name}{'' if task_type is None else f', type {task_type}'}: {describe_bucket(bucket)}")
 
 
 @queue_group.command("group-limit")

@@ -261,32 +261,52 @@ local function cgroup_free(base, group, id)
 end
 
 -- The pending tasks that may start now, in pending order, at most n: one whose group already
--- holds its limit of live leases stays pending. At most n + GROUP_SCAN entries are looked at, so
--- a long run of one full group at the head of the queue holds back the tasks behind it.
--- Returns the picked {id, score, ...} (taken out of pending) and how many were skipped.
-local function pick_by_group(base, pending_key, caps_key, n, now)
+-- holds its limit of live leases (caps_key: the group limits) or whose task type's own rate
+-- limit has no token (types_key: the types with one, each a bucket as rate_allowance reads it)
+-- stays pending. At most n + GROUP_SCAN entries are looked at, so a long run of blocked tasks
+-- at the head of the queue holds back the tasks behind them. The picked tasks' types are
+-- charged their tokens. Returns the picked {id, score, ...} (taken out of pending), how many
+-- were skipped, and the ms until the next token of a type that held tasks back (or nil).
+local function pick_eligible(base, pending_key, caps_key, types_key, n, now)
   local window = redis.call('ZRANGE', pending_key, 0, n + GROUP_SCAN - 1, 'WITHSCORES')
-  local default = tonumber(redis.call('HGET', caps_key, '*'))
-  local picked, skipped, held = {}, 0, {}
+  local default = caps_key and tonumber(redis.call('HGET', caps_key, '*'))
+  local picked, skipped, held, tokens, used, wait = {}, 0, {}, {}, {}, nil
   for j = 1, #window, 2 do
     if #picked >= 2 * n then break end
     local id = window[j]
-    local group = redis.call('HGET', task_key(base, id), 'grp')
-    local cap = group and (tonumber(redis.call('HGET', caps_key, group)) or default)
+    local f = redis.call('HMGET', task_key(base, id), 'grp', 'type')
+    local group, ttype = f[1], f[2]
+    local cap = group and caps_key and (tonumber(redis.call('HGET', caps_key, group)) or default)
     local ok = true
     if cap then
       if held[group] == nil then
         held[group] = redis.call('ZCOUNT', cgroup_key(base, group), '(' .. now, '+inf')
       end
       ok = held[group] < cap
-      if ok then held[group] = held[group] + 1 end
+    end
+    if ok and ttype and types_key then
+      if tokens[ttype] == nil then
+        local allowed, next_ms = nil, 0
+        if redis.call('HEXISTS', types_key, ttype) == 1 then
+          allowed, next_ms = rate_allowance(type_rate_key(base, ttype), now, n)
+        end
+        tokens[ttype] = allowed or -1 -- -1: no limit of its own
+        if allowed == 0 and next_ms > 0 and (wait == nil or next_ms < wait) then wait = next_ms end
+      end
+      ok = tokens[ttype] ~= 0
     end
     if ok then
+      if cap then held[group] = held[group] + 1 end
+      if ttype and tokens[ttype] and tokens[ttype] > 0 then
+        tokens[ttype] = tokens[ttype] - 1
+        used[ttype] = (used[ttype] or 0) + 1
+      end
       picked[#picked + 1], picked[#picked + 2] = id, window[j + 1]
       redis.call('ZREM', pending_key, id)
     else
       skipped = skipped + 1
     end
   end
-  return picked, skipped
+  for ttype, count in pairs(used) do rate_charge(type_rate_key(base, ttype), now, count) end
+  return picked, skipped, wait
 end

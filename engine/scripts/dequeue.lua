@@ -2,7 +2,8 @@
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
 --       receipt (see below), 12 cancelled, 13 rate limit (optional; see rate_allowance in _lib.lua),
---       14 concurrency group limits (optional; see pick_by_group in _lib.lua)
+--       14 concurrency group limits, 15 task types with a rate limit of their own (both optional;
+--       see pick_eligible in _lib.lua)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
@@ -33,6 +34,9 @@
 -- token, the reply says when the next one comes, so the worker sleeps rather than polls.
 -- Concurrency groups: with group limits, a pending task whose group holds its limit of live
 -- leases is skipped (stays pending); every grouped task leased joins its group's lease set.
+-- Task types with their own rate limit: a task whose type has no token is skipped likewise;
+-- none is reserved, no hand-off registered, and when only such tasks wait, the reply says
+-- when the first of their next tokens comes (as for the queue's limit).
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
 --           rate limit held back pending tasks
@@ -178,9 +182,20 @@ if KEYS[13] then
 end
 
 local leased = {}
-local popped, skipped = nil, 0
-if KEYS[14] and redis.call('EXISTS', KEYS[14]) == 1 then
-  popped, skipped = pick_by_group(base, KEYS[1], KEYS[14], max_n, now)
+local popped, skipped, type_wait = nil, 0, nil
+local caps = KEYS[14] and redis.call('EXISTS', KEYS[14]) == 1 and KEYS[14] or nil
+local typed = KEYS[15] and redis.call('EXISTS', KEYS[15]) == 1 and KEYS[15] or nil
+if typed then max_n = n_start end
+if max_n <= 0 then
+  register_idle(0)
+  return out
+end
+if caps or typed then
+  popped, skipped, type_wait = pick_eligible(base, KEYS[1], caps, typed, max_n, now)
+  if #popped == 0 and type_wait then
+    register_idle(0)
+    return {{now, type_wait}}
+  end
 else
   popped = redis.call('ZPOPMIN', KEYS[1], max_n)
 end
@@ -226,5 +241,5 @@ if request ~= '' and #out > 1 then
 end
 if limited then rate_charge(KEYS[13], now, (#out - 1) / 11) end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
-if #popped < 2 * max_n and skipped == 0 and not limited then register_idle(n_start - #leased) else register_idle(0) end
+if #popped < 2 * max_n and skipped == 0 and not limited and not typed then register_idle(n_start - #leased) else register_idle(0) end
 return out

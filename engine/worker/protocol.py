@@ -78,6 +78,7 @@ def dequeue_call(
             qk.cancelled,
             qk.rate_limit,
             qk.cgroup_limits,
+            qk.type_limits,
         ],
         [
             qk.base,

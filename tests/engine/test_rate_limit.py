@@ -239,3 +239,42 @@ def test_the_busiest_groups_are_read_bounded_and_exported(client: Client, raw: r
     text = metrics.exposition().decode()
     assert 'rediq_group_pending{group="c42",queue="exports"} 5.0' in text
     assert 'rediq_group_running{group="c42",queue="exports"} 1.0' in text
+
+
+async def test_a_task_types_own_limit_holds_it_back_while_the_queues_other_types_flow(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    registry.rate_limit("mixed", "1/m", task_type="charge")
+
+    @registry.task("charge", queue="mixed")
+    async def charge(ctx: Any, payload: Any) -> None:
+        return None
+
+    @registry.task("notify", queue="mixed")
+    async def notify(ctx: Any, payload: Any) -> None:
+        return None
+
+    for i in range(3):
+        client.enqueue("charge", i, queue="mixed")
+    for i in range(10):
+        client.enqueue("notify", i, queue="mixed")
+    async with running_worker(registry, redis_url, ["mixed"], concurrency=4):
+        await wait_until(lambda: raw.zcard("rediq:{mixed}:completed") == 11)
+        assert raw.zcard("rediq:{mixed}:pending") == 2  # two charges wait a minute for a token
+        pending = [str(i) for i in raw.zrange("rediq:{mixed}:pending", 0, -1)]
+        assert {t.type for i in pending if (t := client.get_task(i)) is not None} == {"charge"}
+    assert raw.hget("rediq:{mixed}:rl:charge", "src") == "code"
+    causes = [c.text for c in client.call(why, pending[0]).causes]
+    assert any(t.startswith("rate limit charge 1/m: next token in ") for t in causes)
+
+
+def test_the_cli_sets_a_task_types_own_limit(redis_url: str, raw: redis.Redis) -> None:
+    shown = invoke_json(redis_url, "queue", "limit", "payment", "5/s", "--type", "payment:charge")
+    assert shown["type"] == "payment:charge" and shown["limit"]["text"] == "5/s"
+    assert raw.hgetall("rediq:{payment}:typelimits") == {"payment:charge": "1"}
+    assert raw.exists(KEY % "payment") == 0  # the queue itself stays unlimited
+    invoke(redis_url, "queue", "limit", "payment", "--type", "payment:charge", "--clear")
+    assert raw.exists("rediq:{payment}:typelimits", "rediq:{payment}:rl:payment:charge") == 0
+    details = [e["detail"] for e in invoke_json(redis_url, "audit", "--limit", "2")]
+    assert details == ["cleared for type payment:charge", "5/s for type payment:charge"]

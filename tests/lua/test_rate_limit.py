@@ -146,6 +146,66 @@ DEQUEUE = cases(
 )
 
 
+U = {**PENDING, "type": "u"}
+TYPED = cases(
+    Case(
+        "a type without a token is skipped, another type leased past it",
+        before={"a": PENDING, "b": U},
+        places={"a": (), "b": ()},
+        keys={
+            "pending": Z({"a": 1, "b": 2}),
+            "typelimits": H({"t": "1"}),
+            "rl:t": H({**LIMIT, "tat": "now+200"}),
+        },
+        args={"max_tasks": 2},
+        reply=[RECENT, *entry("b", 1, "0", f"{WORKER}#1", type="u")],
+        after={"a": WAITING, "b": {**STARTED}},
+        places_after={"a": ("pending",)},
+        keys_after={"rl:t": H({**LIMIT, "tat": "now+200"}), "idle": ABSENT},
+    ),
+    Case(
+        "only tasks of a type without a token: the wait till its next token",
+        before={"a": PENDING, "b": PENDING},
+        places={"a": (), "b": ()},
+        keys={
+            "pending": Z({"a": 1, "b": 2}),
+            "typelimits": H({"t": "1"}),
+            "rl:t": H({**LIMIT, "tat": "now+200"}),
+        },
+        args={"max_tasks": 2},
+        reply=[[RECENT, ANY]],
+        after={"a": WAITING, "b": WAITING},
+        places_after={"a": ("pending",), "b": ("pending",)},
+    ),
+    Case(
+        "one token of the type: one of its tasks leased, the type charged, none reserved",
+        before={"a": PENDING, "b": PENDING, "c": U},
+        places=UNPLACED,
+        keys={**IN_ORDER, "typelimits": H({"t": "1"}), "rl:t": H({**LIMIT, "tat": "now+100"})},
+        args={"max_tasks": 3, "start_now": 3},
+        reply=[RECENT, *entry("a", 1, "0", f"{WORKER}#1"), *entry("c", 1, "0", f"{WORKER}#1", type="u")],
+        after={"a": STARTED, "b": WAITING, "c": STARTED},
+        places_after={"b": ("pending",)},
+        keys_after={"rl:t": H({**LIMIT, "tat": Later(200)})},
+    ),
+    Case(
+        "a queue with type limits reserves nothing (a reserved task would start outside its token)",
+        before={"a": U, "b": U},
+        places={"a": (), "b": ()},
+        keys={"pending": Z({"a": 1, "b": 2}), "typelimits": H({"t": "1"}), "rl:t": H(LIMIT)},
+        args={"max_tasks": 2, "start_now": 1},
+        reply=[RECENT, *entry("a", 1, "0", f"{WORKER}#1", type="u")],
+        after={"a": STARTED, "b": WAITING},
+        places_after={"b": ("pending",)},
+    ),
+)
+
+
+@TYPED
+def test_dequeue_under_a_task_types_rate_limit(redis_url: str, case: Case) -> None:
+    test_dequeue_under_a_rate_limit(redis_url, case)
+
+
 @DEQUEUE
 def test_dequeue_under_a_rate_limit(redis_url: str, case: Case) -> None:
     a = {"max_tasks": 1, "start_now": None, "handoff_ms": 0, **case.args}
