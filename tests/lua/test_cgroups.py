@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from engine import ops
 from engine.backend import Call
 from engine.worker.protocol import throttle_call
-from tests.lua.harness import ABSENT, RECENT, SETTINGS, Case, H, Later, Z, cases, run_case
+from tests.lua.harness import ABSENT, RECENT, SETTINGS, Case, H, Later, Z, cases, first_call, run_case
 from tests.lua.protocol import (
     HELD,
     TOKEN,
     WORKER,
     ack_call,
+    defer_call,
     dequeue_call,
     extend_call,
     fail_call,
@@ -170,6 +172,33 @@ ENDS = cases(
         args={"call": "throttle"},
     ),
     Case(
+        "defer (an unknown type): leaves its group",
+        before={"a": HELD_G},
+        keys=IN_GROUP,
+        reply="deferred",
+        after={"a": {"state": "scheduled"}},
+        keys_after={"cg:c42": Z({"z": None})},
+        args={"call": "defer"},
+    ),
+    Case(
+        "delete: leaves its group",
+        before={"a": HELD_G},
+        keys=IN_GROUP,
+        reply=["a"],
+        after={"a": None},
+        keys_after={"cg:c42": Z({"z": None})},
+        args={"call": "delete"},
+    ),
+    Case(
+        "quarantine: leaves its group",
+        before={"a": HELD_G},
+        keys=IN_GROUP,
+        reply=["a"],
+        after={"a": {"state": "quarantined"}},
+        keys_after={"cg:c42": Z({"z": None})},
+        args={"call": "quarantine"},
+    ),
+    Case(
         "a stale token: stays in its group",
         before={"a": HELD_G},
         keys=IN_GROUP,
@@ -190,5 +219,8 @@ def test_the_lease_set_follows_the_task(redis_url: str, case: Case) -> None:
         "fail": lambda: fail_call(SETTINGS, "q", "a", token, "boom", "", 1.0),
         "release": lambda: release_call(SETTINGS, "q", [("a", token)], "bye"),
         "throttle": lambda: throttle_call(SETTINGS, "q", "a", token, 1.0, "429"),
+        "defer": lambda: defer_call(SETTINGS, "q", "a", token, 60.0, 3600.0, "unknown", "unknown"),
+        "delete": lambda: first_call(ops.delete(SETTINGS, "q", ["a"])),
+        "quarantine": lambda: first_call(ops.quarantine(SETTINGS, "q", ["a"])),
     }
     run_case(redis_url, case, builders[case.args["call"]]())
