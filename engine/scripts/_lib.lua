@@ -279,8 +279,14 @@ local function pick_eligible(base, pending_key, caps_key, types_key, n, now)
     local cap = group and caps_key and (tonumber(redis.call('HGET', caps_key, group)) or default)
     local ok = true
     if cap then
-      if held[group] == nil then
-        held[group] = redis.call('ZCOUNT', cgroup_key(base, group), '(' .. now, '+inf')
+      local gk = cgroup_key(base, group)
+      if held[group] == nil then held[group] = redis.call('ZCOUNT', gk, '(' .. now, '+inf') end
+      -- a pending task holds no lease: an entry of its own is a leftover of a lease that ran
+      -- out (recovered before its score passed), and must not hold its group back
+      local own = tonumber(redis.call('ZSCORE', gk, id))
+      if own then
+        redis.call('ZREM', gk, id)
+        if own > now then held[group] = held[group] - 1 end
       end
       ok = held[group] < cap
     end

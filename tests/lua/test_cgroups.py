@@ -69,6 +69,14 @@ DEQUEUE = cases(
         keys_after={"cg:c42": Z({"x": None, "a": Later(LEASE_MS)})},
     ),
     Case(
+        "a pending task's own leftover entry (its lease ran out) does not hold its group back",
+        before={"a": G},
+        keys={"cglimits": H({"*": "1"}), "cg:c42": Z({"a": "now+9000"})},
+        reply=[RECENT, *entry("a", 1, "0", f"{WORKER}#1")],
+        after={"a": STARTED},
+        keys_after={"cg:c42": Z({"a": Later(LEASE_MS)})},
+    ),
+    Case(
         "a group's own limit wins over *",
         before={"a": G, "b": G, "c": G},
         places=UNPLACED,
