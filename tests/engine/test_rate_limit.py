@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from engine import RateLimited, flow
@@ -19,6 +20,7 @@ from engine.explain import Reason, why
 from engine.flow import LimitSource
 from engine.metrics import LabelPolicy, WorkerMetrics, WorkerStateCollector
 from engine.registry import Registry
+from tests.engine import flow_apps
 from tests.engine.conftest import running_worker, wait_until
 from tests.engine.test_cli import invoke, invoke_json, run_cli
 
@@ -278,3 +280,16 @@ def test_the_cli_sets_a_task_types_own_limit(redis_url: str, raw: redis.Redis) -
     assert raw.exists("rediq:{payment}:typelimits", "rediq:{payment}:rl:payment:charge") == 0
     details = [e["detail"] for e in invoke_json(redis_url, "audit", "--limit", "2")]
     assert details == ["cleared for type payment:charge", "5/s for type payment:charge"]
+
+
+async def test_rate_limited_from_a_process_pool_child_goes_back_uncharged(
+    redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIQ_TEST_URL", redis_url)
+    task_id = client.enqueue("limited_once", 1, queue="flowpool").id
+    async with running_worker(flow_apps.flow, redis_url, ["flowpool"], concurrency=1, pool="process"):
+        await wait_until(lambda: raw.zcard("rediq:{flowpool}:completed") == 1, timeout=30)
+    info = client.get_task(task_id)
+    assert info is not None and info.attempts == 1 and info.result == "ok"  # max_retry 0: no retry burnt
+    assert raw.get(f"test:calls:{task_id}") == "2"
+    assert raw.hget(KEY % "flowpool", "until") is not None  # the queue was paused
