@@ -6,6 +6,7 @@ Knows nothing of Textual or the console (an import-linter contract checks it).
 from engine.client import AsyncClient, Client
 from engine.errors import (
     Permanent,
+    RateLimited,
     RediqError,
     ResultTimeout,
     Retryable,
@@ -30,6 +31,7 @@ __all__ = [
     "EnqueueResult",
     "Fixed",
     "Permanent",
+    "RateLimited",
     "RediqError",
     "Registry",
     "ResultTimeout",

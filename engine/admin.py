@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from engine import cron, ops
+from engine import cron, flow, ops
 from engine.backend import Batch, Op, cmd
 from engine.errors import InvalidTask, UnknownQueue
 from engine.keys import validate_queue_name
@@ -140,6 +140,52 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
     changed = yield from ops.set_paused(settings, queue, False)
     yield from audit(settings, "resume", queue)
     return changed
+
+
+def set_rate_limit(
+    settings: Settings, queue: str, limit: flow.RateLimit, task_type: str | None = None
+) -> Op[None]:
+    """An operator's rate limit for ``queue``, or for one ``task_type`` in it (kept over the
+    app's declared one until cleared); validated before anything is written, and audited."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    limit = flow.validated(limit)
+    yield cmd("SADD", settings.keyspace.queues, queue)
+    yield from flow.write_limit(settings, queue, limit, flow.LimitSource.OPERATOR, task_type)
+    of = "" if task_type is None else f" for type {task_type}"
+    yield from audit(settings, "rate-limit", queue, detail=f"{limit}{of}")
+
+
+def clear_rate_limit(settings: Settings, queue: str, task_type: str | None = None) -> Op[bool]:
+    """Remove ``queue``'s rate limit (and a pause a handler asked for), or one type's own;
+    audited. A declared one comes back at the next start of a worker whose app declares it."""
+    yield from _known(settings, queue)
+    removed = yield from flow.clear_limit(settings, queue, task_type)
+    of = "" if task_type is None else f" for type {task_type}"
+    yield from audit(settings, "rate-limit", queue, detail=f"cleared{of}")
+    return removed
+
+
+def set_group_limit(settings: Settings, queue: str, group: str, limit: int) -> Op[None]:
+    """At most ``limit`` tasks of concurrency ``group`` (``*``: any group) of ``queue`` run at
+    once, fleet-wide; validated before anything is written, and audited."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    flow.validated_group_limit(group, limit)
+    yield cmd("SADD", settings.keyspace.queues, queue)
+    yield from flow.write_group_limit(settings, queue, group, limit)
+    yield from audit(settings, "group-limit", queue, detail=f"{group}={limit}")
+
+
+def clear_group_limit(settings: Settings, queue: str, group: str) -> Op[bool]:
+    yield from _known(settings, queue)
+    removed = yield from flow.clear_group_limit(settings, queue, group)
+    yield from audit(settings, "group-limit", queue, detail=f"{group} cleared")
+    return removed
 
 
 def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:

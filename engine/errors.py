@@ -140,6 +140,33 @@ class Permanent(Exception):
     """Raise from a handler when retrying cannot help: the task goes straight to dead."""
 
 
+class RateLimited(Exception):
+    """Raise from a handler when the remote side rate-limits it (an HTTP 429 with Retry-After):
+    the task goes back to pending without burning a retry, and its queue's bucket is paused for
+    every worker for ``retry_after`` seconds (more than 0, at most a day)."""
+
+    def __init__(self, message: str = "", *, retry_after: float) -> None:
+        super().__init__(message or f"rate limited by the remote side; retry after {retry_after:g} s")
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only retry_after: the default pickling (cls(*args)) would lose it on its way
+        # back from a --pool process child
+        return (_rate_limited, (str(self), self.retry_after))
+
+
+def _rate_limited(message: str, retry_after: float) -> RateLimited:
+    return RateLimited(message, retry_after=retry_after)
+
+
+class InvalidLimit(RediqError):
+    """A rate limit (``N/period``, a burst, a ``RateLimited`` pause) that cannot be enforced."""
+
+    code = "E017"
+    exit_code = 2
+    fix = "Write the limit as N/period, e.g. 50/s or 600/m"
+
+
 class FunctionsMissing(RediqError):
     """This rediq version's Lua function library is not on the server and this Redis user may
     not load it (a worker's ACL has FCALL, not FUNCTION LOAD)."""

@@ -14,6 +14,7 @@ from enum import StrEnum
 from engine import inspect, ops
 from engine.backend import Batch, Op, cmd
 from engine.errors import TaskNotFound
+from engine.flow import BucketState, GroupState, bucket_state, read_group
 from engine.inspect import WorkerSummary
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
@@ -45,6 +46,10 @@ class Reason(StrEnum):
     """Prefetched by a worker: leased, not started, waiting for one of its slots."""
     FINISHED = "finished"
     UNIQUE_HELD = "unique_held"
+    RATE_LIMITED = "rate_limited"
+    """The queue's rate limit has no token now, or a handler's RateLimited paused it."""
+    GROUP_FULL = "group_full"
+    """The task's concurrency group holds its limit of leases."""
 
 
 BLOCKING = frozenset(
@@ -61,6 +66,8 @@ BLOCKING = frozenset(
         Reason.LEASE_EXPIRED,
         Reason.WORKER_STALE,
         Reason.AWAITING_SLOT,
+        Reason.RATE_LIMITED,
+        Reason.GROUP_FULL,
     }
 )
 """Reasons that stand in the task's way; the others describe (next up, running, finished)."""
@@ -109,6 +116,12 @@ class Facts:
     reserved: bool = False
     dependency_states: tuple[tuple[str, str], ...] = ()
     """(ref, state) of each dependency still waited on; 'gone' when its hash is gone."""
+    bucket: BucketState | None = None
+    """The queue's rate limit and its bucket (None: not read)."""
+    group: GroupState | None = None
+    """The task's concurrency group (None: it has none, or not read)."""
+    type_bucket: BucketState | None = None
+    """The task type's own rate limit in the queue (None: not read)."""
 
     @property
     def serving(self) -> list[WorkerSummary]:
@@ -133,6 +146,15 @@ def _pending(f: Facts) -> list[Cause]:
                 f"queue {info.queue!r} is paused: resume it with `rediq queue resume {info.queue}`",
             )
         )
+    if f.bucket is not None and (f.bucket.paused_ms or (f.bucket.limit and not f.bucket.tokens)):
+        causes.append(Cause(Reason.RATE_LIMITED, _rate_text(info.queue, f.bucket)))
+    tb = f.type_bucket
+    if tb is not None and (tb.paused_ms or (tb.limit and not tb.tokens)):
+        text = f"rate limit {info.type} {tb.limit}: next token in {tb.next_token_ms} ms"
+        causes.append(Cause(Reason.RATE_LIMITED, text))
+    g = f.group
+    if g is not None and g.limit is not None and g.holding >= g.limit:
+        causes.append(Cause(Reason.GROUP_FULL, f"group {g.group} at {g.holding}/{g.limit}"))
     if not serving:
         stale = [w.id for w in f.workers if info.queue in w.queues]
         causes.append(
@@ -161,6 +183,15 @@ def _pending(f: Facts) -> list[Cause]:
         else:
             causes.insert(0, Cause(Reason.NEXT_UP, "next up"))
     return causes
+
+
+def _rate_text(queue: str, bucket: BucketState) -> str:
+    if bucket.paused_ms:
+        return (
+            f"queue {queue!r} paused by a handler's RateLimited (the remote side's limit): "
+            f"{bucket.paused_ms} ms left"
+        )
+    return f"rate limit {queue} {bucket.limit}: next token in {bucket.next_token_ms} ms"
 
 
 def _scheduled(f: Facts) -> list[Cause]:
@@ -282,15 +313,18 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
     qk = settings.keyspace.queue(info.queue)
     now = yield from ops.server_time_ms()
     workers = yield from inspect.workers(settings)
-    paused, position, pending_total, unique_holder, reserved = yield Batch(
+    paused, position, pending_total, unique_holder, reserved, limit, type_limit = yield Batch(
         [
             cmd("EXISTS", qk.paused),
             cmd("ZRANK", qk.pending, task_id),
             cmd("ZCARD", qk.pending),
             cmd("GET", qk.unique(info.unique_key)) if info.unique_key else cmd("ECHO", ""),
             cmd("HGET", qk.task(task_id), "reserved"),
+            cmd("HGETALL", qk.rate_limit),
+            cmd("HGETALL", qk.type_rate(info.type)),
         ]
     )
+    group = (yield from read_group(settings, info.queue, info.group)) if info.group else None
     dependency_states: tuple[tuple[str, str], ...] = ()
     if info.state == TaskState.WAITING and info.waiting_on:
         refs = list(info.waiting_on)
@@ -311,6 +345,9 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
         unique_holder=unique_holder or None,
         reserved=reserved == "1",
         dependency_states=dependency_states,
+        bucket=bucket_state(dict(limit or {}), now),
+        group=group,
+        type_bucket=bucket_state(dict(type_limit or {}), now),
     )
 
 

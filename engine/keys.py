@@ -29,6 +29,8 @@ PER_ID_KEYS: Mapping[str, str] = MappingProxyType(
         "inbox": "inbox:",
         "receipt": "receipt:",
         "log": "log:",
+        "cgroup": "cg:",
+        "type_rate": "rl:",
     }
 )
 """The keys of a queue's slot named by one id (task id, fingerprint, type, unique key, worker
@@ -132,6 +134,35 @@ class QueueKeys:
     @property
     def seq(self) -> str:
         return self.base + "seq"
+
+    @property
+    def cgroup_limits(self) -> str:
+        """Hash of concurrency group -> K, the most tasks of that group holding a lease at once
+        (``*``: any group without its own entry); ``dequeue.lua`` checks it (``engine.flow``)."""
+        return self.base + "cglimits"
+
+    @property
+    def type_limits(self) -> str:
+        """Hash of task type -> '1' for each type of the queue with a rate limit of its own
+        (its bucket: ``type_rate``); ``dequeue.lua`` checks them when it exists."""
+        return self.base + "typelimits"
+
+    def type_rate(self, task_type: str) -> str:
+        """Hash of one task type's rate limit in this queue, fields as ``rate_limit``'s."""
+        return self.base + PER_ID_KEYS["type_rate"] + task_type
+
+    def cgroup(self, group: str) -> str:
+        """Sorted set of the task ids of one concurrency group holding a lease -> the lease's
+        expiry (ms): its live members are counted, so a dead worker's return as leases lapse."""
+        return self.base + PER_ID_KEYS["cgroup"] + group
+
+    @property
+    def rate_limit(self) -> str:
+        """Hash of the queue's rate limit (``engine.flow``): 'rate' tokens per 'period' ms, up to
+        'burst' at once, 'src' (code or operator) and the bucket's state, 'tat' (GCRA's
+        theoretical arrival time, ms) and 'until' (paused by a handler's ``RateLimited``, ms).
+        ``dequeue.lua`` leases no more tasks than it allows."""
+        return self.base + "ratelimit"
 
     def stat(self, kind: str, minute: int) -> str:
         """Per-minute counter (``p`` processed, ``f`` failed, ``e`` enqueued), expiring after a day."""

@@ -118,9 +118,16 @@ class WorkerStateCollector(Collector):
     """Figures the worker keeps itself: slots held by handlers past their timeout, and errors of
     its background loops (each logged and the loop restarted)."""
 
-    def __init__(self, overdue: Callable[[], int], loop_errors: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        overdue: Callable[[], int],
+        loop_errors: Callable[[], dict[str, int]],
+        throttled: Callable[[], dict[str, float]] = dict,
+    ) -> None:
         self.overdue = overdue
         self.loop_errors = loop_errors
+        self.throttled = throttled
+        """Seconds slept on a queue's rate limit, per queue (the worker's own queues: bounded)."""
 
     def collect(self) -> Iterator[Metric]:
         overdue = GaugeMetricFamily(
@@ -139,8 +146,55 @@ class WorkerStateCollector(Collector):
             by_loop[kind] = by_loop.get(kind, 0) + count
         for kind, count in sorted(by_loop.items()):
             errors.add_metric([kind], count)
+        throttled = CounterMetricFamily(
+            "rediq_worker_throttled_seconds",
+            "Time this worker waited for a queue's rate limit (next token or a RateLimited pause)",
+            labels=["queue"],
+        )
+        for queue, seconds in sorted(dict(self.throttled()).items()):
+            throttled.add_metric([queue], seconds)
         yield overdue
         yield errors
+        yield throttled
+
+
+class GroupBacklogCollector(Collector):
+    """``rediq_group_pending`` and ``rediq_group_running`` for each served queue's busiest
+    concurrency groups (``engine.flow.group_backlogs``: the top 10 among the first 1,000 pending),
+    so the series stay bounded whatever the producers name their groups; read at most every
+    ``DEPTH_CACHE_S`` seconds."""
+
+    def __init__(self, read: Callable[[], list[Any]], labels: LabelPolicy) -> None:
+        self.read = read
+        self.labels = labels
+        self._cached: list[Any] = []
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= DEPTH_CACHE_S:
+                try:
+                    self._cached = self.read()
+                except Exception as exc:  # noqa: BLE001 - a scrape must never fail
+                    log.warning("cannot read group backlogs: %s", exc)
+                    self._cached = []
+                self._read_at = time.monotonic()
+            rows = self._cached
+        pending = GaugeMetricFamily(
+            "rediq_group_pending",
+            "Pending tasks of a queue's busiest concurrency groups (among the first 1,000 pending)",
+            labels=["queue", "group"],
+        )
+        running = GaugeMetricFamily(
+            "rediq_group_running", "Tasks of those groups holding a lease now", labels=["queue", "group"]
+        )
+        for row in rows:
+            queue = self.labels.queue(row.queue)
+            pending.add_metric([queue, row.group], row.pending)
+            running.add_metric([queue, row.group], row.holding)
+        yield pending
+        yield running
 
 
 class WorkerMetrics:
@@ -153,6 +207,7 @@ class WorkerMetrics:
         in_flight: Callable[[], float] = lambda: 0,
         served_queues: Iterable[str] = (),
         worker_state: WorkerStateCollector | None = None,
+        read_groups: Callable[[], list[Any]] | None = None,
     ) -> None:
         self.labels = labels
         self.served_queues = list(served_queues)
@@ -194,6 +249,8 @@ class WorkerMetrics:
         self.registry.register(self.depths)
         if worker_state is not None:
             self.registry.register(worker_state)
+        if read_groups is not None:
+            self.registry.register(GroupBacklogCollector(read_groups, labels))
 
     def observe(self, outcome: Any) -> None:
         """Record one finished attempt (a worker listener)."""

@@ -202,6 +202,8 @@ def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
         extras["p"] = task.dependency_failure or settings.dependency_failure
     if task.metadata:
         extras["m"] = json.dumps(task.metadata)
+    if task.group is not None:
+        extras["g"] = task.group
     if task.expires is not None:
         extras["x"] = task.expires_in_ms()
     if task.keep_result is not None:
@@ -532,6 +534,7 @@ TASK_FIELDS = (
     "cancel",
     "reason",
     "v",
+    "grp",
 )
 
 
@@ -598,6 +601,7 @@ def task_info(
         lease_expiry_ms=_int(fields.get("lease")),
         worker=fields.get("worker"),
         unique_key=fields.get("unique") or None,
+        group=fields.get("grp") or None,
         depends_on=tuple(str(d) for d in deps) if isinstance(deps, list) else (),
         waiting_on=tuple(sorted(waiting_on)),
         dependents=tuple(sorted(dependents)),

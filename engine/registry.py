@@ -14,8 +14,10 @@ from pydantic import BaseModel
 
 from engine.cron import CronDef, validate_cron, validate_name
 from engine.declarations import Declaration
-from engine.errors import AppImportError
+from engine.errors import AppImportError, InvalidTask
+from engine.flow import RateLimit, parse_limit, validated_group_limit
 from engine.handles import TaskHandle
+from engine.keys import validate_queue_name
 from engine.lifecycle import LifecycleHook
 from engine.ops import build_task
 from engine.retry import DEFAULT_POLICY, RetryPolicy
@@ -95,6 +97,37 @@ class Registry:
     """Per event loop, the ``AsyncClient`` handles' ``enqueue_async`` uses."""
     startup_hooks: list[LifecycleHook] = field(default_factory=list)
     shutdown_hooks: list[LifecycleHook] = field(default_factory=list)
+    rate_limits: dict[tuple[str, str | None], RateLimit] = field(default_factory=dict)
+    """Per queue (and task type, or None: the whole queue), the rate limit its workers write at
+    start (``rate_limit``)."""
+    group_limits: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(queue, group) -> K, written by its workers at start unless set (``group_limit``)."""
+
+    def group_limit(self, queue: str, limit: int, *, group: str = "*") -> None:
+        """At most ``limit`` tasks of one concurrency group (``Task.group``) of ``queue`` run at
+        once, fleet-wide; ``group`` names one group, ``*`` (default) any group. Workers write it
+        at start where no limit is set for that group (an operator's stays)."""
+        try:
+            validate_queue_name(queue)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        self.group_limits[(queue, group)] = validated_group_limit(group, limit)
+
+    def rate_limit(
+        self, queue: str, limit: str, *, burst: int = 1, task_type: str | None = None
+    ) -> RateLimit:
+        """Declare ``queue``'s fleet-wide rate limit, ``"50/s"`` (N per ms/s/m/h, e.g. ``5/10s``)
+        with up to ``burst`` tasks at once; with ``task_type``, that type's own limit in the
+        queue (its other types flow past it). Workers of this app write it at start, unless an
+        operator set one (``rediq queue limit``), which stays until cleared. Raises
+        ``InvalidLimit`` at import for a limit that cannot be enforced."""
+        try:
+            validate_queue_name(queue)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        parsed = parse_limit(limit, burst)
+        self.rate_limits[(queue, task_type)] = parsed
+        return parsed
 
     def task(
         self,

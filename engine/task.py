@@ -132,6 +132,9 @@ class Task(BaseModel):
     """A deadline for the task to *start*: seconds from now, or a timezone-aware datetime. A
     task not started by then ends ``expired`` and never runs (one already running is not
     stopped). Unset: the type's declaration, else none."""
+    group: str | None = None
+    """Concurrency group (``customer:42``): with a limit set for the queue's groups
+    (``rediq queue group-limit``), at most that many tasks of one group run at once, fleet-wide."""
     dependency_failure: str | None = None
     """What a dead, cancelled or vanished dependency does to this task: 'cancel' it or 'hold'
     it (waiting, for an operator). Unset: the enqueuing process's setting. Stored with the task,
@@ -154,6 +157,13 @@ class Task(BaseModel):
     def _id(cls, value: str) -> str:
         if not value or len(value) > 128 or _BAD_ID_CHAR.search(value):
             raise ValueError(f"id must be 1..128 characters without spaces, '|' or braces, got {value!r}")
+        return value
+
+    @field_validator("group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None and (not value or len(value) > 128 or _BAD_ID_CHAR.search(value)):
+            raise ValueError(f"group must be 1..128 characters without spaces, '|' or braces, got {value!r}")
         return value
 
     @field_validator("priority")
@@ -318,6 +328,7 @@ class TaskInfo(BaseModel):
     lease_expiry_ms: int | None = None
     worker: str | None = None
     unique_key: str | None = None
+    group: str | None = None
     depends_on: tuple[str, ...] = ()
     waiting_on: tuple[str, ...] = ()
     dependents: tuple[str, ...] = ()

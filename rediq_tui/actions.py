@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import work
 
-from engine import admin, control, inspect
+from engine import admin, control, flow, inspect
 from engine.client import AsyncClient
 from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
 from engine.task import TaskState
@@ -19,6 +19,7 @@ from rediq_tui import safe
 from rediq_tui.launcher import LaunchedWorker, LaunchSpec, environment
 from rediq_tui.messages import (
     BulkStateAction,
+    EditRateLimit,
     GroupAction,
     LaunchRequested,
     StopWorker,
@@ -28,6 +29,7 @@ from rediq_tui.messages import (
 )
 from rediq_tui.screens.confirm import ConfirmScreen
 from rediq_tui.screens.launch import LaunchScreen
+from rediq_tui.screens.limit import CLEAR_WORD, LimitScreen
 from rediq_tui.views.tasks import where_filter
 
 if TYPE_CHECKING:
@@ -110,6 +112,30 @@ class Actions:
     # ------------------------------------------------------------------ messages from views
     def on_write_requested(self, message: WriteRequested) -> None:
         self.write(message.op, message.confirm)
+
+    def on_edit_rate_limit(self, message: EditRateLimit) -> None:
+        if self._refused():
+            return
+        queue, shown = message.queue, safe.clean(message.queue, 60)
+
+        def entered(text: str | None) -> None:
+            if not text:
+                self.notify("Cancelled, nothing changed")
+                return
+
+            async def apply(client: AsyncClient) -> str:
+                if text.lower() == CLEAR_WORD:
+                    await client.call(admin.clear_rate_limit, queue)
+                    return f"Removed the rate limit of queue {shown}"
+                spec, _, burst = text.partition("burst")
+                # a bad limit raises InvalidLimit (E017, one line): toasted, nothing written
+                limit = flow.parse_limit(spec, int(burst) if burst.strip().isdigit() else None)
+                await client.call(admin.set_rate_limit, queue, limit)
+                return f"Queue {shown}: rate limit {limit}"
+
+            self._write(apply)
+
+        self.push_screen(LimitScreen(shown, message.current), callback=entered)
 
     def on_task_action(self, message: TaskAction) -> None:
         self.task_action(message.kind, message.queue, message.ids, message.on_done)

@@ -98,6 +98,14 @@ class WriteRequested(Message):
 
 
 @dataclass
+class EditRateLimit(Message):
+    """Ask for a new rate limit of ``queue`` (``current``: how it reads now)."""
+
+    queue: str
+    current: str
+
+
+@dataclass
 class LaunchRequested(Message):
     """Open the launch-a-worker dialog."""
 

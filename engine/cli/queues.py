@@ -1,4 +1,4 @@
-"""``rediq queue …``: list, inspect, pause, resume, flush and restore queues."""
+"""``rediq queue …``: list, inspect, pause, resume, limit, flush and restore queues."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from engine import admin, inspect
+from engine import admin, flow, inspect
 from engine.cli.output import (
     echo,
     emit_json,
@@ -150,6 +150,100 @@ def queue_resume(state: CliState, name: str, as_json: bool) -> None:
         emit_json({"queue": name, "paused": False, "changed": changed})
     else:
         echo(f"queue {name} resumed" if changed else f"queue {name} was not paused")
+
+
+@queue_group.command("limit")
+@click.argument("name", shell_complete=complete_queue)
+@click.argument("limit", required=False)
+@click.option("--burst", type=int, default=None, help="Tasks that may start at once (default 1).")
+@click.option("--type", "task_type", default=None, help="One task type's own limit in the queue.")
+@click.option("--clear", is_flag=True, help="Remove the limit (a declared one returns at a worker's start).")
+@json_option
+@pass_state
+def queue_limit(
+    state: CliState,
+    name: str,
+    limit: str | None,
+    burst: int | None,
+    task_type: str | None,
+    clear: bool,
+    as_json: bool,
+) -> None:
+    """Show or set NAME's fleet-wide rate limit, e.g. ``rediq queue limit payment 50/s --burst 5``.
+
+    LIMIT is N per ms/s/m/h (``50/s``, ``600/m``, ``5/10s``); it holds for every worker on
+    every host, takes effect at once, is kept over the app's declared one until ``--clear``,
+    and is audited."""
+    client = state.client()
+    if clear and (limit or burst is not None):
+        raise click.UsageError("give a LIMIT or --clear (not both)")
+    if clear:
+        removed = client.call(admin.clear_rate_limit, name, task_type)
+        if as_json:
+            emit_json({"queue": name, "limit": None, "changed": removed})
+        else:
+            echo(f"queue {name}: rate limit removed" if removed else f"queue {name} had no rate limit")
+        return
+    if limit is not None:
+        client.call(admin.set_rate_limit, name, flow.parse_limit(limit, burst), task_type)
+    elif burst is not None:
+        raise click.UsageError("--burst goes with a LIMIT, e.g. 50/s --burst 5")
+    bucket = client.call(flow.read_bucket, name, task_type)
+    if as_json:
+        emit_json({**bucket_json(name, bucket), "type": task_type})
+        return
+    echo(f"queue {name}{'' if task_type is None else f', type {task_type}'}: {describe_bucket(bucket)}")
+
+
+@queue_group.command("group-limit")
+@click.argument("name", shell_complete=complete_queue)
+@click.argument("limit", type=int, required=False)
+@click.option("--group", default=flow.ANY_GROUP, show_default=True, help="The group; * is any group.")
+@click.option("--clear", is_flag=True, help="Remove the group's limit.")
+@json_option
+@pass_state
+def queue_group_limit(
+    state: CliState, name: str, limit: int | None, group: str, clear: bool, as_json: bool
+) -> None:
+    """Show or set how many tasks of one concurrency group (``Task.group``) of NAME may run at
+    once, fleet-wide, e.g. ``rediq queue group-limit exports 2`` (audited)."""
+    client = state.client()
+    if clear == (limit is not None) and clear:
+        raise click.UsageError("give a LIMIT or --clear (not both)")
+    if clear:
+        client.call(admin.clear_group_limit, name, group)
+    elif limit is not None:
+        client.call(admin.set_group_limit, name, group, limit)
+    current = client.call(flow.read_group, name, group)
+    if as_json:
+        emit_json({"queue": name, "group": group, "limit": current.limit, "holding": current.holding})
+    elif current.limit is None:
+        echo(f"queue {name}, group {group}: no limit")
+    else:
+        echo(f"queue {name}, group {group}: at most {current.limit} at once ({current.holding} now)")
+
+
+def bucket_json(name: str, bucket: flow.BucketState) -> dict[str, Any]:
+    lim = bucket.limit
+    return {
+        "queue": name,
+        "limit": None
+        if lim is None
+        else {"rate": lim.rate, "period_ms": lim.period_ms, "burst": lim.burst, "text": str(lim)},
+        "source": bucket.source.value if bucket.source else None,
+        "tokens": bucket.tokens,
+        "next_token_ms": bucket.next_token_ms,
+        "paused_ms": bucket.paused_ms,
+    }
+
+
+def describe_bucket(bucket: flow.BucketState) -> str:
+    paused = f"; paused by a handler's RateLimited for {bucket.paused_ms} ms" if bucket.paused_ms else ""
+    if bucket.limit is None:
+        return "no rate limit" + paused
+    by = f" (set by {bucket.source.value})" if bucket.source else ""
+    now = f"{bucket.tokens} token(s) now" if bucket.tokens else f"next token in {bucket.next_token_ms} ms"
+    return f"rate limit {bucket.limit}{by}: {now}{paused}"
 
 
 def parse_state_target(value: str) -> tuple[str, str]:

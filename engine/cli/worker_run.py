@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from engine import inspect
+from engine import flow, inspect
 from engine.cli.output import CONTEXT_SETTINGS
 from engine.cli.state import CliState, resolve_url
 from engine.client import Client
@@ -177,7 +177,10 @@ def run_worker_process(
             lambda: reader_client.call(inspect.queues),
             lambda: float(worker.in_flight),
             served_queues=queues,
-            worker_state=WorkerStateCollector(lambda: worker.overdue_slots, lambda: worker.loop_errors),
+            worker_state=WorkerStateCollector(
+                lambda: worker.overdue_slots, lambda: worker.loop_errors, lambda: worker.throttled_s
+            ),
+            read_groups=lambda: reader_client.call(flow.group_backlogs, list(queues)),
         )
         worker.add_listener(metrics.observe)
         worker.add_fence_listener(metrics.observe_fenced)

@@ -213,3 +213,106 @@ local function to_expired(base, outbox_key, id, now, was, ttl_ms)
   expire_task(base, id, ttl_ms)
   history(base, id, now, 'expired', reason)
 end
+
+-- Rate limit of a queue (engine/flow.py; the hash QueueKeys.rate_limit): 'rate' tokens per
+-- 'period' ms, at most 'burst' at once, as GCRA on the Redis clock: the bucket is one number,
+-- 'tat' (the theoretical arrival time, ms), so every worker on every host draws from it in the
+-- script that leases. 'until' (ms): a handler's RateLimited paused it for everyone till then.
+-- Returns nil when the queue has no limit, else how many tokens may go now (at most want) and,
+-- when none may, the ms until the next one.
+local function rate_allowance(key, now, want)
+  local f = redis.call('HMGET', key, 'rate', 'period', 'burst', 'tat', 'until')
+  local hold = tonumber(f[5]) or 0
+  if hold > now then return 0, hold - now end
+  local rate, period = tonumber(f[1]), tonumber(f[2])
+  if not rate or not period or rate <= 0 or period <= 0 then return nil, 0 end
+  local interval = period / rate
+  local burst = math.max(1, tonumber(f[3]) or 1)
+  local tat = math.max(tonumber(f[4]) or now, now)
+  -- (the small term absorbs the rounding of intervals such as 1000/3)
+  local free = math.floor((now + burst * interval - tat) / interval + 1e-9)
+  if free >= 1 then return math.min(free, want), 0 end
+  return 0, math.max(1, math.ceil(tat + interval - burst * interval - now))
+end
+
+-- Take n tokens from the bucket rate_allowance allowed them from.
+local function rate_charge(key, now, n)
+  if n <= 0 then return end
+  local f = redis.call('HMGET', key, 'rate', 'period', 'tat')
+  local interval = tonumber(f[2]) / tonumber(f[1])
+  local tat = math.max(tonumber(f[3]) or now, now)
+  redis.call('HSET', key, 'tat', string.format('%.3f', tat + n * interval))
+end
+
+-- Concurrency groups (engine/flow.py): a task's 'grp' names its group; cgroup_key(base, group)
+-- holds the ids of the group's tasks holding a lease, scored by the lease's expiry, so a dead
+-- worker's slots return as its leases lapse, without any recovery step. The limits are the
+-- queue's hash QueueKeys.cgroup_limits (group -> K; '*': any group without its own entry).
+local GROUP_SCAN = 200
+
+local function cgroup_hold(base, group, id, lease, lease_ms)
+  local gk = cgroup_key(base, group)
+  redis.call('ZADD', gk, lease, id)
+  redis.call('PEXPIRE', gk, lease_ms) -- an entry a script left behind goes with its lease
+end
+
+local function cgroup_free(base, group, id)
+  if group then redis.call('ZREM', cgroup_key(base, group), id) end
+end
+
+-- The pending tasks that may start now, in pending order, at most n: one whose group already
+-- holds its limit of live leases (caps_key: the group limits) or whose task type's own rate
+-- limit has no token (types_key: the types with one, each a bucket as rate_allowance reads it)
+-- stays pending. At most n + GROUP_SCAN entries are looked at, so a long run of blocked tasks
+-- at the head of the queue holds back the tasks behind them. The picked tasks' types are
+-- charged their tokens. Returns the picked {id, score, ...} (taken out of pending), how many
+-- were skipped, and the ms until the next token of a type that held tasks back (or nil).
+local function pick_eligible(base, pending_key, caps_key, types_key, n, now)
+  local window = redis.call('ZRANGE', pending_key, 0, n + GROUP_SCAN - 1, 'WITHSCORES')
+  local default = caps_key and tonumber(redis.call('HGET', caps_key, '*'))
+  local picked, skipped, held, tokens, used, wait = {}, 0, {}, {}, {}, nil
+  for j = 1, #window, 2 do
+    if #picked >= 2 * n then break end
+    local id = window[j]
+    local f = redis.call('HMGET', task_key(base, id), 'grp', 'type')
+    local group, ttype = f[1], f[2]
+    local cap = group and caps_key and (tonumber(redis.call('HGET', caps_key, group)) or default)
+    local ok = true
+    if cap then
+      local gk = cgroup_key(base, group)
+      if held[group] == nil then held[group] = redis.call('ZCOUNT', gk, '(' .. now, '+inf') end
+      -- a pending task holds no lease: an entry of its own is a leftover of a lease that ran
+      -- out (recovered before its score passed), and must not hold its group back
+      local own = tonumber(redis.call('ZSCORE', gk, id))
+      if own then
+        redis.call('ZREM', gk, id)
+        if own > now then held[group] = held[group] - 1 end
+      end
+      ok = held[group] < cap
+    end
+    if ok and ttype and types_key then
+      if tokens[ttype] == nil then
+        local allowed, next_ms = nil, 0
+        if redis.call('HEXISTS', types_key, ttype) == 1 then
+          allowed, next_ms = rate_allowance(type_rate_key(base, ttype), now, n)
+        end
+        tokens[ttype] = allowed or -1 -- -1: no limit of its own
+        if allowed == 0 and next_ms > 0 and (wait == nil or next_ms < wait) then wait = next_ms end
+      end
+      ok = tokens[ttype] ~= 0
+    end
+    if ok then
+      if cap then held[group] = held[group] + 1 end
+      if ttype and tokens[ttype] and tokens[ttype] > 0 then
+        tokens[ttype] = tokens[ttype] - 1
+        used[ttype] = (used[ttype] or 0) + 1
+      end
+      picked[#picked + 1], picked[#picked + 2] = id, window[j + 1]
+      redis.call('ZREM', pending_key, id)
+    else
+      skipped = skipped + 1
+    end
+  end
+  for ttype, count in pairs(used) do rate_charge(type_rate_key(base, ttype), now, count) end
+  return picked, skipped, wait
+end

@@ -15,12 +15,13 @@ for i = 4, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv', 'keep',
-    'log')
+    'log', 'grp')
   local keep = tonumber(f[8])
   local owned = token_of(f[6], f[7]) == token
   if f[1] == 'active' and owned and f[2] ~= '1' then
     if f[3] then leave_group(base, id, f[3]) end
     redis.call('ZREM', KEYS[1], id)
+    cgroup_free(base, f[10], id)
     if result ~= '' and keep ~= 0 then
       redis.call('HSET', tk, 'state', 'completed', 'finished', now, 'result', result)
     else

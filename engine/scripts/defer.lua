@@ -11,9 +11,10 @@ local delay, limit = tonumber(ARGV[5]), tonumber(ARGV[6])
 local note, error, dead_ttl = ARGV[7], ARGV[8], tonumber(ARGV[9])
 local now = now_ms()
 local tk = task_key(base, id)
-local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'unknown', 'worker', 'dlv')
+local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'unknown', 'worker', 'dlv', 'grp')
 if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token then return 'stale' end
 redis.call('ZREM', KEYS[1], id)
+cgroup_free(base, f[7], id)
 -- a started attempt is refunded (its handler never ran); a reserved task was never charged
 local attempts = tonumber(f[2]) or 0
 if f[3] ~= '1' then attempts = attempts - 1 end

@@ -14,7 +14,10 @@ for i = 3, #ARGV do
   local id = ARGV[i]
   local tk = task_key(base, id)
   local existed = redis.call('EXISTS', tk) == 1
-  if existed then release_unique(base, id); leave_group(base, id) end
+  if existed then
+    release_unique(base, id); leave_group(base, id)
+    cgroup_free(base, redis.call('HGET', tk, 'grp'), id) -- its concurrency group's slot
+  end
   local removed = 0
   for k = 1, 9 do removed = removed + redis.call('ZREM', KEYS[k], id) end
   removed = removed + redis.call('ZREM', expired_key(base), id)

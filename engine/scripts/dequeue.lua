@@ -1,7 +1,9 @@
 -- Promote due scheduled/retry tasks, recover expired leases, then lease up to N pending tasks.
 -- KEYS: 1 pending, 2 active, 3 scheduled, 4 retry, 5 paused, 6 dead, 7 seq, 8 dep outbox,
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
---       receipt (see below), 12 cancelled
+--       receipt (see below), 12 cancelled, 13 rate limit (optional; see rate_allowance in _lib.lua),
+--       14 concurrency group limits, 15 task types with a rate limit of their own (both optional;
+--       see pick_eligible in _lib.lua)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
@@ -26,8 +28,18 @@
 -- Expiry: a task whose 'exp' deadline passed before an attempt starts (the first or a retry)
 -- is moved to expired (see to_expired in _lib.lua) instead of being promoted or leased; a
 -- running attempt is never stopped by it. A reserved task is checked by start.lua.
+-- Rate limit: a limited queue leases no more tasks than its bucket has tokens, all of them
+-- starting now (a reserved task would start later, outside the token it took), and registers
+-- no hand-offs (an enqueue would hand tasks out past the bucket). With pending tasks and no
+-- token, the reply says when the next one comes, so the worker sleeps rather than polls.
+-- Concurrency groups: with group limits, a pending task whose group holds its limit of live
+-- leases is skipped (stays pending); every grouped task leased joins its group's lease set.
+-- Task types with their own rate limit: a task whose type has no token is skipped likewise;
+-- none is reserved, no hand-off registered, and when only such tasks wait, the reply says
+-- when the first of their next tokens comes (as for the queue's limit).
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
---           reserved ('1'/'0'), token, id2, ...}
+--           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
+--           rate limit held back pending tasks
 local base, channel = ARGV[1], ARGV[2]
 local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -157,14 +169,42 @@ if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then
   return out
 end
 
+local limited = nil
+if KEYS[13] then
+  local wait
+  limited, wait = rate_allowance(KEYS[13], now, n_start)
+  if limited == 0 then
+    register_idle(0)
+    if wait > 0 and redis.call('ZCARD', KEYS[1]) > 0 then return {{now, wait}} end
+    return out
+  end
+  if limited then max_n, n_start = limited, limited end
+end
+
 local leased = {}
-local popped = redis.call('ZPOPMIN', KEYS[1], max_n)
+local popped, skipped, type_wait = nil, 0, nil
+local caps = KEYS[14] and redis.call('EXISTS', KEYS[14]) == 1 and KEYS[14] or nil
+local typed = KEYS[15] and redis.call('EXISTS', KEYS[15]) == 1 and KEYS[15] or nil
+if typed then max_n = n_start end
+if max_n <= 0 then
+  register_idle(0)
+  return out
+end
+if caps or typed then
+  popped, skipped, type_wait = pick_eligible(base, KEYS[1], caps, typed, max_n, now)
+  if #popped == 0 and type_wait then
+    register_idle(0)
+    return {{now, type_wait}}
+  end
+else
+  popped = redis.call('ZPOPMIN', KEYS[1], max_n)
+end
 local lease = now + lease_ms
 for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp')
+    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp', 'grp')
   -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
   -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
   -- 'unknown task type' instead of leaving it in no state set at all
@@ -188,6 +228,7 @@ for j = 1, #popped, 2 do
     end
     if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
+    if f[12] then cgroup_hold(base, f[12], id, lease, lease_ms) end
     add_entry(out, id, f, attempts, reserved, token_of(worker, dlv))
   end
 end
@@ -198,6 +239,7 @@ if request ~= '' and #out > 1 then
   for j = 2, #out, 11 do table.insert(receipt, out[j]) end -- the ids: every 11th entry
   redis.call('SET', receipt_slot, cjson.encode(receipt), 'PX', lease_ms)
 end
+if limited then rate_charge(KEYS[13], now, (#out - 1) / 11) end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
-if #popped < 2 * max_n then register_idle(n_start - #leased) else register_idle(0) end
+if #popped < 2 * max_n and skipped == 0 and not limited and not typed then register_idle(n_start - #leased) else register_idle(0) end
 return out

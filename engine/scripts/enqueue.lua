@@ -7,7 +7,8 @@
 --       m (JSON text of the metadata), p (dependency-failure policy, stored as 'dpol'),
 --       k (keep_result ms, stored as 'keep': ack.lua's TTL of the completed task; 0 = no result)
 --       x (expires: ms from now to the deadline to start by, stored as 'exp', absolute, and
---       indexed in '<base>expiries' for the sweep, expire.lua)
+--       indexed in '<base>expiries' for the sweep, expire.lua), g (concurrency group, stored as
+--       'grp'; a grouped task is never handed off: dequeue.lua checks its group's limit)
 -- A new task that would be pending goes straight to a waiting worker when one registered in
 -- KEYS[7] (see dequeue.lua): leased to it, reserved (its attempt is charged when it starts),
 -- pushed to its inbox with its delivery token (dlv 1, see token_of in _lib.lua). Its state is
@@ -66,7 +67,7 @@ while i + width - 1 <= #ARGV do
   local extras = ARGV[i + 7]
   i = i + width
   local unique, unique_ttl, deps_json, meta_json, x_policy = '', 0, '', '', 'cancel'
-  local keep, expires_in = nil, nil
+  local keep, expires_in, group = nil, nil, nil
   if extras ~= '' then
     local x = cjson.decode(extras)
     unique, unique_ttl = x.u or '', x.ut or 0
@@ -74,6 +75,7 @@ while i + width - 1 <= #ARGV do
     x_policy = x.p or 'cancel'
     keep = x.k
     expires_in = x.x
+    group = x.g
   end
   local tk = task_key(base, id)
   local holder = nil
@@ -105,7 +107,7 @@ while i + width - 1 <= #ARGV do
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
       local taker = nil
       local score = tonumber(priority) * PRIORITY_SHIFT + seq
-      if state == 'pending' then
+      if state == 'pending' and not group then
         taker = next_taker()
         if taker and not runs_before_pending(score) then taker = nil end
       end
@@ -114,6 +116,7 @@ while i + width - 1 <= #ARGV do
         'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema)
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
+      if group then redis.call('HSET', tk, 'grp', group) end
       if keep then redis.call('HSET', tk, 'keep', fmt(keep)) end
       if expires_in then
         redis.call('HSET', tk, 'exp', fmt(now + expires_in))

@@ -14,7 +14,8 @@ local mode, dead_ttl, retention = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local sample = ARGV[11]
 local now = now_ms()
 local tk = task_key(base, id)
-local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry', 'type', 'worker', 'dlv', 'reserved', 'ftok')
+local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry', 'type', 'worker', 'dlv', 'reserved', 'ftok',
+  'grp')
 if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token or f[7] == '1' then
   if f[8] == token then -- this delivery's failure was recorded by an earlier copy of this call
     if f[1] == 'dead' or f[1] == 'cancelled' then return f[1] end
@@ -23,6 +24,7 @@ if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token or f[7] == '1' then
   return 'stale'
 end
 redis.call('ZREM', KEYS[1], id)
+cgroup_free(base, f[9], id)
 if mode == 'cancel' then
   leave_group(base, id)
   redis.call('HSET', tk, 'state', 'cancelled', 'finished', now, 'ftok', token)

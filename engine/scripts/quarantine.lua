@@ -18,6 +18,7 @@ for i = 5, #ARGV do
   local state = redis.call('HGET', tk, 'state')
   if state and from[state] then
     redis.call('ZREM', from[state], id)
+    if state == 'active' then cgroup_free(base, redis.call('HGET', tk, 'grp'), id) end
     redis.call('ZREM', expiries_key(base), id)
     leave_group(base, id)
     release_unique(base, id)

@@ -9,9 +9,10 @@ local released, refused = {}, {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv')
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'grp')
   if f[1] == 'active' and token_of(f[4], f[5]) == token then
     redis.call('ZREM', KEYS[1], id)
+    cgroup_free(base, f[6], id)
     -- a started attempt is refunded; a reserved task was never charged
     local attempts = tonumber(f[2]) or 0
     if f[3] ~= '1' and attempts > 0 then attempts = attempts - 1 end

@@ -57,6 +57,8 @@ from engine.worker.messages import (
     Start,
     StopHandler,
     StopReason,
+    Throttle,
+    Throttled,
 )
 from engine.worker.protocol import Job
 from engine.worker.slots import Held, Slots
@@ -106,7 +108,7 @@ class WorkerCore:
         self.handoff_enabled = config.handoff_ms > 0
         self._rng = rng or random.Random()
         self._acks: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-        self._fails: list[Fail | Defer] = []
+        self._fails: list[Fail | Defer | Throttle] = []
         self._progress: dict[str, Progress] = {}
         self._cancel_requested: set[str] = set()
         self._inflight: dict[int, Exchange] = {}
@@ -117,6 +119,9 @@ class WorkerCore:
         self._dequeue_ids: dict[str, str] = {}
         """Per queue, the id of a dequeue whose reply has not arrived yet: sent again under the
         same id, it returns the tasks it leased (its receipt) rather than stranding them."""
+        self._throttled: set[str] = set()
+        """Queues whose rate limit held back their tasks: not asked again until their next
+        token is due (``on_token_due``), so a limited queue is never polled."""
         self._seq = 0
         self._wake_seq = 0
         self._fetch_now = True
@@ -174,6 +179,11 @@ class WorkerCore:
         self._fetch_now = True
         self._wake_seq += 1
 
+    def on_token_due(self, queue: str) -> None:
+        """The wait a ``Throttled`` effect named is over: the queue's next token is due."""
+        self._throttled.discard(queue)
+        self.on_work_arrived()
+
     def stop(self, now: float) -> None:
         if self._stop_at is None:
             self._stop_at = now
@@ -201,6 +211,8 @@ class WorkerCore:
         if outcome is Outcome.COMPLETED:
             self._acks[job.queue].append((job.id, job.token, done.result_json))
             self.counters.processed += 1
+        elif outcome is Outcome.RATE_LIMITED:  # not a failure: no retry burnt, no counter
+            self._fails.append(Throttle(self._rid(), job.queue, job.id, job.token, done.delay_s, done.error))
         elif outcome is not Outcome.STALE and not (
             self.stopping and outcome is Outcome.CANCELLED and not cancelled
         ):
@@ -325,7 +337,7 @@ class WorkerCore:
                 self._fence(effects, request.queue, FencedCall.ACK, refused)
                 if with_dependents:
                     notified.append((request.queue, tuple(with_dependents)))
-            elif isinstance(request, Fail | Defer):
+            elif isinstance(request, Fail | Defer | Throttle):
                 if reply == "stale":
                     effects.append(Fenced(request.queue, FencedCall.FAIL, (request.task_id,)))
                 elif reply in ("dead", "cancelled"):
@@ -335,6 +347,10 @@ class WorkerCore:
             elif isinstance(request, Dequeue):
                 self._dequeue_ids.pop(request.queue, None)
                 got += self._leased(effects, protocol.parse_dequeue(request.queue, reply))
+                wait_ms = protocol.parse_throttle(reply)
+                if wait_ms is not None:
+                    self._throttled.add(request.queue)
+                    effects.append(Throttled(request.queue, wait_ms))
             elif isinstance(request, Extend):
                 self._extended(effects, request, reply)
             elif isinstance(request, Release):
@@ -375,7 +391,7 @@ class WorkerCore:
         for request in reversed(exchange.requests):
             if isinstance(request, Ack):
                 self._acks[request.queue][:0] = request.done
-            elif isinstance(request, Fail | Defer):
+            elif isinstance(request, Fail | Defer | Throttle):
                 self._fails.insert(0, request)
             elif isinstance(request, Progress):
                 self._progress.setdefault(request.task_id, request)
@@ -430,7 +446,7 @@ class WorkerCore:
             )
 
     def _fetch_order(self) -> list[str]:
-        queues = list(self.config.queues)
+        queues = [q for q in self.config.queues if q not in self._throttled]
         weights = self.config.weights
         if not weights:
             return queues
@@ -512,5 +528,7 @@ __all__ = [
     "Start",
     "StopHandler",
     "StopReason",
+    "Throttle",
+    "Throttled",
     "WorkerCore",
 ]

@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, assert_never
 
-from engine import cron, declarations, lifecycle, ops, tasklog
+from engine import cron, declarations, flow, lifecycle, ops, tasklog
 from engine.backend import AsyncBackend, Batch, Call, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ReadOnlyError, RediqError
@@ -101,6 +101,8 @@ class Worker:
         self._runner = HandlerRunner(eff.pool, eff.concurrency)
         self._hurry = asyncio.Event()
         """Set by a second SIGTERM/SIGINT: the drain stops waiting for running tasks."""
+        self.throttled_s: defaultdict[str, float] = defaultdict(float)
+        """Seconds this worker slept on a queue's rate limit, per queue (for /metrics)."""
         self.loop_errors: Counter[str] = Counter()
         """Exceptions per background loop (each logged, then the loop restarted)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -149,6 +151,10 @@ class Worker:
         self._wake.set()
 
     def wake(self) -> None:
+        self._wake.set()
+
+    def _token_due(self, queue: str) -> None:
+        self.core.on_token_due(queue)
         self._wake.set()
 
     def run_forever(self) -> int:
@@ -296,8 +302,14 @@ class Worker:
         decls = list(self.registry.declarations().values())
         try:
             await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
+            kept = await self.backend.run(flow.declare_limits(self.settings, self.registry.rate_limits))
+            for (queue, group), limit in self.registry.group_limits.items():
+                await self.backend.run(flow.write_group_limit(self.settings, queue, group, limit, True))
         except ReadOnlyError as exc:
             log.warning("task declarations not published (%s): producers without the registry guess", exc)
+        else:
+            for queue in kept:
+                log.info("queue %s: keeping the rate limit an operator set over the app's", queue)
 
     async def heartbeat_registry(self) -> None:
         ttl_ms = int(max(self.effective.heartbeat_s * 3, 10) * 1000)
@@ -364,6 +376,9 @@ class Worker:
                 return protocol.defer_call(
                     s, d.queue, d.task_id, d.token, d.delay_s, d.limit_s, d.note, d.error
                 )
+            case core.Throttle():
+                t = request
+                return protocol.throttle_call(s, t.queue, t.task_id, t.token, t.pause_s, t.note)
             case core.Extend():
                 return protocol.extend_call(s, request.queue, request.held, request.lease_ms)
             case core.Release():
@@ -383,6 +398,11 @@ class Worker:
                     self._stop_handler(effect)
                 case core.ReleaseDependents():
                     notified = list(effect.notified)
+                case core.Throttled():  # sleep till the queue's next token; others keep flowing
+                    self.throttled_s[effect.queue] += effect.wait_ms / 1000
+                    asyncio.get_running_loop().call_later(
+                        effect.wait_ms / 1000, self._token_due, effect.queue
+                    )
                 case core.GiveUp():
                     log.error(
                         "stopping without recording %d outcome(s): Redis is unreachable. Those tasks "

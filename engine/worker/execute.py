@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from engine.errors import Permanent, Retryable
+from engine.errors import Permanent, RateLimited, Retryable
+from engine.flow import MAX_PAUSE_S
 from engine.registry import TaskDef
 from engine.worker import runners
 from engine.worker.context import TaskContext, TaskOutcome
@@ -73,6 +74,18 @@ async def run_task(worker: Worker, job: Job, ctx: TaskContext) -> None:
     except Permanent as exc:
         outcome, error, mode, exc_for_after = Outcome.DEAD, _describe(exc), FailMode.PERMANENT, exc
         trace = runners.handler_traceback(exc)
+    except RateLimited as exc:  # the remote side's limit: back uncharged, the bucket paused
+        outcome, error, exc_for_after = Outcome.RATE_LIMITED, _describe(exc), exc
+        retry_after = exc.retry_after
+        if not (isinstance(retry_after, int | float) and 0 < retry_after <= MAX_PAUSE_S):
+            log.warning(
+                "task %s: RateLimited(retry_after=%r) out of 0..%g s; pausing 1 s",
+                job.id,
+                retry_after,
+                MAX_PAUSE_S,
+            )
+            retry_after = 1.0
+        delay = float(retry_after)
     except Retryable as exc:
         outcome, error, exc_for_after = Outcome.RETRY, _describe(exc), exc
         delay = (

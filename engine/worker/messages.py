@@ -20,6 +20,8 @@ class Outcome(enum.StrEnum):
     TIMEOUT = "timeout"
     STALE = "stale"
     """Lease lost or shutdown: someone else owns the outcome now; nothing is recorded."""
+    RATE_LIMITED = "rate_limited"
+    """The handler raised ``RateLimited``: back to pending uncharged, the queue's bucket paused."""
 
 
 class FailMode(enum.StrEnum):
@@ -120,6 +122,19 @@ class Defer:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttle:
+    """A handler raised ``RateLimited``: the task back uncharged, the queue's bucket paused for
+    ``pause_s`` (see ``protocol.throttle_call``)."""
+
+    rid: int
+    queue: str
+    task_id: str
+    token: str
+    pause_s: float
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     rid: int
     queue: str
@@ -145,7 +160,7 @@ class Release:
     note: str
 
 
-Request = Dequeue | Start | Ack | Fail | Defer | Progress | Extend | Release
+Request = Dequeue | Start | Ack | Fail | Defer | Throttle | Progress | Extend | Release
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,13 +206,22 @@ class ReleaseDependents:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttled:
+    """A queue's rate limit held back its pending tasks: no dequeue from it until the driver
+    reports the next token due (``WorkerCore.on_token_due``) after ``wait_ms``."""
+
+    queue: str
+    wait_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class GiveUp:
     """Stopping, past the grace period, and Redis still unreachable: stop trying."""
 
     unsent: int
 
 
-Effect = RunHandler | StopHandler | Fenced | ReleaseDependents | GiveUp
+Effect = RunHandler | StopHandler | Fenced | ReleaseDependents | Throttled | GiveUp
 
 
 # ---------------------------------------------------------------------------------- inputs

@@ -76,6 +76,9 @@ def dequeue_call(
             qk.idle,
             qk.receipt(worker_id),
             qk.cancelled,
+            qk.rate_limit,
+            qk.cgroup_limits,
+            qk.type_limits,
         ],
         [
             qk.base,
@@ -151,6 +154,15 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
             )
         )
     return jobs
+
+
+def parse_throttle(reply: Sequence[Any]) -> int | None:
+    """ms until the next token when the queue's rate limit held back its pending tasks (the
+    reply's head is then ``[now, ms]`` instead of ``now``), else None."""
+    head = reply[0] if reply else None
+    if isinstance(head, list | tuple) and len(head) == 2:
+        return max(1, int(head[1]))
+    return None
 
 
 def parse_handoff(queue: str, record: str) -> Job:
@@ -241,6 +253,19 @@ def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]]
         "release",
         [qk.active, qk.pending, qk.seq],
         [qk.base, channel(settings, qk), note, *[x for item in held for x in item]],
+    )
+
+
+def throttle_call(
+    settings: Settings, queue: str, task_id: str, token: str, pause_s: float, note: str
+) -> Call:
+    """A handler's ``RateLimited``: the task back to pending uncharged and the queue's bucket
+    paused for ``pause_s``. The reply reads like ``fail_call``'s: 'throttled' or 'stale'."""
+    qk = settings.keyspace.queue(queue)
+    return script_call(
+        "throttle",
+        [qk.active, qk.pending, qk.seq, qk.rate_limit],
+        [qk.base, channel(settings, qk), task_id, token, max(1, int(pause_s * 1000)), note],
     )
 
 

@@ -5,21 +5,28 @@ and the columns an operator acts on come first so they fit at 80 columns."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
-from engine import admin, inspect, overview, serving
+from engine import admin, flow, inspect, overview, serving
 from engine.client import AsyncClient
 from engine.inspect import Forecast, QueueSummary
 from engine.overview import QueueRow
 from engine.serving import UnservedType
 from engine.task import TaskState
 from rediq_tui import fmt, safe
-from rediq_tui.messages import BulkStateAction, OpenCharts, OpenQueue, RefreshRequested, WriteRequested
+from rediq_tui.messages import (
+    BulkStateAction,
+    EditRateLimit,
+    OpenCharts,
+    OpenQueue,
+    RefreshRequested,
+    WriteRequested,
+)
 from rediq_tui.views.base import View
 from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
@@ -53,6 +60,8 @@ RUNTIMES_EVERY_S = 30.0
 this often; every refresh redoes its forecast from the fresh counts."""
 UNSERVED_EVERY_S = 5.0
 """The selected queue's unserved task types (``engine.serving``) are read at most this often."""
+GROUP_SAMPLE = 200
+"""Pending tasks at the head of the selected queue read for its busiest groups (bounded)."""
 WINDOW_MARGIN = 5
 """Rows read above and below the visible ones (a short scroll shows fresh figures at once)."""
 
@@ -115,6 +124,15 @@ def unserved_line(unserved: list[UnservedType]) -> Text:
     return line
 
 
+def bucket_text(bucket: flow.BucketState) -> str:
+    """The selected queue's limit and tokens now, '' when it has neither limit nor pause."""
+    paused = f"paused {bucket.paused_ms:,} ms (RateLimited)" if bucket.paused_ms else ""
+    if bucket.limit is None:
+        return paused
+    tokens = f"{bucket.tokens} token(s)" if bucket.tokens else f"next token in {bucket.next_token_ms:,} ms"
+    return f"limit {bucket.limit}: {paused or tokens}"
+
+
 def _num(n: int, style: str = "") -> Text:
     return Text(fmt.count(n), style=style if n else "dim", justify="right")
 
@@ -129,6 +147,10 @@ class QueuesData:
     forecast: Forecast | None
     unserved: list[UnservedType] | None = None
     """The selected queue's unserved types (None: not read on this poll, keep the last)."""
+    bucket: tuple[str, flow.BucketState] | None = None
+    """The selected queue's rate limit and its bucket now."""
+    groups: list[flow.GroupBacklog] = field(default_factory=list)
+    """The selected queue's busiest concurrency groups (a bounded sample of its head)."""
 
 
 class QueuesView(View):
@@ -137,10 +159,11 @@ class QueuesView(View):
         Binding("D", "open_dead", "Dead", id="queues.open_dead"),
         Binding("h", "charts", "Last hour", id="queues.charts"),
         Binding("P", "toggle_pause", "Pause", id="queues.pause"),
+        Binding("L", "rate_limit", "Rate limit", id="queues.rate_limit"),
         Binding("R", "requeue_dead", "Requeue dead", id="queues.requeue_dead"),
         Binding("F", "flush_dead", "Flush dead", id="queues.flush_dead"),
     ]
-    MUTATING = frozenset({"toggle_pause", "requeue_dead", "flush_dead"})
+    MUTATING = frozenset({"toggle_pause", "rate_limit", "requeue_dead", "flush_dead"})
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -156,6 +179,8 @@ class QueuesView(View):
         self.unserved: list[UnservedType] = []
         """Task types waiting in the selected queue that no live worker serves."""
         self._unserved_read: tuple[str, float] | None = None
+        self.bucket: tuple[str, flow.BucketState] | None = None
+        self.groups: list[flow.GroupBacklog] = []
 
     @property
     def summaries(self) -> dict[str, QueueSummary]:
@@ -216,6 +241,8 @@ class QueuesView(View):
         if selected is None:
             return QueuesData(names, rows, None)
         row = next((r for r in rows if r.name == selected), None)
+        bucket = (selected, await client.call(flow.read_bucket, selected))
+        groups = await client.call(flow.group_backlogs, [selected], GROUP_SAMPLE, 3)
         unserved = None
         last = self._unserved_read
         if last is None or last[0] != selected or time.monotonic() - last[1] >= UNSERVED_EVERY_S:
@@ -224,7 +251,8 @@ class QueuesView(View):
         cached = self._runtimes.get(selected)
         if row is not None and cached is not None and time.monotonic() - cached[0] < RUNTIMES_EVERY_S:
             # runtimes change slowly: between reads the forecast is redone from the fresh row
-            return QueuesData(names, rows, inspect.forecast_of(row.summary, cached[1].runtimes), unserved)
+            refreshed = inspect.forecast_of(row.summary, cached[1].runtimes)
+            return QueuesData(names, rows, refreshed, unserved, bucket, groups)
         # bounded: the heads of pending and active give the task types worth a p50/p95
         heads = [
             await client.call(inspect.page, selected, state, 0, 20)
@@ -234,7 +262,7 @@ class QueuesView(View):
         forecast = await client.call(inspect.forecast, selected, types)
         if forecast is not None:
             self._runtimes[selected] = (time.monotonic(), forecast)
-        return QueuesData(names, rows, forecast, unserved)
+        return QueuesData(names, rows, forecast, unserved, bucket, groups)
 
     def show(self, data: QueuesData) -> None:
         self.names = data.names
@@ -245,6 +273,8 @@ class QueuesView(View):
             self.rows[row.name] = row
         if data.unserved is not None:
             self.unserved = data.unserved
+        self.bucket = data.bucket
+        self.groups = data.groups
         self._draw_rows()
 
     def _draw_rows(self) -> None:
@@ -320,6 +350,14 @@ class QueuesView(View):
             text = forecast_line(local_forecast(row.summary), row)
         else:
             text = Text(safe.clean(name, 40), style="bold")
+        if name is not None and self.bucket is not None and self.bucket[0] == name:
+            limit_text = bucket_text(self.bucket[1])
+            if limit_text:
+                text.append(f" · {limit_text}", style="magenta")
+        for g in self.groups:
+            if g.queue == name:
+                held = f"{g.holding}/{g.limit}" if g.limit is not None else f"{g.holding}"
+                text.append(f" · group {safe.clean(g.group, 24)}: {g.pending:,} pending, {held} running")
         self.query_one("#queues-detail", Static).update(text)
         unserved = self.unserved if self._unserved_read and self._unserved_read[0] == name else []
         line = self.query_one("#queues-unserved", Static)
@@ -362,6 +400,12 @@ class QueuesView(View):
             return f"{'Resumed' if paused else 'Paused'} queue {shown}"
 
         self.post_message(WriteRequested(toggle))
+
+    def action_rate_limit(self) -> None:
+        if self.selected:
+            current = self.bucket[1] if self.bucket and self.bucket[0] == self.selected else None
+            shown = bucket_text(current) if current else ""
+            self.post_message(EditRateLimit(self.selected, shown or "no rate limit"))
 
     def action_requeue_dead(self) -> None:
         if self.selected:

@@ -248,6 +248,15 @@ TABLE = cases(
         after={"a": {"state": "scheduled", "worker": ABSENT}, "b": {"state": "waiting", "worker": ABSENT}},
         keys_after={"inbox:w1": ABSENT, "idle": H({"w1": f"2:{10**15}:{LEASE_MS}"})},
     ),
+    Case(
+        "a task of a concurrency group: stored with its group, never handed (dequeue checks the group)",
+        before={},
+        keys=TAKER,
+        args={"tasks": [task("a", group="customer:42")]},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "worker": ABSENT, "grp": "customer:42"}},
+        keys_after={"inbox:w1": ABSENT, "idle": H({"w1": f"2:{10**15}:{LEASE_MS}"})},
+    ),
 )
 
 

@@ -98,6 +98,7 @@ def answer(c: WorkerCore, exchange: Exchange, **by_kind: Any) -> list[core.Effec
         "ack": [[], []],
         "fail": "retry",
         "defer": "deferred",
+        "throttle": "throttled",
         "start": lambda r: [x for j in r.jobs for x in (j.id, j.attempt + 1)],
         "dequeue": [0],
         "extend": [[], []],
@@ -473,5 +474,13 @@ def test_lower_queues_are_asked_only_for_what_higher_ones_could_not_fill() -> No
 
 def test_outcomes_are_enums() -> None:
     assert Outcome("completed") is Outcome.COMPLETED and isinstance(Outcome.COMPLETED, str)
-    assert {m.value for m in Outcome} == {"completed", "retry", "dead", "cancelled", "timeout", "stale"}
+    assert {m.value for m in Outcome} == {
+        "completed",
+        "retry",
+        "dead",
+        "cancelled",
+        "timeout",
+        "stale",
+        "rate_limited",
+    }
     assert Progress.__dataclass_params__.frozen  # type: ignore[attr-defined]
