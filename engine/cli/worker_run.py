@@ -186,6 +186,10 @@ def run_worker_process(
         burst=burst,
     )
     worker = Worker(registry, target, options, settings)
+    if supervised:
+        from engine.worker.supervisor import SUPERVISOR_ENV  # only in a supervised child
+
+        worker.supervisor = os.environ.get(SUPERVISOR_ENV, "")
     if log_handler is not None:
         log_handler.addFilter(WorkerField(worker.id))
     if log_format == "json":

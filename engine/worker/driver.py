@@ -101,6 +101,8 @@ class Worker:
         self._runner = HandlerRunner(eff.pool, eff.concurrency)
         self._hurry = asyncio.Event()
         """Set by a second SIGTERM/SIGINT: the drain stops waiting for running tasks."""
+        self.supervisor = ""
+        """``host:pid`` of the ``--processes`` supervisor that started this worker (registered)."""
         self.loop_errors: Counter[str] = Counter()
         """Exceptions per background loop (each logged, then the loop restarted)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -285,6 +287,7 @@ class Worker:
             "busy": len(self._running),
             "fenced": self.fenced,
             "overdue": self._runner.overdue,
+            "supervisor": self.supervisor,
             "tasks": json.dumps([f"{j.queue}|{j.id}" for j, _, _ in self._running.values()][:50]),
         }
 

@@ -100,9 +100,9 @@ class GiveUp:
 Decision = Restart | LeaveStopped | GiveUp
 
 
-def backoff_s(crashes: int) -> float:
+def backoff_s(crashes: int, base_s: float = BACKOFF_BASE_S) -> float:
     """Delay before restarting a child after its ``crashes``-th crash in a row (1-based)."""
-    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, crashes - 1)))
+    return float(min(BACKOFF_MAX_S, base_s * 2 ** max(0, crashes - 1)))
 
 
 def shell_code(exitcode: int) -> int:
@@ -117,6 +117,7 @@ class SupervisorCore:
     processes: int
     stable_s: float = STABLE_S
     max_crashes: int = MAX_CRASHES
+    backoff_base_s: float = BACKOFF_BASE_S
     slots: list[Slot] = field(init=False)
     stopping: bool = False
     """A signal arrived (or the supervisor gave up): nothing is restarted any more."""
@@ -144,8 +145,9 @@ class SupervisorCore:
         """A signal: no restarts from now on; waiting slots stay stopped."""
         self.stopping = True
         for slot in self.slots:
-            if slot.state is SlotState.WAITING:
+            if slot.state is SlotState.WAITING:  # its crash was handled (logged, tasks recovered)
                 slot.state = SlotState.STOPPED
+                slot.exit_code = None
 
     def exited(self, slot: int, exitcode: int, now: float) -> Decision:
         """Child ``slot`` exited with ``exitcode`` (negative: killed by that signal)."""
@@ -163,7 +165,7 @@ class SupervisorCore:
             self.stop()
             return GiveUp(slot, s.crashes)
         s.state = SlotState.WAITING
-        s.restart_at = now + backoff_s(s.crashes)
+        s.restart_at = now + backoff_s(s.crashes, self.backoff_base_s)
         return Restart(slot, s.restart_at, s.crashes)
 
     def due(self, now: float) -> list[int]:
@@ -183,9 +185,9 @@ class SupervisorCore:
         return all(s.state is SlotState.STOPPED for s in self.slots)
 
     def exit_code(self) -> int:
-        """0 when every child exited 0 (or, once stopping, was stopped by the forwarded signal
-        before it could install its own handler); ``EXIT_CRASH_LOOP`` after giving up; else
-        the first child's non-zero code."""
+        """``EXIT_CRASH_LOOP`` after giving up; else 0 when every child's last exit was 0 (or,
+        once stopping, a kill by the forwarded signal before it installed its own handler, or
+        a crash it was waiting to be restarted from); else the first such child's code."""
         if self.gave_up:
             return EXIT_CRASH_LOOP
         stop_signals = (-signal.SIGTERM, -signal.SIGINT)
@@ -228,8 +230,9 @@ class Supervisor:
         *,
         start_method: str = "spawn",
         metrics_dir: str | None = None,
+        core: SupervisorCore | None = None,
     ) -> None:
-        self.core = SupervisorCore(processes)
+        self.core = core or SupervisorCore(processes)
         self.target = target
         self.args = tuple(args)
         self._mp: Any = multiprocessing.get_context(start_method)
