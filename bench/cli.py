@@ -180,7 +180,9 @@ def _brief(key: str, out: dict[str, Any]) -> str:
         batch = out.get("enqueue_batch")
         return f"single {out['enqueue_single']:,.0f}/s, batch {f'{batch:,.0f}/s' if batch else 'n/a'}"
     if (key.startswith("drain") or key.startswith("sup")) and "drain" in out:
-        return f"{out['drain']:,.0f} tasks/s ({out['drained']}/{out['enqueued']})"
+        cpu = out.get("worker_cpu_us")
+        per_task = f", worker CPU {cpu:.0f} µs/task" if cpu else ""
+        return f"{out['drain']:,.0f} tasks/s ({out['drained']}/{out['enqueued']}){per_task}"
     if key == "latency" and "p99_ms" in out:
         return f"p50 {out['p50_ms']:.2f} p95 {out['p95_ms']:.2f} p99 {out['p99_ms']:.2f} ms"
     if key == "commands" and "worker_cmds" in out:

@@ -71,9 +71,33 @@ def stop_workers(workers: list[Any]) -> None:
         w.join(2)
 
 
-def wait_count(target: int, deadline: float) -> tuple[int, float | None, float | None]:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and all their descendants, from /proc
+    (Linux; 0.0 elsewhere). Workers' CPU per task moves less with the machine's load than
+    their rate does."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, cpu seconds)
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    wanted, total = set(pids), 0.0
+    for _ in range(4):  # workers, their children (rediq's supervisor), grandchildren
+        wanted |= {pid for pid, (ppid, _) in stats.items() if ppid in wanted}
+    for pid in wanted:
+        total += stats.get(pid, (0, 0.0))[1]
+    return total
+
+
+def wait_count(target: int, deadline: float, on_first: Any = None) -> tuple[int, float | None, float | None]:
     """Poll the shared counter until ``target`` tasks finished or the deadline passes; return
-    (count, time of first completion, time of last observed increase)."""
+    (count, time of first completion, time of last observed increase). ``on_first()`` is
+    called at the first completion."""
     first = last = None
     seen = 0
     while True:
@@ -82,6 +106,8 @@ def wait_count(target: int, deadline: float) -> tuple[int, float | None, float |
         if n > seen:
             if first is None:
                 first = now
+                if on_first is not None:
+                    on_first()
             last, seen = now, n
         if n >= target or now > deadline:
             return n, first, last
@@ -133,13 +159,27 @@ def w_drain(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, A
     if args.processes and not hasattr(adapter, "worker_supervised"):
         return {"error": f"{args.lib} has no supervisor (--processes) variant"}
     workers = start_workers(args.lib, url, 1 if args.processes else args.procs, args.processes)
+    pids = [w.pid for w in workers]
+    cpu: list[tuple[int, float]] = []  # (tasks done, worker CPU seconds) at first and last completion
     try:
-        count, first, last = wait_count(n, time.perf_counter() + args.seconds)
+        count, first, last = wait_count(
+            n, time.perf_counter() + args.seconds, lambda: cpu.append((record.count(), cpu_seconds(pids)))
+        )
+        cpu.append((record.count(), cpu_seconds(pids)))
     finally:
         stop_workers(workers)
     rate = (count - 1) / (last - first) if first is not None and last is not None and last > first else 0.0
     procs = args.processes or args.procs
-    return {"drain": rate, "drained": count, "enqueued": n, "procs": procs, "complete": count >= n}
+    done = cpu[-1][0] - cpu[0][0] if len(cpu) == 2 else 0
+    cpu_us = (cpu[-1][1] - cpu[0][1]) / done * 1e6 if done > 0 else None
+    return {
+        "drain": rate,
+        "drained": count,
+        "enqueued": n,
+        "procs": procs,
+        "complete": count >= n,
+        "worker_cpu_us": cpu_us,
+    }
 
 
 def w_latency(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, Any]:
