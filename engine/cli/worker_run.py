@@ -34,8 +34,8 @@ from engine.logs import configure as configure_logging
     metavar="N|auto",
     callback=lambda ctx, param, value: _checked_processes(value),
     help="Worker processes under one supervisor (default: $WORKER_PROCESSES or 1; auto: one per "
-    "core). Signals are forwarded to all, a crashed one is restarted with backoff, --metrics-port "
-    "serves one /metrics for all. Exits 0 after a clean drain, 1 if a process crash-loops.",
+    "core). Signals are forwarded to all, a crashed one is restarted with backoff, the metrics "
+    "port serves one /metrics for all. Exits 0 after a clean drain, 1 if a process crash-loops.",
 )
 @click.option(
     "--weights",
