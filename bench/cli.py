@@ -56,6 +56,10 @@ class LibResult:
     config: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    def_handler: bool = False
+    """Its no-op can run as a plain def (the drain1def workload)."""
+    supervised: bool = False
+    """It has rediq-worker --processes (the sup1 and sup2 workloads)."""
 
 
 def python_for(lib: str, overrides: dict[str, str]) -> str:
@@ -90,7 +94,9 @@ def run_one(python: str, lib: str, workload: str, url: str, timeout: float, **op
     return result
 
 
-def bench_lib(lib: str, python: str, url: str, plan: Plan, log: Any, repeat: int = 1) -> LibResult:
+def bench_lib(
+    lib: str, python: str, url: str, plan: Plan, log: Any, repeat: int = 1, only: frozenset[str] = frozenset()
+) -> LibResult:
     res = LibResult(lib)
     probe = run_one(python, lib, "probe", url, 120)
     if probe.get("status") != "ok":
@@ -99,15 +105,26 @@ def bench_lib(lib: str, python: str, url: str, plan: Plan, log: Any, repeat: int
             res.errors["probe"] = probe.get("error", "")
         return res
     res.version, res.config = probe["version"], probe["config"]
+    res.def_handler, res.supervised = bool(probe.get("def_handler")), bool(probe.get("supervised"))
     steps: list[tuple[str, str, float, dict[str, Any]]] = [
         ("enqueue", "enqueue", 2 * plan.enqueue_s + 60,
          {"n": plan.n, "n_enqueue": plan.n_enqueue, "n_batch": plan.n_batch, "seconds": plan.enqueue_s}),
         ("drain1", "drain", 2 * plan.drain_s + 60, {"n": plan.n, "procs": 1, "seconds": plan.drain_s}),
         ("drain2", "drain", 2 * plan.drain_s + 60, {"n": plan.n, "procs": 2, "seconds": plan.drain_s}),
+        ("drain1def", "drain", 2 * plan.drain_s + 60,
+         {"n": plan.n, "procs": 1, "seconds": plan.drain_s, "handler": "def"}),
+        ("sup1", "drain", 2 * plan.drain_s + 60, {"n": plan.n, "processes": 1, "seconds": plan.drain_s}),
+        ("sup2", "drain", 2 * plan.drain_s + 60, {"n": plan.n, "processes": 2, "seconds": plan.drain_s}),
         ("latency", "latency", plan.latency_s + 60, {"rate": plan.rate, "seconds": plan.latency_s}),
         ("commands", "commands", plan.drain_s + 60, {"n": plan.n_commands, "seconds": plan.drain_s}),
     ]  # fmt: skip
     for key, workload, timeout, opts in steps:
+        if only and key not in only:
+            continue
+        if key == "drain1def" and not res.def_handler:
+            continue  # its no-op is a coroutine only (saq, arq), or already a def (drain1)
+        if key.startswith("sup") and not res.supervised:
+            continue  # rediq-worker --processes: rediq only
         runs = []
         for _ in range(1 if key == "commands" else repeat):
             t0 = time.monotonic()
@@ -121,7 +138,7 @@ def bench_lib(lib: str, python: str, url: str, plan: Plan, log: Any, repeat: int
                 break
             runs.append(out)
             log(f"  {lib:9} {key:9} {time.monotonic() - t0:5.1f} s  {_brief(key, out)}")
-            if key.startswith("drain") and not out.get("complete"):
+            if (key.startswith("drain") or key.startswith("sup")) and not out.get("complete"):
                 break  # a peer slower than the time limit: once is enough
         if runs and key not in res.errors:
             res.data[key] = _median_run(key, runs)
@@ -130,7 +147,15 @@ def bench_lib(lib: str, python: str, url: str, plan: Plan, log: Any, repeat: int
     return res
 
 
-MEDIAN_OF = {"enqueue": "enqueue_single", "drain1": "drain", "drain2": "drain", "latency": "p99_ms"}
+MEDIAN_OF = {
+    "enqueue": "enqueue_single",
+    "drain1": "drain",
+    "drain2": "drain",
+    "drain1def": "drain",
+    "sup1": "drain",
+    "sup2": "drain",
+    "latency": "p99_ms",
+}
 
 
 def _median_run(key: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,8 +179,10 @@ def _brief(key: str, out: dict[str, Any]) -> str:
     if key == "enqueue" and "enqueue_single" in out:
         batch = out.get("enqueue_batch")
         return f"single {out['enqueue_single']:,.0f}/s, batch {f'{batch:,.0f}/s' if batch else 'n/a'}"
-    if key.startswith("drain") and "drain" in out:
-        return f"{out['drain']:,.0f} tasks/s ({out['drained']}/{out['enqueued']})"
+    if (key.startswith("drain") or key.startswith("sup")) and "drain" in out:
+        cpu = out.get("worker_cpu_us")
+        per_task = f", worker CPU {cpu:.0f} µs/task" if cpu else ""
+        return f"{out['drain']:,.0f} tasks/s ({out['drained']}/{out['enqueued']}){per_task}"
     if key == "latency" and "p99_ms" in out:
         return f"p50 {out['p50_ms']:.2f} p95 {out['p95_ms']:.2f} p99 {out['p99_ms']:.2f} ms"
     if key == "commands" and "worker_cmds" in out:
@@ -213,7 +240,8 @@ def _fmt(value: Any, spec: str = ",.0f") -> str:
 
 
 def table(results: list[LibResult], ceil: dict[str, Any]) -> str:
-    head = ["library", "enqueue/s", "batch/s", "drain 1p/s", "drain 2p/s", "p50 ms", "p95 ms", "p99 ms",
+    head = ["library", "enqueue/s", "batch/s", "drain 1p/s", "drain 2p/s", "def 1p/s", "sup 1p/s",
+            "sup 2p/s", "p50 ms", "p95 ms", "p99 ms",
             "enq cmds/task", "worker cmds/task", "worker RTT/task", "e2e RTT/task",
             "server cmds/task"]  # fmt: skip
     rows = [head]
@@ -223,16 +251,20 @@ def table(results: list[LibResult], ceil: dict[str, Any]) -> str:
         if r.status != "ok":
             rows.append([name, r.status] + [""] * (len(head) - 2))
             continue
-        e, d1, d2 = r.data.get("enqueue", {}), r.data.get("drain1", {}), r.data.get("drain2", {})
+        e, d1, d2 = r.data.get("enqueue", {}), r.data.get("drain1"), r.data.get("drain2")
         lat, c = r.data.get("latency", {}), r.data.get("commands", {})
 
-        def drain(d: dict[str, Any]) -> str:
+        def drain(d: dict[str, Any] | None, applies: bool = True) -> str:
+            if d is None:  # not run: --only left it out, or it does not apply to this library
+                return "—" if applies else "n/a"
             if "drain" not in d:
                 return "failed"
             mark = "" if d.get("complete") else "*"
             return _fmt(d["drain"]) + mark
 
-        for d in (d1, d2):
+        extra = [r.data.get(k) for k in ("drain1def", "sup1", "sup2")]
+        applies = [bool(r.def_handler), r.supervised, r.supervised]
+        for d in (d1, d2, *extra):
             if d and "drain" in d and not d.get("complete"):
                 notes.append(
                     f"* {r.lib}: drained {d['drained']:,} of {d['enqueued']:,} before the time limit"
@@ -240,8 +272,9 @@ def table(results: list[LibResult], ceil: dict[str, Any]) -> str:
         batch = e.get("enqueue_batch")
         rows.append([
             name, _fmt(e.get("enqueue_single")), _fmt(batch) if batch else ("n/a" if e else "—"),
-            drain(d1), drain(d2), _fmt(lat.get("p50_ms"), ".2f"), _fmt(lat.get("p95_ms"), ".2f"),
-            _fmt(lat.get("p99_ms"), ".2f"), _fmt(c.get("enqueue_cmds"), ".2f"),
+            drain(d1), drain(d2), *[drain(x, a) for x, a in zip(extra, applies, strict=True)],
+            _fmt(lat.get("p50_ms"), ".2f"), _fmt(lat.get("p95_ms"), ".2f"), _fmt(lat.get("p99_ms"), ".2f"),
+            _fmt(c.get("enqueue_cmds"), ".2f"),
             _fmt(c.get("worker_cmds"), ".2f"), _fmt(c.get("worker_rtt"), ".2f"),
             _fmt(c["enqueue_rtt"] + c["worker_rtt"] if "worker_rtt" in c else None, ".2f"),
             _fmt(c.get("server_cmds"), ".1f"),
@@ -291,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--repeat", type=int, default=1, help="runs per workload; the table shows the median")
     p.add_argument("--no-ceiling", action="store_true", help="skip redis-benchmark")
+    p.add_argument(
+        "--only",
+        default="",
+        metavar="KEYS",
+        help="comma-separated subset of the workloads: enqueue, drain1, drain2, drain1def (a plain def "
+        "no-op), sup1, sup2 (rediq-worker --processes 1, 2), latency, commands",
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
     plan = Plan.make(args.quick, args.n, args.rate, args.smoke)
@@ -310,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"valkey {server.version()} on port {server.port}; plan {plan}")
         results = []
         for lib in libs:
-            results.append(bench_lib(lib, python_for(lib, overrides), server.url, plan, log, args.repeat))
+            only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
+            results.append(
+                bench_lib(lib, python_for(lib, overrides), server.url, plan, log, args.repeat, only)
+            )
             if results[-1].status != "ok":
                 log(f"  {lib:9} {results[-1].status}")
         ceil = (

@@ -38,16 +38,23 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_entry(name: str, url: str) -> None:
+def _worker_entry(name: str, url: str, supervised: int) -> None:
     os.setpgrp()  # one group per worker: rq's work horses die with it
     _die_with_parent()
     adapter = load(name, url)
-    adapter.worker()
+    if supervised:
+        adapter.worker_supervised(supervised)  # type: ignore[attr-defined]  # rediq only
+    else:
+        adapter.worker()
 
 
-def start_workers(name: str, url: str, procs: int) -> list[Any]:
+def start_workers(name: str, url: str, procs: int, supervised: int = 0) -> list[Any]:
+    """``procs`` worker processes; ``supervised`` > 0: one process running rediq's supervisor
+    (``rediq-worker --processes``) with that many children instead."""
     ctx = mp.get_context("fork")
-    workers = [ctx.Process(target=_worker_entry, args=(name, url), daemon=True) for _ in range(procs)]
+    args = (name, url, supervised)
+    # a daemonic process may not start children of its own (the supervisor does)
+    workers = [ctx.Process(target=_worker_entry, args=args, daemon=not supervised) for _ in range(procs)]
     for w in workers:
         w.start()
     return workers
@@ -64,9 +71,33 @@ def stop_workers(workers: list[Any]) -> None:
         w.join(2)
 
 
-def wait_count(target: int, deadline: float) -> tuple[int, float | None, float | None]:
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and all their descendants, from /proc
+    (Linux; 0.0 elsewhere). Workers' CPU per task moves less with the machine's load than
+    their rate does."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (ppid, cpu seconds)
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    wanted, total = set(pids), 0.0
+    for _ in range(4):  # workers, their children (rediq's supervisor), grandchildren
+        wanted |= {pid for pid, (ppid, _) in stats.items() if ppid in wanted}
+    for pid in wanted:
+        total += stats.get(pid, (0, 0.0))[1]
+    return total
+
+
+def wait_count(target: int, deadline: float, on_first: Any = None) -> tuple[int, float | None, float | None]:
     """Poll the shared counter until ``target`` tasks finished or the deadline passes; return
-    (count, time of first completion, time of last observed increase)."""
+    (count, time of first completion, time of last observed increase). ``on_first()`` is
+    called at the first completion."""
     first = last = None
     seen = 0
     while True:
@@ -75,6 +106,8 @@ def wait_count(target: int, deadline: float) -> tuple[int, float | None, float |
         if n > seen:
             if first is None:
                 first = now
+                if on_first is not None:
+                    on_first()
             last, seen = now, n
         if n >= target or now > deadline:
             return n, first, last
@@ -121,13 +154,32 @@ def w_drain(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, A
     flush(url)
     deadline = time.perf_counter() + args.seconds
     n = pre_enqueue(adapter, args.n, deadline)
-    workers = start_workers(args.lib, url, args.procs)
+    if args.handler:  # read by the adapter in the (forked) worker
+        os.environ["BENCH_HANDLER"] = args.handler
+    if args.processes and not hasattr(adapter, "worker_supervised"):
+        return {"error": f"{args.lib} has no supervisor (--processes) variant"}
+    workers = start_workers(args.lib, url, 1 if args.processes else args.procs, args.processes)
+    pids = [w.pid for w in workers]
+    cpu: list[tuple[int, float]] = []  # (tasks done, worker CPU seconds) at first and last completion
     try:
-        count, first, last = wait_count(n, time.perf_counter() + args.seconds)
+        count, first, last = wait_count(
+            n, time.perf_counter() + args.seconds, lambda: cpu.append((record.count(), cpu_seconds(pids)))
+        )
+        cpu.append((record.count(), cpu_seconds(pids)))
     finally:
         stop_workers(workers)
     rate = (count - 1) / (last - first) if first is not None and last is not None and last > first else 0.0
-    return {"drain": rate, "drained": count, "enqueued": n, "procs": args.procs, "complete": count >= n}
+    procs = args.processes or args.procs
+    done = cpu[-1][0] - cpu[0][0] if len(cpu) == 2 else 0
+    cpu_us = (cpu[-1][1] - cpu[0][1]) / done * 1e6 if done > 0 else None
+    return {
+        "drain": rate,
+        "drained": count,
+        "enqueued": n,
+        "procs": procs,
+        "complete": count >= n,
+        "worker_cpu_us": cpu_us,
+    }
 
 
 def w_latency(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -217,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-enqueue", type=int, default=5_000)
     p.add_argument("--n-batch", type=int, default=100_000)
     p.add_argument("--procs", type=int, default=1)
+    p.add_argument("--processes", type=int, default=0, help="drain: rediq's supervisor with N children")
+    p.add_argument(
+        "--handler", choices=("async", "def"), help="drain: the no-op as a coroutine or a plain def"
+    )
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=30.0)
     args = p.parse_args(argv)
@@ -226,7 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(json.dumps({"status": "not installed", "error": str(exc)}))
         return 0
-    result: dict[str, Any] = {"status": "ok", "version": adapter.version(), "config": adapter.config}
+    result: dict[str, Any] = {
+        "status": "ok",
+        "version": adapter.version(),
+        "config": adapter.config,
+        "def_handler": bool(getattr(adapter, "def_handler", False)),
+        "supervised": hasattr(adapter, "worker_supervised"),
+    }
     if args.workload != "probe":
         fn = {"enqueue": w_enqueue, "drain": w_drain, "latency": w_latency, "commands": w_commands}
         result.update(fn[args.workload](adapter, args.url, args))

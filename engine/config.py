@@ -43,6 +43,22 @@ MIN_LEASE_S = 1.0
 MIN_RETENTION_S = 1.0
 MAX_SECONDS = 10 * 365 * 86400.0
 """Ten years: the largest duration any setting takes (Redis TTLs are kept well in range)."""
+MAX_PROCESSES = 1024
+Processes = int | Literal["auto"]
+
+
+def check_processes(value: Any) -> Processes:
+    """``--processes`` / ``WORKER_PROCESSES``: a count 1..1024 or ``auto`` (one per core).
+    Raises ValueError whose message names the fix."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if isinstance(value, bool) or not text.lstrip("+").isdigit():
+        raise ValueError(f"{value!r} is not a number of worker processes: give 1..{MAX_PROCESSES} or 'auto'")
+    count = int(text)
+    if not 1 <= count <= MAX_PROCESSES:
+        raise ValueError(f"{count} worker processes: give 1..{MAX_PROCESSES} or 'auto' (one per core)")
+    return count
 
 
 def config_file_path() -> Path:
@@ -75,6 +91,9 @@ class RediqConfig(BaseSettings):
     """Key prefix; several independent rediq installations can share one Redis."""
     worker_concurrency: int = defaults.CONCURRENCY
     """Handler slots per worker process."""
+    worker_processes: Processes = 1
+    """Worker processes ``rediq-worker`` runs under one supervisor (``auto``: one per core);
+    1 runs the worker in the command's own process."""
     worker_queues: Annotated[list[str], NoDecode] = []
     """Queues a worker serves, comma-separated, in strict priority order. Empty: the queues of
     the app's registered task types."""
@@ -116,6 +135,11 @@ class RediqConfig(BaseSettings):
         if isinstance(value, str):
             return [q.strip() for q in value.split(",") if q.strip()]
         return value
+
+    @field_validator("worker_processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> Processes:
+        return check_processes(value)
 
     @field_validator("worker_concurrency")
     @classmethod

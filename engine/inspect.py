@@ -61,6 +61,8 @@ class WorkerSummary:
     """Calls about a task this worker made after its delivery was over, refused (not applied)."""
     overdue: int = 0
     """Busy slots held by sync handlers past their timeout (or cancel) that have not returned."""
+    supervisor: str = ""
+    """``host:pid`` of the ``rediq-worker --processes`` supervisor it runs under, if any."""
 
     @property
     def heartbeat_age_s(self) -> float:
@@ -206,6 +208,7 @@ def workers(settings: Settings) -> Op[list[WorkerSummary]]:
                 now_ms=now_ms,
                 fenced=ops._int(h.get("fenced")) or 0,
                 overdue=ops._int(h.get("overdue")) or 0,
+                supervisor=h.get("supervisor", ""),
             )
         )
     return out

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -242,7 +242,10 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.in_flight = Gauge(
-            "rediq_worker_in_flight", "Tasks running in this worker", registry=self.registry
+            "rediq_worker_in_flight",
+            "Tasks running in this worker",
+            registry=self.registry,
+            multiprocess_mode="livesum",  # --processes N: summed over the live children
         )
         self.in_flight.set_function(in_flight)
         self.depths = QueueDepthCollector(read_queues, labels)
@@ -283,11 +286,20 @@ class WorkerMetrics:
         }
 
 
+class Exposed(Protocol):
+    """What ``MetricsServer`` serves: a worker's ``WorkerMetrics``, or a supervisor's (the
+    sum of its worker processes'). ``health()["status"]`` is "ok" when healthy."""
+
+    def exposition(self) -> bytes: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
 class MetricsServer:
     """``/metrics`` and ``/health`` over HTTP in a daemon thread."""
 
     def __init__(
-        self, metrics: WorkerMetrics, host: str = defaults.METRICS_HOST, port: int = defaults.METRICS_PORT
+        self, metrics: Exposed, host: str = defaults.METRICS_HOST, port: int = defaults.METRICS_PORT
     ) -> None:
         self.metrics = metrics
         handler = _handler_for(metrics)
@@ -312,7 +324,7 @@ class MetricsServer:
         self.httpd.server_close()
 
 
-def _handler_for(metrics: WorkerMetrics) -> type[BaseHTTPRequestHandler]:
+def _handler_for(metrics: Exposed) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
@@ -320,7 +332,7 @@ def _handler_for(metrics: WorkerMetrics) -> type[BaseHTTPRequestHandler]:
                 self._send(200, metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
             elif path == "/health":
                 body = metrics.health()
-                code = 200 if body["redis_connected"] else 503
+                code = 200 if body["status"] == "ok" else 503
                 self._send(code, json.dumps(body).encode(), "application/json")
             else:
                 self._send(404, b'{"error":"not found; try /metrics or /health"}', "application/json")

@@ -10,6 +10,8 @@ class HueyAdapter:
     name = "huey"
     has_batch = False
     config = "RedisHuey (blocking BRPOP), consumer with 10 worker threads, results off"
+    def_handler = True
+    """Its no-op is a plain ``def`` always (huey runs handlers in threads)."""
 
     def __init__(self, url: str) -> None:
         from huey import RedisHuey

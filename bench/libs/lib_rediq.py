@@ -11,6 +11,8 @@ class RediqAdapter:
     name = "rediq"
     has_batch = True
     config = "1 asyncio worker, concurrency 10, prefetch 10 (default), leases+history+events on"
+    def_handler = True
+    """The no-op can be a plain ``def`` (run in the worker's threads): ``BENCH_HANDLER=def``."""
 
     def __init__(self, url: str) -> None:
         from engine.client import Client
@@ -44,15 +46,29 @@ class RediqAdapter:
 
         logging.getLogger("rediq").setLevel(logging.ERROR)
         registry = Registry()
+        if os.environ.get("BENCH_HANDLER") == "def":
 
-        @registry.task("noop", queue=QUEUE)
-        async def noop(ctx: Any, payload: dict[str, float]) -> None:
-            record.done(payload["ts"])
+            @registry.task("noop", queue=QUEUE)
+            def noop_def(ctx: Any, payload: dict[str, float]) -> None:
+                record.done(payload["ts"])
+
+        else:
+
+            @registry.task("noop", queue=QUEUE)
+            async def noop(ctx: Any, payload: dict[str, float]) -> None:
+                record.done(payload["ts"])
 
         # WORKER_EVENT_LOOP=asyncio compares against the default (uvloop when installed)
         loop = os.environ.get("WORKER_EVENT_LOOP", "auto")
         options = WorkerOptions(queues=[QUEUE], concurrency=10, event_loop=loop)
         Worker(registry, self.url, options).run_forever()
+
+    def worker_supervised(self, processes: int) -> None:
+        """``rediq-worker --processes N``'s supervisor running ``worker()`` in N children
+        (forked, unlike the CLI's spawned ones, so that they share the harness's counters)."""
+        from engine.worker.supervisor import Supervisor
+
+        Supervisor(processes, self.worker, start_method="fork").run()
 
     def close(self) -> None:
         self.client.backend.close()

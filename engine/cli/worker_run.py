@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import sys
 
 import click
@@ -12,9 +14,9 @@ from engine import flow, inspect
 from engine.cli.output import CONTEXT_SETTINGS
 from engine.cli.state import CliState, resolve_url
 from engine.client import Client
-from engine.config import RediqConfig, load_config
+from engine.config import Processes, RediqConfig, check_processes, load_config
 from engine.connection import parse_url
-from engine.errors import WorkerUnavailable
+from engine.errors import RediqError, WorkerUnavailable
 from engine.logs import LOG_FORMATS, LogFormat, WorkerField, log_outcome
 from engine.logs import configure as configure_logging
 
@@ -27,6 +29,14 @@ from engine.logs import configure as configure_logging
     "--queues", metavar="A,B", help="Queues in priority order (default: $WORKER_QUEUES or the app's)."
 )
 @click.option("--concurrency", type=int, help="Handler slots (default: $WORKER_CONCURRENCY or 10).")
+@click.option(
+    "--processes",
+    metavar="N|auto",
+    callback=lambda ctx, param, value: _checked_processes(value),
+    help="Worker processes under one supervisor (default: $WORKER_PROCESSES or 1; auto: one per "
+    "core). Signals are forwarded to all, a crashed one is restarted with backoff, the metrics "
+    "port serves one /metrics for all. Exits 0 after a clean drain, 1 if a process crash-loops.",
+)
 @click.option(
     "--weights",
     metavar="A=3,B=1",
@@ -73,6 +83,7 @@ def worker_run(
     app: str,
     queues: str | None,
     concurrency: int | None,
+    processes: Processes | None,
     weights: str | None,
     lease_s: float | None,
     grace_s: float | None,
@@ -97,6 +108,7 @@ def worker_run(
         rediq_prefix=worker_prefix or parent.prefix,
         worker_queues=queues,
         worker_concurrency=concurrency,
+        worker_processes=processes,
         worker_lease_s=lease_s,
         worker_grace_s=grace_s,
         worker_pool=pool,
@@ -104,7 +116,19 @@ def worker_run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    ctx.exit(run_worker_process(app, config, parse_weights(weights), handler, chosen, burst=burst))
+    parsed_weights = parse_weights(weights)
+    if config.worker_processes != 1:
+        ctx.exit(run_supervised(app, config, parsed_weights, log_level, chosen, burst=burst))
+    ctx.exit(run_worker_process(app, config, parsed_weights, handler, chosen, burst=burst))
+
+
+def _checked_processes(value: str | None) -> Processes | None:
+    if value is None:
+        return None
+    try:
+        return check_processes(value)
+    except ValueError as exc:
+        raise click.UsageError(f"--processes: {exc}") from None
 
 
 def parse_weights(text: str | None) -> dict[str, int] | None:
@@ -130,7 +154,10 @@ def run_worker_process(
     log_format: LogFormat = "text",
     *,
     burst: bool = False,
+    supervised: bool = False,
 ) -> int:
+    """Run one worker in this process; ``supervised``: as a child of ``run_supervised`` (its
+    metrics go to the supervisor's multiprocess directory instead of a server of its own)."""
     # start-up time: the worker runtime loads only for `worker run`
     from engine.registry import load_app
 
@@ -159,13 +186,22 @@ def run_worker_process(
         burst=burst,
     )
     worker = Worker(registry, target, options, settings)
+    if supervised:
+        from engine.worker.supervisor import SUPERVISOR_ENV  # only in a supervised child
+
+        worker.supervisor = os.environ.get(SUPERVISOR_ENV, "")
     if log_handler is not None:
         log_handler.addFilter(WorkerField(worker.id))
     if log_format == "json":
         worker.add_listener(log_outcome)
     metrics_server = None
     reader: Client | None = None
-    if config.metrics_on:
+    if config.metrics_on and supervised:
+        # start-up time: metrics load only when they are served
+        from engine.worker.supervised_metrics import mirror_child_metrics
+
+        mirror_child_metrics(worker, registry.types, set(queues) | set(registry.queues), queues)
+    elif config.metrics_on:
         # start-up time: metrics load only when they are served
         from engine.metrics import LabelPolicy, MetricsServer, WorkerMetrics, WorkerStateCollector
 
@@ -194,3 +230,60 @@ def run_worker_process(
             metrics_server.stop()
         if reader is not None:
             reader.close()
+
+
+def run_supervised(
+    app: str,
+    config: RediqConfig,
+    weights: dict[str, int] | None,
+    log_level: str,
+    log_format: LogFormat,
+    *,
+    burst: bool = False,
+) -> int:
+    """``--processes N``: supervise N worker processes (``engine.worker.supervisor``)."""
+    # start-up time: the supervisor loads only for `--processes`
+    from engine.registry import load_app
+    from engine.worker import supervisor
+
+    if os.getcwd() not in sys.path:  # console scripts do not put the cwd on sys.path
+        sys.path.insert(0, os.getcwd())
+    registry = load_app(app)  # a broken app fails here once, not in N children N times
+    count = supervisor.process_count(config.worker_processes)
+    os.environ[supervisor.SUPERVISOR_ENV] = f"{socket.gethostname()}:{os.getpid()}"
+    args = (app, config, weights, log_level, log_format, burst)
+    with contextlib.ExitStack() as stack:
+        metrics_dir = stack.enter_context(supervisor.metrics_directory()) if config.metrics_on else None
+        runner = supervisor.Supervisor(count, supervised_worker, args, metrics_dir=metrics_dir)
+        if metrics_dir is not None:
+            # start-up time: metrics load only when they are served
+            from engine.worker.supervised_metrics import serve_supervisor_metrics
+
+            queues = config.worker_queues or registry.queues or ["default"]
+            target = parse_url(resolve_url(config))
+            stack.enter_context(serve_supervisor_metrics(runner, config, target, registry.types, queues))
+        logging.getLogger("rediq.supervisor").info("supervising %d worker processes", count)
+        return runner.run()
+
+
+def supervised_worker(
+    app: str,
+    config: RediqConfig,
+    weights: dict[str, int] | None,
+    log_level: str,
+    log_format: LogFormat,
+    burst: bool,
+) -> None:
+    """A supervised child (spawned: this runs in a fresh interpreter)."""
+    # in the child process only
+    from engine.worker.supervisor import watch_parent
+
+    os.setpgrp()  # a terminal's Ctrl-C reaches only the supervisor, which forwards it once
+    watch_parent()
+    handler = configure_logging(log_level, log_format)
+    try:
+        code = run_worker_process(app, config, weights, handler, log_format, burst=burst, supervised=True)
+    except RediqError as exc:
+        logging.getLogger("rediq.worker").error("%s", exc)
+        code = exc.exit_code
+    sys.exit(code)

@@ -28,6 +28,7 @@ def worker_json(worker: inspect.WorkerSummary) -> dict[str, Any]:
         "uptime_s": round(worker.uptime_s, 3),
         "stale": worker.stale,
         "tasks": list(worker.tasks),
+        "supervisor": worker.supervisor or None,
     }
 
 
@@ -71,7 +72,12 @@ def worker_list(state: CliState, as_json: bool) -> None:
         ]
         for w in workers
     ]
-    echo(render_table(["WORKER", "QUEUES", "BUSY", "OVERDUE", "BEAT", "UP", "STATUS", "FENCED"], rows))
+    head = ["WORKER", "QUEUES", "BUSY", "OVERDUE", "BEAT", "UP", "STATUS", "FENCED"]
+    if any(w.supervisor for w in workers):  # `rediq-worker --processes N`: which children belong together
+        head.append("SUPERVISOR")
+        for row, w in zip(rows, workers, strict=True):
+            row.append(w.supervisor or "-")
+    echo(render_table(head, rows))
 
 
 worker_group.add_command(worker_run)

@@ -103,6 +103,8 @@ class Worker:
         """Set by a second SIGTERM/SIGINT: the drain stops waiting for running tasks."""
         self.throttled_s: defaultdict[str, float] = defaultdict(float)
         """Seconds this worker slept on a queue's rate limit, per queue (for /metrics)."""
+        self.supervisor = ""
+        """``host:pid`` of the ``--processes`` supervisor that started this worker (registered)."""
         self.loop_errors: Counter[str] = Counter()
         """Exceptions per background loop (each logged, then the loop restarted)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -291,6 +293,7 @@ class Worker:
             "busy": len(self._running),
             "fenced": self.fenced,
             "overdue": self._runner.overdue,
+            "supervisor": self.supervisor,
             "tasks": json.dumps([f"{j.queue}|{j.id}" for j, _, _ in self._running.values()][:50]),
         }
 

@@ -12,13 +12,13 @@ processes instead, which are killed at the deadline (a hard time limit).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import json
 import logging
 import multiprocessing
 import pickle
-import queue
 import random
 import signal
 import sys
@@ -79,50 +79,138 @@ def describe(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------- threads
 
 
+class ThreadCall:
+    """One call submitted to a ``DaemonThreadPool``: ``future`` gets its outcome (unless it was
+    cancelled first); ``returned`` tells whether the call itself has returned."""
+
+    __slots__ = ("fn", "future", "loop", "returned", "_returned_waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any]) -> None:
+        self.loop = loop
+        self.fn = fn
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.returned = False
+        self._returned_waiter: asyncio.Future[None] | None = None
+
+    def until_returned(self) -> asyncio.Future[None]:
+        """A future done once the call has returned (in the loop: after its thread let go)."""
+        if self._returned_waiter is None:
+            self._returned_waiter = self.loop.create_future()
+            if self.returned:
+                self._returned_waiter.set_result(None)
+        return self._returned_waiter
+
+    def settle(self, result: Any, exc: BaseException | None) -> None:
+        """In the loop: the call returned with ``result`` or raised ``exc``."""
+        self.returned = True
+        future = self.future
+        if not future.done():
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+        waiter = self._returned_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Outbox:
+    """Outcomes of one event loop's calls, handed to the loop in batches: one wake-up of the
+    loop for every call that finished while it was busy, not one per call."""
+
+    __slots__ = ("loop", "outcomes", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.outcomes: list[tuple[ThreadCall, Any, BaseException | None]] = []
+        self.scheduled = False
+
+
 class DaemonThreadPool:
-    """Runs calls in daemon threads, one idle thread reused per call, growing on demand. A
+    """Runs calls in daemon threads that share one queue of calls, growing on demand. A
     ThreadPoolExecutor's threads are joined at interpreter exit, so one hung handler would keep
     a stopped worker process alive forever; daemon threads do not. The worker never has more
-    calls in flight than slots, so this grows to ``concurrency`` threads."""
+    calls in flight than slots, so this grows to ``concurrency`` threads.
+
+    Short handlers are run several per thread wake-up, and their outcomes reach the loop
+    several per loop wake-up (a wake-up, a futex or a self-pipe write, cost more than a no-op
+    handler). What keeps a hung or slow handler from delaying the calls behind it: whenever
+    calls are queued, some thread that is not running a call is awake to take the next one,
+    so a thread that starts a call while others wait in the queue first wakes (or starts)
+    another thread unless one is already free."""
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._calls: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]]
-        ]
-        self._calls = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._calls: collections.deque[ThreadCall] = collections.deque()
+        self._free = 0
+        """Threads awake and not in a call (a woken one counts from its wake-up): each takes
+        the next queued call without being woken."""
+        self._idle = 0
+        """Threads asleep, waiting for calls."""
         self._count = 0
+        self._outboxes: dict[asyncio.AbstractEventLoop, _Outbox] = {}
 
-    def submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    def submit(self, fn: Callable[[], Any]) -> ThreadCall:
+        """Queue ``fn`` (from the event loop); its outcome settles the returned call's future."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._calls.put((loop, future, fn))
-        if not self._idle.acquire(blocking=False):
-            self._count += 1
-            threading.Thread(target=self._serve, name=f"{self._name}-{self._count}", daemon=True).start()
-        return future
+        call = ThreadCall(loop, fn)
+        if loop not in self._outboxes:
+            self._outboxes[loop] = _Outbox(loop)
+        with self._lock:
+            self._calls.append(call)
+            if self._free == 0:
+                self._wake_one()
+        return call
+
+    def _wake_one(self) -> None:
+        """Under the lock: make one more thread free, an idle one if any, else a new one."""
+        self._free += 1
+        if self._idle:
+            self._idle -= 1
+            self._wakeup.notify()
+            return
+        self._count += 1
+        threading.Thread(target=self._serve, name=f"{self._name}-{self._count}", daemon=True).start()
 
     def _serve(self) -> None:
+        lock = self._lock
         while True:
-            loop, future, fn = self._calls.get()
+            with lock:
+                while not self._calls:
+                    self._free -= 1
+                    self._idle += 1
+                    self._wakeup.wait()  # the waker moved this thread from idle to free
+                call = self._calls.popleft()
+                self._free -= 1
+                if self._calls and self._free == 0:  # this call may be long: the next needs a thread
+                    self._wake_one()
             try:
-                outcome: tuple[Any, BaseException | None] = (fn(), None)
+                outcome: tuple[Any, BaseException | None] = (call.fn(), None)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
                 outcome = (None, exc)
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-            del loop, future, fn, outcome
-            self._idle.release()
+            self._post(call, *outcome)
+            del call, outcome
+            with lock:
+                self._free += 1
 
+    def _post(self, call: ThreadCall, result: Any, exc: BaseException | None) -> None:
+        outbox = self._outboxes[call.loop]
+        with self._lock:
+            outbox.outcomes.append((call, result, exc))
+            if outbox.scheduled:
+                return  # the loop has a delivery pending: this outcome rides with it
+            outbox.scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            call.loop.call_soon_threadsafe(self._deliver, outbox)
 
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+    def _deliver(self, outbox: _Outbox) -> None:
+        with self._lock:
+            outcomes, outbox.outcomes = outbox.outcomes, []
+            outbox.scheduled = False
+        for call, result, exc in outcomes:
+            call.settle(result, exc)
 
 
 # ---------------------------------------------------------------------------------- processes
@@ -471,18 +559,18 @@ class HandlerRunner:
             if not deadline.expired():
                 deadline.reschedule(asyncio.get_running_loop().time() + timeout_s)
             children = self._children
-            future = self._threads.submit(lambda: children.run(child, child_call))
+            call = self._threads.submit(lambda: children.run(child, child_call))
         else:
             child_call = None
             context = contextvars.copy_context()  # middleware's context variables reach the handler
-            future = self._threads.submit(lambda: context.run(handler, ctx, payload))
+            call = self._threads.submit(lambda: context.run(handler, ctx, payload))
         try:
-            return await asyncio.shield(future)
+            return await call.future
         except asyncio.CancelledError:
             if child_call is not None:
                 child_call.stop.set()
-            if not future.done():
-                await self._wait_out(future, ctx.id)
+            if not call.returned:
+                await self._wait_out(call.until_returned(), ctx.id)
             raise
 
     async def _child_for(
@@ -503,7 +591,7 @@ class HandlerRunner:
                 f"the payload cannot be sent to a child process (--pool process): {describe(exc)}"
             ) from None
         children = self._children
-        acquired = self._threads.submit(children.acquire)
+        acquired = self._threads.submit(children.acquire).future
         try:
             child = await asyncio.shield(acquired)
         except asyncio.CancelledError:  # the child still arrives: keep it for the next task

@@ -27,7 +27,7 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rediq" in proc.stdout  # the table
@@ -37,8 +37,10 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
     data = row["data"]
     assert data["enqueue"]["enqueue_single"] > 0
     assert data["enqueue"]["enqueue_batch"] > 0
-    for key in ("drain1", "drain2"):
+    # drain1def: a plain def no-op; sup1/sup2: rediq-worker --processes 1 and 2
+    for key in ("drain1", "drain2", "drain1def", "sup1", "sup2"):
         assert data[key]["drain"] > 0 and data[key]["complete"], data[key]
+    assert data["sup2"]["procs"] == 2
     assert 0 < data["latency"]["p50_ms"] <= data["latency"]["p99_ms"]
     commands = data["commands"]
     assert commands["drained"] == commands["n"]

@@ -68,7 +68,14 @@ def test_the_config_model_and_the_runtime_have_the_same_defaults() -> None:
 def test_every_config_key_maps_to_a_runtime_field_or_is_config_only() -> None:
     """A new setting must be mapped above (or named here as configuration-only), so its default
     cannot drift from the runtime's unnoticed."""
-    config_only = {"redis_url", "worker_queues", "metrics_enabled", "metrics_port", "metrics_host"}
+    config_only = {
+        "redis_url",
+        "worker_queues",
+        "metrics_enabled",
+        "metrics_port",
+        "metrics_host",
+        "worker_processes",  # the supervisor's (rediq-worker --processes), not one worker's
+    }
     mapped = set(CONFIG_TO_SETTINGS) | set(CONFIG_TO_WORKER_OPTIONS)
     assert set(RediqConfig.model_fields) == mapped | config_only
     worker_fields = {f.name for f in dataclasses.fields(WorkerOptions)}
