@@ -23,11 +23,17 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from engine import inspect
+from engine import flow, inspect
 from engine.client import Client
 from engine.config import RediqConfig
 from engine.connection import RedisTarget
-from engine.metrics import LabelPolicy, MetricsServer, QueueDepthCollector, WorkerMetrics
+from engine.metrics import (
+    GroupBacklogCollector,
+    LabelPolicy,
+    MetricsServer,
+    QueueDepthCollector,
+    WorkerMetrics,
+)
 from engine.worker.supervisor import METRICS_DIR_ENV, Supervisor
 
 if TYPE_CHECKING:  # the driver is already imported wherever a worker runs
@@ -67,6 +73,10 @@ class SupervisorMetrics:
         MultiProcessCollector(self.registry, path=directory)  # type: ignore[no-untyped-call]  # untyped in the library
         self.depths = QueueDepthCollector(lambda: reader.call(inspect.queues), labels)
         self.registry.register(self.depths)
+        # group backlogs are a Redis read like the depths: once per scrape, not once per child
+        self.registry.register(
+            GroupBacklogCollector(lambda: reader.call(flow.group_backlogs, queues), labels)
+        )
         self.registry.register(_ProcessesCollector(supervisor))
 
     def exposition(self) -> bytes:
@@ -130,7 +140,14 @@ def mirror_child_metrics(
         ["loop"],
         registry=None,
     )
+    throttled = Counter(
+        "rediq_worker_throttled_seconds",
+        "Time this worker waited for a queue's rate limit (next token or a RateLimited pause)",
+        ["queue"],
+        registry=None,
+    )
     reported: dict[str, int] = {}
+    throttled_reported: dict[str, float] = {}
 
     def mirror() -> None:
         stop = threading.Event()
@@ -145,6 +162,10 @@ def mirror_child_metrics(
                 if count > reported.get(kind, 0):
                     loop_errors.labels(kind).inc(count - reported.get(kind, 0))
                     reported[kind] = count
+            for queue, seconds in dict(worker.throttled_s).items():  # the worker's own queues: bounded
+                if seconds > throttled_reported.get(queue, 0.0):
+                    throttled.labels(queue).inc(seconds - throttled_reported.get(queue, 0.0))
+                    throttled_reported[queue] = seconds
 
     threading.Thread(target=mirror, name="rediq-metrics-mirror", daemon=True).start()
     return metrics

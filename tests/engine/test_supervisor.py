@@ -116,6 +116,7 @@ def test_two_processes_take_work_side_by_side_and_one_endpoint_serves_both(
     assert _sample(body, "rediq_task_processed_total") == 4  # summed over both children
     assert _sample(body, "rediq_worker_processes") == 2
     assert _sample(body, "rediq_queue_pending") == 0
+    assert "# TYPE rediq_group_pending gauge" in body  # read once by the supervisor, not per child
     status, health = _get(f"http://127.0.0.1:{port}/health")
     assert status == 200 and json.loads(health)["processes"] == 2
     proc.send_signal(signal.SIGTERM)
