@@ -6,7 +6,8 @@ sequences (CSI/OSC/DCS), C0/C1 controls, bidi overrides or invalid UTF-8. ``clea
 value into plain, printable text of bounded length in which controls, escape sequences and
 invisible characters are shown as placeholders (``␛``, ``⟨U+202E⟩``), never deleted, so two
 different names never look alike; ``text`` wraps it in a ``rich.text.Text`` (never parsed as
-markup) and ``markup`` escapes it for places that do parse markup.
+markup). There is deliberately no markup escaper: Rich's ``escape`` leaves ``\\[`` to render
+as ``[`` (a backslash lost), so values never go into markup strings at all.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
 
 from engine.display import DEFAULT_LIMIT, ELLIPSIS, cap, to_str, visible
@@ -27,11 +27,6 @@ def clean(value: Any, limit: int = DEFAULT_LIMIT, *, multiline: bool = False) ->
     """Printable, bounded text with every control shown as a visible placeholder (the engine's
     one sanitiser, ``engine.display.visible``, shared with the CLI and the logs)."""
     return visible(value, limit, multiline=multiline)
-
-
-def markup(value: Any, limit: int = DEFAULT_LIMIT, *, multiline: bool = False) -> str:
-    """Cleaned text escaped for Rich/Textual markup (``[`` can no longer open a tag)."""
-    return escape(clean(value, limit, multiline=multiline))
 
 
 def text(value: Any, limit: int = DEFAULT_LIMIT, *, style: str = "", multiline: bool = False) -> Text:
@@ -70,7 +65,6 @@ __all__ = [
     "PREVIEW_LIMIT",
     "cap",
     "clean",
-    "markup",
     "preview",
     "pretty_json",
     "text",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.markup import render
+from textual.content import Content
 
 from rediq_tui import safe
 
 CORPUS = [
     "[/oops]",
+    "\\[",  # Rich markup would show it as "[": a backslash lost
+    "\\[b]x",
     "[@click=app.quit]click me[/]",
     "[bold red]shout[/bold red]",
     "\x1b[31mred\x1b[0m",
@@ -57,12 +59,15 @@ def test_controls_are_shown_not_deleted() -> None:
 
 
 @pytest.mark.parametrize("hostile", CORPUS)
-def test_markup_is_literal(hostile: str) -> None:
-    rendered = render(safe.markup(hostile))
-    # Rich's escape doubles a backslash before a bracket-free end (so concatenated markup stays inert)
-    assert rendered.plain.replace("\\\\", "\\") == safe.clean(hostile).replace("\\\\", "\\")
-    assert not rendered.spans  # no style, no @click meta
-    assert safe.text(hostile).plain == safe.clean(hostile)
+def test_text_is_literal(hostile: str) -> None:
+    """What the console shows goes in as a ``Text`` (never parsed as markup), and stays the
+    cleaned text with no style and no @click meta once Textual has it."""
+    shown = safe.text(hostile)
+    assert shown.plain == safe.clean(hostile)
+    assert not shown.spans
+    content = Content.from_rich_text(shown)
+    assert content.plain == safe.clean(hostile)
+    assert not content.spans
 
 
 def test_one_megabyte_payload_is_capped() -> None:
@@ -84,10 +89,9 @@ def test_any_text_is_inert(value: str) -> None:
     out = safe.clean(value)
     assert_inert(out)
     assert len(out) <= safe.DEFAULT_LIMIT
-    rendered = render(safe.markup(value))
-    assert not rendered.spans
-    # Rich's escape doubles a trailing backslash (so that concatenated markup stays inert)
-    assert rendered.plain.replace("\\\\", "\\") == out.replace("\\\\", "\\")
+    shown = Content.from_rich_text(safe.text(value))
+    assert shown.plain == out
+    assert not shown.spans
 
 
 @given(st.binary())
