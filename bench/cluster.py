@@ -43,6 +43,7 @@ from tests.servers import ClusterSet, ServerProcess, free_port
 
 QUEUES = 3
 BATCH = 1000
+IDLE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ def run_once(url: str, queues: list[str], node_of_queue: dict[str, int], n: int)
         registry.task(f"noop-{queue}", queue=queue)(_noop)
     client = Client(url, registry=registry)
     try:
+        # an idle node's own cost (server cron; cluster bus pings on a cluster), per second
+        idle = {p: snapshot(p) for p in ports}
+        time.sleep(IDLE_S)
         empty = {p: snapshot(p) for p in ports}
         for queue in queues:
             for start in range(0, n, BATCH):
@@ -195,6 +199,7 @@ def run_once(url: str, queues: list[str], node_of_queue: dict[str, int], n: int)
                 "worker_cpu_us": statistics.mean(drains[q].worker_cpu_us_per_task for q in mine),
                 "enqueue": per_task(empty[port], enqueued[port], tasks),
                 "drain": per_task(enqueued[port], drained[port], tasks),
+                "idle_cpu_us_per_s": (empty[port].cpu_s - idle[port].cpu_s) / IDLE_S * 1e6,
                 "retained_mem_bytes": (drained[port].used_memory - empty[port].used_memory) / tasks,
             }
         )
@@ -246,6 +251,7 @@ METRICS: list[tuple[str, str]] = [
     ("enqueue.valkey_cpu_us", "enqueue Valkey CPU µs/task"),
     ("enqueue.net_bytes", "enqueue net bytes/task"),
     ("retained_mem_bytes", "memory kept per finished task"),
+    ("idle_cpu_us_per_s", "idle Valkey CPU µs per second"),
 ]
 
 
