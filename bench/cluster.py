@@ -22,6 +22,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import queue as queue_module
 import resource
 import statistics
 import subprocess
@@ -180,11 +181,23 @@ def run_once(url: str, queues: list[str], node_of_queue: dict[str, int], n: int)
     for p in procs:
         p.start()
     drains: dict[str, DrainResult] = {}
-    for _ in procs:
-        result = out.get(timeout=600)
-        drains[result.queue] = result
-    for p in procs:
-        p.join(60)
+    try:
+        while len(drains) < len(procs):
+            try:
+                result = out.get(timeout=1.0)
+            except queue_module.Empty:  # a worker that died never reports: fail, do not hang
+                failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if failed:
+                    raise RuntimeError(f"a drain worker exited with {failed[0]}") from None
+                continue
+            drains[result.queue] = result
+        for p in procs:
+            p.join(60)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
     drained = {p: snapshot(p) for p in ports}
     nodes = []
     for port in ports:
