@@ -14,6 +14,9 @@
 -- then 'active'. Not while the pending set holds a task that runs before it (a lower score: a
 -- higher priority enqueued while the queue was paused or the takers were full), or the new
 -- task would jump ahead of it.
+-- History: the 'enqueued' entry is implied, not pushed: the hash's 'entered' field names the
+-- state the task entered (a handed-off task entered 'pending'), 'enq' when (see
+-- settle_completed in _lib.lua).
 -- Returns: flat list {status, id, state, ...}; status is 'new', 'exists' (same id already
 --          stored) or 'duplicate' (unique key held: id is the holder's id).
 local base, channel, width, schema = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -21,9 +24,6 @@ local now = now_ms()
 local out = {}
 local n = 0
 local by_state = {pending = {}, scheduled = {}, waiting = {}}
--- the 'enqueued' history entry is the same for every task of a state in this batch
-local entered = {}
-for state in pairs(by_state) do entered[state] = cjson.encode({now, state, 'enqueued'}) end
 -- the queue's sequence, counted here and stored once (same values as an INCR per task)
 local seq_start = tonumber(redis.call('GET', KEYS[4]) or '0')
 local seq = seq_start
@@ -111,7 +111,8 @@ while i + width - 1 <= #ARGV do
       end
       redis.call('HSET', tk, 'id', id, 'type', ttype, 'payload', payload, 'priority', priority,
         'max_retry', max_retry, 'timeout', timeout_ms, 'enq', now, 'due', now + due_in,
-        'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema)
+        'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema,
+        'entered', state)
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
       if keep then redis.call('HSET', tk, 'keep', fmt(keep)) end
@@ -141,7 +142,6 @@ while i + width - 1 <= #ARGV do
         redis.call('ZADD', KEYS[1], fmt(score), id)
         if min_pending ~= nil and score < min_pending then min_pending = score end
       end
-      push_history(base, id, entered[state])
       if taker then
         state = 'active'
       else
