@@ -24,16 +24,17 @@ local now = now_ms()
 local out = {}
 local n = 0
 local by_state = {pending = {}, scheduled = {}, waiting = {}}
--- the queue's sequence, counted here and stored once (same values as an INCR per task)
-local seq_start = tonumber(redis.call('GET', KEYS[4]) or '0')
-local seq = seq_start
+-- the queue's sequence: the first new task reserves numbers for every task left in the batch,
+-- one INCRBY (instead of a GET and a SET); those of tasks that turn out 'exists' or
+-- 'duplicate' are skipped, which keeps the order. added: the new tasks.
+local seq, added = nil, 0
 -- waiting workers (read once, when the first pending task needs one)
 local takers, taker_i = nil, 1
 local function next_taker()
   if takers == nil then
     takers = {}
-    if redis.call('EXISTS', KEYS[7]) == 1 and redis.call('EXISTS', KEYS[5]) == 0 then
-      local flat = redis.call('HGETALL', KEYS[7])
+    local flat = redis.call('HGETALL', KEYS[7])
+    if #flat > 0 and redis.call('EXISTS', KEYS[5]) == 0 then
       for j = 1, #flat, 2 do
         local free, deadline, lease_ms = string.match(flat[j + 1], '^(%d+):(%d+):(%d+)$')
         if free and tonumber(deadline) > now then
@@ -98,7 +99,12 @@ while i + width - 1 <= #ARGV do
       out[n + 3] = redis.call('HGET', task_key(base, holder), 'state') or ''
       n = n + 3
     else
+      if seq == nil then
+        local left = math.floor((#ARGV - (i - width) + 1) / width) -- this task and the ones after
+        seq = redis.call('INCRBY', KEYS[4], left) - left
+      end
       seq = seq + 1
+      added = added + 1
       local state = 'pending'
       local deps = {}
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
@@ -153,9 +159,8 @@ while i + width - 1 <= #ARGV do
     end
   end
 end
-if seq ~= seq_start then
-  redis.call('SET', KEYS[4], fmt(seq))
-  bump_stat(base, 'e', now, seq - seq_start) -- arrivals per minute, for the backlog forecast
+if added > 0 then
+  bump_stat(base, 'e', now, added) -- arrivals per minute, for the backlog forecast
 end
 for worker, taker in pairs(handed) do
   if taker.free > 0 then

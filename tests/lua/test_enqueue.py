@@ -161,7 +161,18 @@ TABLE = cases(
         args={"tasks": [task("a"), task("b"), task("c", delay=60)]},
         reply=["new", "a", "pending", "exists", "b", "dead", "new", "c", "scheduled"],
         after={"a": {"state": "pending", "seq": "1"}, "c": {"state": "scheduled", "seq": "2"}},
-        keys_after={"seq": "2"},
+        # the first new task reserved a number for each of the three; b's is not used
+        keys_after={"seq": "3"},
+    ),
+    Case(
+        "a batch whose first tasks exist: numbers reserved from the first new one on",
+        before={"a": {"state": "dead"}},
+        keys={"seq": "10"},
+        args={"tasks": [task("a"), task("b"), task("c")]},
+        reply=["exists", "a", "dead", "new", "b", "pending", "new", "c", "pending"],
+        after={"b": {"state": "pending", "seq": "11"}, "c": {"state": "pending", "seq": "12"}},
+        scores_after={("pending", "b"): 50 * SHIFT + 11, ("pending", "c"): 50 * SHIFT + 12},
+        keys_after={"seq": "12"},
     ),
     # ------------------------------------------------------------------------- hand-off
     Case(
