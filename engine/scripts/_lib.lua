@@ -65,8 +65,11 @@ end
 local function settle_completed(base, id, f_state, f_entered, f_finished)
   if f_state ~= 'completed' or not f_entered or not f_finished then return end
   -- unless the newest entry is a completion already (restore.lua writes its own)
-  local newest = redis.call('LINDEX', history_key(base, id), 0)
-  if newest and cjson.decode(newest)[2] == 'completed' then return end
+  local newest = redis.call('LRANGE', history_key(base, id), 0, 0)[1] -- (ACLs grant LRANGE)
+  if newest then
+    local ok, entry = pcall(cjson.decode, newest) -- a junk entry must not stop the move
+    if ok and type(entry) == 'table' and entry[2] == 'completed' then return end
+  end
   push_history(base, id, cjson.encode({tonumber(f_finished), 'completed', ''}))
 end
 

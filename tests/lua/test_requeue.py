@@ -53,6 +53,20 @@ IMPLIED = [
         },
     ),
     Case(
+        "completed, implied, a junk newest history entry: requeued all the same",
+        before={"a": {"state": "completed", "entered": "pending", "finished": "1000"}},
+        keys={"h:a": ["not json"]},
+        reply=[["a"], []],
+        after={"a": REQUEUED},
+        keys_after={
+            "h:a": [
+                Json([RECENT, "pending", "requeued (was completed)"]),
+                Json([1000, "completed", ""]),
+                "not json",
+            ]
+        },
+    ),
+    Case(
         "completed, restored from quarantine (its completion written down): not doubled",
         before={"a": {"state": "completed", "entered": "pending", "finished": "1000"}},
         keys={"h:a": ['[2000,"completed","restored from quarantine"]']},
