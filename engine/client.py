@@ -26,7 +26,12 @@ def _enqueue_op(
     client: Client | AsyncClient, tasks: Sequence[Task], durable: bool | int
 ) -> Op[list[EnqueueResult]]:
     op = ops.enqueue_many(
-        client.settings, tasks, client.declarations, bind=client, hooks=client.enqueue_hooks
+        client.settings,
+        tasks,
+        client.declarations,
+        bind=client,
+        hooks=client.enqueue_hooks,
+        registrations=client.registrations,
     )
     if not durable:
         return op
@@ -83,6 +88,7 @@ class Client:
         self.backend = SyncBackend(redis)
         self.declarations = _declarations(self.settings, registry, strict)
         self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
+        self.registrations = ops.QueueRegistrations()  # the queues this client added to the registry
         if registry is not None and registry.client is None:
             registry.client = self  # the registry's typed handles enqueue through this client
 
@@ -169,6 +175,7 @@ class AsyncClient:
         self.backend = AsyncBackend(redis)
         self.declarations = _declarations(self.settings, registry, strict)
         self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
+        self.registrations = ops.QueueRegistrations()  # the queues this client added to the registry
 
     async def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -262,6 +264,32 @@ def locate(settings: Settings, ids: Sequence[str]) -> Op[dict[str, str]]:
     return found
 
 
+REGISTRATION_REFRESH_S = 60.0
+"""How long a client trusts its own registration of a queue before it sends ``SADD`` again (a
+queue forgotten meanwhile reappears within this, or at a worker's next maintenance pass)."""
+
+
+class QueueRegistrations:
+    """The queues one client added to the registry (``SADD``) and when, so that an enqueue
+    sends its script call alone; each is registered again after ``refresh_s``."""
+
+    __slots__ = ("_at", "refresh_s")
+
+    def __init__(self, refresh_s: float = REGISTRATION_REFRESH_S) -> None:
+        self.refresh_s = refresh_s
+        self._at: dict[str, float] = {}
+
+    def due(self, queues: Sequence[str]) -> list[str]:
+        """The queues of ``queues`` not registered by this client within ``refresh_s``."""
+        at, now = self._at, time.monotonic()
+        return [q for q in queues if now - at.get(q, -math.inf) >= self.refresh_s]
+
+    def done(self, queues: Sequence[str]) -> None:
+        now = time.monotonic()
+        for q in queues:
+            self._at[q] = now
+
+
 def enqueue_many(
     settings: Settings,
     tasks: Sequence[Task],
@@ -269,13 +297,16 @@ def enqueue_many(
     *,
     bind: Any = None,
     hooks: Sequence[EnqueueHook] = (),
+    registrations: QueueRegistrations | None = None,
 ) -> Op[list[EnqueueResult]]:
     """Enqueue tasks: one scripted call per queue, all in one round trip (plus dependency
     registration for tasks that have dependencies). Each task takes its type's declaration
     for the fields it did not set (``declarations``: a client's cache; None reads the
     published ones afresh, one round trip), then passes through ``hooks`` in order (each
     returns the task to enqueue, or None to keep it; an exception refuses the whole call
-    before anything is written). ``bind``: the client the results can ``wait`` on."""
+    before anything is written). ``bind``: the client the results can ``wait`` on.
+    ``registrations``: a client's record of the queues it added to the registry lately (None:
+    add them on every call)."""
     ks = settings.keyspace
     if declarations is None:
         declarations = Declarations(strict=settings.strict_types)
@@ -302,8 +333,12 @@ def enqueue_many(
         order.append(task.queue)
     queues = list(dict.fromkeys(order))
     # the registry lives outside the queues' slots; a failover of its node must not block
-    # enqueues, so it is best effort here and workers re-register their queues periodically
-    calls: list[Call] = [Call(command=("SADD", ks.queues, *queues), best_effort=True)]
+    # enqueues, so it is best effort here and workers re-register their queues periodically.
+    # A client that registered these queues lately skips it: one command per single enqueue.
+    unregistered = queues if registrations is None else registrations.due(queues)
+    calls: list[Call] = []
+    if unregistered:
+        calls.append(Call(command=("SADD", ks.queues, *unregistered), best_effort=True))
     call_queues: list[str] = []
     chunk = ENQUEUE_CHUNK * ENQUEUE_WIDTH
     for queue in queues:
@@ -320,9 +355,13 @@ def enqueue_many(
             call_queues.append(queue)
     # several chunks stream: Redis runs one while the next is packed and the last reply decoded
     replies = yield Batch(calls, streamed=len(calls) > 2)
+    if unregistered:
+        if registrations is not None and replies[0] is not None:
+            registrations.done(unregistered)
+        replies = replies[1:]
     # the script answers one (status, id, state) triple per task, in the order it was sent
     per_queue: dict[str, list[EnqueueResult]] = defaultdict(list)
-    for queue, reply in zip(call_queues, replies[1:], strict=True):
+    for queue, reply in zip(call_queues, replies, strict=True):
         per_queue[queue].extend(
             EnqueueResult(reply[i + 1], queue, reply[i + 2], reply[i], bind) for i in range(0, len(reply), 3)
         )
@@ -554,6 +593,33 @@ def _json(text: Any, default: Any = None) -> Any:
         return default
 
 
+ENTERED_STATES = frozenset({TaskState.PENDING, TaskState.SCHEDULED, TaskState.WAITING})
+
+
+def _with_implied_entries(
+    fields: dict[str, Any], state: TaskState, entries: list[HistoryEntry]
+) -> list[HistoryEntry]:
+    """The history with the entries a hash written with 'entered' implies instead of storing
+    (see settle_completed in engine/scripts/_lib.lua): the 'enqueued' entry (oldest) and, while
+    the task stays completed, its completion (newest). A hash without 'entered' (written before)
+    has both in its list."""
+    try:
+        entered = TaskState(fields.get("entered") or "")
+    except ValueError:
+        return entries
+    if entered not in ENTERED_STATES:
+        return entries
+    finished = _int(fields.get("finished"))
+    if (
+        state == TaskState.COMPLETED
+        and finished is not None
+        and (not entries or entries[0].state != "completed")
+    ):
+        entries.insert(0, HistoryEntry(at_ms=finished, state="completed", note=""))
+    entries.append(HistoryEntry(at_ms=_int(fields.get("enq")) or 0, state=entered.value, note="enqueued"))
+    return entries
+
+
 def task_info(
     queue: str,
     fields: dict[str, Any],
@@ -577,6 +643,7 @@ def task_info(
                     at_ms=_int(item[0]) or 0, state=str(item[1]), note=str(item[2]) if len(item) > 2 else ""
                 )
             )
+    entries = _with_implied_entries(fields, state, entries)
     timeout_ms = _int(fields.get("timeout"))
     meta = _json(fields.get("meta"), {})
     deps = _json(fields.get("deps"), [])

@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (script, text in it, replacement): each a condition or effect a table case pins down
 MUTANTS = [
-    ("requeue", "completed = KEYS[7], waiting = KEYS[8]}", "completed = KEYS[7]}"),
-    ("requeue", "redis.call('DEL', base .. 'deps:' .. id)", "-- no DEL deps"),
+    ("requeue", "waiting = KEYS[8], expired = expired_key(base)}", "expired = expired_key(base)}"),
+    ("requeue", "redis.call('DEL', deps_key(base, id))", "-- no DEL deps"),
+    ("requeue", "settle_completed(base, id, state, f[2], f[3])", "-- no settle"),
+    ("quarantine", "settle_completed(base, id, state, f[2], f[3])", "-- no settle"),
+    ("ack", "if not f[10] then history(base, id, now, 'completed', '') end", "-- no completion entry"),
     (
         "restore",
         "(was == 'scheduled' or was == 'retry' or was == 'waiting') and due > now",
@@ -97,8 +100,8 @@ MUTANTS = [
     ("enqueue", "if free and tonumber(deadline) > now then", "if free then"),
     (
         "enqueue",
-        "if hstate == false or hstate == 'completed' or hstate == 'dead' or hstate == 'cancelled' then",
-        "if hstate == false or hstate == 'completed' or hstate == 'dead' then",
+        "or hstate == 'dead' or hstate == 'cancelled'\n          or hstate == 'expired' then",
+        "or hstate == 'dead'\n          or hstate == 'expired' then",
     ),
     ("enqueue", "redis.call('EXISTS', KEYS[5]) == 0", "true"),
 ]

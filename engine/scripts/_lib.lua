@@ -57,6 +57,22 @@ local function history(base, id, now, state, note)
   push_history(base, id, cjson.encode({now, state, note or ''}))
 end
 
+-- Implied history entries (a hash with the 'entered' field, written by enqueue.lua): the
+-- 'enqueued' entry is not in the list (readers build it from 'enq' and 'entered', the state
+-- the task entered), nor is a completion by ack.lua while the task stays completed (readers
+-- build it from 'finished'). A script that moves a completed task on first writes that entry
+-- down, before it overwrites 'finished'. f_state, f_entered, f_finished: the hash's fields.
+local function settle_completed(base, id, f_state, f_entered, f_finished)
+  if f_state ~= 'completed' or not f_entered or not f_finished then return end
+  -- unless the newest entry is a completion already (restore.lua writes its own)
+  local newest = redis.call('LRANGE', history_key(base, id), 0, 0)[1] -- (ACLs grant LRANGE)
+  if newest then
+    local ok, entry = pcall(cjson.decode, newest) -- a junk entry must not stop the move
+    if ok and type(entry) == 'table' and entry[2] == 'completed' then return end
+  end
+  push_history(base, id, cjson.encode({tonumber(f_finished), 'completed', ''}))
+end
+
 local function publish(channel, event, ids, now, extra)
   if channel == '' or #ids == 0 then return end
   local msg = {v = 1, e = event, ids = ids, t = now}
@@ -135,8 +151,8 @@ end
 
 local function bump_stat(base, kind, now, n)
   local key = stat_key(base, kind, math.floor(now / 60000))
-  redis.call('INCRBY', key, n)
-  redis.call('EXPIRE', key, 90000)
+  -- the TTL is set once, by the call that made the counter (it then holds exactly n)
+  if redis.call('INCRBY', key, n) == n then redis.call('EXPIRE', key, 90000) end
 end
 
 -- Move a task (already removed from its previous structure) to dead.

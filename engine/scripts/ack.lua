@@ -15,7 +15,7 @@ for i = 4, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'state', 'reserved', 'fp', 'unique', 'deps', 'worker', 'dlv', 'keep',
-    'log', 'grp')
+    'log', 'grp', 'entered')
   local keep = tonumber(f[8])
   local owned = token_of(f[6], f[7]) == token
   if f[1] == 'active' and owned and f[2] ~= '1' then
@@ -27,7 +27,7 @@ for i = 4, #ARGV, 3 do
     else
       redis.call('HSET', tk, 'state', 'completed', 'finished', now)
     end
-    redis.call('HDEL', tk, 'lease', 'cancel')
+    redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
     redis.call('ZADD', KEYS[2], now, id)
     if f[4] and f[4] ~= '' then release_unique(base, id) end
     local has_dependents = notify_dependents(base, KEYS[3], id, now)
@@ -36,7 +36,9 @@ for i = 4, #ARGV, 3 do
     local ttl = retention
     if keep and keep > 0 then ttl = has_dependents and math.max(keep, retention) or keep end
     expire_task(base, id, ttl, has_dependents, f[5] ~= false and f[5] ~= '', f[9] ~= false)
-    history(base, id, now, 'completed', '')
+    -- the 'completed' entry is implied by 'finished' for a hash written with 'entered'
+    -- (settle_completed in _lib.lua); an older hash gets it pushed as before
+    if not f[11] then history(base, id, now, 'completed', '') end
     table.insert(done, id)
   elseif f[1] ~= 'completed' or not owned then
     table.insert(stale, id)

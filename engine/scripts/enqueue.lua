@@ -15,6 +15,9 @@
 -- then 'active'. Not while the pending set holds a task that runs before it (a lower score: a
 -- higher priority enqueued while the queue was paused or the takers were full), or the new
 -- task would jump ahead of it.
+-- History: the 'enqueued' entry is implied, not pushed: the hash's 'entered' field names the
+-- state the task entered (a handed-off task entered 'pending'), 'enq' when (see
+-- settle_completed in _lib.lua).
 -- Returns: flat list {status, id, state, ...}; status is 'new', 'exists' (same id already
 --          stored) or 'duplicate' (unique key held: id is the holder's id).
 local base, channel, width, schema = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -22,19 +25,17 @@ local now = now_ms()
 local out = {}
 local n = 0
 local by_state = {pending = {}, scheduled = {}, waiting = {}}
--- the 'enqueued' history entry is the same for every task of a state in this batch
-local entered = {}
-for state in pairs(by_state) do entered[state] = cjson.encode({now, state, 'enqueued'}) end
--- the queue's sequence, counted here and stored once (same values as an INCR per task)
-local seq_start = tonumber(redis.call('GET', KEYS[4]) or '0')
-local seq = seq_start
+-- the queue's sequence: the first new task reserves numbers for every task left in the batch,
+-- one INCRBY (instead of a GET and a SET); those of tasks that turn out 'exists' or
+-- 'duplicate' are skipped, which keeps the order. added: the new tasks.
+local seq, added = nil, 0
 -- waiting workers (read once, when the first pending task needs one)
 local takers, taker_i = nil, 1
 local function next_taker()
   if takers == nil then
     takers = {}
-    if redis.call('EXISTS', KEYS[7]) == 1 and redis.call('EXISTS', KEYS[5]) == 0 then
-      local flat = redis.call('HGETALL', KEYS[7])
+    local flat = redis.call('HGETALL', KEYS[7])
+    if #flat > 0 and redis.call('EXISTS', KEYS[5]) == 0 then
       for j = 1, #flat, 2 do
         local free, deadline, lease_ms = string.match(flat[j + 1], '^(%d+):(%d+):(%d+)$')
         if free and tonumber(deadline) > now then
@@ -100,7 +101,12 @@ while i + width - 1 <= #ARGV do
       out[n + 3] = redis.call('HGET', task_key(base, holder), 'state') or ''
       n = n + 3
     else
+      if seq == nil then
+        local left = math.floor((#ARGV - (i - width) + 1) / width) -- this task and the ones after
+        seq = redis.call('INCRBY', KEYS[4], left) - left
+      end
       seq = seq + 1
+      added = added + 1
       local state = 'pending'
       local deps = {}
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
@@ -113,7 +119,8 @@ while i + width - 1 <= #ARGV do
       end
       redis.call('HSET', tk, 'id', id, 'type', ttype, 'payload', payload, 'priority', priority,
         'max_retry', max_retry, 'timeout', timeout_ms, 'enq', now, 'due', now + due_in,
-        'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema)
+        'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema,
+        'entered', state)
       if unique ~= '' then redis.call('HSET', tk, 'unique', unique) end
       if meta_json ~= '' then redis.call('HSET', tk, 'meta', meta_json) end
       if group then redis.call('HSET', tk, 'grp', group) end
@@ -144,7 +151,6 @@ while i + width - 1 <= #ARGV do
         redis.call('ZADD', KEYS[1], fmt(score), id)
         if min_pending ~= nil and score < min_pending then min_pending = score end
       end
-      push_history(base, id, entered[state])
       if taker then
         state = 'active'
       else
@@ -156,9 +162,8 @@ while i + width - 1 <= #ARGV do
     end
   end
 end
-if seq ~= seq_start then
-  redis.call('SET', KEYS[4], fmt(seq))
-  bump_stat(base, 'e', now, seq - seq_start) -- arrivals per minute, for the backlog forecast
+if added > 0 then
+  bump_stat(base, 'e', now, added) -- arrivals per minute, for the backlog forecast
 end
 for worker, taker in pairs(handed) do
   if taker.free > 0 then

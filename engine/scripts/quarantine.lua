@@ -15,10 +15,12 @@ local moved = {}
 for i = 5, #ARGV do
   local id = ARGV[i]
   local tk = task_key(base, id)
-  local state = redis.call('HGET', tk, 'state')
+  local f = redis.call('HMGET', tk, 'state', 'entered', 'finished')
+  local state = f[1]
   if state and from[state] then
     redis.call('ZREM', from[state], id)
     if state == 'active' then cgroup_free(base, redis.call('HGET', tk, 'grp'), id) end
+    settle_completed(base, id, state, f[2], f[3])
     redis.call('ZREM', expiries_key(base), id)
     leave_group(base, id)
     release_unique(base, id)

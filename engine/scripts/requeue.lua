@@ -14,13 +14,15 @@ local moved, refused = {}, {}
 for i = 4, #ARGV do
   local id = ARGV[i]
   local tk = task_key(base, id)
-  local state = redis.call('HGET', tk, 'state')
+  local f = redis.call('HMGET', tk, 'state', 'entered', 'finished')
+  local state = f[1]
   local why = nil
   if state and from[state] then why = retake_unique(base, id) end
   if why then
     refused[#refused + 1] = id; refused[#refused + 1] = why
   elseif state and from[state] then
     redis.call('ZREM', from[state], id)
+    settle_completed(base, id, state, f[2], f[3])
     leave_group(base, id)
     redis.call('PERSIST', tk)
     redis.call('PERSIST', history_key(base, id))

@@ -33,8 +33,8 @@ for i = 4, #ARGV, 2 do
     attempt = tonumber(f[2]) or 0
     if f[3] == '1' then
       attempt = attempt + 1
-      redis.call('HSET', tk, 'attempts', attempt, 'started', now)
-      redis.call('HDEL', tk, 'reserved')
+      -- 'reserved' '0' rather than HDEL: one command; every reader tests for '1'
+      redis.call('HSET', tk, 'attempts', attempt, 'started', now, 'reserved', '0')
       history(base, id, now, 'active', f[4])
       table.insert(started, id)
     end

@@ -25,6 +25,20 @@ TABLE = cases(
         },
     ),
     Case(
+        "started, enqueued with the implied history ('entered'): the completion is not pushed",
+        before={"a": {**STARTED, "entered": "pending"}},
+        keys={"h:a": ['[5,"active","w1"]']},
+        reply=[[], []],
+        after={"a": {**DONE, "entered": "pending"}},
+        keys_after={"h:a": ['[5,"active","w1"]']},
+    ),
+    Case(
+        "started from a reservation ('reserved' '0', start.lua): completed, the mark gone",
+        before={"a": {**STARTED, "reserved": "0"}},
+        reply=[[], []],
+        after={"a": {**DONE, "reserved": ABSENT}},
+    ),
+    Case(
         "no result: none stored",
         before={"a": STARTED},
         args={"result": ""},

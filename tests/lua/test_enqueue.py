@@ -61,16 +61,17 @@ TABLE = cases(
         before={},
         keys={"seq": "6"},
         reply=["new", "a", "pending"],
-        after={"a": {**STORED, "state": "pending", "seq": "7", "due": RECENT}},
+        after={"a": {**STORED, "state": "pending", "seq": "7", "due": RECENT, "entered": "pending"}},
         scores_after={("pending", "a"): 50 * SHIFT + 7},
-        keys_after={"seq": "7", "h:a": [Json([RECENT, "pending", "enqueued"])]},
+        # the 'enqueued' history entry is implied by 'enq' and 'entered', not pushed
+        keys_after={"seq": "7", "h:a": ABSENT},
     ),
     Case(
         "priority 5: ahead of priority 50",
         before={},
         args={"tasks": [task(priority=5)]},
         reply=["new", "a", "pending"],
-        after={"a": {"state": "pending", "priority": "5"}},
+        after={"a": {"state": "pending", "priority": "5", "entered": "pending"}},
         scores_after={("pending", "a"): 5 * SHIFT + 1},
     ),
     Case(
@@ -78,7 +79,7 @@ TABLE = cases(
         before={},
         args={"tasks": [task(delay=60)]},
         reply=["new", "a", "scheduled"],
-        after={"a": {**STORED, "state": "scheduled", "due": Later(60_000)}},
+        after={"a": {**STORED, "state": "scheduled", "due": Later(60_000), "entered": "scheduled"}},
         scores_after={("scheduled", "a"): Later(60_000)},
     ),
     Case(
@@ -86,7 +87,7 @@ TABLE = cases(
         before={},
         args={"tasks": [task(depends_on=("q|x",), dependency_failure="hold")]},
         reply=["new", "a", "waiting"],
-        after={"a": {"state": "waiting", "deps": '["q|x"]', "dpol": "hold"}},
+        after={"a": {"state": "waiting", "deps": '["q|x"]', "dpol": "hold", "entered": "waiting"}},
         keys_after={"deps:a": {"q|x"}},
     ),
     Case(
@@ -108,7 +109,7 @@ TABLE = cases(
             f"the id is stored already ({state}): 'exists', unchanged",
             before={"a": {"state": state, "type": "old", "attempts": "2"}},
             reply=["exists", "a", state],
-            after={"a": {"state": state, "type": "old", "attempts": "2", "enq": ABSENT}},
+            after={"a": {"state": state, "type": "old", "attempts": "2", "enq": ABSENT, "entered": ABSENT}},
             keys_after={"seq": ABSENT},
         )
         for state in ("pending", "active", "completed", "dead")
@@ -160,7 +161,18 @@ TABLE = cases(
         args={"tasks": [task("a"), task("b"), task("c", delay=60)]},
         reply=["new", "a", "pending", "exists", "b", "dead", "new", "c", "scheduled"],
         after={"a": {"state": "pending", "seq": "1"}, "c": {"state": "scheduled", "seq": "2"}},
-        keys_after={"seq": "2"},
+        # the first new task reserved a number for each of the three; b's is not used
+        keys_after={"seq": "3"},
+    ),
+    Case(
+        "a batch whose first tasks exist: numbers reserved from the first new one on",
+        before={"a": {"state": "dead"}},
+        keys={"seq": "10"},
+        args={"tasks": [task("a"), task("b"), task("c")]},
+        reply=["exists", "a", "dead", "new", "b", "pending", "new", "c", "pending"],
+        after={"b": {"state": "pending", "seq": "11"}, "c": {"state": "pending", "seq": "12"}},
+        scores_after={("pending", "b"): 50 * SHIFT + 11, ("pending", "c"): 50 * SHIFT + 12},
+        keys_after={"seq": "12"},
     ),
     # ------------------------------------------------------------------------- hand-off
     Case(
@@ -176,13 +188,14 @@ TABLE = cases(
                 "worker": "w1",
                 "dlv": "1",
                 "lease": Later(LEASE_MS),
+                "entered": "pending",
             }
         },
         scores_after={("active", "a"): Later(LEASE_MS)},
         keys_after={
             "inbox:w1": [handed("a")],
             "idle": H({"w1": Parts((1, 10**15, LEASE_MS))}),
-            "h:a": [Json([RECENT, "pending", "enqueued"])],
+            "h:a": ABSENT,
         },
     ),
     Case(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine import ops
-from tests.lua.harness import ABSENT, RECENT, SETTINGS, TTL, Case, Z, cases, first_call, run_case
+from tests.lua.harness import ABSENT, ANY, RECENT, SETTINGS, TTL, Case, Json, Z, cases, first_call, run_case
 
 QUARANTINE_MS = int(SETTINGS.quarantine_s * 1000)
 
@@ -20,6 +20,28 @@ TABLE = cases(
         )
         for state in ("pending", "active", "scheduled", "retry", "waiting", "dead", "completed", "cancelled")
     ],
+    Case(
+        "completed, its completion implied ('entered'): written down before 'finished' changes",
+        before={"a": {"state": "completed", "entered": "pending", "finished": "1000"}},
+        keys={"h:a": ['[5,"active","w1"]']},
+        reply=["a"],
+        after={"a": {"state": "quarantined", "qfrom": "completed", "finished": RECENT}},
+        keys_after={
+            "h:a": [
+                Json([RECENT, "quarantined", ANY]),
+                Json([1000, "completed", ""]),
+                Json([5, "active", "w1"]),
+            ]
+        },
+    ),
+    Case(
+        "dead, implied history: nothing more written down",
+        before={"a": {"state": "dead", "entered": "pending", "finished": "1000"}},
+        keys={"h:a": ['[5,"active","w1"]']},
+        reply=["a"],
+        after={"a": {"state": "quarantined", "qfrom": "dead"}},
+        keys_after={"h:a": [Json([RECENT, "quarantined", ANY]), Json([5, "active", "w1"])]},
+    ),
     Case(
         "already quarantined: left alone",
         before={"a": {"state": "quarantined", "qfrom": "dead"}},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine import ops
-from tests.lua.harness import ABSENT, PAST, RECENT, SETTINGS, TTL, Case, Z, cases, first_call, run_case
+from tests.lua.harness import ABSENT, PAST, RECENT, SETTINGS, TTL, Case, Json, Z, cases, first_call, run_case
 
 REQUEUED = {"state": "pending", "attempts": "0", "due": RECENT, "requeues": "1"}
 
@@ -27,8 +27,63 @@ SKIPPED = [
     for state in ("pending", "active", "quarantined")
 ]
 
+IMPLIED = [
+    Case(
+        "completed, its completion implied ('entered'): written down before it moves on",
+        before={"a": {"state": "completed", "entered": "pending", "finished": "1000"}},
+        keys={"h:a": ['[5,"active","w1"]']},
+        reply=[["a"], []],
+        after={"a": REQUEUED},
+        keys_after={
+            "h:a": [
+                Json([RECENT, "pending", "requeued (was completed)"]),
+                Json([1000, "completed", ""]),
+                Json([5, "active", "w1"]),
+            ]
+        },
+    ),
+    Case(
+        "completed, an older hash (no 'entered'): its pushed completion is not doubled",
+        before={"a": {"state": "completed", "finished": "1000"}},
+        keys={"h:a": ['[1000,"completed",""]']},
+        reply=[["a"], []],
+        after={"a": REQUEUED},
+        keys_after={
+            "h:a": [Json([RECENT, "pending", "requeued (was completed)"]), Json([1000, "completed", ""])]
+        },
+    ),
+    Case(
+        "completed, implied, a junk newest history entry: requeued all the same",
+        before={"a": {"state": "completed", "entered": "pending", "finished": "1000"}},
+        keys={"h:a": ["not json"]},
+        reply=[["a"], []],
+        after={"a": REQUEUED},
+        keys_after={
+            "h:a": [
+                Json([RECENT, "pending", "requeued (was completed)"]),
+                Json([1000, "completed", ""]),
+                "not json",
+            ]
+        },
+    ),
+    Case(
+        "completed, restored from quarantine (its completion written down): not doubled",
+        before={"a": {"state": "completed", "entered": "pending", "finished": "1000"}},
+        keys={"h:a": ['[2000,"completed","restored from quarantine"]']},
+        reply=[["a"], []],
+        after={"a": REQUEUED},
+        keys_after={
+            "h:a": [
+                Json([RECENT, "pending", "requeued (was completed)"]),
+                Json([2000, "completed", "restored from quarantine"]),
+            ]
+        },
+    ),
+]
+
 TABLE = cases(
     *FROM_STATES,
+    *IMPLIED,
     *SKIPPED,
     Case("a missing id is skipped, no hash made", before={}, reply=[[], []], after={"a": None}),
     Case(

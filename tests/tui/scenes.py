@@ -111,6 +111,7 @@ def detail_scene(url: str, raw: redis.Redis) -> None:
     base = int(FIXED_NOW * 1000)
     history = [[base + 2000, "dead", "card declined for order-000"], [base + 1000, "active", "w-test"]]
     raw.hset(key, mapping={"enq": base, "due": base, "started": base + 1000, "finished": base + 2000})
+    raw.hdel(key, "entered")  # the planted list below is the whole history: nothing implied
     hist_key = KS.queue("payment").history("order-000")
     raw.delete(hist_key)
     raw.rpush(hist_key, *[json.dumps(h) for h in history])

@@ -81,6 +81,69 @@ async def test_old_format_tasks_are_read_and_processed(redis_url: str, raw: redi
         client.close()
 
 
+async def test_history_read_alike_in_the_listed_and_the_implied_encoding(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    """A hash written before the implied history ('enqueued' and the completion pushed to the
+    list, no 'entered' field) and one written now (neither pushed) read the same history, after a
+    real worker ran both: enqueued, active, completed; and again after a requeue."""
+    enq = 1700000000000
+    raw.hset(
+        BASE + "t:old-list",
+        mapping={"id": "old-list", "type": "legacy:double", "payload": json.dumps({"n": 5}), "priority": "50",
+                 "max_retry": "3", "enq": str(enq), "due": str(enq), "state": "pending", "attempts": "0",
+                 "v": "1", "seq": "0"},
+    )  # fmt: skip
+    raw.lpush(BASE + "h:old-list", json.dumps([enq, "pending", "enqueued"]))
+    raw.zadd(BASE + "pending", {"old-list": 50 * PRIORITY_SHIFT})
+    client = Client(redis_url)
+    try:
+        new = client.enqueue("legacy:double", {"n": 6}, queue=QUEUE)
+        assert raw.hget(BASE + "t:" + new.id, "entered") == "pending"
+        assert raw.exists(BASE + "h:" + new.id) == 0  # nothing pushed for the enqueue
+        async with running_worker(app, redis_url, [QUEUE], concurrency=2, poll_interval_s=0.05):
+
+            def all_done() -> bool:
+                return all(
+                    (t := client.get_task(i, QUEUE)) is not None and t.state == TaskState.COMPLETED
+                    for i in ("old-list", new.id)
+                )
+
+            await wait_until(all_done, timeout=15)
+            assert raw.llen(BASE + "h:" + new.id) == 1  # the 'active' entry alone
+            for task_id in ("old-list", new.id):
+                info = client.get_task(task_id, QUEUE)
+                assert info is not None
+                assert [(h.state, h.note) for h in info.history] == [
+                    ("completed", ""),
+                    ("active", info.worker),
+                    ("pending", "enqueued"),
+                ], task_id
+                assert info.history[0].at_ms == info.finished_at_ms
+                assert info.history[-1].at_ms == info.enqueued_at_ms
+                assert [(a.worker, a.outcome) for a in inspect.attempts(info)] == [(info.worker, "completed")]
+            assert client.requeue(new.id, QUEUE)
+
+            def rerun() -> bool:
+                t = client.get_task(new.id, QUEUE)
+                return t is not None and t.state == TaskState.COMPLETED and len(t.history) == 6
+
+            await wait_until(rerun, timeout=15)
+        info = client.get_task(new.id, QUEUE)
+        assert info is not None
+        assert [h.state for h in info.history] == [
+            "completed",
+            "active",
+            "pending",
+            "completed",
+            "active",
+            "pending",
+        ]
+        assert check_invariants(raw) == []
+    finally:
+        client.close()
+
+
 def test_events_without_a_version_parse() -> None:
     settings = Settings()
     old = events.parse(settings, BASE + "events", json.dumps({"e": "pending", "ids": ["a", "b"], "t": 17}))
