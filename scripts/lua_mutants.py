@@ -23,7 +23,7 @@ MUTANTS = [
     ("requeue", "redis.call('DEL', deps_key(base, id))", "-- no DEL deps"),
     ("requeue", "settle_completed(base, id, state, f[2], f[3])", "-- no settle"),
     ("quarantine", "settle_completed(base, id, state, f[2], f[3])", "-- no settle"),
-    ("ack", "if not f[10] then history(base, id, now, 'completed', '') end", "-- no completion entry"),
+    ("ack", "if not f[11] then history(base, id, now, 'completed', '') end", "-- no completion entry"),
     (
         "restore",
         "(was == 'scheduled' or was == 'retry' or was == 'waiting') and due > now",
@@ -75,7 +75,7 @@ MUTANTS = [
         "redis.call('HDEL', tk, 'lease', 'cancel', 'progress', 'pmsg')",
         "redis.call('HDEL', tk, 'lease', 'cancel')",
     ),
-    ("extend", "'XX', now + lease_ms", "now + lease_ms"),
+    ("extend", "'ZADD', KEYS[1], 'XX', now + lease_ms", "'ZADD', KEYS[1], now + lease_ms"),
     ("extend", "if f[4] == '1' then table.insert(cancel, id) end", ""),
     ("release", "if f[3] ~= '1' and attempts > 0 then", "if attempts > 0 then"),
     ("progress", "if current and percent < current then percent = current end", ""),
@@ -95,7 +95,7 @@ MUTANTS = [
         "f[10] == 'active'",
     ),
     ("dequeue", "free = free - in_inbox", "free = free"),
-    ("dequeue", "if #popped < 2 * max_n then", "if true then"),
+    ("dequeue", "if #popped < 2 * max_n and skipped", "if true and skipped"),
     ("enqueue", "if taker and not runs_before_pending(score) then taker = nil end", ""),
     ("enqueue", "if free and tonumber(deadline) > now then", "if free then"),
     (
