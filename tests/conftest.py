@@ -5,6 +5,7 @@ from everything else."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,49 @@ run in CI's marked step (``-m "slow or cluster or chaos or e2e"``), not in ``pyt
 Mostly console scenarios that drive many screens; kept in the default suite despite their
 weight: the worker-crash and raw-state fuzz tests, which guard the engine's core promise.
 A node id listed here that no longer exists marks nothing (the test then runs by default)."""
+
+
+WORKERS_PER_CORE = 2
+"""xdist workers per core for ``-n auto`` (pyproject's addopts). The suite mostly waits (worker
+processes starting, a console's refresh ticks, polls with deadlines), so more workers than cores
+pay: measured on the 2-core machine, see docs/testing.md ("Time of the default suite")."""
+
+
+FAST_DIRECTORIES = (PURE, Path(__file__).parent / "lua")
+"""Tests of milliseconds each: starting xdist workers (a few seconds each on a loaded machine)
+costs more than they take, so a run of only these stays in one process (the inner loop)."""
+
+
+def _worth_parallel(config: pytest.Config) -> bool:
+    """Whether a run is big enough for xdist workers: the default suite or a directory of slow
+    tests. Named files and test ids, the fast directories and ``-m "not server"`` run in one
+    process, where they finish before the workers would have started."""
+    if _excludes_every_server_test(config):
+        return False
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return any(
+        path.is_dir() and not any(path == fast or fast in path.parents for fast in FAST_DIRECTORIES)
+        for path in paths
+    )
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent under -p no:xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    if not _worth_parallel(config):
+        return 0
+    override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")  # xdist's own knob, kept working
+    if override:
+        return int(override)
+    return WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # `-p no:xdist` (one process, e.g. to debug) leaves addopts' `-n auto --dist worksteal`
+    # without an owner: accept them and ignore them rather than fail on an unknown argument
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist (disabled)")
+        group._addoption("-n", "--numprocesses", dest="numprocesses", help="ignored: xdist is disabled")
+        group.addoption("--dist", dest="dist", help="ignored: xdist is disabled")
 
 
 @pytest.hookimpl(tryfirst=True)  # before the -m deselection reads the markers
