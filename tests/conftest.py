@@ -70,14 +70,13 @@ A node id listed here that no longer exists marks nothing (the test then runs by
 
 
 WORKERS_PER_CORE = 2
-"""xdist workers per core for ``-n auto`` (pyproject's addopts). The suite mostly waits (worker
-processes starting, a console's refresh ticks, polls with deadlines), so more workers than cores
-pay: measured on the 2-core machine, see docs/testing.md ("Time of the default suite")."""
-
+"""xdist workers per core. The suite mostly waits (worker processes starting, a console's refresh
+ticks, polls with deadlines), so more workers than cores pay: measured on the 2-core machine,
+see docs/testing.md ("Time of the default suite")."""
 
 FAST_DIRECTORIES = (PURE, Path(__file__).parent / "lua")
-"""Tests of milliseconds each: starting xdist workers (a few seconds each on a loaded machine)
-costs more than they take, so a run of only these stays in one process (the inner loop)."""
+"""Tests of milliseconds each: starting xdist workers (seconds each on a loaded machine) costs
+more than they take, so a run of only these stays in one process (the inner loop)."""
 
 
 def _worth_parallel(config: pytest.Config) -> bool:
@@ -93,23 +92,26 @@ def _worth_parallel(config: pytest.Config) -> bool:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own reads -n and --dist
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Spread a big run over xdist workers unless told otherwise (``-n``, ``--dist``, ``--pdb``,
+    ``-p no:xdist``); inside a worker there is nothing to decide."""
+    if not config.pluginmanager.has_plugin("xdist") or hasattr(config, "workerinput"):
+        return
+    option = config.option
+    if option.numprocesses is not None or option.dist != "no" or option.usepdb or option.collectonly:
+        return
+    if _worth_parallel(config):
+        option.numprocesses = "auto"  # resolved by pytest_xdist_auto_num_workers below
+        option.dist = "load"  # with the longest directories first: HEAVY_FIRST
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent under -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    if not _worth_parallel(config):
-        return 0
     override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")  # xdist's own knob, kept working
     if override:
         return int(override)
     return WORKERS_PER_CORE * (os.cpu_count() or 1)
-
-
-def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    # `-p no:xdist` (one process, e.g. to debug) leaves addopts' `-n auto --dist worksteal`
-    # without an owner: accept them and ignore them rather than fail on an unknown argument
-    if not pluginmanager.has_plugin("xdist"):
-        group = parser.getgroup("xdist (disabled)")
-        group._addoption("-n", "--numprocesses", dest="numprocesses", help="ignored: xdist is disabled")
-        group.addoption("--dist", dest="dist", help="ignored: xdist is disabled")
 
 
 @pytest.hookimpl(tryfirst=True)  # before the -m deselection reads the markers
@@ -120,6 +122,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.server)
         if item.nodeid in MOVED_TO_SLOW:
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_heavy_first)
+
+
+HEAVY_FIRST = ("examples", "packaging", "bench", "faults", "fuzz", "tui", "engine")
+"""Test directories by their tests' mean duration, longest first (--durations on the 2-core
+machine: a user's pytest or pip run per test in examples and packaging, 15-30 s each in bench,
+faults and fuzz, console scenarios in tui). Under xdist (``--dist load`` hands tests out round
+robin, then in small chunks to whichever worker is free) the long ones start at once on
+different workers and the millisecond tests fill the end, instead of a 50 s test starting last
+while the other workers idle."""
+
+
+def _heavy_first(item: pytest.Item) -> int:
+    """The rank of an item's directory in HEAVY_FIRST; other directories after, in their order
+    (``sort`` is stable)."""
+    path = Path(item.path)
+    if PURE.parent not in path.parents:  # a test outside tests/ named on the command line
+        return len(HEAVY_FIRST)
+    top = path.relative_to(PURE.parent).parts[0]
+    return HEAVY_FIRST.index(top) if top in HEAVY_FIRST else len(HEAVY_FIRST)
 
 
 def _excludes_every_server_test(config: pytest.Config) -> bool:
