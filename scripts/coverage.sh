@@ -13,7 +13,7 @@ coverage erase
 status=0
 coverage run -m pytest -q -p no:cacheprovider || status=$?
 if [ "${1:-}" = "--all" ]; then
-  coverage run -m pytest -q -p no:cacheprovider -m "slow or cluster or chaos or e2e" || status=$?
+  coverage run -m pytest -q -p no:cacheprovider -m "slow or cluster or chaos or e2e" -n 0 || status=$?  # serial as in .ci/run
 fi
 coverage combine -q
 coverage report --include='engine/*' --skip-covered

@@ -5,6 +5,7 @@ from everything else."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,51 @@ weight: the worker-crash and raw-state fuzz tests, which guard the engine's core
 A node id listed here that no longer exists marks nothing (the test then runs by default)."""
 
 
+WORKERS_PER_CORE = 2
+"""xdist workers per core. The suite mostly waits (worker processes starting, a console's refresh
+ticks, polls with deadlines), so more workers than cores pay: measured on the 2-core machine,
+see docs/testing.md ("Time of the default suite")."""
+
+FAST_DIRECTORIES = (PURE, Path(__file__).parent / "lua")
+"""Tests of milliseconds each: starting xdist workers (seconds each on a loaded machine) costs
+more than they take, so a run of only these stays in one process (the inner loop)."""
+
+
+def _worth_parallel(config: pytest.Config) -> bool:
+    """Whether a run is big enough for xdist workers: the default suite or a directory of slow
+    tests. Named files and test ids, the fast directories and ``-m "not server"`` run in one
+    process, where they finish before the workers would have started."""
+    if _excludes_every_server_test(config):
+        return False
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return any(
+        path.is_dir() and not any(path == fast or fast in path.parents for fast in FAST_DIRECTORIES)
+        for path in paths
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own reads -n and --dist
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Spread a big run over xdist workers unless told otherwise (``-n``, ``--dist``, ``--pdb``,
+    ``-p no:xdist``); inside a worker there is nothing to decide."""
+    if not config.pluginmanager.has_plugin("xdist") or hasattr(config, "workerinput"):
+        return
+    option = config.option
+    if option.numprocesses is not None or option.dist != "no" or option.usepdb or option.collectonly:
+        return
+    if _worth_parallel(config):
+        option.numprocesses = "auto"  # resolved by pytest_xdist_auto_num_workers below
+        option.dist = "load"  # with the longest directories first: HEAVY_FIRST
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: absent under -p no:xdist
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    override = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")  # xdist's own knob, kept working
+    if override:
+        return int(override)
+    return WORKERS_PER_CORE * (os.cpu_count() or 1)
+
+
 @pytest.hookimpl(tryfirst=True)  # before the -m deselection reads the markers
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -76,6 +122,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.server)
         if item.nodeid in MOVED_TO_SLOW:
             item.add_marker(pytest.mark.slow)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_heavy_first)
+
+
+HEAVY_FIRST = ("examples", "packaging", "bench", "faults", "fuzz", "tui", "engine")
+"""The test directories that hold the long tests, roughly longest first (a serial run's junit
+times on the 2-core machine at load 6-13, mean per test: examples 7.8 s, bench 7.7 s, packaging
+4.7 s, tui 2.9 s, fuzz 2.3 s, faults 1.2 s with one of 17 s, engine 0.95 s; lua, pure and docs
+take milliseconds). Under xdist (``--dist load`` hands tests out round
+robin, then in small chunks to whichever worker is free) the long ones start at once on
+different workers and the millisecond tests fill the end, instead of a 50 s test starting last
+while the other workers idle."""
+
+
+def _heavy_first(item: pytest.Item) -> int:
+    """The rank of an item's directory in HEAVY_FIRST; other directories after, in their order
+    (``sort`` is stable)."""
+    path = Path(item.path)
+    if PURE.parent not in path.parents:  # a test outside tests/ named on the command line
+        return len(HEAVY_FIRST)
+    top = path.relative_to(PURE.parent).parts[0]
+    return HEAVY_FIRST.index(top) if top in HEAVY_FIRST else len(HEAVY_FIRST)
 
 
 def _excludes_every_server_test(config: pytest.Config) -> bool:

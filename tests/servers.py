@@ -26,6 +26,15 @@ def valkey_binary() -> str:
     return path
 
 
+BIND_ATTEMPTS = 5
+BIND_FAILURE = "Address already in use"
+"""What valkey-server and redis-server log when their port is taken (errno EADDRINUSE)."""
+
+
+class PortInUse(RuntimeError):
+    """The server exited at start because another process had bound its port."""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,12 +50,33 @@ class ServerProcess:
     extra_args: Sequence[str] = ()
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rediq-test-")))
     proc: subprocess.Popen[bytes] | None = None
+    _started: bool = field(default=False, init=False, repr=False)
+    """Whether the server has answered once on ``port``: then a restart must keep that port."""
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, wait: float = 10.0) -> ServerProcess:
+        """Start the server and wait until it answers. A port picked by ``free_port()`` is
+        only free when it was picked: another test process (xdist workers run side by side)
+        or any client's outgoing connection may take it before the server binds it. So a first
+        start that fails to bind moves to a fresh port and tries again; a restart keeps its port
+        (clients already know it) and fails as before."""
+        attempts = 1 if self._started else BIND_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(wait)
+            except PortInUse:
+                if attempt == attempts:
+                    raise
+                self.port = free_port()
+                continue
+            self._started = True
+            break
+        return self
+
+    def _start_once(self, wait: float) -> None:
         args = [
             self.binary,
             "--port",
@@ -63,24 +93,37 @@ class ServerProcess:
             "no",
             *self.extra_args,
         ]
-        log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
+        log_path = self.data_dir / "server.log"
+        log_start = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server on {self.port} exited: {(self.data_dir / 'server.log').read_text()[-500:]}"
-                )
-            try:
-                if redis.Redis(port=self.port, socket_timeout=0.5).ping():
-                    return self
-            except redis.ConnectionError:
-                time.sleep(0.05)
-            except redis.ResponseError as exc:  # LOADING while reading the AOF
-                if "LOADING" not in str(exc):
-                    raise
-                time.sleep(0.05)
+                with open(log_path, "rb") as f:
+                    f.seek(log_start)
+                    this_run = f.read().decode(errors="replace")
+                if BIND_FAILURE in this_run:
+                    raise PortInUse(f"port {self.port} was taken before the server bound it")
+                raise RuntimeError(f"server on {self.port} exited: {this_run[-500:]}")
+            if self._answers():
+                return
+            time.sleep(0.05)
         raise RuntimeError(f"server on port {self.port} did not answer within {wait}s")
+
+    def _answers(self) -> bool:
+        """Whether this server, not another process that holds the same port, answers PING."""
+        assert self.proc is not None
+        r = redis.Redis(port=self.port, socket_timeout=0.5)
+        try:
+            # INFO answers while the data loads; PING waits for it (LOADING)
+            if int(r.info("server")["process_id"]) != self.proc.pid:
+                return False  # someone else's server: ours exits at once with a bind failure
+            return bool(r.ping())
+        except (redis.ConnectionError, redis.TimeoutError):  # BusyLoadingError (LOADING) is one
+            return False
+        finally:
+            r.close()
 
     def signal(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:

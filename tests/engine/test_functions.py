@@ -80,7 +80,11 @@ def test_two_versions_of_the_library_run_side_by_side(no_functions: redis.Redis,
 
 
 def test_the_library_survives_a_restart_without_a_reload(tmp_path: Path) -> None:
-    server = ServerProcess(port=free_port(), data_dir=tmp_path, extra_args=["--appendonly", "yes"]).start()
+    # appendfsync always: with the default everysec the server may hold back its AOF write while
+    # a background fsync lags (a busy disk, parallel tests), and the SIGKILL of restart() drops it
+    server = ServerProcess(
+        port=free_port(), data_dir=tmp_path, extra_args=["--appendonly", "yes", "--appendfsync", "always"]
+    ).start()
     try:
         with Client(server.url) as client:
             client.enqueue("f", None, queue="fq")
