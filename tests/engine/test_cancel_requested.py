@@ -59,7 +59,7 @@ def test_a_task_handed_back_after_a_cancel_was_requested_ends_cancelled(
     job = take(client, "w1", start_now=0)  # prefetched
     request_cancel(client, task.id)
     refused = client.backend.execute(
-        protocol.release_call(client.settings, Q, [(task.id, job.token)], "returned unstarted by worker shutdown")
+        protocol.release_call(client.settings, Q, [(task.id, job.token)], "shutdown")
     )
     assert refused == []
     info = client.get_task(task.id)

@@ -397,7 +397,11 @@ class FaultMachine(RuleBasedStateMachine):
         if action == "cancel":
             outcome = self.client.run(ops.cancel(self.settings, QUEUE, [task_id]))
             if outcome.get(task_id) == "requested":
-                self.history.cancel_requested(task_id)
+                attempts, reserved = self.r.hmget(
+                    self.settings.keyspace.queue(QUEUE).task(task_id), "attempts", "reserved"
+                )
+                # a reserved (prefetched) task is charged when its delivery starts it
+                self.history.cancel_requested(task_id, int(attempts or 0) + (reserved == "1"))
             else:
                 self.history.brk(task_id)
         elif action == "delete":

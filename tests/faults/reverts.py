@@ -94,6 +94,14 @@ REVERTS = [
         "  if false then -- cancel requested",
     ),
     Revert(
+        "cancel-forgotten-on-failure",
+        "cancel forgotten when its delivery fails: fail.lua retries a task whose cancel was "
+        "requested (the handler raised before its worker heard of the cancel)",
+        "engine/scripts/fail.lua",
+        "if mode == 'cancel' or f[9] == '1' then",
+        "if mode == 'cancel' then",
+    ),
+    Revert(
         "restore-keeps-reserved",
         "delete + restore of a prefetched task: quarantine and restore leave 'reserved' (and "
         "quarantine the worker) on the hash, as before 2253477",
