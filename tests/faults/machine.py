@@ -7,9 +7,10 @@ healthy workers must bring every accepted task to an end that the history explai
 The asyncio loop runs only inside a step: a rule acts, then lets the workers run until no
 request is in flight and none was sent for a short quiet spell. So operators, enqueues and
 the checks see a store no worker request is changing, and the fault schedule (armed per call,
-see ``wire.py``) comes from Hypothesis' draws. Timers inside the workers (heartbeats, polls)
-still run on the wall clock: an interleaving is not exactly replayable, but every check holds
-in every interleaving, so a failure is always a real one.
+see ``wire.py``) comes from Hypothesis' draws. The loop runs on virtual time
+(``vtime.py``) and one request at a time crosses the wires (``Line``): timers inside the
+workers (heartbeats, polls, back-offs, timeouts) fire at the same points of the request
+sequence in every run, so an example replays the same interleaving and a finding shrinks.
 
 Time: leases are long (never lapsing on their own); the harness makes them lapse, as the
 chaos suite's frozen workers do, by rewriting the lease (``lapse``), and brings retries and
@@ -42,7 +43,8 @@ from engine.worker import TaskContext, Worker, WorkerOptions
 from tests.engine.invariants import check_invariants, check_unique_keys
 from tests.faults.handles import OWNER, WorkerHandle, task_factory
 from tests.faults.history import History, Run, RunEnd, TaskRecord
-from tests.faults.wire import Fault, FaultyRedis, Wire
+from tests.faults.vtime import VirtualTimeLoop
+from tests.faults.wire import Fault, FaultyRedis, Line, Wire
 
 QUEUE = "f"
 LEASE_S = 600.0  # never lapses by itself within a run: lapses are the harness's choice
@@ -86,7 +88,8 @@ class FaultMachine(RuleBasedStateMachine):
         self.r.flushall()
         self.client = Client(self.url)
         self.settings = self.client.settings
-        self.loop = asyncio.new_event_loop()
+        self.line = Line()
+        self.loop = VirtualTimeLoop(io_pending=lambda: self.line.in_flight > 0)
         self.loop.set_task_factory(task_factory)  # type: ignore[arg-type]
         self.history = History()
         self.workers: list[WorkerHandle] = []
@@ -128,16 +131,19 @@ class FaultMachine(RuleBasedStateMachine):
         """Let the workers run until no request is in flight (always: the checks read the store
         between steps and must not see it change) and none was sent for ``QUIET_S`` (or
         ``limit`` passed: timers keep some workers busy)."""
-        start = time.monotonic()
+        clock = self.loop.time  # virtual: see vtime.py
+        start, real_start = clock(), time.monotonic()
         await asyncio.sleep(0.002)
         while True:
             wires = [h.wire for h in self.workers]
             busy = any(w.in_flight for w in wires)
             last = max((w.last_request for w in wires), default=0.0)
-            now = time.monotonic()
+            now = clock()
             if not busy and (now - last >= QUIET_S or now - start >= limit):
                 return
-            assert now - start < IN_FLIGHT_LIMIT_S, f"a request in flight for {IN_FLIGHT_LIMIT_S} s"
+            assert time.monotonic() - real_start < IN_FLIGHT_LIMIT_S, (
+                f"a request in flight for {IN_FLIGHT_LIMIT_S} s"
+            )
             await asyncio.sleep(0.002)
 
     def _live(self) -> list[WorkerHandle]:
@@ -245,7 +251,7 @@ class FaultMachine(RuleBasedStateMachine):
 
     async def _start_worker(self, concurrency: int, prefetch: int | None, handoff: bool) -> None:
         n = len(self.workers)
-        wire = Wire(f"w{n}")
+        wire = Wire(f"w{n}", line=self.line)
         real = parse_url(self.url).aio()
         options = WorkerOptions(
             queues=[QUEUE],
