@@ -32,6 +32,8 @@ class Run:
     life: int
     breaks_at_start: int
     end: RunEnd = RunEnd.RUNNING
+    returned_after_cancel: bool = False
+    """A sync handler that returned after its worker had cancelled it (its thread runs on)."""
 
 
 @dataclass
@@ -145,6 +147,11 @@ class History:
                         f"{task_id} is dead without its handler having run (and no worker holding it died)"
                     )
             for run in runs:
+                if run.returned_after_cancel and run.life == record.life and state == "completed":
+                    problems.append(
+                        f"{task_id}: run #{run.seq} on {run.worker} returned after its cancel, yet the "
+                        "task is completed"
+                    )
                 if run.end is RunEnd.OK and run.breaks_at_start == record.breaks and state != "completed":
                     problems.append(
                         f"{task_id}: run #{run.seq} on {run.worker} succeeded and nothing ended its "

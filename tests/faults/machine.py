@@ -37,12 +37,13 @@ from engine import doctor, ops
 from engine.client import Client
 from engine.connection import parse_url
 from engine.registry import Registry
-from engine.task import Task
+from engine.task import DEFAULT_TIMEOUT_S, Task
 from engine.testing import advance
 from engine.worker import TaskContext, Worker, WorkerOptions
 from tests.engine.invariants import check_invariants, check_unique_keys
 from tests.faults.handles import OWNER, WorkerHandle, task_factory
 from tests.faults.history import History, Run, RunEnd, TaskRecord
+from tests.faults.threads import Gate, current_gate, open_gate, stepped_threads, wait_at
 from tests.faults.vtime import VirtualTimeLoop
 from tests.faults.wire import Fault, FaultyRedis, Line, Wire
 
@@ -60,7 +61,10 @@ TASK_SPECS = st.tuples(
     st.sampled_from([None, None, None, "u1", "u2"]),  # unique key
     st.integers(-6, 30),  # a dependency on an earlier task (negative: none)
     st.integers(0, 5).map(lambda n: n == 0),  # delayed by an hour (time advances bring it due)
+    st.integers(0, 2).map(lambda n: n == 0),  # a sync handler (in a thread) instead of an async one
 )
+SYNC_TIMEOUT_S = 3.0
+"""A sync task's timeout (virtual time: a hung one times out within a few steps)."""
 HANDLER_ENDS = st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED])
 OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume", "doctor"]
 INTERRUPTIONS = ["cancel", "delete", "doctor", "stall", "kill", "cancel+stall", "cancel+kill", "delete+stall"]
@@ -90,12 +94,16 @@ class FaultMachine(RuleBasedStateMachine):
         self.settings = self.client.settings
         self.line = Line()
         self.loop = VirtualTimeLoop(io_pending=lambda: self.line.in_flight > 0)
+        self.threads = stepped_threads()
+        self.threads.__enter__()
+        self.gates: list[Gate] = []
         self.loop.set_task_factory(task_factory)  # type: ignore[arg-type]
         self.history = History()
         self.workers: list[WorkerHandle] = []
         self.pending: list[Pending] = []
         self.registry = Registry()
         self.registry.task("job", queue=QUEUE)(self._handler)
+        self.registry.task("sync_job", queue=QUEUE)(self._sync_handler)
         self.ids: list[str] = []
         self.paused = False
         self.step_ok = True
@@ -192,6 +200,30 @@ class FaultMachine(RuleBasedStateMachine):
             raise RuntimeError(f"handler failed (run #{run.seq})")
         return "ok"
 
+    def _sync_handler(self, ctx: TaskContext, payload: Any) -> str:
+        """(in a thread of the worker's runner) Blocks until the test decides (``threads.py``)."""
+        gate = current_gate()
+        self.loop.call_soon_threadsafe(self._sync_began, ctx, gate)  # before the loop goes on
+        return wait_at(gate, ctx.id)
+
+    def _sync_began(self, ctx: TaskContext, gate: Gate) -> None:
+        self.gates.append(gate)
+        handle = next((h for h in self.workers if h.worker.id == ctx.worker_id), None)
+        if handle is None or handle.wire.killed:
+            self.history.violations.append(f"{ctx.id}: a sync handler ran on a killed or unknown worker")
+        run = self.history.begin(ctx.id, ctx.worker_id, ctx.attempt)
+        self._check_charged(ctx, run)
+        outcome: asyncio.Future[RunEnd] = self.loop.create_future()
+        self.pending.append(Pending(run, outcome))
+
+        def release(done: asyncio.Future[RunEnd]) -> None:
+            run.end = done.result()
+            run.returned_after_cancel = ctx.cancelled
+            self.pending = [p for p in self.pending if p.run is not run]
+            open_gate(gate, run.end)
+
+        outcome.add_done_callback(release)
+
     def _check_charged(self, ctx: TaskContext, run: Run) -> None:
         """A handler runs only after Redis charged its attempt to this delivery."""
         qk = self.settings.keyspace.queue(QUEUE)
@@ -215,14 +247,15 @@ class FaultMachine(RuleBasedStateMachine):
     def first_worker(self, concurrency: int, prefetch: int | None, handoff: bool) -> None:
         self._step(self._start_worker(concurrency, prefetch, handoff))
 
-    def _enqueue(self, specs: list[tuple[int, str | None, int, bool]]) -> None:
-        for max_retry, unique, dep, delayed in specs:
+    def _enqueue(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
+        for max_retry, unique, dep, delayed, sync in specs:
             if self.n_task >= MAX_TASKS:
                 break
             self.n_task += 1
             deps = (self.ids[dep % len(self.ids)],) if dep >= 0 and self.ids else ()
             task = Task(
-                type="job",
+                type="sync_job" if sync else "job",
+                timeout=SYNC_TIMEOUT_S if sync else DEFAULT_TIMEOUT_S,
                 queue=QUEUE,
                 id=f"t{self.n_task}",
                 max_retry=max_retry,
@@ -238,12 +271,12 @@ class FaultMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.n_task < MAX_TASKS)
     @rule(specs=st.lists(TASK_SPECS, min_size=1, max_size=3))
-    def enqueue(self, specs: list[tuple[int, str | None, int, bool]]) -> None:
+    def enqueue(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
         self._enqueue(specs)
 
     @precondition(lambda self: self.n_task < MAX_TASKS)
     @rule(specs=st.lists(TASK_SPECS, min_size=1, max_size=3))
-    def enqueue_more(self, specs: list[tuple[int, str | None, int, bool]]) -> None:
+    def enqueue_more(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
         """(a second rule: Hypothesis picks rules evenly, and producers should be busy)"""
         self._enqueue(specs)
 
@@ -446,6 +479,14 @@ class FaultMachine(RuleBasedStateMachine):
     def store_is_consistent(self) -> None:
         problems = check_invariants(self.r) + check_unique_keys(self.r) + self.history.violations
         problems += [f"worker {h.wire.name}: {crash}" for h in self.workers for crash in h.crashed]
+        for handle in self._live():
+            # a handler past its timeout or cancel keeps its slot until it returns
+            running = [p.run.seq for p in self.pending if p.run.worker == handle.worker.id]
+            if len(running) > handle.worker.effective.concurrency:
+                problems.append(
+                    f"worker {handle.wire.name} runs {len(running)} handlers (runs {running}) with "
+                    f"{handle.worker.effective.concurrency} slots"
+                )
         if problems:
             self.step_ok = False
             raise AssertionError("\n".join(problems + self._wire_logs()))
@@ -541,6 +582,9 @@ class FaultMachine(RuleBasedStateMachine):
         return {task_id: None if state is None else str(state) for task_id, state in states.items()}
 
     def _cleanup(self) -> None:
+        for gate in self.gates:  # no handler thread outlives its example
+            gate.opened.set()
+        self.threads.__exit__(None, None, None)
         for handle in self.workers:
             if not handle.stopped:
                 handle.kill()

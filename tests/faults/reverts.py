@@ -117,6 +117,22 @@ REVERTS = [
         "redis.call('HDEL', tk, 'finished', 'worker')",
     ),
     Revert(
+        "hung-sync-frees-slot",
+        "a sync handler past its timeout (or cancel, or lost lease) gives up its slot at once "
+        "while its thread runs on (the worker takes more work than it has threads for)",
+        "engine/worker/runners.py",
+        "            if not future.done():\n                await self._wait_out(future, ctx.id)",
+        "            pass",
+    ),
+    Revert(
+        "sync-cancel-returns-completed",
+        "a sync handler that returns after its cancel is recorded completed (the cancel does "
+        "not win over what the handler did)",
+        "engine/worker/core.py",
+        "        if cancelled and outcome not in (Outcome.STALE, Outcome.CANCELLED):",
+        "        if False:",
+    ),
+    Revert(
         "requeue-no-unique",
         "requeue does not re-take the unique lock (two live tasks with one key)",
         "engine/scripts/requeue.lua",

@@ -71,7 +71,7 @@ def test_a_cancel_requested_while_the_handler_fails_is_not_forgotten(redis_url: 
     machine = machine_for(redis_url)()
     try:
         machine.first_worker(concurrency=1, prefetch=0, handoff=False)
-        machine.enqueue([(1, None, -1, False)])  # t1: max_retry 1, no unique key, no dependency
+        machine.enqueue([(1, None, -1, False, False)])  # t1: max_retry 1, no unique key, no dependency
         deadline = time.monotonic() + 10
         while not machine.pending:
             assert time.monotonic() < deadline, "the handler never started"
