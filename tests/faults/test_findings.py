@@ -15,7 +15,7 @@ from engine.registry import Registry
 from engine.task import Task
 from engine.worker import Worker, WorkerOptions
 from tests.faults.history import RunEnd
-from tests.faults.machine import machine_for
+from tests.faults.machine import SYNC_TIMEOUT_S, machine_for
 from tests.faults.wire import Fault, FaultyRedis, Wire
 
 Q = "found"
@@ -89,4 +89,29 @@ def test_a_cancel_requested_while_the_handler_fails_is_not_forgotten(redis_url: 
         machine.store_is_consistent()
     finally:
         machine.step_ok = False  # (the settle phase is not this test's subject)
+        machine.teardown()
+
+
+def test_a_hung_sync_handler_past_its_timeout_keeps_its_slot(redis_url: str) -> None:
+    """The harness's slot check, driven by hand: on one slot, a sync handler hangs past its
+    timeout; the next task must not start until its thread returns (the revert
+    'hung-sync-frees-slot' in reverts.py starts it at once: 2 handlers on 1 slot)."""
+    machine = machine_for(redis_url)()
+    try:
+        machine.first_worker(concurrency=1, prefetch=0, handoff=False)
+        machine.enqueue([(0, None, -1, False, True), (0, None, -1, False, True)])  # two sync tasks
+        deadline = time.monotonic() + 10
+        while not machine.pending:
+            assert time.monotonic() < deadline, "the handler never started"
+            machine.wake_worker(0)
+        machine.loop.run_until_complete(asyncio.sleep(3 * SYNC_TIMEOUT_S))  # (virtual time)
+        machine.wake_worker(0)
+        machine.store_is_consistent()
+        assert len(machine.pending) == 1 and machine.workers[0].worker.overdue_slots == 1
+        machine._finish_all()  # the hung thread returns: its slot frees, the next task starts
+        machine.wake_worker(0)
+        machine.store_is_consistent()
+        assert [p.run.task_id for p in machine.pending] == ["t2"]
+    finally:
+        machine.step_ok = False
         machine.teardown()
