@@ -42,7 +42,6 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -489,8 +488,9 @@ async def run_scheduler(
     # a marker must outlive the longest sleep between two passes, or a worker starting in
     # that gap would take the fleet for stopped
     alive_ms = max(FLEET_ALIVE_MS, int(3 * max_sleep_s * 1000))
+    clock = asyncio.get_running_loop().time  # the loop's clock: a harness may run it virtual
     while running():
-        stamp = stamped_at is None or (time.monotonic() - stamped_at) * 1000 >= DECLARE_EVERY_MS
+        stamp = stamped_at is None or (clock() - stamped_at) * 1000 >= DECLARE_EVERY_MS
         declared = list(source.crons.values())
         defaults = _defaults_of(source.declarations())
         try:
@@ -503,7 +503,7 @@ async def run_scheduler(
             continue
         startup = False
         if stamp:
-            stamped_at = time.monotonic()
+            stamped_at = clock()
         await asyncio.sleep(sleep_s(result, max_sleep_s))
 
 

@@ -8,6 +8,9 @@
 -- Returns: 'retry', 'dead', 'cancelled' or 'stale' (refused: this delivery no longer owns the
 --          task, or never started it). A copy of a call that already ran (sent again after its
 --          reply was lost) answers what the first copy did ('ftok' records the failing token).
+-- A failure of a task whose cancellation was requested ends it 'cancelled' whatever the mode
+-- (the handler raised before its worker heard of the cancel): retried, it would run again
+-- after the cancel its caller was told was under way.
 local base, channel, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local error, tb, delay = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local mode, dead_ttl, retention = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -15,7 +18,7 @@ local sample = ARGV[11]
 local now = now_ms()
 local tk = task_key(base, id)
 local f = redis.call('HMGET', tk, 'state', 'attempts', 'max_retry', 'type', 'worker', 'dlv', 'reserved', 'ftok',
-  'grp')
+  'grp', 'cancel')
 if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token or f[7] == '1' then
   if f[8] == token then -- this delivery's failure was recorded by an earlier copy of this call
     if f[1] == 'dead' or f[1] == 'cancelled' then return f[1] end
@@ -25,9 +28,13 @@ if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token or f[7] == '1' then
 end
 redis.call('ZREM', KEYS[1], id)
 cgroup_free(base, f[9], id)
-if mode == 'cancel' then
+if mode == 'cancel' or f[10] == '1' then
   leave_group(base, id)
   redis.call('HSET', tk, 'state', 'cancelled', 'finished', now, 'ftok', token)
+  if mode ~= 'cancel' then
+    redis.call('HSET', tk, 'error', error, 'tb', tb)
+    error = 'cancel requested; the handler failed meanwhile: ' .. error
+  end
   redis.call('HDEL', tk, 'lease', 'cancel')
   redis.call('ZADD', KEYS[5], now, id)
   release_unique(base, id)

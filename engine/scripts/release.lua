@@ -1,16 +1,30 @@
 -- Hand leased tasks back to pending without counting the attempt (graceful shutdown, prefetched
--- tasks never started).
--- KEYS: 1 active, 2 pending, 3 seq
--- ARGV: 1 base, 2 channel, 3 note, then pairs: id, token (the delivery's, see token_of in _lib.lua)
+-- tasks never started). A task whose cancellation was requested ends 'cancelled' instead (back
+-- in pending, the next worker would run it after its caller was told it was being cancelled).
+-- KEYS: 1 active, 2 pending, 3 seq, 4 cancelled, 5 dep outbox
+-- ARGV: 1 base, 2 channel, 3 note, 4 retention ms of cancelled tasks, then pairs: id, token
+--       (the delivery's, see token_of in _lib.lua)
 -- Returns: the ids refused (not this delivery's any more); the others were released
-local base, channel, note = ARGV[1], ARGV[2], ARGV[3]
+local base, channel, note, retention = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
-local released, refused = {}, {}
-for i = 4, #ARGV, 2 do
+local released, refused, cancelled = {}, {}, {}
+for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'grp')
-  if f[1] == 'active' and token_of(f[4], f[5]) == token then
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'grp', 'cancel')
+  if f[1] == 'active' and token_of(f[4], f[5]) == token and f[7] == '1' then
+    redis.call('ZREM', KEYS[1], id)
+    cgroup_free(base, f[6], id)
+    leave_group(base, id)
+    redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
+    redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
+    redis.call('ZADD', KEYS[4], now, id)
+    release_unique(base, id)
+    notify_dependents(base, KEYS[5], id, now)
+    expire_task(base, id, retention)
+    history(base, id, now, 'cancelled', note .. ' after a cancel was requested')
+    table.insert(cancelled, id)
+  elseif f[1] == 'active' and token_of(f[4], f[5]) == token then
     redis.call('ZREM', KEYS[1], id)
     cgroup_free(base, f[6], id)
     -- a started attempt is refunded; a reserved task was never charged
@@ -26,4 +40,5 @@ for i = 4, #ARGV, 2 do
   end
 end
 publish(channel, 'pending', released, now, {why = note})
+publish(channel, 'cancelled', cancelled, now, {why = note})
 return refused

@@ -201,9 +201,14 @@ class WorkerCore:
         the outcome as recorded (a cancel wins over what the handler did; a retry with its
         attempts spent is dead)."""
         job = done.job
-        self.slots.running.pop(job.id, None)
-        cancelled = job.id in self._cancel_requested
-        self._cancel_requested.discard(job.id)
+        # A newer delivery of the same task may run here by now (the old one's end had not
+        # reached this worker when the task was leased to it again): leave its slot and its
+        # cancel alone, or no heartbeat would extend it and no drain would wait for it.
+        current = self.slots.running.get(job.id) is job
+        cancelled = current and job.id in self._cancel_requested
+        if current:
+            del self.slots.running[job.id]
+            self._cancel_requested.discard(job.id)
         outcome, error, mode, trace = done.outcome, done.error, done.mode, done.traceback
         if cancelled and outcome not in (Outcome.STALE, Outcome.CANCELLED):
             # a sync handler runs on after its cancel (or its child was killed): the cancel wins
@@ -475,6 +480,12 @@ class WorkerCore:
         self._fence(effects, jobs[0].queue if jobs else "", FencedCall.START, refused)
 
     def _run(self, effects: list[Effect], job: Job) -> None:
+        older = self.slots.running.get(job.id)
+        if older is not None and older.token != job.token:
+            # leased here again: the delivery still running here is over (stopped first, as
+            # a heartbeat answering 'lost' would; the driver finds it by its token)
+            effects.append(StopHandler(job.id, older.token, StopReason.LEASE_LOST))
+            self._cancel_requested.discard(job.id)
         self.slots.running[job.id] = job
         effects.append(RunHandler(job))
 

@@ -148,7 +148,7 @@ class Worker:
 
     def request_stop(self) -> None:
         """Begin a graceful drain (what SIGTERM does)."""
-        self.core.stop(time.monotonic())
+        self.core.stop(self._now())
         self._stop.set()
         self._wake.set()
 
@@ -158,6 +158,11 @@ class Worker:
     def _token_due(self, queue: str) -> None:
         self.core.on_token_due(queue)
         self._wake.set()
+
+    def _now(self) -> float:
+        """The worker's clock: its event loop's (asyncio's monotonic clock, so a test harness
+        running the loop on virtual time replays every timer decision)."""
+        return self._loop.time() if self._loop is not None else time.monotonic()
 
     def run_forever(self) -> int:
         """Run until SIGTERM/SIGINT; returns a process exit code."""
@@ -338,7 +343,7 @@ class Worker:
             kind = (
                 core.FailureKind.UNAVAILABLE if isinstance(exc, RediqError) else core.FailureKind.CALL_FAILED
             )
-            self._apply(self.core.on_failure(exchange.xid, kind, time.monotonic()))
+            self._apply(self.core.on_failure(exchange.xid, kind, self._now()))
             raise
         if len(calls) == 1:
             replies = [replies]

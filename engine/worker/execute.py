@@ -99,7 +99,9 @@ async def run_task(worker: Worker, job: Job, ctx: TaskContext) -> None:
         delay = definition.retry.delay(job.attempt) if definition else 1.0
         trace = runners.handler_traceback(exc)
     finally:
-        worker._running.pop(job.id, None)
+        # only this delivery's entry: a newer delivery of the task may run here by now
+        if (entry := worker._running.get(job.id)) is not None and entry[0] is job:
+            del worker._running[job.id]
     outcome = worker.core.on_outcome(HandlerDone(job, outcome, result_json, error, trace, delay, mode))
     if (
         outcome is Outcome.COMPLETED

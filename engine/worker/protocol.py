@@ -251,8 +251,14 @@ def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]]
     qk = settings.keyspace.queue(queue)
     return script_call(
         "release",
-        [qk.active, qk.pending, qk.seq],
-        [qk.base, channel(settings, qk), note, *[x for item in held for x in item]],
+        [qk.active, qk.pending, qk.seq, qk.cancelled, qk.dep_outbox],
+        [
+            qk.base,
+            channel(settings, qk),
+            note,
+            int(settings.retention_s * 1000),
+            *[x for item in held for x in item],
+        ],
     )
 
 

@@ -32,6 +32,8 @@ class Run:
     life: int
     breaks_at_start: int
     end: RunEnd = RunEnd.RUNNING
+    returned_after_cancel: bool = False
+    """A sync handler that returned after its worker had cancelled it (its thread runs on)."""
 
 
 @dataclass
@@ -47,9 +49,10 @@ class TaskRecord:
     past its lease: such an attempt may end dead without its handler having run."""
     ended: int = 0
     """Deliveries ended under their worker (a kill, or a stall past the lease)."""
-    cancel_mark: tuple[int, int] | None = None
-    """(life, ended) when a cancel was requested while the task was held: once that delivery
-    is over, the task must end cancelled in that life, never run again."""
+    cancel_mark: tuple[int, int, int] | None = None
+    """(life, ended, attempt) when a cancel was requested while the task was held (``attempt``:
+    what its delivery runs, or starts, as): once that delivery is over, by a kill, a stall or
+    its handler's end, the task must end cancelled in that life, never run again."""
 
 
 @dataclass
@@ -71,13 +74,14 @@ class History:
             self.tasks[task_id].life += 1
             self.tasks[task_id].breaks += 1
 
-    def cancel_requested(self, task_id: str) -> None:
-        """A cancel was requested on a held task (it is flagged; its worker acts on it)."""
+    def cancel_requested(self, task_id: str, attempt: int) -> None:
+        """A cancel was requested on a held task (it is flagged; its worker acts on it), whose
+        delivery runs (or, reserved, would start) as ``attempt``."""
         if task_id in self.tasks:
             record = self.tasks[task_id]
             record.breaks += 1
             if record.cancel_mark is None or record.cancel_mark[0] != record.life:
-                record.cancel_mark = (record.life, record.ended)
+                record.cancel_mark = (record.life, record.ended, attempt)
 
     def holder_lost(self, task_id: str) -> None:
         if task_id in self.tasks:
@@ -100,10 +104,12 @@ class History:
                     f"run #{run.seq}: {task_id} runs as attempt {attempt} (max_retry {record.max_retry})"
                 )
             mark = record.cancel_mark
-            if mark is not None and mark[0] == life and record.ended > mark[1]:
+            if mark is not None and mark[0] == life and (record.ended > mark[1] or attempt > mark[2]):
+                # a later attempt is a later delivery: the one the cancel was requested on ended
+                # (its handler failed, or it was handed back) and the request was forgotten
                 self.violations.append(
-                    f"run #{run.seq}: {task_id} runs again after a cancel was requested and the "
-                    "delivery it was requested on ended"
+                    f"run #{run.seq}: {task_id} runs again (attempt {attempt}) after a cancel was "
+                    f"requested and the delivery it was requested on (attempt {mark[2]}) ended"
                 )
             for other in self.runs:
                 if other.task_id != task_id:
@@ -141,6 +147,11 @@ class History:
                         f"{task_id} is dead without its handler having run (and no worker holding it died)"
                     )
             for run in runs:
+                if run.returned_after_cancel and run.life == record.life and state == "completed":
+                    problems.append(
+                        f"{task_id}: run #{run.seq} on {run.worker} returned after its cancel, yet the "
+                        "task is completed"
+                    )
                 if run.end is RunEnd.OK and run.breaks_at_start == record.breaks and state != "completed":
                     problems.append(
                         f"{task_id}: run #{run.seq} on {run.worker} succeeded and nothing ended its "

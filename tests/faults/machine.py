@@ -7,9 +7,10 @@ healthy workers must bring every accepted task to an end that the history explai
 The asyncio loop runs only inside a step: a rule acts, then lets the workers run until no
 request is in flight and none was sent for a short quiet spell. So operators, enqueues and
 the checks see a store no worker request is changing, and the fault schedule (armed per call,
-see ``wire.py``) comes from Hypothesis' draws. Timers inside the workers (heartbeats, polls)
-still run on the wall clock: an interleaving is not exactly replayable, but every check holds
-in every interleaving, so a failure is always a real one.
+see ``wire.py``) comes from Hypothesis' draws. The loop runs on virtual time
+(``vtime.py``) and one request at a time crosses the wires (``Line``): timers inside the
+workers (heartbeats, polls, back-offs, timeouts) fire at the same points of the request
+sequence in every run, so an example replays the same interleaving and a finding shrinks.
 
 Time: leases are long (never lapsing on their own); the harness makes them lapse, as the
 chaos suite's frozen workers do, by rewriting the lease (``lapse``), and brings retries and
@@ -36,13 +37,15 @@ from engine import doctor, ops
 from engine.client import Client
 from engine.connection import parse_url
 from engine.registry import Registry
-from engine.task import Task
+from engine.task import DEFAULT_TIMEOUT_S, Task
 from engine.testing import advance
 from engine.worker import TaskContext, Worker, WorkerOptions
 from tests.engine.invariants import check_invariants, check_unique_keys
 from tests.faults.handles import OWNER, WorkerHandle, task_factory
 from tests.faults.history import History, Run, RunEnd, TaskRecord
-from tests.faults.wire import Fault, FaultyRedis, Wire
+from tests.faults.threads import Gate, current_gate, open_gate, stepped_threads, wait_at
+from tests.faults.vtime import VirtualTimeLoop
+from tests.faults.wire import Fault, FaultyRedis, Line, Wire
 
 QUEUE = "f"
 LEASE_S = 600.0  # never lapses by itself within a run: lapses are the harness's choice
@@ -58,7 +61,11 @@ TASK_SPECS = st.tuples(
     st.sampled_from([None, None, None, "u1", "u2"]),  # unique key
     st.integers(-6, 30),  # a dependency on an earlier task (negative: none)
     st.integers(0, 5).map(lambda n: n == 0),  # delayed by an hour (time advances bring it due)
+    st.integers(0, 2).map(lambda n: n == 0),  # a sync handler (in a thread) instead of an async one
 )
+SYNC_TIMEOUT_S = 1.0
+"""A sync task's timeout (virtual time: a step lets some 10-1,500 ms pass, so a hung handler
+times out within some steps)."""
 HANDLER_ENDS = st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED])
 OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume", "doctor"]
 INTERRUPTIONS = ["cancel", "delete", "doctor", "stall", "kill", "cancel+stall", "cancel+kill", "delete+stall"]
@@ -86,13 +93,18 @@ class FaultMachine(RuleBasedStateMachine):
         self.r.flushall()
         self.client = Client(self.url)
         self.settings = self.client.settings
-        self.loop = asyncio.new_event_loop()
+        self.line = Line()
+        self.loop = VirtualTimeLoop(io_pending=lambda: self.line.in_flight > 0)
+        self.threads = stepped_threads()
+        self.threads.__enter__()
+        self.gates: list[Gate] = []
         self.loop.set_task_factory(task_factory)  # type: ignore[arg-type]
         self.history = History()
         self.workers: list[WorkerHandle] = []
         self.pending: list[Pending] = []
         self.registry = Registry()
         self.registry.task("job", queue=QUEUE)(self._handler)
+        self.registry.task("sync_job", queue=QUEUE)(self._sync_handler)
         self.ids: list[str] = []
         self.paused = False
         self.step_ok = True
@@ -128,16 +140,19 @@ class FaultMachine(RuleBasedStateMachine):
         """Let the workers run until no request is in flight (always: the checks read the store
         between steps and must not see it change) and none was sent for ``QUIET_S`` (or
         ``limit`` passed: timers keep some workers busy)."""
-        start = time.monotonic()
+        clock = self.loop.time  # virtual: see vtime.py
+        start, real_start = clock(), time.monotonic()
         await asyncio.sleep(0.002)
         while True:
             wires = [h.wire for h in self.workers]
             busy = any(w.in_flight for w in wires)
             last = max((w.last_request for w in wires), default=0.0)
-            now = time.monotonic()
+            now = clock()
             if not busy and (now - last >= QUIET_S or now - start >= limit):
                 return
-            assert now - start < IN_FLIGHT_LIMIT_S, f"a request in flight for {IN_FLIGHT_LIMIT_S} s"
+            assert time.monotonic() - real_start < IN_FLIGHT_LIMIT_S, (
+                f"a request in flight for {IN_FLIGHT_LIMIT_S} s"
+            )
             await asyncio.sleep(0.002)
 
     def _live(self) -> list[WorkerHandle]:
@@ -186,6 +201,30 @@ class FaultMachine(RuleBasedStateMachine):
             raise RuntimeError(f"handler failed (run #{run.seq})")
         return "ok"
 
+    def _sync_handler(self, ctx: TaskContext, payload: Any) -> str:
+        """(in a thread of the worker's runner) Blocks until the test decides (``threads.py``)."""
+        gate = current_gate()
+        self.loop.call_soon_threadsafe(self._sync_began, ctx, gate)  # before the loop goes on
+        return wait_at(gate, ctx.id)
+
+    def _sync_began(self, ctx: TaskContext, gate: Gate) -> None:
+        self.gates.append(gate)
+        handle = next((h for h in self.workers if h.worker.id == ctx.worker_id), None)
+        if handle is None or handle.wire.killed:
+            self.history.violations.append(f"{ctx.id}: a sync handler ran on a killed or unknown worker")
+        run = self.history.begin(ctx.id, ctx.worker_id, ctx.attempt)
+        self._check_charged(ctx, run)
+        outcome: asyncio.Future[RunEnd] = self.loop.create_future()
+        self.pending.append(Pending(run, outcome))
+
+        def release(done: asyncio.Future[RunEnd]) -> None:
+            run.end = done.result()
+            run.returned_after_cancel = ctx.cancelled
+            self.pending = [p for p in self.pending if p.run is not run]
+            open_gate(gate, run.end)
+
+        outcome.add_done_callback(release)
+
     def _check_charged(self, ctx: TaskContext, run: Run) -> None:
         """A handler runs only after Redis charged its attempt to this delivery."""
         qk = self.settings.keyspace.queue(QUEUE)
@@ -209,14 +248,15 @@ class FaultMachine(RuleBasedStateMachine):
     def first_worker(self, concurrency: int, prefetch: int | None, handoff: bool) -> None:
         self._step(self._start_worker(concurrency, prefetch, handoff))
 
-    def _enqueue(self, specs: list[tuple[int, str | None, int, bool]]) -> None:
-        for max_retry, unique, dep, delayed in specs:
+    def _enqueue(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
+        for max_retry, unique, dep, delayed, sync in specs:
             if self.n_task >= MAX_TASKS:
                 break
             self.n_task += 1
             deps = (self.ids[dep % len(self.ids)],) if dep >= 0 and self.ids else ()
             task = Task(
-                type="job",
+                type="sync_job" if sync else "job",
+                timeout=SYNC_TIMEOUT_S if sync else DEFAULT_TIMEOUT_S,
                 queue=QUEUE,
                 id=f"t{self.n_task}",
                 max_retry=max_retry,
@@ -232,12 +272,12 @@ class FaultMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.n_task < MAX_TASKS)
     @rule(specs=st.lists(TASK_SPECS, min_size=1, max_size=3))
-    def enqueue(self, specs: list[tuple[int, str | None, int, bool]]) -> None:
+    def enqueue(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
         self._enqueue(specs)
 
     @precondition(lambda self: self.n_task < MAX_TASKS)
     @rule(specs=st.lists(TASK_SPECS, min_size=1, max_size=3))
-    def enqueue_more(self, specs: list[tuple[int, str | None, int, bool]]) -> None:
+    def enqueue_more(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
         """(a second rule: Hypothesis picks rules evenly, and producers should be busy)"""
         self._enqueue(specs)
 
@@ -245,7 +285,7 @@ class FaultMachine(RuleBasedStateMachine):
 
     async def _start_worker(self, concurrency: int, prefetch: int | None, handoff: bool) -> None:
         n = len(self.workers)
-        wire = Wire(f"w{n}")
+        wire = Wire(f"w{n}", line=self.line)
         real = parse_url(self.url).aio()
         options = WorkerOptions(
             queues=[QUEUE],
@@ -397,7 +437,11 @@ class FaultMachine(RuleBasedStateMachine):
         if action == "cancel":
             outcome = self.client.run(ops.cancel(self.settings, QUEUE, [task_id]))
             if outcome.get(task_id) == "requested":
-                self.history.cancel_requested(task_id)
+                attempts, reserved = self.r.hmget(
+                    self.settings.keyspace.queue(QUEUE).task(task_id), "attempts", "reserved"
+                )
+                # a reserved (prefetched) task is charged when its delivery starts it
+                self.history.cancel_requested(task_id, int(attempts or 0) + (reserved == "1"))
             else:
                 self.history.brk(task_id)
         elif action == "delete":
@@ -436,6 +480,14 @@ class FaultMachine(RuleBasedStateMachine):
     def store_is_consistent(self) -> None:
         problems = check_invariants(self.r) + check_unique_keys(self.r) + self.history.violations
         problems += [f"worker {h.wire.name}: {crash}" for h in self.workers for crash in h.crashed]
+        for handle in self._live():
+            # a handler past its timeout or cancel keeps its slot until it returns
+            running = [p.run.seq for p in self.pending if p.run.worker == handle.worker.id]
+            if len(running) > handle.worker.effective.concurrency:
+                problems.append(
+                    f"worker {handle.wire.name} runs {len(running)} handlers (runs {running}) with "
+                    f"{handle.worker.effective.concurrency} slots"
+                )
         if problems:
             self.step_ok = False
             raise AssertionError("\n".join(problems + self._wire_logs()))
@@ -531,6 +583,10 @@ class FaultMachine(RuleBasedStateMachine):
         return {task_id: None if state is None else str(state) for task_id, state in states.items()}
 
     def _cleanup(self) -> None:
+        for gate in self.gates:  # no handler thread outlives its example
+            if not gate.opened.is_set():
+                open_gate(gate, RunEnd.OK)  # (and its runner stops waiting for it)
+        self.threads.__exit__(None, None, None)
         for handle in self.workers:
             if not handle.stopped:
                 handle.kill()

@@ -94,6 +94,14 @@ REVERTS = [
         "  if false then -- cancel requested",
     ),
     Revert(
+        "cancel-forgotten-on-failure",
+        "cancel forgotten when its delivery fails: fail.lua retries a task whose cancel was "
+        "requested (the handler raised before its worker heard of the cancel)",
+        "engine/scripts/fail.lua",
+        "if mode == 'cancel' or f[9] == '1' then",
+        "if mode == 'cancel' then",
+    ),
+    Revert(
         "restore-keeps-reserved",
         "delete + restore of a prefetched task: quarantine and restore leave 'reserved' (and "
         "quarantine the worker) on the hash, as before 2253477",
@@ -107,6 +115,22 @@ REVERTS = [
         "engine/scripts/restore.lua",
         "redis.call('HDEL', tk, 'finished', 'worker', 'reserved', 'lease', 'cancel')",
         "redis.call('HDEL', tk, 'finished', 'worker')",
+    ),
+    Revert(
+        "hung-sync-frees-slot",
+        "a sync handler past its timeout (or cancel, or lost lease) gives up its slot at once "
+        "while its thread runs on (the worker takes more work than it has threads for)",
+        "engine/worker/runners.py",
+        "            if not future.done():\n                await self._wait_out(future, ctx.id)",
+        "            pass",
+    ),
+    Revert(
+        "sync-cancel-returns-completed",
+        "a sync handler that returns after its cancel is recorded completed (the cancel does "
+        "not win over what the handler did)",
+        "engine/worker/core.py",
+        "        if cancelled and outcome not in (Outcome.STALE, Outcome.CANCELLED):",
+        "        if False:",
     ),
     Revert(
         "requeue-no-unique",

@@ -2,7 +2,7 @@
 a real Valkey through dropped, duplicated and held requests, lost replies, stalls and kills,
 with producers, handler outcomes and operators in between (``tests/faults/machine.py``).
 
-Profiles: the short one is in the default suite (about 500 steps, 10-30 s; more with
+Profiles: the short one is in the default suite (48 examples, about 2,000 steps, 10-20 s; more with
 ``REDIQ_FAULTS_EXAMPLES`` / ``REDIQ_FAULTS_STEP_COUNT``); the deep one (``-m deep``, on demand,
 not in CI) runs batches of examples until ``REDIQ_FAULTS_STEPS`` steps (default 100,000) were
 explored, printing figures and every finding (shrunk) as it goes.
@@ -26,7 +26,7 @@ CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_t
 
 def short_profile() -> settings:
     return settings(
-        max_examples=int(os.environ.get("REDIQ_FAULTS_EXAMPLES", "12")),
+        max_examples=int(os.environ.get("REDIQ_FAULTS_EXAMPLES", "48")),
         stateful_step_count=int(os.environ.get("REDIQ_FAULTS_STEP_COUNT", "40")),
         deadline=None,
         derandomize=not os.environ.get("REDIQ_FAULTS_RANDOM"),  # CI: the same examples every run

@@ -74,15 +74,26 @@ def test_a_task_must_finish() -> None:
 def test_a_cancelled_delivery_that_ended_must_not_run_again() -> None:
     h = history()
     h.begin("t", "w1", 1).end = RunEnd.CANCELLED
-    h.cancel_requested("t")
+    h.cancel_requested("t", 1)
     h.holder_lost("t")  # its worker died before it acted on the cancel
     h.begin("t", "w2", 2)
     assert any("cancel was requested" in v for v in h.violations)
 
     lawful = history()
-    lawful.cancel_requested("t")  # requested while the task was prefetched: it may still start
+    lawful.cancel_requested("t", 1)  # requested while the task was prefetched: it may still start
     lawful.begin("t", "w1", 1)
     assert lawful.violations == []
+
+
+def test_a_cancel_is_not_forgotten_when_its_delivery_fails() -> None:
+    """Deep-profile finding (a): the handler raised before its worker heard of the cancel, the
+    failure was taken as a retry, and the next attempt ran. No kill or stall came between, so
+    only the attempt number tells the checker that a new delivery ran."""
+    h = history()
+    h.begin("t", "w1", 1).end = RunEnd.RAISED
+    h.cancel_requested("t", 1)
+    h.begin("t", "w1", 2)
+    assert any("runs again (attempt 2) after a cancel was requested" in v for v in h.violations)
 
 
 def test_a_success_nothing_interrupted_is_not_run_again() -> None:

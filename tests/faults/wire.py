@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -70,6 +69,17 @@ def label_of(command: Sequence[Any]) -> str:
 
 
 @dataclass
+class Line:
+    """What the wires of one machine share: one request at a time crosses any of them (so
+    replies come back in the order the requests left, the same in every run of an example),
+    and the log of every request sent, for comparing two runs."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    in_flight: int = 0
+    sent: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Armed:
     fault: Fault
     label: str
@@ -93,6 +103,8 @@ class Wire:
     log: list[str] = field(default_factory=list)
     """What happened on this wire (faults taken), for the report of a failing example."""
     _thaw: asyncio.Event = field(default_factory=asyncio.Event)
+    line: Line | None = None
+    """Shared with the machine's other wires (None: this wire alone)."""
 
     def arm(self, fault: Fault, label: str) -> None:
         self.armed.append(Armed(fault, label))
@@ -142,9 +154,14 @@ class Wire:
             raise Killed(f"worker {self.name} was killed")
 
     async def carry(
-        self, labels: list[str], send: Callable[[], Awaitable[Any]], blocking: bool = False
+        self,
+        labels: list[str],
+        send: Callable[[], Awaitable[Any]],
+        blocking: bool = False,
+        about: Sequence[str] = (),
     ) -> Any:
-        """Send one request (``send``) across the wire, with whatever fault is armed for it."""
+        """Send one request (``send``) across the wire, with whatever fault is armed for it
+        (``about``: the task ids it names, for the line's log)."""
         await self._unfrozen()
         fault = None if blocking else self._take(labels)
         if fault is not None:
@@ -158,11 +175,22 @@ class Wire:
             await self._unfrozen()
         if not blocking:
             self.in_flight += 1
-            self.last_request = time.monotonic()
+            self.last_request = asyncio.get_running_loop().time()
         try:
-            reply = await send()
-            if fault is Fault.DUPLICATE:
+            if self.line is None:
                 reply = await send()
+                if fault is Fault.DUPLICATE:
+                    reply = await send()
+            else:
+                async with self.line.lock:
+                    self.line.in_flight += 1
+                    self.line.sent.append(f"{self.name} {','.join(labels)} {' '.join(about)}".rstrip())
+                    try:
+                        reply = await send()
+                        if fault is Fault.DUPLICATE:
+                            reply = await send()
+                    finally:
+                        self.line.in_flight -= 1
         finally:
             if not blocking:
                 self.in_flight -= 1
@@ -174,6 +202,29 @@ class Wire:
         for label in labels:
             self.answered[label] = self.answered.get(label, 0) + 1
         return reply
+
+
+def task_ids(args: Sequence[Any]) -> list[str]:
+    """The harness's task ids ('t1', 't2'...) a request names (worker ids and tokens differ
+    from run to run; these do not)."""
+    return [a for a in args if isinstance(a, str) and a[:1] == "t" and a[1:].isdigit()]
+
+
+class SilentPubSub:
+    """Wake-up hints never arrive (the workers poll): on a line, every message would come at a
+    real time, not at a point of the request sequence."""
+
+    async def subscribe(self, *channels: Any) -> None:
+        return None
+
+    async def psubscribe(self, *patterns: Any) -> None:
+        return None
+
+    async def get_message(self, timeout: float = 0.0) -> None:  # noqa: ASYNC109 - redis-py's signature
+        await asyncio.sleep(timeout)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class FaultyPipeline:
@@ -197,8 +248,9 @@ class FaultyPipeline:
             return list(await pipe.execute(raise_on_error=raise_on_error))
 
         labels = [label_of(args) for args, _ in self._calls]
+        about = [a for args, _ in self._calls for a in task_ids(args)]
         try:
-            return await self._wire.carry(labels, send)  # type: ignore[no-any-return]
+            return await self._wire.carry(labels, send, about=about)  # type: ignore[no-any-return]
         finally:
             self._calls = []
 
@@ -215,16 +267,29 @@ class FaultyRedis:
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         label = label_of(args)
+        if label == "BLPOP" and self.wire.line is not None:
+            # one request at a time on the line: a blocking pop would hold it, so it is an
+            # LPOP and, on an empty inbox, a wait of the pop's timeout (virtual time)
+            key = args[1]
+            popped = await self.wire.carry([label], lambda: self._real.execute_command("LPOP", key))
+            if popped is None:
+                await asyncio.sleep(BLPOP_TIMEOUT_S)
+                return None
+            return [key, popped]
         blocking = label == "BLPOP"
         if blocking:
             args = (*args[:-1], BLPOP_TIMEOUT_S)
-        return await self.wire.carry([label], lambda: self._real.execute_command(*args, **options), blocking)
+        return await self.wire.carry(
+            [label], lambda: self._real.execute_command(*args, **options), blocking, task_ids(args)
+        )
 
     def pipeline(self, transaction: bool = False) -> FaultyPipeline:
         assert not transaction, "the engine sends non-transactional pipelines only"
         return FaultyPipeline(self._real, self.wire)
 
     def pubsub(self, **options: Any) -> Any:
+        if self.wire.line is not None:
+            return SilentPubSub()  # its messages would arrive at times no run repeats
         return self._real.pubsub(**options)  # wake-up hints only: they change no state
 
     async def script_load(self, source: str) -> Any:
