@@ -6,7 +6,7 @@ On virtual time (``vtime.py``) a thread must not race the loop: the runner's thr
 replaced, for the machine's loop only, by one that hands each call to a thread and holds the
 loop until the call blocks at its gate (``wait_at``) or returns; a gate opened by the test
 (``open_gate``) holds the loop until the call has returned, then hands its result to the
-runner at that point of the loop. The runner's own logic (the shielded wait, a slot kept by a
+runner at that point of the loop. The runner's own logic (the wait for the call's return, a slot kept by a
 handler past its timeout, ``overdue``) runs unchanged.
 """
 
@@ -32,7 +32,7 @@ class Gate:
     """One call in a handler thread, and where it waits for the test's verdict."""
 
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    call: runners.ThreadCall
     parked: threading.Event = field(default_factory=threading.Event)
     opened: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -51,11 +51,11 @@ def current_gate() -> Gate:
 def stepped_threads() -> Iterator[None]:
     real_submit = runners.DaemonThreadPool.submit
 
-    def submit(pool: runners.DaemonThreadPool, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    def submit(pool: runners.DaemonThreadPool, fn: Callable[[], Any]) -> runners.ThreadCall:
         loop = asyncio.get_running_loop()
         if not isinstance(loop, VirtualTimeLoop):
             return real_submit(pool, fn)
-        gate = Gate(loop, loop.create_future())
+        gate = Gate(loop, runners.ThreadCall(loop, fn))
 
         def body() -> None:
             _local.gate = gate
@@ -71,8 +71,8 @@ def stepped_threads() -> Iterator[None]:
         if not gate.parked.wait(REAL_WAIT_S):
             raise TimeoutError("a handler thread neither blocked nor returned")
         if gate.finished.is_set():  # it never waited at a gate
-            loop.call_soon(runners._settle, gate.future, gate.result, gate.exc)
-        return gate.future
+            loop.call_soon(gate.call.settle, gate.result, gate.exc)
+        return gate.call
 
     runners.DaemonThreadPool.submit = submit  # type: ignore[method-assign,assignment]
     try:
@@ -88,7 +88,7 @@ def open_gate(gate: Gate, end: RunEnd) -> None:
     gate.opened.set()
     if not gate.finished.wait(REAL_WAIT_S):
         raise TimeoutError("a released handler thread did not return")
-    gate.loop.call_soon(runners._settle, gate.future, gate.result, gate.exc)
+    gate.loop.call_soon(gate.call.settle, gate.result, gate.exc)
 
 
 def wait_at(gate: Gate, task_id: str) -> str:
