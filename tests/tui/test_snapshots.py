@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,9 +24,17 @@ def app_for(url: str, **kw: Any) -> RediqApp:
 
 
 async def settle_tables(pilot: Pilot[Any]) -> None:
-    """DataTable measures column widths on idle: let that happen before the screenshot."""
-    for _ in range(3):
+    """DataTable measures column widths on idle, and a scrollbar may come and go while it does
+    (seen once under a loaded CI: a table one column narrower): wait until two screenshots
+    50 ms apart agree, for at most 5 s, rather than a fixed three pauses."""
+    previous = None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
         await pilot.pause(0.05)
+        shot = pilot.app.export_screenshot()
+        if shot == previous:
+            return
+        previous = shot
 
 
 def first_poll(app: RediqApp, *keys: str, until: Callable[[], bool] | None = None) -> Any:
