@@ -176,6 +176,8 @@ def blocked_scene(url: str, raw: redis.Redis) -> None:
     base = int(FIXED_NOW * 1000) - 600_000
     for i in range(3):
         raw.hset(KS.queue("mail").task(f"mail-{i:03d}"), mapping={"enq": base, "due": base})
+        # the planted list below is the whole history: nothing implied
+        raw.hdel(KS.queue("mail").task(f"mail-{i:03d}"), "entered")
     for i in range(3):
         hist_key = KS.queue("mail").history(f"mail-{i:03d}")
         raw.delete(hist_key)
