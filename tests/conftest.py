@@ -4,8 +4,10 @@ from everything else."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,7 +85,7 @@ def _worth_parallel(config: pytest.Config) -> bool:
     """Whether a run is big enough for xdist workers: the default suite or a directory of slow
     tests. Named files and test ids, the fast directories and ``-m "not server"`` run in one
     process, where they finish before the workers would have started."""
-    if _excludes_every_server_test(config):
+    if _excludes_every_server_test(config.option.markexpr):
         return False
     paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
     return any(
@@ -146,15 +148,17 @@ def _heavy_first(item: pytest.Item) -> int:
     return HEAVY_FIRST.index(top) if top in HEAVY_FIRST else len(HEAVY_FIRST)
 
 
-def _excludes_every_server_test(config: pytest.Config) -> bool:
+@functools.cache
+def _excludes_every_server_test(text: str) -> bool:
     """Whether the ``-m`` expression deselects a test marked ``server`` whatever other markers
     it carries: then the directories outside tests/pure need not even be imported (importing
-    the console and the engine's test apps is most of the time of an inner-loop run)."""
-    text = config.option.markexpr
+    the console and the engine's test apps is most of the time of an inner-loop run). Only the
+    names the expression mentions can change its value, so only their subsets are tried (every
+    declared marker's were 2^18 evaluations per directory: 11 s of a 13 s run)."""
     if not text:
         return False
     expression = Expression.compile(text)
-    others = [m.split(":")[0] for m in config.getini("markers") if not m.startswith("server:")]
+    others = sorted(set(_MARK_NAME.findall(text)) - {"server", "and", "or", "not"})
     for n in range(len(others) + 1):
         for extra in itertools.combinations(others, n):
             names = {"server", *extra}
@@ -163,9 +167,13 @@ def _excludes_every_server_test(config: pytest.Config) -> bool:
     return True
 
 
+_MARK_NAME = re.compile(r"[\w:+\-.\[\]\\/]+")
+"""An identifier as pytest's ``-m`` grammar reads one."""
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     if collection_path.parent == PURE.parent and collection_path != PURE and collection_path.is_dir():
-        return True if _excludes_every_server_test(config) else None
+        return True if _excludes_every_server_test(config.option.markexpr) else None
     return None
 
 
