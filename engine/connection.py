@@ -95,38 +95,32 @@ class RedisTarget:
 
     def sync(self) -> Any:
         """A synchronous client (``redis.Redis`` or ``redis.cluster.RedisCluster``)."""
-        retry = _SyncRetry(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        return self._client(_SYNC)
+
+    def aio(self) -> Any:
+        """An asyncio client (``redis.asyncio.Redis`` or its cluster/sentinel variants)."""
+        return self._client(_ASYNC)
+
+    def _client(self, flavour: _Flavour) -> Any:
+        retry = flavour.retry()(ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES)
+        if self.mode == "standalone":
+            return flavour.standalone(
+                retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs()
+            )
+        shared = {
+            "username": self.username,
+            "password": self.password,
+            "retry": retry,
+            **self._common(),
+            **self._tls_kwargs(),
+        }
         if self.mode == "cluster":
-            # start-up time: redis's cluster module loads only for a cluster URL
-            from redis.cluster import ClusterNode
-
-            return _cluster_class()(
-                startup_nodes=[ClusterNode(h, p) for h, p in self.hosts],
-                username=self.username,
-                password=self.password,
-                retry=retry,
-                **self._common(),
-                **self._tls_kwargs(),
-            )
-        if self.mode == "sentinel":
-            # start-up time: redis's sentinel module loads only for a sentinel URL
-            from redis.sentinel import Sentinel
-
-            sentinel = Sentinel(
-                list(self.hosts),
-                socket_timeout=SOCKET_TIMEOUT_S,
-                sentinel_kwargs=self._sentinel_kwargs(),
-            )
-            return sentinel.master_for(
-                self.service,
-                db=self.db,
-                username=self.username,
-                password=self.password,
-                retry=retry,
-                **self._common(),
-                **self._tls_kwargs(),
-            )
-        return redis.Redis(retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs())
+            node = flavour.cluster_node()
+            return flavour.cluster()(startup_nodes=[node(h, p) for h, p in self.hosts], **shared)
+        sentinel = flavour.sentinel()(
+            list(self.hosts), socket_timeout=SOCKET_TIMEOUT_S, sentinel_kwargs=self._sentinel_kwargs()
+        )
+        return sentinel.master_for(self.service, db=self.db, **shared)
 
     def _standalone(self) -> dict[str, Any]:
         """Connection arguments of a standalone server, built from the parsed URL (not
@@ -146,43 +140,6 @@ class RedisTarget:
             "username": self.username,
             "password": self.password,
         }
-
-    def aio(self) -> Any:
-        """An asyncio client (``redis.asyncio.Redis`` or its cluster/sentinel variants)."""
-        retry = _async_retry_class()(
-            ExponentialWithJitterBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S), RETRIES
-        )
-        if self.mode == "cluster":
-            # start-up time: only for a cluster URL
-            from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
-
-            return _async_cluster_class()(
-                startup_nodes=[AsyncClusterNode(h, p) for h, p in self.hosts],
-                username=self.username,
-                password=self.password,
-                retry=retry,
-                **self._common(),
-                **self._tls_kwargs(),
-            )
-        if self.mode == "sentinel":
-            # start-up time: only for a sentinel URL
-            from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-
-            sentinel = AsyncSentinel(
-                list(self.hosts),
-                socket_timeout=SOCKET_TIMEOUT_S,
-                sentinel_kwargs=self._sentinel_kwargs(),
-            )
-            return sentinel.master_for(
-                self.service,
-                db=self.db,
-                username=self.username,
-                password=self.password,
-                retry=retry,
-                **self._common(),
-                **self._tls_kwargs(),
-            )
-        return aioredis.Redis(retry=retry, **self._standalone(), **self._common(), **self._tls_kwargs())
 
 
 def _hopeless(error: Exception) -> bool:
@@ -364,6 +321,48 @@ def mask_url(url: str) -> str:
 
 
 _SECRET_OPTION = re.compile(r"([?&](?:sentinel_)?password=)[^&#]*")
+
+
+@dataclass(frozen=True)
+class _Flavour:
+    """The client classes of one flavour, sync or asyncio. Each is looked up when a client is
+    built: the cluster and sentinel modules load only for such a URL (start-up time)."""
+
+    retry: Callable[[], type[Any]]
+    cluster: Callable[[], type[Any]]
+    cluster_node: Callable[[], type[Any]]
+    sentinel: Callable[[], type[Any]]
+    standalone: type[Any]
+
+
+def _sync_cluster_node() -> type[Any]:
+    from redis.cluster import ClusterNode
+
+    return ClusterNode
+
+
+def _sync_sentinel() -> type[Any]:
+    from redis.sentinel import Sentinel
+
+    return Sentinel
+
+
+def _async_cluster_node() -> type[Any]:
+    from redis.asyncio.cluster import ClusterNode
+
+    return ClusterNode
+
+
+def _async_sentinel() -> type[Any]:
+    from redis.asyncio.sentinel import Sentinel
+
+    return Sentinel
+
+
+_SYNC = _Flavour(lambda: _SyncRetry, _cluster_class, _sync_cluster_node, _sync_sentinel, redis.Redis)
+_ASYNC = _Flavour(
+    _async_retry_class, _async_cluster_class, _async_cluster_node, _async_sentinel, aioredis.Redis
+)
 
 
 def _flag(value: str) -> bool:
