@@ -336,24 +336,28 @@ class _Flavour:
 
 
 def _sync_cluster_node() -> type[Any]:
+    # start-up time: redis's cluster module loads only for a cluster URL
     from redis.cluster import ClusterNode
 
     return ClusterNode
 
 
 def _sync_sentinel() -> type[Any]:
+    # start-up time: redis's sentinel module loads only for a sentinel URL
     from redis.sentinel import Sentinel
 
     return Sentinel
 
 
 def _async_cluster_node() -> type[Any]:
+    # start-up time: redis's cluster module loads only for a cluster URL
     from redis.asyncio.cluster import ClusterNode
 
     return ClusterNode
 
 
 def _async_sentinel() -> type[Any]:
+    # start-up time: redis's sentinel module loads only for a sentinel URL
     from redis.asyncio.sentinel import Sentinel
 
     return Sentinel

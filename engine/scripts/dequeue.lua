@@ -39,7 +39,7 @@
 -- when the first of their next tokens comes (as for the queue's limit).
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
---           rate limit held back pending tasks
+--           queue's rate limit held back pending tasks, {{now, ms, 1}} when its task types' did
 local base, channel = ARGV[1], ARGV[2]
 local max_n, lease_ms, worker = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local limit, dead_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -194,7 +194,7 @@ if caps or typed then
   popped, skipped, type_wait = pick_eligible(base, KEYS[1], caps, typed, max_n, now)
   if #popped == 0 and type_wait then
     register_idle(0)
-    return {{now, type_wait}}
+    return {{now, type_wait, 1}}
   end
 else
   popped = redis.call('ZPOPMIN', KEYS[1], max_n)

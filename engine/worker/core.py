@@ -120,6 +120,8 @@ class WorkerCore:
         """Per queue, the id of a dequeue whose reply has not arrived yet: sent again under the
         same id, it returns the tasks it leased (its receipt) rather than stranding them."""
         self._throttled: set[str] = set()
+        # throttled queues whose wait is a task type's token: tasks of other types may arrive
+        self._held_by_type: set[str] = set()
         """Queues whose rate limit held back their tasks: not asked again until their next
         token is due (``on_token_due``), so a limited queue is never polled."""
         self._seq = 0
@@ -173,16 +175,26 @@ class WorkerCore:
     def on_idle_poll(self) -> None:
         """The poll interval passed with no wake-up: look for work anyway."""
         self._fetch_now = True
+        self._release_held_by_type()
 
     def on_work_arrived(self) -> None:
         """A hint that tasks arrived (pub/sub); one landing during an exchange is not lost."""
         self._fetch_now = True
         self._wake_seq += 1
+        self._release_held_by_type()
 
     def on_token_due(self, queue: str) -> None:
         """The wait a ``Throttled`` effect named is over: the queue's next token is due."""
         self._throttled.discard(queue)
+        self._held_by_type.discard(queue)
         self.on_work_arrived()
+
+    def _release_held_by_type(self) -> None:
+        """A queue held back only by its task types' limits is asked again when work arrives:
+        the new task may be of another type. (A queue's own limit holds everything: its
+        arrivals wait for the token.)"""
+        self._throttled -= self._held_by_type
+        self._held_by_type.clear()
 
     def stop(self, now: float) -> None:
         if self._stop_at is None:
@@ -352,10 +364,12 @@ class WorkerCore:
             elif isinstance(request, Dequeue):
                 self._dequeue_ids.pop(request.queue, None)
                 got += self._leased(effects, protocol.parse_dequeue(request.queue, reply))
-                wait_ms = protocol.parse_throttle(reply)
-                if wait_ms is not None:
+                held = protocol.parse_throttle(reply)
+                if held is not None:
                     self._throttled.add(request.queue)
-                    effects.append(Throttled(request.queue, wait_ms))
+                    if held.by_type:
+                        self._held_by_type.add(request.queue)
+                    effects.append(Throttled(request.queue, held.wait_ms))
             elif isinstance(request, Extend):
                 self._extended(effects, request, reply)
             elif isinstance(request, Release):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.backend import Batch, Call, Op, cmd, script_call
 from engine.fingerprint import normalise_error
@@ -156,12 +156,23 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
     return jobs
 
 
-def parse_throttle(reply: Sequence[Any]) -> int | None:
-    """ms until the next token when the queue's rate limit held back its pending tasks (the
-    reply's head is then ``[now, ms]`` instead of ``now``), else None."""
+class HeldBack(NamedTuple):
+    """A dequeue that leased nothing because a rate limit held back the pending tasks."""
+
+    wait_ms: int
+    """ms until the next token"""
+    by_type: bool
+    """the limits of the tasks' types held them (the queue's own limit did not): a task of
+    another type may still be leased at once"""
+
+
+def parse_throttle(reply: Sequence[Any]) -> HeldBack | None:
+    """Whether a rate limit held back the queue's pending tasks: the reply's head is then
+    ``[now, ms]`` (the queue's limit) or ``[now, ms, 1]`` (its task types' limits) instead of
+    ``now``."""
     head = reply[0] if reply else None
-    if isinstance(head, list | tuple) and len(head) == 2:
-        return max(1, int(head[1]))
+    if isinstance(head, list | tuple) and len(head) in (2, 3):
+        return HeldBack(max(1, int(head[1])), len(head) == 3)
     return None
 
 
@@ -265,12 +276,13 @@ def release_call(settings: Settings, queue: str, held: Sequence[tuple[str, str]]
 def throttle_call(
     settings: Settings, queue: str, task_id: str, token: str, pause_s: float, note: str
 ) -> Call:
-    """A handler's ``RateLimited``: the task back to pending uncharged and the queue's bucket
-    paused for ``pause_s``. The reply reads like ``fail_call``'s: 'throttled' or 'stale'."""
+    """A handler's ``RateLimited``: the task back to pending uncharged and its type's bucket
+    (when the type has a rate limit of its own) or else the queue's paused for ``pause_s``.
+    The reply reads like ``fail_call``'s: 'throttled' or 'stale'."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "throttle",
-        [qk.active, qk.pending, qk.seq, qk.rate_limit],
+        [qk.active, qk.pending, qk.seq, qk.rate_limit, qk.type_limits],
         [qk.base, channel(settings, qk), task_id, token, max(1, int(pause_s * 1000)), note],
     )
 

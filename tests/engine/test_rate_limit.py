@@ -271,6 +271,38 @@ async def test_a_task_types_own_limit_holds_it_back_while_the_queues_other_types
     assert any(t.startswith("rate limit charge 1/m: next token in ") for t in causes)
 
 
+async def test_rate_limited_pauses_only_its_task_types_bucket_when_the_type_has_a_limit(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    registry.rate_limit("mixed", "1000/s", task_type="charge")  # never binds: only the pause holds
+    calls: list[str] = []
+
+    @registry.task("charge", queue="mixed", max_retry=0)
+    async def charge(ctx: Any, payload: Any) -> str:
+        calls.append(ctx.id)
+        if len(calls) == 1:
+            raise RateLimited("429 from the gateway", retry_after=60)
+        return "ok"
+
+    @registry.task("notify", queue="mixed")
+    async def notify(ctx: Any, payload: Any) -> None:
+        return None
+
+    first = client.enqueue("charge", 1, queue="mixed").id
+    async with running_worker(registry, redis_url, ["mixed"], concurrency=2):
+        await wait_until(lambda: len(calls) == 1 and raw.zcard("rediq:{mixed}:pending") == 1)
+        for i in range(10):
+            client.enqueue("notify", i, queue="mixed")
+        # the queue's other type flows during the charge's pause; the charge waits its minute
+        await wait_until(lambda: raw.zcard("rediq:{mixed}:completed") == 10)
+        assert [str(i) for i in raw.zrange("rediq:{mixed}:pending", 0, -1)] == [first]
+    assert float(raw.hget("rediq:{mixed}:rl:charge", "until") or 0) > 0
+    assert raw.hget("rediq:{mixed}:ratelimit", "until") is None
+    causes = [c.text for c in client.call(why, first).causes]
+    assert any(t.startswith("rate limit charge") for t in causes), causes
+
+
 def test_the_cli_sets_a_task_types_own_limit(redis_url: str, raw: redis.Redis) -> None:
     shown = invoke_json(redis_url, "queue", "limit", "payment", "5/s", "--type", "payment:charge")
     assert shown["type"] == "payment:charge" and shown["limit"]["text"] == "5/s"

@@ -164,7 +164,7 @@ TYPED = cases(
         keys_after={"rl:t": H({**LIMIT, "tat": "now+200"}), "idle": ABSENT},
     ),
     Case(
-        "only tasks of a type without a token: the wait till its next token",
+        "only tasks of a type without a token: the wait till its next token, marked as a type's",
         before={"a": PENDING, "b": PENDING},
         places={"a": (), "b": ()},
         keys={
@@ -173,7 +173,7 @@ TYPED = cases(
             "rl:t": H({**LIMIT, "tat": "now+200"}),
         },
         args={"max_tasks": 2},
-        reply=[[RECENT, ANY]],
+        reply=[[RECENT, ANY, 1]],
         after={"a": WAITING, "b": WAITING},
         places_after={"a": ("pending",), "b": ("pending",)},
     ),
@@ -260,6 +260,22 @@ THROTTLE = cases(
         reply="throttled",
         after={"a": BACK},
         keys_after={"ratelimit": H({**LIMIT, "until": Later(5000)})},
+    ),
+    Case(
+        "its type has a limit of its own: the type's bucket paused, the queue's untouched",
+        before={"a": {**STARTED_HELD, "type": "t"}},
+        keys={"typelimits": H({"t": "1"}), "rl:t": H(LIMIT)},
+        reply="throttled",
+        after={"a": BACK},
+        keys_after={"rl:t": H({**LIMIT, "until": Later(5000)}), "ratelimit": ABSENT},
+    ),
+    Case(
+        "another type has a limit of its own: the queue's bucket paused",
+        before={"a": {**STARTED_HELD, "type": "u"}},
+        keys={"typelimits": H({"t": "1"}), "rl:t": H(LIMIT)},
+        reply="throttled",
+        after={"a": BACK},
+        keys_after={"rl:t": H(LIMIT), "ratelimit": H({"until": Later(5000)})},
     ),
     *[
         Case(

@@ -13,7 +13,7 @@ from engine.explain import Facts, Reason, explain
 from engine.flow import LimitSource, RateLimit, bucket_state, parse_limit, validated_pause
 from engine.task import TaskInfo, TaskState
 from engine.worker.core import Dequeue, FailureKind, Outcome, Throttle, Throttled
-from engine.worker.protocol import parse_dequeue, parse_throttle
+from engine.worker.protocol import HeldBack, parse_dequeue, parse_throttle
 from tests.pure import test_explain
 from tests.pure.test_worker_core import answer, dequeued, done, make, requests_of, runs, task
 
@@ -108,7 +108,10 @@ def test_the_bucket_names_who_set_the_limit() -> None:
 
 
 def test_a_throttled_reply_is_read_apart_from_an_empty_one() -> None:
-    assert parse_throttle([[123, 40]]) == 40 and parse_dequeue("q", [[123, 40]]) == []
+    assert parse_throttle([[123, 40]]) == HeldBack(40, by_type=False)
+    assert parse_dequeue("q", [[123, 40]]) == []
+    assert parse_throttle([[123, 40, 1]]) == HeldBack(40, by_type=True)
+    assert parse_dequeue("q", [[123, 40, 1]]) == []
     assert parse_throttle([123]) is None
     assert parse_throttle(dequeued(task("a", reserved=False))) is None
 
@@ -134,6 +137,19 @@ def test_a_throttled_queue_is_not_asked_again_until_its_token_is_due() -> None:
     c.on_token_due("limited")
     due = c.next_exchange()
     assert [d.queue for d in requests_of(due, Dequeue)] == ["limited"]
+
+
+def test_a_queue_held_by_its_task_types_limits_is_asked_again_when_work_arrives() -> None:
+    # only tasks of a type with no token wait: a task of another type may arrive at any time
+    for wake in ("on_work_arrived", "on_idle_poll"):
+        c = make(queues=("mixed",))
+        first = c.next_exchange()
+        assert first is not None
+        assert Throttled("mixed", 60_000) in answer(c, first, dequeue=[[0, 60_000, 1]])
+        assert c.next_exchange() is None  # nothing else to ask: no polling
+        getattr(c, wake)()
+        again = c.next_exchange()
+        assert [d.queue for d in requests_of(again, Dequeue)] == ["mixed"], wake
 
 
 def test_with_every_queue_throttled_nothing_is_sent() -> None:
