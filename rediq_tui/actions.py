@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from textual import work
 
-from engine import admin, control, flow, inspect
+from engine import admin, control, inspect
 from engine.client import AsyncClient
 from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
+from engine.limit_edit import LimitTarget, parse_edit
 from engine.task import TaskState
 from rediq_tui import safe
 from rediq_tui.launcher import LaunchedWorker, LaunchSpec, environment
@@ -29,7 +30,7 @@ from rediq_tui.messages import (
 )
 from rediq_tui.screens.confirm import ConfirmScreen
 from rediq_tui.screens.launch import LaunchScreen
-from rediq_tui.screens.limit import CLEAR_WORD, LimitScreen
+from rediq_tui.screens.limit import LimitScreen
 from rediq_tui.views.tasks import where_filter
 
 if TYPE_CHECKING:
@@ -123,15 +124,24 @@ class Actions:
                 self.notify("Cancelled, nothing changed")
                 return
 
+            try:  # a bad line raises InvalidLimit (E017, one line): toasted, nothing written
+                edit = parse_edit(text)
+            except RediqError as exc:
+                self.notify(safe.clean(str(exc), 300), title="Action failed", severity="error", markup=False)
+                return
+
             async def apply(client: AsyncClient) -> str:
-                if text.lower() == CLEAR_WORD:
-                    await client.call(admin.clear_rate_limit, queue)
-                    return f"Removed the rate limit of queue {shown}"
-                spec, _, burst = text.partition("burst")
-                # a bad limit raises InvalidLimit (E017, one line): toasted, nothing written
-                limit = flow.parse_limit(spec, int(burst) if burst.strip().isdigit() else None)
-                await client.call(admin.set_rate_limit, queue, limit)
-                return f"Queue {shown}: rate limit {limit}"
+                if edit.target is LimitTarget.GROUP:
+                    assert edit.name is not None
+                    if edit.group_limit is None:
+                        await client.call(admin.clear_group_limit, queue, edit.name)
+                    else:
+                        await client.call(admin.set_group_limit, queue, edit.name, edit.group_limit)
+                elif edit.rate is None:
+                    await client.call(admin.clear_rate_limit, queue, edit.name)
+                else:
+                    await client.call(admin.set_rate_limit, queue, edit.rate, edit.name)
+                return safe.clean(edit.describe(shown), 300)
 
             self._write(apply)
 

@@ -1,4 +1,5 @@
-"""``L`` on the queues view: set or clear the selected queue's fleet-wide rate limit."""
+"""``L`` on the queues view: set or clear the selected queue's fleet-wide rate limit, one of
+its task types' own, or a concurrency group's limit (the grammar: ``engine.limit_edit``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-CLEAR_WORD = "off"
+from engine.limit_edit import CLEAR_WORD
 
 
 class LimitScreen(ModalScreen[str | None]):
-    """Returns what the operator typed (``50/s``, ``600/m burst 10``, ``off``), or None."""
+    """Returns what the operator typed (``50/s``, ``600/m burst 10``, ``off``, ``type T 5/s``,
+    ``group G 2``), or None."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="limit.cancel")]
 
@@ -25,8 +27,10 @@ class LimitScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="limit-box", classes="dialog"):
-            yield Static(Text(f"Rate limit of queue {self.queue_label} (now: {self.current})", style="bold"))
+            yield Static(Text(f"Limits of queue {self.queue_label} (now: {self.current})", style="bold"))
             yield Static(Text(f"N/period, e.g. 50/s, 600/m burst 10; {CLEAR_WORD} removes it. Esc cancels."))
+            yield Static(Text(f"A task type's own: type NAME 5/s (type NAME {CLEAR_WORD} removes it)"))
+            yield Static(Text(f"Concurrency: group NAME 2 (* = any group; group NAME {CLEAR_WORD})"))
             yield Input(placeholder="50/s", id="limit-input")
 
     def on_mount(self) -> None:

@@ -4,6 +4,8 @@ table shows the limit and its tokens."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import redis
 from textual.widgets import Static
 
@@ -17,6 +19,10 @@ KEY = "rediq:{payment}:ratelimit"
 
 def notes(app: RediqApp) -> list[str]:
     return [str(n.message) for n in app._notifications]
+
+
+def noted(app: RediqApp, note: str) -> bool:
+    return note in notes(app)
 
 
 def detail(app: RediqApp) -> str:
@@ -33,7 +39,7 @@ async def test_l_sets_shows_and_clears_the_rate_limit(redis_url: str, raw: redis
         await wait_for(pilot, lambda: isinstance(app.screen, LimitScreen), what="limit dialog")
         await pilot.press(*"50/s burst 5", "enter")
         await wait_for(pilot, lambda: app.writes == 1)
-        assert "Queue payment: rate limit 50/s burst 5" in notes(app)
+        assert "Rate limit of queue payment: 50/s burst 5" in notes(app)
         assert raw.hgetall(KEY) == {"rate": "50", "period": "1000", "burst": "5", "src": "operator"}
         await wait_for(pilot, lambda: "limit 50/s burst 5: 5 token(s)" in detail(app), what="detail")
 
@@ -52,6 +58,52 @@ async def test_l_sets_shows_and_clears_the_rate_limit(redis_url: str, raw: redis
     entries: list[tuple[str, dict[str, str]]] = raw.xrange("rediq:audit")  # type: ignore[assignment]
     actions = [e["action"] for _, e in entries]
     assert actions.count("rate-limit") == 2
+
+
+async def test_l_sets_and_clears_a_task_types_and_a_groups_limit(redis_url: str, raw: redis.Redis) -> None:
+    with Client(redis_url) as c:
+        c.enqueue("x", {}, queue="payment", id="a")
+    app = make_app(redis_url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.polls >= 1)
+        for line, note in [
+            ("type charge 5/s burst 2", "Rate limit of type charge in queue payment: 5/s burst 2"),
+            ("group customer:42 2", "Group limit of group customer:42 in queue payment: 2 at once"),
+            ("group * 3", "Group limit of group * in queue payment: 3 at once"),
+        ]:
+            await pilot.press("L")
+            await wait_for(pilot, lambda: isinstance(app.screen, LimitScreen), what="limit dialog")
+            await pilot.press(*line, "enter")
+            await wait_for(pilot, partial(noted, app, note), what=note)
+        assert raw.hgetall("rediq:{payment}:rl:charge") == {
+            "rate": "5",
+            "period": "1000",
+            "burst": "2",
+            "src": "operator",
+        }
+        assert raw.hgetall("rediq:{payment}:typelimits") == {"charge": "1"}
+        assert raw.hgetall("rediq:{payment}:cglimits") == {"customer:42": "2", "*": "3"}
+        assert raw.exists(KEY) == 0  # the queue's own limit untouched
+
+        await pilot.press("L")
+        await wait_for(pilot, lambda: isinstance(app.screen, LimitScreen), what="limit dialog")
+        await pilot.press(*"group customer:42 0", "enter")
+        await wait_for(pilot, lambda: any(n.startswith("E017: ") for n in notes(app)), what="refusal")
+        assert raw.hget("rediq:{payment}:cglimits", "customer:42") == "2"  # nothing written
+
+        for line, note in [
+            ("type charge off", "Removed the rate limit of type charge in queue payment"),
+            ("group customer:42 off", "Removed the group limit of group customer:42 in queue payment"),
+        ]:
+            await pilot.press("L")
+            await wait_for(pilot, lambda: isinstance(app.screen, LimitScreen), what="limit dialog")
+            await pilot.press(*line, "enter")
+            await wait_for(pilot, partial(noted, app, note), what=note)
+        assert raw.exists("rediq:{payment}:rl:charge") == 0
+        assert raw.hgetall("rediq:{payment}:cglimits") == {"*": "3"}
+    entries: list[tuple[str, dict[str, str]]] = raw.xrange("rediq:audit")  # type: ignore[assignment]
+    actions = [e["action"] for _, e in entries]
+    assert actions.count("rate-limit") == 2 and actions.count("group-limit") == 3
 
 
 async def test_the_detail_line_shows_the_busiest_groups(redis_url: str, raw: redis.Redis) -> None:
