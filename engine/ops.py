@@ -673,7 +673,8 @@ def task_info(
         expires_at_ms=_int(fields.get("exp")),
         started_at_ms=_int(fields.get("started")),
         finished_at_ms=_int(fields.get("finished")),
-        lease_expiry_ms=_int(fields.get("lease")),
+        # (a completed hash keeps its last lease: ack.lua does not spend a command on it)
+        lease_expiry_ms=_int(fields.get("lease")) if state == TaskState.ACTIVE else None,
         worker=fields.get("worker"),
         unique_key=fields.get("unique") or None,
         group=fields.get("grp") or None,
