@@ -184,7 +184,8 @@ async def test_an_implied_start_is_written_down_in_order_when_the_attempt_fails(
             await wait_until(done, timeout=15)
         info = client.get_task(task.id, QUEUE)
         assert info is not None
-        assert [h.state for h in info.history] == ["completed", "active", "pending", "retry", "active", "pending"]
+        expected = ["completed", "active", "pending", "retry", "active", "pending"]
+        assert [h.state for h in info.history] == expected
         assert info.history[1].at_ms == info.started_at_ms and info.history[1].note == info.worker
         assert info.history[4].note == info.worker  # the first start, written down by fail.lua
         listed = [json.loads(e)[1] for e in raw.lrange(BASE + "h:" + task.id, 0, -1)]
