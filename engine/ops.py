@@ -600,9 +600,10 @@ def _with_implied_entries(
     fields: dict[str, Any], state: TaskState, entries: list[HistoryEntry]
 ) -> list[HistoryEntry]:
     """The history with the entries a hash written with 'entered' implies instead of storing
-    (see settle_completed in engine/scripts/_lib.lua): the 'enqueued' entry (oldest) and, while
-    the task stays completed, its completion (newest). A hash without 'entered' (written before)
-    has both in its list."""
+    (see settle_active and settle_completed in engine/scripts/_lib.lua): the 'enqueued' entry
+    (oldest), the start of the current attempt unless the list holds it, and, while the task
+    stays completed, its completion (newest). A hash without 'entered' (written before) has them
+    all in its list."""
     try:
         entered = TaskState(fields.get("entered") or "")
     except ValueError:
@@ -610,11 +611,18 @@ def _with_implied_entries(
     if entered not in ENTERED_STATES:
         return entries
     finished = _int(fields.get("finished"))
-    if (
+    completion = (
         state == TaskState.COMPLETED
         and finished is not None
         and (not entries or entries[0].state != "completed")
+    )
+    started = _int(fields.get("started"))
+    worker = fields.get("worker")
+    if started is not None and not any(
+        e.state == "active" and e.at_ms == started and (worker is None or e.note == worker) for e in entries
     ):
+        entries.insert(0, HistoryEntry(at_ms=started, state="active", note=worker or ""))
+    if completion and finished is not None:
         entries.insert(0, HistoryEntry(at_ms=finished, state="completed", note=""))
     entries.append(HistoryEntry(at_ms=_int(fields.get("enq")) or 0, state=entered.value, note="enqueued"))
     return entries
@@ -665,7 +673,8 @@ def task_info(
         expires_at_ms=_int(fields.get("exp")),
         started_at_ms=_int(fields.get("started")),
         finished_at_ms=_int(fields.get("finished")),
-        lease_expiry_ms=_int(fields.get("lease")),
+        # (a completed hash keeps its last lease: ack.lua does not spend a command on it)
+        lease_expiry_ms=_int(fields.get("lease")) if state == TaskState.ACTIVE else None,
         worker=fields.get("worker"),
         unique_key=fields.get("unique") or None,
         group=fields.get("grp") or None,

@@ -24,6 +24,8 @@ MUTANTS = [
     ("requeue", "settle_completed(base, id, state, f[2], f[3])", "-- no settle"),
     ("quarantine", "settle_completed(base, id, state, f[2], f[3])", "-- no settle"),
     ("ack", "if not f[11] then history(base, id, now, 'completed', '') end", "-- no completion entry"),
+    ("fail", "settle_active(base, id)\nredis.call('ZREM', KEYS[1], id)", "redis.call('ZREM', KEYS[1], id)"),
+    ("_lib", "and (not f[3] or e[3] == f[3]) then return end", "then end"),
     (
         "restore",
         "(was == 'scheduled' or was == 'retry' or was == 'waiting') and due > now",

@@ -62,7 +62,24 @@ end
 -- the task entered), nor is a completion by ack.lua while the task stays completed (readers
 -- build it from 'finished'). A script that moves a completed task on first writes that entry
 -- down, before it overwrites 'finished'. f_state, f_entered, f_finished: the hash's fields.
+-- Implied 'active' entry (a hash with 'entered'): the start of the current attempt is not in
+-- the list either (dequeue.lua, start.lua): readers build it from 'started' and 'worker' unless
+-- the list holds an 'active' entry at that time. A script that moves a started task on (or
+-- drops its 'worker') first writes that entry down, so the list keeps its order.
+local function settle_active(base, id)
+  local f = redis.call('HMGET', task_key(base, id), 'entered', 'started', 'worker')
+  local at = tonumber(f[2])
+  if not f[1] or not at then return end
+  for _, raw in ipairs(redis.call('LRANGE', history_key(base, id), 0, -1)) do
+    local ok, e = pcall(cjson.decode, raw) -- a junk entry must not stop the move
+    if ok and type(e) == 'table' and e[2] == 'active' and tonumber(e[1]) == at
+      and (not f[3] or e[3] == f[3]) then return end
+  end
+  push_history(base, id, cjson.encode({at, 'active', f[3] or ''}))
+end
+
 local function settle_completed(base, id, f_state, f_entered, f_finished)
+  settle_active(base, id)
   if f_state ~= 'completed' or not f_entered or not f_finished then return end
   -- unless the newest entry is a completion already (restore.lua writes its own)
   local newest = redis.call('LRANGE', history_key(base, id), 0, 0)[1] -- (ACLs grant LRANGE)
@@ -172,8 +189,8 @@ local function to_dead(base, dead_key, outbox_key, id, now, error, ttl_ms)
   end
   release_unique(base, id)
   notify_dependents(base, outbox_key, id, now)
+  history(base, id, now, 'dead', error) -- before the expiry: a list it creates gets the TTL
   expire_task(base, id, ttl_ms)
-  history(base, id, now, 'dead', error)
 end
 
 -- Error fingerprint groups: unresolved failures (retrying or dead) grouped by task type plus
@@ -214,6 +231,7 @@ end
 -- its dependents are told (as for a failed dependency), it is kept for ttl_ms.
 local function to_expired(base, outbox_key, id, now, was, ttl_ms)
   local tk = task_key(base, id)
+  settle_active(base, id) -- (before 'worker' goes)
   local exp = tonumber(redis.call('HGET', tk, 'exp')) or now
   local reason = 'not started by its deadline (' .. fmt((now - exp) / 1000) ..
     ' s past it, while ' .. was .. ')'
@@ -226,8 +244,8 @@ local function to_expired(base, outbox_key, id, now, was, ttl_ms)
   redis.call('ZREM', expiries_key(base), id)
   release_unique(base, id)
   notify_dependents(base, outbox_key, id, now)
-  expire_task(base, id, ttl_ms)
   history(base, id, now, 'expired', reason)
+  expire_task(base, id, ttl_ms)
 end
 
 -- Rate limit of a queue (engine/flow.py; the hash QueueKeys.rate_limit): 'rate' tokens per

@@ -22,12 +22,13 @@ for i = 5, #ARGV do
     redis.call('ZADD', KEYS[5], now, id)
     release_unique(base, id)
     notify_dependents(base, KEYS[6], id, now)
+    history(base, id, now, 'cancelled', reason) -- before the expiry: a list it creates gets the TTL
     expire_task(base, id, retention)
-    history(base, id, now, 'cancelled', reason)
     table.insert(cancelled, id)
     outcome = 'cancelled'
   elseif state == 'active' then
     redis.call('HSET', tk, 'cancel', '1', 'reason', reason)
+    settle_active(base, id) -- the start comes before the request in the list
     history(base, id, now, 'active', 'cancel requested: ' .. reason)
     table.insert(requested, id)
     outcome = 'requested'

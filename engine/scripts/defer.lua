@@ -13,6 +13,7 @@ local now = now_ms()
 local tk = task_key(base, id)
 local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'unknown', 'worker', 'dlv', 'grp')
 if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token then return 'stale' end
+settle_active(base, id) -- before 'worker' goes
 redis.call('ZREM', KEYS[1], id)
 cgroup_free(base, f[7], id)
 -- a started attempt is refunded (its handler never ran); a reserved task was never charged

@@ -125,6 +125,7 @@ local recovered, buried, cancelled = {}, {}, {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
   local tk = task_key(base, id)
+  settle_active(base, id) -- before 'worker' goes
   local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved', 'cancel')
   if f[6] == '1' then -- cancel requested while it was held: its holder cannot act on it now
     leave_group(base, id)
@@ -133,8 +134,8 @@ for _, id in ipairs(expired) do
     redis.call('ZADD', KEYS[12], now, id)
     release_unique(base, id)
     notify_dependents(base, KEYS[8], id, now)
-    expire_task(base, id, retention)
     history(base, id, now, 'cancelled', 'lease of ' .. (f[3] or '?') .. ' expired after a cancel was requested')
+    expire_task(base, id, retention)
     table.insert(cancelled, id)
   elseif f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
     redis.call('HSET', tk, 'state', 'pending')
@@ -204,7 +205,7 @@ for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'type', 'payload', 'priority', 'max_retry', 'timeout',
-    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp', 'grp')
+    'attempts', 'meta', 'v', 'progress', 'dlv', 'exp', 'grp', 'entered')
   -- a pending entry whose hash is gone is dropped (doctor reports such entries); a hash without
   -- a type (a buggy client wrote it) is still leased, so that the worker buries it as dead with
   -- 'unknown task type' instead of leaving it in no state set at all
@@ -220,7 +221,8 @@ for j = 1, #popped, 2 do
       reserved = '0'
       redis.call('HSET', tk, 'state', 'active', 'attempts', attempts, 'started', now,
         'worker', worker, 'lease', lease, 'dlv', dlv)
-      history(base, id, now, 'active', worker)
+      -- implied by 'started' and 'worker' for a hash with 'entered' (settle_active in _lib.lua)
+      if not f[13] then history(base, id, now, 'active', worker) end
       table.insert(leased, id)
     else
       redis.call('HSET', tk, 'state', 'active', 'reserved', '1', 'worker', worker, 'lease', lease,

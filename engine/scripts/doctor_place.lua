@@ -34,6 +34,7 @@ for i = 2, #ARGV do
     end
   elseif not set_of[state] then
     for _, s in ipairs(order) do redis.call('ZREM', set_of[s], id) end
+    settle_active(base, id)
     redis.call('HSET', tk, 'state', 'dead', 'finished', now, 'error', 'doctor: unknown state ' .. state)
     redis.call('ZADD', KEYS[7], now, id)
     history(base, id, now, 'dead', 'doctor: unknown state ' .. state)

@@ -26,6 +26,7 @@ if f[1] ~= 'active' or token_of(f[5], f[6]) ~= token or f[7] == '1' then
   end
   return 'stale'
 end
+settle_active(base, id)
 redis.call('ZREM', KEYS[1], id)
 cgroup_free(base, f[9], id)
 if mode == 'cancel' or f[10] == '1' then
@@ -39,8 +40,8 @@ if mode == 'cancel' or f[10] == '1' then
   redis.call('ZADD', KEYS[5], now, id)
   release_unique(base, id)
   notify_dependents(base, KEYS[4], id, now)
+  history(base, id, now, 'cancelled', error) -- before the expiry: a list it creates gets the TTL
   expire_task(base, id, retention)
-  history(base, id, now, 'cancelled', error)
   publish(channel, 'cancelled', {id}, now)
   return 'cancelled'
 end

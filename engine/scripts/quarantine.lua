@@ -29,8 +29,8 @@ for i = 5, #ARGV do
     redis.call('HDEL', tk, 'lease', 'cancel', 'reserved', 'worker')
     notify_dependents(base, KEYS[10], id, now)
     redis.call('ZADD', KEYS[1], now, id)
-    expire_task(base, id, ttl)
     history(base, id, now, 'quarantined', note .. ' (was ' .. state .. ')')
+    expire_task(base, id, ttl) -- after the push: a list it creates gets the TTL
     table.insert(moved, id)
   end
 end

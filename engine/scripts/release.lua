@@ -12,6 +12,7 @@ for i = 5, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
   local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'grp', 'cancel')
+  if f[1] == 'active' and token_of(f[4], f[5]) == token then settle_active(base, id) end
   if f[1] == 'active' and token_of(f[4], f[5]) == token and f[7] == '1' then
     redis.call('ZREM', KEYS[1], id)
     cgroup_free(base, f[6], id)
@@ -21,8 +22,8 @@ for i = 5, #ARGV, 2 do
     redis.call('ZADD', KEYS[4], now, id)
     release_unique(base, id)
     notify_dependents(base, KEYS[5], id, now)
-    expire_task(base, id, retention)
     history(base, id, now, 'cancelled', note .. ' after a cancel was requested')
+    expire_task(base, id, retention)
     table.insert(cancelled, id)
   elseif f[1] == 'active' and token_of(f[4], f[5]) == token then
     redis.call('ZREM', KEYS[1], id)

@@ -17,7 +17,8 @@ local out, started, missed = {}, {}, {}
 for i = 4, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local tk = task_key(base, id)
-  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'exp', 'lease')
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'exp', 'lease',
+    'entered')
   local attempt = 0
   -- a reserved task whose lease ran out is not started: the next dequeue (often the one in
   -- this very batch, from a worker waking from a stall) recovers it uncharged. Charged now, it
@@ -35,7 +36,8 @@ for i = 4, #ARGV, 2 do
       attempt = attempt + 1
       -- 'reserved' '0' rather than HDEL: one command; every reader tests for '1'
       redis.call('HSET', tk, 'attempts', attempt, 'started', now, 'reserved', '0')
-      history(base, id, now, 'active', f[4])
+      -- implied by 'started' and 'worker' for a hash with 'entered' (settle_active in _lib.lua)
+      if not f[8] then history(base, id, now, 'active', f[4]) end
       table.insert(started, id)
     end
   end

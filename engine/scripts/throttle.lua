@@ -15,6 +15,7 @@ local now = now_ms()
 local tk = task_key(base, id)
 local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'grp', 'type')
 if f[1] ~= 'active' or token_of(f[4], f[5]) ~= token then return 'stale' end
+settle_active(base, id) -- before 'worker' goes
 redis.call('ZREM', KEYS[1], id)
 cgroup_free(base, f[6], id)
 local attempts = tonumber(f[2]) or 0

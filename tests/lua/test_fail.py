@@ -60,6 +60,21 @@ TABLE = cases(
         },
     ),
     Case(
+        "implied history ('entered'): the implied start is written down before the retry entry",
+        before={"a": {**STARTED, "entered": "pending", "started": "7"}},
+        reply="retry",
+        after={"a": RETRY},
+        keys_after={"h:a": [Json([RECENT, "retry", ERROR]), Json([7, "active", "w1"])]},
+    ),
+    Case(
+        "implied history, its start already written down: not written again",
+        before={"a": {**STARTED, "entered": "pending", "started": "7"}},
+        keys={"h:a": ['[7,"active","w1"]']},
+        reply="retry",
+        after={"a": RETRY},
+        keys_after={"h:a": [Json([RECENT, "retry", ERROR]), Json([7, "active", "w1"])]},
+    ),
+    Case(
         "the last retry allowed (attempts = max_retry): still a retry",
         before={"a": {**STARTED, "attempts": "3", "max_retry": "3"}},
         reply="retry",
