@@ -1,0 +1,78 @@
+"""Fair scheduling between the groups of one queue on real Valkey, through the scripts (no
+worker): a big group's backlog delays a newcomer's task by at most one round, weights give
+shares, priority still wins, and re-entries (retry, release, requeue) go to the back of their
+own group's line instead of ahead of everyone."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine import flow
+from engine.client import Client
+from engine.errors import InvalidLimit
+from engine.task import Task
+from tests.engine.test_queue_semantics import fail, lease
+
+
+def fill(client: Client, queue: str, group: str | None, n: int, priority: int = 50) -> list[str]:
+    tasks = [Task(type="t", payload=i, queue=queue, group=group, priority=priority) for i in range(n)]
+    return [r.id for r in client.enqueue_many(tasks)]
+
+
+def test_a_newcomer_is_leased_within_one_round_behind_a_big_backlog(client: Client) -> None:
+    client.run(flow.write_fair(client.settings, "fq"))
+    fill(client, "fq", "big", 10_000)
+    (small,) = fill(client, "fq", "small", 1)
+    got = [j.id for j in lease(client, "fq", n=1) + lease(client, "fq", n=1)]
+    assert small in got  # 2 groups: within the first 2 leases, not after 10,000
+    state = client.run(flow.read_fair(client.settings, "fq"))
+    assert state.on and state.groups_with_backlog == 1  # 'small' emptied: its tag is gone
+
+
+def test_without_fair_the_newcomer_waits_behind_the_backlog(client: Client) -> None:
+    fill(client, "pq", "big", 50)
+    (small,) = fill(client, "pq", "small", 1)
+    assert small not in [j.id for j in lease(client, "pq", n=50)]
+
+
+def test_weights_give_shares_of_each_round(client: Client) -> None:
+    client.run(flow.write_fair(client.settings, "wq", {"a": 3}))
+    ids_a = set(fill(client, "wq", "a", 60))
+    fill(client, "wq", "b", 60)
+    a = sum(1 for j in lease(client, "wq", n=40) if j.id in ids_a)
+    assert 29 <= a <= 31  # 3 : 1
+
+
+def test_priority_still_wins_over_fairness(client: Client) -> None:
+    client.run(flow.write_fair(client.settings, "pr"))
+    fill(client, "pr", "big", 20, priority=50)
+    (urgent,) = fill(client, "pr", "big", 1, priority=10)
+    assert lease(client, "pr", n=1)[0].id == urgent
+
+
+def test_a_retry_goes_to_the_back_of_its_own_groups_line(client: Client) -> None:
+    client.run(flow.write_fair(client.settings, "rq"))
+    ids_a = set(fill(client, "rq", "a", 3))
+    fill(client, "rq", "b", 3)
+    first = lease(client, "rq", n=1)[0]
+    assert first.id in ids_a
+    fail(client, first)  # retry now (no delay): promoted by the next dequeue
+    got = [j.id for j in lease(client, "rq", n=10)]
+    order = ["a" if i in ids_a else "b" for i in got]
+    # rounds: b's first, then one of each (ties go by id), then the retry at the back of a's line
+    assert order[0] == "b" and sorted(order[1:3]) == sorted(order[3:5]) == ["a", "b"]
+    assert got[-1] == first.id
+
+
+def test_a_bad_weight_is_refused_with_the_fix(client: Client) -> None:
+    with pytest.raises(InvalidLimit, match="fair weight"):
+        client.run(flow.write_fair(client.settings, "bq", {"a": 0}))
+    assert not client.run(flow.read_fair(client.settings, "bq")).on
+
+
+def test_clear_fair_returns_to_fifo(client: Client) -> None:
+    client.run(flow.write_fair(client.settings, "cq"))
+    assert client.run(flow.clear_fair(client.settings, "cq"))
+    fill(client, "cq", "big", 5)
+    (small,) = fill(client, "cq", "small", 1)
+    assert [j.id for j in lease(client, "cq", n=6)][-1] == small
