@@ -334,16 +334,23 @@ def validated_weight(group: str, weight: int) -> int:
     return weight
 
 
-def write_fair(settings: Settings, queue: str, weights: dict[str, int] | None = None) -> Op[None]:
+def write_fair(
+    settings: Settings, queue: str, weights: dict[str, int] | None = None, only_if_unset: bool = False
+) -> Op[bool]:
     """Make ``queue`` fair between its groups (round-robin, weighted by ``weights``; ``*``: the
     default weight, tasks without a group are group ''). Tasks pending before keep their place:
-    the virtual clock starts at the queue's sequence (``fair_tag`` in _lib.lua)."""
+    the virtual clock starts at the queue's sequence (``fair_tag`` in _lib.lua). With
+    ``only_if_unset`` (a worker writing its app's declaration) an operator's setting stays."""
+    key = settings.keyspace.queue(queue).fair
+    if only_if_unset and (yield cmd("EXISTS", key)):
+        return False
     fields: list[Any] = ["on", "1"]
     for group, weight in (weights or {}).items():
         if group != "":
             validated_group_limit(group, 1)  # the group's name
         fields += ["w:" + group, validated_weight(group, weight)]
-    yield cmd("HSET", settings.keyspace.queue(queue).fair, *fields)
+    yield cmd("HSET", key, *fields)
+    return True
 
 
 def clear_fair(settings: Settings, queue: str) -> Op[bool]:

@@ -5,12 +5,16 @@ own group's line instead of ahead of everyone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine import flow
 from engine.client import Client
 from engine.errors import InvalidLimit
+from engine.registry import Registry
 from engine.task import Task
+from tests.engine.test_cli import invoke, invoke_json, run_cli
 from tests.engine.test_queue_semantics import fail, lease
 
 
@@ -76,3 +80,26 @@ def test_clear_fair_returns_to_fifo(client: Client) -> None:
     fill(client, "cq", "big", 5)
     (small,) = fill(client, "cq", "small", 1)
     assert [j.id for j in lease(client, "cq", n=6)][-1] == small
+
+
+def test_the_cli_turns_fair_on_with_weights_and_off_audited(redis_url: str, tmp_path: Path) -> None:
+    shown = invoke_json(redis_url, "queue", "fair", "imports", "--on", "--weight", "customer:1=3")
+    assert shown == {"queue": "imports", "fair": True, "weights": {"customer:1": 3}, "groups": 0}
+    assert (
+        "fair: 0 groups with backlog (weights customer:1=3)"
+        in invoke(redis_url, "queue", "fair", "imports").stdout
+    )
+    result = run_cli("--redis-url", redis_url, "queue", "fair", "imports", "--weight", "a=0", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("E017: ") and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert invoke_json(redis_url, "queue", "fair", "imports", "--off")["fair"] is False
+    entries = invoke_json(redis_url, "audit", "--limit", "5")
+    assert [(e["action"], e["detail"]) for e in entries[:2]] == [("fair", "off"), ("fair", "on customer:1=3")]
+
+
+def test_the_registry_declares_a_fair_queue_and_refuses_a_bad_weight() -> None:
+    registry = Registry()
+    registry.fair("imports", {"customer:1": 3})
+    assert registry.fair_queues == {"imports": {"customer:1": 3}}
+    with pytest.raises(InvalidLimit, match="fair weight"):
+        registry.fair("imports", {"a": 2000})
