@@ -188,6 +188,25 @@ def clear_group_limit(settings: Settings, queue: str, group: str) -> Op[bool]:
     return removed
 
 
+def set_fair(settings: Settings, queue: str, weights: dict[str, int] | None = None) -> Op[None]:
+    """Make ``queue`` fair between its groups (weighted by ``weights``); audited."""
+    try:
+        validate_queue_name(queue)
+    except ValueError as exc:
+        raise InvalidTask(str(exc)) from None
+    yield cmd("SADD", settings.keyspace.queues, queue)
+    yield from flow.write_fair(settings, queue, weights)
+    shown = ",".join(f"{g}={w}" for g, w in (weights or {}).items())
+    yield from audit(settings, "fair", queue, detail=f"on {shown}".strip())
+
+
+def clear_fair(settings: Settings, queue: str) -> Op[bool]:
+    yield from _known(settings, queue)
+    removed = yield from flow.clear_fair(settings, queue)
+    yield from audit(settings, "fair", queue, detail="off")
+    return removed
+
+
 def requeue(settings: Settings, queue: str, ids: Sequence[str]) -> Op[ops.Moved]:
     moved = yield from _each_chunk(
         ids, lambda chunk: ops.requeue(settings, queue, chunk, "requeued by operator")

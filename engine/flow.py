@@ -319,3 +319,61 @@ def group_backlogs(
                 GroupBacklog(queue, group, pending, int(holding or 0), None if limit is None else int(limit))
             )
     return out
+
+
+MAX_FAIR_WEIGHT = 1024
+"""A group's weight: its share of a round against weight-1 groups (``FAIR_UNIT`` in _lib.lua)."""
+
+
+def validated_weight(group: str, weight: int) -> int:
+    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_FAIR_WEIGHT:
+        raise InvalidLimit(
+            f"fair weight {weight!r} of group {group!r} is invalid",
+            fix=f"Give each group a whole weight from 1 to {MAX_FAIR_WEIGHT} (1: an equal share)",
+        )
+    return weight
+
+
+def write_fair(
+    settings: Settings, queue: str, weights: dict[str, int] | None = None, only_if_unset: bool = False
+) -> Op[bool]:
+    """Make ``queue`` fair between its groups (round-robin, weighted by ``weights``; ``*``: the
+    default weight, tasks without a group are group ''). Tasks pending before keep their place:
+    the virtual clock starts at the queue's sequence (``fair_tag`` in _lib.lua). With
+    ``only_if_unset`` (a worker writing its app's declaration) an operator's setting stays."""
+    key = settings.keyspace.queue(queue).fair
+    if only_if_unset and (yield cmd("EXISTS", key)):
+        return False
+    fields: list[Any] = ["on", "1"]
+    for group, weight in (weights or {}).items():
+        if group != "":
+            validated_group_limit(group, 1)  # the group's name
+        fields += ["w:" + group, validated_weight(group, weight)]
+    yield cmd("HSET", key, *fields)
+    return True
+
+
+def clear_fair(settings: Settings, queue: str) -> Op[bool]:
+    """Back to FIFO within each priority: new tasks take the sequence again."""
+    removed = yield cmd("DEL", settings.keyspace.queue(queue).fair)
+    return bool(removed)
+
+
+@dataclass(frozen=True, slots=True)
+class FairState:
+    on: bool
+    weights: dict[str, int]
+    groups_with_backlog: int
+    """Groups with a tag still ahead of the clock (tasks queued: their last tag is kept)."""
+
+
+def read_fair(settings: Settings, queue: str) -> Op[FairState]:
+    raw = yield cmd("HGETALL", settings.keyspace.queue(queue).fair)
+    fields = {_text(k): _text(v) for k, v in (raw or {}).items()}
+    weights = {k[2:]: int(v) for k, v in fields.items() if k.startswith("w:") and v.isdigit()}
+    backlog = sum(1 for k in fields if k.startswith("t:"))
+    return FairState(fields.get("on") == "1", weights, backlog)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

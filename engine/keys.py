@@ -38,7 +38,9 @@ id): ``base + suffix + id``. Scripts build them too (a dequeue learns its task i
 the script): ``engine.lua`` generates a Lua helper ``<name>_key(base, id)`` from each entry, so
 Python and Lua spell these names once, here."""
 
-SCRIPT_QUEUE_KEYS: Mapping[str, str] = MappingProxyType({"expired": "expired", "expiries": "expiries"})
+SCRIPT_QUEUE_KEYS: Mapping[str, str] = MappingProxyType(
+    {"expired": "expired", "expiries": "expiries", "fair": "fair"}
+)
 """The queue-wide keys that scripts reach without being passed them in KEYS (a task expires
 inside several scripts): ``base + name``; ``engine.lua`` generates ``<name>_key(base)``."""
 
@@ -134,6 +136,13 @@ class QueueKeys:
     @property
     def seq(self) -> str:
         return self.base + "seq"
+
+    @property
+    def fair(self) -> str:
+        """Hash of a queue's fair scheduling (``engine.flow``, ``fair_tag`` in ``_lib.lua``):
+        ``on`` '1' when fair, ``clock`` the virtual clock, ``w:<group>`` weights (``w:*`` the
+        default), ``t:<group>`` the last tag given to a group with tasks still pending."""
+        return self.base + SCRIPT_QUEUE_KEYS["fair"]
 
     @property
     def cgroup_limits(self) -> str:

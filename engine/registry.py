@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from engine.cron import CronDef, validate_cron, validate_name
 from engine.declarations import Declaration
 from engine.errors import AppImportError, InvalidTask
-from engine.flow import RateLimit, parse_limit, validated_group_limit
+from engine.flow import RateLimit, parse_limit, validated_group_limit, validated_weight
 from engine.handles import TaskHandle
 from engine.keys import validate_queue_name
 from engine.lifecycle import LifecycleHook
@@ -102,6 +102,19 @@ class Registry:
     start (``rate_limit``)."""
     group_limits: dict[tuple[str, str], int] = field(default_factory=dict)
     """(queue, group) -> K, written by its workers at start unless set (``group_limit``)."""
+
+    fair_queues: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Queue -> group weights: queues fair between their groups, written by workers at start
+    unless an operator set (or turned off and back on) the queue's fairness (``fair``)."""
+
+    def fair(self, queue: str, weights: dict[str, int] | None = None) -> None:
+        """Round-robin between the groups of ``queue`` (``Task.group``; no group: one group),
+        each group's share of a round its weight (default 1; ``*``: the default)."""
+        try:
+            validate_queue_name(queue)
+        except ValueError as exc:
+            raise InvalidTask(str(exc)) from None
+        self.fair_queues[queue] = {g: validated_weight(g, w) for g, w in (weights or {}).items()}
 
     def group_limit(self, queue: str, limit: int, *, group: str = "*") -> None:
         """At most ``limit`` tasks of one concurrency group (``Task.group``) of ``queue`` run at

@@ -56,6 +56,12 @@ MUTANTS = [
     ("doctor_fix", "or state == 'retry' then", "then"),
     ("testkit_advance", "now + horizon", "now + horizon * 2"),
     ("_lib", "if hstate and LIVE[hstate] then", "if hstate then"),
+    ("_lib", "math.max(tonumber(f[3]) or 0, clock)", "clock"),
+    ("_lib", "if tag > (tonumber(f[1]) or 0) then", "if false then"),
+    ("_lib", "if tonumber(f[2]) == tag then", "if false then"),
+    ("_lib", "local w = tonumber(f[4]) or tonumber(f[5]) or 1", "local w = 1"),
+    ("enqueue", "if tag then score = tonumber(priority) * PRIORITY_SHIFT + tag end", "-- no tag"),
+    ("enqueue", "and not group and not tag then", "and not group then"),
     # the worker scripts
     ("start", "if f[3] == '1' then", "if true then"),
     ("start", "f[1] == 'active' and token_of(f[4], f[5]) == token", "f[1] == 'active'"),

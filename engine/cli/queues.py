@@ -223,6 +223,49 @@ def queue_group_limit(
         echo(f"queue {name}, group {group}: at most {current.limit} at once ({current.holding} now)")
 
 
+@queue_group.command("fair")
+@click.argument("name", shell_complete=complete_queue)
+@click.option("--on", "turn_on", is_flag=True, help="Round-robin between NAME's groups.")
+@click.option("--off", is_flag=True, help="Back to FIFO within each priority.")
+@click.option("--weight", "weights", multiple=True, help="GROUP=N: the group's share of a round (default 1).")
+@json_option
+@pass_state
+def queue_fair(
+    state: CliState, name: str, turn_on: bool, off: bool, weights: tuple[str, ...], as_json: bool
+) -> None:
+    """Show or set fair scheduling between the groups of NAME, e.g.
+    ``rediq queue fair imports --on --weight customer:1=3`` (audited)."""
+    client = state.client()
+    if turn_on and off:
+        raise click.UsageError("give --on or --off (not both)")
+    parsed: dict[str, int] = {}
+    for w in weights:
+        group, _, n = w.rpartition("=")
+        if not group or not n.isdigit():
+            raise click.UsageError(f"--weight {w!r}: write GROUP=N, e.g. customer:1=3")
+        parsed[group] = int(n)
+    if off:
+        client.call(admin.clear_fair, name)
+    elif turn_on or parsed:
+        client.call(admin.set_fair, name, parsed)
+    current = client.call(flow.read_fair, name)
+    if as_json:
+        emit_json(
+            {
+                "queue": name,
+                "fair": current.on,
+                "weights": current.weights,
+                "groups": current.groups_with_backlog,
+            }
+        )
+    elif not current.on:
+        echo(f"queue {name}: not fair (FIFO within each priority)")
+    else:
+        shown = ", ".join(f"{visible(g)}={w}" for g, w in sorted(current.weights.items()))
+        weighted = f" (weights {shown})" if shown else ""
+        echo(f"queue {name}: fair: {current.groups_with_backlog} groups with backlog{weighted}")
+
+
 def bucket_json(name: str, bucket: flow.BucketState) -> dict[str, Any]:
     lim = bucket.limit
     return {

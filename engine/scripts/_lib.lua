@@ -106,8 +106,43 @@ local function priority_of(value)
   return math.floor(prio)
 end
 
+-- Fair scheduling (engine/flow.py): start-time fair queueing inside the pending zset. On a
+-- fair queue a task's low score part is its group's virtual tag instead of the sequence:
+-- max(group's last tag, queue's clock) + FAIR_UNIT / weight; dequeue moves the clock to the
+-- tag it leased (fair_leased). A big backlog's tags run far ahead, a newcomer's first task
+-- lands at the clock: at the head within one round. Tasks without a group share group ''.
+-- Returns nil when the queue is not fair. Tags stay integers far below 2^40 (the priority).
+local FAIR_UNIT = 1024
+local function fair_tag(base, seq_key, group)
+  local fk = fair_key(base)
+  local f = redis.call('HMGET', fk, 'on', 'clock', 't:' .. group, 'w:' .. group, 'w:*')
+  if f[1] ~= '1' then return nil end
+  -- first use: start at the sequence, behind the tasks queued before the queue turned fair
+  local clock = tonumber(f[2]) or tonumber(redis.call('GET', seq_key)) or 0
+  local w = tonumber(f[4]) or tonumber(f[5]) or 1
+  if w < 1 then w = 1 end
+  local tag = math.max(tonumber(f[3]) or 0, clock) + math.max(1, math.floor(FAIR_UNIT / w))
+  redis.call('HSET', fk, 't:' .. group, fmt(tag), 'clock', fmt(clock))
+  return tag
+end
+
+-- A task of a fair queue was leased at score: the clock moves up to its tag, and the group's
+-- last tag goes when this was its last queued task (no entry for an emptied group).
+local function fair_leased(base, group, score)
+  local fk = fair_key(base)
+  local tag = tonumber(score) % PRIORITY_SHIFT
+  local f = redis.call('HMGET', fk, 'clock', 't:' .. (group or ''))
+  if tag > (tonumber(f[1]) or 0) then redis.call('HSET', fk, 'clock', fmt(tag)) end
+  if tonumber(f[2]) == tag then redis.call('HDEL', fk, 't:' .. (group or '')) end
+end
+
+-- Every re-entry into pending (retry, recovery, release, requeue, restore) takes a new place:
+-- the queue's sequence, or on a fair queue its group's next tag (the back of its own line).
 local function pending_score(base, seq_key, id)
-  local prio = priority_of(redis.call('HGET', task_key(base, id), 'priority'))
+  local f = redis.call('HMGET', task_key(base, id), 'priority', 'grp')
+  local prio = priority_of(f[1])
+  local tag = fair_tag(base, seq_key, f[2] or '')
+  if tag then return fmt(prio * PRIORITY_SHIFT + tag) end
   local seq = redis.call('INCR', seq_key)
   return fmt(prio * PRIORITY_SHIFT + seq)
 end

@@ -201,6 +201,7 @@ else
   popped = redis.call('ZPOPMIN', KEYS[1], max_n)
 end
 local lease = now + lease_ms
+local fair = #popped > 0 and redis.call('HGET', fair_key(base), 'on') == '1'
 for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
@@ -231,6 +232,7 @@ for j = 1, #popped, 2 do
     if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
     redis.call('ZADD', KEYS[2], lease, id)
     if f[12] then cgroup_hold(base, f[12], id, lease, lease_ms) end
+    if fair then fair_leased(base, f[12], popped[j + 1]) end
     add_entry(out, id, f, attempts, reserved, token_of(worker, dlv))
   end
 end

@@ -113,7 +113,10 @@ while i + width - 1 <= #ARGV do
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
       local taker = nil
       local score = tonumber(priority) * PRIORITY_SHIFT + seq
-      if state == 'pending' and not group then
+      local tag = state == 'pending' and fair_tag(base, KEYS[4], group or '')
+      if tag then score = tonumber(priority) * PRIORITY_SHIFT + tag end
+      -- a fair queue's order is its tags: a hand-off would skip the clock
+      if state == 'pending' and not group and not tag then
         taker = next_taker()
         if taker and not runs_before_pending(score) then taker = nil end
       end

@@ -313,6 +313,8 @@ class Worker:
             kept = await self.backend.run(flow.declare_limits(self.settings, self.registry.rate_limits))
             for (queue, group), limit in self.registry.group_limits.items():
                 await self.backend.run(flow.write_group_limit(self.settings, queue, group, limit, True))
+            for queue, weights in self.registry.fair_queues.items():
+                await self.backend.run(flow.write_fair(self.settings, queue, weights, True))
         except ReadOnlyError as exc:
             log.warning("task declarations not published (%s): producers without the registry guess", exc)
         else:

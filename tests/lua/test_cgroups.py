@@ -35,6 +35,19 @@ WAITING = {"state": "pending", "worker": ABSENT}
 
 DEQUEUE = cases(
     Case(
+        "fair queue: a lease moves the clock to its tag; a group's last task leased drops its tag",
+        before={"a": G, "b": OTHER},
+        places=UNPLACED,
+        keys={
+            "pending": Z({"a": 50 * SHIFT + 2024, "b": 50 * SHIFT + 3048}),
+            "fair": H({"on": "1", "clock": "1000", "t:c42": "2024", "t:c7": "9000"}),
+        },
+        args={"max_tasks": 2},
+        reply=[RECENT, *entry("a", 1, "0", f"{WORKER}#1"), *entry("b", 1, "0", f"{WORKER}#1")],
+        after={"a": STARTED, "b": STARTED},
+        keys_after={"fair": H({"on": "1", "clock": "3048", "t:c7": "9000"})},
+    ),
+    Case(
         "limit 1 per group: the second task of a group is skipped, the next group's leased",
         before={"a": G, "b": G, "c": OTHER},
         places=UNPLACED,

@@ -4,7 +4,7 @@ token or state is refused and left alone."""
 
 from __future__ import annotations
 
-from tests.lua.harness import ABSENT, RECENT, SETTINGS, Case, Json, cases, run_case
+from tests.lua.harness import ABSENT, RECENT, SETTINGS, Case, H, Json, cases, run_case
 from tests.lua.protocol import HELD, STALE_TOKENS, TOKEN, release_call
 
 SHIFT = 2**40
@@ -21,6 +21,15 @@ TABLE = cases(
         after={"a": {**BACK, "attempts": "1", "dlv": "3"}},
         scores_after={("pending", "a"): 10 * SHIFT + 42},
         keys_after={"seq": "42", "h:a": [Json([RECENT, "pending", NOTE])]},
+    ),
+    Case(
+        "fair queue: back to the end of its group's line (a new tag), not the sequence",
+        before={"a": {**STARTED, "grp": "g"}},
+        keys={"seq": "41", "fair": H({"on": "1", "clock": "3000", "t:g": "4000"})},
+        reply=[],
+        after={"a": {**BACK, "attempts": "1"}},
+        scores_after={("pending", "a"): 10 * SHIFT + 5024},
+        keys_after={"seq": "41", "fair": H({"on": "1", "clock": "3000", "t:g": "5024"})},
     ),
     Case(
         "reserved: back to pending, nothing to refund",
