@@ -354,8 +354,10 @@ class WorkerCore:
                 got += self._leased(effects, protocol.parse_dequeue(request.queue, reply))
                 wait_ms = protocol.parse_throttle(reply)
                 if wait_ms is not None:
-                    self._throttled.add(request.queue)
-                    effects.append(Throttled(request.queue, wait_ms))
+                    forming = protocol.batch_wait(reply)
+                    if not forming:  # (a forming batch may fill before its due time)
+                        self._throttled.add(request.queue)
+                    effects.append(Throttled(request.queue, wait_ms, forming))
             elif isinstance(request, Extend):
                 self._extended(effects, request, reply)
             elif isinstance(request, Release):

@@ -79,6 +79,7 @@ def dequeue_call(
             qk.rate_limit,
             qk.cgroup_limits,
             qk.type_limits,
+            qk.batches,
         ],
         [
             qk.base,
@@ -158,11 +159,19 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
 
 def parse_throttle(reply: Sequence[Any]) -> int | None:
     """ms until the next token when the queue's rate limit held back its pending tasks (the
-    reply's head is then ``[now, ms]`` instead of ``now``), else None."""
+    reply's head is then ``[now, ms]`` instead of ``now``), or until the oldest waiting batch
+    is due (``[now, ms, 'batch']``, see ``batch_wait``), else None."""
     head = reply[0] if reply else None
-    if isinstance(head, list | tuple) and len(head) == 2:
+    if isinstance(head, list | tuple) and len(head) in (2, 3):
         return max(1, int(head[1]))
     return None
+
+
+def batch_wait(reply: Sequence[Any]) -> bool:
+    """True when the wait ``parse_throttle`` read is a forming batch's, not a rate limit's: the
+    queue is asked again at its due time, and sooner when tasks arrive (a batch may fill)."""
+    head = reply[0] if reply else None
+    return isinstance(head, list | tuple) and len(head) == 3
 
 
 def parse_handoff(queue: str, record: str) -> Job:

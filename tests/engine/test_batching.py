@@ -1,0 +1,167 @@
+"""Batching on real Valkey with real workers (engine.batching, batch_pick in _lib.lua): a batch
+goes out when max_size tasks wait or the oldest waited max_delay; two workers never split or
+duplicate one; a failing item retries alone while the others complete; a whole-call failure
+retries every item; a batch whose worker died is recovered by lease expiry, nothing lost; a
+task cancelled while it waits leaves its batch."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+
+from engine.backend import Call, Op
+from engine.batching import Batch, BatchItem
+from engine.client import Client
+from engine.errors import BatchFailed, Retryable
+from engine.registry import Registry
+from engine.task import Task
+from engine.worker import protocol
+from tests.engine.conftest import running_worker, wait_until
+
+
+def completed(raw: redis.Redis, queue: str) -> int:
+    return int(raw.zcard(f"rediq:{{{queue}}}:completed"))
+
+
+def app(queue: str, size: int, delay: float, calls: list[list[Any]], **options: Any) -> Registry:
+    registry = Registry()
+
+    @registry.task("notify", queue=queue, batch=Batch(max_size=size, max_delay=delay), **options)
+    async def notify(ctx: Any, items: list[BatchItem[Any]]) -> list[str]:
+        calls.append(sorted(i.payload for i in items))
+        return [f"sent {i.payload}" for i in items]
+
+    return registry
+
+
+def one(call: Call) -> Op[Any]:
+    reply = yield call
+    return reply
+
+
+def enqueue_all(client: Client, queue: str, payloads: list[int], **options: Any) -> list[str]:
+    tasks = [Task(type="notify", payload=p, queue=queue, **options) for p in payloads]
+    return [r.id for r in client.enqueue_many(tasks)]
+
+
+async def test_a_batch_goes_out_when_max_size_wait(redis_url: str, client: Client, raw: redis.Redis) -> None:
+    calls: list[list[Any]] = []
+    registry = app("bsize", 5, 3600, calls)
+    ids = enqueue_all(client, "bsize", list(range(12)))
+    async with running_worker(registry, redis_url, ["bsize"], concurrency=2):
+        await wait_until(lambda: completed(raw, "bsize") == 10)
+        await asyncio.sleep(0.2)  # the 2 left wait for their hour (no third call)
+    assert calls == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert raw.zcard("rediq:{bsize}:pending") == 2
+    info = client.get_task(ids[3])
+    assert info is not None and info.result == "sent 3" and info.attempts == 1
+
+
+async def test_a_partial_batch_goes_out_once_its_oldest_waited_max_delay(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    calls: list[list[Any]] = []
+    registry = app("bdelay", 100, 0.4, calls)
+    async with running_worker(registry, redis_url, ["bdelay"], concurrency=4):
+        enqueue_all(client, "bdelay", [1, 2, 3])
+        await asyncio.sleep(0.1)
+        assert calls == []  # not full, not due: it waits (the worker sleeps till it is due)
+        enqueue_all(client, "bdelay", [4])
+        await wait_until(lambda: completed(raw, "bdelay") == 4)
+    assert calls == [[1, 2, 3, 4]]
+
+
+async def test_two_workers_never_split_or_duplicate_a_batch(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    calls: list[list[Any]] = []
+    registry = app("btwo", 10, 3600, calls)
+    enqueue_all(client, "btwo", list(range(60)))
+    async with (
+        running_worker(registry, redis_url, ["btwo"], concurrency=3),
+        running_worker(registry, redis_url, ["btwo"], concurrency=3),
+    ):
+        await wait_until(lambda: completed(raw, "btwo") == 60, timeout=20)
+    assert sorted(len(c) for c in calls) == [10] * 6
+    assert sorted(p for c in calls for p in c) == list(range(60))
+
+
+async def test_a_failing_item_retries_alone_while_the_rest_complete(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    calls: list[list[int]] = []
+
+    @registry.task("notify", queue="bfail", batch=Batch(max_size=3, max_delay=3600))
+    async def notify(ctx: Any, items: list[BatchItem[int]]) -> None:
+        calls.append([i.payload for i in items])
+        full = Retryable("mailbox full", delay=0.05)
+        bad = {i.id: full for i in items if i.payload == 2 and i.attempt == 1}
+        if bad:
+            raise BatchFailed(bad, results={i.id: "ok" for i in items if i.id not in bad})
+
+    ids = enqueue_all(client, "bfail", [1, 2, 3])
+    async with running_worker(registry, redis_url, ["bfail"], concurrency=2):
+        await wait_until(lambda: completed(raw, "bfail") == 2)
+        assert raw.zcard("rediq:{bfail}:retry") == 1
+        enqueue_all(client, "bfail", [4, 5])  # the retried item rejoins a batch
+        await wait_until(lambda: completed(raw, "bfail") == 5)
+    assert [sorted(c) for c in calls] == [[1, 2, 3], [2, 4, 5]]
+    infos = [client.get_task(i) for i in ids]
+    states = [(i.state, i.attempts) for i in infos if i]
+    assert states == [("completed", 1), ("completed", 2), ("completed", 1)]
+    assert infos[0] is not None and infos[0].result == "ok"
+
+
+async def test_an_exception_from_the_whole_call_fails_every_item(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    calls: list[list[int]] = []
+
+    @registry.task("notify", queue="ball", max_retry=1, batch=Batch(max_size=3, max_delay=3600))
+    async def notify(ctx: Any, items: list[BatchItem[int]]) -> None:
+        calls.append([i.payload for i in items])
+        if len(calls) == 1:
+            raise Retryable("gateway down", delay=0.05)
+
+    ids = enqueue_all(client, "ball", [1, 2, 3])
+    async with running_worker(registry, redis_url, ["ball"], concurrency=2):
+        await wait_until(lambda: completed(raw, "ball") == 3)
+    assert [sorted(c) for c in calls] == [[1, 2, 3], [1, 2, 3]]
+    assert all((i := client.get_task(t)) is not None and i.attempts == 2 for t in ids)
+
+
+async def test_a_batch_whose_worker_died_is_recovered_whole_nothing_lost(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    calls: list[list[Any]] = []
+    registry = app("bkill", 4, 3600, calls)
+    ids = enqueue_all(client, "bkill", [1, 2, 3, 4])
+    raw.hset("rediq:{bkill}:batches", "notify", "4:3600000")
+    # a worker leases the batch (all four started, one call) and dies: it never acks or extends
+    call = protocol.dequeue_call(client.settings, "bkill", 1, 300, "dead-worker", start_now=1)
+    leased = protocol.parse_dequeue("bkill", client.run(one(call)))
+    assert [j.id for j in leased] == ids and not any(j.reserved for j in leased)
+    await asyncio.sleep(0.4)  # its leases run out
+    async with running_worker(registry, redis_url, ["bkill"], concurrency=2):
+        await wait_until(lambda: completed(raw, "bkill") == 4)
+    # recovered by lease expiry: back to pending charged, and handed out as a batch again
+    assert calls == [[1, 2, 3, 4]]
+    assert [(i.state, i.attempts) for t in ids if (i := client.get_task(t))] == [("completed", 2)] * 4
+
+
+async def test_a_task_cancelled_while_it_waits_leaves_its_batch(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    calls: list[list[Any]] = []
+    registry = app("bcancel", 3, 3600, calls)
+    ids = enqueue_all(client, "bcancel", [1, 2])
+    async with running_worker(registry, redis_url, ["bcancel"], concurrency=2):
+        await asyncio.sleep(0.1)
+        assert client.cancel(ids[0]) == "cancelled"
+        enqueue_all(client, "bcancel", [3, 4])
+        await wait_until(lambda: completed(raw, "bcancel") == 3)
+    assert calls == [[2, 3, 4]]
