@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -181,7 +182,9 @@ class BatchFailed(Exception):
     retries after its delay, any other retries per the type's policy); every other item of the
     batch completes (``results``: task id -> its result, optional)."""
 
-    def __init__(self, failures: dict[str, BaseException], results: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, failures: Mapping[str, BaseException], results: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{len(failures)} item(s) of the batch failed")
         self.failures = dict(failures)
         self.results = dict(results or {})
