@@ -106,7 +106,7 @@ MUTANTS = [
     ("enqueue", "redis.call('EXISTS', KEYS[5]) == 0", "true"),
     # batching (batch_pick in _lib.lua, its hook in dequeue.lua)
     ("_lib", "if #m >= m.size * 2 or m.due <= now then", "if #m >= m.size * 2 then"),
-    ("_lib", "if #m < m.size * 2 then m[#m + 1]", "if true then m[#m + 1]"),
+    ("_lib", "if #m >= m.size * 2 then break end", "if false then break end"),
     ("_lib", "local key = ttype .. '\\n' .. (f[2] or '')", "local key = ttype"),
     ("dequeue", "if n_start <= 0 then -- no free slot", "if false then -- no free slot"),
     ("dequeue", "if KEYS[13] and not batched then", "if KEYS[13] then"),

@@ -363,7 +363,7 @@ local function batch_pick(base, pending_key, batches_key, now)
       members[key] = m
       order[#order + 1] = key
     end
-    if #m < m.size * 2 then m[#m + 1], m[#m + 2] = id, window[j + 1] end
+    m[#m + 1], m[#m + 2] = id, window[j + 1]
     if #m >= m.size * 2 then break end -- a full batch: nothing further on can come first
   end
   for _, key in ipairs(order) do
