@@ -65,7 +65,7 @@ def test_a_batch_handler_must_take_a_list() -> None:
 def test_a_batch_type_and_a_rate_or_group_limit_do_not_share_a_queue() -> None:
     registry = Registry()
     registry.rate_limit("limited", "5/s")
-    with pytest.raises(InvalidBatch, match=r"^E018: batch type 'n': queue 'limited' has a rate or group limit"):
+    with pytest.raises(InvalidBatch, match=r"^E018: batch type 'n': queue 'limited' has a rate or group"):
         registry.task("n", queue="limited", batch=Batch(5, 1.0))
     registry.task("m", queue="batched", batch=Batch(5, 1.0))(items_handler)
     with pytest.raises(InvalidBatch, match="holds batch type 'm': a rate limit would not hold"):
