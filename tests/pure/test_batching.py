@@ -28,7 +28,7 @@ async def items_handler(ctx: Any, items: list[BatchItem[Any]]) -> None:
         (Batch(0, 1.0), "max_size=0 must be a whole number 1..1000"),
         (Batch(1001, 1.0), "max_size=1001"),
         (Batch(2.5, 1.0), "max_size=2.5"),  # type: ignore[arg-type]
-        (Batch(True, 1.0), "max_size=True"),  # type: ignore[arg-type]
+        (Batch(True, 1.0), "max_size=True"),
         (Batch(10, 0), "max_delay=0 must be seconds > 0"),
         (Batch(10, -1.0), "max_delay=-1.0"),
         (Batch(10, 7200), "at most 3600"),
