@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from engine.backend import Batch as Batch_
 from engine.backend import Op, cmd
 from engine.errors import InvalidBatch
 from engine.ops import Settings
@@ -100,9 +101,52 @@ def declare_batches(settings: Settings, batches: dict[tuple[str, str], Batch]) -
 def read_batches(settings: Settings, queue: str) -> Op[dict[str, Batch]]:
     """The queue's batch types (empty: the queue is not batched)."""
     fields = yield cmd("HGETALL", settings.keyspace.queue(queue).batches)
-    out = {}
-    for task_type, raw in dict(fields or {}).items():
-        size, _, delay = str(raw).partition(":")
-        if size.isdigit() and delay.isdigit():
-            out[task_type] = Batch(int(size), int(delay) / 1000)
-    return out
+    parsed = {task_type: _parse(raw) for task_type, raw in dict(fields or {}).items()}
+    return {task_type: batch for task_type, batch in parsed.items() if batch is not None}
+
+
+BATCH_SCAN = 2000
+"""Pending tasks looked at, as ``batch_pick`` in ``_lib.lua`` does."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """The batch a pending task waits in, as ``batch_pick`` would see it at ``now_ms``."""
+
+    task_type: str
+    group: str | None
+    batch: Batch
+    waiting: int
+    """Tasks of the batch (its type and group) among the first ``BATCH_SCAN`` pending."""
+    due_in_ms: int
+    """ms until its oldest waited ``max_delay`` (0: due now)."""
+
+    def __str__(self) -> str:
+        name = self.task_type + (f" (group {self.group})" if self.group else "")
+        ready = (
+            "ready now"
+            if self.waiting >= self.batch.max_size or not self.due_in_ms
+            else f"ready in {self.due_in_ms / 1000:.1f} s"
+        )
+        return f"batch {name}: {self.waiting}/{self.batch.max_size}, {ready}"
+
+
+def read_batch_state(
+    settings: Settings, queue: str, task_type: str, group: str | None, now_ms: int
+) -> Op[BatchState | None]:
+    """The batch ``task_type`` (and ``group``) forms in ``queue`` (None: not a batch type)."""
+    qk = settings.keyspace.queue(queue)
+    raw = yield cmd("HGET", qk.batches, task_type)
+    batch = _parse(raw)
+    if batch is None:
+        return None
+    ids = yield cmd("ZRANGE", qk.pending, 0, BATCH_SCAN - 1)
+    fields = (yield Batch_([cmd("HMGET", qk.task(i), "type", "grp", "due") for i in ids])) if ids else []
+    dues = [int(float(f[2] or now_ms)) for f in fields if f[0] == task_type and (f[1] or None) == group]
+    due_in = max(0, min(dues) + round(batch.max_delay * 1000) - now_ms) if dues else 0
+    return BatchState(task_type, group, batch, len(dues), due_in)
+
+
+def _parse(raw: Any) -> Batch | None:
+    size, _, delay = str(raw or "").partition(":")
+    return Batch(int(size), int(delay) / 1000) if size.isdigit() and delay.isdigit() else None

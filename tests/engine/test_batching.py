@@ -15,6 +15,7 @@ from engine.backend import Call, Op
 from engine.batching import Batch, BatchItem
 from engine.client import Client
 from engine.errors import BatchFailed, Retryable
+from engine.explain import Reason, why
 from engine.registry import Registry
 from engine.task import Task
 from engine.worker import protocol
@@ -165,3 +166,15 @@ async def test_a_task_cancelled_while_it_waits_leaves_its_batch(
         enqueue_all(client, "bcancel", [3, 4])
         await wait_until(lambda: completed(raw, "bcancel") == 3)
     assert calls == [[2, 3, 4]]
+
+
+async def test_why_names_the_forming_batch(redis_url: str, client: Client, raw: redis.Redis) -> None:
+    calls: list[list[Any]] = []
+    registry = app("bwhy", 500, 3600, calls)
+    ids = enqueue_all(client, "bwhy", [1, 2, 3])
+    async with running_worker(registry, redis_url, ["bwhy"], concurrency=2):
+        await asyncio.sleep(0.1)
+        explanation = client.run(why(client.settings, ids[0]))
+    (cause,) = [c for c in explanation.causes if c.reason is Reason.BATCH_FORMING]
+    assert cause.text.startswith("batch notify: 3/500, ready in 3") and explanation.blocked
+    assert calls == []

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from engine.batching import Batch, BatchItem
+from engine.batching import Batch, BatchItem, BatchState
 from engine.errors import InvalidBatch
+from engine.explain import Reason, explain
 from engine.registry import Registry
 from engine.worker.batches import _results
 from engine.worker.core import Dequeue, Throttled
 from engine.worker.protocol import batch_wait, parse_throttle
+from tests.pure import test_explain
 from tests.pure.test_worker_core import answer, make, requests_of
 
 
@@ -97,3 +99,20 @@ def test_a_queue_whose_batch_forms_is_still_asked_when_tasks_arrive() -> None:
     c.on_work_arrived()  # a task arrived: the batch may be full now
     again = c.next_exchange()
     assert [d.queue for d in requests_of(again, Dequeue)] == ["batched"]
+
+
+@pytest.mark.parametrize(
+    ("waiting", "due_in_ms", "blocked", "text"),
+    [
+        (3, 1200, True, "batch notify: 3/500, ready in 1.2 s"),
+        (500, 1200, False, None),  # full: it goes at the next dequeue
+        (3, 0, False, None),  # due: likewise
+    ],
+)
+def test_why_names_a_forming_batch(waiting: int, due_in_ms: int, blocked: bool, text: str | None) -> None:
+    state = BatchState("notify", None, Batch(500, 2.0), waiting, due_in_ms)
+    explanation = explain(test_explain.facts("q", batch=state))
+    texts = [c.text for c in explanation.causes if c.reason is Reason.BATCH_FORMING]
+    assert texts == ([text] if text else [])
+    assert explanation.blocked is blocked
+    assert str(BatchState("n", "c42", Batch(5, 1.0), 5, 0)) == "batch n (group c42): 5/5, ready now"
