@@ -501,7 +501,8 @@ class Worker:
         if definition is not None and definition.batch is not None:
             # one item of a batch: the call goes on for the others; a cancelled item is
             # recorded cancelled when it ends, a lost one's outcome is refused by its token
-            ctx.cancelled = effect.reason is StopReason.CANCEL_REQUESTED
+            if effect.reason is StopReason.CANCEL_REQUESTED:
+                ctx.cancelled = True
             log.warning("task %s (in a batch): %s; the batch call goes on", job.id, effect.reason)
             return
         if effect.reason is StopReason.LEASE_LOST:

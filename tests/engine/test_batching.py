@@ -20,6 +20,7 @@ from engine.registry import Registry
 from engine.task import Task
 from engine.worker import protocol
 from tests.engine.conftest import running_worker, wait_until
+from tests.engine.test_cli import invoke, invoke_json
 
 
 def completed(raw: redis.Redis, queue: str) -> int:
@@ -175,6 +176,11 @@ async def test_why_names_the_forming_batch(redis_url: str, client: Client, raw: 
     async with running_worker(registry, redis_url, ["bwhy"], concurrency=2):
         await asyncio.sleep(0.1)
         explanation = client.run(why(client.settings, ids[0]))
+        shown = invoke(redis_url, "queue", "inspect", "bwhy").output
+        listed = invoke_json(redis_url, "queue", "inspect", "bwhy")["batches"]
     (cause,) = [c for c in explanation.causes if c.reason is Reason.BATCH_FORMING]
     assert cause.text.startswith("batch notify: 3/500, ready in 3") and explanation.blocked
     assert calls == []
+    assert "batches     batch notify: 3/500, ready in 3" in shown
+    assert "(up to 500 per call, or after 3600 s)" in shown
+    assert listed == {"notify": {"max_size": 500, "max_delay": 3600.0, "waiting": 3}}
