@@ -184,3 +184,23 @@ async def test_why_names_the_forming_batch(redis_url: str, client: Client, raw: 
     assert "batches     batch notify: 3/500, ready in 3" in shown
     assert "(up to 500 per call, or after 3600 s)" in shown
     assert listed == {"notify": {"max_size": 500, "max_delay": 3600.0, "waiting": 3}}
+
+
+async def test_a_sync_handler_gets_a_batch_that_a_delayed_task_completes(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    calls: list[list[int]] = []
+
+    @registry.task("notify", queue="bsync", batch=Batch(max_size=3, max_delay=3600))
+    def notify(ctx: Any, items: list[BatchItem[int]]) -> dict[str, int]:
+        calls.append(sorted(i.payload for i in items))
+        assert ctx.ids == [i.id for i in items]
+        return {i.id: i.payload * 10 for i in items}
+
+    ids = enqueue_all(client, "bsync", [1, 2])
+    late = client.enqueue(Task(type="notify", payload=3, queue="bsync", delay=0.3)).id
+    async with running_worker(registry, redis_url, ["bsync"], concurrency=2):
+        await wait_until(lambda: completed(raw, "bsync") == 3)
+    assert calls == [[1, 2, 3]]
+    assert [i.result for t in [*ids, late] if (i := client.get_task(t))] == [10, 20, 30]
