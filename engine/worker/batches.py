@@ -13,6 +13,7 @@ item's outcome is refused by its fencing token (it was leased again elsewhere).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -62,7 +63,9 @@ def outcome_of(exc: BaseException, job: Job, definition: TaskDef) -> HandlerDone
 
 def _results(result: Any, ids: Sequence[str]) -> dict[str, Any]:
     """A handler's return: one result per item (a list in items' order, or a dict by task id),
-    or None."""
+    or None. A child process (``--pool process``) sends it back as JSON."""
+    if isinstance(result, runners.Serialised):
+        result = json.loads(result) if result else None
     if isinstance(result, list | tuple) and len(result) == len(ids):
         return dict(zip(ids, result, strict=True))
     if isinstance(result, dict) and set(result) <= set(ids):

@@ -19,6 +19,7 @@ from engine.explain import Reason, why
 from engine.registry import Registry
 from engine.task import Task
 from engine.worker import protocol
+from tests.engine import flow_apps
 from tests.engine.conftest import running_worker, wait_until
 from tests.engine.test_cli import invoke, invoke_json
 
@@ -204,3 +205,15 @@ async def test_a_sync_handler_gets_a_batch_that_a_delayed_task_completes(
         await wait_until(lambda: completed(raw, "bsync") == 3)
     assert calls == [[1, 2, 3]]
     assert [i.result for t in [*ids, late] if (i := client.get_task(t))] == [10, 20, 30]
+
+
+async def test_a_batch_runs_in_a_child_process(redis_url: str, client: Client, raw: redis.Redis) -> None:
+    tasks = [Task(type="notify_many", payload=p, queue="batchpool") for p in (1, 2, 3)]
+    ids = [r.id for r in client.enqueue_many(tasks)]
+    async with running_worker(flow_apps.flow, redis_url, ["batchpool"], concurrency=1, pool="process"):
+        await wait_until(lambda: completed(raw, "batchpool") == 2, timeout=30)
+        client.enqueue_many([Task(type="notify_many", payload=p, queue="batchpool") for p in (4, 5)])
+        await wait_until(lambda: completed(raw, "batchpool") == 5, timeout=30)
+    infos = [client.get_task(t) for t in ids]
+    # the first call's BatchFailed named no results: 1 and 3 completed without one; 2 retried
+    assert [(i.result, i.attempts) for i in infos if i] == [(None, 1), (20, 2), (None, 1)]

@@ -16,6 +16,7 @@ from engine.registry import Registry
 from engine.worker.batches import _results
 from engine.worker.core import Dequeue, Throttled
 from engine.worker.protocol import batch_wait, parse_throttle
+from engine.worker.runners import Serialised
 from tests.pure import test_explain
 from tests.pure.test_worker_core import answer, make, requests_of
 
@@ -82,6 +83,7 @@ def test_a_handlers_result_is_spread_over_its_items() -> None:
     assert _results(None, ["a", "b"]) == {}
     assert _results(["only one"], ["a", "b"]) == {}  # neither per item nor None: dropped
     assert _results({"z": 1}, ["a"]) == {}
+    assert _results(Serialised('["x",{"k":1}]'), ["a", "b"]) == {"a": "x", "b": {"k": 1}}  # a child's
 
 
 def test_a_forming_batch_wait_is_read_apart_from_a_rate_limit() -> None:
