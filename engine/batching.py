@@ -93,9 +93,13 @@ def check_handler(task_type: str, fn: Callable[..., Any]) -> None:
 
 
 def declare_batches(settings: Settings, batches: dict[tuple[str, str], Batch]) -> Op[None]:
-    """A worker's start: write each batch type's size and delay in its queue's hash."""
+    """A worker's start: write each batch type's size and delay in its queue's hash. Withdraws
+    the queue's hand-off registrations: a worker that registered before the queue was batched
+    would otherwise be handed its tasks one by one by enqueues."""
     for (queue, task_type), batch in batches.items():
-        yield cmd("HSET", settings.keyspace.queue(queue).batches, task_type, batch.field)
+        qk = settings.keyspace.queue(queue)
+        yield cmd("HSET", qk.batches, task_type, batch.field)
+        yield cmd("DEL", qk.idle)
 
 
 def read_batches(settings: Settings, queue: str) -> Op[dict[str, Batch]]:

@@ -534,7 +534,9 @@ class Worker:
             batches.run_batch(self, jobs, definition, ctx), name=f"rediq-batch-{jobs[0].id}"
         )
         for job in jobs:
-            self._running[job.id] = (job, task, ctx if job is jobs[0] else TaskContext(job, self))
+            # each item its own context: a cancel asked for one item must not stop the call (a
+            # child process is killed when the call's ctx says cancelled)
+            self._running[job.id] = (job, task, TaskContext(job, self))
 
     def _launch(self, job: Job) -> None:
         ctx = TaskContext(job, self)

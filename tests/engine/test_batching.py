@@ -217,3 +217,29 @@ async def test_a_batch_runs_in_a_child_process(redis_url: str, client: Client, r
     infos = [client.get_task(t) for t in ids]
     # the first call's BatchFailed named no results: 1 and 3 completed without one; 2 retried
     assert [(i.result, i.attempts) for i in infos if i] == [(None, 1), (20, 2), (None, 1)]
+
+
+async def test_an_item_cancelled_while_the_call_runs_ends_cancelled_the_others_complete(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    registry = Registry()
+    release = asyncio.Event()
+    calls: list[list[int]] = []
+
+    @registry.task("notify", queue="brun", batch=Batch(max_size=3, max_delay=3600))
+    async def notify(ctx: Any, items: list[BatchItem[int]]) -> None:
+        calls.append([i.payload for i in items])
+        await release.wait()
+
+    ids = enqueue_all(client, "brun", [1, 2, 3])
+    async with running_worker(registry, redis_url, ["brun"], concurrency=2, heartbeat_s=0.1) as worker:
+        await wait_until(lambda: len(calls) == 1)
+        assert client.cancel(ids[0]) == "requested"
+        # the heartbeat brought the request: that item is marked, the call goes on
+        await wait_until(lambda: worker._running[ids[0]][2].cancelled)
+        assert not worker._running[ids[1]][2].cancelled
+        release.set()
+        await wait_until(lambda: completed(raw, "brun") == 2)
+        await wait_until(lambda: raw.zcard("rediq:{brun}:cancelled") == 1)
+    assert [i.state for t in ids if (i := client.get_task(t))] == ["cancelled", "completed", "completed"]
+    assert calls == [[1, 2, 3]]
