@@ -4,6 +4,7 @@ so a child process can import them. ``limited_once`` counts its calls in Redis
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -34,3 +35,15 @@ def notify_many(ctx: Any, items: list[BatchItem[int]]) -> list[int]:
     if bad:
         raise BatchFailed(bad)
     return [i.payload * 10 for i in items]
+
+
+@flow.task("slow_batch", queue="batchkill", batch=Batch(max_size=3, max_delay=3600))
+async def slow_batch(ctx: Any, items: list[BatchItem[int]]) -> None:
+    """The first call hangs (its worker is killed meanwhile); later ones complete. Each call
+    appends its items' payloads to a Redis list."""
+    r = redis.Redis.from_url(os.environ["REDIQ_TEST_URL"])
+    r.rpush("test:batchkill:calls", ",".join(str(i.payload) for i in sorted(items, key=lambda i: i.payload)))
+    first = r.set("test:batchkill:first", "1", nx=True)
+    r.close()
+    if first:
+        await asyncio.sleep(600)

@@ -7,8 +7,11 @@ task cancelled while it waits leaves its batch."""
 from __future__ import annotations
 
 import asyncio
+import signal
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from engine.backend import Call, Op
@@ -20,7 +23,7 @@ from engine.registry import Registry
 from engine.task import Task
 from engine.worker import protocol
 from tests.engine import flow_apps
-from tests.engine.conftest import running_worker, wait_until
+from tests.engine.conftest import running_worker, spawn_worker, stop_process, wait_until
 from tests.engine.test_cli import invoke, invoke_json
 
 
@@ -243,3 +246,22 @@ async def test_an_item_cancelled_while_the_call_runs_ends_cancelled_the_others_c
         await wait_until(lambda: raw.zcard("rediq:{brun}:cancelled") == 1)
     assert [i.state for t in ids if (i := client.get_task(t))] == ["cancelled", "completed", "completed"]
     assert calls == [[1, 2, 3]]
+
+
+async def test_a_worker_killed_mid_batch_loses_nothing(
+    redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REDIQ_TEST_URL", redis_url)
+    tasks = [Task(type="slow_batch", payload=p, queue="batchkill") for p in (1, 2, 3)]
+    ids = [r.id for r in client.enqueue_many(tasks)]
+    app_path = "tests.engine.flow_apps:flow"
+    proc = spawn_worker(redis_url, app_path, "batchkill", "1.0", log_path=tmp_path / "w.log")
+    try:
+        await wait_until(lambda: raw.llen("test:batchkill:calls") == 1, timeout=30)
+    finally:
+        stop_process(proc, signal.SIGKILL)
+    # every item comes back by lease expiry (charged), and goes out as a batch again
+    async with running_worker(flow_apps.flow, redis_url, ["batchkill"], concurrency=2):
+        await wait_until(lambda: completed(raw, "batchkill") == 3, timeout=30)
+    assert raw.lrange("test:batchkill:calls", 0, -1) == ["1,2,3", "1,2,3"]
+    assert [(i.state, i.attempts) for t in ids if (i := client.get_task(t))] == [("completed", 2)] * 3
