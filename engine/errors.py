@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -165,6 +166,31 @@ class InvalidLimit(RediqError):
     code = "E017"
     exit_code = 2
     fix = "Write the limit as N/period, e.g. 50/s or 600/m"
+
+
+class InvalidBatch(RediqError):
+    """A batch declaration (``Batch(max_size, max_delay)`` on a task type) that cannot work."""
+
+    code = "E018"
+    exit_code = 2
+    fix = "Declare Batch(max_size=1..1000, max_delay=seconds > 0) on a handler fn(ctx, items: list)"
+
+
+class BatchFailed(Exception):
+    """Raise from a batch handler to fail some of its items: ``failures`` maps an item's task
+    id to the exception it failed with (a ``Permanent`` one goes dead, a ``Retryable`` one
+    retries after its delay, any other retries per the type's policy); every other item of the
+    batch completes (``results``: task id -> its result, optional)."""
+
+    def __init__(
+        self, failures: Mapping[str, BaseException], results: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{len(failures)} item(s) of the batch failed")
+        self.failures = dict(failures)
+        self.results = dict(results or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BatchFailed, (self.failures, self.results))
 
 
 class FunctionsMissing(RediqError):

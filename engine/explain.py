@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from engine import inspect, ops
 from engine.backend import Batch, Op, cmd
+from engine.batching import BatchState, read_batch_state
 from engine.errors import TaskNotFound
 from engine.flow import BucketState, GroupState, bucket_state, read_group
 from engine.inspect import WorkerSummary
@@ -50,6 +51,8 @@ class Reason(StrEnum):
     """The queue's rate limit has no token now, or a handler's RateLimited paused it."""
     GROUP_FULL = "group_full"
     """The task's concurrency group holds its limit of leases."""
+    BATCH_FORMING = "batch_forming"
+    """The task's batch is neither full nor due yet (``engine.batching``)."""
 
 
 BLOCKING = frozenset(
@@ -68,6 +71,7 @@ BLOCKING = frozenset(
         Reason.AWAITING_SLOT,
         Reason.RATE_LIMITED,
         Reason.GROUP_FULL,
+        Reason.BATCH_FORMING,
     }
 )
 """Reasons that stand in the task's way; the others describe (next up, running, finished)."""
@@ -122,6 +126,8 @@ class Facts:
     """The task's concurrency group (None: it has none, or not read)."""
     type_bucket: BucketState | None = None
     """The task type's own rate limit in the queue (None: not read)."""
+    batch: BatchState | None = None
+    """The batch the task waits in (None: not a batch type, or not read)."""
 
     @property
     def serving(self) -> list[WorkerSummary]:
@@ -152,6 +158,9 @@ def _pending(f: Facts) -> list[Cause]:
     if tb is not None and (tb.paused_ms or (tb.limit and not tb.tokens)):
         text = f"rate limit {info.type} {tb.limit}: next token in {tb.next_token_ms} ms"
         causes.append(Cause(Reason.RATE_LIMITED, text))
+    b = f.batch
+    if b is not None and b.waiting < b.batch.max_size and b.due_in_ms > 0:
+        causes.append(Cause(Reason.BATCH_FORMING, str(b)))
     g = f.group
     if g is not None and g.limit is not None and g.holding >= g.limit:
         causes.append(Cause(Reason.GROUP_FULL, f"group {g.group} at {g.holding}/{g.limit}"))
@@ -325,6 +334,9 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
         ]
     )
     group = (yield from read_group(settings, info.queue, info.group)) if info.group else None
+    batch = None
+    if info.state == TaskState.PENDING:
+        batch = yield from read_batch_state(settings, info.queue, info.type, info.group, now)
     dependency_states: tuple[tuple[str, str], ...] = ()
     if info.state == TaskState.WAITING and info.waiting_on:
         refs = list(info.waiting_on)
@@ -348,6 +360,7 @@ def gather(settings: Settings, task_id: str, queue: str | None = None) -> Op[Fac
         bucket=bucket_state(dict(limit or {}), now),
         group=group,
         type_bucket=bucket_state(dict(type_limit or {}), now),
+        batch=batch,
     )
 
 

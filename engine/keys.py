@@ -156,6 +156,13 @@ class QueueKeys:
         (its bucket: ``type_rate``); ``dequeue.lua`` checks them when it exists."""
         return self.base + "typelimits"
 
+    @property
+    def batches(self) -> str:
+        """Hash of task type -> '<max_size>:<max_delay ms>' for each batch type of the queue
+        (``engine.batching``); ``dequeue.lua`` hands the queue's tasks out in batches when it
+        exists."""
+        return self.base + "batches"
+
     def type_rate(self, task_type: str) -> str:
         """Hash of one task type's rate limit in this queue, fields as ``rate_limit``'s."""
         return self.base + PER_ID_KEYS["type_rate"] + task_type

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from engine.batching import Batch, check_handler
+from engine.batching import validated as validated_batch
 from engine.cron import CronDef, validate_cron, validate_name
 from engine.declarations import Declaration
-from engine.errors import AppImportError, InvalidTask
+from engine.errors import AppImportError, InvalidBatch, InvalidTask
 from engine.flow import RateLimit, parse_limit, validated_group_limit, validated_weight
 from engine.handles import TaskHandle
 from engine.keys import validate_queue_name
@@ -46,6 +48,8 @@ class TaskDef:
     unique_ttl: float | None = None
     keep_result: float | None = None
     expires: float | None = None
+    batch: Batch | None = None
+    """Its tasks go to the handler in batches (``engine.batching``)."""
 
     @property
     def declaration(self) -> Declaration:
@@ -124,7 +128,22 @@ class Registry:
             validate_queue_name(queue)
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
+        self._not_batched(queue, "a concurrency group limit")
         self.group_limits[(queue, group)] = validated_group_limit(group, limit)
+
+    @property
+    def batches(self) -> dict[tuple[str, str], Batch]:
+        """(queue, task type) -> its batch, for each batch type (written by workers at start)."""
+        return {(d.queue, t): d.batch for t, d in self.definitions.items() if d.batch is not None}
+
+    def _not_batched(self, queue: str, what: str) -> None:
+        # a batched queue hands out whole batches: its dequeue applies no rate or group limit
+        batched = sorted(t for (q, t) in self.batches if q == queue)
+        if batched:
+            raise InvalidBatch(
+                f"queue {queue!r} holds batch type {batched[0]!r}: {what} would not hold there",
+                fix="Give the batch type a queue of its own (queue=...) or drop the limit",
+            )
 
     def rate_limit(
         self, queue: str, limit: str, *, burst: int = 1, task_type: str | None = None
@@ -139,6 +158,7 @@ class Registry:
         except ValueError as exc:
             raise InvalidTask(str(exc)) from None
         parsed = parse_limit(limit, burst)
+        self._not_batched(queue, "a rate limit")
         self.rate_limits[(queue, task_type)] = parsed
         return parsed
 
@@ -155,6 +175,7 @@ class Registry:
         unique_ttl: float | None = None,
         keep_result: float | None = None,
         expires: float | None = None,
+        batch: Batch | None = None,
     ) -> Callable[[Callable[[Any, M], R]], TaskHandle[M, R]]:
         """Register ``fn(ctx, payload)`` and return a typed handle to enqueue it
         (``fn.enqueue(payload)``; calling the handle calls ``fn``). ``payload`` (a pydantic
@@ -164,7 +185,18 @@ class Registry:
         enqueueing it again returns the first one's id. ``keep_result``: seconds a completed
         task of this type (its result and hash) is kept, 0 to store no result (default: the
         retention). ``expires``: seconds after enqueue by which a task of this type must start,
-        else it ends ``expired`` without running (default: no deadline)."""
+        else it ends ``expired`` without running (default: no deadline). ``batch``: the handler
+        is ``fn(ctx, items: list[BatchItem])`` and gets up to ``max_size`` tasks at once
+        (``engine.batching``; docs/howto/batching.md)."""
+        if batch is not None:
+            batch = validated_batch(batch, task_type)
+            limited = [q for (q, _) in (*self.rate_limits, *self.group_limits) if q == queue]
+            if limited:
+                raise InvalidBatch(
+                    f"batch type {task_type!r}: queue {queue!r} has a rate or group limit, which "
+                    "would not hold for its batches",
+                    fix="Give the batch type a queue of its own (queue=...) or drop the limit",
+                )
         definition = TaskDef(
             task_type,
             _no_handler,
@@ -178,6 +210,7 @@ class Registry:
             unique_ttl,
             keep_result,
             expires,
+            batch,
         )
         # validate the defaults once, at import time, with the same rules as enqueue
         definition.declaration.validate()
@@ -185,6 +218,8 @@ class Registry:
         def register(fn: Callable[[Any, M], R]) -> TaskHandle[M, R]:
             if task_type in self.definitions:
                 raise ValueError(f"task type {task_type!r} is registered twice")
+            if batch is not None:
+                check_handler(task_type, fn)
             self.definitions[task_type] = dataclasses.replace(
                 definition, handler=fn, is_async=pyinspect.iscoroutinefunction(fn)
             )

@@ -112,7 +112,16 @@ MUTANTS = [
         "or hstate == 'dead'\n          or hstate == 'expired' then",
     ),
     ("enqueue", "redis.call('EXISTS', KEYS[5]) == 0", "true"),
+    # batching (batch_pick in _lib.lua, its hook in dequeue.lua)
+    ("_lib", "if #m >= m.size * 2 or m.due <= now then", "if #m >= m.size * 2 then"),
+    ("_lib", "if #m >= m.size * 2 then break end", "if false then break end"),
+    ("_lib", "local key = ttype .. '\\n' .. (f[2] or '')", "local key = ttype"),
+    ("dequeue", "if n_start <= 0 then -- no free slot", "if false then -- no free slot"),
+    ("dequeue", "if KEYS[13] and not batched then", "if KEYS[13] then"),
 ]
+
+MORE_TABLES = {"dequeue": ("test_batching.py",)}
+"""Tables of a script's cases beyond ``test_<script>.py`` (batching's dequeue cases)."""
 
 
 def main() -> int:
@@ -130,9 +139,10 @@ def main() -> int:
                 continue
             path.write_text(text.replace(old, new))
             try:
-                target = "tests/lua" if script == "_lib" else f"tests/lua/test_{script}.py"
+                targets = ["tests/lua"] if script == "_lib" else [f"tests/lua/test_{script}.py"]
+                targets += [f"tests/lua/{t}" for t in MORE_TABLES.get(script, ())]
                 run = subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+                    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets],
                     cwd=root,
                     capture_output=True,
                     text=True,

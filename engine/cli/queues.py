@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from engine import admin, flow, inspect
+from engine import admin, batching, flow, inspect, ops
 from engine.cli.output import (
     echo,
     emit_json,
@@ -102,9 +102,17 @@ def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> Non
     samples: dict[str, list[TaskInfo]] = {}
     for st in SAMPLE_STATES:
         samples[st] = client.call(inspect.page, name, st, 0, sample).tasks if sample else []
+    batches = client.call(batching.read_batches, name)
+    now = client.run(ops.server_time_ms()) if batches else 0
+    forming = [client.call(batching.read_batch_state, name, t, None, now) for t in sorted(batches)]
     if as_json:
         out = queue_json(summary)
         out["sample"] = {st: [task_brief_json(t) for t in tasks] for st, tasks in samples.items()}
+        out["batches"] = {
+            b.task_type: {"max_size": b.batch.max_size, "max_delay": b.batch.max_delay, "waiting": b.waiting}
+            for b in forming
+            if b is not None
+        }
         emit_json(out)
         return
     echo(f"queue       {summary.name}{'  (PAUSED)' if summary.paused else ''}")
@@ -113,6 +121,10 @@ def queue_inspect(state: CliState, name: str, sample: int, as_json: bool) -> Non
         f"{summary.failed_per_min} failed in the last minute"
     )
     echo(f"head age    {fmt_age(summary.head_age_s)}")
+    for n, b in enumerate(b for b in forming if b is not None):
+        # (ungrouped tasks only; `rediq task why ID` names any task's batch)
+        line = f"{b} (up to {b.batch.max_size} per call, or after {b.batch.max_delay:g} s)"
+        echo(f"{'batches' if n == 0 else '':<11} {one_line(line)}")
     counts = [f"{st}={summary.count(st)}" for st in inspect.COUNTED_STATES]
     for i in range(0, len(counts), 4):
         echo(f"{'counts' if i == 0 else '':<11} {'  '.join(counts[i : i + 4])}")

@@ -385,3 +385,48 @@ local function pick_eligible(base, pending_key, caps_key, types_key, n, now)
   for ttype, count in pairs(used) do rate_charge(type_rate_key(base, ttype), now, count) end
   return picked, skipped, wait
 end
+
+-- Batching (engine/batching.py): a queue with the hash QueueKeys.batches (task type ->
+-- '<max_size>:<max_delay ms>') hands out its tasks in batches: the pending tasks of one type
+-- and one group ('grp', none is a group too) go together, up to max_size, once max_size of
+-- them wait or the oldest of them has waited max_delay (from its 'due' time: its enqueue, or
+-- the time it was scheduled for) on the Redis clock. A type without an entry goes alone at
+-- once. At most BATCH_SCAN pending entries are looked at (the head of the queue).
+-- Returns the picked {id, score, ...} (taken out of pending), or {} and the ms until the
+-- oldest waiting batch is due (nil when nothing waits).
+local BATCH_SCAN = 2000
+
+local function batch_pick(base, pending_key, batches_key, now)
+  local window = redis.call('ZRANGE', pending_key, 0, BATCH_SCAN - 1, 'WITHSCORES')
+  local specs, order, members, wait = {}, {}, {}, nil
+  for j = 1, #window, 2 do
+    local id = window[j]
+    local f = redis.call('HMGET', task_key(base, id), 'type', 'grp', 'due')
+    local ttype = f[1] or ''
+    if specs[ttype] == nil then
+      local raw = redis.call('HGET', batches_key, ttype)
+      local size, delay = string.match(raw or '', '^(%d+):(%d+)$')
+      specs[ttype] = raw and {tonumber(size) or 1, tonumber(delay) or 0} or {1, 0}
+    end
+    local spec = specs[ttype]
+    local key = ttype .. '\n' .. (f[2] or '')
+    local m = members[key]
+    if m == nil then
+      m = {due = (tonumber(f[3]) or now) + spec[2], size = spec[1]}
+      members[key] = m
+      order[#order + 1] = key
+    end
+    m[#m + 1], m[#m + 2] = id, window[j + 1]
+    if #m >= m.size * 2 then break end -- a full batch: nothing further on can come first
+  end
+  for _, key in ipairs(order) do
+    local m = members[key]
+    if #m >= m.size * 2 or m.due <= now then
+      for k = 1, #m, 2 do redis.call('ZREM', pending_key, m[k]) end
+      return m, nil
+    end
+    local left = m.due - now
+    if wait == nil or left < wait then wait = left end
+  end
+  return {}, wait
+end

@@ -3,7 +3,8 @@
 --       9 failures (fingerprint groups), 10 idle (hand-off registrations), 11 this worker's
 --       receipt (see below), 12 cancelled, 13 rate limit (optional; see rate_allowance in _lib.lua),
 --       14 concurrency group limits, 15 task types with a rate limit of their own (both optional;
---       see pick_eligible in _lib.lua)
+--       see pick_eligible in _lib.lua), 16 batch sizes and delays per task type (optional; see
+--       batch_pick in _lib.lua)
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
@@ -37,6 +38,10 @@
 -- Task types with their own rate limit: a task whose type has no token is skipped likewise;
 -- none is reserved, no hand-off registered, and when only such tasks wait, the reply says
 -- when the first of their next tokens comes (as for the queue's limit).
+-- Batching: with KEYS[16], the queue hands out one ready batch per call (batch_pick), every
+-- task of it starting now whatever ARGV[3] asks (the worker calls one handler with the list);
+-- none reserved, no hand-off registered, no rate limit or group limit applied. When no batch
+-- is ready, the reply says when the oldest one is due: {{now, ms, 'batch'}}.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
 --           queue's rate limit held back pending tasks, {{now, ms, 1}} when its task types' did
@@ -170,8 +175,9 @@ if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then
   return out
 end
 
+local batched = KEYS[16] and redis.call('EXISTS', KEYS[16]) == 1
 local limited = nil
-if KEYS[13] then
+if KEYS[13] and not batched then
   local wait
   limited, wait = rate_allowance(KEYS[13], now, n_start)
   if limited == 0 then
@@ -191,7 +197,20 @@ if max_n <= 0 then
   register_idle(0)
   return out
 end
-if caps or typed then
+if batched then
+  local due_in
+  if n_start <= 0 then -- no free slot: a batch starts whole, never reserved
+    register_idle(0)
+    return out
+  end
+  popped, due_in = batch_pick(base, KEYS[1], KEYS[16], now)
+  if #popped == 0 then
+    register_idle(0)
+    if due_in then return {{now, math.max(1, due_in), 'batch'}} end
+    return out
+  end
+  max_n, n_start, caps, typed = #popped / 2, #popped / 2, nil, nil
+elseif caps or typed then
   popped, skipped, type_wait = pick_eligible(base, KEYS[1], caps, typed, max_n, now)
   if #popped == 0 and type_wait then
     register_idle(0)
@@ -245,5 +264,5 @@ if request ~= '' and #out > 1 then
 end
 if limited then rate_charge(KEYS[13], now, (#out - 1) / 11) end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
-if #popped < 2 * max_n and skipped == 0 and not limited and not typed then register_idle(n_start - #leased) else register_idle(0) end
+if #popped < 2 * max_n and skipped == 0 and not limited and not typed and not batched then register_idle(n_start - #leased) else register_idle(0) end
 return out

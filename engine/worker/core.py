@@ -366,10 +366,12 @@ class WorkerCore:
                 got += self._leased(effects, protocol.parse_dequeue(request.queue, reply))
                 held = protocol.parse_throttle(reply)
                 if held is not None:
-                    self._throttled.add(request.queue)
-                    if held.by_type:
+                    forming = held.reason is protocol.HoldReason.BATCH_FORMING
+                    if not forming:  # (a forming batch may fill before its due time)
+                        self._throttled.add(request.queue)
+                    if held.reason is protocol.HoldReason.TYPE_LIMITS:
                         self._held_by_type.add(request.queue)
-                    effects.append(Throttled(request.queue, held.wait_ms))
+                    effects.append(Throttled(request.queue, held.wait_ms, forming))
             elif isinstance(request, Extend):
                 self._extended(effects, request, reply)
             elif isinstance(request, Release):

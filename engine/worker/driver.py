@@ -26,13 +26,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any, assert_never
 
-from engine import cron, declarations, flow, lifecycle, ops, tasklog
+from engine import batching, cron, declarations, flow, lifecycle, ops, tasklog
 from engine.backend import AsyncBackend, Batch, Call, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.errors import ReadOnlyError, RediqError
 from engine.ops import Settings
 from engine.registry import Registry
-from engine.worker import core, execute, loops, protocol
+from engine.worker import batches, core, execute, loops, protocol
 from engine.worker.context import TaskContext, TaskOutcome
 from engine.worker.core import FencedCall, StopReason, WorkerCore
 from engine.worker.options import HANDOFF_MS, STOP_FLUSH_S, Effective, WorkerOptions, loop_factory
@@ -311,6 +311,7 @@ class Worker:
         try:
             await self.backend.run(declarations.publish(self.settings.keyspace, self.id, decls))
             kept = await self.backend.run(flow.declare_limits(self.settings, self.registry.rate_limits))
+            await self.backend.run(batching.declare_batches(self.settings, self.registry.batches))
             for (queue, group), limit in self.registry.group_limits.items():
                 await self.backend.run(flow.write_group_limit(self.settings, queue, group, limit, True))
             for queue, weights in self.registry.fair_queues.items():
@@ -398,10 +399,16 @@ class Worker:
 
     def _apply(self, effects: list[core.Effect]) -> None:
         notified: list[tuple[str, tuple[str, ...]]] | None = None
+        batched: dict[tuple[str, str], list[Job]] = defaultdict(list)
         for effect in effects:
             match effect:
                 case core.RunHandler():
-                    self._launch(effect.job)
+                    definition = self.registry.get(effect.job.type)
+                    if definition is not None and definition.batch is not None:
+                        # one dequeue leased the batch: its items go to one handler call
+                        batched[(effect.job.queue, effect.job.type)].append(effect.job)
+                    else:
+                        self._launch(effect.job)
                 case core.Fenced():
                     self._fenced(effect.queue, effect.call, effect.task_ids)
                 case core.StopHandler():
@@ -409,7 +416,8 @@ class Worker:
                 case core.ReleaseDependents():
                     notified = list(effect.notified)
                 case core.Throttled():  # sleep till the queue's next token; others keep flowing
-                    self.throttled_s[effect.queue] += effect.wait_ms / 1000
+                    if not effect.batch:  # (a forming batch is not throttled time)
+                        self.throttled_s[effect.queue] += effect.wait_ms / 1000
                     asyncio.get_running_loop().call_later(
                         effect.wait_ms / 1000, self._token_due, effect.queue
                     )
@@ -420,6 +428,8 @@ class Worker:
                         effect.unsent,
                     )
                     self._gave_up = True
+        for jobs in batched.values():
+            self._launch_batch(jobs)
         if notified is not None:
             asyncio.create_task(self._flush_outboxes(notified, list(self.effective.queues)))
 
@@ -489,12 +499,19 @@ class Worker:
         if entry is None or entry[0].token != effect.token:
             return
         job, task, ctx = entry
+        definition = self.registry.get(job.type)
+        if definition is not None and definition.batch is not None:
+            # one item of a batch: the call goes on for the others; a cancelled item is
+            # recorded cancelled when it ends, a lost one's outcome is refused by its token
+            if effect.reason is StopReason.CANCEL_REQUESTED:
+                ctx.cancelled = True
+            log.warning("task %s (in a batch): %s; the batch call goes on", job.id, effect.reason)
+            return
         if effect.reason is StopReason.LEASE_LOST:
             log.warning("task %s: lease lost; stopping it", job.id)
             task.cancel()
             return
         ctx.cancelled = True  # a sync handler sees it (a child is killed); it ends cancelled
-        definition = self.registry.get(job.type)
         if definition is not None and definition.is_async:
             task.cancel()
 
@@ -510,6 +527,18 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the exchange sends the start again (same token)
             log.warning("task %s: start of a hand-off deferred (%s)", job.id, exc)
             self._wake.set()
+
+    def _launch_batch(self, jobs: list[Job]) -> None:
+        definition = self.registry.get(jobs[0].type)
+        assert definition is not None
+        ctx = batches.BatchContext(jobs, self)
+        task = asyncio.create_task(
+            batches.run_batch(self, jobs, definition, ctx), name=f"rediq-batch-{jobs[0].id}"
+        )
+        for job in jobs:
+            # each item its own context: a cancel asked for one item must not stop the call (a
+            # child process is killed when the call's ctx says cancelled)
+            self._running[job.id] = (job, task, TaskContext(job, self))
 
     def _launch(self, job: Job) -> None:
         ctx = TaskContext(job, self)

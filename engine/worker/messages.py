@@ -208,10 +208,13 @@ class ReleaseDependents:
 @dataclass(frozen=True, slots=True)
 class Throttled:
     """A queue's rate limit held back its pending tasks: no dequeue from it until the driver
-    reports the next token due (``WorkerCore.on_token_due``) after ``wait_ms``."""
+    reports the next token due (``WorkerCore.on_token_due``) after ``wait_ms``. With
+    ``batch``, no batch of the queue is ready yet: ``wait_ms`` is when the oldest is due, and
+    the queue is still asked sooner when tasks arrive (a batch may fill meanwhile)."""
 
     queue: str
     wait_ms: int
+    batch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

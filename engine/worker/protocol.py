@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 from engine.backend import Batch, Call, Op, cmd, script_call
@@ -79,6 +80,7 @@ def dequeue_call(
             qk.rate_limit,
             qk.cgroup_limits,
             qk.type_limits,
+            qk.batches,
         ],
         [
             qk.base,
@@ -156,24 +158,39 @@ def parse_dequeue(queue: str, reply: Sequence[Any]) -> list[Job]:
     return jobs
 
 
+class HoldReason(StrEnum):
+    """Why a dequeue leased nothing though tasks are pending (the third element of the reply's
+    head; absent for the queue's own limit)."""
+
+    QUEUE_LIMIT = "queue"
+    """the queue's rate limit has no token: its arrivals wait for it too"""
+    TYPE_LIMITS = "1"
+    """the pending tasks' types' own limits have none: a task of another type may go at once"""
+    BATCH_FORMING = "batch"
+    """no batch is full or due yet: one may fill when tasks arrive"""
+
+
 class HeldBack(NamedTuple):
-    """A dequeue that leased nothing because a rate limit held back the pending tasks."""
+    """A dequeue that leased nothing because a limit or a forming batch held its tasks back."""
 
     wait_ms: int
-    """ms until the next token"""
-    by_type: bool
-    """the limits of the tasks' types held them (the queue's own limit did not): a task of
-    another type may still be leased at once"""
+    """ms until the next token, or until the oldest batch is due"""
+    reason: HoldReason
 
 
 def parse_throttle(reply: Sequence[Any]) -> HeldBack | None:
-    """Whether a rate limit held back the queue's pending tasks: the reply's head is then
-    ``[now, ms]`` (the queue's limit) or ``[now, ms, 1]`` (its task types' limits) instead of
-    ``now``."""
+    """Whether a rate limit or a forming batch held back the queue's pending tasks: the reply's
+    head is then ``[now, ms]`` (the queue's limit), ``[now, ms, 1]`` (its task types' limits) or
+    ``[now, ms, 'batch']`` instead of ``now``."""
     head = reply[0] if reply else None
     if isinstance(head, list | tuple) and len(head) in (2, 3):
-        return HeldBack(max(1, int(head[1])), len(head) == 3)
+        reason = HoldReason.QUEUE_LIMIT if len(head) == 2 else HoldReason(_text(head[2]))
+        return HeldBack(max(1, int(head[1])), reason)
     return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def parse_handoff(queue: str, record: str) -> Job:

@@ -1,14 +1,18 @@
-"""A handler for the ``--pool process`` test of ``RateLimited``: module level, so a child
-process can import it. It counts its calls in Redis (``REDIQ_TEST_URL``)."""
+"""Handlers for the ``--pool process`` tests of ``RateLimited`` and of batching: module level,
+so a child process can import them. ``limited_once`` counts its calls in Redis
+(``REDIQ_TEST_URL``)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
 import redis
 
 from engine import RateLimited
+from engine.batching import Batch, BatchItem
+from engine.errors import BatchFailed, Retryable
 from engine.registry import Registry
 
 flow = Registry()
@@ -22,3 +26,24 @@ def limited_once(ctx: Any, payload: Any) -> str:
     if calls == 1:
         raise RateLimited("429 from the child", retry_after=0.3)
     return "ok"
+
+
+@flow.task("notify_many", queue="batchpool", batch=Batch(max_size=3, max_delay=3600))
+def notify_many(ctx: Any, items: list[BatchItem[int]]) -> list[int]:
+    """A batch handler in a child process: items pickled there, results and a BatchFailed back."""
+    bad = {i.id: Retryable("odd one", delay=0.05) for i in items if i.payload == 2 and i.attempt == 1}
+    if bad:
+        raise BatchFailed(bad)
+    return [i.payload * 10 for i in items]
+
+
+@flow.task("slow_batch", queue="batchkill", batch=Batch(max_size=3, max_delay=3600))
+async def slow_batch(ctx: Any, items: list[BatchItem[int]]) -> None:
+    """The first call hangs (its worker is killed meanwhile); later ones complete. Each call
+    appends its items' payloads to a Redis list."""
+    r = redis.Redis.from_url(os.environ["REDIQ_TEST_URL"])
+    r.rpush("test:batchkill:calls", ",".join(str(i.payload) for i in sorted(items, key=lambda i: i.payload)))
+    first = r.set("test:batchkill:first", "1", nx=True)
+    r.close()
+    if first:
+        await asyncio.sleep(600)

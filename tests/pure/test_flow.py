@@ -13,7 +13,7 @@ from engine.explain import Facts, Reason, explain
 from engine.flow import LimitSource, RateLimit, bucket_state, parse_limit, validated_pause
 from engine.task import TaskInfo, TaskState
 from engine.worker.core import Dequeue, FailureKind, Outcome, Throttle, Throttled
-from engine.worker.protocol import HeldBack, parse_dequeue, parse_throttle
+from engine.worker.protocol import HeldBack, HoldReason, parse_dequeue, parse_throttle
 from tests.pure import test_explain
 from tests.pure.test_worker_core import answer, dequeued, done, make, requests_of, runs, task
 
@@ -108,9 +108,9 @@ def test_the_bucket_names_who_set_the_limit() -> None:
 
 
 def test_a_throttled_reply_is_read_apart_from_an_empty_one() -> None:
-    assert parse_throttle([[123, 40]]) == HeldBack(40, by_type=False)
+    assert parse_throttle([[123, 40]]) == HeldBack(40, HoldReason.QUEUE_LIMIT)
     assert parse_dequeue("q", [[123, 40]]) == []
-    assert parse_throttle([[123, 40, 1]]) == HeldBack(40, by_type=True)
+    assert parse_throttle([[123, 40, 1]]) == HeldBack(40, HoldReason.TYPE_LIMITS)
     assert parse_dequeue("q", [[123, 40, 1]]) == []
     assert parse_throttle([123]) is None
     assert parse_throttle(dequeued(task("a", reserved=False))) is None
