@@ -285,6 +285,9 @@ def test_task_why_names_the_blocking_reason(redis_url: str, client: Client) -> N
 
 
 def test_doctor_finds_and_repairs(redis_url: str, client: Client, raw: redis.Redis) -> None:
+    # the function library is on the server as wherever rediq ran (the session's server has it
+    # only if an earlier test on this xdist worker loaded it: this test failed alone before)
+    invoke(redis_url, "server", "install-functions")
     assert invoke_json(redis_url, "doctor") == {"repair": False, "findings": []}
     assert "no problems found" in invoke(redis_url, "doctor").stdout
     task_id = client.enqueue("ok", 1, queue="mail").id
