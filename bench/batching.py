@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
+from bench.pairs import alternate, drain_seconds, server_calls  # noqa: E402
 from bench.server import Valkey  # noqa: E402
 from engine.batching import Batch, BatchItem  # noqa: E402
 from engine.client import Client  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 from engine.task import Task  # noqa: E402
-from engine.worker import Worker, WorkerOptions  # noqa: E402
 
 QUEUE = "bench-batch"
 SIZE = 500
-
-
-def _calls(r: redis.Redis) -> tuple[int, int]:
-    stats: dict[str, Any] = r.info("commandstats")
-    total = sum(int(v["calls"]) for v in stats.values())
-    return total, int(stats.get("cmdstat_fcall", {}).get("calls", 0))
 
 
 async def _drain(url: str, n: int, batched: bool) -> tuple[float, int]:
@@ -67,13 +60,7 @@ async def _drain(url: str, n: int, batched: bool) -> tuple[float, int]:
         async def notify(ctx: Any, payload: Any) -> None:
             seen(1)
 
-    worker = Worker(registry, url, WorkerOptions(queues=[QUEUE], concurrency=10))
-    started = time.perf_counter()
-    run = asyncio.create_task(worker.run())
-    await asyncio.wait_for(done.wait(), 300)
-    elapsed = time.perf_counter() - started
-    worker.request_stop()
-    await asyncio.wait_for(run, 60)
+    elapsed = await drain_seconds(registry, url, QUEUE, done)
     return n / elapsed, calls
 
 
@@ -86,7 +73,7 @@ def one_run(url: str, r: redis.Redis, n: int, batched: bool) -> tuple[float, flo
             )
     r.config_resetstat()
     rate, calls = asyncio.run(_drain(url, n, batched))
-    total, fcalls = _calls(r)
+    total, fcalls = server_calls(r)
     return rate, total / n, fcalls / n, calls
 
 
@@ -95,16 +82,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    results: dict[bool, list[tuple[float, float, float, int]]] = {False: [], True: []}
-    ratios = []
     with Valkey() as server:
         r = redis.Redis.from_url(server.url, decode_responses=True)
-        for i in range(args.repeat):
-            order = (False, True) if i % 2 == 0 else (True, False)
-            run = {mode: one_run(server.url, r, args.n, mode) for mode in order}
-            for mode, figures in run.items():
-                results[mode].append(figures)
-            ratios.append(run[True][0] / run[False][0])
+        results, ratios, loads = alternate(
+            args.repeat, lambda mode: one_run(server.url, r, args.n, mode), ratio_of=0
+        )
         r.close()
     for mode, runs in results.items():
         rates = [x[0] for x in runs]
@@ -117,6 +99,7 @@ def main() -> None:
         )
     spread = f"{min(ratios):.2f}..{max(ratios):.2f}"
     print(f"batched / single drain rate: {statistics.median(ratios):.2f} ({spread})")
+    print(f"load average (1 min) after each pair: {', '.join(f'{x:.2f}' for x in loads)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -26,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
+from bench.pairs import alternate, drain_seconds  # noqa: E402
 from bench.server import Valkey  # noqa: E402
 from engine import flow  # noqa: E402
 from engine.client import AsyncClient, Client  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 from engine.task import Task  # noqa: E402
-from engine.worker import Worker, WorkerOptions  # noqa: E402
 
 QUEUE = "bench-fair"
 
@@ -55,13 +54,7 @@ async def _drain(url: str, client: AsyncClient, n: int) -> tuple[float, float]:
         if count == n + 1:
             done.set()
 
-    worker = Worker(registry, url, WorkerOptions(queues=[QUEUE], concurrency=10))
-    started = time.perf_counter()
-    run = asyncio.create_task(worker.run())
-    await asyncio.wait_for(done.wait(), 300)
-    elapsed = time.perf_counter() - started
-    worker.request_stop()
-    await asyncio.wait_for(run, 60)
+    elapsed = await drain_seconds(registry, url, QUEUE, done)
     return (small_at[0] - enqueued_at[0]) * 1000, (n + 1) / elapsed
 
 
@@ -90,17 +83,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    results: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    ratios, loads = [], []
     with Valkey() as server:
         r = redis.Redis.from_url(server.url, decode_responses=True)
-        for i in range(args.repeat):
-            order = (False, True) if i % 2 == 0 else (True, False)
-            run = {mode: one_run(server.url, r, args.n, mode) for mode in order}
-            for mode, figures in run.items():
-                results[mode].append(figures)
-            ratios.append(run[True][1] / run[False][1])
-            loads.append(os.getloadavg()[0])
+        results, ratios, loads = alternate(
+            args.repeat, lambda mode: one_run(server.url, r, args.n, mode), ratio_of=1
+        )
         r.close()
     for mode, runs in results.items():
         lat = [x[0] for x in runs]

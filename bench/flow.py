@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis  # noqa: E402
 
+from bench.pairs import alternate, drain_seconds, server_calls  # noqa: E402
 from bench.server import Valkey  # noqa: E402
 from engine.client import Client  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 from engine.task import Task  # noqa: E402
-from engine.worker import Worker, WorkerOptions  # noqa: E402
 
 QUEUE = "bench-flow"
-
-
-def _calls(r: redis.Redis) -> tuple[int, int]:
-    stats: dict[str, Any] = r.info("commandstats")
-    total = sum(int(v["calls"]) for v in stats.values())
-    return total, int(stats.get("cmdstat_fcall", {}).get("calls", 0))
 
 
 async def _drain(url: str, n: int) -> float:
@@ -52,13 +45,7 @@ async def _drain(url: str, n: int) -> float:
         if count == n:
             done.set()
 
-    worker = Worker(registry, url, WorkerOptions(queues=[QUEUE], concurrency=10))
-    started = time.perf_counter()
-    run = asyncio.create_task(worker.run())
-    await asyncio.wait_for(done.wait(), 300)
-    elapsed = time.perf_counter() - started
-    worker.request_stop()
-    await asyncio.wait_for(run, 60)
+    elapsed = await drain_seconds(registry, url, QUEUE, done)
     return n / elapsed
 
 
@@ -75,7 +62,7 @@ def one_run(url: str, r: redis.Redis, n: int, limited: bool) -> tuple[float, flo
         )
     r.config_resetstat()
     rate = asyncio.run(_drain(url, n))
-    total, fcalls = _calls(r)
+    total, fcalls = server_calls(r)
     return rate, total / n, fcalls / n
 
 
@@ -84,16 +71,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    results: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
-    ratios = []
     with Valkey() as server:
         r = redis.Redis.from_url(server.url, decode_responses=True)
-        for i in range(args.repeat):
-            order = (False, True) if i % 2 == 0 else (True, False)
-            run = {mode: one_run(server.url, r, args.n, mode) for mode in order}
-            for mode, figures in run.items():
-                results[mode].append(figures)
-            ratios.append(run[True][0] / run[False][0])
+        results, ratios, loads = alternate(
+            args.repeat, lambda mode: one_run(server.url, r, args.n, mode), ratio_of=0
+        )
         r.close()
     for mode, runs in results.items():
         rates = [x[0] for x in runs]
@@ -104,6 +86,7 @@ def main() -> None:
             f"{statistics.median(x[2] for x in runs):.3f} script calls/task"
         )
     print(f"limit / none drain rate: {statistics.median(ratios):.3f} ({min(ratios):.3f}..{max(ratios):.3f})")
+    print(f"load average (1 min) after each pair: {', '.join(f'{x:.2f}' for x in loads)}")
 
 
 if __name__ == "__main__":
