@@ -632,6 +632,10 @@ async def wait_ignoring_cancel(future: asyncio.Future[Any], abandon: asyncio.Eve
     abandoned = asyncio.ensure_future(abandon.wait())
     try:
         while not future.done() and not abandon.is_set():
+            if abandoned.done():
+                # cancelled from outside (a loop's teardown cancels every task): without a new
+                # waiter, asyncio.wait would return at once, round after round, a busy loop
+                abandoned = asyncio.ensure_future(abandon.wait())
             try:
                 await asyncio.wait([future, abandoned], return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
