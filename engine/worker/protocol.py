@@ -299,7 +299,7 @@ def throttle_call(
     qk = settings.keyspace.queue(queue)
     return script_call(
         "throttle",
-        [qk.active, qk.pending, qk.seq, qk.rate_limit, qk.type_limits],
+        [qk.active, qk.pending, qk.seq, qk.rate_limit, qk.type_limits, qk.idle],
         [qk.base, channel(settings, qk), task_id, token, max(1, int(pause_s * 1000)), note],
     )
 

@@ -118,7 +118,9 @@ async def test_rate_limited_pauses_the_queue_for_everyone_without_burning_a_retr
 
     first = client.enqueue("call", 1, queue="remote").id
     async with running_worker(registry, redis_url, ["remote"], concurrency=2):
-        await wait_until(lambda: len(calls) == 1)
+        # the pause is in place before the second arrives (enqueued while the first still runs,
+        # it could be handed to the worker's free slot before the pause: a race, not a finding)
+        await wait_until(lambda: raw.hexists(KEY % "remote", "until"))
         second = client.enqueue("call", 2, queue="remote").id
         await wait_until(lambda: raw.zcard("rediq:{remote}:completed") == 2)
     info = client.get_task(first)

@@ -180,6 +180,9 @@ class FaultMachine(RuleBasedStateMachine):
         for task_id in ids:
             if self.r.zadd(qk.active, {task_id: past}, xx=True, ch=True) or self.r.zscore(qk.active, task_id):
                 self.r.hset(qk.task(task_id), "lease", past)
+                group = self.r.hget(qk.task(task_id), "grp")
+                if group is not None:  # its concurrency group's slot is scored by the same lease
+                    self.r.zadd(qk.cgroup(str(group)), {task_id: past}, xx=True)
 
     async def _handler(self, ctx: TaskContext, payload: Any) -> str:
         handle = next((h for h in self.workers if h.worker.id == ctx.worker_id), None)

@@ -4,8 +4,8 @@ dequeue: a limited queue leases no more tasks than its bucket holds tokens, all 
 (none reserved), charges the bucket for each one leased, registers no hand-off, and with pending
 tasks and no token answers ``[[now, ms until the next token]]``. A pause a handler asked for
 (``until``) holds back every lease till then. A junk limit counts as none.
-throttle: a held task goes back to pending uncharged and the bucket's pause only ever grows;
-another delivery's token or another state is refused and nothing changes."""
+throttle: a held task goes back to pending uncharged, the bucket's pause only ever grows and
+the queue's hand-off registrations are withdrawn; another delivery's token or another state is refused and nothing changes."""
 
 from __future__ import annotations
 
@@ -227,6 +227,8 @@ def test_dequeue_under_a_rate_limit(redis_url: str, case: Case) -> None:
 NOTE = "RateLimited: retry after 5 s"
 STARTED_HELD = {**HELD, "attempts": "2", "lease": "now+30000", "priority": "10"}
 BACK = {"state": "pending", "lease": ABSENT, "worker": ABSENT, "reserved": ABSENT}
+IDLE_REGISTRATION = "3:99999999999999:30000"
+"""Another worker waiting for hand-offs (free slots, deadline ms, lease ms; see dequeue.lua)."""
 
 THROTTLE = cases(
     Case(
@@ -237,6 +239,22 @@ THROTTLE = cases(
         after={"a": {**BACK, "attempts": "1", "dlv": "3"}},
         scores_after={("pending", "a"): 10 * SHIFT + 42},
         keys_after={"ratelimit": H({"until": Later(5000)}), "h:a": [Json([RECENT, "pending", NOTE])]},
+    ),
+    Case(
+        "the queue's hand-off registrations withdrawn: enqueue hands no task past the pause",
+        before={"a": STARTED_HELD},
+        keys={"idle": H({"w2": IDLE_REGISTRATION})},
+        reply="throttled",
+        after={"a": BACK},
+        keys_after={"ratelimit": H({"until": Later(5000)}), "idle": ABSENT},
+    ),
+    Case(
+        "its type's bucket paused: the registrations withdrawn too",
+        before={"a": {**STARTED_HELD, "type": "t"}},
+        keys={"typelimits": H({"t": "1"}), "rl:t": H(LIMIT), "idle": H({"w2": IDLE_REGISTRATION})},
+        reply="throttled",
+        after={"a": BACK},
+        keys_after={"rl:t": H({**LIMIT, "until": Later(5000)}), "idle": ABSENT},
     ),
     Case(
         "reserved: back to pending, nothing to refund",
