@@ -5,7 +5,8 @@ dequeue: a limited queue leases no more tasks than its bucket holds tokens, all 
 tasks and no token answers ``[[now, ms until the next token]]``. A pause a handler asked for
 (``until``) holds back every lease till then. A junk limit counts as none.
 throttle: a held task goes back to pending uncharged, the bucket's pause only ever grows and
-the queue's hand-off registrations are withdrawn; another delivery's token or another state is refused and nothing changes."""
+the queue's hand-off registrations are withdrawn; another delivery's token or another state is
+refused and nothing changes."""
 
 from __future__ import annotations
 
