@@ -6,7 +6,7 @@
 -- else the queue's (dequeue.lua leases nothing from the queue before then). A pause of the
 -- queue's bucket withdraws the queue's hand-off registrations too (as engine.flow.write_limit
 -- does): a worker that registered before it would otherwise be handed new tasks by enqueue.lua
--- during the pause, leases no token allowed (a dequeue registers none while the bucket is paused).
+-- during the pause: leases the paused bucket allows none of (a dequeue registers none meanwhile).
 -- KEYS: 1 active, 2 pending, 3 seq, 4 rate limit, 5 task types with a rate limit of their own
 --       (optional), 6 idle (hand-off registrations; optional)
 -- ARGV: 1 base, 2 channel, 3 id, 4 token (the delivery's, see token_of in _lib.lua),
