@@ -19,11 +19,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, run_state_machine_as_test
 
 from engine import flow
-from tests.faults.machine import QUEUE, TASK_SPECS, FaultMachine
+from tests.faults.machine import QUEUE, FaultMachine
 from tests.faults.test_faults import short_profile
 
 RATE, BURST = 2, 2  # the queue: 2/s, 2 at once (an example takes some 0.1-1.5 s)
 TYPE, TYPE_RATE, TYPE_BURST = "sync_job", 1, 1  # one task type's own limit
+BACKLOG = st.lists(  # due now: no dependency, no delay (max_retry, unique key, dep, delayed, sync)
+    st.tuples(st.sampled_from([0, 1]), st.none(), st.just(-1), st.just(False), st.booleans()),
+    min_size=3,
+    max_size=6,
+)
 BOUND: Counter[str] = Counter()
 """Of the checks and examples (in this process), those that found a bucket empty with tasks
 pending (``checks``, ``bound checks``, ``examples``, ``bound examples``)."""
@@ -40,9 +45,9 @@ class RateFaultMachine(FaultMachine):
         self.bound = False
         BOUND["examples"] += 1
 
-    @initialize(specs=st.lists(TASK_SPECS, min_size=3, max_size=6))
+    @initialize(specs=BACKLOG)
     def backlog(self, specs: list[tuple[int, str | None, int, bool, bool]]) -> None:
-        """A backlog from the start, so that the buckets run dry in most examples."""
+        """A backlog of tasks due now, so that the buckets run dry in most examples."""
         self._enqueue(specs)
 
     @invariant()
