@@ -6,8 +6,8 @@ server's clock: grants <= burst + rate x elapsed. Grants are counted from the tr
 task's delivery counter ('dlv', bumped by every lease, hand-off or not, whether its reply
 arrived or was lost), not from the bucket's own bookkeeping.
 
-The limits bind: ``BOUND`` counts the checks that found tasks pending while a bucket had no
-token (measured: most examples reach it; figures in RELIABILITY.md)."""
+The limits bind: ``BOUND`` counts the checks that found a bucket dry with tasks pending (the CI
+examples: 1,089-1,130 of 1,659 checks, in 36 of 52 examples; printed with ``-s``)."""
 
 from __future__ import annotations
 
