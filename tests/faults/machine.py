@@ -174,16 +174,14 @@ class FaultMachine(RuleBasedStateMachine):
         return held
 
     def _lapse(self, ids: list[str]) -> None:
-        """Make these tasks' leases look run out (as if their holder had stalled that long):
-        in the active set, the hash and the concurrency group's lease set (whose entry would run
-        out with the lease; left live, it held the group for ``LEASE_S`` after its task ended)."""
+        """Make these tasks' leases look run out (as if their holder had stalled that long)."""
         qk = self.settings.keyspace.queue(QUEUE)
         past = self._server_ms() - 1
         for task_id in ids:
             if self.r.zadd(qk.active, {task_id: past}, xx=True, ch=True) or self.r.zscore(qk.active, task_id):
                 self.r.hset(qk.task(task_id), "lease", past)
                 group = self.r.hget(qk.task(task_id), "grp")
-                if group is not None:
+                if group is not None:  # its concurrency group's slot is scored by the same lease
                     self.r.zadd(qk.cgroup(str(group)), {task_id: past}, xx=True)
 
     async def _handler(self, ctx: TaskContext, payload: Any) -> str:
