@@ -1,6 +1,7 @@
-"""Which fixes of issue 14 point 2 would the fault harness have found? For each fix, a scratch
-copy of this checkout gets that fix reverted (a small source edit standing in for the code
-before it, listed below), and the harness runs on it.
+"""Which fixes of issue 14 point 2 would the fault harness have found, and does it find a flow
+limit check taken out (issue 19 point 6)? For each, a scratch copy of this checkout gets the
+edit (a small source edit standing in for the code before the fix, listed below), and the
+revert's machine (``Revert.test``) runs on it.
 
     python -m tests.faults.reverts [name ...] [--examples N] [--steps N]
 
