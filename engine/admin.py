@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from engine import cron, flow, ops
+from engine import batching, cron, flow, ops
 from engine.backend import Batch, Op, cmd
-from engine.errors import InvalidTask, UnknownQueue
+from engine.errors import InvalidBatch, InvalidTask, UnknownQueue
 from engine.keys import validate_queue_name
 from engine.ops import Settings
 from engine.task import TaskInfo, TaskState
@@ -142,16 +142,30 @@ def resume(settings: Settings, queue: str) -> Op[bool]:
     return changed
 
 
+def _not_batched(settings: Settings, queue: str, what: str) -> Op[None]:
+    """A batched queue's dequeue hands out whole batches and applies no rate or group limit
+    (``batch_pick`` in ``_lib.lua``): a limit written there would be shown and audited but never
+    hold. Refused, as ``Registry`` refuses to declare one."""
+    batches = yield from batching.read_batches(settings, queue)
+    if batches:
+        raise InvalidBatch(
+            f"queue {queue!r} holds batch type {min(batches)!r}: {what} would not hold there",
+            fix="Give the batch type a queue of its own (queue=...) or leave this queue unlimited",
+        )
+
+
 def set_rate_limit(
     settings: Settings, queue: str, limit: flow.RateLimit, task_type: str | None = None
 ) -> Op[None]:
     """An operator's rate limit for ``queue``, or for one ``task_type`` in it (kept over the
-    app's declared one until cleared); validated before anything is written, and audited."""
+    app's declared one until cleared); validated before anything is written, and audited.
+    Refused on a batched queue (``InvalidBatch``), whose dequeue would not apply it."""
     try:
         validate_queue_name(queue)
     except ValueError as exc:
         raise InvalidTask(str(exc)) from None
     limit = flow.validated(limit)
+    yield from _not_batched(settings, queue, "a rate limit")
     yield cmd("SADD", settings.keyspace.queues, queue)
     yield from flow.write_limit(settings, queue, limit, flow.LimitSource.OPERATOR, task_type)
     of = "" if task_type is None else f" for type {task_type}"
@@ -170,12 +184,14 @@ def clear_rate_limit(settings: Settings, queue: str, task_type: str | None = Non
 
 def set_group_limit(settings: Settings, queue: str, group: str, limit: int) -> Op[None]:
     """At most ``limit`` tasks of concurrency ``group`` (``*``: any group) of ``queue`` run at
-    once, fleet-wide; validated before anything is written, and audited."""
+    once, fleet-wide; validated before anything is written, and audited. Refused on a batched
+    queue (``InvalidBatch``), whose dequeue would not apply it."""
     try:
         validate_queue_name(queue)
     except ValueError as exc:
         raise InvalidTask(str(exc)) from None
     flow.validated_group_limit(group, limit)
+    yield from _not_batched(settings, queue, "a concurrency group limit")
     yield cmd("SADD", settings.keyspace.queues, queue)
     yield from flow.write_group_limit(settings, queue, group, limit)
     yield from audit(settings, "group-limit", queue, detail=f"{group}={limit}")

@@ -118,10 +118,14 @@ MUTANTS = [
     ("_lib", "local key = ttype .. '\\n' .. (f[2] or '')", "local key = ttype"),
     ("dequeue", "if n_start <= 0 then -- no free slot", "if false then -- no free slot"),
     ("dequeue", "if KEYS[13] and not batched then", "if KEYS[13] then"),
+    # a pause of the queue's bucket withdraws the hand-off registrations (its type's does not)
+    ("throttle", "if bucket == KEYS[4] and KEYS[6] then", "if false then"),
+    ("throttle", "if bucket == KEYS[4] and KEYS[6] then", "if KEYS[6] then"),
 ]
 
-MORE_TABLES = {"dequeue": ("test_batching.py",)}
-"""Tables of a script's cases beyond ``test_<script>.py`` (batching's dequeue cases)."""
+MORE_TABLES = {"dequeue": ("test_batching.py",), "throttle": ("test_rate_limit.py",)}
+"""Tables of a script's cases beyond ``test_<script>.py`` (batching's dequeue cases; throttle's
+cases sit with the rate limit's)."""
 
 
 def main() -> int:
@@ -141,6 +145,7 @@ def main() -> int:
             try:
                 targets = ["tests/lua"] if script == "_lib" else [f"tests/lua/test_{script}.py"]
                 targets += [f"tests/lua/{t}" for t in MORE_TABLES.get(script, ())]
+                targets = [t for t in targets if (root / t).exists()]
                 run = subprocess.run(
                     [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets],
                     cwd=root,

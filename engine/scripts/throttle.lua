@@ -3,9 +3,12 @@
 -- burnt) and a bucket is paused for every worker until now + retry_after (see rate_allowance in
 -- _lib.lua): its task type's, when the type has a rate limit of its own in the queue (the
 -- remote side limits that kind of call; dequeue.lua skips the type's tasks, the others flow),
--- else the queue's (dequeue.lua leases nothing from the queue before then).
--- KEYS: 1 active, 2 pending, 3 seq, 4 rate limit, 5 task types with a rate limit of their own,
---       6 idle (the queue's hand-off registrations, withdrawn: see below)
+-- else the queue's (dequeue.lua leases nothing from the queue before then). A pause of the
+-- queue's bucket withdraws the queue's hand-off registrations too (as engine.flow.write_limit
+-- does): a worker that registered before it would otherwise be handed new tasks by enqueue.lua
+-- during the pause: leases the paused bucket allows none of (a dequeue registers none meanwhile).
+-- KEYS: 1 active, 2 pending, 3 seq, 4 rate limit, 5 task types with a rate limit of their own
+--       (optional), 6 idle (hand-off registrations; optional)
 -- ARGV: 1 base, 2 channel, 3 id, 4 token (the delivery's, see token_of in _lib.lua),
 --       5 retry after ms (> 0), 6 note
 -- Returns: 'throttled', or 'stale' (this delivery no longer owns the task; nothing changed)
@@ -31,8 +34,6 @@ if KEYS[5] and f[7] and redis.call('HEXISTS', KEYS[5], f[7]) == 1 then
 end
 local hold = tonumber(redis.call('HGET', bucket, 'until')) or 0
 if now + pause_ms > hold then redis.call('HSET', bucket, 'until', now + pause_ms) end
--- an idle worker registered before the pause would be handed new tasks by enqueue.lua past it
--- (dequeue.lua registers none while a bucket holds tasks back, so they come back after it)
-redis.call('DEL', KEYS[6])
+if bucket == KEYS[4] and KEYS[6] then redis.call('DEL', KEYS[6]) end
 publish(channel, 'pending', {id}, now, {why = note})
 return 'throttled'

@@ -294,8 +294,9 @@ def throttle_call(
     settings: Settings, queue: str, task_id: str, token: str, pause_s: float, note: str
 ) -> Call:
     """A handler's ``RateLimited``: the task back to pending uncharged and its type's bucket
-    (when the type has a rate limit of its own) or else the queue's paused for ``pause_s``.
-    The reply reads like ``fail_call``'s: 'throttled' or 'stale'."""
+    (when the type has a rate limit of its own) or else the queue's paused for ``pause_s`` (and
+    the queue's hand-off registrations withdrawn, so that no enqueue hands a task out before the
+    pause ends). The reply reads like ``fail_call``'s: 'throttled' or 'stale'."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "throttle",

@@ -2,7 +2,8 @@
 the start times Redis stamped), a worker sleeps till the next token instead of polling while
 its other queues keep flowing, a handler's RateLimited pauses the queue for everyone without
 burning a retry, the app's declared limit is written at start unless an operator set one, and
-the CLI sets, shows and clears it (audited; a bad limit is one line and writes nothing)."""
+the CLI sets, shows and clears it (audited; a bad limit is one line and writes nothing; so is a
+limit on a batched queue, whose dequeue would not apply it)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from engine import RateLimited, flow
+from engine import RateLimited, admin, batching, flow
 from engine.client import Client
+from engine.errors import InvalidBatch
 from engine.explain import Reason, why
 from engine.flow import LimitSource
 from engine.metrics import LabelPolicy, WorkerMetrics, WorkerStateCollector
@@ -175,6 +177,25 @@ def test_the_cli_sets_shows_and_clears_a_limit_audited(
         ("rate-limit", "cleared"),
         ("rate-limit", "50/s burst 5"),
     ]
+
+
+def test_a_limit_on_a_batched_queue_is_refused_and_nothing_written(
+    redis_url: str, client: Client, raw: redis.Redis, tmp_path: Path
+) -> None:
+    """A batched queue's dequeue hands out whole batches and applies no rate or group limit: an
+    operator's limit there was written, shown and audited, and never held (as many leases as
+    the batches held, whatever the bucket said). Refused now, as the registry refuses one."""
+    client.run(batching.declare_batches(client.settings, {("bulk", "load"): batching.Batch(10, 1.0)}))
+    result = run_cli("--redis-url", redis_url, "queue", "limit", "bulk", "5/s", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("E018: "), result.stderr
+    assert "batch type 'load'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(InvalidBatch):
+        client.call(admin.set_rate_limit, "bulk", flow.parse_limit("5/s"), "load")
+    with pytest.raises(InvalidBatch):
+        client.call(admin.set_group_limit, "bulk", "*", 1)
+    qk = client.settings.keyspace.queue("bulk")
+    assert raw.exists(qk.rate_limit, qk.type_limits, qk.cgroup_limits) == 0
+    assert invoke_json(redis_url, "audit", "--limit", "5") == []
 
 
 def test_why_names_the_limit_and_the_next_token(client: Client, raw: redis.Redis) -> None:

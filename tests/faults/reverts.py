@@ -1,6 +1,7 @@
-"""Which fixes of issue 14 point 2 would the fault harness have found? For each fix, a scratch
-copy of this checkout gets that fix reverted (a small source edit standing in for the code
-before it, listed below), and the harness runs on it.
+"""Which fixes of issue 14 point 2 would the fault harness have found, and does it find a flow
+limit check taken out (issue 19 point 6)? For each, a scratch copy of this checkout gets the
+edit (a small source edit standing in for the code before the fix, listed below), and the
+revert's machine (``Revert.test``) runs on it.
 
     python -m tests.faults.reverts [name ...] [--examples N] [--steps N]
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+FAULTS = "tests/faults/test_faults.py::test_no_task_is_lost_or_buried_under_faults"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ class Revert:
     from_commit: str = ""
     """When set, ``path`` is replaced by its version at this commit (``old``/``new`` then
     adapt it to today's signatures, if they are not empty)."""
+    test: str = FAULTS
+    """The machine that should find it (the flow limits have machines of their own)."""
 
 
 REVERTS = [
@@ -139,6 +143,31 @@ REVERTS = [
         "  if state and from[state] then why = retake_unique(base, id) end\n",
         "",
     ),
+    Revert(
+        "no-group-check",
+        "dequeue leases a grouped task whatever its group holds (issue 19 point 6)",
+        "engine/scripts/_lib.lua",
+        "      ok = held[group] < cap\n",
+        "      ok = true\n",
+        test="tests/faults/test_flow_groups.py::test_a_group_limit_is_never_exceeded_under_faults",
+    ),
+    Revert(
+        "rate-allowance-ignored",
+        "a rate-limited dequeue leases as many tasks as the worker asks for once its bucket "
+        "holds a token (issue 19 point 6)",
+        "engine/scripts/dequeue.lua",
+        "  if limited then max_n, n_start = limited, limited end\n",
+        "",
+        test="tests/faults/test_flow_rate.py::test_a_rate_limit_is_never_exceeded_under_faults",
+    ),
+    Revert(
+        "no-type-rate-check",
+        "dequeue leases a task whose type's own rate limit has no token (issue 19 point 6)",
+        "engine/scripts/_lib.lua",
+        "      ok = tokens[ttype] ~= 0\n",
+        "",
+        test="tests/faults/test_flow_rate.py::test_a_rate_limit_is_never_exceeded_under_faults",
+    ),
 ]
 
 
@@ -166,7 +195,8 @@ def scratch_copy(reverts: list[Revert]) -> Path:
 
 
 def run(name: str, examples: int, steps: int, randomized: bool = False) -> tuple[bool, float, str]:
-    copy = scratch_copy([r for r in REVERTS if r.name == name])
+    reverts = [r for r in REVERTS if r.name == name]
+    copy = scratch_copy(reverts)
     env = {
         **os.environ,
         "PYTHONPATH": str(copy),
@@ -187,7 +217,7 @@ def run(name: str, examples: int, steps: int, randomized: bool = False) -> tuple
             "-p",
             "no:logging",
             "--show-capture=no",
-            "tests/faults/test_faults.py::test_no_task_is_lost_or_buried_under_faults",
+            reverts[0].test,
         ],
         cwd=copy,
         env=env,

@@ -11,9 +11,11 @@ from collections import Counter
 import pytest
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
+from engine import ops
 from engine.client import Client
 from engine.task import Task
-from tests.faults.machine import QUEUE, FaultMachine
+from engine.worker import protocol
+from tests.faults.machine import LEASE_S, QUEUE, FaultMachine
 from tests.faults.test_faults import short_profile
 
 GROUPS = 4
@@ -60,3 +62,26 @@ def grouped_machine_for(url: str) -> type[GroupedFaultMachine]:
 @pytest.mark.timeout(900)
 def test_a_group_limit_is_never_exceeded_under_faults(redis_url: str) -> None:
     run_state_machine_as_test(grouped_machine_for(redis_url), settings=short_profile())
+
+
+def test_a_lapsed_lease_frees_its_group_slot(redis_url: str) -> None:
+    """The harness's lapse (a stalled holder's lease run out) runs out the task's entry in its
+    group's lease set too, as time would: left live, a task whose lapsed lease ended it
+    (cancelled here) held its group for the lease's 600 s, and the group's other tasks stayed
+    pending through the settle phase (the short profile then took over 5 min)."""
+    machine = grouped_machine_for(redis_url)()
+    try:
+        for task_id in ("t1", "t5"):  # both in g1
+            machine.client.enqueue(Task(type="job", queue=QUEUE, id=task_id))
+        lease_ms = int(LEASE_S * 1000)
+        dequeue = protocol.dequeue_call(machine.settings, QUEUE, 2, lease_ms, "w")
+        reply = machine.client.backend.execute(dequeue)
+        assert reply[1] == "t1" and len(reply) == 12  # g1's one slot: t5 waits
+        machine.client.run(ops.cancel(machine.settings, QUEUE, ["t1"]))
+        machine._lapse(["t1"])  # its holder stalled: the next dequeue recovers it, cancelled
+        reply = machine.client.backend.execute(dequeue)
+        qk = machine.settings.keyspace.queue(QUEUE)
+        assert machine.r.hget(qk.task("t1"), "state") == "cancelled"
+        assert reply[1:2] == ["t5"], "g1 still held by the cancelled t1"
+    finally:
+        machine._cleanup()

@@ -4,18 +4,24 @@ dequeue: a limited queue leases no more tasks than its bucket holds tokens, all 
 (none reserved), charges the bucket for each one leased, registers no hand-off, and with pending
 tasks and no token answers ``[[now, ms until the next token]]``. A pause a handler asked for
 (``until``) holds back every lease till then. A junk limit counts as none.
-throttle: a held task goes back to pending uncharged, the bucket's pause only ever grows and
-the queue's hand-off registrations are withdrawn; another delivery's token or another state is
-refused and nothing changes."""
+throttle: a held task goes back to pending uncharged and the bucket's pause only ever grows; a
+pause of the queue's bucket withdraws the queue's hand-off registrations (an enqueue during the
+pause would hand a task out, a lease the bucket does not allow); another delivery's token or
+another state is refused and nothing changes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
+
+from engine.backend import SyncBackend
+from engine.task import Task
 from engine.worker.protocol import throttle_call
-from tests.lua.harness import ABSENT, ANY, RECENT, SETTINGS, Case, H, Json, Later, Z, cases, run_case
+from tests.lua.harness import ABSENT, ANY, QK, RECENT, SETTINGS, Case, H, Json, Later, Z, cases, run_case
 from tests.lua.protocol import HELD, STALE_TOKENS, TOKEN, WORKER, dequeue_call
 from tests.lua.test_dequeue import LEASE_MS, PENDING, RESERVED, SHIFT, STARTED, entry
+from tests.lua.test_enqueue import enqueue_call
 
 THREE = {"a": PENDING, "b": PENDING, "c": PENDING}
 IN_ORDER = {"pending": Z({"a": 50 * SHIFT + 1, "b": 50 * SHIFT + 2, "c": 50 * SHIFT + 3})}
@@ -228,8 +234,6 @@ def test_dequeue_under_a_rate_limit(redis_url: str, case: Case) -> None:
 NOTE = "RateLimited: retry after 5 s"
 STARTED_HELD = {**HELD, "attempts": "2", "lease": "now+30000", "priority": "10"}
 BACK = {"state": "pending", "lease": ABSENT, "worker": ABSENT, "reserved": ABSENT}
-IDLE_REGISTRATION = "3:99999999999999:30000"
-"""Another worker waiting for hand-offs (free slots, deadline ms, lease ms; see dequeue.lua)."""
 
 THROTTLE = cases(
     Case(
@@ -240,22 +244,6 @@ THROTTLE = cases(
         after={"a": {**BACK, "attempts": "1", "dlv": "3"}},
         scores_after={("pending", "a"): 10 * SHIFT + 42},
         keys_after={"ratelimit": H({"until": Later(5000)}), "h:a": [Json([RECENT, "pending", NOTE])]},
-    ),
-    Case(
-        "the queue's hand-off registrations withdrawn: enqueue hands no task past the pause",
-        before={"a": STARTED_HELD},
-        keys={"idle": H({"w2": IDLE_REGISTRATION})},
-        reply="throttled",
-        after={"a": BACK},
-        keys_after={"ratelimit": H({"until": Later(5000)}), "idle": ABSENT},
-    ),
-    Case(
-        "its type's bucket paused: the registrations withdrawn too",
-        before={"a": {**STARTED_HELD, "type": "t"}},
-        keys={"typelimits": H({"t": "1"}), "rl:t": H(LIMIT), "idle": H({"w2": IDLE_REGISTRATION})},
-        reply="throttled",
-        after={"a": BACK},
-        keys_after={"rl:t": H({**LIMIT, "until": Later(5000)}), "idle": ABSENT},
     ),
     Case(
         "reserved: back to pending, nothing to refund",
@@ -279,6 +267,23 @@ THROTTLE = cases(
         reply="throttled",
         after={"a": BACK},
         keys_after={"ratelimit": H({**LIMIT, "until": Later(5000)})},
+    ),
+    Case(
+        "the queue's bucket paused: the queue's hand-off registrations withdrawn",
+        before={"a": STARTED_HELD},
+        keys={"idle": H({WORKER: f"1:{10**15}:30000", "w9": f"2:{10**15}:30000"})},
+        reply="throttled",
+        after={"a": BACK},
+        keys_after={"ratelimit": H({"until": Later(5000)}), "idle": ABSENT},
+    ),
+    Case(
+        "its type's bucket paused: the registrations stay (a type with a limit of its own is "
+        "never handed off: dequeue registers none while the queue has such types)",
+        before={"a": {**STARTED_HELD, "type": "t"}},
+        keys={"typelimits": H({"t": "1"}), "rl:t": H(LIMIT), "idle": H({"w9": f"2:{10**15}:30000"})},
+        reply="throttled",
+        after={"a": BACK},
+        keys_after={"rl:t": H({**LIMIT, "until": Later(5000)}), "idle": H({"w9": f"2:{10**15}:30000"})},
     ),
     Case(
         "its type has a limit of its own: the type's bucket paused, the queue's untouched",
@@ -325,3 +330,24 @@ THROTTLE = cases(
 def test_throttle(redis_url: str, case: Case) -> None:
     token = case.args.get("token", TOKEN)
     run_case(redis_url, case, throttle_call(SETTINGS, "q", "a", token, 5.0, NOTE))
+
+
+def test_no_task_is_handed_off_while_a_handler_paused_the_queue(redis_url: str) -> None:
+    """The story behind the withdrawal: a queue with no limit of its own; its worker drained it
+    with a slot to spare and registered for hand-offs; the handler of the task it runs raises
+    RateLimited (the queue's bucket paused for 5 s). A task enqueued during the pause that runs
+    before every pending one (a higher priority) stays pending: before the fix it was handed to
+    the registered worker (reserved in its inbox, started at once), a lease during the pause."""
+    raw = redis.Redis.from_url(redis_url, decode_responses=True)
+    backend = SyncBackend(raw)
+    try:
+        backend.execute(enqueue_call([Task(type="t", queue="q", id="a")]))
+        reply = backend.execute(dequeue_call(SETTINGS, "q", 2, LEASE_MS, WORKER, handoff_ms=60_000))
+        assert reply[1] == "a" and raw.hget(QK.idle, WORKER) is not None  # one slot to spare
+        token = reply[11]
+        assert backend.execute(throttle_call(SETTINGS, "q", "a", token, 5.0, NOTE)) == "throttled"
+        backend.execute(enqueue_call([Task(type="t", queue="q", id="b", priority=10)]))
+        assert raw.hmget(QK.task("b"), "state", "worker", "dlv") == ["pending", None, None]
+        assert raw.llen(QK.inbox(WORKER)) == 0 and raw.zrange(QK.pending, 0, -1) == ["b", "a"]
+    finally:
+        backend.close()
