@@ -27,14 +27,19 @@ HERE = Path(__file__).resolve().parent.parent
 WORKLOADS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "enqueue": ({"n": 20_000, "n-enqueue": 5_000, "n-batch": 100_000, "seconds": 3.0}, ("enqueue_single",)),
     "drain": ({"n": 20_000, "procs": 1, "seconds": 60}, ("drain",)),
+    # rediq's no-op as a plain def (huey's no-op is a def in "drain" already)
+    "draindef": ({"n": 20_000, "procs": 1, "seconds": 60, "handler": "def"}, ("drain",)),
     "latency": ({"rate": 200, "seconds": 5}, ("p50_ms", "p99_ms")),
 }
 
 
 def run(root: Path, lib: str, workload: str, url: str) -> dict[str, Any]:
     opts, _ = WORKLOADS[workload]
-    cmd = [sys.executable, "-m", "bench.runner", "--lib", lib, "--workload", workload, "--url", url]
+    kind = "drain" if workload == "draindef" else workload
+    cmd = [sys.executable, "-m", "bench.runner", "--lib", lib, "--workload", kind, "--url", url]
     for key, value in opts.items():
+        if key == "handler" and lib != "rediq":
+            continue
         cmd += [f"--{key}", str(value)]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
