@@ -104,6 +104,12 @@ def summary(results: list[RateRuns]) -> list[dict[str, Any]]:
     return rows
 
 
+def _ratio(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:,.2f}" if x >= 0.1 else f"{x:.4f}"  # past huey's saturation: far below 1
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["library", "offered/s", "achieved/s", "p50 ms", "p95 ms", "p99 ms", "p50 range",
             "p99 range", f"p50 / {YARDSTICK}", f"p99 / {YARDSTICK}", "not started"]  # fmt: skip
@@ -121,7 +127,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append([
             f"{r['lib']} {r['version']}", f(r["rate"], ",.0f"), f(r["achieved"], ",.0f"),
             f(r["p50_ms"], ".2f"), f(r["p95_ms"], ".2f"), f(r["p99_ms"], ".2f"), *rng,
-            f(r["p50_vs_huey"], ".2f"), f(r["p99_vs_huey"], ".2f"), f(r["not_started"], ",d"),
+            _ratio(r["p50_vs_huey"]), _ratio(r["p99_vs_huey"]), f(r["not_started"], ",d"),
         ])  # fmt: skip
     widths = [max(len(str(row[i])) for row in out) for i in range(len(head))]
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in out]

@@ -89,8 +89,6 @@ class Worker:
         """Calls about a task refused because their delivery was over (counted per task)."""
         self._fence_listeners: list[Callable[[str, FencedCall, int], None]] = []
         self._inbox_tasks: list[asyncio.Task[None]] = []
-        self.handoff_starts: set[asyncio.Task[None]] = set()
-        """Start marks of hand-offs in flight (``loops.inbox_loop`` does not wait for them)."""
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._grace_s = eff.grace_s
@@ -616,8 +614,6 @@ class Worker:
         if self._inbox_tasks:
             # the inbox loops end within their one-second wait; what they took is buffered
             await asyncio.wait(self._inbox_tasks, timeout=3)
-            # a start in flight runs its task or puts it back with the reserved, below
-            await asyncio.gather(*self.handoff_starts, return_exceptions=True)
             await self._withdraw_handoffs()
         buffered = self.core.slots.take_all_reserved()
         if buffered:

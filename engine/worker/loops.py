@@ -75,13 +75,10 @@ async def inbox_loop(worker: Worker, queue: str) -> None:
             continue
         backoff = 0.05
         if popped:
-            # the start mark's round trip runs beside the next BLPOP: a burst of hand-offs is
-            # not taken one start round trip apart (an inbox that backs up shrinks the worker's
-            # registration, and new tasks fall back to pending and a dequeue)
-            start = asyncio.create_task(worker.take_handoff(protocol.parse_handoff(queue, popped[1])))
-            worker.handoff_starts.add(start)
-            start.add_done_callback(worker.handoff_starts.discard)
-            await asyncio.sleep(0)  # the start mark is written first
+            await worker.take_handoff(protocol.parse_handoff(queue, popped[1]))
+            # the handler just launched runs before the next BLPOP is written (redis-py's
+            # command path takes ~100 µs of the loop; the task would wait behind it)
+            await asyncio.sleep(0)
 
 
 async def wake_loop(worker: Worker) -> None:
