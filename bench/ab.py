@@ -33,8 +33,10 @@ WORKLOADS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 }
 
 
-def run(root: Path, lib: str, workload: str, url: str) -> dict[str, Any]:
+def run(root: Path, lib: str, workload: str, url: str, rate: float = 200.0) -> dict[str, Any]:
     opts, _ = WORKLOADS[workload]
+    if workload == "latency":
+        opts = {**opts, "rate": rate}
     kind = "drain" if workload == "draindef" else workload
     cmd = [sys.executable, "-m", "bench.runner", "--lib", lib, "--workload", kind, "--url", url]
     for key, value in opts.items():
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", type=Path, required=True, help="the other checkout (its bench/ and engine/)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
+    p.add_argument("--rate", type=float, default=200.0, help="arrival rate of the latency workload")
     args = p.parse_args(argv)
     workloads = [w for w in args.workloads.split(",") if w]
     sides = {"base": (args.base.resolve(), "rediq"), "this": (HERE, "rediq"), "huey": (HERE, "huey")}
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 order = ["base", "this", "huey"] if rnd % 2 == 0 else ["this", "base", "huey"]
                 for side in order:
                     root, lib = sides[side]
-                    out = run(root, lib, workload, valkey.url)
+                    out = run(root, lib, workload, valkey.url, args.rate)
                     runs.setdefault((workload, side), []).append(out)
                     figures = {k: round(out[k], 2) for k in WORKLOADS[workload][1]}
                     print(rnd, workload, side, figures, flush=True)

@@ -331,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of the workloads: enqueue, drain1, drain2, drain1def (a plain def "
         "no-op), sup1, sup2 (rediq-worker --processes 1, 2), latency, commands",
     )
+    p.add_argument(
+        "--rates",
+        default="",
+        metavar="R1,R2,...",
+        help="latency vs offered load: only the latency workload, at each of these rates (tasks/s), "
+        "every library, interleaved by round (--repeat rounds); a row per library and rate",
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
     plan = Plan.make(args.quick, args.n, args.rate, args.smoke)
@@ -346,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the private Valkey is stopped on the way out
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
+    if args.rates:
+        return _rates_mode(args, plan, libs, overrides, log, started)
     with Valkey() as server:
         log(f"valkey {server.version()} on port {server.port}; plan {plan}")
         results = []
@@ -371,6 +380,47 @@ def main(argv: list[str] | None = None) -> int:
         "plan": plan.__dict__,
         "ceiling": ceil,
         "results": [r.__dict__ for r in results],
+        "table": text,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    log(f"wrote {args.output}")
+    return 0
+
+
+def _rates_mode(
+    args: argparse.Namespace,
+    plan: Plan,
+    libs: list[str],
+    overrides: dict[str, str],
+    log: Any,
+    started: float,
+) -> int:
+    """``--rates``: the latency workload at each rate, every library (bench.rates)."""
+    from bench import rates
+
+    wanted = [float(x) for x in args.rates.split(",") if x.strip()]
+    with Valkey() as server:
+        log(f"valkey {server.version()} on port {server.port}; rates {wanted}, {plan.latency_s:g} s each")
+        runs = rates.measure(
+            run_one,
+            [(lib, python_for(lib, overrides)) for lib in libs],
+            server.url,
+            wanted,
+            plan.latency_s,
+            args.repeat,
+            log,
+        )
+        version = server.version()
+    rows = rates.summary(runs)
+    text = rates.table(rows)
+    print(text)
+    report = {
+        "started": started,
+        "seconds": time.time() - started,
+        "machine": {**machine(), "valkey": version, "loadavg": os.getloadavg()},
+        "plan": plan.__dict__,
+        "rates": rows,
         "table": text,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,9 @@ async def inbox_loop(worker: Worker, queue: str) -> None:
         backoff = 0.05
         if popped:
             await worker.take_handoff(protocol.parse_handoff(queue, popped[1]))
+            # the handler just launched runs before the next BLPOP is written (redis-py's
+            # command path takes ~100 µs of the loop; the task would wait behind it)
+            await asyncio.sleep(0)
 
 
 async def wake_loop(worker: Worker) -> None:

@@ -47,3 +47,37 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
     assert commands["worker_cmds"] > 0 and commands["worker_rtt"] > 0 and commands["server_cmds"] > 0
     assert commands["enqueue_rtt"] > 0
     assert report["machine"]["valkey"]
+
+
+def test_python_m_bench_rates_smoke(tmp_path: Path) -> None:
+    """``--rates``: the latency workload at each rate, a row per library and rate."""
+    out = tmp_path / "rates.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--libs", "rediq", "--rates", "100,400",
+         "--repeat", "2", "--output", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = report["rates"]
+    assert [(r["lib"], r["rate"], r["n_runs"]) for r in rows] == [("rediq", 100.0, 2), ("rediq", 400.0, 2)]
+    for r in rows:
+        assert 0 < r["p50_ms"] <= r["p99_ms"] and r["achieved"] > 0, r
+        assert r["p50_vs_huey"] is None  # no huey in this run
+    assert "| rediq" in proc.stdout
+
+
+def test_python_m_bench_hops_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.hops", "--seconds", "0.5", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.splitlines()[-1])
+    assert out["handed_off"] > 0 and out["hops"]["start RTT"]["p50_us"] > 0

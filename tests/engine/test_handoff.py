@@ -107,6 +107,48 @@ async def test_a_hand_off_during_an_exchange_does_not_take_a_slot_that_exchange_
     assert peak() == 2
 
 
+async def test_a_handed_off_task_starts_before_its_inbox_loop_waits_again(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """Latency (issue 20): once a hand-off's start mark is back, its handler runs before the
+    inbox loop writes its next BLPOP (the command's client path would otherwise delay every
+    hand-off's start). In order: the start mark the inbox loop sent, the handler, the BLPOP.
+    (A hand-off that finds its slot promised to an exchange in flight is started by the exchange
+    loop instead: not this path, so the test enqueues until one took it.)"""
+    registry = Registry()
+    events: list[tuple[str, str]] = []
+
+    @registry.task("mark", queue="h")
+    async def mark(ctx: Any, payload: Any) -> None:
+        events.append(("handler", ctx.id))
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=2) as worker:
+        await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        real_execute = worker.backend.execute
+
+        async def execute(request: Any) -> Any:
+            if isinstance(request, Batch):  # an exchange: not the inbox loop's start mark
+                events.append(("batch", ""))
+            elif request.script == "start":
+                events.append(("start", str(request.args[3])))
+            elif request.command and request.command[0] == "BLPOP":
+                events.append(("BLPOP", ""))
+            return await real_execute(request)
+
+        worker.backend.execute = execute  # type: ignore[method-assign]
+        checked = 0
+        for _ in range(5):
+            task_id = client.enqueue("mark", None, queue="h").id
+            done = ("handler", task_id)
+            await wait_until(lambda done=done: done in events and events[-1][0] == "BLPOP")  # type: ignore[misc]
+            if ("start", task_id) in events:
+                at = events.index(("start", task_id))
+                assert events[at : at + 3] == [("start", task_id), ("handler", task_id), ("BLPOP", "")]
+                checked += 1
+                break
+        assert checked == 1, events
+
+
 def test_enqueue_hands_off_only_as_many_as_the_free_slots_less_the_inbox(
     client: Client, raw: redis.Redis
 ) -> None:
