@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import redis
 from hypothesis import strategies as st
@@ -608,15 +608,20 @@ class FaultMachine(RuleBasedStateMachine):
         self.r.close()
 
 
-_MACHINES: dict[str, type[FaultMachine]] = {}
+M = TypeVar("M", bound="FaultMachine")
+_MACHINES: dict[tuple[str, type[FaultMachine]], type[FaultMachine]] = {}
 
 
-def machine_for(url: str) -> type[FaultMachine]:
-    """The machine, on the server at ``url`` (one class per server: Hypothesis keys its
-    examples database by the class)."""
-    if url not in _MACHINES:
-        _MACHINES[url] = type("FaultsOn", (FaultMachine,), {"url": url})
-    return _MACHINES[url]
+@overload
+def machine_for(url: str) -> type[FaultMachine]: ...
+@overload
+def machine_for(url: str, base: type[M]) -> type[M]: ...
+def machine_for(url: str, base: type[FaultMachine] = FaultMachine) -> type[FaultMachine]:
+    """The machine ``base`` (a subclass adds invariants), on the server at ``url`` (one class
+    per server: Hypothesis keys its examples database by the class)."""
+    if (url, base) not in _MACHINES:
+        _MACHINES[url, base] = type(f"{base.__name__}On", (base,), {"url": url})
+    return _MACHINES[url, base]
 
 
 __all__ = ["STEPS", "FaultMachine", "machine_for"]

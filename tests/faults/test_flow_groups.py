@@ -15,7 +15,7 @@ from engine import ops
 from engine.client import Client
 from engine.task import Task
 from engine.worker import protocol
-from tests.faults.machine import LEASE_S, QUEUE, FaultMachine
+from tests.faults.machine import LEASE_S, QUEUE, FaultMachine, machine_for
 from tests.faults.test_faults import short_profile
 
 GROUPS = 4
@@ -50,18 +50,9 @@ class GroupedFaultMachine(FaultMachine):
             )
 
 
-_MACHINES: dict[str, type[GroupedFaultMachine]] = {}
-
-
-def grouped_machine_for(url: str) -> type[GroupedFaultMachine]:
-    if url not in _MACHINES:
-        _MACHINES[url] = type("GroupedFaultsOn", (GroupedFaultMachine,), {"url": url})
-    return _MACHINES[url]
-
-
 @pytest.mark.timeout(900)
 def test_a_group_limit_is_never_exceeded_under_faults(redis_url: str) -> None:
-    run_state_machine_as_test(grouped_machine_for(redis_url), settings=short_profile())
+    run_state_machine_as_test(machine_for(redis_url, GroupedFaultMachine), settings=short_profile())
 
 
 def test_a_lapsed_lease_frees_its_group_slot(redis_url: str) -> None:
@@ -69,7 +60,7 @@ def test_a_lapsed_lease_frees_its_group_slot(redis_url: str) -> None:
     group's lease set too, as time would: left live, a task whose lapsed lease ended it
     (cancelled here) held its group for the lease's 600 s, and the group's other tasks stayed
     pending through the settle phase (the short profile then took over 5 min)."""
-    machine = grouped_machine_for(redis_url)()
+    machine = machine_for(redis_url, GroupedFaultMachine)()
     try:
         for task_id in ("t1", "t5"):  # both in g1
             machine.client.enqueue(Task(type="job", queue=QUEUE, id=task_id))

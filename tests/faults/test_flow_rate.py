@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, run_state_machine_as_test
 
 from engine import flow
-from tests.faults.machine import QUEUE, FaultMachine
+from tests.faults.machine import QUEUE, FaultMachine, machine_for
 from tests.faults.test_faults import short_profile
 
 RATE, BURST = 2, 2  # the queue: 2/s, 2 at once (an example takes some 0.1-1.5 s)
@@ -90,16 +90,7 @@ class RateFaultMachine(FaultMachine):
         super()._settle_and_check()
 
 
-_MACHINES: dict[str, type[RateFaultMachine]] = {}
-
-
-def rate_machine_for(url: str) -> type[RateFaultMachine]:
-    if url not in _MACHINES:
-        _MACHINES[url] = type("RateFaultsOn", (RateFaultMachine,), {"url": url})
-    return _MACHINES[url]
-
-
 @pytest.mark.timeout(900)
 def test_a_rate_limit_is_never_exceeded_under_faults(redis_url: str) -> None:
-    run_state_machine_as_test(rate_machine_for(redis_url), settings=short_profile())
+    run_state_machine_as_test(machine_for(redis_url, RateFaultMachine), settings=short_profile())
     print(f"rate limits ({RATE}/s, {TYPE_RATE}/s) bound: {dict(BOUND)}")
