@@ -373,19 +373,18 @@ def main(argv: list[str] | None = None) -> int:
         version = server.version()
     text = table(results, ceil)
     print(text)
-    report = {
-        "started": started,
-        "seconds": time.time() - started,
-        "machine": {**machine(), "valkey": version},
-        "plan": plan.__dict__,
-        "ceiling": ceil,
-        "results": [r.__dict__ for r in results],
-        "table": text,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    log(f"wrote {args.output}")
+    report = {"machine": {**machine(), "valkey": version}, "plan": plan.__dict__, "ceiling": ceil}
+    _write_report(
+        args.output, started, {**report, "results": [r.__dict__ for r in results], "table": text}, log
+    )
     return 0
+
+
+def _write_report(output: Path, started: float, report: dict[str, Any], log: Any) -> None:
+    """The run's JSON: when it started, how long it took, and ``report``."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({"started": started, "seconds": time.time() - started, **report}, indent=2))
+    log(f"wrote {output}")
 
 
 def _rates_mode(
@@ -415,15 +414,11 @@ def _rates_mode(
     rows = rates.summary(runs)
     text = rates.table(rows)
     print(text)
-    report = {
-        "started": started,
-        "seconds": time.time() - started,
-        "machine": {**machine(), "valkey": version, "loadavg": os.getloadavg()},
-        "plan": plan.__dict__,
-        "rates": rows,
-        "table": text,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2))
-    log(f"wrote {args.output}")
+    machine_info = {**machine(), "valkey": version, "loadavg": os.getloadavg()}
+    _write_report(
+        args.output,
+        started,
+        {"machine": machine_info, "plan": plan.__dict__, "rates": rows, "table": text},
+        log,
+    )
     return 0
