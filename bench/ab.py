@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent.parent
 WORKLOADS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "enqueue": ({"n": 20_000, "n-enqueue": 5_000, "n-batch": 100_000, "seconds": 3.0}, ("enqueue_single",)),
     "drain": ({"n": 20_000, "procs": 1, "seconds": 60}, ("drain",)),
+    "drain2": ({"n": 20_000, "procs": 2, "seconds": 60}, ("drain",)),
     # rediq's no-op as a plain def (huey's no-op is a def in "drain" already)
     "draindef": ({"n": 20_000, "procs": 1, "seconds": 60, "handler": "def"}, ("drain",)),
     "latency": ({"rate": 200, "seconds": 5}, ("p50_ms", "p99_ms")),
@@ -37,7 +38,7 @@ def run(root: Path, lib: str, workload: str, url: str, rate: float = 200.0) -> d
     opts, _ = WORKLOADS[workload]
     if workload == "latency":
         opts = {**opts, "rate": rate}
-    kind = "drain" if workload == "draindef" else workload
+    kind = "drain" if workload in ("draindef", "drain2") else workload
     cmd = [sys.executable, "-m", "bench.runner", "--lib", lib, "--workload", kind, "--url", url]
     for key, value in opts.items():
         if key == "handler" and lib != "rediq":

@@ -1,8 +1,12 @@
 """State-transition events: a versioned pydantic schema and subscribers.
 
 Scripts publish one compact JSON message per transition batch on the queue's channel
-(``<prefix>:{<queue>}:events``). Pub/sub is a hint, not a log: after every (re)connect a
-subscriber yields a ``resync`` event so that listeners re-read state with a full poll.
+(``<prefix>:{<queue>}:events``), or, for the events that may mean work for a worker
+(``keys.ARRIVAL_EVENTS``: ``pending``, ``resumed``), on its arrivals channel
+(``...:events:arrivals``): a worker listens only there, and so does not receive the events of
+its own starts and acks (a tenth of its CPU per task in a backlog). Observers listen to both.
+Pub/sub is a hint, not a log: after every (re)connect a subscriber yields a ``resync`` event
+so that listeners re-read state with a full poll.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.keys import ARRIVALS
 from engine.ops import Settings
 
 EVENT_VERSION = 1
@@ -41,8 +46,9 @@ class Event(BaseModel):
 
 def queue_of_channel(settings: Settings, channel: str) -> str:
     prefix = settings.prefix + ":{"
-    if channel.startswith(prefix) and channel.endswith("}:events"):
-        return channel[len(prefix) : -len("}:events")]
+    for suffix in ("}:events", "}:events" + ARRIVALS):
+        if channel.startswith(prefix) and channel.endswith(suffix):
+            return channel[len(prefix) : -len(suffix)]
     return ""
 
 
@@ -59,19 +65,27 @@ def parse(settings: Settings, channel: str, data: Any) -> Event | None:
         return None
 
 
-def _channels(settings: Settings, queues: list[str] | None) -> tuple[list[str], list[str]]:
+def _channels(
+    settings: Settings, queues: list[str] | None, arrivals_only: bool = False
+) -> tuple[list[str], list[str]]:
     ks = settings.keyspace
     if queues:
-        return [ks.queue(q).events for q in queues], []
-    return [], [ks.events_pattern]
+        qks = [ks.queue(q) for q in queues]
+        return [qk.arrivals for qk in qks] + ([] if arrivals_only else [qk.events for qk in qks]), []
+    return [], [ks.arrivals_pattern] + ([] if arrivals_only else [ks.events_pattern])
 
 
 async def subscribe(
-    settings: Settings, redis: Any, queues: list[str] | None = None, max_backoff: float = 5.0
+    settings: Settings,
+    redis: Any,
+    queues: list[str] | None = None,
+    max_backoff: float = 5.0,
+    arrivals_only: bool = False,
 ) -> AsyncIterator[Event]:
     """Events from the given queues (default: all), reconnecting with jittered backoff.
-    Yields ``Event(event='resync')`` after each (re)connect."""
-    channels, patterns = _channels(settings, queues)
+    Yields ``Event(event='resync')`` after each (re)connect. ``arrivals_only``: only the
+    events of ``keys.ARRIVAL_EVENTS`` (what a worker needs to know)."""
+    channels, patterns = _channels(settings, queues, arrivals_only)
     backoff = 0.1
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)

@@ -44,6 +44,13 @@ SCRIPT_QUEUE_KEYS: Mapping[str, str] = MappingProxyType(
 """The queue-wide keys that scripts reach without being passed them in KEYS (a task expires
 inside several scripts): ``base + name``; ``engine.lua`` generates ``<name>_key(base)``."""
 
+ARRIVALS = ":arrivals"
+"""Suffix of a queue's arrivals channel (``QueueKeys.arrivals``): its events channel + this.
+Scripts publish the events that may mean work for a worker there (Lua ``arrivals_channel``)."""
+
+ARRIVAL_EVENTS = ("pending", "resumed")
+"""The events published on the arrivals channel rather than the events channel."""
+
 STATS = "stats:"
 """Per-minute counters: ``base + 'stats:' + kind + ':' + minute`` (Lua helper ``stat_key``)."""
 
@@ -191,8 +198,15 @@ class QueueKeys:
 
     @property
     def events(self) -> str:
-        """Pub/sub channel for this queue's state transitions."""
+        """Pub/sub channel for this queue's state transitions (but arrivals)."""
         return self.base + "events"
+
+    @property
+    def arrivals(self) -> str:
+        """Pub/sub channel for the transitions that may mean work for a worker (``pending``,
+        ``resumed``): what workers subscribe to, so that they do not receive (and parse) the
+        events of their own starts and acks."""
+        return self.events + ARRIVALS
 
     @property
     def failures(self) -> str:
@@ -318,6 +332,10 @@ class Keyspace:
     @property
     def events_pattern(self) -> str:
         return f"{self.prefix}:{{*}}:events"
+
+    @property
+    def arrivals_pattern(self) -> str:
+        return self.events_pattern + ARRIVALS
 
 
 @lru_cache(maxsize=4096)

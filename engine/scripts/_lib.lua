@@ -94,7 +94,9 @@ local function publish(channel, event, ids, now, extra)
   if channel == '' or #ids == 0 then return end
   local msg = {v = 1, e = event, ids = ids, t = now}
   if extra then for k, v in pairs(extra) do msg[k] = v end end
-  redis.call('PUBLISH', channel, cjson.encode(msg))
+  -- what may mean work goes where workers listen; the rest (their own starts and acks,
+  -- mostly) only where observers do
+  redis.call('PUBLISH', ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel, cjson.encode(msg))
 end
 
 -- Score in the pending set: strict priority, then FIFO by a per-queue sequence.

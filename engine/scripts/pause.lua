@@ -1,6 +1,6 @@
 -- Pause or resume a queue. A paused queue keeps accepting tasks and hands out none.
 -- KEYS: 1 paused flag
--- ARGV: 1 channel, 2 '1' to pause, '0' to resume
+-- ARGV: 1 channel, 2 '1' to pause, '0' to resume (published on the arrivals channel)
 -- Returns: 1 if the flag changed
 local now = now_ms()
 local changed
@@ -10,6 +10,8 @@ else
   changed = redis.call('DEL', KEYS[1])
 end
 if changed == 1 and ARGV[1] ~= '' then
-  redis.call('PUBLISH', ARGV[1], cjson.encode({v = 1, e = ARGV[2] == '1' and 'paused' or 'resumed', ids = {}, t = now}))
+  local event = ARGV[2] == '1' and 'paused' or 'resumed'
+  local channel = ARRIVAL_EVENTS[event] and arrivals_channel(ARGV[1]) or ARGV[1]
+  redis.call('PUBLISH', channel, cjson.encode({v = 1, e = event, ids = {}, t = now}))
 end
 return changed

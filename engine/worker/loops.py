@@ -85,7 +85,9 @@ async def wake_loop(worker: Worker) -> None:
     """Wake the exchange loop as soon as work arrives (pub/sub is a hint; polling backs it)."""
     # if the subscription fails, keep_running logs it, counts it and subscribes again with
     # backoff (the poll goes on meanwhile)
-    async for event in events.subscribe(worker.settings, worker.backend.redis, list(worker.effective.queues)):
+    # arrivals only: not the events of this worker's own starts and acks
+    queues = list(worker.effective.queues)
+    async for event in events.subscribe(worker.settings, worker.backend.redis, queues, arrivals_only=True):
         if event.event in ("pending", "resumed", events.RESYNC):
             worker.core.on_work_arrived()
             worker.wake()
