@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -167,6 +168,8 @@ def _median_run(key: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(runs, key=lambda r: r.get(metric) or 0.0)
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen["runs"] = [r.get(metric) for r in runs]
+    if key == "latency":  # the p50 has a range of its own (the run is chosen by its p99)
+        chosen["p50_runs"] = [r.get("p50_ms") for r in runs]
     if key == "enqueue" and all(r.get("enqueue_batch") for r in runs):
         # the batch figure is a headline of its own: its median, not the single-median run's
         batches = sorted(r["enqueue_batch"] for r in runs)
@@ -237,6 +240,43 @@ def machine() -> dict[str, Any]:
 
 def _fmt(value: Any, spec: str = ",.0f") -> str:
     return "—" if value is None else format(value, spec)
+
+
+RANGED = (
+    ("enqueue/s", "enqueue", "runs", "enqueue_single", ",.0f"),
+    ("drain 1p/s", "drain1", "runs", "drain", ",.0f"),
+    ("drain 2p/s", "drain2", "runs", "drain", ",.0f"),
+    ("def 1p/s", "drain1def", "runs", "drain", ",.0f"),
+    ("p50 ms", "latency", "p50_runs", "p50_ms", ".2f"),
+    ("p99 ms", "latency", "runs", "p99_ms", ".2f"),
+)
+"""The headline figures shown with their run-to-run range: column, workload, the runs' list,
+the figure of a single run, format."""
+
+
+def ranges(results: list[LibResult], repeat: int) -> str:
+    """Each headline figure as the median of the ``--repeat`` runs and their range, so that a
+    ratio between libraries can be read against how much each one moved."""
+    rows = [["library", *(col for col, *_ in RANGED)]]
+    for r in results:
+        if r.status != "ok":
+            continue
+        row = [f"{r.lib} {r.version}".strip()]
+        for _, key, runs_key, single, spec in RANGED:
+            d = r.data.get(key) or {}
+            xs = [x for x in d.get(runs_key) or ([d[single]] if single in d else []) if x is not None]
+            if not xs:
+                row.append("—")
+            elif len(xs) == 1:
+                row.append(f"{format(xs[0], spec)} (1 run)")
+            else:
+                low, high = format(min(xs), spec), format(max(xs), spec)
+                row.append(f"{format(statistics.median(xs), spec)} ({low}–{high})")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return f"Median of {repeat} runs (range):\n" + "\n".join(lines)
 
 
 def table(results: list[LibResult], ceil: dict[str, Any]) -> str:
@@ -372,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         version = server.version()
     text = table(results, ceil)
+    if args.repeat > 1:
+        text += "\n\n" + ranges(results, args.repeat)
     print(text)
     report = {"machine": {**machine(), "valkey": version}, "plan": plan.__dict__, "ceiling": ceil}
     _write_report(

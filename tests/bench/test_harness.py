@@ -81,3 +81,23 @@ def test_python_m_bench_hops_runs() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out["handed_off"] > 0 and out["hops"]["start RTT"]["p50_us"] > 0
+
+
+def test_ranges_show_each_headline_figure_as_the_median_and_the_run_to_run_range() -> None:
+    from bench.cli import LibResult, _median_run, ranges
+
+    drains = [{"drain": x, "complete": True} for x in (9_000.0, 8_000.0, 10_500.0)]
+    latencies = [{"p50_ms": p50, "p99_ms": p99} for p50, p99 in ((1.2, 2.5), (0.9, 3.0), (1.5, 2.0))]
+    fast = LibResult("fast", version="1.0")
+    fast.data = {"drain1": _median_run("drain1", drains), "latency": _median_run("latency", latencies)}
+    slow = LibResult("slow", version="2.0")
+    slow.data = {"drain1": {"drain": 80.0, "complete": False}}  # stopped after one run at the limit
+    text = ranges([fast, slow, LibResult("absent", status="not installed")], 3)
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in text.splitlines()[3:]
+    }
+    assert text.splitlines()[0] == "Median of 3 runs (range):"
+    assert rows["fast 1.0"] == ["—", "9,000 (8,000–10,500)", "—", "—", "1.20 (0.90–1.50)", "2.50 (2.00–3.00)"]
+    assert rows["slow 2.0"][1] == "80 (1 run)"
+    assert "absent" not in text
