@@ -121,6 +121,10 @@ MUTANTS = [
     # a pause of the queue's bucket withdraws the hand-off registrations (its type's does not)
     ("throttle", "if bucket == KEYS[4] and KEYS[6] then", "if false then"),
     ("throttle", "if bucket == KEYS[4] and KEYS[6] then", "if KEYS[6] then"),
+    # arrivals go where workers listen, the rest where observers do (issue 20)
+    ("_lib", "ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "channel"),
+    ("_lib", "ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "arrivals_channel(channel)"),
+    ("pause", "ARRIVAL_EVENTS[event] and arrivals_channel(ARGV[1]) or ARGV[1]", "ARGV[1]"),
 ]
 
 MORE_TABLES = {"dequeue": ("test_batching.py",), "throttle": ("test_rate_limit.py",)}
