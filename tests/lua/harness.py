@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -342,3 +344,37 @@ def run_case(url: str, case: Case, call: Call) -> None:
 def cases(*table: Case) -> pytest.MarkDecorator:
     """``pytest.mark.parametrize`` over a table, each case named."""
     return pytest.mark.parametrize("case", table, ids=[c.name for c in table])
+
+
+@contextmanager
+def published_events(url: str) -> Iterator[Callable[[], list[tuple[str, str]]]]:
+    """Listen to every channel while the block runs. The function it gives returns what was
+    published since, in order, as (``'events'`` or ``'arrivals'``: the queue's channel, event
+    name); a marker it publishes last bounds the wait (every event published before arrives
+    before it)."""
+    r = redis.Redis.from_url(url, decode_responses=True)
+    listener = r.pubsub()
+    listener.psubscribe("*")
+    confirmed = listener.get_message(timeout=10)  # subscribed before anything is published
+    assert confirmed is not None and confirmed["type"] == "psubscribe", confirmed
+    names = {QK.events: "events", QK.arrivals: "arrivals"}
+
+    def published() -> list[tuple[str, str]]:
+        r.publish("lt-test-end", "end")
+        seen: list[tuple[str, str]] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            message = listener.get_message(timeout=1)
+            if message is None:
+                continue
+            if message["channel"] == "lt-test-end":
+                return seen
+            assert message["channel"] in names, message
+            seen.append((names[message["channel"]], json.loads(message["data"])["e"]))
+        raise AssertionError("the end marker never arrived")
+
+    try:
+        yield published
+    finally:
+        listener.close()
+        r.close()

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 import redis
 
 from engine import ops
 from engine.backend import SyncBackend
-from tests.lua.harness import ABSENT, QK, RECENT, SETTINGS, Case, cases, first_call, run_case
+from tests.lua.harness import (
+    ABSENT,
+    QK,
+    RECENT,
+    SETTINGS,
+    Case,
+    cases,
+    first_call,
+    published_events,
+    run_case,
+)
 
 TABLE = cases(
     Case(
@@ -69,31 +76,13 @@ def test_pause_events(
 ) -> None:
     settings = ops.Settings(prefix="lt", events=events)
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    listener = r.pubsub()
-    listener.psubscribe("*")
-    confirmed = listener.get_message(timeout=10)  # subscribed before anything is published
-    assert confirmed is not None and confirmed["type"] == "psubscribe", confirmed
     try:
-        if paused_before:
-            r.set(QK.paused, "1")
-        backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
-        backend.execute(first_call(ops.set_paused(settings, "q", pause)))
-        backend.close()
-        r.publish("lt-test-end", "end")  # a marker: every event of the call arrives before it
-        seen: list[tuple[str, str]] = []
-        channels = {QK.events: "events", QK.arrivals: "arrivals"}
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            message = listener.get_message(timeout=1)
-            if message is None:
-                continue
-            if message["channel"] == "lt-test-end":
-                break
-            assert message["channel"] in channels, message
-            seen.append((channels[message["channel"]], json.loads(message["data"])["e"]))
-        else:
-            raise AssertionError("the end marker never arrived")
-        assert seen == published
+        with published_events(redis_url) as seen:
+            if paused_before:
+                r.set(QK.paused, "1")
+            backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
+            backend.execute(first_call(ops.set_paused(settings, "q", pause)))
+            backend.close()
+            assert seen() == published
     finally:
-        listener.close()
         r.close()
