@@ -125,6 +125,9 @@ MUTANTS = [
     ("_lib", "ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "channel"),
     ("_lib", "ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "arrivals_channel(channel)"),
     ("pause", "ARRIVAL_EVENTS[event] and arrivals_channel(ARGV[1]) or ARGV[1]", "ARGV[1]"),
+    # whether the queue is fair: read once per call, and still read
+    ("enqueue", "state == 'pending' and is_fair() and fair_tag(", "state == 'pending' and fair_tag("),
+    ("enqueue", "fair_key(base), 'on') == '1' end", "fair_key(base), 'on') == 'x' end"),
 ]
 
 MORE_TABLES = {"dequeue": ("test_batching.py",), "throttle": ("test_rate_limit.py",)}

@@ -60,6 +60,13 @@ local function runs_before_pending(score)
   end
   return score < min_pending
 end
+-- whether the queue is fair, read once per call at its first pending task (not once per task:
+-- most queues are not fair, and a batch of 1,000 paid 1,000 reads of the fair hash)
+local fair_queue = nil
+local function is_fair()
+  if fair_queue == nil then fair_queue = redis.call('HGET', fair_key(base), 'on') == '1' end
+  return fair_queue
+end
 local i = 5
 while i + width - 1 <= #ARGV do
   local id, ttype, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -113,7 +120,7 @@ while i + width - 1 <= #ARGV do
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
       local taker = nil
       local score = tonumber(priority) * PRIORITY_SHIFT + seq
-      local tag = state == 'pending' and fair_tag(base, KEYS[4], group or '')
+      local tag = state == 'pending' and is_fair() and fair_tag(base, KEYS[4], group or '')
       if tag then score = tonumber(priority) * PRIORITY_SHIFT + tag end
       -- a fair queue's order is its tags: a hand-off would skip the clock
       if state == 'pending' and not group and not tag then

@@ -303,3 +303,25 @@ TABLE = cases(
 @TABLE
 def test_enqueue(redis_url: str, case: Case) -> None:
     run_case(redis_url, case, enqueue_call(case.args.get("tasks", [task()])))
+
+
+def test_a_batch_reads_whether_its_queue_is_fair_once_not_once_per_task(redis_url: str) -> None:
+    """Most queues are not fair: a batch of 50 pending tasks reads the fair hash once (was 50
+    times; issue 20's footprint). Counted by Valkey's own per-command statistics, which count
+    the commands scripts run."""
+    import redis
+
+    from engine.backend import SyncBackend
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
+    try:
+        r.config_resetstat()
+        reply = backend.execute(enqueue_call([task(f"t{n}") for n in range(50)]))
+        assert reply[2::3] == ["pending"] * 50
+        stats = r.info("commandstats")
+        reads = sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("hget", "hmget"))
+        assert reads == 1, stats
+    finally:
+        backend.close()
+        r.close()
