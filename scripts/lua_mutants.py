@@ -122,9 +122,9 @@ MUTANTS = [
     ("throttle", "if bucket == KEYS[4] and KEYS[6] then", "if false then"),
     ("throttle", "if bucket == KEYS[4] and KEYS[6] then", "if KEYS[6] then"),
     # arrivals go where workers listen, the rest where observers do (issue 20)
-    ("_lib", "ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "channel"),
+    ("_lib", "return ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "return channel"),
     ("_lib", "ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel", "arrivals_channel(channel)"),
-    ("pause", "ARRIVAL_EVENTS[event] and arrivals_channel(ARGV[1]) or ARGV[1]", "ARGV[1]"),
+    ("pause", "event_channel(ARGV[1], event)", "ARGV[1]"),
     # whether the queue is fair: read once per call, and still read
     ("enqueue", "state == 'pending' and is_fair() and fair_tag(", "state == 'pending' and fair_tag("),
     ("enqueue", "fair_key(base), 'on') == '1' end", "fair_key(base), 'on') == 'x' end"),

@@ -90,13 +90,17 @@ local function settle_completed(base, id, f_state, f_entered, f_finished)
   push_history(base, id, cjson.encode({tonumber(f_finished), 'completed', ''}))
 end
 
+-- What may mean work (ARRIVAL_EVENTS) goes where workers listen; the rest (their own starts
+-- and acks, mostly) only where observers do.
+local function event_channel(channel, event)
+  return ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel
+end
+
 local function publish(channel, event, ids, now, extra)
   if channel == '' or #ids == 0 then return end
   local msg = {v = 1, e = event, ids = ids, t = now}
   if extra then for k, v in pairs(extra) do msg[k] = v end end
-  -- what may mean work goes where workers listen; the rest (their own starts and acks,
-  -- mostly) only where observers do
-  redis.call('PUBLISH', ARRIVAL_EVENTS[event] and arrivals_channel(channel) or channel, cjson.encode(msg))
+  redis.call('PUBLISH', event_channel(channel, event), cjson.encode(msg))
 end
 
 -- Score in the pending set: strict priority, then FIFO by a per-queue sequence.

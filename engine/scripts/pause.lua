@@ -11,7 +11,6 @@ else
 end
 if changed == 1 and ARGV[1] ~= '' then
   local event = ARGV[2] == '1' and 'paused' or 'resumed'
-  local channel = ARRIVAL_EVENTS[event] and arrivals_channel(ARGV[1]) or ARGV[1]
-  redis.call('PUBLISH', channel, cjson.encode({v = 1, e = event, ids = {}, t = now}))
+  redis.call('PUBLISH', event_channel(ARGV[1], event), cjson.encode({v = 1, e = event, ids = {}, t = now}))
 end
 return changed

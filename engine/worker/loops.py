@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine import control, events, idle, ops
 from engine.backend import Op, cmd
 from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
+from engine.keys import ARRIVAL_EVENTS
 from engine.ops import Settings
 from engine.worker import protocol
 from engine.worker.options import REGISTRY_REFRESH_S
@@ -81,6 +82,10 @@ async def inbox_loop(worker: Worker, queue: str) -> None:
             await asyncio.sleep(0)
 
 
+WAKING = frozenset((*ARRIVAL_EVENTS, events.RESYNC))
+"""The events that send a worker looking for work (a resync: some may have been missed)."""
+
+
 async def wake_loop(worker: Worker) -> None:
     """Wake the exchange loop as soon as work arrives (pub/sub is a hint; polling backs it)."""
     # if the subscription fails, keep_running logs it, counts it and subscribes again with
@@ -88,7 +93,7 @@ async def wake_loop(worker: Worker) -> None:
     # arrivals only: not the events of this worker's own starts and acks
     queues = list(worker.effective.queues)
     async for event in events.subscribe(worker.settings, worker.backend.redis, queues, arrivals_only=True):
-        if event.event in ("pending", "resumed", events.RESYNC):
+        if event.event in WAKING:
             worker.core.on_work_arrived()
             worker.wake()
     if not worker.core.stopping:
