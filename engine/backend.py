@@ -28,6 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
 from engine.errors import AuthFailed, ConnectionFailed, ReadOnlyError
+from engine.held_connection import HeldConnection
 from engine.lua import ScriptMode
 
 _hiredis_pack: Any
@@ -328,6 +329,7 @@ class SyncBackend:
     def __init__(self, client: redis.Redis, script_mode: ScriptMode | None = None) -> None:
         self.redis = client  # also accepts RedisCluster
         self._direct = _Direct(client)
+        self._held = HeldConnection(self._direct.pool) if self._direct.pool is not None else None
         self.script_mode = script_mode if script_mode is not None else lua.script_mode()
 
     def run(self, op: Op[T]) -> T:
@@ -471,18 +473,19 @@ class SyncBackend:
     def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
         """Like a redis-py pipeline (same retries: a broken connection re-sends every call),
         without its per-command layers."""
-        pool = self._direct.pool
-        assert pool is not None
-        conn = pool.get_connection()
+        assert self._held is not None
         mode = self.script_mode
-        try:
+
+        def use(conn: Any) -> list[Any]:
             return conn.retry.call_with_retry(  # type: ignore[no-any-return]
                 lambda: _exchange(conn, calls, streamed, mode), lambda _: conn.disconnect()
             )
-        finally:
-            pool.release(conn)
+
+        return self._held.run(use)
 
     def close(self) -> None:
+        if self._held is not None:
+            self._held.give_back()
         self.redis.close()
 
 

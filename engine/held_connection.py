@@ -1,0 +1,63 @@
+"""One pooled connection a sync backend keeps checked out between its calls.
+
+redis-py's ``ConnectionPool.get_connection`` and ``release`` cost about 9-12 µs of client CPU
+per call together (locking, the pid and health checks, observability counters); a single
+``enqueue`` measured 172 µs (137-216) held against 189 (165-254) pooled, 8 alternating blocks.
+A sync backend mostly runs one call at a time, so it keeps one connection out of the pool and
+uses it whenever it is free; a thread that finds it busy takes one from the pool as before.
+Exactly one connection is held, whatever the number of threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class HeldConnection:
+    """Runs ``use(conn)`` on the held connection when no other thread is using it, else on one
+    from the pool. After an exception escapes ``use`` the connection is disconnected: replies
+    left unread on it must never be read as a later call's (it reconnects on its next send).
+    A forked child never uses its parent's connection: it takes its own from the pool."""
+
+    __slots__ = ("_busy", "_conn", "_pid", "pool")
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self._busy = threading.Lock()
+        self._conn: Any = None
+        self._pid = 0
+
+    def run(self, use: Callable[[Any], T]) -> T:
+        if not self._busy.acquire(blocking=False):
+            return self._pooled(use)
+        try:
+            conn = self._conn
+            if conn is None or self._pid != os.getpid():
+                conn = self._conn = self.pool.get_connection()
+                self._pid = os.getpid()
+            try:
+                return use(conn)
+            except BaseException:
+                conn.disconnect()
+                raise
+        finally:
+            self._busy.release()
+
+    def _pooled(self, use: Callable[[Any], T]) -> T:
+        conn = self.pool.get_connection()
+        try:
+            return use(conn)
+        finally:
+            self.pool.release(conn)
+
+    def give_back(self) -> None:
+        """Return the held connection to the pool (the backend is closing)."""
+        with self._busy:
+            conn, self._conn = self._conn, None
+            if conn is not None and self._pid == os.getpid():
+                self.pool.release(conn)

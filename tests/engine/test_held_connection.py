@@ -1,0 +1,83 @@
+"""A sync client keeps one pooled connection checked out between calls (engine.held_connection):
+the pool's checkout and release were a third of a single enqueue's client CPU. What must stay
+true: replies are never read as another call's, a thread that finds the connection busy is
+served from the pool, and a forked child never writes on its parent's socket."""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+import pytest
+import redis
+
+from engine.backend import Call
+from engine.client import Client
+
+
+def test_a_single_threaded_client_checks_no_connection_out_per_enqueue(client: Client) -> None:
+    client.enqueue("t", "warm", queue="h")  # the first reads declarations, registers the queue
+    pool = client.backend.redis.connection_pool
+    checkouts = 0
+    real_get = pool.get_connection
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        nonlocal checkouts
+        checkouts += 1
+        return real_get(*args, **kwargs)
+
+    pool.get_connection = counting_get  # type: ignore[method-assign]
+    for i in range(20):
+        assert client.enqueue("t", i, queue="h").status == "new"
+    assert checkouts == 0
+
+
+def test_replies_left_unread_by_an_interrupted_call_are_never_read_as_the_next_ones(
+    client: Client, raw: redis.Redis
+) -> None:
+    raw.set("k", "fresh")
+    held = client.backend._held
+    assert held is not None
+
+    def interrupted(conn: Any) -> None:
+        conn.send_command("ECHO", "stale")  # written; its reply never read
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        held.run(interrupted)
+    assert client.backend.execute(Call(command=("GET", "k"))) in ("fresh", b"fresh")
+
+
+def test_a_call_made_while_the_held_connection_is_busy_goes_through_the_pool(client: Client) -> None:
+    """The same thread re-entering (a hook that enqueues, say) must not wait on itself."""
+    held = client.backend._held
+    assert held is not None
+    inner: list[str] = []
+
+    def busy(conn: Any) -> None:
+        inner.append(client.enqueue("t", "inner", queue="h").state)
+
+    held.run(busy)
+    assert inner == ["pending"]
+
+
+def _child_reports(client: Client, parent_conn: Any, out: Any) -> None:
+    result = client.enqueue("t", "from the child", queue="h")
+    held = client.backend._held
+    assert held is not None
+    out.put((result.status, held._conn is parent_conn))
+
+
+def test_a_forked_child_takes_its_own_connection(client: Client, raw: redis.Redis) -> None:
+    client.enqueue("t", "warm", queue="h")
+    held = client.backend._held
+    assert held is not None and held._conn is not None
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_reports, args=(client, held._conn, out))
+    child.start()
+    status, shared = out.get(timeout=30)
+    child.join(30)
+    assert (status, shared) == ("new", False)
+    assert client.enqueue("t", "parent after", queue="h").status == "new"
+    assert raw.zcard("rediq:{h}:pending") == 3
