@@ -6,6 +6,11 @@ per call together (locking, the pid and health checks, observability counters); 
 A sync backend mostly runs one call at a time, so it keeps one connection out of the pool and
 uses it whenever it is free; a thread that finds it busy takes one from the pool as before.
 Exactly one connection is held, whatever the number of threads.
+
+A connection that failed goes back to the pool and the next call checks one out afresh: the
+checkout is where a connection learns its server's address (a Sentinel pool asks the
+sentinels for the current primary). Reconnecting the held one in place kept dialling a primary
+that had failed over.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ T = TypeVar("T")
 
 class HeldConnection:
     """Runs ``use(conn)`` on the held connection when no other thread is using it, else on one
-    from the pool. After an exception escapes ``use`` the connection is disconnected: replies
-    left unread on it must never be read as a later call's (it reconnects on its next send).
-    A forked child never uses its parent's connection: it takes its own from the pool."""
+    from the pool. After an exception escapes ``use`` the connection is disconnected (replies
+    left unread on it must never be read as a later call's) and given back to the pool, so the
+    next call checks one out, resolving the server's address again. A forked child never uses
+    its parent's connection: it takes its own from the pool."""
 
     __slots__ = ("_busy", "_conn", "_pid", "pool")
 
@@ -43,7 +49,9 @@ class HeldConnection:
             try:
                 return use(conn)
             except BaseException:
+                self._conn = None
                 conn.disconnect()
+                self.pool.release(conn)
                 raise
         finally:
             self._busy.release()

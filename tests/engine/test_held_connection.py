@@ -13,6 +13,8 @@ import redis
 
 from engine.backend import Call
 from engine.client import Client
+from engine.errors import ConnectionFailed
+from tests.servers import ServerProcess, free_port
 
 
 def test_a_single_threaded_client_checks_no_connection_out_per_enqueue(client: Client) -> None:
@@ -81,3 +83,41 @@ def test_a_forked_child_takes_its_own_connection(client: Client, raw: redis.Redi
     assert (status, shared) == ("new", False)
     assert client.enqueue("t", "parent after", queue="h").status == "new"
     assert raw.zcard("rediq:{h}:pending") == 3
+
+
+class _FollowingConnection(redis.Connection):
+    """Learns its server's address when it connects, as a Sentinel-managed connection does."""
+
+    current: dict[str, int] = {}
+
+    def connect(self) -> None:
+        self.port = self.current["port"]
+        super().connect()  # type: ignore[no-untyped-call]
+
+
+def test_after_a_failure_the_next_call_reaches_the_server_the_pool_now_names() -> None:
+    """A Sentinel failover: the held connection's server dies and the pool names a new one.
+    The next call after the failure must check a connection out of the pool again (which asks
+    where to connect), not reconnect the held one to the dead address."""
+    first = ServerProcess(port=free_port()).start()
+    second = ServerProcess(port=free_port()).start()
+    try:
+        _FollowingConnection.current["port"] = first.port
+        pool = redis.ConnectionPool(
+            connection_class=_FollowingConnection,
+            host="127.0.0.1",
+            port=first.port,
+            decode_responses=True,
+        )
+        client = Client(redis=redis.Redis(connection_pool=pool))
+        assert client.enqueue("t", "before", queue="h").status == "new"
+        first.stop()
+        _FollowingConnection.current["port"] = second.port
+        with pytest.raises(ConnectionFailed):
+            client.enqueue("t", "during", queue="h")
+        assert client.enqueue("t", "after", queue="h").status == "new"
+        assert redis.Redis(port=second.port).zcard("rediq:{h}:pending") == 1
+        client.close()
+    finally:
+        first.cleanup()
+        second.cleanup()
