@@ -9,6 +9,7 @@ module). ``full=True`` (``REDIQ_FULL_TRACEBACKS=1``) keeps everything, for debug
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
@@ -26,9 +27,16 @@ _STDLIB_DIRS = tuple(
 )
 
 
+# Resolving a path walks it with a stat per component: once per file, not once per frame of
+# every failure (a failing task's traceback cost ~250 µs of worker CPU, most of it here).
+@functools.lru_cache(maxsize=4096)
+def _resolved(filename: str) -> str:
+    return str(Path(filename).resolve())
+
+
 def _internal(filename: str) -> bool:
     """A frame of rediq's worker or of the standard library's machinery around it."""
-    resolved = str(Path(filename).resolve()) if filename and not filename.startswith("<") else filename
+    resolved = _resolved(filename) if filename and not filename.startswith("<") else filename
     if resolved.startswith(_ENGINE_DIR):
         return True
     return resolved.startswith(_STDLIB_DIRS) and "site-packages" not in resolved
@@ -37,7 +45,7 @@ def _internal(filename: str) -> bool:
 def _short(filename: str, roots: tuple[str, ...]) -> str:
     if not filename or filename.startswith("<"):
         return filename
-    resolved = str(Path(filename).resolve())
+    resolved = _resolved(filename)
     for root in roots:
         if resolved.startswith(root):
             return resolved[len(root) :]
@@ -46,8 +54,13 @@ def _short(filename: str, roots: tuple[str, ...]) -> str:
 
 def _roots() -> tuple[str, ...]:
     """Where paths are cut from, longest first: the working directory and the import roots."""
-    candidates = {os.getcwd(), *(p for p in sys.path if p and os.path.isdir(p))}
-    return tuple(sorted((str(Path(c).resolve()) + os.sep for c in candidates), key=len, reverse=True))
+    return _roots_of(os.getcwd(), tuple(sys.path))
+
+
+@functools.lru_cache(maxsize=8)
+def _roots_of(cwd: str, import_path: tuple[str, ...]) -> tuple[str, ...]:
+    candidates = {cwd, *(p for p in import_path if p and os.path.isdir(p))}
+    return tuple(sorted((_resolved(c) + os.sep for c in candidates), key=len, reverse=True))
 
 
 def _trim(te: traceback.TracebackException, roots: tuple[str, ...], full: bool) -> None:
@@ -79,7 +92,9 @@ def format_handler_traceback(exc: BaseException, *, full: bool | None = None) ->
     paths relative to the app (everything with ``full``, default from ``REDIQ_FULL_TRACEBACKS``)."""
     if full is None:
         full = os.environ.get(FULL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-    te = traceback.TracebackException.from_exception(exc)
+    # lookup_lines=False: no stat of every frame's file per failure (linecache.checkcache); a
+    # line is read when the trimmed frame is formatted, from linecache
+    te = traceback.TracebackException.from_exception(exc, lookup_lines=False)
     _trim(te, _roots(), full)
     return "".join(te.format())
 

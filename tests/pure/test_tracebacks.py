@@ -74,3 +74,19 @@ def test_an_error_of_rediq_itself_keeps_its_frames() -> None:
     inner = run(None)  # type: ignore[arg-type]  # the fake worker calls None: every frame is rediq's
     text = format_handler_traceback(inner, full=False)
     assert "_fake_worker.py" in text and text.splitlines()[-1].startswith("TypeError")
+
+
+def test_each_frame_shows_its_source_line() -> None:
+    """Lines are read when the trimmed frames are formatted (not looked up, with a stat of each
+    file, for every frame of the whole stack first)."""
+    text = format_handler_traceback(run(handler), full=False)
+    assert '    lookup("o-1")' in text.splitlines()
+    assert '    raise KeyError(f"no order {order}")' in text.splitlines()
+
+
+def test_paths_follow_the_working_directory(monkeypatch: Any) -> None:
+    """The roots paths are cut from are cached, keyed by the working directory and import path:
+    a worker that changes directory cuts from the new one."""
+    assert '  File "tests/pure/test_tracebacks.py"' in format_handler_traceback(run(handler), full=False)
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    assert '  File "pure/test_tracebacks.py"' in format_handler_traceback(run(handler), full=False)
