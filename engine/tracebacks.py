@@ -27,10 +27,17 @@ _STDLIB_DIRS = tuple(
 )
 
 
+def _resolved(filename: str) -> str:
+    """``filename`` resolved; a relative one (``python app.py`` names its frames so) from the
+    working directory of now, as ``Path.resolve`` would, so the cache never answers for an
+    earlier one."""
+    return _resolved_absolute(filename if os.path.isabs(filename) else os.path.join(os.getcwd(), filename))
+
+
 # Resolving a path walks it with a stat per component: once per file, not once per frame of
 # every failure (a failing task's traceback cost ~250 µs of worker CPU, most of it here).
 @functools.lru_cache(maxsize=4096)
-def _resolved(filename: str) -> str:
+def _resolved_absolute(filename: str) -> str:
     return str(Path(filename).resolve())
 
 

@@ -90,3 +90,18 @@ def test_paths_follow_the_working_directory(monkeypatch: Any) -> None:
     assert '  File "tests/pure/test_tracebacks.py"' in format_handler_traceback(run(handler), full=False)
     monkeypatch.chdir(Path(__file__).resolve().parent.parent)
     assert '  File "pure/test_tracebacks.py"' in format_handler_traceback(run(handler), full=False)
+
+
+def test_a_relative_file_name_is_resolved_from_the_working_directory_of_now(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
+    """Frames of a script run as ``python app.py`` carry the relative name ``app.py``; after a
+    change of directory the cached resolution of the old one must not be used (it would cut
+    ``a/app.py`` from the new working directory)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "app.py").write_text("def fail():\n    raise ValueError('x')\n")
+    code: dict[str, Any] = {}
+    exec(compile((tmp_path / "a" / "app.py").read_text(), "app.py", "exec"), code)
+    for cwd in (tmp_path / "a", tmp_path):
+        monkeypatch.chdir(cwd)
+        assert '  File "app.py", line 2, in fail' in format_handler_traceback(run(code["fail"]), full=False)
