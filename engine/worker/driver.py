@@ -198,6 +198,8 @@ class Worker:
             use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
         hooks_ran = False
+        started: list[asyncio.Task[None]] = []
+        """Every loop this run starts: none may outlive it, whichever way it ends."""
         try:
             await self._check_server()
             # before any task is taken: a failing hook (StartupFailed) stops the worker here
@@ -236,6 +238,7 @@ class Worker:
                 ]
                 background += self._inbox_tasks
             exchange = asyncio.create_task(self._exchange_loop(), name="rediq-exchange")
+            started = [*background, exchange]
             log.info(
                 "worker %s serving %s with %d slots on %s",
                 self.id,
@@ -252,6 +255,12 @@ class Worker:
             await asyncio.gather(exchange, return_exceptions=True)
             await loops.cancel_all(background)
             await self._deregister()
+        except asyncio.CancelledError:
+            # cancelled from outside (an embedding app's shutdown, a caller's timeout) rather
+            # than stopped: a heartbeat loop left behind would extend the leases of handlers
+            # nobody waits for, burying their tasks
+            await loops.abandon_run(self, started)
+            raise
         finally:
             self._runner.close()  # children run their shutdown hooks as they stop
             if hooks_ran:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # the driver imports this module
 log = logging.getLogger("rediq.worker")
 T = TypeVar("T")
 
+ABANDON_RELEASE_S = 2.0
+"""How long a cancelled worker tries to hand its running tasks back before leaving them to
+lease expiry."""
+
 BURST_IDLE_READINGS = 2
 
 
@@ -168,7 +172,7 @@ async def cancel_all(tasks: list[asyncio.Task[None]], attempts: int = 20) -> Non
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=0.25)
-    log.warning("background loops did not stop: %s", [t.get_name() for t in tasks if not t.done()])
+    log.warning("tasks that did not stop when cancelled: %s", [t.get_name() for t in tasks if not t.done()])
 
 
 async def wait_all_unless(tasks: list[asyncio.Task[None]], hurry: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
@@ -185,3 +189,20 @@ async def wait_all_unless(tasks: list[asyncio.Task[None]], hurry: asyncio.Event,
             waiting.discard(hurried)
     finally:
         hurried.cancel()
+
+
+async def abandon_run(worker: Worker, started: list[asyncio.Task[None]]) -> None:
+    """End what a cancelled ``Worker.run`` started: its handlers (their tasks handed back,
+    trying for at most ``ABANDON_RELEASE_S``; else their leases expire and recovery hands them
+    out again), then its loops, the heartbeat among them."""
+    worker._runner.abandon.set()  # stop waiting for sync handlers
+    held = list(worker._running.values())
+    await cancel_all([task for _, task, _ in held])
+    if held:
+        try:
+            async with asyncio.timeout(ABANDON_RELEASE_S):
+                note = "returned by a worker whose run was cancelled"
+                await worker._release([job for job, _, _ in held], note)
+        except (TimeoutError, RediqError) as exc:
+            log.warning("could not hand back %d task(s) (%r): their leases expire", len(held), exc)
+    await cancel_all(started)

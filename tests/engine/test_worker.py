@@ -217,6 +217,37 @@ async def test_sigterm_drain_finishes_short_tasks_and_hands_back_long_ones(redis
         assert info is not None and info.state == TaskState.PENDING and info.attempts == 0
 
 
+async def test_a_cancelled_run_leaves_nothing_running_and_hands_its_tasks_back(redis_url: str) -> None:
+    """``Worker.run()`` cancelled (an embedding app's shutdown, a caller's timeout) instead of
+    stopped: no loop of the worker outlives it (a heartbeat left running would extend the
+    leases of handlers nobody waits for) and the running task is back in the queue at once."""
+    registry = Registry()
+    began = asyncio.Event()
+    ended: list[str] = []
+
+    @registry.task("sleeper", queue="cancelrun")
+    async def sleeper(ctx: TaskContext, payload: Any) -> None:
+        began.set()
+        try:
+            await asyncio.sleep(600)
+        finally:
+            ended.append(ctx.id)
+
+    client = Client(redis_url)
+    r = client.enqueue("sleeper", None, queue="cancelrun")
+    before = asyncio.all_tasks()
+    run = asyncio.create_task(Worker(registry, redis_url, WorkerOptions(queues=["cancelrun"])).run())
+    await asyncio.wait_for(began.wait(), 10)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 10)
+    assert sorted(t.get_name() for t in asyncio.all_tasks() - before) == []
+    assert ended == [r.id]
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.PENDING
+    assert "whose run was cancelled" in info.history[0].note
+
+
 async def test_strict_queue_order_serves_the_first_queue_first(redis_url: str) -> None:
     registry = Registry()
     seen: list[str] = []
