@@ -18,6 +18,8 @@ from _pytest.mark.expression import Expression
 from rediq_tui.firstrun import DISMISSED_MARKER, STATE_DIR_ENV
 from tests.servers import ServerProcess, free_port
 
+pytest_plugins = ["tests.watchdog"]  # a hard limit per test that a failed test's teardown cannot escape
+
 PURE = Path(__file__).parent / "pure"
 """The only directory whose tests start nothing: no server, no worker, no console."""
 

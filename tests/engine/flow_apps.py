@@ -42,8 +42,10 @@ async def slow_batch(ctx: Any, items: list[BatchItem[int]]) -> None:
     """The first call hangs (its worker is killed meanwhile); later ones complete. Each call
     appends its items' payloads to a Redis list."""
     r = redis.Redis.from_url(os.environ["REDIQ_TEST_URL"])
-    r.rpush("test:batchkill:calls", ",".join(str(i.payload) for i in sorted(items, key=lambda i: i.payload)))
+    # marked first before the call is listed: the test kills the worker once it sees the call
+    # listed, and a kill between the two left the next worker's call to hang instead
     first = r.set("test:batchkill:first", "1", nx=True)
+    r.rpush("test:batchkill:calls", ",".join(str(i.payload) for i in sorted(items, key=lambda i: i.payload)))
     r.close()
     if first:
         await asyncio.sleep(600)
