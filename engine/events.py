@@ -15,7 +15,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +25,8 @@ from engine.ops import Settings
 
 EVENT_VERSION = 1
 RESYNC = "resync"
+TICK_S = 1.0
+"""How long a subscriber waits for a message before it checks whether its owner still runs."""
 
 
 class Event(BaseModel):
@@ -81,13 +83,17 @@ async def subscribe(
     queues: list[str] | None = None,
     max_backoff: float = 5.0,
     arrivals_only: bool = False,
+    running: Callable[[], bool] = lambda: True,
 ) -> AsyncIterator[Event]:
     """Events from the given queues (default: all), reconnecting with jittered backoff.
     Yields ``Event(event='resync')`` after each (re)connect. ``arrivals_only``: only the
-    events of ``keys.ARRIVAL_EVENTS`` (what a worker needs to know)."""
+    events of ``keys.ARRIVAL_EVENTS`` (what a worker needs to know). Ends once ``running()``
+    is false, checked at least every ``TICK_S``: the owner's stop ends the subscription even
+    when a cancellation is lost in the client's read timeout (redis-py #2551), which left a
+    stopped worker's or a closed console's subscription running for good."""
     channels, patterns = _channels(settings, queues, arrivals_only)
     backoff = 0.1
-    while True:
+    while running():
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
             if channels:
@@ -96,8 +102,8 @@ async def subscribe(
                 await pubsub.psubscribe(*patterns)
             backoff = 0.1
             yield Event(e=RESYNC)
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
+            while running():
+                message = await pubsub.get_message(timeout=TICK_S)
                 if message is None:
                     continue
                 event = parse(settings, message.get("channel", ""), message.get("data"))
@@ -113,6 +119,8 @@ async def subscribe(
                 await pubsub.aclose()
             except Exception:  # noqa: BLE001 - the connection is already gone
                 pass
+        if not running():
+            return
         await asyncio.sleep(backoff * (0.5 + random.random()))
         backoff = min(max_backoff, backoff * 2)
 

@@ -120,6 +120,9 @@ class RediqApp(Actions, App[None]):
         self.writes = 0
         """Finished write actions (tests wait on it)."""
         self.events_seen = 0
+        self.listening = False
+        """The event subscription is wanted: set when it starts, cleared when the console closes,
+        which ends it within a second even if its cancellation is lost."""
         self.quiet_polls = 0
         """Polls in a row during which no engine event arrived."""
         self._events_at_poll = 0
@@ -166,9 +169,11 @@ class RediqApp(Actions, App[None]):
         self.redraw_status()
         self.poll()
         if self.config.events:
+            self.listening = True
             self.listen()
 
     async def on_unmount(self) -> None:
+        self.listening = False
         for w in self.launched:
             await w.stop(self.config.stop_grace_s)
         await self.client.close()
@@ -312,9 +317,11 @@ class RediqApp(Actions, App[None]):
         # start-up time: the event stream loads when the console subscribes
         from engine import events as engine_events
 
-        while True:
+        while self.listening:
             try:
-                async for event in engine_events.subscribe(self.client.settings, self.client.backend.redis):
+                async for event in engine_events.subscribe(
+                    self.client.settings, self.client.backend.redis, running=lambda: self.listening
+                ):
                     self.on_engine_event(event)
             except asyncio.CancelledError:
                 raise

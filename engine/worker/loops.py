@@ -96,7 +96,10 @@ async def wake_loop(worker: Worker) -> None:
     # backoff (the poll goes on meanwhile)
     # arrivals only: not the events of this worker's own starts and acks
     queues = list(worker.effective.queues)
-    async for event in events.subscribe(worker.settings, worker.backend.redis, queues, arrivals_only=True):
+    running = lambda: not worker.core.stopping  # noqa: E731
+    async for event in events.subscribe(
+        worker.settings, worker.backend.redis, queues, arrivals_only=True, running=running
+    ):
         if event.event in WAKING:
             worker.core.on_work_arrived()
             worker.wake()

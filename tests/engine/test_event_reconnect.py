@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
 import redis.asyncio as aioredis
 
 from engine import events, ops
 from tests.engine.conftest import wait_until
+from tests.lost_cancel import lose_pubsub_cancels
 
 
 async def test_a_dropped_subscriber_reconnects_and_resyncs(redis_url: str, raw: redis.Redis) -> None:
@@ -42,3 +44,34 @@ async def test_a_dropped_subscriber_reconnects_and_resyncs(redis_url: str, raw: 
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)
+
+
+async def test_a_subscription_whose_cancel_is_lost_ends_once_its_owner_stops(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = lose_pubsub_cancels(monkeypatch)
+    settings = ops.Settings(prefix="ev")
+    wanted = True
+    seen: list[events.Event] = []
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def listen() -> None:
+        async for event in events.subscribe(settings, client, ["q"], running=lambda: wanted):
+            seen.append(event)
+
+    listener = asyncio.create_task(listen())
+    try:
+        await wait_until(lambda: len(seen) == 1)
+        listener.cancel()
+        await asyncio.sleep(2 * events.TICK_S)
+        assert not listener.done() and lost[0] == 1  # the cancel was lost: the read goes on
+        wanted = False
+        done, _ = await asyncio.wait({listener}, timeout=3 * events.TICK_S)
+        assert done, "the subscription outlived its owner"
+        assert raw.pubsub_numsub(settings.keyspace.queue("q").events)[0][1] == 0
+    finally:
+        monkeypatch.undo()  # later reads let a cancel through (needed only without the fix)
+        while not listener.done():
+            listener.cancel()
+            await asyncio.wait({listener}, timeout=events.TICK_S)
+        await client.aclose()

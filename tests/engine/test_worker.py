@@ -20,6 +20,7 @@ from engine.retry import Fixed
 from engine.task import TaskState
 from engine.worker import TaskContext, TaskOutcome, Worker, WorkerOptions
 from tests.engine.conftest import running_worker, wait_until
+from tests.lost_cancel import lose_pubsub_cancels
 
 
 def final(client: Client, task_id: str) -> bool:
@@ -246,6 +247,28 @@ async def test_a_cancelled_run_leaves_nothing_running_and_hands_its_tasks_back(r
     info = client.get_task(r.id)
     assert info is not None and info.state == TaskState.PENDING
     assert "whose run was cancelled" in info.history[0].note
+
+
+async def test_a_stopped_worker_ends_its_subscription_even_when_the_cancel_is_lost(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lose_pubsub_cancels(monkeypatch)
+    arrivals = Settings().keyspace.queue("lostcancel").arrivals
+    before = asyncio.all_tasks()
+    worker = Worker(Registry(), redis_url, WorkerOptions(queues=["lostcancel"]))
+    run = asyncio.create_task(worker.run())
+    try:
+        await wait_until(lambda: raw.pubsub_numsub(arrivals)[0][1] == 1)
+        worker.request_stop()
+        await asyncio.wait_for(run, 15)
+        assert sorted(t.get_name() for t in asyncio.all_tasks() - before - {run}) == []
+    finally:
+        monkeypatch.undo()  # later reads let a cancel through (needed only without the fix)
+        leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
+        while pending := [t for t in leftover if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1)
 
 
 async def test_strict_queue_order_serves_the_first_queue_first(redis_url: str) -> None:

@@ -6,10 +6,13 @@ import ast
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from engine import events
 from engine.client import Client
 from rediq_tui.__main__ import parse_args
 from rediq_tui.config import ConsoleConfig
@@ -87,6 +90,28 @@ async def test_transition_events_refresh_between_polls(redis_url: str) -> None:
         with Client(redis_url) as c:
             c.enqueue("x", {}, queue="mail", id="b")
         await wait_for(pilot, lambda: "mail" in view.table.row_keys(), what="event-driven refresh")
+
+
+async def test_a_closed_console_ends_its_subscription_even_when_the_cancel_is_lost(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Textual cancels the event listener as the console closes; a cancel lost in redis-py's
+    read (tests/engine/test_event_reconnect.py shows the subscription then ends only by its
+    ``running`` predicate) once kept the subscription and the event loop going. The console
+    hands ``events.subscribe`` a predicate that turns false when it closes."""
+    predicates: list[Callable[[], bool]] = []
+    original = events.subscribe
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        predicates.append(kwargs.get("running", lambda: True))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(events, "subscribe", recording)
+    app = make_app(redis_url)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.events_seen >= 1, what="subscribed (resync)")
+        assert [running() for running in predicates] == [True]
+    assert [running() for running in predicates] == [False]
 
 
 async def test_detail_key_opens_task_under_cursor_and_palette_commands(redis_url: str) -> None:
