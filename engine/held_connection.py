@@ -11,16 +11,29 @@ A connection that failed goes back to the pool and the next call checks one out 
 checkout is where a connection learns its server's address (a Sentinel pool asks the
 sentinels for the current primary). Reconnecting the held one in place kept dialling a primary
 that had failed over.
+
+A forked child starts with a fresh lock and nothing held: a parent thread that was mid-call as
+the process forked held the lock, and no thread of the child would ever release it (``close``
+in the child waited for it for good).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+_instances: weakref.WeakSet[HeldConnection] = weakref.WeakSet()
+"""Every live HeldConnection, reset in a forked child before any of its threads runs."""
+
+
+def _reset_in_child() -> None:
+    for held in list(_instances):
+        held._forget_parent()
 
 
 class HeldConnection:
@@ -30,13 +43,20 @@ class HeldConnection:
     next call checks one out, resolving the server's address again. A forked child never uses
     its parent's connection: it takes its own from the pool."""
 
-    __slots__ = ("_busy", "_conn", "_pid", "pool")
+    __slots__ = ("__weakref__", "_busy", "_conn", "_pid", "pool")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self._busy = threading.Lock()
         self._conn: Any = None
-        self._pid = 0
+        self._pid = os.getpid()
+        _instances.add(self)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's lock state and connection are not this process's."""
+        self._busy = threading.Lock()
+        self._conn = None
+        self._pid = os.getpid()
 
     def run(self, use: Callable[[Any], T]) -> T:
         if not self._busy.acquire(blocking=False):
@@ -69,3 +89,6 @@ class HeldConnection:
             conn, self._conn = self._conn, None
             if conn is not None and self._pid == os.getpid():
                 self.pool.release(conn)
+
+
+os.register_at_fork(after_in_child=_reset_in_child)

@@ -6,6 +6,9 @@ served from the pool, and a forked child never writes on its parent's socket."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ import redis
 from engine.backend import Call
 from engine.client import Client
 from engine.errors import ConnectionFailed
+from engine.held_connection import HeldConnection
 from tests.servers import ServerProcess, free_port
 
 
@@ -121,3 +125,46 @@ def test_after_a_failure_the_next_call_reaches_the_server_the_pool_now_names() -
     finally:
         first.cleanup()
         second.cleanup()
+
+
+class _CannedPool:
+    """Hands out plain objects: what HeldConnection does with a pool, without a server."""
+
+    def __init__(self) -> None:
+        self.out = 0
+
+    def get_connection(self) -> object:
+        self.out += 1
+        return object()
+
+    def release(self, conn: object) -> None:
+        self.out -= 1
+
+
+def test_a_child_forked_while_a_parent_thread_was_mid_call_can_close_and_call() -> None:
+    """The parent thread held the lock as the process forked; no thread of the child ever
+    releases it, so ``give_back`` (the client's close) waited in the child for good."""
+    held = HeldConnection(_CannedPool())
+    inside, leave = threading.Event(), threading.Event()
+
+    def mid_call(conn: Any) -> None:
+        inside.set()
+        leave.wait(10)
+
+    caller = threading.Thread(target=held.run, args=(mid_call,))
+    caller.start()
+    assert inside.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: a hang ends it by SIGALRM; nothing of pytest runs here
+        code = 3
+        try:
+            signal.alarm(5)
+            held.give_back()
+            conn = held.run(lambda conn: conn)
+            code = 0 if conn is not None and held._conn is conn else 4
+        finally:
+            os._exit(code)
+    leave.set()
+    caller.join(10)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # 3 or -14: the child hung until its alarm
