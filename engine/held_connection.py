@@ -43,29 +43,26 @@ class HeldConnection:
     next call checks one out, resolving the server's address again. A forked child never uses
     its parent's connection: it takes its own from the pool."""
 
-    __slots__ = ("__weakref__", "_busy", "_conn", "_pid", "pool")
+    __slots__ = ("__weakref__", "_busy", "_conn", "pool")
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self._busy = threading.Lock()
         self._conn: Any = None
-        self._pid = os.getpid()
         _instances.add(self)
 
     def _forget_parent(self) -> None:
         """In a forked child: the parent's lock state and connection are not this process's."""
         self._busy = threading.Lock()
         self._conn = None
-        self._pid = os.getpid()
 
     def run(self, use: Callable[[Any], T]) -> T:
         if not self._busy.acquire(blocking=False):
             return self._pooled(use)
         try:
             conn = self._conn
-            if conn is None or self._pid != os.getpid():
+            if conn is None:
                 conn = self._conn = self.pool.get_connection()
-                self._pid = os.getpid()
             try:
                 return use(conn)
             except BaseException:
@@ -87,7 +84,7 @@ class HeldConnection:
         """Return the held connection to the pool (the backend is closing)."""
         with self._busy:
             conn, self._conn = self._conn, None
-            if conn is not None and self._pid == os.getpid():
+            if conn is not None:
                 self.pool.release(conn)
 
 

@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as aioredis
 
 from engine import events, ops
+from engine.worker.loops import cancel_all
 from tests.engine.conftest import wait_until
 from tests.lost_cancel import lose_pubsub_cancels
 
@@ -71,7 +72,5 @@ async def test_a_subscription_whose_cancel_is_lost_ends_once_its_owner_stops(
         assert raw.pubsub_numsub(settings.keyspace.queue("q").events)[0][1] == 0
     finally:
         monkeypatch.undo()  # later reads let a cancel through (needed only without the fix)
-        while not listener.done():
-            listener.cancel()
-            await asyncio.wait({listener}, timeout=events.TICK_S)
+        await cancel_all([listener])
         await client.aclose()
