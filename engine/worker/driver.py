@@ -198,8 +198,9 @@ class Worker:
             use_hiredis_packer(redis)
         self.backend = AsyncBackend(redis)
         hooks_ran = False
-        started: list[asyncio.Task[None]] = []
-        """Every loop this run starts: none may outlive it, whichever way it ends."""
+        # what this run starts: none of it may outlive the run, whichever way it ends
+        background: list[asyncio.Task[None]] = []
+        exchange: asyncio.Task[None] | None = None
         try:
             await self._check_server()
             # before any task is taken: a failing hook (StartupFailed) stops the worker here
@@ -238,7 +239,6 @@ class Worker:
                 ]
                 background += self._inbox_tasks
             exchange = asyncio.create_task(self._exchange_loop(), name="rediq-exchange")
-            started = [*background, exchange]
             log.info(
                 "worker %s serving %s with %d slots on %s",
                 self.id,
@@ -259,7 +259,7 @@ class Worker:
             # cancelled from outside (an embedding app's shutdown, a caller's timeout) rather
             # than stopped: a heartbeat loop left behind would extend the leases of handlers
             # nobody waits for, burying their tasks
-            await loops.abandon_run(self, started)
+            await loops.abandon_run(self, background, exchange)
             raise
         finally:
             self._runner.close()  # children run their shutdown hooks as they stop

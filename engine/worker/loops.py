@@ -96,9 +96,12 @@ async def wake_loop(worker: Worker) -> None:
     # backoff (the poll goes on meanwhile)
     # arrivals only: not the events of this worker's own starts and acks
     queues = list(worker.effective.queues)
-    running = lambda: not worker.core.stopping  # noqa: E731
     async for event in events.subscribe(
-        worker.settings, worker.backend.redis, queues, arrivals_only=True, running=running
+        worker.settings,
+        worker.backend.redis,
+        queues,
+        arrivals_only=True,
+        running=lambda: not worker.core.stopping,
     ):
         if event.event in WAKING:
             worker.core.on_work_arrived()
@@ -194,18 +197,24 @@ async def wait_all_unless(tasks: list[asyncio.Task[None]], hurry: asyncio.Event,
         hurried.cancel()
 
 
-async def abandon_run(worker: Worker, started: list[asyncio.Task[None]]) -> None:
-    """End what a cancelled ``Worker.run`` started: its handlers (their tasks handed back,
-    trying for at most ``ABANDON_RELEASE_S``; else their leases expire and recovery hands them
-    out again), then its loops, the heartbeat among them."""
+async def abandon_run(
+    worker: Worker, background: list[asyncio.Task[None]], exchange: asyncio.Task[None] | None
+) -> None:
+    """End what a cancelled ``Worker.run`` started. Its handlers are cancelled and their tasks,
+    with the reserved ones, handed back; the exchange loop records the outcomes still buffered
+    (each step tries for at most ``ABANDON_RELEASE_S``: what is left returns when its lease
+    expires); then every loop ends, the heartbeat among them."""
+    worker.core.stop(worker._now())  # nothing new: the exchange loop ends once all is recorded
     worker._runner.abandon.set()  # stop waiting for sync handlers
-    held = list(worker._running.values())
-    await cancel_all([task for _, task, _ in held])
-    if held:
-        try:
-            async with asyncio.timeout(ABANDON_RELEASE_S):
-                note = "returned by a worker whose run was cancelled"
-                await worker._release([job for job, _, _ in held], note)
-        except (TimeoutError, RediqError) as exc:
-            log.warning("could not hand back %d task(s) (%r): their leases expire", len(held), exc)
-    await cancel_all(started)
+    running = list(worker._running.values())
+    await cancel_all([task for _, task, _ in running])
+    handed_back = [job for job, _, _ in running] + worker.core.slots.take_all_reserved()
+    try:
+        async with asyncio.timeout(ABANDON_RELEASE_S):
+            await worker._release(handed_back, "returned by a worker whose run was cancelled")
+    except TimeoutError:
+        log.warning("could not hand back %d task(s) in time: their leases expire", len(handed_back))
+    if exchange is not None:
+        worker.wake()
+        await asyncio.wait({exchange}, timeout=ABANDON_RELEASE_S)
+    await cancel_all([*background, *([exchange] if exchange is not None else [])])

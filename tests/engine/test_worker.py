@@ -19,6 +19,7 @@ from engine.registry import Registry
 from engine.retry import Fixed
 from engine.task import TaskState
 from engine.worker import TaskContext, TaskOutcome, Worker, WorkerOptions
+from engine.worker.loops import cancel_all
 from tests.engine.conftest import running_worker, wait_until
 from tests.lost_cancel import lose_pubsub_cancels
 
@@ -249,6 +250,28 @@ async def test_a_cancelled_run_leaves_nothing_running_and_hands_its_tasks_back(r
     assert "whose run was cancelled" in info.history[0].note
 
 
+async def test_a_run_cancelled_as_a_handler_returns_still_records_its_success(redis_url: str) -> None:
+    """The handler's outcome is buffered when the run is cancelled: the abandoning run sends
+    it before its loops end. Dropped, the task would stay active until its lease expired and
+    run again, charged an attempt (on its last one: dead, a success recorded as a failure)."""
+    registry = Registry()
+    run: asyncio.Task[None] | None = None
+
+    @registry.task("finisher", queue="cancelack", max_retry=0)
+    async def finisher(ctx: TaskContext, payload: Any) -> str:
+        assert run is not None
+        run.cancel()  # processed before the exchange loop's next round trip
+        return "done"
+
+    client = Client(redis_url)
+    r = client.enqueue("finisher", None, queue="cancelack", max_retry=0)
+    run = asyncio.create_task(Worker(registry, redis_url, WorkerOptions(queues=["cancelack"])).run())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 10)
+    info = client.get_task(r.id)
+    assert info is not None and info.state == TaskState.COMPLETED and info.result == "done"
+
+
 async def test_a_stopped_worker_ends_its_subscription_even_when_the_cancel_is_lost(
     redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,11 +287,7 @@ async def test_a_stopped_worker_ends_its_subscription_even_when_the_cancel_is_lo
         assert sorted(t.get_name() for t in asyncio.all_tasks() - before - {run}) == []
     finally:
         monkeypatch.undo()  # later reads let a cancel through (needed only without the fix)
-        leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
-        while pending := [t for t in leftover if not t.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=1)
+        await cancel_all(list(asyncio.all_tasks() - before - {asyncio.current_task()}))
 
 
 async def test_strict_queue_order_serves_the_first_queue_first(redis_url: str) -> None:
