@@ -27,6 +27,7 @@ PER_ID_KEYS: Mapping[str, str] = MappingProxyType(
         "runtimes": "rt:",
         "unique": "unique:",
         "inbox": "inbox:",
+        "taken": "taken:",
         "receipt": "receipt:",
         "log": "log:",
         "cgroup": "cg:",
@@ -222,6 +223,11 @@ class QueueKeys:
     def inbox(self, worker_id: str) -> str:
         """List of tasks handed to one waiting worker (leased to it, not yet started)."""
         return self.base + PER_ID_KEYS["inbox"] + worker_id
+
+    def taken(self, worker_id: str) -> str:
+        """List of hand-offs one worker moved out of its inbox and started in the same round trip,
+        kept until the worker confirms it got them (see ``take.lua``)."""
+        return self.base + PER_ID_KEYS["taken"] + worker_id
 
     def receipt(self, worker_id: str) -> str:
         """JSON [request id, task ids...] of one worker's last dequeue that leased tasks, for one

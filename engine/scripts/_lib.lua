@@ -289,6 +289,35 @@ local function to_expired(base, outbox_key, id, now, was, ttl_ms)
   expire_task(base, id, ttl_ms)
 end
 
+-- Start one reserved delivery (prefetched, or handed off by enqueue.lua): only now is it
+-- charged an attempt. Used by start.lua and take.lua. Returns the attempt it runs as and what
+-- happened: 'started'; 'again' (this delivery already started: an earlier copy of the call ran,
+-- its reply was lost; same attempt); 'expired' (its 'exp' deadline passed while it was held:
+-- it ends expired, attempt 0); 'refused' (attempt 0: the token is not the task's current
+-- delivery, or the task is still reserved but its lease ran out; the next dequeue recovers it
+-- uncharged. Charged now, it would be recovered as "worker died during attempt n", dead with
+-- max_retry 0, never run).
+local function start_reserved(base, active_key, outbox_key, id, token, now, retention)
+  local tk = task_key(base, id)
+  local f = redis.call('HMGET', tk, 'state', 'attempts', 'reserved', 'worker', 'dlv', 'exp', 'lease',
+    'entered')
+  if f[1] ~= 'active' or token_of(f[4], f[5]) ~= token then return 0, 'refused' end
+  local lease = tonumber(f[7])
+  if f[3] ~= '1' then return tonumber(f[2]) or 0, 'again' end
+  if past_deadline(f[6], now) then
+    redis.call('ZREM', active_key, id)
+    to_expired(base, outbox_key, id, now, 'reserved by ' .. f[4], retention)
+    return 0, 'expired'
+  end
+  if lease ~= nil and lease <= now then return 0, 'refused' end
+  local attempt = (tonumber(f[2]) or 0) + 1
+  -- 'reserved' '0' rather than HDEL: one command; every reader tests for '1'
+  redis.call('HSET', tk, 'attempts', attempt, 'started', now, 'reserved', '0')
+  -- implied by 'started' and 'worker' for a hash with 'entered' (settle_active)
+  if not f[8] then history(base, id, now, 'active', f[4]) end
+  return attempt, 'started'
+end
+
 -- Rate limit of a queue (engine/flow.py; the hash QueueKeys.rate_limit): 'rate' tokens per
 -- 'period' ms, at most 'burst' at once, as GCRA on the Redis clock: the bucket is one number,
 -- 'tat' (the theoretical arrival time, ms), so every worker on every host draws from it in the

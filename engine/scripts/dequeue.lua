@@ -8,7 +8,8 @@
 -- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
---       11 retention ms of cancelled (and expired) tasks
+--       11 retention ms of cancelled (and expired) tasks, 12 slots the worker holds for a hand-off
+--       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off)
 -- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
 -- in the HSET that leases it, and the reply carries the delivery's token, which every later
 -- call about the task (start, ack, fail, extend, release, progress) must name.
@@ -53,6 +54,7 @@ local handoff_ms = tonumber(ARGV[9] or '0')
 local request = ARGV[10] or ''
 local receipt_slot = KEYS[11]
 local retention = tonumber(ARGV[11] or '86400000')
+local held = tonumber(ARGV[12] or '0')
 local now = now_ms()
 
 -- one task of the reply; f: HMGET of type, payload, priority, max_retry, timeout, attempts,
@@ -264,5 +266,5 @@ if request ~= '' and #out > 1 then
 end
 if limited then rate_charge(KEYS[13], now, (#out - 1) / 11) end
 -- drained with slots to spare: wait for hand-offs; otherwise (more pending) withdraw
-if #popped < 2 * max_n and skipped == 0 and not limited and not typed and not batched then register_idle(n_start - #leased) else register_idle(0) end
+if #popped < 2 * max_n and skipped == 0 and not limited and not typed and not batched then register_idle(n_start - #leased + held) else register_idle(0) end
 return out

@@ -89,6 +89,7 @@ class Worker:
         """Calls about a task refused because their delivery was over (counted per task)."""
         self._fence_listeners: list[Callable[[str, FencedCall, int], None]] = []
         self._inbox_tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._grace_s = eff.grace_s
@@ -151,6 +152,8 @@ class Worker:
         self.core.stop(self._now())
         self._stop.set()
         self._wake.set()
+        if self.core.slots.held_for_take:
+            self._end_holds()
 
     def wake(self) -> None:
         self._wake.set()
@@ -348,7 +351,10 @@ class Worker:
     async def _perform(self, exchange: core.Exchange) -> list[core.Effect]:
         """Send one exchange and hand the replies to the core, keyed by request id. Raises
         what the backend raised, after telling the core (``on_failure``)."""
-        calls = [self._call_of(r) for r in exchange.requests]
+        if exchange.kind is core.ExchangeKind.HANDOFF_TAKE:
+            calls = self._take_calls(exchange)
+        else:
+            calls = [self._call_of(r) for r in exchange.requests]
         try:
             replies = await self.backend.execute(calls[0] if len(calls) == 1 else Batch(calls))
         except Exception as exc:
@@ -359,6 +365,8 @@ class Worker:
             raise
         if len(calls) == 1:
             replies = [replies]
+        elif len(calls) > len(exchange.requests):
+            replies = replies[-len(exchange.requests) :]  # a take's BLMOVE: take.lua returns what it moved
         # the one place replies meet requests by position: from here on, by request id
         by_rid = {r.rid: reply for r, reply in zip(exchange.requests, replies, strict=True)}
         effects = self.core.on_reply(exchange.xid, by_rid)
@@ -403,8 +411,36 @@ class Worker:
                 return protocol.extend_call(s, request.queue, request.held, request.lease_ms)
             case core.Release():
                 return protocol.release_call(s, request.queue, request.held, request.note)
+            case core.Take():
+                lease_ms = self.core.config.lease_ms
+                return protocol.take_calls(s, request.queue, self.id, lease_ms, request.confirmed, 0)[-1]
             case _:
                 assert_never(request)
+
+    def _take_calls(self, exchange: core.Exchange) -> list[Call]:
+        (take,) = exchange.requests
+        assert isinstance(take, core.Take)
+        lease_ms = self.core.config.lease_ms
+        return protocol.take_calls(self.settings, take.queue, self.id, lease_ms, take.confirmed, take.wait_s)
+
+    def _end_holds(self) -> None:
+        """End the takes whose held slot is wanted elsewhere (``WorkerCore.holds_to_end``): a
+        wake-up pushed to the inbox serves their ``BLMOVE`` at once."""
+        ending = self.core.holds_to_end()
+        if ending:
+            task = asyncio.create_task(self._wake_takes(ending), name="rediq-wake-takes")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _wake_takes(self, queues: list[str]) -> None:
+        for queue in queues:
+            inbox = self.settings.keyspace.queue(queue).inbox(self.id)
+            try:
+                await self.backend.execute(
+                    Batch([cmd("LPUSH", inbox, ""), cmd("PEXPIRE", inbox, self.core.config.lease_ms)])
+                )
+            except RediqError as exc:  # the take ends with its wait anyway
+                log.debug("could not wake the hand-off wait of %s: %s", queue, exc)
 
     def _apply(self, effects: list[core.Effect]) -> None:
         notified: list[tuple[str, tuple[str, ...]]] | None = None
@@ -441,6 +477,8 @@ class Worker:
             self._launch_batch(jobs)
         if notified is not None:
             asyncio.create_task(self._flush_outboxes(notified, list(self.effective.queues)))
+        if self.core.slots.held_for_take:
+            self._end_holds()
 
     # ---------------------------------------------------------------- the exchange loop
 
@@ -523,6 +561,10 @@ class Worker:
         ctx.cancelled = True  # a sync handler sees it (a child is killed); it ends cancelled
         if definition is not None and definition.is_async:
             task.cancel()
+
+    async def perform(self, exchange: core.Exchange) -> None:
+        """Send an exchange the core issued outside the exchange loop (the inbox loop's takes)."""
+        await self._perform(exchange)
 
     async def take_handoff(self, job: Job) -> None:
         """Start a handed-off task: its start mark goes at once, and the handler runs only on
@@ -647,8 +689,13 @@ class Worker:
                 Batch([cmd("HDEL", ks.queue(q).idle, self.id) for q in self.effective.queues])
             )
             for q in self.effective.queues:
-                while popped := await self.backend.execute(cmd("LPOP", ks.queue(q).inbox(self.id))):
-                    await self.take_handoff(protocol.parse_handoff(q, popped))
+                inbox = ks.queue(q).inbox(self.id)
+                while (popped := await self.backend.execute(cmd("LPOP", inbox))) is not None:
+                    if popped:  # ('' is a wake-up, see _end_holds)
+                        await self.take_handoff(protocol.parse_handoff(q, popped))
+                leftovers = self.core.take_leftovers(q) if self.core.take_enabled else None
+                if leftovers is not None:  # what a take whose reply was lost started: run it
+                    await self._perform(leftovers)
         except RediqError as exc:  # what is left returns when its lease expires, uncharged
             log.warning("could not withdraw hand-off registrations: %s", exc)
 

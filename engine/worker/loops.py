@@ -60,16 +60,30 @@ async def heartbeat_loop(worker: Worker) -> None:
             log.exception("heartbeat failed; trying again in %.1f s", tick)
 
 
+INBOX_WAIT_S = 1.0
+"""How long one wait for a hand-off blocks (a stop or a wanted slot ends it sooner)."""
+
+
 async def inbox_loop(worker: Worker, queue: str) -> None:
-    """Take tasks that enqueue handed to this worker: start each at once when a slot is free,
-    else keep it with the prefetched."""
+    """Take tasks that enqueue handed to this worker. While the queue is drained, wait in a
+    held slot and start the hand-off in the round trip that takes it (``take.lua``); else pop
+    it and start it at once when a slot is free, or keep it with the prefetched."""
     inbox = worker.settings.keyspace.queue(queue).inbox(worker.id)
     backoff = 0.05
     while not worker.core.stopping:
+        take = worker.core.take_exchange(queue, INBOX_WAIT_S)
+        popped = None
         try:
-            popped = await worker.backend.execute(cmd("BLPOP", inbox, 1))
-        except ReadOnlyError as exc:  # an ACL from before hand-off: serve without it
-            if worker.core.handoff_enabled:
+            if take is not None:
+                await worker.perform(take)  # runs what it started
+            else:
+                popped = await worker.backend.execute(cmd("BLPOP", inbox, INBOX_WAIT_S))
+        except ReadOnlyError as exc:
+            if take is not None:  # an ACL without BLMOVE: pop, then start (two round trips)
+                log.warning("hand-off takes off: %s (docs/acl/worker.acl lists what it needs)", exc)
+                worker.core.disable_take()
+                continue
+            if worker.core.handoff_enabled:  # an ACL from before hand-off: serve without it
                 log.warning("hand-off off: %s (docs/acl/worker.acl lists what it needs)", exc)
             worker.core.disable_handoff()
             return
@@ -79,11 +93,11 @@ async def inbox_loop(worker: Worker, queue: str) -> None:
             backoff = min(5.0, backoff * 2)
             continue
         backoff = 0.05
-        if popped:
+        if popped and popped[1]:  # ('' is a wake-up meant for a take: nothing to run)
             await worker.take_handoff(protocol.parse_handoff(queue, popped[1]))
-            # the handler just launched runs before the next BLPOP is written (redis-py's
-            # command path takes ~100 µs of the loop; the task would wait behind it)
-            await asyncio.sleep(0)
+        # the handler just launched runs before the next wait is written (redis-py's command
+        # path takes ~100 µs of the loop; the task would wait behind it)
+        await asyncio.sleep(0)
 
 
 WAKING = frozenset((*ARRIVAL_EVENTS, events.RESYNC))

@@ -61,6 +61,7 @@ class FailureKind(enum.Enum):
 class ExchangeKind(enum.Enum):
     ROUND = enum.auto()  # outcomes + starts + the first dequeue, or a later queue's dequeue
     HANDOFF_START = enum.auto()
+    HANDOFF_TAKE = enum.auto()  # the inbox loop's BLMOVE and the take that starts what it moved
     HEARTBEAT = enum.auto()
     PROGRESS = enum.auto()
     RELEASE = enum.auto()
@@ -78,6 +79,21 @@ class Dequeue:
     start_now: int
     handoff_ms: int
     request_id: str
+    held: int = 0
+    """Slots held for a hand-off by this queue's inbox loop (a ``Take`` in flight)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Take:
+    """Wait for a hand-off (``wait_s`` > 0, in a slot held for it) and start it in the same
+    round trip; ``confirmed``: (id, token, ...) of the last take reply received (``take.lua``)."""
+
+    rid: int
+    queue: str
+    confirmed: tuple[str, ...]
+    wait_s: float
+    held: bool
+    """Whether it holds a slot (the inbox loop's), or runs what it returns anyway (shutdown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +176,7 @@ class Release:
     note: str
 
 
-Request = Dequeue | Start | Ack | Fail | Defer | Throttle | Progress | Extend | Release
+Request = Dequeue | Take | Start | Ack | Fail | Defer | Throttle | Progress | Extend | Release
 
 
 @dataclass(frozen=True, slots=True)

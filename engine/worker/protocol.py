@@ -54,13 +54,15 @@ def dequeue_call(
     start_now: int | None = None,
     handoff_ms: int = 0,
     request_id: str = "",
+    held: int = 0,
 ) -> Call:
     """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
     and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
     worker left with free slots registers for hand-offs (``parse_handoff``) for that long.
     With ``request_id`` (unique per worker and queue until its reply arrives), the call leaves a
     receipt (``QueueKeys.receipt``): sent again after its reply was lost, it returns the tasks
-    the first copy leased instead of leasing more."""
+    the first copy leased instead of leasing more. ``held``: slots the worker's inbox loop holds
+    for a hand-off (``take_calls``), offered to enqueues beside the free ones."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -94,6 +96,7 @@ def dequeue_call(
             handoff_ms,
             request_id,
             int(settings.retention_s * 1000),
+            held,
         ],
     )
 
@@ -197,6 +200,31 @@ def parse_handoff(queue: str, record: str) -> Job:
     """A task enqueue handed to this worker's inbox: leased to it, reserved (not charged) until
     ``start_call``. The record holds the fields of one task of a dequeue reply, in its order."""
     return parse_dequeue(queue, [None, *json.loads(record)])[0]
+
+
+def take_calls(
+    settings: Settings, queue: str, worker_id: str, lease_ms: int, confirmed: Sequence[str], wait_s: float
+) -> list[Call]:
+    """Wait up to ``wait_s`` for a hand-off and start it in the same round trip: a ``BLMOVE``
+    from the inbox to the worker's taken list, then ``take.lua``, which Valkey runs once the
+    pop is served (``wait_s`` 0: the script alone, for what a lost reply left). ``confirmed``:
+    id, token, id, token... of the records of the last take reply received. The script's reply:
+    ``parse_taken``."""
+    qk = settings.keyspace.queue(queue)
+    taken = qk.taken(worker_id)
+    take = script_call(
+        "take",
+        [qk.active, qk.dep_outbox, taken],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), lease_ms, *confirmed],
+    )
+    if wait_s <= 0:
+        return [take]
+    return [cmd("BLMOVE", qk.inbox(worker_id), taken, "LEFT", "RIGHT", wait_s), take]
+
+
+def parse_taken(queue: str, reply: Sequence[Any]) -> list[tuple[Job, int]]:
+    """Each hand-off ``take.lua`` returned, with the attempt it started as (0: refused)."""
+    return [(parse_handoff(queue, reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
 
 
 def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, str, str]]) -> Call:

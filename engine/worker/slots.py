@@ -41,18 +41,28 @@ class Slots:
         self.handoff_starting = 0
         """Handed-off tasks whose start mark is in flight: they hold a slot, and run once its
         reply says they started (never before: Redis must have charged the attempt)."""
+        self.held_for_take = 0
+        """Slots kept free for the hand-off an inbox loop's take waits for (``take.lua``): the
+        task it moves starts on the server, so its slot must be free when it lands."""
         self._arrival = 0
 
     def free(self, stopping: bool) -> int:
         """Slots a task may start in now (none once the worker is stopping)."""
         if stopping:
             return 0
-        return self.concurrency - len(self.running) - self.handoff_starting
+        return self.concurrency - len(self.running) - self.handoff_starting - self.held_for_take
 
     @property
     def capacity(self) -> int:
         """How many more tasks the worker may lease: free slots plus the prefetch allowance."""
-        return self.concurrency + self.prefetch - len(self.running) - len(self.buffer) - self.handoff_starting
+        return (
+            self.concurrency
+            + self.prefetch
+            - len(self.running)
+            - len(self.buffer)
+            - self.handoff_starting
+            - self.held_for_take
+        )
 
     def reserve(self, jobs: Sequence[Job]) -> None:
         for job in jobs:

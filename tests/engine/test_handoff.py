@@ -17,9 +17,11 @@ import redis
 from engine import admin
 from engine.backend import Batch
 from engine.client import Client
+from engine.errors import ConnectionFailed
 from engine.registry import Registry
 from engine.task import Task
-from engine.worker import protocol
+from engine.worker import loops, protocol
+from engine.worker.messages import Take
 from tests.engine.conftest import running_worker, wait_until
 
 IDLE = "rediq:{h}:idle"
@@ -107,14 +109,17 @@ async def test_a_hand_off_during_an_exchange_does_not_take_a_slot_that_exchange_
     assert peak() == 2
 
 
-async def test_a_handed_off_task_starts_before_its_inbox_loop_waits_again(
+def _is_take(request: Any) -> bool:
+    return isinstance(request, Batch) and any(c.script == "take" for c in request.calls)
+
+
+async def test_a_hand_off_starts_in_the_round_trip_that_takes_it(
     redis_url: str, client: Client, raw: redis.Redis
 ) -> None:
-    """Latency (issue 20): once a hand-off's start mark is back, its handler runs before the
-    inbox loop writes its next BLPOP (the command's client path would otherwise delay every
-    hand-off's start). In order: the start mark the inbox loop sent, the handler, the BLPOP.
-    (A hand-off that finds its slot promised to an exchange in flight is started by the exchange
-    loop instead: not this path, so the test enqueues until one took it.)"""
+    """Latency (issue 20): an idle worker's inbox loop waits with a BLMOVE and take.lua in one
+    pipeline, so a hand-off is charged and started without a start mark's round trip; its
+    handler runs before the loop writes its next wait (the command's client path would delay
+    it). In order: the take that brought the task, its handler, the next take."""
     registry = Registry()
     events: list[tuple[str, str]] = []
 
@@ -127,28 +132,99 @@ async def test_a_handed_off_task_starts_before_its_inbox_loop_waits_again(
         real_execute = worker.backend.execute
 
         async def execute(request: Any) -> Any:
-            # An exchange (a Batch) is the other loop's traffic: it may interleave anywhere (an
-            # ack, a heartbeat) and is not part of the order this test pins.
-            if isinstance(request, Batch):
-                pass
-            elif request.script == "start":
-                events.append(("start", str(request.args[3])))
-            elif request.command and request.command[0] == "BLPOP":
-                events.append(("BLPOP", ""))
-            return await real_execute(request)
+            calls = request.calls if isinstance(request, Batch) else [request]
+            if _is_take(request):
+                events.append(("take sent", ""))
+            events.extend(("start", str(c.args[3])) for c in calls if c.script == "start")
+            reply = await real_execute(request)
+            if _is_take(request):
+                events.extend(("taken", job.id) for job, _ in protocol.parse_taken("h", reply[-1]))
+            return reply
 
         worker.backend.execute = execute  # type: ignore[method-assign]
-        checked = 0
-        for _ in range(5):
-            task_id = client.enqueue("mark", None, queue="h").id
-            done = ("handler", task_id)
-            await wait_until(lambda done=done: done in events and events[-1][0] == "BLPOP")  # type: ignore[misc]
-            if ("start", task_id) in events:
-                at = events.index(("start", task_id))
-                assert events[at : at + 3] == [("start", task_id), ("handler", task_id), ("BLPOP", "")]
-                checked += 1
-                break
-        assert checked == 1, events
+        await wait_until(lambda: ("take sent", "") in events)  # idle, waiting in a held slot
+        ids = []
+        for _ in range(3):
+            task = client.enqueue("mark", None, queue="h")
+            assert task.state == "active"  # handed off
+            ids.append(task.id)
+            await wait_until(lambda t=task.id: ("handler", t) in events and events[-1] == ("take sent", ""))  # type: ignore[misc]
+            at = events.index(("taken", task.id))
+            expected = [("taken", task.id), ("handler", task.id), ("take sent", "")]
+            assert events[at : at + 3] == expected, events
+        assert not [e for e in events if e[0] == "start"]  # no start mark for any of them
+        assert worker.handed_off == 3
+    for task_id in ids:
+        info = client.get_task(task_id)
+        assert info is not None and info.state == "completed" and info.attempts == 1
+
+
+async def test_a_take_whose_reply_is_lost_runs_its_task_once_charged_once(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """The take ran (the task charged and started) but its reply never arrived: the record stays
+    in the taken list until confirmed, so the next take returns it and the task runs at once, as
+    attempt 1, rather than waiting out its lease and being recovered as an attempt its worker
+    died in (dead, with max_retry 0, never having run)."""
+    registry = Registry()
+    runs: list[int] = []
+
+    @registry.task("once", queue="h")
+    async def once(ctx: Any, payload: Any) -> None:
+        runs.append(ctx.attempt)
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=2, lease_s=60) as worker:
+        await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        real_execute = worker.backend.execute
+        lost: list[Any] = []
+
+        async def execute(request: Any) -> Any:
+            reply = await real_execute(request)
+            if _is_take(request) and reply[-1] and not lost:
+                lost.append(reply)
+                raise ConnectionFailed("reply lost (test)")
+            return reply
+
+        worker.backend.execute = execute  # type: ignore[method-assign]
+        await wait_until(lambda: worker.core.slots.held_for_take == 1)
+        task = client.enqueue("once", None, queue="h", max_retry=0)
+        assert task.state == "active"
+        await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=5)
+        assert lost, "no take reply was lost"
+    assert runs == [1]
+    info = client.get_task(task.id)
+    assert info is not None and info.attempts == 1
+    assert raw.exists(f"rediq:{{h}}:taken:{worker.id}") == 0  # confirmed, or taken back at stop
+
+
+async def test_a_one_slot_worker_waiting_for_a_hand_off_gives_its_slot_to_a_due_task(
+    redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that becomes pending by another way (here: a scheduled one falling due) is leased
+    reserved while the only slot waits for a hand-off: the worker wakes its own wait (a '' pushed
+    to the inbox) instead of leaving the task for the rest of it (30 s here)."""
+    registry = Registry()
+    ran: list[float] = []
+
+    @registry.task("due", queue="h")
+    async def due(ctx: Any, payload: Any) -> None:
+        ran.append(time.monotonic())
+
+    async with running_worker(registry, redis_url, ["h"], concurrency=1, poll_interval_s=0.1) as worker:
+        await wait_until(lambda: worker.core.slots.held_for_take == 1)
+        monkeypatch.setattr(loops, "INBOX_WAIT_S", 30.0)  # from the next take on
+
+        def waiting_long() -> bool:
+            in_flight = worker.core._inflight.values()
+            return any(isinstance(r, Take) and r.wait_s == 30.0 for x in in_flight for r in x.requests)
+
+        await wait_until(waiting_long)
+        task = client.enqueue("due", None, queue="h", delay=0.3)
+        assert task.state == "scheduled"
+        await wait_until(lambda: bool(ran), timeout=5)
+        await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed")
+    info = client.get_task(task.id)
+    assert info is not None and info.attempts == 1
 
 
 def test_enqueue_hands_off_only_as_many_as_the_free_slots_less_the_inbox(
@@ -242,6 +318,7 @@ async def test_an_outcome_that_overtakes_its_start_mark_is_sent_again(
 
     async with running_worker(registry, redis_url, ["h"], concurrency=4, lease_s=30) as worker:
         await wait_until(lambda: raw.hexists(IDLE, worker.id))
+        worker.core.disable_take()  # the path under test: a hand-off popped, then its start mark
         raw.script_flush()
         for name in ("ack", "fail", "dequeue", "enqueue", "extend"):
             raw.script_load(lua.script(name).source)

@@ -69,7 +69,7 @@ times out within some steps)."""
 HANDLER_ENDS = st.sampled_from([RunEnd.OK, RunEnd.OK, RunEnd.RAISED])
 OPERATOR_ACTIONS = ["cancel", "delete", "restore", "requeue", "pause", "resume", "doctor"]
 INTERRUPTIONS = ["cancel", "delete", "doctor", "stall", "kill", "cancel+stall", "cancel+kill", "delete+stall"]
-LABELS = ["any", "start", "ack", "fail", "dequeue", "dequeue", "extend", "release", "BLPOP"]
+LABELS = ["any", "start", "ack", "fail", "dequeue", "dequeue", "extend", "release", "BLPOP", "take"]
 
 log = logging.getLogger("rediq.faults")
 STEPS = [0]

@@ -241,18 +241,31 @@ class FaultyPipeline:
         return self
 
     async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        calls = self._calls
+        labels = [label_of(args) for args, _ in calls]
+        blocking = labels[:1] == ["BLMOVE"]  # an inbox loop's take: BLMOVE, then take.lua
+        on_line = self._wire.line is not None
+        if blocking:
+            (blmove, options), rest = calls[0], calls[1:]
+            if on_line:  # one request at a time on the line: LMOVE, then a wait if it found none
+                calls = [(("LMOVE", *blmove[1:-1]), options), *rest]
+            else:
+                calls = [((*blmove[:-1], BLPOP_TIMEOUT_S), options), *rest]
+
         async def send() -> list[Any]:
             pipe = self._real.pipeline(transaction=False)
-            for args, options in self._calls:
+            for args, options in calls:
                 pipe.execute_command(*args, **options)
             return list(await pipe.execute(raise_on_error=raise_on_error))
 
-        labels = [label_of(args) for args, _ in self._calls]
-        about = [a for args, _ in self._calls for a in task_ids(args)]
+        about = [a for args, _ in calls for a in task_ids(args)]
         try:
-            return await self._wire.carry(labels, send, about=about)  # type: ignore[no-any-return]
+            reply: list[Any] = await self._wire.carry(labels, send, blocking and not on_line, about)
         finally:
             self._calls = []
+        if blocking and on_line and reply[0] is None:
+            await asyncio.sleep(BLPOP_TIMEOUT_S)  # (virtual time)
+        return reply
 
 
 class FaultyRedis:

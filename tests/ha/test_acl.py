@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
 OLD_WORKER_ACL = acl_line("worker.acl").replace("user rediq-worker ", "user rediq-worker-old ", 1)
 for _command in (" +rpush", " +lpop", " +blpop", " +llen"):
     OLD_WORKER_ACL = OLD_WORKER_ACL.replace(_command, "")
+# the worker user as granted before takes (hand-offs popped, then started: no BLMOVE)
+PRE_TAKE_ACL = acl_line("worker.acl").replace("user rediq-worker ", "user rediq-worker-pretake ", 1)
+PRE_TAKE_ACL = PRE_TAKE_ACL.replace(" +blmove", "")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +49,7 @@ def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProce
                 acl_line("worker.acl"),
                 acl_line("console-readonly.acl"),
                 OLD_WORKER_ACL,
+                PRE_TAKE_ACL,
             ]
         )
         + "\n"
@@ -140,6 +144,41 @@ async def test_a_worker_under_an_acl_from_before_hand_off_serves_without_it(
         assert [client.get_task(t.id).result for t in tasks] == ["done 0", "done 1", "done 2"]  # type: ignore[union-attr]
         assert worker.handed_off == 0 and not worker.handoff_enabled
         assert "hand-off off" in caplog.text
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(running, 30)
+    client.close()
+
+
+async def test_a_worker_under_an_acl_without_blmove_pops_hand_offs_then_starts_them(
+    clean: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    pre_url = url(clean, "rediq-worker-pretake")
+    registry = Registry()
+
+    @registry.task("acl:job", queue="acl")
+    async def job(ctx: TaskContext, payload: Any) -> str:
+        return f"done {payload['n']}"
+
+    client = Client(pre_url)
+    worker = Worker(registry, pre_url, WorkerOptions(queues=["acl"], concurrency=2, poll_interval_s=0.1))
+    running = asyncio.create_task(worker.run())
+    try:
+        handed = []
+        for n in range(100):  # idle: it registers, its take is refused, it pops instead
+            task = client.enqueue("acl:job", {"n": n}, queue="acl")
+            handed += [task] if task.state == "active" else []
+            if len(handed) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert len(handed) == 2, "the worker never took two hand-offs"
+        for _ in range(100):
+            if all(getattr(client.get_task(t.id), "state", None) == TaskState.COMPLETED for t in handed):
+                break
+            await asyncio.sleep(0.1)
+        assert [getattr(client.get_task(t.id), "attempts", None) for t in handed] == [1, 1]
+        assert worker.handoff_enabled and not worker.core.take_enabled
+        assert "hand-off takes off" in caplog.text
     finally:
         worker.request_stop()
         await asyncio.wait_for(running, 30)

@@ -104,6 +104,7 @@ def answer(c: WorkerCore, exchange: Exchange, **by_kind: Any) -> list[core.Effec
         "extend": [[], []],
         "release": [],
         "progress": 50.0,
+        "take": [],
     }
     replies = {}
     for request in reversed(exchange.requests):
