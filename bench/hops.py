@@ -5,11 +5,13 @@ worker (forked, concurrency 10, as the bench's latency workload), enqueues at a 
 and stamps every hop of each task on the machine's monotonic clock (shared by the processes):
 
 - ``enqueue``: the producer's ``Client.enqueue`` call (its reply is back);
-- ``wake``: the worker's inbox ``BLPOP`` returned the task (``Worker.take_handoff`` entered);
-- ``to start``: from there to the start mark's request being written;
-- ``start RTT``: the start mark's round trip (its reply is back);
-- ``to handler``: from the reply to the handler's first line (the core, ``create_task``, the
-  loop's next turn, ``run_task``, payload decoding).
+- an idle worker's *take* (``BLMOVE`` and ``take.lua`` in one pipeline, the task started on
+  the server): ``taken``, its reply is back, then ``to handler``;
+- a busy worker's plain pop: ``wake``, its ``BLPOP`` returned the task
+  (``Worker.take_handoff`` entered), ``to start``, from there to the start mark's request
+  being written, ``start RTT``, the mark's round trip, then ``to handler``;
+- ``to handler``: from the last reply to the handler's first line (the core, ``create_task``,
+  the loop's next turn, ``run_task``, payload decoding).
 
 The stamps are taken by wrapping the driver's methods here (a few µs each); the engine has no
 tracing of its own. It prints the median and p99 of each hop, and a loopback ``PING`` round
@@ -33,9 +35,9 @@ from typing import Any
 from bench.server import Valkey
 
 QUEUE = "hops"
-STAMPS = 7
+STAMPS = 8
 """t0 enqueue called, t1 enqueue returned, t2 wake, t3 start sent, t4 start reply, t5 handler,
-t6 ``run_task`` entered (between t4 and t5)."""
+t6 ``run_task`` entered (between t4 and t5), t7 the take's reply (the take path: no t2-t4)."""
 _ctx = mp.get_context("fork")
 _current: contextvars.ContextVar[int] = contextvars.ContextVar("hop_index", default=-1)
 
@@ -81,6 +83,15 @@ def _worker(url: str, stamps: Any, pings: Any) -> None:
     async def traced_execute(self: AsyncBackend, request: Any) -> Any:
         i = _current.get()
         calls = request.calls if isinstance(request, Batch) else [request]
+        if any(c.script == "take" for c in calls):
+            reply = await execute(self, request)
+            now = clock()
+            taken = reply[-1] if isinstance(request, Batch) else reply
+            for k in range(1, len(taken), 2):  # (after the head: what was left in the inbox)
+                j = _index_of_payload(json.loads(taken[k])[2])
+                if j >= 0:
+                    stamps[j * STAMPS + 7] = now
+            return reply
         if i < 0 or not any(c.script == "start" for c in calls):
             return await execute(self, request)
         stamps[i * STAMPS + 3] = clock()
@@ -118,8 +129,12 @@ def _worker(url: str, stamps: Any, pings: Any) -> None:
 
 
 def _current_payload_index(job: Any) -> int:
+    return _index_of_payload(job.payload_raw)
+
+
+def _index_of_payload(payload: Any) -> int:
     try:
-        return int(json.loads(job.payload_raw)["i"])
+        return int(json.loads(payload)["i"])
     except (ValueError, KeyError, TypeError):
         return -1
 
@@ -161,20 +176,27 @@ def measure(url: str, rate: float, seconds: float) -> dict[str, Any]:
         proc.join(2)
         client.backend.close()
     rows = [stamps[i * STAMPS : (i + 1) * STAMPS] for i in range(total)]
-    traced = [r for r in rows if all(r)]  # handed off and started on the hand-off path
+    # handed off and started on the take path, or popped and started by a start mark
+    took = [r for r in rows if r[0] and r[1] and r[5] and r[6] and r[7]]
+    traced = [r for r in rows if all(r[:7]) and not r[7]]
     hops = {
-        "enqueue": [r[1] - r[0] for r in traced],
-        "wake (after enqueue reply)": [r[2] - r[1] for r in traced],
-        "to start": [r[3] - r[2] for r in traced],
-        "start RTT": [r[4] - r[3] for r in traced],
-        "to handler": [r[5] - r[4] for r in traced],
-        "  of which to run_task": [r[6] - r[4] for r in traced],
-        "total": [r[5] - r[0] for r in traced],
+        "enqueue": [r[1] - r[0] for r in took],
+        "taken (after enqueue reply)": [r[7] - r[1] for r in took],
+        "to handler": [r[5] - r[7] for r in took],
+        "  of which to run_task": [r[6] - r[7] for r in took],
+        "total": [r[5] - r[0] for r in took],
+        "popped: enqueue": [r[1] - r[0] for r in traced],
+        "popped: wake (after enqueue reply)": [r[2] - r[1] for r in traced],
+        "popped: to start": [r[3] - r[2] for r in traced],
+        "popped: start RTT": [r[4] - r[3] for r in traced],
+        "popped: to handler": [r[5] - r[4] for r in traced],
+        "popped: total": [r[5] - r[0] for r in traced],
     }
     all_total = [r[5] - r[0] for r in rows if r[0] and r[5]]
     return {
         "n": total,
-        "handed_off": len(traced),
+        "handed_off": len(traced) + len(took),
+        "taken": len(took),
         "hops": {k: _summary(v) for k, v in hops.items()},
         "all_total": _summary(all_total),
         "ping": _summary([p for p in pings if p]),
@@ -208,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{out['handed_off']} of {out['n']} tasks handed off at {args.rate:g}/s")
+    print(
+        f"{out['handed_off']} of {out['n']} tasks handed off at {args.rate:g}/s, "
+        f"{out['taken']} of them started by a take"
+    )
     print(f"{'hop':28} {'p50 µs':>8} {'p99 µs':>8}")
     for name, s in out["hops"].items():
         print(f"{name:28} {s['p50_us']:8.0f} {s['p99_us']:8.0f}")

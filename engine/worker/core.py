@@ -65,6 +65,7 @@ from engine.worker.messages import (
 )
 from engine.worker.protocol import Job
 from engine.worker.slots import Held, Slots
+from engine.worker.takes import TakePlan, Takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,19 +128,7 @@ class WorkerCore:
         self._held_by_type: set[str] = set()
         """Queues whose rate limit held back their tasks: not asked again until their next
         token is due (``on_token_due``), so a limited queue is never polled."""
-        self.take_enabled = self.handoff_enabled
-        self._drained: set[str] = set()
-        """Queues whose last dequeue found no more to lease: the worker waits for hand-offs there,
-        and only then does an inbox loop hold a slot for one (``take_exchange``)."""
-        self._taking: set[str] = set()
-        """Queues whose inbox loop holds a slot for a ``Take`` in flight."""
-        self._woken: set[str] = set()
-        self._lost_take: set[str] = set()
-        """Queues whose last take got no reply: the next one does not wait (no new hand-off
-        moved beside what the lost one may have started, so one held slot is enough)."""
-        self._confirm: dict[str, tuple[str, ...]] = {}
-        """Per queue, (id, token, id, token...) of the last take reply received: the next take
-        confirms them (a token alone is not unique: it counts one task's deliveries)."""
+        self.takes = Takes(self.handoff_enabled)
         self._seq = 0
         self._wake_seq = 0
         self._fetch_now = True
@@ -221,13 +210,17 @@ class WorkerCore:
         """A second signal: the drain does not wait out the grace period."""
         self._grace_s = 0.0
 
+    @property
+    def take_enabled(self) -> bool:
+        return self.takes.enabled
+
     def disable_handoff(self) -> None:
         self.handoff_enabled = False
-        self.take_enabled = False
+        self.disable_take()
 
     def disable_take(self) -> None:
         """Hand-offs are popped and then started, two round trips (an ACL without ``BLMOVE``)."""
-        self.take_enabled = False
+        self.slots.held_for_take -= self.takes.disable()
 
     def on_outcome(self, done: HandlerDone) -> Outcome:
         """Record how a handler ended; the ack or failure goes with the next exchange. Returns
@@ -291,62 +284,40 @@ class WorkerCore:
         return self._issue(ExchangeKind.HANDOFF_START, (Start(self._rid(), job.queue, (job,)),))
 
     def take_exchange(self, queue: str, wait_s: float) -> Exchange | None:
-        """The inbox loop's next wait, in a slot held for the hand-off it may take, which
-        ``take.lua`` starts in the same round trip. Only while the queue is drained (in a
-        backlog no hand-off comes, and a held slot would idle) and nothing waits reserved for a
-        slot. None: the loop pops plainly (``on_handoff``)."""
-        if (
-            not self.take_enabled
-            or self.stopping
-            or queue not in self._drained
-            or queue in self._taking
-            or self.slots.buffer
-            or self.slots.free(self.stopping) - self._promised <= 0
-        ):
+        """The inbox loop's next wait, in slots held for the hand-offs it may take, which
+        ``take.lua`` starts in the same round trip (``engine.worker.takes``). None: the loop pops
+        plainly (``on_handoff``), as in a backlog."""
+        if self.stopping:
             return None
-        self._taking.add(queue)
-        self._woken.discard(queue)
-        self.slots.held_for_take += 1
-        wait_s = 0.0 if queue in self._lost_take else wait_s
-        return self._issue(ExchangeKind.HANDOFF_TAKE, (self._take(queue, wait_s, held=True),))
+        free = self.slots.free(self.stopping) - self._promised
+        held = self.takes.total_held
+        plan = self.takes.plan(queue, wait_s, free, bool(self.slots.buffer))
+        if plan is None:
+            return None
+        self.slots.held_for_take += self.takes.total_held - held  # (a lost take's are held still)
+        return self._issue(ExchangeKind.HANDOFF_TAKE, (self._take(queue, plan),))
 
     def take_leftovers(self, queue: str) -> Exchange | None:
         """A take without the wait (shutdown): what a take whose reply was lost started. None
         while the queue's inbox loop still has a take in flight (it answers for those)."""
-        if queue in self._taking:
-            return None
-        return self._issue(ExchangeKind.HANDOFF_TAKE, (self._take(queue, 0.0, held=False),))
+        plan = self.takes.leftovers(queue)
+        return None if plan is None else self._issue(ExchangeKind.HANDOFF_TAKE, (self._take(queue, plan),))
 
     def holds_to_end(self) -> list[str]:
-        """Queues whose held slot is wanted elsewhere (tasks wait reserved, the queue has a
-        backlog, or the worker is stopping): the driver wakes their take (a wake-up pushed to
-        the inbox) rather than leave the slot idle for the rest of the wait. Each once."""
-        ending = [
-            q
-            for q in self._taking
-            if q not in self._woken and (self.stopping or self.slots.buffer or q not in self._drained)
-        ]
-        self._woken.update(ending)
-        return ending
+        """Queues whose waiting take holds slots wanted elsewhere (tasks wait reserved, the queue
+        has a backlog, or the worker is stopping): the driver ends the wait (a wake-up pushed to
+        the inbox) rather than leave the slots idle for the rest of it. Each once."""
+        return self.takes.to_wake(self.stopping, bool(self.slots.buffer))
 
-    def _take(self, queue: str, wait_s: float, held: bool) -> Take:
-        return Take(self._rid(), queue, self._confirm.get(queue, ()), wait_s, held)
+    def _take(self, queue: str, plan: TakePlan) -> Take:
+        return Take(self._rid(), queue, self.takes.confirm.get(queue, ()), plan.wait_s, plan.room)
 
-    def _end_take(self, exchange: Exchange, lost: bool) -> None:
-        (take,) = exchange.requests
-        assert isinstance(take, Take)
-        if take.held:
-            self._taking.discard(take.queue)
-            self.slots.held_for_take -= 1
-        if lost:
-            self._lost_take.add(take.queue)
-        else:
-            self._lost_take.discard(take.queue)
-
-    def _taken(self, effects: list[Effect], queue: str, taken: Sequence[tuple[Job, int]]) -> None:
-        """Run the hand-offs a take started. A record comes back until confirmed: one already
-        running here (its earlier reply arrived after all) is not run twice."""
-        self._confirm[queue] = tuple(x for job, _ in taken for x in (job.id, job.token))
+    def _taken(self, effects: list[Effect], queue: str, reply: Any) -> None:
+        """Run the hand-offs a take started, in the slots it held. A record comes back until
+        confirmed: one already running here (an earlier reply arrived after all) runs once."""
+        inbox_left, taken = protocol.parse_taken(queue, reply)
+        ids_tokens = tuple(x for job, _ in taken for x in (job.id, job.token))
+        self.slots.held_for_take -= self.takes.answered(queue, ids_tokens, inbox_left)
         refused = []
         for job, attempt in taken:
             running = self.slots.running.get(job.id)
@@ -435,8 +406,6 @@ class WorkerCore:
             self._promised = 0  # the tasks it starts are run before anything else happens
         elif exchange.kind is ExchangeKind.HANDOFF_START:
             self.slots.handoff_starting -= 1
-        elif exchange.kind is ExchangeKind.HANDOFF_TAKE:
-            self._end_take(exchange, lost=False)
         for request in exchange.requests:
             reply = replies[request.rid]
             if isinstance(request, Progress):
@@ -455,16 +424,16 @@ class WorkerCore:
             elif isinstance(request, Start):
                 self._started(effects, request.jobs, protocol.parse_started(reply))
             elif isinstance(request, Take):
-                self._taken(effects, request.queue, protocol.parse_taken(request.queue, reply))
+                self._taken(effects, request.queue, reply)
             elif isinstance(request, Dequeue):
                 self._dequeue_ids.pop(request.queue, None)
                 leased = self._leased(effects, protocol.parse_dequeue(request.queue, reply))
                 got += leased
                 held = protocol.parse_throttle(reply)
                 if leased < request.max_tasks and held is None:
-                    self._drained.add(request.queue)
+                    self.takes.drained.add(request.queue)
                 else:
-                    self._drained.discard(request.queue)
+                    self.takes.drained.discard(request.queue)
                 if held is not None:
                     forming = held.reason is protocol.HoldReason.BATCH_FORMING
                     if not forming:  # (a forming batch may fill before its due time)
@@ -500,8 +469,9 @@ class WorkerCore:
             return []
         if exchange.kind is ExchangeKind.HANDOFF_TAKE:
             # what it may have started stays in the taken list; the next take (same
-            # confirmation, no wait) returns it
-            self._end_take(exchange, lost=True)
+            # confirmation, no wait, the same slots) returns it
+            for request in exchange.requests:
+                self.takes.failed(request.queue)
             return []
         if exchange.kind is not ExchangeKind.ROUND:
             return []
@@ -541,7 +511,7 @@ class WorkerCore:
 
     def _dequeue(self, queue: str, max_tasks: int, start_now: int) -> Dequeue:
         request_id = self._request_id(queue)
-        held = 1 if queue in self._taking else 0
+        held = self.takes.held.get(queue, 0)
         return Dequeue(
             self._rid(), queue, max_tasks, self.config.lease_ms, start_now, self.handoff_ms, request_id, held
         )

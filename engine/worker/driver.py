@@ -413,7 +413,8 @@ class Worker:
                 return protocol.release_call(s, request.queue, request.held, request.note)
             case core.Take():
                 lease_ms = self.core.config.lease_ms
-                return protocol.take_calls(s, request.queue, self.id, lease_ms, request.confirmed, 0)[-1]
+                tk = request
+                return protocol.take_calls(s, tk.queue, self.id, lease_ms, tk.confirmed, 0, tk.room)[-1]
             case _:
                 assert_never(request)
 
@@ -421,7 +422,9 @@ class Worker:
         (take,) = exchange.requests
         assert isinstance(take, core.Take)
         lease_ms = self.core.config.lease_ms
-        return protocol.take_calls(self.settings, take.queue, self.id, lease_ms, take.confirmed, take.wait_s)
+        return protocol.take_calls(
+            self.settings, take.queue, self.id, lease_ms, take.confirmed, take.wait_s, take.room
+        )
 
     def _end_holds(self) -> None:
         """End the takes whose held slot is wanted elsewhere (``WorkerCore.holds_to_end``): a

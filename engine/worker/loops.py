@@ -95,9 +95,10 @@ async def inbox_loop(worker: Worker, queue: str) -> None:
         backoff = 0.05
         if popped and popped[1]:  # ('' is a wake-up meant for a take: nothing to run)
             await worker.take_handoff(protocol.parse_handoff(queue, popped[1]))
-        # the handler just launched runs before the next wait is written (redis-py's command
-        # path takes ~100 µs of the loop; the task would wait behind it)
-        await asyncio.sleep(0)
+        if popped or take is not None:
+            # the handler just launched runs before the next wait is written (redis-py's
+            # command path takes ~100 µs of the loop; the task would wait behind it)
+            await asyncio.sleep(0)
 
 
 WAKING = frozenset((*ARRIVAL_EVENTS, events.RESYNC))

@@ -92,8 +92,8 @@ class Take:
     queue: str
     confirmed: tuple[str, ...]
     wait_s: float
-    held: bool
-    """Whether it holds a slot (the inbox loop's), or runs what it returns anyway (shutdown)."""
+    room: int
+    """Slots held for it: ``take.lua`` moves more records from the inbox while there is room."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -203,28 +203,38 @@ def parse_handoff(queue: str, record: str) -> Job:
 
 
 def take_calls(
-    settings: Settings, queue: str, worker_id: str, lease_ms: int, confirmed: Sequence[str], wait_s: float
+    settings: Settings,
+    queue: str,
+    worker_id: str,
+    lease_ms: int,
+    confirmed: Sequence[str],
+    wait_s: float,
+    room: int,
 ) -> list[Call]:
     """Wait up to ``wait_s`` for a hand-off and start it in the same round trip: a ``BLMOVE``
     from the inbox to the worker's taken list, then ``take.lua``, which Valkey runs once the
-    pop is served (``wait_s`` 0: the script alone, for what a lost reply left). ``confirmed``:
-    id, token, id, token... of the records of the last take reply received. The script's reply:
-    ``parse_taken``."""
+    pop is served and which moves more while ``room`` (the slots held for it) lasts (``wait_s``
+    0: the script alone). ``confirmed``: id, token, id, token... of the records of the last
+    take reply received. The script's reply: ``parse_taken``."""
     qk = settings.keyspace.queue(queue)
-    taken = qk.taken(worker_id)
+    inbox, taken = qk.inbox(worker_id), qk.taken(worker_id)
     take = script_call(
         "take",
-        [qk.active, qk.dep_outbox, taken],
-        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), lease_ms, *confirmed],
+        [qk.active, qk.dep_outbox, taken, inbox],
+        [qk.base, channel(settings, qk), int(settings.retention_s * 1000), lease_ms, room, *confirmed],
     )
     if wait_s <= 0:
         return [take]
-    return [cmd("BLMOVE", qk.inbox(worker_id), taken, "LEFT", "RIGHT", wait_s), take]
+    return [cmd("BLMOVE", inbox, taken, "LEFT", "RIGHT", wait_s), take]
 
 
-def parse_taken(queue: str, reply: Sequence[Any]) -> list[tuple[Job, int]]:
-    """Each hand-off ``take.lua`` returned, with the attempt it started as (0: refused)."""
-    return [(parse_handoff(queue, reply[i]), int(reply[i + 1])) for i in range(0, len(reply), 2)]
+def parse_taken(queue: str, reply: Sequence[Any]) -> tuple[int, list[tuple[Job, int]]]:
+    """What was left in the inbox, and each hand-off ``take.lua`` returned with the attempt it
+    started as (0: refused)."""
+    if not reply:
+        return 0, []
+    taken = [(parse_handoff(queue, reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
+    return int(reply[0]), taken
 
 
 def ack_call(settings: Settings, queue: str, done: Sequence[tuple[str, str, str]]) -> Call:

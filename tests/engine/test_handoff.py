@@ -138,7 +138,7 @@ async def test_a_hand_off_starts_in_the_round_trip_that_takes_it(
             events.extend(("start", str(c.args[3])) for c in calls if c.script == "start")
             reply = await real_execute(request)
             if _is_take(request):
-                events.extend(("taken", job.id) for job, _ in protocol.parse_taken("h", reply[-1]))
+                events.extend(("taken", job.id) for job, _ in protocol.parse_taken("h", reply[-1])[1])
             return reply
 
         worker.backend.execute = execute  # type: ignore[method-assign]

@@ -35,7 +35,7 @@ for _command in (" +rpush", " +lpop", " +blpop", " +llen"):
     OLD_WORKER_ACL = OLD_WORKER_ACL.replace(_command, "")
 # the worker user as granted before takes (hand-offs popped, then started: no BLMOVE)
 PRE_TAKE_ACL = acl_line("worker.acl").replace("user rediq-worker ", "user rediq-worker-pretake ", 1)
-PRE_TAKE_ACL = PRE_TAKE_ACL.replace(" +blmove", "")
+PRE_TAKE_ACL = PRE_TAKE_ACL.replace(" +blmove", "").replace(" +lmove", "")
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from tests.lua.protocol import HELD, STALE_TOKENS, TOKEN, WORKER
 LEASE_MS = 30_000
 RESERVED = {**HELD, "reserved": "1", "attempts": "0", "lease": "now+30000"}
 TAKEN = "taken:" + WORKER
+INBOX = "inbox:" + WORKER
 
 
 def record(task_id: str, token: str = TOKEN) -> str:
@@ -38,7 +39,7 @@ TABLE = cases(
         "a record the BLMOVE moved: started as attempt 1, kept until confirmed",
         before={"a": RESERVED},
         keys={TAKEN: [record("a")]},
-        reply=[record("a"), 1],
+        reply=[0, record("a"), 1],
         after={"a": {"state": "active", "attempts": "1", "started": RECENT, "reserved": "0"}},
         keys_after={TAKEN: [record("a")]},
     ),
@@ -47,7 +48,7 @@ TABLE = cases(
         before={"a": RESERVED},
         keys={TAKEN: [record("a")]},
         sent=2,
-        reply=[record("a"), 1],
+        reply=[0, record("a"), 1],
         after={"a": {"attempts": "1", "reserved": "0"}},
     ),
     Case(
@@ -55,7 +56,7 @@ TABLE = cases(
         before={"a": {**HELD, "attempts": "1", "reserved": "0", "started": "now-5"}},
         keys={TAKEN: [record("a")]},
         args={"confirmed": confirming("a")},
-        reply=[],
+        reply=[0],
         after={"a": {"attempts": "1", "started": "now-5"}},
         keys_after={TAKEN: ABSENT},
     ),
@@ -65,7 +66,7 @@ TABLE = cases(
         ids=("a", "b"),
         keys={TAKEN: [record("a"), record("b")]},
         args={"confirmed": confirming("a")},
-        reply=[record("b"), 1],
+        reply=[0, record("b"), 1],
         after={"a": {"attempts": "1"}, "b": {"attempts": "1", "reserved": "0"}},
         keys_after={TAKEN: [record("b")]},
     ),
@@ -75,7 +76,7 @@ TABLE = cases(
         ids=("a", "b"),
         keys={TAKEN: [record("a"), record("b")]},
         args={"confirmed": confirming("z")},
-        reply=[record("a"), 1, record("b"), 1],
+        reply=[0, record("a"), 1, record("b"), 1],
         after={"a": {"attempts": "1"}, "b": {"attempts": "1"}},
     ),
     Case(
@@ -84,7 +85,7 @@ TABLE = cases(
         ids=("a", "b"),
         keys={TAKEN: [record("a"), record("b")]},
         args={"confirmed": confirming("b")},
-        reply=[record("a"), 1],
+        reply=[0, record("a"), 1],
         after={"a": {"attempts": "1"}, "b": {"attempts": "1"}},
         keys_after={TAKEN: [record("a")]},
     ),
@@ -92,7 +93,7 @@ TABLE = cases(
         "records left unconfirmed expire with the lease (a dead worker's list goes)",
         before={"a": RESERVED},
         keys={TAKEN: [record("a")]},
-        reply=[record("a"), 1],
+        reply=[0, record("a"), 1],
         keys_after={TAKEN: TTL(True, at_most_ms=LEASE_MS)},
     ),
     *[
@@ -100,7 +101,7 @@ TABLE = cases(
             f"token of {who}: refused (0), nothing charged",
             before={"a": RESERVED},
             keys={TAKEN: [record("a", token)]},
-            reply=[record("a", token), 0],
+            reply=[0, record("a", token), 0],
             after={"a": {"attempts": "0", "reserved": "1", "started": ABSENT}},
         )
         for who, token in STALE_TOKENS.items()
@@ -109,23 +110,49 @@ TABLE = cases(
         "reserved, its lease run out (the worker stalled): refused, uncharged, for recovery",
         before={"a": {**RESERVED, "lease": "now-1"}},
         keys={TAKEN: [record("a")]},
-        reply=[record("a"), 0],
+        reply=[0, record("a"), 0],
         after={"a": {"attempts": "0", "reserved": "1"}},
     ),
     Case(
         "its start deadline passed while handed off: expired, never run",
         before={"a": {**RESERVED, "exp": "now-1"}},
         keys={TAKEN: [record("a")]},
-        reply=[record("a"), 0],
+        reply=[0, record("a"), 0],
         after={"a": {"state": "expired", "attempts": "0"}},
     ),
     Case(
         "wake-ups and unreadable entries are dropped; the record behind them starts",
         before={"a": RESERVED},
         keys={TAKEN: ["", "{not json", '["a"]', record("a")]},
-        reply=[record("a"), 1],
+        reply=[0, record("a"), 1],
         after={"a": {"attempts": "1"}},
         keys_after={TAKEN: [record("a")]},
+    ),
+    Case(
+        "room for three: two more move from the inbox and start in this call; the head counts "
+        "what is left there",
+        before={"a": RESERVED, "b": RESERVED, "c": RESERVED},
+        ids=("a", "b", "c"),
+        keys={TAKEN: [record("a")], INBOX: [record("b"), record("c"), record("d")]},
+        args={"room": 3},
+        reply=[1, record("a"), 1, record("b"), 1, record("c"), 1],
+        after={"a": {"attempts": "1"}, "b": {"attempts": "1"}, "c": {"attempts": "1"}},
+        keys_after={INBOX: [record("d")], TAKEN: [record("a"), record("b"), record("c")]},
+    ),
+    Case(
+        "no room beyond a record left unconfirmed: nothing more moves",
+        before={"a": RESERVED},
+        keys={TAKEN: [record("a")], INBOX: [record("b")]},
+        reply=[1, record("a"), 1],
+        keys_after={INBOX: [record("b")], TAKEN: [record("a")]},
+    ),
+    Case(
+        "room, and a wake-up behind the records in the inbox: it is dropped on the way",
+        before={"a": RESERVED},
+        keys={INBOX: ["", record("a")]},
+        args={"room": 2},
+        reply=[0, record("a"), 1],
+        keys_after={INBOX: ABSENT, TAKEN: [record("a")]},
     ),
     Case("nothing taken: nothing to do", before={}, reply=[], keys_after={TAKEN: ABSENT}),
 )
@@ -134,7 +161,7 @@ TABLE = cases(
 @TABLE
 def test_take(redis_url: str, case: Case) -> None:
     confirmed: list[Any] = case.args.get("confirmed", [])
-    (call,) = take_calls(SETTINGS, "q", WORKER, LEASE_MS, confirmed, 0)
+    (call,) = take_calls(SETTINGS, "q", WORKER, LEASE_MS, confirmed, 0, case.args.get("room", 1))
     run_case(redis_url, case, call)
 
 
@@ -144,7 +171,7 @@ def test_the_script_runs_once_the_blocked_pop_is_served(redis_url: str) -> None:
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     for name, value in {**RESERVED, "lease": str(int(r.time()[0]) * 1000 + 60_000)}.items():
         r.hset(QK.task("a"), name, value)
-    blmove, take = take_calls(SETTINGS, "q", WORKER, LEASE_MS, [], 5)
+    blmove, take = take_calls(SETTINGS, "q", WORKER, LEASE_MS, [], 5, 1)
     assert blmove.command[0] == "BLMOVE"
     loader = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
     assert loader.execute(take) == []  # (loads the function library, if it was not yet)
@@ -170,7 +197,7 @@ def test_the_script_runs_once_the_blocked_pop_is_served(redis_url: str) -> None:
 
     try:
         moved, started = asyncio.run(scenario())
-        assert moved == record("a") and started == [record("a"), 1]
+        assert moved == record("a") and started == [0, record("a"), 1]
         assert r.hget(QK.task("a"), "attempts") == "1"
     finally:
         r.close()

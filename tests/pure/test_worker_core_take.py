@@ -49,7 +49,7 @@ def test_a_take_holds_one_free_slot_which_the_dequeue_leaves_alone_but_offers_to
     drained(c)
     ex = take(c)
     (t,) = requests_of(ex, Take)
-    assert (t.queue, t.confirmed, t.wait_s) == ("q", (), 1.0)
+    assert (t.queue, t.confirmed, t.wait_s, t.room) == ("q", (), 1.0, 1)
     assert c.slots.free(False) == 1
     assert c.take_exchange("q", 1.0) is None  # one take per queue
     c.on_work_arrived()
@@ -70,7 +70,7 @@ def test_no_slot_free_or_a_task_waiting_reserved_means_a_plain_pop() -> None:
 def test_what_a_take_started_runs_and_its_records_are_confirmed_with_the_next_take() -> None:
     c = make(concurrency=2, prefetch=0)
     drained(c)
-    effects = answer(c, take(c), take=[record("h"), 1])
+    effects = answer(c, take(c), take=[0, record("h"), 1])
     assert runs(effects) == [("h", 1)]
     assert c.slots.free(False) == 1 and c.counters.handed_off == 1  # the held slot runs it
     (t,) = requests_of(take(c), Take)
@@ -80,28 +80,44 @@ def test_what_a_take_started_runs_and_its_records_are_confirmed_with_the_next_ta
 def test_a_record_returned_again_is_not_run_twice_and_a_refused_one_never() -> None:
     c = make(concurrency=3, prefetch=0)
     drained(c)
-    answer(c, take(c), take=[record("h"), 1])
-    effects = answer(c, take(c), take=[record("h"), 1, record("g", dlv=2), 0])
+    answer(c, take(c), take=[0, record("h"), 1])
+    effects = answer(c, take(c), take=[0, record("h"), 1, record("g", dlv=2), 0])
     assert runs(effects) == []
     assert [(e.call.value, e.task_ids) for e in effects if isinstance(e, Fenced)] == [("start", ("g",))]
     assert c.counters.handed_off == 1
 
 
-def test_a_lost_take_frees_its_slot_and_keeps_its_confirmation() -> None:
+def test_a_lost_take_keeps_its_slots_and_confirmation_and_the_next_one_does_not_wait() -> None:
     c = make(concurrency=3, prefetch=0)
     drained(c)
-    answer(c, take(c), take=[record("h"), 1])
+    answer(c, take(c), take=[0, record("h"), 1])
     ex = take(c)
     c.on_failure(ex.xid, FailureKind.UNAVAILABLE, now=0.0)
-    assert c.slots.free(False) == 2 and c.slots.held_for_take == 0
+    # what it may have started comes back into its slot: nobody else may fill it meanwhile
+    assert c.slots.free(False) == 1 and c.slots.held_for_take == 1
+    c.on_work_arrived()
+    (dq,) = requests_of(c.next_exchange(), Dequeue)
+    assert (dq.start_now, dq.held) == (1, 1)
     again = take(c)
     (t,) = requests_of(again, Take)
     assert t.confirmed == ("h", f"{W}#1")  # the lost one may have run: same answer again
-    # and no new hand-off moved beside what it may have started: one held slot holds that
-    assert t.wait_s == 0
-    assert runs(answer(c, again, take=[record("g"), 1])) == [("g", 1)]
+    assert (t.wait_s, t.room) == (0, 1)  # nothing new moves beside what it started
+    assert c.slots.held_for_take == 1  # the same slot, not a second one
+    assert runs(answer(c, again, take=[0, record("g"), 1])) == [("g", 1)]
+    assert c.slots.held_for_take == 0
+
+
+def test_a_take_that_left_hand_offs_in_the_inbox_makes_room_for_them_next_time() -> None:
+    c = make(concurrency=4, prefetch=0)
+    drained(c)
+    answer(c, take(c), take=[5, record("a"), 1])  # a burst: five more wait in the inbox
     (t,) = requests_of(take(c), Take)
-    assert t.wait_s == 1.0 and t.confirmed == ("g", f"{W}#1")
+    assert t.room == 3 and c.slots.free(False) == 0  # as many as the free slots allow
+    c2 = make(concurrency=4, prefetch=0)
+    drained(c2)
+    answer(c2, take(c2), take=[1, record("a"), 1])
+    (t,) = requests_of(take(c2), Take)
+    assert t.room == 2
 
 
 def test_a_held_slot_wanted_elsewhere_is_woken_once() -> None:
@@ -135,10 +151,10 @@ def test_a_take_without_the_wait_holds_no_slot_and_waits_for_one_in_flight() -> 
     drained(c)
     in_flight = take(c)
     assert c.take_leftovers("q") is None  # the take in flight answers for what is left
-    answer(c, in_flight)
+    answer(c, in_flight, take=[])
     ex = c.take_leftovers("q")
     assert ex is not None
     (t,) = requests_of(ex, Take)
     assert t.wait_s == 0 and c.slots.held_for_take == 0
-    assert runs(answer(c, ex, take=[record("h"), 1])) == [("h", 1)]
+    assert runs(answer(c, ex, take=[0, record("h"), 1])) == [("h", 1)]
     assert c.slots.held_for_take == 0
