@@ -7,8 +7,9 @@ read-only console user can inspect but any write fails with ``ReadOnlyError`` (o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -120,50 +121,51 @@ async def test_worker_user_enqueues_inspects_and_runs_a_worker(clean: ServerProc
     client.close()
 
 
-async def test_a_worker_under_an_acl_from_before_hand_off_serves_without_it(
-    clean: ServerProcess, caplog: pytest.LogCaptureFixture
-) -> None:
-    old_url = url(clean, "rediq-worker-old")
+@contextlib.asynccontextmanager
+async def acl_job_worker(worker_url: str) -> AsyncIterator[tuple[Client, Worker]]:
+    """A client and a running worker (2 slots, queue "acl", task "acl:job") as ``worker_url``'s
+    user; the worker is stopped and the client closed after."""
     registry = Registry()
 
     @registry.task("acl:job", queue="acl")
     async def job(ctx: TaskContext, payload: Any) -> str:
         return f"done {payload['n']}"
 
-    client = Client(old_url)
-    worker = Worker(registry, old_url, WorkerOptions(queues=["acl"], concurrency=2, poll_interval_s=0.1))
+    client = Client(worker_url)
+    worker = Worker(registry, worker_url, WorkerOptions(queues=["acl"], concurrency=2, poll_interval_s=0.1))
     running = asyncio.create_task(worker.run())
     try:
-        await asyncio.sleep(1.0)  # idle: it would register for hand-offs if it could
-        tasks = [client.enqueue("acl:job", {"n": n}, queue="acl") for n in range(3)]
-        assert {t.state for t in tasks} == {"pending"}  # nobody registered
-        for _ in range(100):
-            if all(getattr(client.get_task(t.id), "state", None) == TaskState.COMPLETED for t in tasks):
-                break
-            await asyncio.sleep(0.1)
-        assert [client.get_task(t.id).result for t in tasks] == ["done 0", "done 1", "done 2"]  # type: ignore[union-attr]
-        assert worker.handed_off == 0 and not worker.handoff_enabled
-        assert "hand-off off" in caplog.text
+        yield client, worker
     finally:
         worker.request_stop()
         await asyncio.wait_for(running, 30)
-    client.close()
+        client.close()
+
+
+async def completed(client: Client, tasks: list[Any]) -> None:
+    for _ in range(100):
+        if all(getattr(client.get_task(t.id), "state", None) == TaskState.COMPLETED for t in tasks):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def test_a_worker_under_an_acl_from_before_hand_off_serves_without_it(
+    clean: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with acl_job_worker(url(clean, "rediq-worker-old")) as (client, worker):
+        await asyncio.sleep(1.0)  # idle: it would register for hand-offs if it could
+        tasks = [client.enqueue("acl:job", {"n": n}, queue="acl") for n in range(3)]
+        assert {t.state for t in tasks} == {"pending"}  # nobody registered
+        await completed(client, tasks)
+        assert [client.get_task(t.id).result for t in tasks] == ["done 0", "done 1", "done 2"]  # type: ignore[union-attr]
+        assert worker.handed_off == 0 and not worker.handoff_enabled
+        assert "hand-off off" in caplog.text
 
 
 async def test_a_worker_under_an_acl_without_blmove_pops_hand_offs_then_starts_them(
     clean: ServerProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pre_url = url(clean, "rediq-worker-pretake")
-    registry = Registry()
-
-    @registry.task("acl:job", queue="acl")
-    async def job(ctx: TaskContext, payload: Any) -> str:
-        return f"done {payload['n']}"
-
-    client = Client(pre_url)
-    worker = Worker(registry, pre_url, WorkerOptions(queues=["acl"], concurrency=2, poll_interval_s=0.1))
-    running = asyncio.create_task(worker.run())
-    try:
+    async with acl_job_worker(url(clean, "rediq-worker-pretake")) as (client, worker):
         handed = []
         for n in range(100):  # idle: it registers, its take is refused, it pops instead
             task = client.enqueue("acl:job", {"n": n}, queue="acl")
@@ -172,17 +174,10 @@ async def test_a_worker_under_an_acl_without_blmove_pops_hand_offs_then_starts_t
                 break
             await asyncio.sleep(0.1)
         assert len(handed) == 2, "the worker never took two hand-offs"
-        for _ in range(100):
-            if all(getattr(client.get_task(t.id), "state", None) == TaskState.COMPLETED for t in handed):
-                break
-            await asyncio.sleep(0.1)
+        await completed(client, handed)
         assert [getattr(client.get_task(t.id), "attempts", None) for t in handed] == [1, 1]
         assert worker.handoff_enabled and not worker.core.take_enabled
         assert "hand-off takes off" in caplog.text
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(running, 30)
-    client.close()
 
 
 def test_worker_user_cannot_run_lua_of_its_own_or_dangerous_commands(clean: ServerProcess) -> None:
