@@ -352,7 +352,9 @@ class Worker:
         """Send one exchange and hand the replies to the core, keyed by request id. Raises
         what the backend raised, after telling the core (``on_failure``)."""
         if exchange.kind is core.ExchangeKind.HANDOFF_TAKE:
-            calls = self._take_calls(exchange)
+            (take,) = exchange.requests
+            assert isinstance(take, core.Take)
+            calls = self._take_calls(take)
         else:
             calls = [self._call_of(r) for r in exchange.requests]
         try:
@@ -411,16 +413,12 @@ class Worker:
                 return protocol.extend_call(s, request.queue, request.held, request.lease_ms)
             case core.Release():
                 return protocol.release_call(s, request.queue, request.held, request.note)
-            case core.Take():
-                lease_ms = self.core.config.lease_ms
-                tk = request
-                return protocol.take_calls(s, tk.queue, self.id, lease_ms, tk.confirmed, 0, tk.room)[-1]
+            case core.Take():  # (alone: the script; its BLMOVE goes only in a take's exchange)
+                return self._take_calls(request)[-1]
             case _:
                 assert_never(request)
 
-    def _take_calls(self, exchange: core.Exchange) -> list[Call]:
-        (take,) = exchange.requests
-        assert isinstance(take, core.Take)
+    def _take_calls(self, take: core.Take) -> list[Call]:
         lease_ms = self.core.config.lease_ms
         return protocol.take_calls(
             self.settings, take.queue, self.id, lease_ms, take.confirmed, take.wait_s, take.room
@@ -696,8 +694,10 @@ class Worker:
                 while (popped := await self.backend.execute(cmd("LPOP", inbox))) is not None:
                     if popped:  # ('' is a wake-up, see _end_holds)
                         await self.take_handoff(protocol.parse_handoff(q, popped))
-                leftovers = self.core.take_leftovers(q) if self.core.take_enabled else None
-                if leftovers is not None:  # what a take whose reply was lost started: run it
+                # what a take whose reply was lost started: run it (even with takes turned off
+                # since: a record left started would be charged for an attempt never run)
+                leftovers = self.core.take_leftovers(q)
+                if leftovers is not None:
                     await self._perform(leftovers)
         except RediqError as exc:  # what is left returns when its lease expires, uncharged
             log.warning("could not withdraw hand-off registrations: %s", exc)

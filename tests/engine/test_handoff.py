@@ -40,6 +40,18 @@ def register_idle(
     )
 
 
+def attempts_recorded(task_type: str) -> tuple[Registry, list[int]]:
+    """A registry whose task type (queue "h") records the attempt of each run, and that list."""
+    registry = Registry()
+    runs: list[int] = []
+
+    @registry.task(task_type, queue="h")
+    async def record(ctx: Any, payload: Any) -> None:
+        runs.append(ctx.attempt)
+
+    return registry, runs
+
+
 def slow_tasks_counted(seconds: float) -> tuple[Registry, Callable[[], int]]:
     """A registry whose task type "slow" (queue "h") takes ``seconds`` and returns its attempt,
     and a function giving the most that ran at once."""
@@ -166,12 +178,7 @@ async def test_a_take_whose_reply_is_lost_runs_its_task_once_charged_once(
     in the taken list until confirmed, so the next take returns it and the task runs at once, as
     attempt 1, rather than waiting out its lease and being recovered as an attempt its worker
     died in (dead, with max_retry 0, never having run)."""
-    registry = Registry()
-    runs: list[int] = []
-
-    @registry.task("once", queue="h")
-    async def once(ctx: Any, payload: Any) -> None:
-        runs.append(ctx.attempt)
+    registry, runs = attempts_recorded("once")
 
     async with running_worker(registry, redis_url, ["h"], concurrency=2, lease_s=60) as worker:
         await wait_until(lambda: raw.hexists(IDLE, worker.id))
@@ -309,12 +316,7 @@ async def test_an_outcome_that_overtakes_its_start_mark_is_sent_again(
 
     monkeypatch.setenv(lua.MODE_ENV, "eval")
 
-    registry = Registry()
-    runs: list[int] = []
-
-    @registry.task("quick", queue="h")
-    async def quick(ctx: Any, payload: Any) -> None:
-        runs.append(ctx.attempt)
+    registry, runs = attempts_recorded("quick")
 
     async with running_worker(registry, redis_url, ["h"], concurrency=4, lease_s=30) as worker:
         await wait_until(lambda: raw.hexists(IDLE, worker.id))
