@@ -297,6 +297,20 @@ class WorkerCore:
         self.slots.held_for_take += self.takes.total_held - held  # (a lost take's are held still)
         return self._issue(ExchangeKind.HANDOFF_TAKE, (self._take(queue, plan),))
 
+    def take_awaits_round(self, queue: str) -> bool:
+        """No take now only because a dequeue round decides it within its round trip: the one
+        in flight promised the free slots, or the worker's first has not answered (drained or
+        not is unknown). The inbox loop waits for that reply rather than pop plainly for a whole
+        wait: an idle worker's poll and its waits can fall into step, and hand-offs would go by
+        the slower pop-then-start path for as long as they stay in step."""
+        free = self.slots.free(self.stopping)
+        if self.stopping or free <= 0 or not self.takes.enabled or queue in self.takes.in_flight:
+            return False
+        if queue not in self.takes.dequeued:
+            # at start; later, a queue no round asked yet (strict priority) pops plainly
+            return not self.takes.dequeued
+        return self._promised > 0 and self.takes.may_hold(queue, bool(self.slots.buffer))
+
     def take_leftovers(self, queue: str) -> Exchange | None:
         """A take without the wait (shutdown): what a take whose reply was lost started. None
         while the queue's inbox loop still has a take in flight (it answers for those)."""
@@ -430,10 +444,7 @@ class WorkerCore:
                 leased = self._leased(effects, protocol.parse_dequeue(request.queue, reply))
                 got += leased
                 held = protocol.parse_throttle(reply)
-                if leased < request.max_tasks and held is None:
-                    self.takes.drained.add(request.queue)
-                else:
-                    self.takes.drained.discard(request.queue)
+                self.takes.on_dequeue(request.queue, drained=leased < request.max_tasks and held is None)
                 if held is not None:
                     forming = held.reason is protocol.HoldReason.BATCH_FORMING
                     if not forming:  # (a forming batch may fill before its due time)

@@ -92,6 +92,8 @@ class Worker:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._round_settled = asyncio.Event()
+        """Set (and replaced) when a dequeue round's reply or failure arrives."""
         self._grace_s = eff.grace_s
         """Cut to 0 by a second SIGTERM/SIGINT."""
         self._gave_up = False
@@ -364,6 +366,8 @@ class Worker:
                 core.FailureKind.UNAVAILABLE if isinstance(exc, RediqError) else core.FailureKind.CALL_FAILED
             )
             self._apply(self.core.on_failure(exchange.xid, kind, self._now()))
+            if exchange.kind is core.ExchangeKind.ROUND:
+                self._settle_round()
             raise
         if len(calls) == 1:
             replies = [replies]
@@ -373,7 +377,13 @@ class Worker:
         by_rid = {r.rid: reply for r, reply in zip(exchange.requests, replies, strict=True)}
         effects = self.core.on_reply(exchange.xid, by_rid)
         self._apply(effects)
+        if exchange.kind is core.ExchangeKind.ROUND:
+            self._settle_round()
         return effects
+
+    def _settle_round(self) -> None:
+        self._round_settled.set()
+        self._round_settled = asyncio.Event()
 
     def _call_of(self, request: core.Request) -> Call:
         s = self.settings
@@ -566,6 +576,14 @@ class Worker:
     async def perform(self, exchange: core.Exchange) -> None:
         """Send an exchange the core issued outside the exchange loop (the inbox loop's takes)."""
         await self._perform(exchange)
+
+    async def round_settled(self, timeout_s: float) -> bool:
+        """Wait for the reply (or failure) of the dequeue round in flight or next; False if
+        none came within ``timeout_s``."""
+        settled = self._round_settled
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled.wait(), timeout_s)
+        return settled.is_set()
 
     async def take_handoff(self, job: Job) -> None:
         """Start a handed-off task: its start mark goes at once, and the handler runs only on

@@ -72,6 +72,8 @@ async def inbox_loop(worker: Worker, queue: str) -> None:
     backoff = 0.05
     while not worker.core.stopping:
         take = worker.core.take_exchange(queue, INBOX_WAIT_S)
+        if take is None and worker.core.take_awaits_round(queue) and await worker.round_settled(INBOX_WAIT_S):
+            continue  # a take, most likely, in the slots the round did not fill
         popped = None
         try:
             if take is not None:

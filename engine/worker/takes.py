@@ -29,6 +29,8 @@ class Takes:
     drained: set[str] = field(default_factory=set)
     """Queues whose last dequeue found no more to lease: hand-offs come there, so a take may
     hold slots (in a backlog none come, and held slots would idle)."""
+    dequeued: set[str] = field(default_factory=set)
+    """Queues a dequeue has answered for (until then, whether one is drained is unknown)."""
     held: dict[str, int] = field(default_factory=dict)
     """Per queue, the slots its take holds (in flight, or after a lost reply)."""
     in_flight: dict[str, float] = field(default_factory=dict)
@@ -52,7 +54,7 @@ class Takes:
             return None
         if queue in self.lost:  # bring back what the lost take may have started, in its slots
             plan = TakePlan(0.0, self.held.get(queue, 0))
-        elif queue not in self.drained or reserved_waiting or free <= 0:
+        elif not self.may_hold(queue, reserved_waiting) or free <= 0:
             return None
         else:
             plan = TakePlan(wait_s, min(free, 1 + self.inbox_left.get(queue, 0)))
@@ -60,6 +62,18 @@ class Takes:
         self.in_flight[queue] = plan.wait_s
         self.woken.discard(queue)
         return plan
+
+    def on_dequeue(self, queue: str, drained: bool) -> None:
+        self.dequeued.add(queue)
+        if drained:
+            self.drained.add(queue)
+        else:
+            self.drained.discard(queue)
+
+    def may_hold(self, queue: str, reserved_waiting: bool) -> bool:
+        """Whether a take may hold a free slot for ``queue``: it is drained and nothing waits
+        reserved for a slot."""
+        return self.enabled and queue not in self.in_flight and queue in self.drained and not reserved_waiting
 
     def leftovers(self, queue: str) -> TakePlan | None:
         """A take without the wait (shutdown), in the slots the queue still holds; None while

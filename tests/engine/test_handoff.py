@@ -183,9 +183,11 @@ async def test_a_take_whose_reply_is_lost_runs_its_task_once_charged_once(
     async with running_worker(registry, redis_url, ["h"], concurrency=2, lease_s=60) as worker:
         await wait_until(lambda: raw.hexists(IDLE, worker.id))
         real_execute = worker.backend.execute
+        takes_sent: list[Any] = []
         lost: list[Any] = []
 
         async def execute(request: Any) -> Any:
+            takes_sent.extend([request] if _is_take(request) else [])
             reply = await real_execute(request)
             if _is_take(request) and reply[-1] and not lost:
                 lost.append(reply)
@@ -193,7 +195,8 @@ async def test_a_take_whose_reply_is_lost_runs_its_task_once_charged_once(
             return reply
 
         worker.backend.execute = execute  # type: ignore[method-assign]
-        await wait_until(lambda: worker.core.slots.held_for_take == 1)
+        await wait_until(lambda: bool(takes_sent))  # (not one sent before the line above)
+        assert worker.core.slots.held_for_take == 1
         task = client.enqueue("once", None, queue="h", max_retry=0)
         assert task.state == "active"
         await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=5)
@@ -202,6 +205,23 @@ async def test_a_take_whose_reply_is_lost_runs_its_task_once_charged_once(
     info = client.get_task(task.id)
     assert info is not None and info.attempts == 1
     assert raw.exists(f"rediq:{{h}}:taken:{worker.id}") == 0  # confirmed, or taken back at stop
+
+
+async def test_a_worker_sends_its_first_take_on_its_first_dequeue_reply_not_a_whole_wait_later(
+    redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the queue's first dequeue answers, whether it is drained is unknown; the inbox loop
+    waits for that reply, not in a plain pop for a whole wait (30 s here). Without it a take
+    came a wait late at start, and whenever the idle poll's round and the wait fell into step."""
+    monkeypatch.setattr(loops, "INBOX_WAIT_S", 30.0)
+    registry, runs = attempts_recorded("once")
+    async with running_worker(registry, redis_url, ["h"], concurrency=2) as worker:
+        await wait_until(lambda: worker.core.slots.held_for_take == 1, timeout=5)
+        assert "h" in worker.core.takes.in_flight
+        task = client.enqueue("once", None, queue="h")
+        assert task.state == "active"
+        await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=5)
+    assert runs == [1] and worker.handed_off == 1
 
 
 async def test_a_one_slot_worker_waiting_for_a_hand_off_gives_its_slot_to_a_due_task(

@@ -454,10 +454,20 @@ async def test_the_hand_off_inbox_loop_survives_a_malformed_record(redis_url: st
     qk = Settings().keyspace.queue("ib")
     client = Client(redis_url)
     async with running_worker(registry, redis_url, ["ib"], poll_interval_s=0.05) as worker:
-        raw.rpush(qk.inbox(worker.id), "{not json")
-        await wait_until(lambda: raw.llen(qk.inbox(worker.id)) == 0)
+        inbox, taken = qk.inbox(worker.id), qk.taken(worker.id)
+        await wait_until(lambda: "ib" in worker.core.takes.in_flight)
+        raw.rpush(inbox, "{not json")  # moved by the waiting take: take.lua drops it
+        await wait_until(lambda: raw.llen(inbox) == 0 and raw.llen(taken) == 0)
         await wait_until(lambda: bool(raw.hexists(qk.idle, worker.id)))  # registered for hand-offs
         r = client.enqueue("quick", None, queue="ib")  # handed to this worker's inbox
+        await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
+        assert worker.loop_errors["inbox-ib"] == 0
+        worker.core.disable_take()  # popped plainly from here on (an ACL without BLMOVE)
+        await wait_until(lambda: not worker.core.takes.in_flight)
+        raw.rpush(inbox, "{not json")  # popped: parsing it fails, the loop goes on
+        await wait_until(lambda: raw.llen(inbox) == 0)
+        await wait_until(lambda: bool(raw.hexists(qk.idle, worker.id)))
+        r = client.enqueue("quick", None, queue="ib")
         await wait_until(lambda: state_of(client, r.id) == TaskState.COMPLETED)
         assert worker.loop_errors["inbox-ib"] == 1
     client.close()

@@ -158,3 +158,38 @@ def test_a_take_without_the_wait_holds_no_slot_and_waits_for_one_in_flight() -> 
     assert t.wait_s == 0 and c.slots.held_for_take == 0
     assert runs(answer(c, ex, take=[0, record("h"), 1])) == [("h", 1)]
     assert c.slots.held_for_take == 0
+
+
+def test_a_take_the_round_in_flight_decides_waits_for_its_reply_not_a_plain_pop() -> None:
+    """An idle worker's poll promises its free slots to the round in flight; the inbox loop,
+    planning then, waits for the round's reply (a millisecond) instead of popping plainly for a
+    whole wait. On a loaded machine the poll (0.5 s) and the wait (1 s) fell into step, and no
+    take was sent for as long as they stayed in step (CI: over 10 s)."""
+    c = make(concurrency=2, prefetch=0)
+    assert c.take_exchange("q", 1.0) is None and c.take_awaits_round("q")  # not known drained yet
+    drained(c)
+    c.on_idle_poll()
+    ex = c.next_exchange()
+    assert ex is not None and requests_of(ex, Dequeue)[0].start_now == 2  # both slots promised
+    assert c.take_exchange("q", 1.0) is None
+    assert c.take_awaits_round("q")
+    answer(c, ex, dequeue=[0])
+    assert not c.take_awaits_round("q")
+    assert take(c) is not None
+
+
+def test_a_take_awaits_no_round_that_could_not_give_it_a_slot() -> None:
+    busy = make(concurrency=1, prefetch=1)
+    drained(busy, dequeued(task("a", reserved=False)))  # the only slot runs a
+    assert not busy.take_awaits_round("q")
+    stopping = make(concurrency=2, prefetch=0)
+    drained(stopping)
+    stopping.stop(0.0)
+    assert not stopping.take_awaits_round("q")
+    in_flight = make(concurrency=2, prefetch=0)
+    drained(in_flight)
+    take(in_flight)
+    assert not in_flight.take_awaits_round("q")  # its take answers for it
+    off = make(concurrency=2, prefetch=0)
+    off.disable_take()
+    assert not off.take_awaits_round("q")
