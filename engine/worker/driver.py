@@ -400,6 +400,7 @@ class Worker:
                     start_now=request.start_now,
                     handoff_ms=request.handoff_ms,
                     request_id=request.request_id,
+                    held=request.held,
                 )
             case core.Start():
                 return protocol.start_call(s, request.queue, request.jobs)

@@ -224,6 +224,34 @@ async def test_a_worker_sends_its_first_take_on_its_first_dequeue_reply_not_a_wh
     assert runs == [1] and worker.handed_off == 1
 
 
+async def test_a_one_slot_worker_whose_slot_a_take_holds_stays_registered_for_hand_offs(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """The held slot is offered to enqueues (dequeue.lua ARGV 12): without it, each idle poll
+    of a worker whose every free slot a take held withdrew its registration, and its hand-offs
+    went pending, to wait for a wake-up and a dequeue."""
+    registry, runs = attempts_recorded("once")
+    async with running_worker(registry, redis_url, ["h"], concurrency=1, poll_interval_s=0.05) as worker:
+        await wait_until(lambda: "h" in worker.core.takes.in_flight)
+        real_execute = worker.backend.execute
+        dequeues: list[Any] = []
+
+        async def execute(request: Any) -> Any:
+            reply = await real_execute(request)
+            calls = request.calls if isinstance(request, Batch) else [request]
+            dequeues.extend(c for c in calls if c.script == "dequeue")
+            return reply
+
+        worker.backend.execute = execute  # type: ignore[method-assign]
+        await wait_until(lambda: len(dequeues) >= 2)  # idle polls while the take holds the slot
+        assert worker.core.slots.held_for_take == 1
+        assert str(raw.hget(IDLE, worker.id)).startswith("1:")
+        task = client.enqueue("once", None, queue="h")
+        assert task.state == "active"  # handed off
+        await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=5)
+    assert runs == [1] and worker.handed_off == 1
+
+
 async def test_a_one_slot_worker_waiting_for_a_hand_off_gives_its_slot_to_a_due_task(
     redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
