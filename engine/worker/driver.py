@@ -93,7 +93,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._round_settled = asyncio.Event()
-        """Set (and replaced) when a dequeue round's reply or failure arrives."""
+        """Set (and replaced) when a dequeue round's reply or failure arrives, or the worker
+        stops: what an inbox loop waits on when only a round decides its take."""
         self._grace_s = eff.grace_s
         """Cut to 0 by a second SIGTERM/SIGINT."""
         self._gave_up = False
@@ -154,6 +155,7 @@ class Worker:
         self.core.stop(self._now())
         self._stop.set()
         self._wake.set()
+        self._settle_round()  # an inbox loop waiting for a round sees the stop at once
         if self.core.slots.held_for_take:
             self._end_holds()
 

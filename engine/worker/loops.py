@@ -223,6 +223,17 @@ async def abandon_run(
     expires); then every loop ends, the heartbeat among them."""
     worker.core.stop(worker._now())  # nothing new: the exchange loop ends once all is recorded
     worker._runner.abandon.set()  # stop waiting for sync handlers
+    if worker._inbox_tasks:
+        # before the handlers are cancelled: a waiting take ends at once (a wake-up), and what
+        # a take started is handed back below like the rest, never left charged to lease expiry
+        worker._settle_round()
+        worker._end_holds()
+        try:
+            async with asyncio.timeout(ABANDON_RELEASE_S):
+                await asyncio.wait(worker._inbox_tasks)
+                await worker._withdraw_handoffs()
+        except TimeoutError:
+            log.warning("could not take back the hand-offs in time: their leases expire")
     running = list(worker._running.values())
     await cancel_all([task for _, task, _ in running])
     handed_back = [job for job, _, _ in running] + worker.core.slots.take_all_reserved()
@@ -234,4 +245,4 @@ async def abandon_run(
     if exchange is not None:
         worker.wake()
         await asyncio.wait({exchange}, timeout=ABANDON_RELEASE_S)
-    await cancel_all([*background, *([exchange] if exchange is not None else [])])
+    await cancel_all([*background, *([exchange] if exchange is not None else []), *worker._side_tasks])

@@ -20,7 +20,7 @@ from engine.client import Client
 from engine.errors import ConnectionFailed
 from engine.registry import Registry
 from engine.task import Task
-from engine.worker import loops, protocol
+from engine.worker import Worker, WorkerOptions, loops, protocol
 from engine.worker.messages import Take
 from tests.engine.conftest import running_worker, wait_until
 
@@ -222,6 +222,41 @@ async def test_a_worker_sends_its_first_take_on_its_first_dequeue_reply_not_a_wh
         assert task.state == "active"
         await wait_until(lambda: getattr(client.get_task(task.id), "state", None) == "completed", timeout=5)
     assert runs == [1] and worker.handed_off == 1
+
+
+async def test_a_run_cancelled_after_a_lost_take_hands_back_what_the_take_started(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """``Worker.run()`` cancelled just after a take's reply was lost: what the take started is
+    taken back and handed back uncharged with the run's other tasks. Left in the taken list, it
+    stayed active, charged, until its lease expired (60 s here), and was then counted as an
+    attempt its worker died in: with ``max_retry 0``, dead without its handler having run."""
+    registry, _ = attempts_recorded("once")
+    worker = Worker(registry, redis_url, WorkerOptions(queues=["h"], concurrency=2, lease_s=60))
+    run = asyncio.create_task(worker.run())
+    await wait_until(lambda: "h" in worker.core.takes.in_flight)
+    real_execute = worker.backend.execute
+    takes_sent: list[Any] = []
+
+    async def execute(request: Any) -> Any:
+        takes_sent.extend([request] if _is_take(request) else [])
+        reply = await real_execute(request)
+        if _is_take(request) and reply[-1] and not run.cancelling():
+            run.cancel()
+            raise ConnectionFailed("reply lost (test)")
+        return reply
+
+    worker.backend.execute = execute  # type: ignore[method-assign]
+    await wait_until(lambda: bool(takes_sent))
+    task = client.enqueue("once", None, queue="h", max_retry=0)
+    assert task.state == "active"  # handed off
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 10)
+    info = client.get_task(task.id)
+    assert info is not None and (info.state, info.attempts) == ("pending", 0), info
+    # the record taken back stays unconfirmed (no take follows): it expires with the lease, and
+    # its token is stale meanwhile
+    assert 0 < raw.pttl(f"rediq:{{h}}:taken:{worker.id}") <= 60_000
 
 
 async def test_a_one_slot_worker_whose_slot_a_take_holds_stays_registered_for_hand_offs(
