@@ -1,7 +1,7 @@
 """Where the time goes between ``enqueue`` and the handler's start of a handed-off task.
 
-``python -m bench.hops [--rate 200] [--seconds 5]`` starts a private Valkey and one rediq
-worker (forked, concurrency 10, as the bench's latency workload), enqueues at a steady rate
+``python -m bench.hops [--rate 200] [--seconds 5] [--concurrency 10]`` starts a private Valkey
+and one rediq worker (forked; 10 slots, as the bench's latency workload), enqueues at a steady rate
 and stamps every hop of each task on the machine's monotonic clock (shared by the processes):
 
 - ``enqueue``: the producer's ``Client.enqueue`` call (its reply is back);
@@ -42,7 +42,7 @@ _ctx = mp.get_context("fork")
 _current: contextvars.ContextVar[int] = contextvars.ContextVar("hop_index", default=-1)
 
 
-def _worker(url: str, stamps: Any, pings: Any) -> None:
+def _worker(url: str, stamps: Any, pings: Any, concurrency: int) -> None:
     os.setpgrp()
     from engine.backend import AsyncBackend, Batch, cmd
     from engine.registry import Registry
@@ -114,7 +114,7 @@ def _worker(url: str, stamps: Any, pings: Any) -> None:
             await worker.backend.execute(cmd("PING"))
             pings[k] = clock() - t
 
-    worker = Worker(registry, url, WorkerOptions(queues=[QUEUE], concurrency=10))
+    worker = Worker(registry, url, WorkerOptions(queues=[QUEUE], concurrency=concurrency))
     original_run = worker.run
 
     async def run_with_pings() -> None:
@@ -139,13 +139,13 @@ def _index_of_payload(payload: Any) -> int:
         return -1
 
 
-def measure(url: str, rate: float, seconds: float) -> dict[str, Any]:
+def measure(url: str, rate: float, seconds: float, concurrency: int = 10) -> dict[str, Any]:
     from engine.client import Client
 
     total = int(rate * seconds)
     stamps = _ctx.RawArray("d", (total + 20) * STAMPS)
     pings = _ctx.RawArray("d", 200)
-    proc = _ctx.Process(target=_worker, args=(url, stamps, pings), daemon=True)
+    proc = _ctx.Process(target=_worker, args=(url, stamps, pings, concurrency), daemon=True)
     proc.start()
     client = Client(url)
     clock = time.monotonic
@@ -223,16 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.hops", description=__doc__)
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--concurrency", type=int, default=10, help="the worker's slots")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = p.parse_args(argv)
     with Valkey() as server:
-        out = measure(server.url, args.rate, args.seconds)
+        out = measure(server.url, args.rate, args.seconds, args.concurrency)
     if args.json:
         print(json.dumps(out))
         return 0
     print(
         f"{out['handed_off']} of {out['n']} tasks handed off at {args.rate:g}/s, "
-        f"{out['taken']} of them started by a take"
+        f"{out['taken']} of them started by a take ({args.concurrency} slots)"
     )
     print(f"{'hop':28} {'p50 µs':>8} {'p99 µs':>8}")
     for name, s in out["hops"].items():
