@@ -17,6 +17,7 @@ from engine.errors import ConnectionFailed, ReadOnlyError, RediqError
 from engine.keys import ARRIVAL_EVENTS
 from engine.ops import Settings
 from engine.worker import protocol
+from engine.worker.messages import HandlerDone, Outcome
 from engine.worker.options import REGISTRY_REFRESH_S
 
 if TYPE_CHECKING:  # the driver imports this module
@@ -236,6 +237,10 @@ async def abandon_run(
             log.warning("could not take back the hand-offs in time: their leases expire")
     running = list(worker._running.values())
     await cancel_all([task for _, task, _ in running])
+    for job, _, _ in running:  # cancelled before its first step: run_task never ran to say so
+        if (entry := worker._running.get(job.id)) is not None and entry[0] is job:
+            del worker._running[job.id]
+            worker.core.on_outcome(HandlerDone(job, Outcome.STALE))  # handed back below
     handed_back = [job for job, _, _ in running] + worker.core.slots.take_all_reserved()
     try:
         async with asyncio.timeout(ABANDON_RELEASE_S):

@@ -225,24 +225,29 @@ async def test_a_worker_sends_its_first_take_on_its_first_dequeue_reply_not_a_wh
 
 
 async def test_a_run_cancelled_after_a_lost_take_hands_back_what_the_take_started(
-    redis_url: str, client: Client, raw: redis.Redis
+    redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``Worker.run()`` cancelled just after a take's reply was lost: what the take started is
     taken back and handed back uncharged with the run's other tasks. Left in the taken list, it
     stayed active, charged, until its lease expired (60 s here), and was then counted as an
-    attempt its worker died in: with ``max_retry 0``, dead without its handler having run."""
+    attempt its worker died in: with ``max_retry 0``, dead without its handler having run. Its
+    handler, cancelled before its first step, must not hold the run's end for the whole bound
+    of each step (5 s here): the core is told, as ``run_task`` would have told it."""
+    monkeypatch.setattr(loops, "ABANDON_RELEASE_S", 5.0)
     registry, _ = attempts_recorded("once")
     worker = Worker(registry, redis_url, WorkerOptions(queues=["h"], concurrency=2, lease_s=60))
     run = asyncio.create_task(worker.run())
     await wait_until(lambda: "h" in worker.core.takes.in_flight)
     real_execute = worker.backend.execute
     takes_sent: list[Any] = []
+    cancelled_at: list[float] = []
 
     async def execute(request: Any) -> Any:
         takes_sent.extend([request] if _is_take(request) else [])
         reply = await real_execute(request)
         if _is_take(request) and reply[-1] and not run.cancelling():
             run.cancel()
+            cancelled_at.append(time.monotonic())
             raise ConnectionFailed("reply lost (test)")
         return reply
 
@@ -252,6 +257,7 @@ async def test_a_run_cancelled_after_a_lost_take_hands_back_what_the_take_starte
     assert task.state == "active"  # handed off
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 10)
+    assert cancelled_at and time.monotonic() - cancelled_at[0] < 2.5
     info = client.get_task(task.id)
     assert info is not None and (info.state, info.attempts) == ("pending", 0), info
     # the record taken back stays unconfirmed (no take follows): it expires with the lease, and
