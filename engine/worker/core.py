@@ -303,12 +303,11 @@ class WorkerCore:
         not is unknown). The inbox loop waits for that reply rather than pop plainly for a whole
         wait: an idle worker's poll and its waits can fall into step, and hand-offs would go by
         the slower pop-then-start path for as long as they stay in step."""
-        free = self.slots.free(self.stopping)
-        if self.stopping or free <= 0 or not self.takes.enabled or queue in self.takes.in_flight:
+        if self.stopping or self.slots.free(self.stopping) <= 0:
             return False
-        if queue not in self.takes.dequeued:
-            # at start; later, a queue no round asked yet (strict priority) pops plainly
-            return not self.takes.dequeued
+        if not self.takes.dequeue_answered:  # at start
+            return self.takes.enabled and queue not in self.takes.in_flight
+        # (a queue no round asked yet, under strict priority, is not drained: it pops plainly)
         return self._promised > 0 and self.takes.may_hold(queue, bool(self.slots.buffer))
 
     def take_leftovers(self, queue: str) -> Exchange | None:

@@ -151,7 +151,8 @@ class Worker:
         self._fence_listeners.append(callback)
 
     def request_stop(self) -> None:
-        """Begin a graceful drain (what SIGTERM does)."""
+        """Begin a graceful drain (what SIGTERM does). Flags and wake-ups only: a cancelled
+        run's abandon stops through it too."""
         self.core.stop(self._now())
         self._stop.set()
         self._wake.set()

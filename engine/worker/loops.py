@@ -222,13 +222,12 @@ async def abandon_run(
     with the reserved ones, handed back; the exchange loop records the outcomes still buffered
     (each step tries for at most ``ABANDON_RELEASE_S``: what is left returns when its lease
     expires); then every loop ends, the heartbeat among them."""
-    worker.core.stop(worker._now())  # nothing new: the exchange loop ends once all is recorded
+    # nothing new (the exchange loop ends once all is recorded); a waiting take ends at once
+    worker.request_stop()
     worker._runner.abandon.set()  # stop waiting for sync handlers
     if worker._inbox_tasks:
-        # before the handlers are cancelled: a waiting take ends at once (a wake-up), and what
-        # a take started is handed back below like the rest, never left charged to lease expiry
-        worker._settle_round()
-        worker._end_holds()
+        # before the handlers are cancelled: what a take started is handed back below like
+        # the rest, never left charged to lease expiry
         try:
             async with asyncio.timeout(ABANDON_RELEASE_S):
                 await asyncio.wait(worker._inbox_tasks)

@@ -29,8 +29,8 @@ class Takes:
     drained: set[str] = field(default_factory=set)
     """Queues whose last dequeue found no more to lease: hand-offs come there, so a take may
     hold slots (in a backlog none come, and held slots would idle)."""
-    dequeued: set[str] = field(default_factory=set)
-    """Queues a dequeue has answered for (until then, whether one is drained is unknown)."""
+    dequeue_answered: bool = False
+    """Whether any dequeue has answered (until then, whether a queue is drained is unknown)."""
     held: dict[str, int] = field(default_factory=dict)
     """Per queue, the slots its take holds (in flight, or after a lost reply)."""
     in_flight: dict[str, float] = field(default_factory=dict)
@@ -64,7 +64,7 @@ class Takes:
         return plan
 
     def on_dequeue(self, queue: str, drained: bool) -> None:
-        self.dequeued.add(queue)
+        self.dequeue_answered = True
         if drained:
             self.drained.add(queue)
         else:
