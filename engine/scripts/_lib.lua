@@ -44,6 +44,20 @@ local function token_of(worker, dlv)
   return worker .. '#' .. dlv
 end
 
+-- One variadic command for a batch's index writes instead of one per task (each call from
+-- Lua costs several µs beyond its command's own time); in chunks, as unpack is bounded by the
+-- Lua stack. args: score, member pairs (ZADD) or members (ZREM).
+local VARIADIC_CHUNK = 4000
+
+local function variadic(command, key, args)
+  for from = 1, #args, VARIADIC_CHUNK do
+    redis.call(command, key, unpack(args, from, math.min(#args, from + VARIADIC_CHUNK - 1)))
+  end
+end
+
+local function zadd_pairs(key, pairs_flat) variadic('ZADD', key, pairs_flat) end
+local function zrem_all(key, members) variadic('ZREM', key, members) end
+
 -- entry: an encoded history entry, JSON [time_ms, state, note]
 local function push_history(base, id, entry)
   local hk = history_key(base, id)

@@ -11,6 +11,7 @@
 local base, channel, retention = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 local done, stale, notified = {}, {}, {}
+local indexed = {} -- score, id pairs for the completed set (done: the ids to leave active)
 for i = 4, #ARGV, 3 do
   local id, token, result = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local tk = task_key(base, id)
@@ -20,7 +21,6 @@ for i = 4, #ARGV, 3 do
   local owned = token_of(f[6], f[7]) == token
   if f[1] == 'active' and owned and f[2] ~= '1' then
     if f[3] then leave_group(base, id, f[3]) end
-    redis.call('ZREM', KEYS[1], id)
     cgroup_free(base, f[10], id)
     if result ~= '' and keep ~= 0 then
       redis.call('HSET', tk, 'state', 'completed', 'finished', now, 'result', result)
@@ -30,7 +30,7 @@ for i = 4, #ARGV, 3 do
     -- 'lease' stays (a command and ~100 AOF bytes fewer per task): it means something only
     -- while the task is active, and every reader tests the state first; 'reserved' is not '1'
     if f[12] then redis.call('HDEL', tk, 'cancel') end
-    redis.call('ZADD', KEYS[2], now, id)
+    indexed[#indexed + 1], indexed[#indexed + 2] = now, id
     if f[4] and f[4] ~= '' then release_unique(base, id) end
     local has_dependents = notify_dependents(base, KEYS[3], id, now)
     if has_dependents then table.insert(notified, id) end
@@ -47,6 +47,9 @@ for i = 4, #ARGV, 3 do
   end -- (completed by this delivery already: a copy of this call sent again after a lost reply)
 end
 if #done > 0 then
+  -- the batch's index moves in one command each
+  zrem_all(KEYS[1], done)
+  zadd_pairs(KEYS[2], indexed)
   bump_stat(base, 'p', now, #done)
   -- completed hashes expire by TTL; trim the index of them in the same breath
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - retention)

@@ -171,15 +171,25 @@ publish(channel, 'pending', recovered, now, {why = 'lease expired'})
 publish(channel, 'dead', buried, now)
 publish(channel, 'cancelled', cancelled, now, {why = 'lease expired'})
 
+-- The queue's optional settings (paused, fair, limits, batches) are keys of their own: one
+-- EXISTS of them all answers for the common queue that has none, instead of a read each (each
+-- call from Lua costs several µs beyond its command's own time).
+local settings_keys = {KEYS[5], fair_key(base)}
+for k = 13, 16 do if KEYS[k] then settings_keys[#settings_keys + 1] = KEYS[k] end end
+local any_setting = redis.call('EXISTS', unpack(settings_keys)) > 0
+local function has(key)
+  return any_setting and key ~= nil and redis.call('EXISTS', key) == 1
+end
+
 local out = {now}
-if max_n <= 0 or redis.call('EXISTS', KEYS[5]) == 1 then
+if max_n <= 0 or has(KEYS[5]) then
   register_idle(0)
   return out
 end
 
-local batched = KEYS[16] and redis.call('EXISTS', KEYS[16]) == 1
+local batched = has(KEYS[16])
 local limited = nil
-if KEYS[13] and not batched then
+if not batched and has(KEYS[13]) then
   local wait
   limited, wait = rate_allowance(KEYS[13], now, n_start)
   if limited == 0 then
@@ -192,8 +202,8 @@ end
 
 local leased = {}
 local popped, skipped, type_wait = nil, 0, nil
-local caps = KEYS[14] and redis.call('EXISTS', KEYS[14]) == 1 and KEYS[14] or nil
-local typed = KEYS[15] and redis.call('EXISTS', KEYS[15]) == 1 and KEYS[15] or nil
+local caps = has(KEYS[14]) and KEYS[14] or nil
+local typed = has(KEYS[15]) and KEYS[15] or nil
 if typed then max_n = n_start end
 if max_n <= 0 then
   register_idle(0)
@@ -222,7 +232,8 @@ else
   popped = redis.call('ZPOPMIN', KEYS[1], max_n)
 end
 local lease = now + lease_ms
-local fair = #popped > 0 and redis.call('HGET', fair_key(base), 'on') == '1'
+local fair = #popped > 0 and any_setting and redis.call('HGET', fair_key(base), 'on') == '1'
+local indexed = {} -- score, id pairs for the active set: one ZADD for the batch
 for j = 1, #popped, 2 do
   local id = popped[j]
   local tk = task_key(base, id)
@@ -251,12 +262,13 @@ for j = 1, #popped, 2 do
         'dlv', dlv)
     end
     if f[9] then redis.call('HDEL', tk, 'progress', 'pmsg') end -- progress.lua sets both
-    redis.call('ZADD', KEYS[2], lease, id)
+    indexed[#indexed + 1], indexed[#indexed + 2] = lease, id
     if f[12] then cgroup_hold(base, f[12], id, lease, lease_ms) end
     if fair then fair_leased(base, f[12], popped[j + 1]) end
     add_entry(out, id, f, attempts, reserved, token_of(worker, dlv))
   end
 end
+zadd_pairs(KEYS[2], indexed)
 publish(channel, 'active', leased, now)
 publish(channel, 'expired', missed, now)
 if request ~= '' and #out > 1 then
