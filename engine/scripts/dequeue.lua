@@ -5,7 +5,8 @@
 --       14 concurrency group limits, 15 task types with a rate limit of their own (both optional;
 --       see pick_eligible in _lib.lua), 16 batch sizes and delays per task type (optional; see
 --       batch_pick in _lib.lua)
--- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit,
+-- ARGV: 1 base, 2 channel, 3 max tasks, 4 lease_ms, 5 worker id, 6 maintenance batch limit
+--       (0: no maintenance this call, see below),
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
 --       11 retention ms of cancelled (and expired) tasks, 12 slots the worker holds for a hand-off
@@ -43,6 +44,10 @@
 -- task of it starting now whatever ARGV[3] asks (the worker calls one handler with the list);
 -- none reserved, no hand-off registered, no rate limit or group limit applied. When no batch
 -- is ready, the reply says when the oldest one is due: {{now, ms, 'batch'}}.
+-- Maintenance (the promotion of due scheduled and retry tasks, lease recovery) scans up to
+-- ARGV[6] entries of each set; a worker asks for it on a timer (engine.worker.driver), not on
+-- every call of its hot path (three scans a call). When a scan filled its limit (more may be
+-- due), the reply's head is 'more' instead of now, and the worker asks again at once.
 -- Returns: {now, id1, type, payload, priority, max_retry, timeout_ms, attempts, meta, v,
 --           reserved ('1'/'0'), token, id2, ...}; or {{now, ms until the next token}} when the
 --           queue's rate limit held back pending tasks, {{now, ms, 1}} when its task types' did
@@ -106,8 +111,10 @@ end
 
 -- due scheduled and retry tasks become pending (or expired, their deadline passed)
 local promoted, missed = {}, {}
-for k, src in ipairs({KEYS[3], KEYS[4]}) do
+local left_behind = false -- a scan filled its limit: more may be due
+for k, src in ipairs(limit > 0 and {KEYS[3], KEYS[4]} or {}) do
   local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
+  if #due >= limit then left_behind = true end
   for _, id in ipairs(due) do
     redis.call('ZREM', src, id)
     if past_deadline(redis.call('HGET', task_key(base, id), 'exp'), now) then
@@ -127,7 +134,8 @@ missed = {}
 
 -- leases that ran out: the worker died or hung. Each delivery counts as an attempt, so a task
 -- that kills its worker every time goes dead instead of crashing workers forever.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+local expired = limit > 0 and redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit) or {}
+if limit > 0 and #expired >= limit then left_behind = true end
 local recovered, buried, cancelled = {}, {}, {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
@@ -181,7 +189,7 @@ local function has(key)
   return any_setting and key ~= nil and redis.call('EXISTS', key) == 1
 end
 
-local out = {now}
+local out = {left_behind and 'more' or now}
 if max_n <= 0 or has(KEYS[5]) then
   register_idle(0)
   return out

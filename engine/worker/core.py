@@ -132,6 +132,8 @@ class WorkerCore:
         self._seq = 0
         self._wake_seq = 0
         self._fetch_now = True
+        self._maintain: set[str] = set(config.queues)
+        """Queues whose next dequeue runs the maintenance scans (``on_maintenance_due``)."""
         self._stop_at: float | None = None
         self._grace_s = config.grace_s
 
@@ -181,6 +183,11 @@ class WorkerCore:
         """The poll interval passed with no wake-up: look for work anyway."""
         self._fetch_now = True
         self._release_held_by_type()
+
+    def on_maintenance_due(self) -> None:
+        """The maintenance interval passed: each queue's next dequeue promotes due tasks and
+        recovers expired leases too (three scans a call, not worth paying on every call)."""
+        self._maintain.update(self.config.queues)
 
     def on_work_arrived(self) -> None:
         """A hint that tasks arrived (pub/sub); one landing during an exchange is not lost."""
@@ -440,6 +447,8 @@ class WorkerCore:
                 self._taken(effects, request.queue, reply)
             elif isinstance(request, Dequeue):
                 self._dequeue_ids.pop(request.queue, None)
+                if request.maintain and not protocol.maintenance_left(reply):
+                    self._maintain.discard(request.queue)
                 leased = self._leased(effects, protocol.parse_dequeue(request.queue, reply))
                 got += leased
                 held = protocol.parse_throttle(reply)
@@ -523,7 +532,15 @@ class WorkerCore:
         request_id = self._request_id(queue)
         held = self.takes.held.get(queue, 0)
         return Dequeue(
-            self._rid(), queue, max_tasks, self.config.lease_ms, start_now, self.handoff_ms, request_id, held
+            self._rid(),
+            queue,
+            max_tasks,
+            self.config.lease_ms,
+            start_now,
+            self.handoff_ms,
+            request_id,
+            held,
+            queue in self._maintain,
         )
 
     def _request_id(self, queue: str) -> str:

@@ -81,6 +81,9 @@ class Dequeue:
     request_id: str
     held: int = 0
     """Slots held for a hand-off by this queue's inbox loop (a ``Take`` in flight)."""
+    maintain: bool = True
+    """Run the queue's maintenance scans too (promotion, lease recovery): on a timer, not on
+    every call (``WorkerCore.on_maintenance_due``)."""
 
 
 @dataclass(frozen=True, slots=True)

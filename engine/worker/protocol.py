@@ -19,6 +19,8 @@ from engine.fingerprint import normalise_error
 from engine.ops import Settings, _int, channel, server_time_ms
 
 JOB_WIDTH = 11  # id + 10 fields per leased task in the dequeue reply
+MAINTENANCE_LIMIT = 100
+"""Entries of each set a dequeue's maintenance scans (0: none; see ``dequeue.lua``)."""
 
 
 @dataclass(slots=True)
@@ -50,7 +52,7 @@ def dequeue_call(
     max_tasks: int,
     lease_ms: int,
     worker_id: str,
-    maintenance_limit: int = 100,
+    maintenance_limit: int = MAINTENANCE_LIMIT,
     start_now: int | None = None,
     handoff_ms: int = 0,
     request_id: str = "",
@@ -62,7 +64,8 @@ def dequeue_call(
     With ``request_id`` (unique per worker and queue until its reply arrives), the call leaves a
     receipt (``QueueKeys.receipt``): sent again after its reply was lost, it returns the tasks
     the first copy leased instead of leasing more. ``held``: slots the worker's inbox loop holds
-    for a hand-off (``take_calls``), offered to enqueues beside the free ones."""
+    for a hand-off (``take_calls``), offered to enqueues beside the free ones.
+    ``maintenance_limit`` 0 skips the promotion and recovery scans (``maintenance_left``)."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -179,6 +182,19 @@ class HeldBack(NamedTuple):
     wait_ms: int
     """ms until the next token, or until the oldest batch is due"""
     reason: HoldReason
+
+
+MAINTENANCE_LEFT = "more"
+"""A dequeue reply's head when a maintenance scan filled its limit (more may be due)."""
+
+
+def maintenance_left(reply: Sequence[Any]) -> bool:
+    """Whether the dequeue's maintenance may have left due work behind: a scan filled its
+    limit, or the reply is a held-back one (whose head carries no such word)."""
+    head = reply[0] if reply else None
+    if isinstance(head, list | tuple):
+        return True
+    return head is not None and _text(head) == MAINTENANCE_LEFT
 
 
 def parse_throttle(reply: Sequence[Any]) -> HeldBack | None:

@@ -186,8 +186,19 @@ TABLE = cases(
             "b": {**TASK, "state": "scheduled", "due": "now-2000"},
         },
         args={"max_tasks": 0, "maintenance_limit": 1},
-        reply=[RECENT],
+        reply=["more"],  # the scan filled its limit: the worker asks again at once
         after={"a": {"state": "pending"}, "b": {"state": "scheduled"}},
+    ),
+    Case(
+        "maintenance limit 0: nothing promoted or recovered, pending tasks still leased",
+        before={
+            "a": {**TASK, "state": "scheduled", "due": "now-3000"},
+            "b": expired(attempts="1"),
+            "c": PENDING,
+        },
+        args={"max_tasks": 1, "maintenance_limit": 0},
+        reply=[RECENT, *entry("c", 1, "0", f"{WORKER}#1")],
+        after={"a": {"state": "scheduled"}, "b": {"state": "active", "worker": "w0"}, "c": STARTED},
     ),
     # ------------------------------------------------------------------------- recovery
     Case(

@@ -532,3 +532,34 @@ def test_a_worker_holds_work_while_anything_runs_waits_or_is_unsent() -> None:
     answer(c, exchange(c), dequeue=started("c"))
     done(c, "c")
     assert not c.running and c.holds_work  # its ack, unsent
+
+
+# ------------------------------------------------------------------------ maintenance on a timer
+
+
+def test_maintenance_rides_on_the_first_dequeue_then_only_when_due() -> None:
+    c = make()
+    maintained = []
+    for due in (False, False, True):
+        if due:
+            c.on_maintenance_due()
+        c.on_work_arrived()
+        ex = exchange(c)
+        (dq,) = requests_of(ex, Dequeue)
+        maintained.append(dq.maintain)
+        answer(c, ex, dequeue=[0])
+    # a worker's first round promotes and recovers; the hot path then skips the three scans
+    assert maintained == [True, False, True]
+
+
+def test_a_scan_that_filled_its_limit_or_a_lost_reply_keeps_maintenance_due() -> None:
+    c = make()
+    c.on_failure(exchange(c).xid, FailureKind.UNAVAILABLE, 0.0)  # no reply: the scans may not have run
+    c.on_work_arrived()
+    again = exchange(c)
+    (dq,) = requests_of(again, Dequeue)
+    assert dq.maintain
+    answer(c, again, dequeue=["more"])  # more may be due than the limit took
+    c.on_work_arrived()
+    (dq,) = requests_of(c.next_exchange(), Dequeue)
+    assert dq.maintain
