@@ -60,7 +60,14 @@ class RediqAdapter:
 
         # WORKER_EVENT_LOOP=asyncio compares against the default (uvloop when installed)
         loop = os.environ.get("WORKER_EVENT_LOOP", "auto")
-        options = WorkerOptions(queues=[QUEUE], concurrency=10, event_loop=loop)
+        # BENCH_PREFETCH=0 measures a worker without the prefetch allowance (default: concurrency)
+        prefetch = os.environ.get("BENCH_PREFETCH")
+        options = WorkerOptions(
+            queues=[QUEUE],
+            concurrency=10,
+            prefetch=None if prefetch is None else int(prefetch),
+            event_loop=loop,
+        )
         Worker(registry, self.url, options).run_forever()
 
     def worker_supervised(self, processes: int) -> None:
