@@ -3,7 +3,7 @@
     python bench/flow.py --n 5000 --repeat 3
 
 On a private Valkey (loopback, persistence off), per run and per mode, in alternating order
-(none, limit; limit, none; ...), one in-process worker (concurrency 10, prefetch 10, the
+(none, limit; limit, none; ...), one in-process worker (concurrency 10, prefetch 0, the
 defaults) drains N pre-enqueued no-op tasks. ``limit`` sets the queue's rate limit to
 1,000,000/s with a burst of 1,000,000 (it never binds: every dequeue is checked and charged).
 Printed per mode: the median drain rate (tasks/s) over the runs with its range, the median

@@ -10,7 +10,7 @@ from bench.libs import QUEUE
 class RediqAdapter:
     name = "rediq"
     has_batch = True
-    config = "1 asyncio worker, concurrency 10, prefetch 10 (default), leases+history+events on"
+    config = "1 asyncio worker, concurrency 10, prefetch 0 (default), leases+history+events on"
     def_handler = True
     """The no-op can be a plain ``def`` (run in the worker's threads): ``BENCH_HANDLER=def``."""
 
@@ -60,7 +60,7 @@ class RediqAdapter:
 
         # WORKER_EVENT_LOOP=asyncio compares against the default (uvloop when installed)
         loop = os.environ.get("WORKER_EVENT_LOOP", "auto")
-        # BENCH_PREFETCH=0 measures a worker without the prefetch allowance (default: concurrency)
+        # BENCH_PREFETCH=10 measures a worker with a prefetch allowance (the default until 2026-12-04)
         prefetch = os.environ.get("BENCH_PREFETCH")
         options = WorkerOptions(
             queues=[QUEUE],

@@ -32,7 +32,10 @@ class WorkerOptions:
     """None: strict priority in the order of ``queues``. Otherwise the fetch order is drawn by
     weight each round, so lower-weight queues are never starved."""
     prefetch: int | None = None
-    """Tasks leased beyond free slots to hide round-trip latency (default: ``concurrency``)."""
+    """Tasks leased beyond free slots, reserved (uncharged) until a slot frees. Default (None):
+    0. A reserved task runs only once its start mark's reply is back: the round trip a dequeue
+    for the free slot takes too, so prefetching hides no latency; it costs Valkey two commands
+    per task (``start.lua``) and holds tasks another worker could run."""
     poll_interval_s: float = defaults.POLL_INTERVAL_S
     """Idle poll when no event woke the worker; also bounds how late a delayed task starts."""
     heartbeat_s: float | None = None
@@ -88,7 +91,7 @@ class Effective:
         return cls(
             queues=tuple(options.queues),
             concurrency=options.concurrency,
-            prefetch=options.concurrency if options.prefetch is None else options.prefetch,
+            prefetch=0 if options.prefetch is None else options.prefetch,
             lease_s=options.lease_s,
             grace_s=options.grace_s,
             weights=dict(options.weights) if options.weights else None,

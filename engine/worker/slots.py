@@ -54,15 +54,12 @@ class Slots:
 
     @property
     def capacity(self) -> int:
-        """How many more tasks the worker may lease: free slots plus the prefetch allowance."""
-        return (
-            self.concurrency
-            + self.prefetch
-            - len(self.running)
-            - len(self.buffer)
-            - self.handoff_starting
-            - self.held_for_take
-        )
+        """How many more tasks the worker may lease: free slots, those a take holds, plus the
+        prefetch allowance. A held slot counts: a task a dequeue leases while the take waits
+        (one that falls due, or is grouped: not handed off) comes reserved, and the take is
+        ended to start it (``Takes.to_wake``). Without prefetch, a worker whose every free slot
+        a take held leased nothing until the take came back."""
+        return self.concurrency + self.prefetch - len(self.running) - len(self.buffer) - self.handoff_starting
 
     def reserve(self, jobs: Sequence[Job]) -> None:
         for job in jobs:

@@ -157,7 +157,8 @@ def test_a_task_prefetched_next_to_a_poison_task_still_runs(
     poison = client.enqueue("exit", None, queue="crash", max_retry=0, priority=0)
     innocent = client.enqueue("quick", None, queue="crash", max_retry=0, priority=10)
     for n in range(4):
-        proc = spawn_worker(redis_url, APP, "crash", "1", "1", "1", log_path=tmp_path / f"w{n}.log")
+        # one slot, one prefetched: the innocent task is leased reserved beside the poison
+        proc = spawn_worker(redis_url, APP, "crash", "1", "1", "1", "1", log_path=tmp_path / f"w{n}.log")
         try:
             proc.wait(6)
         except Exception:  # noqa: BLE001 - alive: nothing (left) to crash on

@@ -1,5 +1,5 @@
 """A worker in its own process for crash tests:
-``worker_main.py URL APP QUEUES [lease_s] [grace_s] [concurrency]``."""
+``worker_main.py URL APP QUEUES [lease_s] [grace_s] [concurrency] [prefetch]``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ if __name__ == "__main__":
     lease_s = float(sys.argv[4]) if len(sys.argv) > 4 else 30.0
     grace_s = float(sys.argv[5]) if len(sys.argv) > 5 else 30.0
     concurrency = int(sys.argv[6]) if len(sys.argv) > 6 else 4
+    prefetch = int(sys.argv[7]) if len(sys.argv) > 7 else None
     options = WorkerOptions(
-        queues=queues, concurrency=concurrency, lease_s=lease_s, grace_s=grace_s, heartbeat_s=lease_s / 3
+        queues=queues,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        lease_s=lease_s,
+        grace_s=grace_s,
+        heartbeat_s=lease_s / 3,
     )
     sys.exit(Worker(load_app(app), url, options).run_forever())

@@ -247,7 +247,7 @@ class FaultMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ producers
 
-    @initialize(concurrency=st.integers(1, 3), prefetch=st.sampled_from([0, 1, None]), handoff=st.booleans())
+    @initialize(concurrency=st.integers(1, 3), prefetch=st.sampled_from([0, 1, 3]), handoff=st.booleans())
     def first_worker(self, concurrency: int, prefetch: int | None, handoff: bool) -> None:
         self._step(self._start_worker(concurrency, prefetch, handoff))
 
@@ -314,7 +314,7 @@ class FaultMachine(RuleBasedStateMachine):
     # or stalls whichever worker runs it, which depends on timing (Hypothesis must draw the same
     # data when it replays an example). A rule with nothing to act on does nothing.
 
-    @rule(concurrency=st.integers(1, 3), prefetch=st.sampled_from([0, 1, None]), handoff=st.booleans())
+    @rule(concurrency=st.integers(1, 3), prefetch=st.sampled_from([0, 1, 3]), handoff=st.booleans())
     def start_worker(self, concurrency: int, prefetch: int | None, handoff: bool) -> None:
         if len(self._live()) >= MAX_LIVE_WORKERS or len(self.workers) >= MAX_WORKERS:
             self._step()

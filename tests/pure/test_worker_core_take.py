@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.worker.core import Dequeue, Exchange, FailureKind, Fenced, Take, WorkerCore
+from engine.worker.core import Dequeue, Exchange, FailureKind, Fenced, Start, Take, WorkerCore
 from engine.worker.messages import ExchangeKind
 from tests.pure.test_worker_core import W, answer, dequeued, make, requests_of, runs, task
 
@@ -137,13 +137,24 @@ def test_a_held_slot_wanted_elsewhere_is_woken_once() -> None:
 
 
 def test_a_one_slot_worker_offers_its_held_slot_and_starts_nothing_else_meanwhile() -> None:
+    """Without prefetch, the slot a take holds is still room for a lease: a task that comes by
+    another way than a hand-off (one falling due, a grouped one) is leased reserved, never
+    started beside the take, and the take is ended so that it starts. (Before, such a worker
+    leased nothing until its take came back: up to a whole wait late.)"""
     c = make(concurrency=1, prefetch=0)
     drained(c)
-    take(c)
+    waiting = take(c)
     c.on_work_arrived()
-    assert not c.wants_exchange()  # no room: the slot waits for the hand-off
-    c.on_idle_poll()
+    ex = c.next_exchange()
+    assert ex is not None
+    (dq,) = requests_of(ex, Dequeue)
+    assert (dq.max_tasks, dq.start_now, dq.held) == (1, 0, 1)  # offers the held slot, starts nothing
     assert c.take_exchange("q", 1.0) is None
+    answer(c, ex, dequeue=dequeued(task("d", reserved=True)))
+    assert not c.running and c.holds_to_end() == ["q"]
+    assert runs(answer(c, waiting, take=[])) == []  # woken, it came back empty: the slot is free
+    (start,) = requests_of(c.next_exchange(), Start)
+    assert [j.id for j in start.jobs] == ["d"]
 
 
 def test_a_take_without_the_wait_holds_no_slot_and_waits_for_one_in_flight() -> None:

@@ -26,7 +26,7 @@ def test_a_second_signal_cuts_the_grace_period_without_touching_the_callers_opti
 def test_effective_values_are_derived_once_and_frozen() -> None:
     options = WorkerOptions(queues=["a", "b"], concurrency=4, lease_s=9.0)
     effective = Effective.of(options)
-    assert (effective.queues, effective.prefetch, effective.heartbeat_s) == (("a", "b"), 4, 3.0)
+    assert (effective.queues, effective.prefetch, effective.heartbeat_s) == (("a", "b"), 0, 3.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         effective.grace_s = 0  # type: ignore[misc]
     options.queues.append("c")  # the caller's list is theirs: the worker keeps its own copy
