@@ -71,8 +71,9 @@ async def test_hung_sync_handlers_keep_their_slots_and_leases_until_their_thread
 
     client = Client(redis_url)
     hung = [client.enqueue("hang", None, queue="h", timeout=0.3, max_retry=1) for _ in range(2)]
+    # prefetch 2: the healthy task below is leased reserved while both slots are held
     async with running_worker(
-        registry, redis_url, ["h"], concurrency=2, lease_s=1.0, poll_interval_s=0.05
+        registry, redis_url, ["h"], concurrency=2, prefetch=2, lease_s=1.0, poll_interval_s=0.05
     ) as worker:
         # both handlers ran past their deadline: the worker says so, in its registry entry too
         await wait_until(lambda: [w.overdue for w in client.call(inspect.workers)] == [2])
