@@ -183,8 +183,10 @@ def _brief(key: str, out: dict[str, Any]) -> str:
         batch = out.get("enqueue_batch")
         return f"single {out['enqueue_single']:,.0f}/s, batch {f'{batch:,.0f}/s' if batch else 'n/a'}"
     if (key.startswith("drain") or key.startswith("sup")) and "drain" in out:
-        cpu = out.get("worker_cpu_us")
+        cpu, server, busy = out.get("worker_cpu_us"), out.get("server_cpu_us"), out.get("cores_busy")
         per_task = f", worker CPU {cpu:.0f} µs/task" if cpu else ""
+        if server is not None and busy is not None:
+            per_task += f", Valkey CPU {server:.0f} µs/task, {busy:.2f} cores busy"
         return f"{out['drain']:,.0f} tasks/s ({out['drained']}/{out['enqueued']}){per_task}"
     if key == "latency" and "p99_ms" in out:
         return f"p50 {out['p50_ms']:.2f} p95 {out['p95_ms']:.2f} p99 {out['p99_ms']:.2f} ms"

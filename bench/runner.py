@@ -94,6 +94,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def server_cpu_seconds(url: str) -> float:
+    """CPU time (user + system, all its threads) of the Valkey at ``url`` so far."""
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def wait_count(target: int, deadline: float, on_first: Any = None) -> tuple[int, float | None, float | None]:
     """Poll the shared counter until ``target`` tasks finished or the deadline passes; return
     (count, time of first completion, time of last observed increase). ``on_first()`` is
@@ -161,12 +167,15 @@ def w_drain(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, A
     started = time.perf_counter()
     workers = start_workers(args.lib, url, 1 if args.processes else args.procs, args.processes)
     pids = [w.pid for w in workers]
-    cpu: list[tuple[int, float]] = []  # (tasks done, worker CPU seconds) at first and last completion
+    # (tasks done, worker CPU seconds, Valkey CPU seconds) at the first and the last completion
+    cpu: list[tuple[int, float, float]] = []
+
+    def mark() -> None:
+        cpu.append((record.count(), cpu_seconds(pids), server_cpu_seconds(url)))
+
     try:
-        count, first, last = wait_count(
-            n, time.perf_counter() + args.seconds, lambda: cpu.append((record.count(), cpu_seconds(pids)))
-        )
-        cpu.append((record.count(), cpu_seconds(pids)))
+        count, first, last = wait_count(n, time.perf_counter() + args.seconds, mark)
+        mark()
     finally:
         stop_workers(workers)
     rate = (count - 1) / (last - first) if first is not None and last is not None and last > first else 0.0
@@ -178,6 +187,10 @@ def w_drain(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, A
     procs = args.processes or args.procs
     done = cpu[-1][0] - cpu[0][0] if len(cpu) == 2 else 0
     cpu_us = (cpu[-1][1] - cpu[0][1]) / done * 1e6 if done > 0 else None
+    server_us = (cpu[-1][2] - cpu[0][2]) / done * 1e6 if done > 0 else None
+    # cores the drain kept busy (workers and Valkey): on a machine with C cores, more worker
+    # processes can add at most C / busy of this rate (issue 20 point 1b)
+    busy = (cpu_us + server_us) * rate / 1e6 if cpu_us is not None and server_us is not None else None
     return {
         "drain": rate,
         "drained": count,
@@ -186,6 +199,8 @@ def w_drain(adapter: Adapter, url: str, args: argparse.Namespace) -> dict[str, A
         "complete": count >= n,
         "timed_from_start": from_start,
         "worker_cpu_us": cpu_us,
+        "server_cpu_us": server_us,
+        "cores_busy": busy,
     }
 
 

@@ -40,6 +40,9 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
     # drain1def: a plain def no-op; sup1/sup2: rediq-worker --processes 1 and 2
     for key in ("drain1", "drain2", "drain1def", "sup1", "sup2"):
         assert data[key]["drain"] > 0 and data[key]["complete"], data[key]
+        # Valkey's CPU per task and the cores kept busy come with the worker's CPU per task
+        if data[key]["worker_cpu_us"] is not None:
+            assert data[key]["server_cpu_us"] >= 0 and data[key]["cores_busy"] > 0, data[key]
     assert data["sup2"]["procs"] == 2
     assert 0 < data["latency"]["p50_ms"] <= data["latency"]["p99_ms"]
     commands = data["commands"]
