@@ -28,7 +28,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
 from engine.errors import AuthFailed, ConnectionFailed, ReadOnlyError
-from engine.held_connection import HeldConnection
+from engine.held_connection import AsyncHeldConnection, HeldConnection
 from engine.lua import ScriptMode
 
 _hiredis_pack: Any
@@ -495,6 +495,7 @@ class AsyncBackend:
     def __init__(self, client: aioredis.Redis, script_mode: ScriptMode | None = None) -> None:
         self.redis = client  # also accepts asyncio RedisCluster
         self._direct = _Direct(client)
+        self._held = AsyncHeldConnection(self._direct.pool) if self._direct.pool is not None else None
         self.script_mode = script_mode if script_mode is not None else lua.script_mode()
 
     async def run(self, op: Op[T]) -> T:
@@ -604,16 +605,17 @@ class AsyncBackend:
         return list(await pipe.execute(raise_on_error=False))
 
     async def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
-        pool = self._direct.pool
-        assert pool is not None
-        conn = await pool.get_connection()
+        assert self._held is not None
         mode = self.script_mode
-        try:
+
+        async def use(conn: Any) -> list[Any]:
             return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
                 lambda: _exchange_async(conn, calls, streamed, mode), lambda _: conn.disconnect()
             )
-        finally:
-            await pool.release(conn)
+
+        return await self._held.run(use)
 
     async def close(self) -> None:
+        if self._held is not None:
+            await self._held.give_back()
         await self.redis.aclose()
