@@ -89,7 +89,7 @@ async def run_batch(worker: Worker, jobs: Sequence[Job], definition: TaskDef, ct
             error = runners.describe(exc)
             done[job.id] = HandlerDone(job, Outcome.DEAD, "", error, "", 0.0, FailMode.PERMANENT)
     timeout_s = jobs[0].timeout_s
-    deadline = asyncio.timeout(timeout_s)
+    deadline = worker.deadlines.start(timeout_s)
     try:
         if items:
             async with deadline:

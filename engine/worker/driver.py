@@ -35,6 +35,7 @@ from engine.registry import Registry
 from engine.worker import batches, core, execute, loops, protocol
 from engine.worker.context import TaskContext, TaskOutcome
 from engine.worker.core import FencedCall, StopReason, WorkerCore
+from engine.worker.deadlines import Deadlines
 from engine.worker.options import HANDOFF_MS, STOP_FLUSH_S, Effective, WorkerOptions, loop_factory
 from engine.worker.protocol import Job
 from engine.worker.runners import HandlerRunner, keep_running
@@ -88,6 +89,8 @@ class Worker:
         )
         self._listeners: list[Callable[[TaskOutcome], None]] = []
         self._running: dict[str, tuple[Job, asyncio.Task[None], TaskContext]] = {}
+        self.deadlines = Deadlines()
+        """The running handlers' time limits, watched by one timer (engine.worker.deadlines)."""
         self.fenced = 0
         """Calls about a task refused because their delivery was over (counted per task)."""
         self._fence_listeners: list[Callable[[str, FencedCall, int], None]] = []

@@ -36,8 +36,8 @@ async def run_task(worker: Worker, job: Job, ctx: TaskContext) -> None:
     outcome, error, result_json = Outcome.COMPLETED, "", ""
     exc_for_after: BaseException | None = None
     mode, delay, trace = FailMode.RETRY, 0.0, ""
-    # asyncio.timeout, not wait_for: no second task and future per attempt (hot path)
-    deadline = asyncio.timeout(job.timeout_s)
+    # one timer for the worker's earliest deadline, not one per task (engine.worker.deadlines)
+    deadline = worker.deadlines.start(job.timeout_s)
     try:
         if definition is None:
             _defer_unknown(worker, job)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from engine.errors import InvalidConfig, Permanent, RediqError, Retryable, StartupFailed
 from engine.tasklog import level_of
 from engine.tracebacks import format_handler_traceback
+from engine.worker.deadlines import Deadline
 
 log = logging.getLogger("rediq.worker")
 
@@ -543,7 +544,7 @@ class HandlerRunner:
         ctx: Any,
         payload: Any,
         on_progress: Callable[[float, str], None],
-        deadline: asyncio.Timeout,
+        deadline: Deadline,
         timeout_s: float,
     ) -> Any:
         """Run a sync handler under ``deadline``. If this task is cancelled (the deadline, a
