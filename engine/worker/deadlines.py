@@ -51,7 +51,9 @@ class Deadline:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._watch.discard(self)
-        task = self._task
+        # forgotten with the block: a reschedule() after it (a runner's late callback) must not
+        # register the limit again and cancel whatever the task is doing by then
+        task, self._task = self._task, None
         if self._expired and task is not None:
             # the cancellation was ours: take it back, and report it as the time limit
             if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
@@ -62,7 +64,8 @@ class Deadline:
         return self._expired
 
     def reschedule(self, when: float | None) -> None:
-        """Set the limit to loop time ``when``; None suspends it. No effect once expired."""
+        """Set the limit to loop time ``when``; None suspends it. No effect once expired or
+        once the block has ended."""
         if self._expired:
             return
         self.when = when

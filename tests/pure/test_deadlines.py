@@ -56,6 +56,18 @@ async def test_a_block_that_ended_in_time_is_never_cancelled_afterwards() -> Non
     assert len(deadlines) == 0
 
 
+async def test_a_reschedule_after_the_block_ended_does_not_bring_the_limit_back() -> None:
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    deadline = deadlines.start(5)
+    async with deadline:
+        pass
+    deadline.reschedule(loop.time() + 0.02)
+    assert len(deadlines) == 0
+    await asyncio.sleep(0.1)  # past the new time: would raise CancelledError if it fired
+    assert not deadline.expired()
+
+
 class _CountingDeadlines(Deadlines):
     """Counts the timers armed."""
 
