@@ -28,6 +28,7 @@ from redis.exceptions import ReadOnlyError as RedisReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine import lua
+from engine.deadlines import Deadlines
 from engine.errors import AuthFailed, ConnectionFailed, ReadOnlyError
 from engine.held_connection import AsyncHeldConnection, HeldConnection
 from engine.lua import ScriptMode
@@ -297,21 +298,32 @@ async def _read_reply_async(conn: Any) -> Any:
         return exc
 
 
-async def _exchange_async(conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode) -> list[Any]:
-    """``_exchange`` on an asyncio connection, under one timer. With a socket timeout, redis-py
+async def _exchange_async(
+    conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode, deadlines: Deadlines
+) -> list[Any]:
+    """``_exchange`` on an asyncio connection, its time limit kept in ``deadlines`` (one loop
+    timer for all of a backend's round trips, engine.deadlines). With a socket timeout, redis-py
     arms a timeout for every reply it reads and runs every write in a task of its own
     (``wait_for``): a fifth to a quarter of a small round trip's client CPU. The connection
-    (held by this caller alone) goes without it for the exchange, and ``_ReplyTimer`` gives
-    each reply the socket timeout instead; its expiry is redis-py's ``TimeoutError``, the
-    connection dropped."""
+    (held by this caller alone) goes without it for the exchange; each reply must come within
+    the socket timeout of the previous one instead, or the call fails with redis-py's
+    ``TimeoutError`` and the connection is dropped."""
     limit = conn.socket_timeout
     if not limit:
         return await _exchange_steps(conn, calls, streamed, mode, None)
     conn.socket_timeout = None
+    deadline = deadlines.start(limit)
+    loop = asyncio.get_running_loop()
+
+    def replied() -> None:  # the next reply gets the whole socket timeout again
+        deadline.reschedule(loop.time() + limit)
+
     try:
-        async with asyncio.timeout(limit) as timeout:
-            return await _exchange_steps(conn, calls, streamed, mode, _ReplyTimer(timeout, limit))
-    except TimeoutError:  # (the builtin: the timer's; redis-py's own is a RedisError)
+        async with deadline:
+            return await _exchange_steps(conn, calls, streamed, mode, replied)
+    except TimeoutError:
+        if not deadline.expired():  # (redis-py raises its own TimeoutError, not the builtin)
+            raise
         await conn.disconnect(nowait=True)
         where = getattr(conn, "path", "") or f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
         raise RedisTimeoutError(f"Timeout reading from {where}") from None
@@ -319,32 +331,13 @@ async def _exchange_async(conn: Any, calls: Sequence[Call], streamed: bool, mode
         conn.socket_timeout = limit
 
 
-class _ReplyTimer:
-    """Each reply within the socket timeout of the previous one, to a tenth of it: re-arming
-    costs ~5 µs, so the timer moves only once that tenth has passed since it was last armed (a
-    pipeline's later replies mostly come in the same packet)."""
-
-    __slots__ = ("_armed_at", "_limit", "_loop", "_timeout")
-
-    def __init__(self, timeout: asyncio.Timeout, limit: float) -> None:
-        self._timeout, self._limit = timeout, limit
-        self._loop = asyncio.get_running_loop()
-        self._armed_at = self._loop.time()
-
-    def replied(self) -> None:
-        now = self._loop.time()
-        if now - self._armed_at >= self._limit / 10:
-            self._timeout.reschedule(now + self._limit)
-            self._armed_at = now
-
-
 async def _exchange_steps(
-    conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode, timer: _ReplyTimer | None
+    conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode, replied: Callable[[], None] | None
 ) -> list[Any]:
     async def reply() -> Any:
         got = await _read_reply_async(conn)
-        if timer is not None:
-            timer.replied()
+        if replied is not None:
+            replied()
         return got
 
     if not streamed:
@@ -547,6 +540,8 @@ class AsyncBackend:
         self._direct = _Direct(client)
         self._held = AsyncHeldConnection(self._direct.pool) if self._direct.pool is not None else None
         self.script_mode = script_mode if script_mode is not None else lua.script_mode()
+        self._deadlines = Deadlines()
+        """The time limits of the round trips in flight (``_exchange_async``)."""
 
     async def run(self, op: Op[T]) -> T:
         try:
@@ -657,10 +652,11 @@ class AsyncBackend:
     async def _over_one_connection(self, calls: list[Call], streamed: bool) -> list[Any]:
         assert self._held is not None
         mode = self.script_mode
+        deadlines = self._deadlines
 
         async def use(conn: Any) -> list[Any]:
             return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
-                lambda: _exchange_async(conn, calls, streamed, mode), lambda _: conn.disconnect()
+                lambda: _exchange_async(conn, calls, streamed, mode, deadlines), lambda _: conn.disconnect()
             )
 
         return await self._held.run(use)

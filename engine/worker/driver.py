@@ -29,13 +29,13 @@ from typing import Any, assert_never
 from engine import batching, cron, declarations, flow, lifecycle, ops, tasklog
 from engine.backend import AsyncBackend, Batch, Call, cmd, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
+from engine.deadlines import Deadlines
 from engine.errors import ReadOnlyError, RediqError
 from engine.ops import Settings
 from engine.registry import Registry
 from engine.worker import batches, core, execute, loops, protocol
 from engine.worker.context import TaskContext, TaskOutcome
 from engine.worker.core import FencedCall, StopReason, WorkerCore
-from engine.worker.deadlines import Deadlines
 from engine.worker.options import HANDOFF_MS, STOP_FLUSH_S, Effective, WorkerOptions, loop_factory
 from engine.worker.protocol import Job
 from engine.worker.runners import HandlerRunner, keep_running
@@ -90,7 +90,7 @@ class Worker:
         self._listeners: list[Callable[[TaskOutcome], None]] = []
         self._running: dict[str, tuple[Job, asyncio.Task[None], TaskContext]] = {}
         self.deadlines = Deadlines()
-        """The running handlers' time limits, watched by one timer (engine.worker.deadlines)."""
+        """The running handlers' time limits, watched by one timer (engine.deadlines)."""
         self.fenced = 0
         """Calls about a task refused because their delivery was over (counted per task)."""
         self._fence_listeners: list[Callable[[str, FencedCall, int], None]] = []

@@ -36,7 +36,7 @@ async def run_task(worker: Worker, job: Job, ctx: TaskContext) -> None:
     outcome, error, result_json = Outcome.COMPLETED, "", ""
     exc_for_after: BaseException | None = None
     mode, delay, trace = FailMode.RETRY, 0.0, ""
-    # one timer for the worker's earliest deadline, not one per task (engine.worker.deadlines)
+    # one timer for the worker's earliest deadline, not one per task (engine.deadlines)
     deadline = worker.deadlines.start(job.timeout_s)
     try:
         if definition is None:

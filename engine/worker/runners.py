@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
+from engine.deadlines import Deadline
 from engine.errors import InvalidConfig, Permanent, RediqError, Retryable, StartupFailed
 from engine.tasklog import level_of
 from engine.tracebacks import format_handler_traceback
-from engine.worker.deadlines import Deadline
 
 log = logging.getLogger("rediq.worker")
 

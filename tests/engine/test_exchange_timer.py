@@ -1,9 +1,9 @@
-"""An asyncio exchange runs under one timer (engine.backend._exchange_async): redis-py's own
-socket timeout armed a timeout for every reply and ran every write in a task of its own. What
-must stay true: a server that stops answering fails the call within the socket timeout (and
-the connection is dropped, not reused), replies spaced out over more than the socket timeout
-in all still arrive as long as each comes within it, and the connection gets its socket
-timeout back for redis-py's own calls."""
+"""An asyncio exchange's time limit is kept by the backend's one loop timer (engine.deadlines,
+engine.backend._exchange_async): redis-py's own socket timeout armed a timeout for every reply
+and ran every write in a task of its own. What must stay true: a server that stops answering
+fails the call within the socket timeout (and the connection is dropped, not reused), replies
+spaced out over more than the socket timeout in all still arrive as long as each comes within
+it, and the connection gets its socket timeout back for redis-py's own calls."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 
 from engine.backend import Batch, Call
 from engine.client import AsyncClient
+from engine.deadlines import Deadlines
 from engine.errors import ConnectionFailed
 
 
@@ -76,6 +77,28 @@ async def test_an_exchange_arms_no_timeout_per_reply_and_no_task_per_write(
     assert replies == ["a", "b"]
     assert armed == {"read timeouts": 0, "write tasks": 0}
     assert set(_socket_timeouts(short_timeout_client)) == {0.3}
+
+
+class _CountingDeadlines(Deadlines):
+    def __init__(self) -> None:
+        super().__init__()
+        self.arms = 0
+
+    def _arm(self, when: float) -> None:
+        self.arms += 1
+        super()._arm(when)
+
+
+async def test_round_trips_one_after_another_arm_one_timer_between_them(
+    short_timeout_client: AsyncClient,
+) -> None:
+    """Each round trip's limit lies after the one armed: no loop timer is armed or cancelled
+    for it (engine.deadlines)."""
+    deadlines = short_timeout_client.backend._deadlines = _CountingDeadlines()
+    for i in range(20):
+        assert (await short_timeout_client.enqueue("t", i, queue="timer")).status == "new"
+    assert deadlines.arms == 1
+    assert len(deadlines) == 0  # every round trip's limit ended with it
 
 
 async def test_a_server_that_stops_answering_fails_the_call_within_the_socket_timeout(

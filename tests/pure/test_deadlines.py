@@ -1,4 +1,4 @@
-"""Handlers' time limits kept by one loop timer (engine.worker.deadlines): they must behave as
+"""Handlers' time limits kept by one loop timer (engine.deadlines): they must behave as
 ``asyncio.timeout`` did where the worker relies on it, and cost no timer per task."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from engine.worker.deadlines import Deadline, Deadlines
+from engine.deadlines import Deadline, Deadlines
 
 
 async def test_an_expired_deadline_cancels_its_block_and_reports_timeout_error() -> None:

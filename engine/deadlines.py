@@ -1,4 +1,5 @@
-"""Handlers' time limits without a timer per task: one loop timer for the earliest deadline.
+"""Time limits without a timer each: one loop timer for the earliest deadline. The worker keeps
+its handlers' limits here, and the asyncio backend those of its round trips (engine.backend).
 
 ``asyncio.timeout`` arms and cancels a loop timer for every task and keeps a state machine
 around it: about 14 µs of the worker's CPU per task on a slow 2-core machine, close to a tenth
@@ -26,7 +27,7 @@ EARLY_S = 0.001
 
 
 class Deadline:
-    """One handler's time limit: ``async with deadlines.start(timeout_s): ...``."""
+    """One time limit (a handler's, a round trip's): ``async with deadlines.start(timeout_s): ...``."""
 
     __slots__ = ("_cancelling", "_expired", "_task", "_watch", "when")
 
@@ -81,7 +82,7 @@ class Deadline:
 
 
 class Deadlines:
-    """A worker's deadlines, watched by one timer of its loop."""
+    """A worker's (or a backend's) deadlines, watched by one timer of its loop."""
 
     __slots__ = ("_armed_at", "_handle", "_live", "_loop")
 
