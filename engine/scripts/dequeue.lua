@@ -10,7 +10,9 @@
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
 --       11 retention ms of cancelled (and expired) tasks, 12 slots the worker holds for a hand-off
---       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off)
+--       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off), then
+--       pairs: id, token of each hand-off record the worker has received from take.lua (the
+--       confirmations its next take sends)
 -- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
 -- in the HSET that leases it, and the reply carries the delivery's token, which every later
 -- call about the task (start, ack, fail, extend, release, progress) must name.
@@ -97,10 +99,28 @@ end
 -- read before anything below changes state: a script error (an ACL without LLEN) must not
 -- strand tasks it already leased
 local in_inbox = handoff_ms > 0 and redis.call('LLEN', inbox_key(base, worker)) or 0
+-- The held slots are free only while the take waits. A take in flight beside this call may have
+-- started hand-offs in them already (take.lua ran first; its reply had not reached the worker
+-- when it sent this call): its records in the taken list that the worker has not received fill
+-- held slots, which must not be offered to enqueues again (a task handed to a full worker waits
+-- in its inbox until a slot frees, or its lease runs out).
+local function unseen_in_taken()
+  local seen = {}
+  for i = 13, #ARGV, 2 do seen[ARGV[i]] = ARGV[i + 1] end
+  local n = 0
+  for _, item in ipairs(redis.call('LRANGE', taken_key(base, worker), 0, -1)) do
+    local ok, record = pcall(cjson.decode, item) -- ('' is a wake-up, not a record)
+    if ok and type(record) == 'table' and type(record[11]) == 'string' and seen[record[1]] ~= record[11] then
+      n = n + 1
+    end
+  end
+  return math.min(n, held)
+end
+local in_taken = (handoff_ms > 0 and held > 0) and unseen_in_taken() or 0
 
 local function register_idle(free)
   if handoff_ms <= 0 then return end
-  free = free - in_inbox
+  free = free - in_inbox - in_taken
   if free > 0 then
     redis.call('HSET', KEYS[10], worker, free .. ':' .. (now + handoff_ms) .. ':' .. lease_ms)
     redis.call('PEXPIRE', KEYS[10], handoff_ms) -- outlives no registration

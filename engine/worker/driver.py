@@ -412,6 +412,7 @@ class Worker:
                     handoff_ms=request.handoff_ms,
                     request_id=request.request_id,
                     held=request.held,
+                    received=request.received,
                     maintenance_limit=protocol.MAINTENANCE_LIMIT if request.maintain else 0,
                 )
             case core.Start():

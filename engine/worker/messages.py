@@ -84,6 +84,9 @@ class Dequeue:
     maintain: bool = True
     """Run the queue's maintenance scans too (promotion, lease recovery): on a timer, not on
     every call (``WorkerCore.on_maintenance_due``)."""
+    received: tuple[str, ...] = ()
+    """(id, token, ...) of the hand-offs the last take reply brought: those of a take in flight
+    that are not among them fill held slots already (``dequeue.lua``)."""
 
 
 @dataclass(frozen=True, slots=True)

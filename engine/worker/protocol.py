@@ -57,6 +57,7 @@ def dequeue_call(
     handoff_ms: int = 0,
     request_id: str = "",
     held: int = 0,
+    received: Sequence[str] = (),
 ) -> Call:
     """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
     and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
@@ -64,7 +65,9 @@ def dequeue_call(
     With ``request_id`` (unique per worker and queue until its reply arrives), the call leaves a
     receipt (``QueueKeys.receipt``): sent again after its reply was lost, it returns the tasks
     the first copy leased instead of leasing more. ``held``: slots the worker's inbox loop holds
-    for a hand-off (``take_calls``), offered to enqueues beside the free ones.
+    for a hand-off (``take_calls``), offered to enqueues beside the free ones, less the
+    hand-offs a take started in them that the worker has not received: ``received`` (id,
+    token, ...) names those it has (a take's ``confirmed``).
     ``maintenance_limit`` 0 skips the promotion and recovery scans (``maintenance_left``)."""
     qk = settings.keyspace.queue(queue)
     return script_call(
@@ -100,6 +103,7 @@ def dequeue_call(
             request_id,
             int(settings.retention_s * 1000),
             held,
+            *received,
         ],
     )
 

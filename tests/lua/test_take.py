@@ -201,3 +201,40 @@ def test_the_script_runs_once_the_blocked_pop_is_served(redis_url: str) -> None:
         assert r.hget(QK.task("a"), "attempts") == "1"
     finally:
         r.close()
+
+
+def test_a_dequeue_beside_a_take_that_started_a_hand_off_offers_no_slot_for_it(redis_url: str) -> None:
+    """A take and a dequeue in flight together (the inbox loop's and the exchange loop's): the
+    take ran first and started the hand-off in the slot it held, but its reply had not reached
+    the worker when it sent the dequeue, which still names that slot held. The slot must not be
+    offered to enqueues again: a second task handed to the full worker would wait in its inbox
+    until the first ends (or its lease runs out), while the queue looked idle to others."""
+    from tests.lua.protocol import dequeue_call
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
+    try:
+        r.flushall()
+        for name, value in {**RESERVED, "lease": str(int(r.time()[0]) * 1000 + 60_000)}.items():
+            r.hset(QK.task("a"), name, value)
+        r.rpush(QK.inbox(WORKER), record("a"))  # handed off, as enqueue.lua does
+        (take,) = take_calls(SETTINGS, "q", WORKER, LEASE_MS, [], 0, 1)
+        assert backend.execute(take)[2] == 1  # started: the worker's one slot is busy
+
+        def registered_after_dequeue(received: list[str]) -> str | None:
+            r.hdel(QK.idle, WORKER)
+            dequeue = dequeue_call(
+                SETTINGS, "q", 1, LEASE_MS, WORKER, start_now=0, handoff_ms=60_000, held=1, received=received
+            )
+            backend.execute(dequeue)
+            free = r.hget(QK.idle, WORKER)
+            return None if free is None else str(free)
+
+        # sent before the take's reply arrived: 'a' is not among what the worker received
+        assert registered_after_dequeue([]) is None
+        # sent after it (the held slot is then another take's, waiting): offered
+        free = registered_after_dequeue(confirming("a"))
+        assert free is not None and free.startswith("1:")
+    finally:
+        backend.close()
+        r.close()
