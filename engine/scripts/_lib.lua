@@ -44,6 +44,23 @@ local function token_of(worker, dlv)
   return worker .. '#' .. dlv
 end
 
+-- Hand-off records (enqueue.lua pushes them, take.lua starts them; a worker's inbox and taken
+-- lists): ``received`` maps each id the worker has received to its token (the pairs of a take's
+-- confirmations, args[from..]); a record's id and token when the worker has not received it,
+-- nil for one it has, a wake-up ('') or anything unreadable.
+local function received_from(args, from)
+  local received = {}
+  for i = from, #args, 2 do received[args[i]] = args[i + 1] end
+  return received
+end
+
+local function unreceived_handoff(item, received)
+  local ok, record = pcall(cjson.decode, item)
+  local token = ok and type(record) == 'table' and record[11] or nil
+  if type(token) ~= 'string' or received[record[1]] == token then return nil, nil end
+  return record[1], token
+end
+
 -- One variadic command for a batch's index writes instead of one per task (each call from
 -- Lua costs several µs beyond its command's own time); in chunks, as unpack is bounded by the
 -- Lua stack. args: score, member pairs (ZADD) or members (ZREM).

@@ -105,14 +105,9 @@ local in_inbox = handoff_ms > 0 and redis.call('LLEN', inbox_key(base, worker)) 
 -- held slots, which must not be offered to enqueues again (a task handed to a full worker waits
 -- in its inbox until a slot frees, or its lease runs out).
 local function unseen_in_taken()
-  local seen = {}
-  for i = 13, #ARGV, 2 do seen[ARGV[i]] = ARGV[i + 1] end
-  local n = 0
+  local received, n = received_from(ARGV, 13), 0
   for _, item in ipairs(redis.call('LRANGE', taken_key(base, worker), 0, -1)) do
-    local ok, record = pcall(cjson.decode, item) -- ('' is a wake-up, not a record)
-    if ok and type(record) == 'table' and type(record[11]) == 'string' and seen[record[1]] ~= record[11] then
-      n = n + 1
-    end
+    if unreceived_handoff(item, received) then n = n + 1 end
   end
   return math.min(n, held)
 end

@@ -18,16 +18,10 @@
 --          expired); {} when there was nothing.
 local base, channel, retention, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local room = tonumber(ARGV[5])
-local confirmed = {}
-for i = 6, #ARGV, 2 do confirmed[ARGV[i]] = ARGV[i + 1] end
+local confirmed = received_from(ARGV, 6)
 local items = redis.call('LRANGE', KEYS[3], 0, -1)
 -- (anything but a record, e.g. a wake-up, is dropped: it must not wedge every later call)
-local function token_in(item)
-  local ok, record = pcall(cjson.decode, item)
-  local token = ok and type(record) == 'table' and record[11] or nil
-  if type(token) ~= 'string' or confirmed[record[1]] == token then return nil, nil end
-  return record[1], token
-end
+local function token_in(item) return unreceived_handoff(item, confirmed) end
 local keep, drop, prefix = {}, {}, 0
 for _, item in ipairs(items) do
   local id, token = token_in(item)

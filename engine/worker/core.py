@@ -541,7 +541,7 @@ class WorkerCore:
             request_id,
             held,
             queue in self._maintain,
-            tuple(self.takes.confirm.get(queue, ())) if held else (),
+            self.takes.confirm.get(queue, ()) if held else (),
         )
 
     def _request_id(self, queue: str) -> str:
