@@ -279,6 +279,9 @@ def _read_reply(conn: Any) -> Any:
 def _exchange(conn: Any, calls: Sequence[Call], streamed: bool, mode: ScriptMode) -> list[Any]:
     """Write the calls and read their replies on one connection: all in one write, or (streamed)
     each call written before the previous one's reply is read."""
+    if len(calls) == 1:  # (most round trips: redis-py's pack_commands joins buffers for nothing)
+        conn.send_packed_command(conn.pack_command(*_args(calls[0], mode)))
+        return [_read_reply(conn)]
     if not streamed:
         conn.send_packed_command(conn.pack_commands([_args(c, mode) for c in calls]))
         return [_read_reply(conn) for _ in calls]

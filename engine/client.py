@@ -43,6 +43,23 @@ def _enqueue_op(
     return ops.durable(op, replicas=1 if durable is True else int(durable))
 
 
+def _enqueue_one_op(client: Client | AsyncClient, task: Task, durable: bool | int) -> Op[EnqueueResult]:
+    if durable:  # the WAIT rides with the batch (ops.durable)
+        return _first(_enqueue_op(client, [task], durable))
+    return ops.enqueue_one(
+        client.settings,
+        task,
+        client.declarations,
+        bind=client,
+        hooks=client.enqueue_hooks,
+        registrations=client.registrations,
+    )
+
+
+def _first(op: Op[list[EnqueueResult]]) -> Op[EnqueueResult]:
+    return (yield from op)[0]
+
+
 def _declarations(settings: Settings, registry: Registry | None, strict: bool | None) -> Declarations:
     return Declarations(
         local=registry.declarations() if registry is not None else {},
@@ -98,7 +115,7 @@ class Client:
         """Enqueue one task. ``durable=True`` (or a replica count) also waits until replicas have
         it and raises ``ConnectionFailed`` if they do not (retrying is safe). ``priority`` is
         0..100 and 0 runs first."""
-        return self.backend.run(_enqueue_op(self, [build_task(task, payload, **options)], durable))[0]
+        return self.backend.run(_enqueue_one_op(self, build_task(task, payload, **options), durable))
 
     def result(self, task_id: str, queue: str | None = None, *, timeout: float | None = None) -> Any:
         """Wait until the task is final and return its result; raises ``TaskDead``,
@@ -181,8 +198,7 @@ class AsyncClient:
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
     ) -> EnqueueResult:
         """See ``Client.enqueue``."""
-        op = _enqueue_op(self, [build_task(task, payload, **options)], durable)
-        return (await self.backend.run(op))[0]
+        return await self.backend.run(_enqueue_one_op(self, build_task(task, payload, **options), durable))
 
     async def result(
         self,

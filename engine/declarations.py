@@ -205,10 +205,22 @@ class Declarations:
     def get(self, task_type: str) -> Declaration | None:
         return self.local.get(task_type) or self.published.get(task_type)
 
+    def needs_refresh(self, task_types: set[str]) -> bool:
+        """Whether resolving tasks of these types reads the published declarations first."""
+        remote = {t for t in task_types if t not in self.local}
+        return bool(remote) and self._due(remote)
+
+    def apply_known(self, task: Task) -> Task:
+        """``task`` with its type's declaration as known now (no read: see ``needs_refresh``)."""
+        decl = self.get(task.type)
+        if decl is None:
+            self._undeclared(task)
+            return task
+        return decl.apply(task)
+
     def resolve(self, keyspace: Keyspace, tasks: Sequence[Task]) -> Op[list[Task]]:
         """The tasks with their types' declarations applied (see ``Declaration.apply``)."""
-        remote = {t.type for t in tasks if t.type not in self.local}
-        if remote and self._due(remote):
+        if self.needs_refresh({t.type for t in tasks}):
             yield from self.refresh(keyspace)
         out: list[Task] = []
         found: dict[str, Declaration | None] = {}  # per type, once per call

@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
 from pydantic import ValidationError
@@ -181,7 +182,7 @@ def channel(settings: Settings, qk: QueueKeys) -> str:
 # ---------------------------------------------------------------------------------- enqueue
 
 
-def _task_args(task: Task, settings: Settings, deps: list[str]) -> list[Any]:
+def _task_args(task: Task, settings: Settings, deps: Sequence[str]) -> list[Any]:
     payload = task.payload_json()
     try:
         size = len(payload.encode())
@@ -290,6 +291,49 @@ class QueueRegistrations:
             self._at[q] = now
 
 
+@lru_cache(maxsize=1024)
+def _enqueue_head(qk: QueueKeys, events: bool) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """``enqueue.lua``'s keys and leading arguments for one queue (the same on every call)."""
+    keys = (qk.pending, qk.scheduled, qk.waiting, qk.seq, qk.paused, qk.active, qk.idle)
+    return keys, (qk.base, qk.events if events else "", ENQUEUE_WIDTH, SCHEMA_VERSION)
+
+
+def _enqueue_call(settings: Settings, queue: str, task_args: Sequence[Any]) -> Call:
+    keys, head = _enqueue_head(settings.keyspace.queue(queue), settings.events)
+    return script_call("enqueue", keys, (*head, *task_args))
+
+
+def enqueue_one(
+    settings: Settings,
+    task: Task,
+    declarations: Declarations,
+    *,
+    bind: Any = None,
+    hooks: Sequence[EnqueueHook] = (),
+    registrations: QueueRegistrations | None = None,
+) -> Op[EnqueueResult]:
+    """``enqueue_many`` of one task, as one script call and nothing else when it can be: its
+    declaration is cached, it has no dependencies and its queue was registered lately (the
+    common ``enqueue``). The short route skips the batch bookkeeping, about a tenth of a
+    single ``enqueue``'s wall time; otherwise the task takes ``enqueue_many``'s."""
+    if task.depends_on or declarations.needs_refresh({task.type}):
+        return (
+            yield from enqueue_many(
+                settings, [task], declarations, bind=bind, hooks=hooks, registrations=registrations
+            )
+        )[0]
+    task = declarations.apply_known(task)
+    if hooks:
+        task = _run_hooks(hooks, task)
+    if task.depends_on or registrations is None or registrations.due((task.queue,)):
+        # hooks not again; the declaration again changes nothing (what it set is explicit now)
+        return (
+            yield from enqueue_many(settings, [task], declarations, bind=bind, registrations=registrations)
+        )[0]
+    status, task_id, state = yield _enqueue_call(settings, task.queue, _task_args(task, settings, ()))
+    return EnqueueResult(task_id, task.queue, state, status, bind)
+
+
 def enqueue_many(
     settings: Settings,
     tasks: Sequence[Task],
@@ -342,16 +386,9 @@ def enqueue_many(
     call_queues: list[str] = []
     chunk = ENQUEUE_CHUNK * ENQUEUE_WIDTH
     for queue in queues:
-        qk = ks.queue(queue)
-        keys = [qk.pending, qk.scheduled, qk.waiting, qk.seq, qk.paused, qk.active, qk.idle]
-        head = [qk.base, channel(settings, qk)]
         args = by_queue[queue]
         for start in range(0, len(args), chunk):
-            calls.append(
-                script_call(
-                    "enqueue", keys, [*head, ENQUEUE_WIDTH, SCHEMA_VERSION, *args[start : start + chunk]]
-                )
-            )
+            calls.append(_enqueue_call(settings, queue, args[start : start + chunk]))
             call_queues.append(queue)
     # several chunks stream: Redis runs one while the next is packed and the last reply decoded
     replies = yield Batch(calls, streamed=len(calls) > 2)

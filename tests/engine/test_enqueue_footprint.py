@@ -8,12 +8,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import redis
 
 from engine import ops
-from engine.backend import Batch
+from engine.backend import Batch, Call
 from engine.client import Client
 from engine.declarations import Declarations
+from engine.errors import InvalidTask
 from engine.ops import QueueRegistrations, Settings
 from engine.task import Task
 
@@ -90,3 +92,64 @@ def test_a_failed_registration_is_sent_again() -> None:
     except StopIteration:
         pass
     assert registrations.due(["a"]) == ["a"]
+
+
+# ------------------------------------------------------------------ the short route of one task
+
+
+def _cached() -> Declarations:
+    """Declarations read just now: resolving a task needs no read."""
+    return Declarations(version="", checked_at=time.monotonic(), miss_refresh_s=float("inf"))
+
+
+def test_one_task_goes_as_its_script_call_alone_once_its_queue_is_registered() -> None:
+    registrations = QueueRegistrations(refresh_s=3600)
+    registrations.done(["q"])
+    op = ops.enqueue_one(
+        Settings(), Task(type="t", queue="q", payload={}), _cached(), registrations=registrations
+    )
+    request = next(op)
+    assert isinstance(request, Call) and request.script == "enqueue"  # not a batch
+    try:
+        op.send(["new", "x", "pending"])
+        raise AssertionError("the operation asked for more than one call")
+    except StopIteration as stop:
+        assert stop.value == ops.EnqueueResult("x", "q", "pending", "new")
+
+
+def test_one_task_takes_the_batch_route_when_it_has_more_to_send() -> None:
+    registrations = QueueRegistrations(refresh_s=3600)
+    due = ops.enqueue_one(
+        Settings(), Task(type="t", queue="q", payload={}), _cached(), registrations=registrations
+    )
+    batch = next(due)
+    assert isinstance(batch, Batch) and batch.calls[0].command == ("SADD", "rediq:queues", "q")
+    registrations.done(["q"])
+    stale = Declarations()  # never read: the published declarations are read first
+    first = next(ops.enqueue_one(Settings(), Task(type="t", queue="q"), stale, registrations=registrations))
+    assert isinstance(first, Batch) and first.calls[0].command[:2] == ("GET", "rediq:types:version")
+
+
+def test_a_hook_that_adds_a_dependency_sends_the_task_the_long_way(redis_url: str, raw: redis.Redis) -> None:
+    with Client(redis_url) as client:
+        parent = client.enqueue("t", {}, queue="q")  # registers the queue: the next one is short
+        seen: list[str] = []
+
+        def after_parent(task: Task) -> Task:
+            seen.append(task.id)
+            return task.model_copy(update={"depends_on": (parent.id,)})
+
+        client.enqueue_hooks.append(after_parent)
+        child = client.enqueue("t", {}, queue="q")
+    assert child.state == "waiting"  # not 'pending': the dependency was registered
+    assert raw.smembers(f"rediq:{{q}}:deps:{child.id}") == {f"q|{parent.id}"}
+    assert seen == [child.id]  # the hook ran once, not again on the long route
+
+
+def test_a_strict_client_refuses_an_undeclared_type_on_the_short_route_too(redis_url: str) -> None:
+    with Client(redis_url, strict=True) as client:
+        client.registrations.done(["q"])
+        client.declarations.version, client.declarations.checked_at = "", time.monotonic()
+        assert not client.declarations.needs_refresh({"nobody:strict"})
+        with pytest.raises(InvalidTask, match="declared nowhere"):
+            client.enqueue("nobody:strict", {}, queue="q")
