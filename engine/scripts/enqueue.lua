@@ -29,30 +29,41 @@ local by_state = {pending = {}, scheduled = {}, waiting = {}}
 -- one INCRBY (instead of a GET and a SET); those of tasks that turn out 'exists' or
 -- 'duplicate' are skipped, which keeps the order. added: the new tasks.
 local seq, added = nil, 0
--- waiting workers (read once, when the first pending task needs one)
+-- Whether the queue is paused, whether it is fair and its lowest pending score (the task that
+-- runs next): each read once per call, when first needed. A queue with waiting workers is most
+-- often none of these and has nothing pending, and then one EXISTS of the three keys answers
+-- all three instead of three reads: this is on the way from an enqueue to a waiting worker's
+-- start, where each call from Lua costs several µs (tens on a server woken from idle).
+local paused, fair_queue, min_pending = nil, nil, nil
+-- waiting workers (read once, when the first pending task could go to one)
 local takers, taker_i = nil, 1
-local function next_taker()
-  if takers == nil then
-    takers = {}
-    local flat = redis.call('HGETALL', KEYS[7])
-    if #flat > 0 and redis.call('EXISTS', KEYS[5]) == 0 then
-      for j = 1, #flat, 2 do
-        local free, deadline, lease_ms = string.match(flat[j + 1], '^(%d+):(%d+):(%d+)$')
-        if free and tonumber(deadline) > now then
-          takers[#takers + 1] = {worker = flat[j], free = tonumber(free), deadline = deadline,
-            lease_ms = tonumber(lease_ms)}
-        else
-          redis.call('HDEL', KEYS[7], flat[j]) -- lapsed: its worker stopped renewing
-        end
-      end
+local function load_takers()
+  if takers ~= nil then return end
+  takers = {}
+  local flat = redis.call('HGETALL', KEYS[7])
+  if #flat == 0 then return end
+  if redis.call('EXISTS', KEYS[5], fair_key(base), KEYS[1]) == 0 then
+    paused, fair_queue, min_pending = false, false, math.huge
+  elseif paused == nil then
+    paused = redis.call('EXISTS', KEYS[5]) == 1
+  end
+  if paused then return end
+  for j = 1, #flat, 2 do
+    local free, deadline, lease_ms = string.match(flat[j + 1], '^(%d+):(%d+):(%d+)$')
+    if free and tonumber(deadline) > now then
+      takers[#takers + 1] = {worker = flat[j], free = tonumber(free), deadline = deadline,
+        lease_ms = tonumber(lease_ms)}
+    else
+      redis.call('HDEL', KEYS[7], flat[j]) -- lapsed: its worker stopped renewing
     end
   end
+end
+local function next_taker()
+  load_takers()
   while takers[taker_i] and takers[taker_i].free <= 0 do taker_i = taker_i + 1 end
   return takers[taker_i]
 end
 local handed = {}
--- the lowest pending score (the task that runs next), read once when a taker is first found
-local min_pending = nil
 local function runs_before_pending(score)
   if min_pending == nil then
     local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -60,9 +71,8 @@ local function runs_before_pending(score)
   end
   return score < min_pending
 end
--- whether the queue is fair, read once per call at its first pending task (not once per task:
--- most queues are not fair, and a batch of 1,000 paid 1,000 reads of the fair hash)
-local fair_queue = nil
+-- (not once per task: most queues are not fair, and a batch of 1,000 paid 1,000 reads of the
+-- fair hash)
 local function is_fair()
   if fair_queue == nil then fair_queue = redis.call('HGET', fair_key(base), 'on') == '1' end
   return fair_queue
@@ -123,6 +133,7 @@ while i + width - 1 <= #ARGV do
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
       local taker = nil
       local score = tonumber(priority) * PRIORITY_SHIFT + seq
+      if state == 'pending' and not group then load_takers() end -- (before is_fair: see above)
       local tag = state == 'pending' and is_fair() and fair_tag(base, KEYS[4], group or '')
       if tag then score = tonumber(priority) * PRIORITY_SHIFT + tag end
       -- a fair queue's order is its tags: a hand-off would skip the clock

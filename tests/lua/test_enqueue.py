@@ -280,6 +280,31 @@ TABLE = cases(
         after={"a": {"state": "active", "worker": "w1"}},
     ),
     Case(
+        "a fair queue with a waiting worker: not handed (a fair queue's order is its tags)",
+        before={},
+        keys={**TAKER, "fair": H({"on": "1", "clock": "5000"})},
+        reply=["new", "a", "pending"],
+        after={"a": {"state": "pending", "worker": ABSENT}},
+        keys_after={"inbox:w1": ABSENT},
+    ),
+    Case(
+        "a queue no longer fair (its hash kept, 'on' 0) with a waiting worker: handed",
+        before={},
+        keys={**TAKER, "fair": H({"on": "0", "clock": "5000"})},
+        reply=["new", "a", "active"],
+        after={"a": {"state": "active", "worker": "w1"}},
+        keys_after={"inbox:w1": [handed("a")]},
+    ),
+    Case(
+        "a grouped task of the same batch went pending first: the next one is not handed ahead of it",
+        before={},
+        keys=TAKER,
+        args={"tasks": [task("g", group="customer:42"), task("a")]},
+        reply=["new", "g", "pending", "new", "a", "pending"],
+        after={"g": {"state": "pending", "worker": ABSENT}, "a": {"state": "pending", "worker": ABSENT}},
+        keys_after={"inbox:w1": ABSENT},
+    ),
+    Case(
         "scheduled and waiting tasks are never handed",
         before={},
         keys=TAKER,
@@ -322,6 +347,29 @@ def test_a_batch_reads_whether_its_queue_is_fair_once_not_once_per_task(redis_ur
         stats = r.info("commandstats")
         reads = sum(stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("hget", "hmget"))
         assert reads == 1, stats
+    finally:
+        backend.close()
+        r.close()
+
+
+def test_a_hand_off_reads_the_queue_with_one_exists(redis_url: str) -> None:
+    """On the way from an enqueue to a waiting worker's start (issue 20 point 3): a queue that is
+    not paused, not fair and has nothing pending is known to be so by one EXISTS of its three
+    keys, not by a read of each (HGET of the fair hash, EXISTS of the pause key, ZRANGE of the
+    pending set). Counted by Valkey, which counts the commands scripts run."""
+    import redis
+
+    from engine.backend import SyncBackend
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
+    try:
+        r.hset(SETTINGS.keyspace.queue("q").idle, "w1", f"2:{10**15}:{LEASE_MS}")
+        r.config_resetstat()
+        assert backend.execute(enqueue_call([task("a")])) == ["new", "a", "active"]
+        stats = r.info("commandstats")
+        calls = {c: stats.get(f"cmdstat_{c}", {}).get("calls", 0) for c in ("hget", "zrange", "exists")}
+        assert calls == {"hget": 0, "zrange": 0, "exists": 2}, stats  # the task's own EXISTS and one
     finally:
         backend.close()
         r.close()
