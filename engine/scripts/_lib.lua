@@ -19,6 +19,12 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
+-- (here, not in the script that uses it: a function defined inside a script's body is a new
+-- closure on every call, and allocations are what a script woken from idle pays most for)
+local function add_field(fields, name, value)
+  fields[#fields + 1], fields[#fields + 2] = name, value
+end
+
 
 -- CPU seconds of the server so far (os.clock: Valkey, Redis >= 7.2), or nil where the sandbox
 -- has no os library (Redis 7.0). Bulk scripts report the CPU time they took (cpu_us_since), by

@@ -24,7 +24,7 @@ local base, channel, width, schema = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4
 local now = now_ms()
 local out = {}
 local n = 0
-local by_state = {pending = {}, scheduled = {}, waiting = {}}
+local by_state = {} -- state -> the ids that entered it (made when the first one does)
 -- the queue's sequence: the first new task reserves numbers for every task left in the batch,
 -- one INCRBY (instead of a GET and a SET); those of tasks that turn out 'exists' or
 -- 'duplicate' are skipped, which keeps the order. added: the new tasks.
@@ -63,7 +63,7 @@ local function next_taker()
   while takers[taker_i] and takers[taker_i].free <= 0 do taker_i = taker_i + 1 end
   return takers[taker_i]
 end
-local handed = {}
+local handed = nil -- worker -> its taker entry, once a task went to one
 local function runs_before_pending(score)
   if min_pending == nil then
     local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -76,9 +76,6 @@ end
 local function is_fair()
   if fair_queue == nil then fair_queue = redis.call('HGET', fair_key(base), 'on') == '1' end
   return fair_queue
-end
-local function add_field(fields, name, value)
-  fields[#fields + 1], fields[#fields + 2] = name, value
 end
 local i = 5
 while i + width - 1 <= #ARGV do
@@ -173,6 +170,7 @@ while i + width - 1 <= #ARGV do
         -- a dead worker's inbox goes when the leases in it run out (recovery takes the tasks)
         redis.call('PEXPIRE', inbox, taker.lease_ms)
         taker.free = taker.free - 1
+        handed = handed or {}
         handed[taker.worker] = taker
       else
         redis.call('ZADD', KEYS[1], fmt(score), id)
@@ -182,6 +180,10 @@ while i + width - 1 <= #ARGV do
         state = 'active'
       else
         local ids = by_state[state]
+        if ids == nil then
+          ids = {}
+          by_state[state] = ids
+        end
         ids[#ids + 1] = id
       end
       out[n + 1], out[n + 2], out[n + 3] = 'new', id, state
@@ -192,7 +194,7 @@ end
 if added > 0 then
   bump_stat(base, 'e', now, added) -- arrivals per minute, for the backlog forecast
 end
-for worker, taker in pairs(handed) do
+for worker, taker in pairs(handed or {}) do
   if taker.free > 0 then
     redis.call('HSET', KEYS[7], worker, taker.free .. ':' .. taker.deadline .. ':' .. taker.lease_ms)
   else
