@@ -21,10 +21,9 @@ local room = tonumber(ARGV[5])
 local confirmed = received_from(ARGV, 6)
 local items = redis.call('LRANGE', KEYS[3], 0, -1)
 -- (anything but a record, e.g. a wake-up, is dropped: it must not wedge every later call)
-local function token_in(item) return unreceived_handoff(item, confirmed) end
 local keep, drop, prefix = {}, {}, 0
 for _, item in ipairs(items) do
-  local id, token = token_in(item)
+  local id, token = unreceived_handoff(item, confirmed)
   if id then
     keep[#keep + 1] = {item, id, token}
   else
@@ -39,7 +38,7 @@ while #keep < room and not emptied do
   if not item then
     emptied = true
   else
-    local id, token = token_in(item)
+    local id, token = unreceived_handoff(item, confirmed)
     if id then keep[#keep + 1] = {item, id, token} else redis.call('LREM', KEYS[3], -1, item) end
   end
 end
@@ -58,12 +57,17 @@ else
   redis.call('PEXPIRE', KEYS[3], lease_ms)
 end
 local now = now_ms()
-local out, started, missed = {left}, {}, {}
+local out, started, missed = {left}, {}, nil -- (missed: made when a first one is)
 for _, k in ipairs(keep) do
   local attempt, what = start_reserved(base, KEYS[1], KEYS[2], k[2], k[3], now, retention)
-  if what == 'started' then table.insert(started, k[2]) elseif what == 'expired' then table.insert(missed, k[2]) end
+  if what == 'started' then
+    started[#started + 1] = k[2]
+  elseif what == 'expired' then
+    missed = missed or {}
+    missed[#missed + 1] = k[2]
+  end
   out[#out + 1], out[#out + 2] = k[1], attempt
 end
 publish(channel, 'active', started, now)
-publish(channel, 'expired', missed, now)
+if missed then publish(channel, 'expired', missed, now) end
 return out
