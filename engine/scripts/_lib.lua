@@ -19,10 +19,19 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
--- (here, not in the script that uses it: a function defined inside a script's body is a new
--- closure on every call, and allocations are what a script woken from idle pays most for)
+-- (these two here, not in the scripts that use them: a function defined inside a script's body
+-- is a new closure on every call, and a script pays for every allocation)
 local function add_field(fields, name, value)
   fields[#fields + 1], fields[#fields + 2] = name, value
+end
+
+-- one task of a dequeue reply (dequeue.lua); f: HMGET of type, payload, priority, max_retry,
+-- timeout, attempts, meta, v (in this order, then whatever the caller needs)
+local function add_entry(out, id, f, attempts, reserved, token)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, f[1], f[2], f[3], f[4]
+  out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[5], attempts, f[7] or '', f[8] or '1'
+  out[n + 10], out[n + 11] = reserved, token
 end
 
 

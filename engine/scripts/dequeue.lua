@@ -64,18 +64,6 @@ local retention = tonumber(ARGV[11] or '86400000')
 local held = tonumber(ARGV[12] or '0')
 local now = now_ms()
 
--- one task of the reply; f: HMGET of type, payload, priority, max_retry, timeout, attempts,
--- meta, v (in this order, then whatever the caller needs)
-local function add_entry(out, id, f, attempts, reserved, token)
-  table.insert(out, id)
-  for k = 1, 5 do table.insert(out, f[k]) end
-  table.insert(out, attempts)
-  table.insert(out, f[7] or '')
-  table.insert(out, f[8] or '1')
-  table.insert(out, reserved)
-  table.insert(out, token)
-end
-
 if request ~= '' then
   local receipt = redis.call('GET', receipt_slot)
   if receipt then
@@ -124,75 +112,80 @@ local function register_idle(free)
   end
 end
 
--- due scheduled and retry tasks become pending (or expired, their deadline passed)
-local promoted, missed = {}, {}
+-- Maintenance, when asked for (limit > 0): due scheduled and retry tasks become pending (or
+-- expired, their deadline passed), and leases that ran out are recovered. (Nothing of it is made
+-- when not asked: most calls are not, and every table a script makes costs it.)
+local missed = {}
 local left_behind = false -- a scan filled its limit: more may be due
-for k, src in ipairs(limit > 0 and {KEYS[3], KEYS[4]} or {}) do
-  local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
-  if #due >= limit then left_behind = true end
-  for _, id in ipairs(due) do
-    redis.call('ZREM', src, id)
-    if past_deadline(redis.call('HGET', task_key(base, id), 'exp'), now) then
-      to_expired(base, KEYS[8], id, now, k == 1 and 'scheduled' or 'retry', retention)
-      table.insert(missed, id)
-    elseif redis.call('EXISTS', task_key(base, id)) == 1 then
-      redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
-      redis.call('HSET', task_key(base, id), 'state', 'pending')
-      history(base, id, now, 'pending', 'due')
-      table.insert(promoted, id)
+if limit > 0 then
+  local promoted = {}
+  for k, src in ipairs({KEYS[3], KEYS[4]}) do
+    local due = redis.call('ZRANGEBYSCORE', src, '-inf', now, 'LIMIT', 0, limit)
+    if #due >= limit then left_behind = true end
+    for _, id in ipairs(due) do
+      redis.call('ZREM', src, id)
+      if past_deadline(redis.call('HGET', task_key(base, id), 'exp'), now) then
+        to_expired(base, KEYS[8], id, now, k == 1 and 'scheduled' or 'retry', retention)
+        table.insert(missed, id)
+      elseif redis.call('EXISTS', task_key(base, id)) == 1 then
+        redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
+        redis.call('HSET', task_key(base, id), 'state', 'pending')
+        history(base, id, now, 'pending', 'due')
+        table.insert(promoted, id)
+      end
     end
   end
-end
-publish(channel, 'pending', promoted, now)
-publish(channel, 'expired', missed, now)
-missed = {}
+  publish(channel, 'pending', promoted, now)
+  publish(channel, 'expired', missed, now)
+  missed = {}
 
--- leases that ran out: the worker died or hung. Each delivery counts as an attempt, so a task
--- that kills its worker every time goes dead instead of crashing workers forever.
-local expired = limit > 0 and redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit) or {}
-if limit > 0 and #expired >= limit then left_behind = true end
-local recovered, buried, cancelled = {}, {}, {}
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], id)
-  local tk = task_key(base, id)
-  settle_active(base, id) -- before 'worker' goes
-  local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved', 'cancel')
-  if f[6] == '1' then -- cancel requested while it was held: its holder cannot act on it now
-    leave_group(base, id)
-    redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
-    redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
-    redis.call('ZADD', KEYS[12], now, id)
-    release_unique(base, id)
-    notify_dependents(base, KEYS[8], id, now)
-    history(base, id, now, 'cancelled', 'lease of ' .. (f[3] or '?') .. ' expired after a cancel was requested')
-    expire_task(base, id, retention)
-    table.insert(cancelled, id)
-  elseif f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
-    redis.call('HSET', tk, 'state', 'pending')
-    redis.call('HDEL', tk, 'lease', 'reserved', 'worker')
-    redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
-    history(base, id, now, 'pending', 'lease of ' .. (f[3] or '?') .. ' expired before it started')
-    table.insert(recovered, id)
-  elseif f[1] or redis.call('EXISTS', tk) == 1 then -- (a hash without 'attempts' too)
-    local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
-    local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
-    if attempts > max_retry then
-      local ttype = f[4] or ''
-      join_group(base, KEYS[9], id, 'worker died during attempt <n> (lease expired)', ttype, now)
-      to_dead(base, KEYS[6], KEYS[8], id, now, note, dead_ttl)
-      table.insert(buried, id)
-    else
-      redis.call('HSET', tk, 'state', 'pending', 'error', note)
-      redis.call('HDEL', tk, 'lease')
+  -- leases that ran out: the worker died or hung. Each delivery counts as an attempt, so a task
+  -- that kills its worker every time goes dead instead of crashing workers forever.
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+  if #expired >= limit then left_behind = true end
+  local recovered, buried, cancelled = {}, {}, {}
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', KEYS[2], id)
+    local tk = task_key(base, id)
+    settle_active(base, id) -- before 'worker' goes
+    local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved', 'cancel')
+    if f[6] == '1' then -- cancel requested while it was held: its holder cannot act on it now
+      leave_group(base, id)
+      redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
+      redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
+      redis.call('ZADD', KEYS[12], now, id)
+      release_unique(base, id)
+      notify_dependents(base, KEYS[8], id, now)
+      history(base, id, now, 'cancelled', 'lease of ' .. (f[3] or '?') .. ' expired after a cancel was requested')
+      expire_task(base, id, retention)
+      table.insert(cancelled, id)
+    elseif f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
+      redis.call('HSET', tk, 'state', 'pending')
+      redis.call('HDEL', tk, 'lease', 'reserved', 'worker')
       redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
-      history(base, id, now, 'pending', note)
+      history(base, id, now, 'pending', 'lease of ' .. (f[3] or '?') .. ' expired before it started')
       table.insert(recovered, id)
+    elseif f[1] or redis.call('EXISTS', tk) == 1 then -- (a hash without 'attempts' too)
+      local attempts, max_retry = tonumber(f[1]) or 0, tonumber(f[2]) or 0
+      local note = 'worker died during attempt ' .. attempts .. ' (lease of ' .. (f[3] or '?') .. ' expired)'
+      if attempts > max_retry then
+        local ttype = f[4] or ''
+        join_group(base, KEYS[9], id, 'worker died during attempt <n> (lease expired)', ttype, now)
+        to_dead(base, KEYS[6], KEYS[8], id, now, note, dead_ttl)
+        table.insert(buried, id)
+      else
+        redis.call('HSET', tk, 'state', 'pending', 'error', note)
+        redis.call('HDEL', tk, 'lease')
+        redis.call('ZADD', KEYS[1], pending_score(base, KEYS[7], id), id)
+        history(base, id, now, 'pending', note)
+        table.insert(recovered, id)
+      end
     end
   end
+  publish(channel, 'pending', recovered, now, {why = 'lease expired'})
+  publish(channel, 'dead', buried, now)
+  publish(channel, 'cancelled', cancelled, now, {why = 'lease expired'})
 end
-publish(channel, 'pending', recovered, now, {why = 'lease expired'})
-publish(channel, 'dead', buried, now)
-publish(channel, 'cancelled', cancelled, now, {why = 'lease expired'})
 
 -- The queue's optional settings (paused, fair, limits, batches) are keys of their own: one
 -- EXISTS of them all answers for the common queue that has none, instead of a read each (each
