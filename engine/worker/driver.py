@@ -525,7 +525,7 @@ class Worker:
             if self._running:
                 for _ in range(YIELDS_BEFORE_EXCHANGE):
                     await asyncio.sleep(0)
-            now = time.monotonic()
+            now = self._now()
             if now >= self._maintain_at:
                 self._maintain_at = now + min(MAINTAIN_EVERY_S, self.effective.poll_interval_s)
                 core_.on_maintenance_due()
