@@ -292,14 +292,15 @@ class QueueRegistrations:
 
 
 @lru_cache(maxsize=1024)
-def _enqueue_head(qk: QueueKeys, events: bool) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+def _enqueue_head(qk: QueueKeys, events_channel: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     """``enqueue.lua``'s keys and leading arguments for one queue (the same on every call)."""
     keys = (qk.pending, qk.scheduled, qk.waiting, qk.seq, qk.paused, qk.active, qk.idle)
-    return keys, (qk.base, qk.events if events else "", ENQUEUE_WIDTH, SCHEMA_VERSION)
+    return keys, (qk.base, events_channel, ENQUEUE_WIDTH, SCHEMA_VERSION)
 
 
 def _enqueue_call(settings: Settings, queue: str, task_args: Sequence[Any]) -> Call:
-    keys, head = _enqueue_head(settings.keyspace.queue(queue), settings.events)
+    qk = settings.keyspace.queue(queue)
+    keys, head = _enqueue_head(qk, channel(settings, qk))
     return script_call("enqueue", keys, (*head, *task_args))
 
 

@@ -29,12 +29,12 @@ local by_state = {} -- state -> the ids that entered it (made when the first one
 -- one INCRBY (instead of a GET and a SET); those of tasks that turn out 'exists' or
 -- 'duplicate' are skipped, which keeps the order. added: the new tasks.
 local seq, added = nil, 0
--- Whether the queue is paused, whether it is fair and its lowest pending score (the task that
--- runs next): each read once per call, when first needed. A queue with waiting workers is most
--- often none of these and has nothing pending, and then one EXISTS of the three keys answers
--- all three instead of three reads: this is on the way from an enqueue to a waiting worker's
--- start, where each call from Lua costs several µs (tens on a server woken from idle).
-local paused, fair_queue, min_pending = nil, nil, nil
+-- Whether the queue is fair and its lowest pending score (the task that runs next): each read
+-- once per call, when first needed. A queue with waiting workers is most often not paused, not
+-- fair and has nothing pending, and then one EXISTS of the three keys answers all three instead
+-- of three reads (load_takers): this is on the way from an enqueue to a waiting worker's start,
+-- where each call from Lua costs several µs, more when calls come a few ms apart.
+local fair_queue, min_pending = nil, nil
 -- waiting workers (read once, when the first pending task could go to one)
 local takers, taker_i = nil, 1
 local function load_takers()
@@ -43,11 +43,10 @@ local function load_takers()
   local flat = redis.call('HGETALL', KEYS[7])
   if #flat == 0 then return end
   if redis.call('EXISTS', KEYS[5], fair_key(base), KEYS[1]) == 0 then
-    paused, fair_queue, min_pending = false, false, math.huge
-  elseif paused == nil then
-    paused = redis.call('EXISTS', KEYS[5]) == 1
+    fair_queue, min_pending = false, math.huge
+  elseif redis.call('EXISTS', KEYS[5]) == 1 then
+    return -- paused: no hand-off
   end
-  if paused then return end
   for j = 1, #flat, 2 do
     local free, deadline, lease_ms = string.match(flat[j + 1], '^(%d+):(%d+):(%d+)$')
     if free and tonumber(deadline) > now then
@@ -194,11 +193,13 @@ end
 if added > 0 then
   bump_stat(base, 'e', now, added) -- arrivals per minute, for the backlog forecast
 end
-for worker, taker in pairs(handed or {}) do
-  if taker.free > 0 then
-    redis.call('HSET', KEYS[7], worker, taker.free .. ':' .. taker.deadline .. ':' .. taker.lease_ms)
-  else
-    redis.call('HDEL', KEYS[7], worker)
+if handed then
+  for worker, taker in pairs(handed) do
+    if taker.free > 0 then
+      redis.call('HSET', KEYS[7], worker, taker.free .. ':' .. taker.deadline .. ':' .. taker.lease_ms)
+    else
+      redis.call('HDEL', KEYS[7], worker)
+    end
   end
 end
 for state, ids in pairs(by_state) do publish(channel, state, ids, now) end
