@@ -25,10 +25,21 @@ local now = now_ms()
 local out = {}
 local n = 0
 local by_state = {} -- state -> the ids that entered it (made when the first one does)
--- the queue's sequence: the first new task reserves numbers for every task left in the batch,
--- one INCRBY (instead of a GET and a SET); those of tasks that turn out 'exists' or
--- 'duplicate' are skipped, which keeps the order. added: the new tasks.
+-- the queue's sequence: the first task that needs a number reserves numbers for every task
+-- left in the batch, one INCRBY (instead of a GET and a SET); those of tasks that turn out
+-- 'exists', 'duplicate' or handed off are skipped, which keeps the order. A task handed off
+-- while nothing is pending takes none: the number only orders the pending set, and nothing
+-- there can run before it (it gets one when it re-enters, see pending_score). added: the new
+-- tasks.
 local seq, added = nil, 0
+local function next_seq(at)
+  if seq == nil then
+    local left = math.floor((#ARGV - at + 1) / width) -- this task and the ones after
+    seq = redis.call('INCRBY', KEYS[4], left) - left
+  end
+  seq = seq + 1
+  return seq
+end
 -- Whether the queue is fair and its lowest pending score (the task that runs next): each read
 -- once per call, when first needed. A queue with waiting workers is most often not paused, not
 -- fair and has nothing pending, and then one EXISTS of the three keys answers all three instead
@@ -117,31 +128,34 @@ while i + width - 1 <= #ARGV do
       out[n + 3] = redis.call('HGET', task_key(base, holder), 'state') or ''
       n = n + 3
     else
-      if seq == nil then
-        local left = math.floor((#ARGV - (i - width) + 1) / width) -- this task and the ones after
-        seq = redis.call('INCRBY', KEYS[4], left) - left
-      end
-      seq = seq + 1
       added = added + 1
       local state = 'pending'
       local deps = {}
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
-      local taker = nil
-      local score = tonumber(priority) * PRIORITY_SHIFT + seq
+      local taker, task_seq = nil, nil
       if state == 'pending' and not group then load_takers() end -- (before is_fair: see above)
-      local tag = state == 'pending' and is_fair() and fair_tag(base, KEYS[4], group or '')
-      if tag then score = tonumber(priority) * PRIORITY_SHIFT + tag end
+      local tag = nil
+      if state == 'pending' and is_fair() then
+        task_seq = next_seq(i - width) -- (first: a first fair tag starts at the sequence)
+        tag = fair_tag(base, KEYS[4], group or '')
+      end
       -- a fair queue's order is its tags: a hand-off would skip the clock
       if state == 'pending' and not group and not tag then
         taker = next_taker()
-        if taker and not runs_before_pending(score) then taker = nil end
+        if taker and min_pending ~= math.huge then -- (pending known empty: no number needed)
+          task_seq = next_seq(i - width)
+          if not runs_before_pending(tonumber(priority) * PRIORITY_SHIFT + task_seq) then taker = nil end
+        end
       end
+      if not taker and not task_seq then task_seq = next_seq(i - width) end
+      -- (nil for a task handed off without a number: only a pending task's score is used)
+      local score = (tag or task_seq) and tonumber(priority) * PRIORITY_SHIFT + (tag or task_seq)
       -- the task's hash in one HSET (each call from Lua costs several µs beyond its command's)
       local fields = {'id', id, 'type', ttype, 'payload', payload, 'priority', priority,
         'max_retry', max_retry, 'timeout', timeout_ms, 'enq', now, 'due', now + due_in,
-        'state', taker and 'active' or state, 'attempts', 0, 'seq', seq, 'v', schema,
-        'entered', state}
+        'state', taker and 'active' or state, 'attempts', 0, 'v', schema, 'entered', state}
+      if task_seq then add_field(fields, 'seq', task_seq) end
       if unique ~= '' then add_field(fields, 'unique', unique) end
       if meta_json ~= '' then add_field(fields, 'meta', meta_json) end
       if group then add_field(fields, 'grp', group) end

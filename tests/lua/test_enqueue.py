@@ -203,9 +203,9 @@ TABLE = cases(
     ),
     # ------------------------------------------------------------------------- hand-off
     Case(
-        "a worker waits for hand-offs: handed to it, reserved, delivery 1",
+        "a worker waits for hand-offs: handed to it, reserved, delivery 1, no sequence number",
         before={},
-        keys=TAKER,
+        keys={**TAKER, "seq": "6"},
         reply=["new", "a", "active"],
         after={
             "a": {
@@ -216,6 +216,8 @@ TABLE = cases(
                 "dlv": "1",
                 "lease": Later(LEASE_MS),
                 "entered": "pending",
+                # the number only orders the pending set, and nothing there runs before it
+                "seq": ABSENT,
             }
         },
         scores_after={("active", "a"): Later(LEASE_MS)},
@@ -223,6 +225,7 @@ TABLE = cases(
             "inbox:w1": [handed("a")],
             "idle": H({"w1": Parts((1, 10**15, LEASE_MS))}),
             "h:a": ABSENT,
+            "seq": "6",
         },
     ),
     Case(
@@ -240,11 +243,12 @@ TABLE = cases(
         args={"tasks": [task("a"), task("b"), task("c")]},
         reply=["new", "a", "active", "new", "b", "active", "new", "c", "pending"],
         after={
-            "a": {"state": "active", "worker": "w1"},
-            "b": {"state": "active", "worker": "w1"},
-            "c": {"state": "pending", "worker": ABSENT},
+            "a": {"state": "active", "worker": "w1", "seq": ABSENT},
+            "b": {"state": "active", "worker": "w1", "seq": ABSENT},
+            "c": {"state": "pending", "worker": ABSENT, "seq": "1"},
         },
-        keys_after={"inbox:w1": [handed("a"), handed("b")], "idle": ABSENT},
+        scores_after={("pending", "c"): 50 * SHIFT + 1},
+        keys_after={"inbox:w1": [handed("a"), handed("b")], "idle": ABSENT, "seq": "1"},
     ),
     Case(
         "a lapsed registration: not handed, the registration dropped",
@@ -275,9 +279,11 @@ TABLE = cases(
         "a pending task runs after it: handed",
         before={"p": {"state": "pending"}},
         places={"p": ()},
-        keys={**TAKER, "pending": Z({"p": 90 * SHIFT})},
+        keys={**TAKER, "pending": Z({"p": 90 * SHIFT}), "seq": "6"},
         reply=["new", "a", "active"],
-        after={"a": {"state": "active", "worker": "w1"}},
+        # (numbered: with a task pending, its place was compared)
+        after={"a": {"state": "active", "worker": "w1", "seq": "7"}},
+        keys_after={"seq": "7"},
     ),
     Case(
         "a fair queue with a waiting worker: not handed (a fair queue's order is its tags)",
