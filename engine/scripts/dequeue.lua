@@ -92,11 +92,16 @@ local in_inbox = handoff_ms > 0 and redis.call('LLEN', inbox_key(base, worker)) 
 -- when it sent this call): its records in the taken list that the worker has not received fill
 -- held slots, which must not be offered to enqueues again (a task handed to a full worker waits
 -- in its inbox until a slot frees, or its lease runs out).
+-- What the worker received leaves the list here, rather than in its next take.lua: that runs on
+-- the way from an enqueue to a start, this (with the ack after a task) off it. Only the records
+-- before the first one not received go, as take.lua would drop them (a wake-up with them).
 local function unseen_in_taken()
-  local received, n = received_from(ARGV, 13), 0
-  for _, item in ipairs(redis.call('LRANGE', taken_key(base, worker), 0, -1)) do
-    if unreceived_handoff(item, received) then n = n + 1 end
+  local taken = taken_key(base, worker)
+  local received, n, done = received_from(ARGV, 13), 0, 0
+  for _, item in ipairs(redis.call('LRANGE', taken, 0, -1)) do
+    if unreceived_handoff(item, received) then n = n + 1 elseif n == 0 then done = done + 1 end
   end
+  if done > 0 then redis.call('LTRIM', taken, done, -1) end
   return math.min(n, held)
 end
 local in_taken = (handoff_ms > 0 and held > 0) and unseen_in_taken() or 0

@@ -14,7 +14,7 @@ import redis
 import redis.asyncio as aioredis
 
 from engine import lua
-from engine.backend import SyncBackend
+from engine.backend import Batch, SyncBackend
 from engine.worker.protocol import take_calls
 from tests.lua.harness import ABSENT, QK, RECENT, SETTINGS, TTL, Case, cases, run_case
 from tests.lua.protocol import HELD, STALE_TOKENS, TOKEN, WORKER
@@ -235,6 +235,41 @@ def test_a_dequeue_beside_a_take_that_started_a_hand_off_offers_no_slot_for_it(r
         # sent after it (the held slot is then another take's, waiting): offered
         free = registered_after_dequeue(confirming("a"))
         assert free is not None and free.startswith("1:")
+    finally:
+        backend.close()
+        r.close()
+
+
+def test_a_dequeue_drops_the_records_the_worker_received_so_the_next_take_need_not(redis_url: str) -> None:
+    """The ack and dequeue after a handed-off task run off the way from an enqueue to a start;
+    the next take runs on it (issue 20 point 3). The dequeue, which reads the taken list anyway,
+    drops what the worker confirmed receiving (and a wake-up with it), so the next take.lua has
+    nothing to trim; a record not yet received stays, with what follows it."""
+    from tests.lua.protocol import dequeue_call
+
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
+    try:
+        r.flushall()
+        r.rpush(QK.taken(WORKER), record("a"), "", record("b"), record("c"))
+
+        def dequeue(received: list[str]) -> None:
+            backend.execute(
+                dequeue_call(
+                    SETTINGS, "q", 1, LEASE_MS, WORKER, start_now=0, handoff_ms=60_000, held=1, received=received
+                )
+            )
+
+        dequeue(confirming("a", "c"))  # b not received: it and c (after it) stay for the take
+        assert r.lrange(QK.taken(WORKER), 0, -1) == [record("b"), record("c")]
+        dequeue(confirming("b", "c"))
+        assert r.exists(QK.taken(WORKER)) == 0
+        r.config_resetstat()
+        r.rpush(QK.inbox(WORKER), record("d"))
+        r.hset(QK.task("d"), mapping={**RESERVED, "lease": str(int(r.time()[0]) * 1000 + 60_000)})
+        taken = take_calls(SETTINGS, "q", WORKER, LEASE_MS, confirming("b", "c"), 0.1, 1)
+        assert backend.execute(Batch(taken))[1][2] == 1  # started
+        assert "cmdstat_ltrim" not in r.info("commandstats")
     finally:
         backend.close()
         r.close()
