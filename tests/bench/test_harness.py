@@ -105,3 +105,35 @@ def test_ranges_show_each_headline_figure_as_the_median_and_the_run_to_run_range
     assert rows["fast 1.0"] == ["—", "9,000 (8,000–10,500)", "—", "—", "1.20 (0.90–1.50)", "2.50 (2.00–3.00)"]
     assert rows["slow 2.0"][1] == "80 (1 run)"
     assert "absent" not in text
+
+
+def test_script_times_leaves_out_the_calls_scripts_make() -> None:
+    """SLOWLOG lists a script's own calls before its entry, from the same client, with duration
+    0; ``bench.script_times`` counts what clients sent: the FCALL by its function, a BLMOVE
+    sent beside it, another client's command, not the script's HSET."""
+    from bench.script_times import top_level
+
+    def entry(i: int, command: bytes, duration: int, client: bytes = b"127.0.0.1:1") -> dict[str, object]:
+        return {"id": i, "command": command, "duration": duration, "client_address": client}
+
+    entries = [  # (SLOWLOG answers newest first)
+        entry(5, b"FCALL rediq_abc_take 4 k1 k2", 30),
+        entry(4, b"HSET t:a attempts 1", 0),
+        entry(3, b"LPUSH x y", 5, b"127.0.0.1:2"),
+        entry(2, b"BLMOVE inbox taken LEFT RIGHT 1.0", 10),
+        entry(1, b"FCALL rediq_abc_enqueue 7 k", 70, b"127.0.0.1:2"),
+    ]
+    assert top_level(entries) == [("FCALL enqueue", 70), ("BLMOVE", 10), ("FCALL take", 30), ("LPUSH", 5)]
+
+
+def test_python_m_bench_script_times_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.script_times", "--rounds", "1", "--n", "40", "--libs", "rediq"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| rediq |")]
+    assert {row.split("|")[2].strip() for row in rows} >= {"FCALL enqueue", "FCALL take", "BLMOVE"}

@@ -256,7 +256,15 @@ def test_a_dequeue_drops_the_records_the_worker_received_so_the_next_take_need_n
         def dequeue(received: list[str]) -> None:
             backend.execute(
                 dequeue_call(
-                    SETTINGS, "q", 1, LEASE_MS, WORKER, start_now=0, handoff_ms=60_000, held=1, received=received
+                    SETTINGS,
+                    "q",
+                    1,
+                    LEASE_MS,
+                    WORKER,
+                    start_now=0,
+                    handoff_ms=60_000,
+                    held=1,
+                    received=received,
                 )
             )
 
@@ -266,7 +274,8 @@ def test_a_dequeue_drops_the_records_the_worker_received_so_the_next_take_need_n
         assert r.exists(QK.taken(WORKER)) == 0
         r.config_resetstat()
         r.rpush(QK.inbox(WORKER), record("d"))
-        r.hset(QK.task("d"), mapping={**RESERVED, "lease": str(int(r.time()[0]) * 1000 + 60_000)})
+        for name, value in {**RESERVED, "lease": str(int(r.time()[0]) * 1000 + 60_000)}.items():
+            r.hset(QK.task("d"), name, value)
         taken = take_calls(SETTINGS, "q", WORKER, LEASE_MS, confirming("b", "c"), 0.1, 1)
         assert backend.execute(Batch(taken))[1][2] == 1  # started
         assert "cmdstat_ltrim" not in r.info("commandstats")
