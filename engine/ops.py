@@ -496,8 +496,9 @@ def resolve_call(settings: Settings, queue: str, task_id: str, dep_ref: str, out
 
 def trim_finished_indexes(settings: Settings, queue: str) -> Op[int]:
     """Drop ids whose retention is over from the completed, cancelled, dead and quarantined
-    indexes (their hashes have expired). The scripts that add to an index trim it too, so this
-    matters only for a queue with no traffic. Returns how many ids went."""
+    indexes (their hashes have expired). The scripts that add to the others trim them too, so
+    there this matters only for a queue with no traffic; the completed index is trimmed here
+    alone (``ack.lua`` would pay a call per ack for it). Returns how many ids went."""
     qk = settings.keyspace.queue(queue)
     now_ms = yield from server_time_ms()
     kept_for = (
