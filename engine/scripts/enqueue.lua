@@ -32,14 +32,6 @@ local by_state = {} -- state -> the ids that entered it (made when the first one
 -- there can run before it (it gets one when it re-enters, see pending_score). added: the new
 -- tasks.
 local seq, added = nil, 0
-local function next_seq(at)
-  if seq == nil then
-    local left = math.floor((#ARGV - at + 1) / width) -- this task and the ones after
-    seq = redis.call('INCRBY', KEYS[4], left) - left
-  end
-  seq = seq + 1
-  return seq
-end
 -- Whether the queue is fair and its lowest pending score (the task that runs next): each read
 -- once per call, when first needed. A queue with waiting workers is most often not paused, not
 -- fair and has nothing pending, and then one EXISTS of the three keys answers all three instead
@@ -137,18 +129,23 @@ while i + width - 1 <= #ARGV do
       if state == 'pending' and not group then load_takers() end -- (before is_fair: see above)
       local tag = nil
       if state == 'pending' and is_fair() then
-        task_seq = next_seq(i - width) -- (first: a first fair tag starts at the sequence)
+        seq = next_number(KEYS[4], seq, #ARGV, i - width, width)
+        task_seq = seq -- (first: a first fair tag starts at the sequence)
         tag = fair_tag(base, KEYS[4], group or '')
       end
       -- a fair queue's order is its tags: a hand-off would skip the clock
       if state == 'pending' and not group and not tag then
         taker = next_taker()
         if taker and min_pending ~= math.huge then -- (pending known empty: no number needed)
-          task_seq = next_seq(i - width)
+          seq = next_number(KEYS[4], seq, #ARGV, i - width, width)
+          task_seq = seq
           if not runs_before_pending(tonumber(priority) * PRIORITY_SHIFT + task_seq) then taker = nil end
         end
       end
-      if not taker and not task_seq then task_seq = next_seq(i - width) end
+      if not taker and not task_seq then
+        seq = next_number(KEYS[4], seq, #ARGV, i - width, width)
+        task_seq = seq
+      end
       -- (nil for a task handed off without a number: only a pending task's score is used)
       local score = (tag or task_seq) and tonumber(priority) * PRIORITY_SHIFT + (tag or task_seq)
       -- the task's hash in one HSET (each call from Lua costs several µs beyond its command's)
