@@ -24,7 +24,7 @@ import redis
 
 from bench import record
 from bench.libs import load
-from bench.runner import start_workers, stop_workers, wait_count
+from bench.runner import enqueue_paced, start_workers, stop_workers, wait_count
 from bench.server import Valkey
 
 
@@ -117,12 +117,7 @@ def measure(lib: str, server: AofValkey, mode: str, n: int, rate: float) -> dict
         s0, cpu0 = _stats(direct)
         aof0 = server.aof_bytes()
         if mode == "trickle":
-            t0 = time.perf_counter()
-            for i in range(n):
-                wait = t0 + i / rate - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                adapter.enqueue_each([0.0])
+            enqueue_paced(adapter, n, rate)
         else:
             adapter.enqueue_each([0.0] * n)
             workers = start_workers(lib, server.url, 1)
@@ -190,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
-    with AofValkey() as server:
+    server = AofValkey()
+    with server:  # (as server: typed as the base class's Valkey)
         results = [measure(args.lib, server, mode, args.n, args.rate) for mode in ("backlog", "trickle")]
     print(render(results))
     if args.json:

@@ -120,6 +120,16 @@ def wait_count(target: int, deadline: float, on_first: Any = None) -> tuple[int,
         time.sleep(0.002)
 
 
+def enqueue_paced(adapter: Adapter, n: int, rate: float) -> None:
+    """``n`` single enqueue calls at ``rate`` per second (a trickle: the server idles between)."""
+    t0 = time.perf_counter()
+    for i in range(n):
+        wait = t0 + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        adapter.enqueue_each([0.0])
+
+
 def pre_enqueue(adapter: Adapter, n: int, deadline: float) -> int:
     """Fill the queue with ``n`` tasks the fastest way the library offers."""
     done = 0

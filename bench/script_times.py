@@ -26,7 +26,7 @@ import redis
 
 from bench import record
 from bench.libs import QUEUE, load
-from bench.runner import start_workers, stop_workers, wait_count
+from bench.runner import enqueue_paced, start_workers, stop_workers, wait_count
 from bench.server import Valkey
 
 SLOWLOG_MAX = 1_000_000
@@ -60,12 +60,7 @@ def one_run(lib: str, url: str, n: int, rate: float) -> tuple[dict[str, float], 
         r.config_set("slowlog-max-len", SLOWLOG_MAX)
         r.config_set("slowlog-log-slower-than", 0)
         r.slowlog_reset()
-        t0 = time.perf_counter()
-        for i in range(n):
-            wait = t0 + i / rate - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            adapter.enqueue_each([0.0])
+        enqueue_paced(adapter, n, rate)
         wait_count(warm + n, time.perf_counter() + 10)
         time.sleep(0.2)
         r.config_set("slowlog-log-slower-than", 10_000)
