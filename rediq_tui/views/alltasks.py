@@ -20,6 +20,7 @@ from rediq_tui.widgets.filter import FilterBar
 from rediq_tui.widgets.table import VimTable
 
 CHROME_ROWS = 5  # status, title, counts, header, footer
+INFO_WIDTH = 120  # the error or payload preview, in cells
 STATE_STYLE = {
     "dead": "bold red",
     "retry": "yellow",
@@ -97,7 +98,10 @@ class AllTasksView(View):
         table.add_column("State", key="state", width=9)
         table.add_column("Type", key="type", width=14)
         table.add_column("Age", key="age", width=4)
-        table.add_column("Error / payload", key="info")
+        # as wide as the preview it shows, cut at the terminal's edge: measured from the rows
+        # instead, a loaded machine could end up with it one column narrower (the rows of a
+        # sync measured before others; seen as a flaky snapshot)
+        table.add_column("Error / payload", key="info", width=INFO_WIDTH)
         yield table
 
     @property
@@ -120,8 +124,8 @@ class AllTasksView(View):
 
     def _info(self, t: TaskInfo) -> Text:
         if t.last_error and t.state in (TaskState.DEAD, TaskState.RETRY):
-            return safe.text(t.last_error, 120, style="red")
-        return safe.text(safe.preview(t.payload), 120, style="dim")
+            return safe.text(t.last_error, INFO_WIDTH, style="red")
+        return safe.text(safe.preview(t.payload), INFO_WIDTH, style="dim")
 
     def _render_rows(self) -> None:
         now_ms = int(self.host.clock() * 1000)
