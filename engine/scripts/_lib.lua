@@ -19,29 +19,30 @@ local function fmt(n)
   return string.format('%.0f', n)
 end
 
--- (these two here, not in the scripts that use them: a function defined inside a script's body
--- is a new closure on every call, and a script pays for every allocation)
+-- (these three here, not in the scripts that use them: a function defined inside a script's
+-- body is a new closure on every call, and a script pays for every allocation)
 local function add_field(fields, name, value)
   fields[#fields + 1], fields[#fields + 2] = name, value
 end
 
 -- one task of a dequeue reply (dequeue.lua); f: HMGET of type, payload, priority, max_retry,
 -- timeout, attempts, meta, v (in this order, then whatever the caller needs)
--- The next number of a queue's sequence in a batch: the first task that needs one reserves
--- numbers for itself and every task after it (args from 'at' on, 'width' each), one INCRBY.
+local function add_entry(out, id, f, attempts, reserved, token)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, f[1], f[2], f[3], f[4]
+  out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[5], attempts, f[7] or '', f[8] or '1'
+  out[n + 10], out[n + 11] = reserved, token
+end
+
+-- The next number of a queue's sequence in a batch (enqueue.lua): the first task that needs one
+-- reserves numbers for itself and every task after it (args from 'at' on, 'width' each), one
+-- INCRBY.
 local function next_number(key, last, nargs, at, width)
   if last == nil then
     local left = math.floor((nargs - at + 1) / width)
     last = redis.call('INCRBY', key, left) - left
   end
   return last + 1
-end
-
-local function add_entry(out, id, f, attempts, reserved, token)
-  local n = #out
-  out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = id, f[1], f[2], f[3], f[4]
-  out[n + 6], out[n + 7], out[n + 8], out[n + 9] = f[5], attempts, f[7] or '', f[8] or '1'
-  out[n + 10], out[n + 11] = reserved, token
 end
 
 

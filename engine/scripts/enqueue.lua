@@ -125,26 +125,19 @@ while i + width - 1 <= #ARGV do
       local deps = {}
       if deps_json ~= '' then deps = cjson.decode(deps_json) end
       if #deps > 0 then state = 'waiting' elseif due_in > 0 then state = 'scheduled' end
-      local taker, task_seq = nil, nil
+      local taker, task_seq, tag = nil, nil, nil
       if state == 'pending' and not group then load_takers() end -- (before is_fair: see above)
-      local tag = nil
-      if state == 'pending' and is_fair() then
-        seq = next_number(KEYS[4], seq, #ARGV, i - width, width)
-        task_seq = seq -- (first: a first fair tag starts at the sequence)
-        tag = fair_tag(base, KEYS[4], group or '')
-      end
+      local fair = state == 'pending' and is_fair()
       -- a fair queue's order is its tags: a hand-off would skip the clock
-      if state == 'pending' and not group and not tag then
-        taker = next_taker()
-        if taker and min_pending ~= math.huge then -- (pending known empty: no number needed)
-          seq = next_number(KEYS[4], seq, #ARGV, i - width, width)
-          task_seq = seq
-          if not runs_before_pending(tonumber(priority) * PRIORITY_SHIFT + task_seq) then taker = nil end
-        end
-      end
-      if not taker and not task_seq then
+      if state == 'pending' and not group and not fair then taker = next_taker() end
+      -- a hand-off while pending is known empty takes no number (see seq above)
+      if not taker or min_pending ~= math.huge then
         seq = next_number(KEYS[4], seq, #ARGV, i - width, width)
         task_seq = seq
+      end
+      if fair then tag = fair_tag(base, KEYS[4], group or '') end -- (a first tag starts at seq)
+      if taker and task_seq and not runs_before_pending(tonumber(priority) * PRIORITY_SHIFT + task_seq) then
+        taker = nil
       end
       -- (nil for a task handed off without a number: only a pending task's score is used)
       local score = (tag or task_seq) and tonumber(priority) * PRIORITY_SHIFT + (tag or task_seq)
