@@ -302,6 +302,21 @@ local function leave_group(base, id, fp)
   end
 end
 
+-- A held task (leased, out of the active index already) whose cancellation was requested ends
+-- 'cancelled' when it is handed back (release.lua) or its lease runs out (dequeue.lua): its
+-- holder cannot act on the request any more, and the next worker must not run it.
+local function cancel_held(base, cancelled_key, outbox_key, id, now, note, retention)
+  local tk = task_key(base, id)
+  leave_group(base, id)
+  redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
+  redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
+  redis.call('ZADD', cancelled_key, now, id)
+  release_unique(base, id)
+  notify_dependents(base, outbox_key, id, now)
+  history(base, id, now, 'cancelled', note .. ' after a cancel was requested')
+  expire_task(base, id, retention)
+end
+
 local function join_group(base, failures_key, id, sample, ttype, now)
   local fp = string.sub(redis.sha1hex(ttype .. '\n' .. sample), 1, 16)
   leave_group(base, id)

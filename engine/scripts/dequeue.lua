@@ -155,14 +155,7 @@ if limit > 0 then
     settle_active(base, id) -- before 'worker' goes
     local f = redis.call('HMGET', tk, 'attempts', 'max_retry', 'worker', 'type', 'reserved', 'cancel')
     if f[6] == '1' then -- cancel requested while it was held: its holder cannot act on it now
-      leave_group(base, id)
-      redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
-      redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
-      redis.call('ZADD', KEYS[12], now, id)
-      release_unique(base, id)
-      notify_dependents(base, KEYS[8], id, now)
-      history(base, id, now, 'cancelled', 'lease of ' .. (f[3] or '?') .. ' expired after a cancel was requested')
-      expire_task(base, id, retention)
+      cancel_held(base, KEYS[12], KEYS[8], id, now, 'lease of ' .. (f[3] or '?') .. ' expired', retention)
       table.insert(cancelled, id)
     elseif f[1] and f[5] == '1' then -- prefetched, never started: back to pending, not charged
       redis.call('HSET', tk, 'state', 'pending')

@@ -16,14 +16,7 @@ for i = 5, #ARGV, 2 do
   if f[1] == 'active' and token_of(f[4], f[5]) == token and f[7] == '1' then
     redis.call('ZREM', KEYS[1], id)
     cgroup_free(base, f[6], id)
-    leave_group(base, id)
-    redis.call('HSET', tk, 'state', 'cancelled', 'finished', now)
-    redis.call('HDEL', tk, 'lease', 'cancel', 'reserved')
-    redis.call('ZADD', KEYS[4], now, id)
-    release_unique(base, id)
-    notify_dependents(base, KEYS[5], id, now)
-    history(base, id, now, 'cancelled', note .. ' after a cancel was requested')
-    expire_task(base, id, retention)
+    cancel_held(base, KEYS[4], KEYS[5], id, now, note, retention)
     table.insert(cancelled, id)
   elseif f[1] == 'active' and token_of(f[4], f[5]) == token then
     redis.call('ZREM', KEYS[1], id)
