@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from engine import admin, ops, results
-from engine.backend import AsyncBackend, Op, SyncBackend, use_hiredis_packer
+from engine.backend import AsyncBackend, Call, Op, SyncBackend, use_hiredis_packer
 from engine.connection import RedisTarget, parse_url
 from engine.declarations import Declarations
+from engine.enqueue_templates import EnqueueTemplates
 from engine.errors import InvalidTask
 from engine.errors import validation_message as validation_message  # moved to errors; kept importable
 from engine.ops import EnqueueResult, Settings
@@ -53,6 +54,14 @@ def _enqueue_one_op(client: Client | AsyncClient, task: Task, durable: bool | in
         bind=client,
         hooks=client.enqueue_hooks,
         registrations=client.registrations,
+    )
+
+
+def _template_call(
+    client: Client | AsyncClient, task: Task | str, payload: Any, options: dict[str, Any]
+) -> tuple[Call, str] | None:
+    return client.templates.call(
+        client.settings, client.declarations, client.registrations, task, payload, options
     )
 
 
@@ -106,6 +115,7 @@ class Client:
         self.declarations = _declarations(self.settings, registry, strict)
         self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
         self.registrations = ops.QueueRegistrations()  # the queues this client added to the registry
+        self.templates = EnqueueTemplates()
         if registry is not None and registry.client is None:
             registry.client = self  # the registry's typed handles enqueue through this client
 
@@ -115,6 +125,11 @@ class Client:
         """Enqueue one task. ``durable=True`` (or a replica count) also waits until replicas have
         it and raises ``ConnectionFailed`` if they do not (retrying is safe). ``priority`` is
         0..100 and 0 runs first."""
+        templated = None if durable or self.enqueue_hooks else _template_call(self, task, payload, options)
+        if templated is not None:  # (the common call: see engine.enqueue_templates)
+            call, queue = templated
+            status, task_id, state = self.backend.execute(call)
+            return EnqueueResult(task_id, queue, state, status, self)
         return self.backend.run(_enqueue_one_op(self, build_task(task, payload, **options), durable))
 
     def result(self, task_id: str, queue: str | None = None, *, timeout: float | None = None) -> Any:
@@ -193,11 +208,17 @@ class AsyncClient:
         self.declarations = _declarations(self.settings, registry, strict)
         self.enqueue_hooks = [*(registry.enqueue_hooks if registry is not None else ()), *before_enqueue]
         self.registrations = ops.QueueRegistrations()  # the queues this client added to the registry
+        self.templates = EnqueueTemplates()
 
     async def enqueue(
         self, task: Task | str, payload: Any = None, *, durable: bool | int = False, **options: Any
     ) -> EnqueueResult:
         """See ``Client.enqueue``."""
+        templated = None if durable or self.enqueue_hooks else _template_call(self, task, payload, options)
+        if templated is not None:
+            call, queue = templated
+            status, task_id, state = await self.backend.execute(call)
+            return EnqueueResult(task_id, queue, state, status, self)
         return await self.backend.run(_enqueue_one_op(self, build_task(task, payload, **options), durable))
 
     async def result(

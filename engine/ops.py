@@ -182,20 +182,26 @@ def channel(settings: Settings, qk: QueueKeys) -> str:
 # ---------------------------------------------------------------------------------- enqueue
 
 
-def _task_args(task: Task, settings: Settings, deps: Sequence[str]) -> list[Any]:
-    payload = task.payload_json()
+def checked_payload(settings: Settings, task_id: str, task_type: str, payload: str) -> str:
+    """A task's payload JSON, refused (one line) when it is not valid Unicode or too large."""
     try:
         size = len(payload.encode())
     except UnicodeEncodeError as exc:
         raise PayloadError(
-            f"payload of task type {task.type!r} holds text that is not valid Unicode "
+            f"payload of task type {task_type!r} holds text that is not valid Unicode "
             f"({exc.reason} at character {exc.start}); decode bytes before putting them in a payload"
         ) from exc
     if size > settings.max_payload_bytes:
         raise PayloadTooLarge(
-            f"payload of task {task.id} ({task.type}) is {size:,} bytes, "
+            f"payload of task {task_id} ({task_type}) is {size:,} bytes, "
             f"above the limit of {settings.max_payload_bytes:,}"
         )
+    return payload
+
+
+def task_args(task: Task, settings: Settings, deps: Sequence[str]) -> list[Any]:
+    """``enqueue.lua``'s fields of one task, in its order (``ENQUEUE_WIDTH`` of them)."""
+    payload = checked_payload(settings, task.id, task.type, task.payload_json())
     extras: dict[str, Any] = {}
     if task.unique_key:
         extras["u"] = task.unique_key
@@ -298,10 +304,15 @@ def _enqueue_head(qk: QueueKeys, events_channel: str) -> tuple[tuple[str, ...], 
     return keys, (qk.base, events_channel, ENQUEUE_WIDTH, SCHEMA_VERSION)
 
 
-def _enqueue_call(settings: Settings, queue: str, task_args: Sequence[Any]) -> Call:
+def enqueue_head(settings: Settings, queue: str) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """``enqueue.lua``'s keys and the arguments before the tasks' fields, for one queue."""
     qk = settings.keyspace.queue(queue)
-    keys, head = _enqueue_head(qk, channel(settings, qk))
-    return script_call("enqueue", keys, (*head, *task_args))
+    return _enqueue_head(qk, channel(settings, qk))
+
+
+def _enqueue_call(settings: Settings, queue: str, fields: Sequence[Any]) -> Call:
+    keys, head = enqueue_head(settings, queue)
+    return script_call("enqueue", keys, (*head, *fields))
 
 
 def enqueue_one(
@@ -331,7 +342,7 @@ def enqueue_one(
         return (
             yield from enqueue_many(settings, [task], declarations, bind=bind, registrations=registrations)
         )[0]
-    status, task_id, state = yield _enqueue_call(settings, task.queue, _task_args(task, settings, ()))
+    status, task_id, state = yield _enqueue_call(settings, task.queue, task_args(task, settings, ()))
     return EnqueueResult(task_id, task.queue, state, status, bind)
 
 
@@ -374,7 +385,7 @@ def enqueue_many(
     for task in tasks:
         refs = [f"{dep_queue[d.rpartition('|')[2]]}|{d.rpartition('|')[2]}" for d in task.depends_on]
         refs_of[task.id] = refs
-        by_queue[task.queue].extend(_task_args(task, settings, refs))
+        by_queue[task.queue].extend(task_args(task, settings, refs))
         order.append(task.queue)
     queues = list(dict.fromkeys(order))
     # the registry lives outside the queues' slots; a failover of its node must not block

@@ -58,6 +58,17 @@ def _compact_json(value: Any) -> str:
         raise ValueError("circular reference or nesting too deep to encode") from None
 
 
+def payload_json(task_type: str, payload: Any) -> str:
+    """A payload as compact JSON (a pydantic model dumped); raises ``PayloadError`` (E002)
+    when it is not JSON."""
+    if isinstance(payload, BaseModel):
+        return payload.model_dump_json()
+    try:
+        return _compact_json(payload)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"payload of task type {task_type!r} is not JSON: {exc}") from exc
+
+
 class TaskState(StrEnum):
     SCHEDULED = "scheduled"
     WAITING = "waiting"
@@ -268,13 +279,7 @@ class Task(BaseModel):
 
     def payload_json(self) -> str:
         """The payload as compact JSON; raises ``PayloadError`` (E002) when it is not JSON."""
-        payload = self.payload
-        if isinstance(payload, BaseModel):
-            return payload.model_dump_json()
-        try:
-            return _compact_json(payload)
-        except (TypeError, ValueError) as exc:
-            raise PayloadError(f"payload of task type {self.type!r} is not JSON: {exc}") from exc
+        return payload_json(self.type, self.payload)
 
     def due_in_ms(self) -> int:
         """Milliseconds until due, relative to now (Redis adds it to its own clock)."""

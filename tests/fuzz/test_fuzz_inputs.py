@@ -75,7 +75,7 @@ def test_build_task_and_enqueue_arguments_raise_only_task_errors(
 ) -> None:
     try:
         task = build_task(task_type, payload, **opts)
-        ops._task_args(task, Settings(), [])  # everything enqueue derives from the task
+        ops.task_args(task, Settings(), [])  # everything enqueue derives from the task
     except (InvalidTask, PayloadError):
         pass
 

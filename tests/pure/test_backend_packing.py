@@ -34,7 +34,7 @@ def _commands() -> list[tuple[Any, ...]]:
                 protocol.fail_call(settings, "q", "a", "w#1", "E: boom", "tb\nline", 1.5),
             )
         ),
-        ("EVALSHA", "0" * 40, 0, *ops._task_args(task, settings, ["q|dep"])),
+        ("EVALSHA", "0" * 40, 0, *ops.task_args(task, settings, ["q|dep"])),
         ("SCRIPT LOAD", "return 1"),
         ("CONFIG", "GET", "maxmemory-policy"),
         (b"PING",),
