@@ -46,13 +46,27 @@ class TaskHandle(Generic[M, R]):
 
     def enqueue(self, payload: M, *, client: Client | None = None, **options: Any) -> EnqueueResult:
         """Enqueue one task of this type through ``client`` (default: the registry's client)."""
-        return (client or self._client()).enqueue(self.task(payload, **options))
+        client = client or self._client()
+        if not options and self._applied_by(client):
+            return client.enqueue(self.task_type, payload)  # the same task, from a template
+        return client.enqueue(self.task(payload, **options))
 
     async def enqueue_async(
         self, payload: M, *, client: AsyncClient | None = None, **options: Any
     ) -> EnqueueResult:
         """``enqueue`` through an ``AsyncClient`` (default: one per event loop, for this registry)."""
-        return await (client or self._async_client()).enqueue(self.task(payload, **options))
+        client = client or self._async_client()
+        if not options and self._applied_by(client):
+            return await client.enqueue(self.task_type, payload)
+        return await client.enqueue(self.task(payload, **options))
+
+    def _applied_by(self, client: Client | AsyncClient) -> bool:
+        """Whether ``client`` applies this registry's declaration of the type to a bare
+        ``enqueue(type, payload)``: then that call makes the task ``task(payload)`` makes, and
+        can be sent from the client's template (engine/enqueue_templates.py)."""
+        definition = self.registry.definitions.get(self.task_type)
+        applied = client.declarations.local.get(self.task_type)
+        return definition is not None and applied == definition.declaration
 
     def enqueue_and_wait(
         self, payload: M, *, timeout: float | None = None, client: Client | None = None, **options: Any

@@ -231,3 +231,33 @@ async def test_the_async_client_enqueues_from_a_template(redis_url: str, raw: re
         assert raw.hget(f"rediq:{{q}}:t:{result.id}", "payload") == '{"n":1}'
     finally:
         await client.close()
+
+
+def test_a_typed_handle_enqueues_from_its_clients_template(redis_url: str, raw: redis.Redis) -> None:
+    from pydantic import BaseModel
+
+    from engine.registry import Registry
+
+    class Payment(BaseModel):
+        order: str
+
+    registry = Registry()
+
+    @registry.task("pay", queue="money", priority=4, max_retry=1)
+    async def pay(ctx: Any, payload: Payment) -> None:
+        pass
+
+    with Client(redis_url, registry=registry) as client:
+        pay.enqueue(Payment(order="o-0"))  # registers the queue: the full route
+        plain = pay.enqueue(Payment(order="o-1"))
+        assert list(client.templates._by_type) == [("pay", None)]
+        with_options = pay.enqueue(Payment(order="o-2"), priority=9)
+    stored = raw.hgetall(f"rediq:{{money}}:t:{plain.id}")
+    assert (plain.queue, stored["priority"], stored["max_retry"]) == ("money", "4", "1")
+    assert stored["payload"] == '{"order":"o-1"}'
+    assert raw.hget(f"rediq:{{money}}:t:{with_options.id}", "priority") == "9"
+    # a client that does not apply this registry's declaration gets the task the handle made
+    with Client(redis_url) as other:
+        elsewhere = pay.enqueue(Payment(order="o-3"), client=other)
+        assert not other.templates._by_type
+    assert raw.hget(f"rediq:{{money}}:t:{elsewhere.id}", "priority") == "4"
