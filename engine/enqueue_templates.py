@@ -4,9 +4,9 @@
 type's declaration, turns the task into ``enqueue.lua``'s fields and wraps them in a call: the
 same work for every call of one type to one queue, all but the id and the payload. A template
 keeps that work's outcome, made once by the same functions, and each call adds a fresh id and
-its payload's JSON (checked as every payload is). On a 2-core machine this took ~30 % off the
-client's own time per call (2026-12-05, docs/reference/performance.md), which is what a single
-enqueue and the enqueue-to-start latency are left to gain from the client.
+its payload's JSON (checked as every payload is). On a 2-core machine this halved the client's
+own time per call, ~25 to ~12 µs (2026-12-05, docs/reference/performance.md): what a single
+enqueue and the enqueue-to-start latency had left to gain on the client's side.
 
 A template is used only while everything it was made from holds: the same ``Settings``, the
 same declaration object (a refresh that changed it makes a new one), declarations not due for a
