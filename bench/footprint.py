@@ -26,6 +26,7 @@ from bench import record
 from bench.libs import load
 from bench.runner import enqueue_paced, start_workers, stop_workers, wait_count
 from bench.server import Valkey
+from engine.display import visible
 
 
 class AofValkey(Valkey):
@@ -54,25 +55,41 @@ class AofValkey(Valkey):
         return data[len(data) - grown :] if grown > 0 else b""
 
 
-def aof_by_command(tail: bytes) -> dict[str, int]:
-    """Bytes of the AOF per command name (RESP arrays as Valkey writes them)."""
-    out: dict[str, int] = {}
+def aof_records(tail: bytes) -> list[tuple[list[bytes], int]]:
+    """Each command of an AOF tail (RESP arrays as Valkey writes them) and its size in bytes."""
+    out: list[tuple[list[bytes], int]] = []
     pos = 0
     while pos < len(tail) and tail[pos : pos + 1] == b"*":
         start = pos
         end = tail.index(b"\r\n", pos)
         argc = int(tail[pos + 1 : end])
         pos = end + 2
-        name = b""
-        for k in range(argc):
+        args = []
+        for _ in range(argc):
             end = tail.index(b"\r\n", pos)
             size = int(tail[pos + 1 : end])
-            if k == 0:
-                name = tail[end + 2 : end + 2 + size]
+            args.append(tail[end + 2 : end + 2 + size])
             pos = end + 2 + size + 2
-        key = name.decode(errors="replace").lower()
-        out[key] = out.get(key, 0) + pos - start
+        out.append((args, pos - start))
     return out
+
+
+def aof_by_command(tail: bytes) -> dict[str, int]:
+    """Bytes of the AOF per command name."""
+    out: dict[str, int] = {}
+    for args, size in aof_records(tail):
+        key = args[0].decode(errors="replace").lower()
+        out[key] = out.get(key, 0) + size
+    return out
+
+
+def render_records(tail: bytes) -> str:
+    """One line per AOF command: its bytes and the command (escaped, long arguments cut)."""
+    lines = []
+    for args, size in aof_records(tail):
+        shown = " ".join(visible(a.decode(errors="backslashreplace"), 60) for a in args)
+        lines.append(f"{size:5d}  {visible(shown, 240)}")
+    return "\n".join(lines)
 
 
 def _stats(r: redis.Redis) -> tuple[dict[str, tuple[int, int]], float]:
@@ -93,7 +110,9 @@ def _settle(r: redis.Redis, server: AofValkey) -> None:
         last = size
 
 
-def measure(lib: str, server: AofValkey, mode: str, n: int, rate: float) -> dict[str, Any]:
+def measure(
+    lib: str, server: AofValkey, mode: str, n: int, rate: float, records: bool = False
+) -> dict[str, Any]:
     direct = redis.Redis(port=server.port)
     direct.flushall()
     _settle(direct, server)
@@ -126,7 +145,8 @@ def measure(lib: str, server: AofValkey, mode: str, n: int, rate: float) -> dict
         _settle(direct, server)
         s1, cpu1 = _stats(direct)
         aof1 = server.aof_bytes()
-        aof_split = aof_by_command(server.aof_tail(aof0))
+        tail = server.aof_tail(aof0)
+        aof_split = aof_by_command(tail)
     finally:
         stop_workers(workers)
         adapter.close()
@@ -148,6 +168,7 @@ def measure(lib: str, server: AofValkey, mode: str, n: int, rate: float) -> dict
         "cpu_usec_per_task": (cpu1 - cpu0) * 1e6 / n,
         "aof_bytes_per_task": (aof1 - aof0) / n,
         "aof_by_command": {k: v / n for k, v in sorted(aof_split.items(), key=lambda kv: -kv[1])},
+        "aof_records": render_records(tail) if records else "",
     }
 
 
@@ -184,11 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument(
+        "--records",
+        action="store_true",
+        help="also print every AOF command of each workload (use a small --n)",
+    )
     args = p.parse_args(argv)
     server = AofValkey()
     with server:  # (as server: typed as the base class's Valkey)
-        results = [measure(args.lib, server, mode, args.n, args.rate) for mode in ("backlog", "trickle")]
+        results = [
+            measure(args.lib, server, mode, args.n, args.rate, args.records)
+            for mode in ("backlog", "trickle")
+        ]
     print(render(results))
+    for r in results if args.records else []:
+        print(f"\nAOF commands, {r['mode']} ({r['n']} task(s), bytes and command):\n{r['aof_records']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -137,3 +137,21 @@ def test_python_m_bench_script_times_runs() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| rediq |")]
     assert {row.split("|")[2].strip() for row in rows} >= {"FCALL enqueue", "FCALL take", "BLMOVE"}
+
+
+def test_footprint_splits_an_aof_tail_into_its_commands_and_shows_them_escaped() -> None:
+    from bench.footprint import aof_by_command, aof_records, render_records
+
+    tail = (
+        b"*1\r\n$5\r\nMULTI\r\n"
+        b"*4\r\n$4\r\nHSET\r\n$3\r\nt:a\r\n$7\r\nmessage\r\n$8\r\n\x1b[31mred\r\n"
+        b"*1\r\n$4\r\nEXEC\r\n"
+    )
+    records = aof_records(tail)
+    assert [args[0] for args, _ in records] == [b"MULTI", b"HSET", b"EXEC"]
+    assert records[1][0][3] == b"\x1b[31mred"
+    assert sum(size for _, size in records) == len(tail)
+    assert aof_by_command(tail) == {"multi": 15, "hset": len(tail) - 29, "exec": 14}
+    shown = render_records(tail)
+    assert "\x1b" not in shown and "␛[31mred" in shown  # a control byte shown, not sent
+    assert shown.splitlines()[1].split() == [str(records[1][1]), "HSET", "t:a", "message", "␛[31mred"]
