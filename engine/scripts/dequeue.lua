@@ -10,9 +10,10 @@
 --       7 dead retention ms, 8 how many of them start now (default: all),
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
 --       11 retention ms of cancelled (and expired) tasks, 12 slots the worker holds for a hand-off
---       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off), then
---       pairs: id, token of each hand-off record the worker has received from take.lua (the
---       confirmations its next take sends)
+--       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off),
+--       13 '1' for a quiet poll (nothing ran or was handed in since the worker's last call: see
+--       register_idle), then pairs: id, token of each hand-off record the worker has received
+--       from take.lua (the confirmations its next take sends)
 -- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
 -- in the HSET that leases it, and the reply carries the delivery's token, which every later
 -- call about the task (start, ack, fail, extend, release, progress) must name.
@@ -62,6 +63,7 @@ local request = ARGV[10] or ''
 local receipt_slot = KEYS[11]
 local retention = tonumber(ARGV[11] or '86400000')
 local held = tonumber(ARGV[12] or '0')
+local quiet = ARGV[13] == '1'
 local now = now_ms()
 
 if request ~= '' then
@@ -97,7 +99,7 @@ local in_inbox = handoff_ms > 0 and redis.call('LLEN', inbox_key(base, worker)) 
 -- before the first one not received go, as take.lua would drop them (a wake-up with them).
 local function unseen_in_taken()
   local taken = taken_key(base, worker)
-  local received, n, done = received_from(ARGV, 13), 0, 0
+  local received, n, done = received_from(ARGV, 14), 0, 0
   for _, item in ipairs(redis.call('LRANGE', taken, 0, -1)) do
     if unreceived_handoff(item, received) then n = n + 1 elseif n == 0 then done = done + 1 end
   end
@@ -106,10 +108,24 @@ local function unseen_in_taken()
 end
 local in_taken = (handoff_ms > 0 and held > 0) and unseen_in_taken() or 0
 
+-- An idle worker polls every half second or so; renewing its registration on each poll wrote
+-- ~180 AOF bytes a poll for nothing. A quiet poll leaves it alone while it is the one this call
+-- would write bar the deadline, with more than half of its time left: one read instead of two
+-- writes, and still renewed a poll or more before it lapses. (Not read on a busy worker's calls:
+-- its free slots change with every task, so the write is due anyway.)
+local function unchanged_registration(free)
+  local current = redis.call('HGET', KEYS[10], worker)
+  if not current then return false end
+  local f, deadline, lease = string.match(current, '^(%d+):(%d+):(%d+)$')
+  return f ~= nil and tonumber(f) == free and tonumber(lease) == lease_ms
+    and tonumber(deadline) - now > handoff_ms / 2 and tonumber(deadline) <= now + handoff_ms
+end
+
 local function register_idle(free)
   if handoff_ms <= 0 then return end
   free = free - in_inbox - in_taken
   if free > 0 then
+    if quiet and unchanged_registration(free) then return end
     redis.call('HSET', KEYS[10], worker, free .. ':' .. (now + handoff_ms) .. ':' .. lease_ms)
     redis.call('PEXPIRE', KEYS[10], handoff_ms) -- outlives no registration
   else

@@ -94,6 +94,8 @@ class _Round:
     capacity: int
     followups: list[str]
     got: int = 0
+    quiet: bool = False
+    """An idle poll: its dequeues may leave an unchanged hand-off registration alone."""
 
 
 @dataclass(slots=True)
@@ -373,8 +375,10 @@ class WorkerCore:
         start_now = max(0, free - n_starting)
         order = self._fetch_order() if want_fetch else []
         capacity = self.slots.capacity
+        # nothing to report and nothing held: an idle worker's poll (dequeue.lua's quiet)
+        quiet = not requests and self.slots.idle
         if order:  # the first queue rides along with the acks in the same round trip
-            requests.append(self._dequeue(order[0], capacity, start_now))
+            requests.append(self._dequeue(order[0], capacity, start_now, quiet))
         elif self.stopping:
             # A dequeue that ran but whose reply was lost leased (and maybe started) tasks this
             # worker never saw: sent again under its request id it returns them (its receipt)
@@ -389,7 +393,7 @@ class WorkerCore:
             return None
         self._promised = n_starting + (start_now if order else 0)
         exchange = self._issue(ExchangeKind.ROUND, tuple(requests))
-        self._round = _Round(exchange.xid, want_fetch, self._wake_seq, capacity, order[1:])
+        self._round = _Round(exchange.xid, want_fetch, self._wake_seq, capacity, order[1:], quiet=quiet)
         return exchange
 
     def extend_exchange(self, held: Held | None = None) -> Exchange | None:
@@ -528,7 +532,7 @@ class WorkerCore:
         self._inflight[exchange.xid] = exchange
         return exchange
 
-    def _dequeue(self, queue: str, max_tasks: int, start_now: int) -> Dequeue:
+    def _dequeue(self, queue: str, max_tasks: int, start_now: int, quiet: bool) -> Dequeue:
         request_id = self._request_id(queue)
         held = self.takes.held.get(queue, 0)
         return Dequeue(
@@ -542,6 +546,7 @@ class WorkerCore:
             held,
             queue in self._maintain,
             self.takes.confirm.get(queue, ()) if held else (),
+            quiet,
         )
 
     def _request_id(self, queue: str) -> str:
@@ -556,8 +561,9 @@ class WorkerCore:
         # strict priority between queues, never over-leasing a lower queue.
         queue = round_.followups.pop(0)
         self._promised = self.slots.free(self.stopping)
+        quiet = round_.quiet and not round_.got
         exchange = self._issue(
-            ExchangeKind.ROUND, (self._dequeue(queue, round_.capacity - round_.got, self._promised),)
+            ExchangeKind.ROUND, (self._dequeue(queue, round_.capacity - round_.got, self._promised, quiet),)
         )
         return exchange
 

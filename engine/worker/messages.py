@@ -87,6 +87,9 @@ class Dequeue:
     received: tuple[str, ...] = ()
     """(id, token, ...) of the hand-offs the last take reply brought: those of a take in flight
     that are not among them fill held slots already (``dequeue.lua``)."""
+    quiet: bool = False
+    """An idle poll: nothing runs, nothing was reported in its round. ``dequeue.lua`` then leaves
+    an unchanged hand-off registration with time to run as it is, rather than write it again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,11 @@ class Slots:
         return self.concurrency - len(self.running) - self.handoff_starting - self.held_for_take
 
     @property
+    def idle(self) -> bool:
+        """Nothing running, reserved or starting (a slot a take holds is an idle one)."""
+        return not self.running and not self.buffer and not self.handoff_starting
+
+    @property
     def capacity(self) -> int:
         """How many more tasks the worker may lease: free slots, those a take holds, plus the
         prefetch allowance. A held slot counts: a task a dequeue leases while the take waits

@@ -9,11 +9,16 @@ the queue with slots to spare registers for hand-offs."""
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
+import redis
+
+from engine.backend import SyncBackend
 from tests.lua.harness import (
     ABSENT,
     ANY,
+    QK,
     RECENT,
     SETTINGS,
     TTL,
@@ -428,6 +433,55 @@ TABLE = cases(
         reply=[RECENT],
         keys_after={"idle": ABSENT},
     ),
+    # an idle worker's poll (quiet) leaves an unchanged registration alone while it has more than
+    # half its time left (test_a_quiet_poll_leaves_a_fresh_registration_alone); otherwise it writes
+    Case(
+        "a quiet poll renews a registration with less than half its time left",
+        before={},
+        keys={"idle": H({WORKER: "4:1:30000"})},
+        args={"max_tasks": 4, "handoff_ms": 2000, "quiet": True},
+        reply=[RECENT],
+        keys_after={"idle": H({WORKER: Parts((4, Later(2000), LEASE_MS))})},
+    ),
+    Case(
+        "a quiet poll writes a changed free count",
+        before={},
+        keys={"idle": H({WORKER: "3:9999999999999:30000"})},
+        args={"max_tasks": 4, "handoff_ms": 2000, "quiet": True},
+        reply=[RECENT],
+        keys_after={"idle": H({WORKER: Parts((4, Later(2000), LEASE_MS))})},
+    ),
+    Case(
+        "a quiet poll writes a changed lease",
+        before={},
+        keys={"idle": H({WORKER: "4:9999999999999:60000"})},
+        args={"max_tasks": 4, "handoff_ms": 2000, "quiet": True},
+        reply=[RECENT],
+        keys_after={"idle": H({WORKER: Parts((4, Later(2000), LEASE_MS))})},
+    ),
+    Case(
+        "a quiet poll brings a deadline beyond its time back (a clock that stepped back)",
+        before={},
+        keys={"idle": H({WORKER: "4:9999999999999:30000"})},
+        args={"max_tasks": 4, "handoff_ms": 2000, "quiet": True},
+        reply=[RECENT],
+        keys_after={"idle": H({WORKER: Parts((4, Later(2000), LEASE_MS))})},
+    ),
+    Case(
+        "a quiet poll registers a worker that has no registration",
+        before={},
+        args={"max_tasks": 4, "handoff_ms": 2000, "quiet": True},
+        reply=[RECENT],
+        keys_after={"idle": H({WORKER: Parts((4, Later(2000), LEASE_MS))})},
+    ),
+    Case(
+        "a quiet poll that finds the queue paused withdraws the registration",
+        before={},
+        keys={"paused": "1", "idle": H({WORKER: "4:9999999999999:30000"})},
+        args={"max_tasks": 4, "handoff_ms": 2000, "quiet": True},
+        reply=[RECENT],
+        keys_after={"idle": ABSENT},
+    ),
 )
 
 
@@ -439,6 +493,7 @@ def test_dequeue(redis_url: str, case: Case) -> None:
         "maintenance_limit": 100,
         "handoff_ms": 0,
         "request_id": "",
+        "quiet": False,
         **case.args,
     }
     call = dequeue_call(
@@ -451,5 +506,33 @@ def test_dequeue(redis_url: str, case: Case) -> None:
         start_now=args["start_now"],
         handoff_ms=args["handoff_ms"],
         request_id=args["request_id"],
+        quiet=args["quiet"],
     )
     run_case(redis_url, case, call)
+
+
+def _registration_after_polls(redis_url: str, quiet: bool) -> tuple[str, str]:
+    """The worker's registration after its first poll and after a second one 20 ms later."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    backend = SyncBackend(redis.Redis.from_url(redis_url, decode_responses=True))
+    call = dequeue_call(SETTINGS, "q", 4, LEASE_MS, WORKER, handoff_ms=2000, quiet=quiet)
+    try:
+        backend.execute(call)
+        first = str(r.hget(QK.idle, WORKER) or "")
+        time.sleep(0.02)
+        backend.execute(call)
+        return first, str(r.hget(QK.idle, WORKER) or "")
+    finally:
+        backend.close()
+        r.close()
+
+
+def test_a_quiet_poll_leaves_a_fresh_registration_alone(redis_url: str) -> None:
+    first, second = _registration_after_polls(redis_url, quiet=True)
+    assert first.startswith("4:") and second == first  # not written again: same deadline
+
+
+def test_a_poll_that_is_not_quiet_renews_the_registration(redis_url: str) -> None:
+    first, second = _registration_after_polls(redis_url, quiet=False)
+    assert first.startswith("4:") and second.startswith("4:")
+    assert int(second.split(":")[1]) > int(first.split(":")[1])

@@ -473,6 +473,37 @@ def test_lower_queues_are_asked_only_for_what_higher_ones_could_not_fill() -> No
     assert not c2.wants_exchange()
 
 
+def test_only_an_idle_workers_polls_are_quiet() -> None:
+    """A quiet dequeue may leave an unchanged hand-off registration unwritten (dequeue.lua):
+    only a poll with nothing running, reserved or reported is one."""
+    c = make(concurrency=1, prefetch=1, queues=("hi", "lo"))
+    first = c.next_exchange()
+    (dq,) = requests_of(first, Dequeue)
+    assert dq.quiet  # nothing held, nothing to report
+    assert first is not None
+    answer(c, first)
+    follow = c.next_exchange()
+    (dq,) = requests_of(follow, Dequeue)
+    assert dq.queue == "lo" and dq.quiet  # the round's later queue: as quiet as the round
+    assert follow is not None
+    answer(c, follow)
+    c.on_idle_poll()
+    poll = c.next_exchange()
+    (dq,) = requests_of(poll, Dequeue)
+    assert dq.quiet
+    assert poll is not None
+    answer(c, poll, dequeue=dequeued(task("a", reserved=False)))
+    follow = c.next_exchange()
+    (dq,) = requests_of(follow, Dequeue)
+    assert dq.queue == "lo" and not dq.quiet  # 'a' runs
+    assert follow is not None
+    answer(c, follow)
+    done(c, "a")
+    after = c.next_exchange()
+    (dq,) = requests_of(after, Dequeue)
+    assert requests_of(after, Ack) and not dq.quiet  # its ack rides along: the slots changed
+
+
 def test_outcomes_are_enums() -> None:
     assert Outcome("completed") is Outcome.COMPLETED and isinstance(Outcome.COMPLETED, str)
     assert {m.value for m in Outcome} == {
