@@ -120,6 +120,8 @@ class Worker:
         self.loop_errors: Counter[str] = Counter()
         """Exceptions per background loop (each logged, then the loop restarted)."""
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._beat_written: dict[str, str] | None = None
+        """The registry entry's fields as the last beat that got a reply wrote them."""
         # run times (ms) of completed tasks per (queue, type), sent with the heartbeat
         self._runtimes: dict[tuple[str, str], list[int]] = defaultdict(list)
 
@@ -350,7 +352,9 @@ class Worker:
     async def heartbeat_registry(self) -> None:
         ttl_ms = int(max(self.effective.heartbeat_s * 3, 10) * 1000)
         fields = self._registry_fields()
-        await self.backend.run(protocol.beat_registry(self.settings, self.id, fields, ttl_ms))
+        written, self._beat_written = self._beat_written, None  # (a beat without a reply: all again)
+        await self.backend.run(protocol.beat_registry(self.settings, self.id, fields, ttl_ms, written))
+        self._beat_written = {k: str(v) for k, v in fields.items()}
 
     async def _deregister(self) -> None:
         ks = self.settings.keyspace
@@ -413,6 +417,7 @@ class Worker:
                     request_id=request.request_id,
                     held=request.held,
                     received=request.received,
+                    quiet=request.quiet,
                     maintenance_limit=protocol.MAINTENANCE_LIMIT if request.maintain else 0,
                 )
             case core.Start():

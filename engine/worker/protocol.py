@@ -9,7 +9,7 @@ delivery is over (lease lost, cancelled, deleted, requeued) and says so in its r
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -58,6 +58,7 @@ def dequeue_call(
     request_id: str = "",
     held: int = 0,
     received: Sequence[str] = (),
+    quiet: bool = False,
 ) -> Call:
     """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
     and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
@@ -68,7 +69,9 @@ def dequeue_call(
     for a hand-off (``take_calls``), offered to enqueues beside the free ones, less the
     hand-offs a take started in them that the worker has not received: ``received`` (id,
     token, ...) names those it has (a take's ``confirmed``).
-    ``maintenance_limit`` 0 skips the promotion and recovery scans (``maintenance_left``)."""
+    ``maintenance_limit`` 0 skips the promotion and recovery scans (``maintenance_left``).
+    ``quiet``: an idle worker's poll, which leaves its hand-off registration as it is while that
+    still has more than half its time to run (an idle fleet's polls write nothing)."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -103,6 +106,7 @@ def dequeue_call(
             request_id,
             int(settings.retention_s * 1000),
             held,
+            1 if quiet else 0,
             *received,
         ],
     )
@@ -307,17 +311,29 @@ WORKER_FORGOTTEN_MS = 3_600_000
 """A registered worker that has not beaten for this long is dropped from the registry."""
 
 
-def beat_registry(settings: Settings, worker_id: str, fields: dict[str, Any], ttl_ms: int) -> Op[int]:
+def beat_registry(
+    settings: Settings,
+    worker_id: str,
+    fields: dict[str, Any],
+    ttl_ms: int,
+    written: Mapping[str, str] | None = None,
+) -> Op[int]:
     """Refresh a worker's registry entry, stamped with the Redis clock (as leases are): a
     worker whose own clock runs an hour ahead must not make every other worker look an hour
-    old and drop it. Returns the server time it stamped."""
+    old and drop it. ``written``: the fields as the worker's last beat that got a reply wrote
+    them; only those that changed are written again (``beat.lua``: all of them when the entry is
+    gone). Returns the server time it stamped."""
     ks = settings.keyspace
     now_ms = yield from server_time_ms()
-    flat = [x for kv in {**fields, "heartbeat": now_ms}.items() for x in kv]
+    values = {k: str(v) for k, v in fields.items()}
+    previous = written or {}
+    changed = [x for k, v in values.items() if previous.get(k) != v for x in (k, v)]
+    others = [x for k, v in values.items() if previous.get(k) == v for x in (k, v)]
     yield Batch(
         [
-            cmd("HSET", ks.worker(worker_id), *flat),
-            cmd("PEXPIRE", ks.worker(worker_id), ttl_ms),
+            script_call(
+                "beat", [ks.worker(worker_id)], [now_ms, ttl_ms, len(changed) // 2, *changed, *others]
+            ),
             cmd("ZADD", ks.workers, now_ms, worker_id),
             # forget workers that have not beaten for an hour (their hashes expired long ago)
             cmd("ZREMRANGEBYSCORE", ks.workers, "-inf", now_ms - WORKER_FORGOTTEN_MS),
