@@ -10,6 +10,10 @@
 For each it prints ``INFO commandstats`` calls per task by command name (every command inside
 Lua counted), the server CPU per task (commandstats usec, and ``INFO cpu`` user+sys), and the
 AOF growth per task. Exact counts are machine-independent; CPU figures move with the load.
+
+``--idle SECONDS`` measures instead what one idle worker costs the server: a worker of each
+library in ``--lib`` (comma-separated), after 20 tasks, left with nothing to do for that long;
+commands, AOF bytes and Valkey CPU per second.
 """
 
 from __future__ import annotations
@@ -172,6 +176,54 @@ def measure(
     }
 
 
+def measure_idle(lib: str, server: AofValkey, seconds: float) -> dict[str, Any]:
+    """What one idle worker of ``lib`` costs the server per second (after 20 tasks)."""
+    direct = redis.Redis(port=server.port)
+    direct.flushall()
+    record.setup(latency_slots=1)
+    adapter = load(lib, server.url)
+    workers = start_workers(lib, server.url, 1)
+    try:
+        adapter.enqueue_each([0.0] * 20)
+        wait_count(20, time.perf_counter() + 30)
+        time.sleep(3.0)  # the last acks, and the worker's loops back to their idle pace
+        # (an idle worker may write all the time: the AOF's everysec lag is the same at both ends)
+        s0, cpu0 = _stats(direct)
+        aof0, t0 = server.aof_bytes(), time.perf_counter()
+        time.sleep(seconds)
+        s1, cpu1 = _stats(direct)
+        aof1, t1 = server.aof_bytes(), time.perf_counter()
+    finally:
+        stop_workers(workers)
+        adapter.close()
+    span = t1 - t0
+    per: dict[str, float] = {}
+    for name, (calls, _us) in s1.items():
+        c0 = s0.get(name, (0, 0))[0]
+        if name not in ("info",) and calls > c0:
+            per[name] = (calls - c0) / span
+    return {
+        "lib": lib,
+        "seconds": round(span, 1),
+        "cmds_per_s": sum(per.values()),
+        "by_command": dict(sorted(per.items(), key=lambda kv: -kv[1])),
+        "aof_bytes_per_s": (aof1 - aof0) / span,
+        "cpu_ms_per_s": (cpu1 - cpu0) * 1e3 / span,
+    }
+
+
+def render_idle(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| one idle worker | commands/s | AOF bytes/s | Valkey CPU ms/s | commands (per second) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        top = ", ".join(f"{k} {v:.1f}" for k, v in list(r["by_command"].items())[:8])
+        figures = f"{r['cmds_per_s']:.1f} | {r['aof_bytes_per_s']:.0f} | {r['cpu_ms_per_s']:.2f}"
+        lines.append(f"| {r['lib']} | {figures} | {top} |")
+    return "\n".join(lines)
+
+
 def render(results: list[dict[str, Any]]) -> str:
     names: list[str] = []
     for r in results:
@@ -210,7 +262,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also print every AOF command of each workload (use a small --n)",
     )
+    p.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="measure an idle worker of each --lib (comma-separated) for this long instead",
+    )
     args = p.parse_args(argv)
+    if args.idle:
+        idle_server = AofValkey()
+        with idle_server:  # (as idle_server: typed as the base class's Valkey)
+            idle = [measure_idle(lib, idle_server, args.idle) for lib in args.lib.split(",")]
+        print(render_idle(idle))
+        if args.json:
+            args.json.write_text(json.dumps(idle, indent=2))
+        return 0
     server = AofValkey()
     with server:  # (as server: typed as the base class's Valkey)
         results = [
