@@ -134,7 +134,9 @@ def measure(
             # the client's first script call loads the function library (written to the AOF
             # once per server, not per task): one task before measuring, then its keys go
             adapter.enqueue_each([0.0])
-            direct.delete(*direct.keys("*{bench}*"))
+            warm = direct.keys("*{bench}*")  # (none for a library whose keys are named otherwise)
+            if warm:
+                direct.delete(*warm)
             base = 0
         _settle(direct, server)
         s0, cpu0 = _stats(direct)

@@ -155,3 +155,16 @@ def test_footprint_splits_an_aof_tail_into_its_commands_and_shows_them_escaped()
     shown = render_records(tail)
     assert "\x1b" not in shown and "␛[31mred" in shown  # a control byte shown, not sent
     assert shown.splitlines()[1].split() == [str(records[1][1]), "HSET", "t:a", "message", "␛[31mred"]
+
+
+def test_record_floor_measures_each_variant_on_an_aof_valkey() -> None:
+    from bench.footprint import AofValkey
+    from bench.record_floor import VARIANTS, measure, short_id
+
+    ids = {short_id() for _ in range(100)}
+    assert len(ids) == 100 and all(len(i) == 22 and i.isalnum() for i in ids)
+    server = AofValkey()
+    with server:
+        bytes_per_task = {name: measure(server, name, 20)["aof_bytes_per_task"] for name in VARIANTS}
+    # shorter field names, then shorter ids, write less; every variant writes something per task
+    assert bytes_per_task["today"] > bytes_per_task["compact"] > bytes_per_task["compact, 22-char ids"] > 300
