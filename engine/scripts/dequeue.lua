@@ -11,8 +11,8 @@
 --       9 hand-off registration ms (0 or absent: none), 10 request id (absent: no receipt),
 --       11 retention ms of cancelled (and expired) tasks, 12 slots the worker holds for a hand-off
 --       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off),
---       13 '1' for a quiet poll (nothing ran or was handed in since the worker's last call: see
---       register_idle), 14 '1' when the request id is new (never sent before: no receipt can
+--       13 '1' for an idle worker's poll (quiet: nothing running, reserved or reported in its
+--       round; see register_idle), 14 '1' when the request id is new (never sent before: no receipt can
 --       name it, so none is read), then pairs: id, token of each hand-off record the worker has
 --       received from take.lua (the confirmations its next take sends)
 -- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
