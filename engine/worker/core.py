@@ -111,6 +111,10 @@ class WorkerCore:
         self.slots = Slots(config.queues, config.concurrency, config.prefetch)
         self.counters = _Counters()
         self.stopping = False
+        self.intake_closed = False
+        """Stopping, and the drain has taken back what was handed to this worker: nothing more
+        can start here. Until then the exchange loop stays, because a hand-off the drain takes
+        from the inbox (or a take whose reply was lost) runs, and its outcome must be sent."""
         self.handoff_enabled = config.handoff_ms > 0
         self._rng = rng or random.Random()
         self._acks: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
@@ -172,8 +176,9 @@ class WorkerCore:
 
     @property
     def finished(self) -> bool:
-        """Stopping, nothing running and nothing left to record: the exchange loop may end."""
-        return self.stopping and not self.slots.running and not self.wants_exchange()
+        """Stopping, nothing more to start (``close_intake``), nothing running and nothing left
+        to record: the exchange loop may end."""
+        return self.stopping and self.intake_closed and not self.slots.running and not self.wants_exchange()
 
     @property
     def handoff_ms(self) -> int:
@@ -214,6 +219,11 @@ class WorkerCore:
         if self._stop_at is None:
             self._stop_at = now
         self.stopping = True
+
+    def close_intake(self) -> None:
+        """The drain has withdrawn the worker's hand-offs and started what it took back: from
+        now on nothing new runs here (see ``finished``)."""
+        self.intake_closed = True
 
     def cut_grace(self) -> None:
         """A second signal: the drain does not wait out the grace period."""

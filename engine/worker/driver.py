@@ -705,10 +705,16 @@ class Worker:
     # ---------------------------------------------------------------- shutdown
 
     async def _drain(self) -> None:
-        if self._inbox_tasks:
-            # the inbox loops end within their one-second wait; what they took is buffered
-            await asyncio.wait(self._inbox_tasks, timeout=3)
-            await self._withdraw_handoffs()
+        try:
+            if self._inbox_tasks:
+                # the inbox loops end within their one-second wait; what they took is buffered
+                await asyncio.wait(self._inbox_tasks, timeout=3)
+                await self._withdraw_handoffs()
+        finally:
+            # (the exchange loop ends only after this: what the withdrawal started may still run
+            # here, and its outcome goes out with that loop's next exchange)
+            self.core.close_intake()
+            self._wake.set()
         buffered = self.core.slots.take_all_reserved()
         if buffered:
             await self._release(buffered, "returned unstarted by worker shutdown")

@@ -394,6 +394,40 @@ async def test_a_stopping_worker_withdraws_and_leaves_nothing_behind(
     assert client.get_task(first.id).attempts == 0  # type: ignore[union-attr]  # refunded
 
 
+async def test_a_hand_off_that_lands_as_the_worker_stops_runs_once_and_its_outcome_is_sent(
+    redis_url: str, client: Client, raw: redis.Redis
+) -> None:
+    """Found by the fault harness's deep profile (2026-12-05): a stopping worker's exchange
+    loop ended as soon as nothing ran, before the drain had taken back its hand-offs. A task
+    handed to it then (its registration is withdrawn by the drain) was started by its inbox
+    loop's take or by the drain, ran, and its outcome was never sent: the task stayed active
+    until its lease ran out, then ran again (or, a cancel requested, ended cancelled)."""
+    registry, runs = attempts_recorded("rec")
+    worker = Worker(registry, redis_url, WorkerOptions(queues=["h"], concurrency=1))
+    run = asyncio.create_task(worker.run())
+    await wait_until(lambda: raw.hexists(IDLE, worker.id))
+    real_execute = worker.backend.execute
+    takes: list[float] = []
+
+    async def execute(request: Any) -> Any:
+        if not _is_take(request):
+            return await real_execute(request)
+        takes.append(time.monotonic())
+        reply = await real_execute(request)
+        if worker.core.stopping:  # its reply lands after the exchange loop's next poll (0.5 s)
+            await asyncio.sleep(1.0)
+        return reply
+
+    worker.backend.execute = execute  # type: ignore[method-assign]
+    await wait_until(lambda: bool(takes))  # a take waits in the inbox
+    worker.request_stop()
+    task = client.enqueue("rec", None, queue="h")  # still registered: handed to the stopping worker
+    assert task.state == "active"
+    await asyncio.wait_for(run, 30)
+    info = client.get_task(task.id)
+    assert runs == [1] and info is not None and info.state == "completed" and info.attempts == 1
+
+
 async def test_an_outcome_that_overtakes_its_start_mark_is_sent_again(
     redis_url: str, client: Client, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -411,6 +411,10 @@ def test_stop_drains_sends_outcomes_releases_the_reserved_and_gives_up_only_afte
     ex2 = c2.next_exchange()
     assert ex2 is not None
     answer(c2, ex2)
+    # the exchange loop stays until the drain has taken back the worker's hand-offs: what it
+    # takes from the inbox runs here, and its outcome must still go out
+    assert not c2.finished
+    c2.close_intake()
     assert c2.finished
 
 

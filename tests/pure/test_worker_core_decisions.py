@@ -64,7 +64,9 @@ def test_a_new_worker_asks_for_work_at_once_and_a_stopping_one_never() -> None:
     c = make(concurrency=1, prefetch=0)  # room for exactly one task
     assert c.wants_exchange()  # no waiting for the first poll interval
     c.stop(now=0.0)
-    assert not c.wants_exchange() and c.finished
+    assert not c.wants_exchange() and not c.finished  # (until the drain closes the intake)
+    c.close_intake()
+    assert c.finished
 
 
 def test_an_idle_poll_or_a_wake_up_makes_a_worker_with_room_look_again() -> None:
