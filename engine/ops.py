@@ -805,7 +805,7 @@ def cancel(
     qk = settings.keyspace.queue(queue)
     reply = yield script_call(
         "cancel",
-        [qk.pending, qk.scheduled, qk.waiting, qk.retry, qk.cancelled, qk.dep_outbox],
+        [qk.pending, qk.scheduled, qk.waiting, qk.retry, qk.cancelled, qk.dep_outbox, qk.active],
         [qk.base, channel(settings, qk), int(settings.retention_s * 1000), reason, *ids],
     )
     outcomes = {reply[i]: reply[i + 1] for i in range(0, len(reply), 2)}

@@ -1,6 +1,10 @@
 -- Cancel tasks: those not yet running leave their queue at once; running ones get a cancel
--- flag that the worker's heartbeat picks up.
--- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 retry, 5 cancelled, 6 dep outbox
+-- flag that the worker's heartbeat picks up. A task leased to a worker but not started
+-- (reserved: prefetched, or handed to its inbox) is not running: it ends at once too, and the
+-- worker's start of it is refused (start_reserved), so it never runs. (Before, it got the flag,
+-- started anyway, and its handler ran; whether it then ended completed or cancelled depended on
+-- which reached Redis first, the worker's outcome or its heartbeat's news of the cancel.)
+-- KEYS: 1 pending, 2 scheduled, 3 waiting, 4 retry, 5 cancelled, 6 dep outbox, 7 active
 -- ARGV: 1 base, 2 channel, 3 retention ms, 4 reason, then ids
 -- Returns: flat list {id, outcome} with outcome 'cancelled', 'requested', 'final:<state>',
 --          or 'missing'
@@ -11,18 +15,25 @@ local out, cancelled, requested = {}, {}, {}
 for i = 5, #ARGV do
   local id = ARGV[i]
   local tk = task_key(base, id)
-  local state = redis.call('HGET', tk, 'state')
+  local f = redis.call('HMGET', tk, 'state', 'reserved', 'grp')
+  local state = f[1]
   local outcome
+  local reserved = state == 'active' and f[2] == '1'
   if not state then
     outcome = 'missing'
-  elseif from[state] then
-    redis.call('ZREM', from[state], id)
+  elseif from[state] or reserved then
+    redis.call('ZREM', from[state] or KEYS[7], id)
     leave_group(base, id)
     redis.call('HSET', tk, 'state', 'cancelled', 'finished', now, 'reason', reason)
+    if reserved then
+      cgroup_free(base, f[3], id)
+      redis.call('HDEL', tk, 'lease', 'reserved', 'cancel')
+    end
     redis.call('ZADD', KEYS[5], now, id)
     release_unique(base, id)
     notify_dependents(base, KEYS[6], id, now)
-    history(base, id, now, 'cancelled', reason) -- before the expiry: a list it creates gets the TTL
+    -- (before the expiry: a list it creates gets the TTL)
+    history(base, id, now, 'cancelled', reserved and reason .. ' (before it started)' or reason)
     expire_task(base, id, retention)
     table.insert(cancelled, id)
     outcome = 'cancelled'

@@ -56,7 +56,7 @@ def test_a_task_handed_back_after_a_cancel_was_requested_ends_cancelled(
     client: Client, raw: redis.Redis
 ) -> None:
     task = client.enqueue(Task(type="t", queue=Q, max_retry=2))
-    job = take(client, "w1", start_now=0)  # prefetched
+    job = take(client, "w1")  # started
     request_cancel(client, task.id)
     refused = client.backend.execute(
         protocol.release_call(client.settings, Q, [(task.id, job.token)], "shutdown")
@@ -64,6 +64,23 @@ def test_a_task_handed_back_after_a_cancel_was_requested_ends_cancelled(
     assert refused == []
     info = client.get_task(task.id)
     assert info is not None and info.state == "cancelled", f"handed back as {info and info.state}"
+    assert take_none(client)
+
+
+def test_a_prefetched_task_is_cancelled_at_once_and_never_starts(client: Client, raw: redis.Redis) -> None:
+    """A task leased but not started (prefetched, or in a worker's hand-off inbox) is not
+    running: a cancel ends it at once, and its worker's start is refused, so it never runs.
+    Found by the fault harness (deep profile, 2026-12-05): with only a flag, the worker started
+    it and ran its handler, and the task ended cancelled or completed by whichever reached Redis
+    first, the outcome or the heartbeat's news of the cancel."""
+    task = client.enqueue(Task(type="t", queue=Q, max_retry=2))
+    job = take(client, "w1", start_now=0)  # prefetched: reserved, not charged
+    assert client.backend.run(ops.cancel(client.settings, Q, [task.id])) == {task.id: "cancelled"}
+    started = client.backend.execute(protocol.start_call(client.settings, Q, [job]))
+    assert protocol.parse_started(started) == {task.id: 0}  # refused: it never runs
+    info = client.get_task(task.id)
+    assert info is not None and info.state == "cancelled" and info.attempts == 0
+    assert raw.zscore(f"rediq:{{{Q}}}:active", task.id) is None
     assert take_none(client)
 
 

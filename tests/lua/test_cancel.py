@@ -28,6 +28,37 @@ TABLE = cases(
         after={"a": {"state": "active", "cancel": "1", "reason": REASON, "finished": ABSENT}},
         keys_after={"t:a": TTL(False)},
     ),
+    Case(
+        "active but reserved (leased, not started): cancelled at once; its start will be refused",
+        before={"a": {"state": "active", "worker": "w1", "reserved": "1", "dlv": "1", "lease": "now+30000"}},
+        reply=["a", "cancelled"],
+        after={
+            "a": {
+                "state": "cancelled",
+                "finished": RECENT,
+                "reason": REASON,
+                "reserved": ABSENT,
+                "lease": ABSENT,
+                "cancel": ABSENT,
+            }
+        },
+        places_after={"a": ("cancelled",)},
+        keys_after={"t:a": TTL(True)},
+    ),
+    Case(
+        "reserved in a concurrency group: its slot in the group goes",
+        before={"a": {"state": "active", "worker": "w1", "reserved": "1", "dlv": "1", "grp": "g"}},
+        keys={"cg:g": Z({"a": "now+30000", "b": "now+30000"})},
+        reply=["a", "cancelled"],
+        after={"a": {"state": "cancelled"}},
+        keys_after={"cg:g": Z({"b": None})},
+    ),
+    Case(
+        "started (reserved '0'): a cancel flag, still active",
+        before={"a": {"state": "active", "worker": "w1", "reserved": "0", "attempts": "1"}},
+        reply=["a", "requested"],
+        after={"a": {"state": "active", "cancel": "1"}},
+    ),
     *[
         Case(
             f"{state}: already final, left alone",
