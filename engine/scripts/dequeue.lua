@@ -12,8 +12,7 @@
 --       11 retention ms of cancelled (and expired) tasks, 12 slots the worker holds for a hand-off
 --       (its inbox loop's BLMOVE, see take.lua: not among ARGV[8], yet free for a hand-off),
 --       13 '1' for an idle worker's poll (quiet: nothing running, reserved or reported in its
---       round; see register_idle), 14 '1' when the request id is new (never sent before: no receipt can
---       name it, so none is read), then pairs: id, token of each hand-off record the worker has
+--       round; see register_idle), then pairs: id, token of each hand-off record the worker has
 --       received from take.lua (the confirmations its next take sends)
 -- Each lease is a new delivery: it bumps the task's 'dlv' counter (see token_of in _lib.lua)
 -- in the HSET that leases it, and the reply carries the delivery's token, which every later
@@ -65,10 +64,9 @@ local receipt_slot = KEYS[11]
 local retention = tonumber(ARGV[11] or '86400000')
 local held = tonumber(ARGV[12] or '0')
 local quiet = ARGV[13] == '1'
-local fresh_request = ARGV[14] == '1'
 local now = now_ms()
 
-if request ~= '' and not fresh_request then
+if request ~= '' then
   local receipt = redis.call('GET', receipt_slot)
   if receipt then
     receipt = cjson.decode(receipt)
@@ -101,7 +99,7 @@ local in_inbox = handoff_ms > 0 and redis.call('LLEN', inbox_key(base, worker)) 
 -- before the first one not received go, as take.lua would drop them (a wake-up with them).
 local function unseen_in_taken()
   local taken = taken_key(base, worker)
-  local received, n, done = received_from(ARGV, 15), 0, 0
+  local received, n, done = received_from(ARGV, 14), 0, 0
   for _, item in ipairs(redis.call('LRANGE', taken, 0, -1)) do
     if unreceived_handoff(item, received) then n = n + 1 elseif n == 0 then done = done + 1 end
   end

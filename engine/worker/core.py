@@ -543,7 +543,6 @@ class WorkerCore:
         return exchange
 
     def _dequeue(self, queue: str, max_tasks: int, start_now: int, quiet: bool) -> Dequeue:
-        fresh_request = queue not in self._dequeue_ids
         request_id = self._request_id(queue)
         held = self.takes.held.get(queue, 0)
         return Dequeue(
@@ -558,7 +557,6 @@ class WorkerCore:
             queue in self._maintain,
             self.takes.confirm.get(queue, ()) if held else (),
             quiet,
-            fresh_request,
         )
 
     def _request_id(self, queue: str) -> str:

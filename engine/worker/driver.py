@@ -418,7 +418,6 @@ class Worker:
                     held=request.held,
                     received=request.received,
                     quiet=request.quiet,
-                    fresh_request=request.fresh_request,
                     maintenance_limit=protocol.MAINTENANCE_LIMIT if request.maintain else 0,
                 )
             case core.Start():

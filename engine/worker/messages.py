@@ -90,8 +90,6 @@ class Dequeue:
     quiet: bool = False
     """An idle poll: nothing runs, nothing was reported in its round. ``dequeue.lua`` then leaves
     an unchanged hand-off registration with time to run as it is, rather than write it again."""
-    fresh_request: bool = False
-    """``request_id`` is sent for the first time: ``dequeue.lua`` reads no receipt for it."""
 
 
 @dataclass(frozen=True, slots=True)

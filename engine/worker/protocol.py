@@ -59,7 +59,6 @@ def dequeue_call(
     held: int = 0,
     received: Sequence[str] = (),
     quiet: bool = False,
-    fresh_request: bool = False,
 ) -> Call:
     """Lease up to ``max_tasks``; the first ``start_now`` (default: all) are charged an attempt
     and start at once, the others are reserved until ``start_call``. With ``handoff_ms``, a
@@ -72,9 +71,7 @@ def dequeue_call(
     token, ...) names those it has (a take's ``confirmed``).
     ``maintenance_limit`` 0 skips the promotion and recovery scans (``maintenance_left``).
     ``quiet``: an idle worker's poll, which leaves its hand-off registration as it is while that
-    still has more than half its time to run (an idle fleet's polls write nothing).
-    ``fresh_request``: ``request_id`` was never sent before, so no receipt can name it and the
-    script does not read one (a copy sent again after a lost reply must leave it False)."""
+    still has more than half its time to run (an idle fleet's polls write nothing)."""
     qk = settings.keyspace.queue(queue)
     return script_call(
         "dequeue",
@@ -110,7 +107,6 @@ def dequeue_call(
             int(settings.retention_s * 1000),
             held,
             1 if quiet else 0,
-            1 if fresh_request else 0,
             *received,
         ],
     )

@@ -342,18 +342,6 @@ TABLE = cases(
         keys_after={"receipt:w1": Json(["r1", "a"])},
     ),
     Case(
-        "a fresh request id (never sent before) reads no receipt: a new lease",
-        before={
-            "a": PENDING,
-            "b": {**TASK, "state": "active", "worker": WORKER, "lease": "now+30000", "dlv": "1"},
-        },
-        keys={"receipt:w1": '["r1","b"]'},  # (cannot name a fresh id: shows it is not read)
-        args={"request_id": "r1", "fresh_request": True},
-        reply=[RECENT, *entry("a", 1, "0", f"{WORKER}#1")],
-        after={"a": STARTED},
-        keys_after={"receipt:w1": Json(["r1", "a"])},
-    ),
-    Case(
         "a receipt whose task's lease ran out: that task is not returned",
         before={"b": {**expired(attempts="1"), "worker": WORKER}},
         keys={"receipt:w1": '["r1","b"]'},
@@ -506,7 +494,6 @@ def test_dequeue(redis_url: str, case: Case) -> None:
         "handoff_ms": 0,
         "request_id": "",
         "quiet": False,
-        "fresh_request": False,
         **case.args,
     }
     call = dequeue_call(
@@ -520,7 +507,6 @@ def test_dequeue(redis_url: str, case: Case) -> None:
         handoff_ms=args["handoff_ms"],
         request_id=args["request_id"],
         quiet=args["quiet"],
-        fresh_request=args["fresh_request"],
     )
     run_case(redis_url, case, call)
 
