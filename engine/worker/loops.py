@@ -234,6 +234,7 @@ async def abandon_run(
                 await worker._withdraw_handoffs()
         except TimeoutError:
             log.warning("could not take back the hand-offs in time: their leases expire")
+    worker.core.close_intake()  # (what the withdrawal started is among the running below)
     running = list(worker._running.values())
     await cancel_all([task for _, task, _ in running])
     for job, _, _ in running:  # cancelled before its first step: run_task never ran to say so
