@@ -59,11 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
     p.add_argument("--rate", type=float, default=200.0, help="arrival rate of the latency workload")
+    p.add_argument(
+        "--aof",
+        choices=("everysec", "always", "no"),
+        help="run the server with the append-only file on and this appendfsync policy (default: off)",
+    )
     args = p.parse_args(argv)
     workloads = [w for w in args.workloads.split(",") if w]
     sides = {"base": (args.base.resolve(), "rediq"), "this": (HERE, "rediq"), "huey": (HERE, "huey")}
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    with Valkey() as valkey:
+    with Valkey(appendfsync=args.aof) as valkey:
         for rnd in range(args.rounds):
             for workload in workloads:
                 order = ["base", "this", "huey"] if rnd % 2 == 0 else ["this", "base", "huey"]

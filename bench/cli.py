@@ -380,6 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         help="latency vs offered load: only the latency workload, at each of these rates (tasks/s), "
         "every library, interleaved by round (--repeat rounds); a row per library and rate",
     )
+    p.add_argument(
+        "--aof",
+        choices=("everysec", "always", "no"),
+        help="run the server with the append-only file on and this appendfsync policy (default: off)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
     plan = Plan.make(args.quick, args.n, args.rate, args.smoke)
@@ -397,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     if args.rates:
         return _rates_mode(args, plan, libs, overrides, log, started)
-    with Valkey() as server:
-        log(f"valkey {server.version()} on port {server.port}; plan {plan}")
+    with Valkey(appendfsync=args.aof) as server:
+        log(f"valkey {server.version()} on port {server.port}; aof {args.aof or 'off'}; plan {plan}")
         results = []
         for lib in libs:
             only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
@@ -417,7 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat > 1:
         text += "\n\n" + ranges(results, args.repeat)
     print(text)
-    report = {"machine": {**machine(), "valkey": version}, "plan": plan.__dict__, "ceiling": ceil}
+    report = {
+        "machine": {**machine(), "valkey": version, "appendfsync": args.aof},
+        "plan": plan.__dict__,
+        "ceiling": ceil,
+    }
     _write_report(
         args.output, started, {**report, "results": [r.__dict__ for r in results], "table": text}, log
     )
@@ -443,7 +452,7 @@ def _rates_mode(
     from bench import rates
 
     wanted = [float(x) for x in args.rates.split(",") if x.strip()]
-    with Valkey() as server:
+    with Valkey(appendfsync=args.aof) as server:
         log(f"valkey {server.version()} on port {server.port}; rates {wanted}, {plan.latency_s:g} s each")
         runs = rates.measure(
             run_one,

@@ -34,18 +34,10 @@ from engine.display import visible
 
 
 class AofValkey(Valkey):
-    """The bench's Valkey with the append-only file on and automatic rewrites off."""
+    """The bench's Valkey with the append-only file on (``everysec``) and automatic rewrites off."""
 
-    def start(self) -> AofValkey:
-        super().start()
-        r = redis.Redis(port=self.port)
-        r.config_set("auto-aof-rewrite-percentage", 0)
-        r.config_set("appendfsync", "everysec")
-        r.config_set("appendonly", "yes")
-        deadline = time.monotonic() + 10
-        while r.info("persistence").get("aof_rewrite_in_progress") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self
+    def __init__(self) -> None:
+        super().__init__(appendfsync="everysec")
 
     def aof_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.data_dir.rglob("*.aof"))

@@ -1,4 +1,5 @@
-"""A private Valkey for one benchmark run: own port, persistence off, loopback only."""
+"""A private Valkey for one benchmark run: own port, loopback only, persistence off unless asked
+(``appendfsync``: the append-only file on, with that fsync policy and no automatic rewrites)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Valkey:
     port: int = field(default_factory=free_port)
     binary: str = field(default_factory=valkey_binary)
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rediq-bench-")))
+    appendfsync: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,6 +43,9 @@ class Valkey:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.data_dir), "--protected-mode", "no",
                 "--maxmemory-policy", "noeviction", "--loglevel", "warning"]  # fmt: skip
+        if self.appendfsync:
+            args += ["--appendonly", "yes", "--appendfsync", self.appendfsync,
+                     "--auto-aof-rewrite-percentage", "0"]  # fmt: skip
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10

@@ -168,3 +168,19 @@ def test_record_floor_measures_each_variant_on_an_aof_valkey() -> None:
         bytes_per_task = {name: measure(server, name, 20)["aof_bytes_per_task"] for name in VARIANTS}
     # shorter field names, then shorter ids, write less; every variant writes something per task
     assert bytes_per_task["today"] > bytes_per_task["compact"] > bytes_per_task["compact, 22-char ids"] > 300
+
+
+def test_the_bench_server_keeps_an_append_only_file_when_asked() -> None:
+    import redis
+
+    from bench.server import Valkey
+
+    with Valkey(appendfsync="everysec") as server:
+        r = redis.Redis(port=server.port)
+        assert r.config_get("appendonly") == {"appendonly": "yes"}
+        assert r.config_get("appendfsync") == {"appendfsync": "everysec"}
+        before = sum(p.stat().st_size for p in server.data_dir.rglob("*.aof"))
+        r.set("k", "v" * 100)  # written to the file before the reply; only the fsync waits
+        assert sum(p.stat().st_size for p in server.data_dir.rglob("*.aof")) > before + 100
+    with Valkey() as server:
+        assert redis.Redis(port=server.port).config_get("appendonly") == {"appendonly": "no"}
