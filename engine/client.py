@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypedDict, TypeVar
 
 from engine import admin, ops, results
 from engine.backend import AsyncBackend, Call, Op, SyncBackend, use_hiredis_packer
@@ -12,7 +12,7 @@ from engine.declarations import Declarations
 from engine.enqueue_templates import EnqueueTemplates
 from engine.errors import InvalidTask
 from engine.errors import validation_message as validation_message  # moved to errors; kept importable
-from engine.ops import EnqueueResult, Settings
+from engine.ops import EnqueueHook, EnqueueResult, QueueRegistrations, Settings
 from engine.ops import build_task as build_task  # moved to ops (cron reaches it without the client)
 from engine.task import Task, TaskInfo
 
@@ -26,14 +26,7 @@ T = TypeVar("T")
 def _enqueue_op(
     client: Client | AsyncClient, tasks: Sequence[Task], durable: bool | int
 ) -> Op[list[EnqueueResult]]:
-    op = ops.enqueue_many(
-        client.settings,
-        tasks,
-        client.declarations,
-        bind=client,
-        hooks=client.enqueue_hooks,
-        registrations=client.registrations,
-    )
+    op = ops.enqueue_many(client.settings, tasks, client.declarations, **_route_options(client))
     if not durable:
         return op
     if client.target is not None and client.target.mode == "cluster":
@@ -47,14 +40,18 @@ def _enqueue_op(
 def _enqueue_one_op(client: Client | AsyncClient, task: Task, durable: bool | int) -> Op[EnqueueResult]:
     if durable:  # the WAIT rides with the batch (ops.durable)
         return _first(_enqueue_op(client, [task], durable))
-    return ops.enqueue_one(
-        client.settings,
-        task,
-        client.declarations,
-        bind=client,
-        hooks=client.enqueue_hooks,
-        registrations=client.registrations,
-    )
+    return ops.enqueue_one(client.settings, task, client.declarations, **_route_options(client))
+
+
+class _RouteOptions(TypedDict):
+    bind: Any
+    hooks: Sequence[EnqueueHook]
+    registrations: QueueRegistrations | None
+
+
+def _route_options(client: Client | AsyncClient) -> _RouteOptions:
+    """What both enqueue routes take from the client beside its settings and declarations."""
+    return {"bind": client, "hooks": client.enqueue_hooks, "registrations": client.registrations}
 
 
 def _template_call(
