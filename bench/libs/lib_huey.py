@@ -1,15 +1,21 @@
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from bench import record
 from bench.libs import QUEUE
 
+WORKER_TYPE = os.environ.get("BENCH_HUEY_WORKER", "thread")
+"""``thread`` (huey's default) or ``greenlet`` (gevent, monkey-patched in the worker process
+only): 10 workers either way. On this 2-core machine greenlets drained ~1.5x threads
+(docs/reference/performance.md, "huey's fastest worker")."""
+
 
 class HueyAdapter:
     name = "huey"
     has_batch = False
-    config = "RedisHuey (blocking BRPOP), consumer with 10 worker threads, results off"
+    config = f"RedisHuey (blocking BRPOP), consumer with 10 worker {WORKER_TYPE}s, results off"
     def_handler = True
     """Its no-op is a plain ``def`` always (huey runs handlers in threads)."""
 
@@ -39,8 +45,12 @@ class HueyAdapter:
     def worker(self) -> None:
         import logging
 
+        if WORKER_TYPE == "greenlet":  # before the consumer opens its connections
+            from gevent import monkey
+
+            monkey.patch_all()
         logging.getLogger("huey").setLevel(logging.ERROR)
-        self.huey.create_consumer(workers=10, worker_type="thread", periodic=False).run()
+        self.huey.create_consumer(workers=10, worker_type=WORKER_TYPE, periodic=False).run()
 
     def close(self) -> None:
         pass
