@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.server import Valkey
+from bench.server import Valkey, add_aof_option
 
 HERE = Path(__file__).resolve().parent.parent
 # workload, its runner options, the figures it yields
@@ -59,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
     p.add_argument("--rate", type=float, default=200.0, help="arrival rate of the latency workload")
-    p.add_argument(
-        "--aof",
-        choices=("everysec", "always", "no"),
-        help="run the server with the append-only file on and this appendfsync policy (default: off)",
-    )
+    add_aof_option(p)
     args = p.parse_args(argv)
     workloads = [w for w in args.workloads.split(",") if w]
     sides = {"base": (args.base.resolve(), "rediq"), "this": (HERE, "rediq"), "huey": (HERE, "huey")}

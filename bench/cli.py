@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from bench.libs import LIBS
-from bench.server import Valkey, benchmark_binary
+from bench.server import Valkey, add_aof_option, benchmark_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -380,11 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         help="latency vs offered load: only the latency workload, at each of these rates (tasks/s), "
         "every library, interleaved by round (--repeat rounds); a row per library and rate",
     )
-    p.add_argument(
-        "--aof",
-        choices=("everysec", "always", "no"),
-        help="run the server with the append-only file on and this appendfsync policy (default: off)",
-    )
+    add_aof_option(p)
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
     plan = Plan.make(args.quick, args.n, args.rate, args.smoke)

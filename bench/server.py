@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -41,11 +42,13 @@ class Valkey:
 
     def start(self) -> Valkey:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.data_dir), "--protected-mode", "no",
+                "--dir", str(self.data_dir), "--protected-mode", "no",
                 "--maxmemory-policy", "noeviction", "--loglevel", "warning"]  # fmt: skip
         if self.appendfsync:
             args += ["--appendonly", "yes", "--appendfsync", self.appendfsync,
                      "--auto-aof-rewrite-percentage", "0"]  # fmt: skip
+        else:
+            args += ["--appendonly", "no"]
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
@@ -77,6 +80,18 @@ class Valkey:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+AOF_POLICIES = ("everysec", "always", "no")
+
+
+def add_aof_option(parser: argparse.ArgumentParser) -> None:
+    """``--aof POLICY`` for a bench command that starts its own server (``Valkey(appendfsync=)``)."""
+    parser.add_argument(
+        "--aof",
+        choices=AOF_POLICIES,
+        help="run the server with the append-only file on and this appendfsync policy (default: off)",
+    )
 
 
 def cli_binary() -> str | None:

@@ -20,6 +20,8 @@ class HueyAdapter:
     """Its no-op is a plain ``def`` always (huey runs handlers in threads)."""
 
     def __init__(self, url: str) -> None:
+        if WORKER_TYPE not in ("thread", "greenlet"):
+            raise SystemExit(f"BENCH_HUEY_WORKER={WORKER_TYPE!r}: set it to thread or greenlet")
         from huey import RedisHuey
 
         self.huey = RedisHuey(QUEUE, url=url, results=False)
