@@ -8,7 +8,7 @@ from bench.libs import QUEUE
 
 WORKER_TYPE = os.environ.get("BENCH_HUEY_WORKER", "thread")
 """``thread`` (huey's default) or ``greenlet`` (gevent, monkey-patched in the worker process
-only): 10 workers either way. On this 2-core machine greenlets drained ~1.5x threads
+only): 10 workers either way. On this 2-core machine greenlets drained 1.3-1.4x threads
 (docs/reference/performance.md, "huey's fastest worker")."""
 
 
