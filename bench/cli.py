@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from bench.libs import LIBS
+from bench.libs import CONCURRENCY_ENV, LIBS, add_concurrency_option
 from bench.server import Valkey, add_aof_option, benchmark_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -381,8 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         "every library, interleaved by round (--repeat rounds); a row per library and rate",
     )
     add_aof_option(p)
+    add_concurrency_option(p)
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = p.parse_args(argv)
+    # read by the adapters in the runners (bench.libs.concurrency); only this flag sets it
+    os.environ.pop(CONCURRENCY_ENV, None)
+    if args.concurrency:
+        os.environ[CONCURRENCY_ENV] = str(args.concurrency)
     plan = Plan.make(args.quick, args.n, args.rate, args.smoke)
     overrides = dict(item.split("=", 1) for item in args.python)
     libs = [x.strip() for x in args.libs.split(",") if x.strip()]
@@ -399,7 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.rates:
         return _rates_mode(args, plan, libs, overrides, log, started)
     with Valkey(appendfsync=args.aof) as server:
-        log(f"valkey {server.version()} on port {server.port}; aof {args.aof or 'off'}; plan {plan}")
+        own = "the libraries' own"
+        log(
+            f"valkey {server.version()} on port {server.port}; aof {args.aof or 'off'}; "
+            f"concurrency {args.concurrency or own}; plan {plan}"
+        )
         results = []
         for lib in libs:
             only = frozenset(x.strip() for x in args.only.split(",") if x.strip())
@@ -419,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         text += "\n\n" + ranges(results, args.repeat)
     print(text)
     report = {
-        "machine": {**machine(), "valkey": version, "appendfsync": args.aof},
+        "machine": {**machine(), "valkey": version, "appendfsync": args.aof, "concurrency": args.concurrency},
         "plan": plan.__dict__,
         "ceiling": ceil,
     }

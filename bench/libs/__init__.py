@@ -6,11 +6,43 @@ peers is installed.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
 from typing import Protocol
 
 LIBS = ("rediq", "huey", "dramatiq", "saq", "celery", "arq", "rq")
 QUEUE = "bench"
+CONCURRENCY_ENV = "BENCH_CONCURRENCY"
+"""Set by ``python -m bench --concurrency N`` for the runners it starts."""
+
+
+def add_concurrency_option(parser: argparse.ArgumentParser) -> None:
+    """``--concurrency N``: every library's worker runs N handlers at once (its runners read
+    ``BENCH_CONCURRENCY``; see ``concurrency``)."""
+
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+        return int(text)
+
+    parser.add_argument(
+        "--concurrency",
+        type=positive,
+        metavar="N",
+        help="handlers each worker process runs at once, for every library (default: 10; dramatiq 8)",
+    )
+
+
+def concurrency(default: int) -> int:
+    """The handlers one worker process runs at once: ``--concurrency`` when given, else the
+    library's own setting in this bench (``default``)."""
+    raw = os.environ.get(CONCURRENCY_ENV, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"{CONCURRENCY_ENV}={raw!r}: set it to a whole number of at least 1")
+    return int(raw)
 
 
 class Adapter(Protocol):

@@ -4,7 +4,7 @@ import asyncio
 from typing import Any
 
 from bench import record
-from bench.libs import QUEUE
+from bench.libs import QUEUE, concurrency
 
 
 async def noop(ctx: Any, ts: float) -> None:
@@ -14,7 +14,10 @@ async def noop(ctx: Any, ts: float) -> None:
 class ArqAdapter:
     name = "arq"
     has_batch = False
-    config = "arq.Worker max_jobs 10, poll_delay 0.5 s (defaults), results kept (default)"
+    config = (
+        f"arq.Worker max_jobs {concurrency(10)}, poll_delay 0.5 s (defaults: max_jobs 10), "
+        "results kept (default)"
+    )
 
     def __init__(self, url: str) -> None:
         from arq.connections import RedisSettings
@@ -59,6 +62,7 @@ class ArqAdapter:
             functions=[func(noop, name="noop")],
             redis_settings=self.settings,
             queue_name=f"arq:{QUEUE}",
+            max_jobs=concurrency(10),
             handle_signals=False,
         ).run()
 

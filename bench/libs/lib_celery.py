@@ -3,13 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from bench import record
-from bench.libs import QUEUE
+from bench.libs import QUEUE, concurrency
 
 
 class CeleryAdapter:
     name = "celery"
     has_batch = False
-    config = "redis broker, no result backend, worker pool=threads concurrency=10, no mingle/gossip/heartbeat"
+    config = (
+        f"redis broker, no result backend, worker pool=threads concurrency={concurrency(10)}, "
+        "no mingle/gossip/heartbeat"
+    )
 
     def __init__(self, url: str) -> None:
         from celery import Celery
@@ -43,7 +46,7 @@ class CeleryAdapter:
     def worker(self) -> None:
         worker = self.app.Worker(
             pool="threads",
-            concurrency=10,
+            concurrency=concurrency(10),
             loglevel="ERROR",
             quiet=True,
             without_mingle=True,

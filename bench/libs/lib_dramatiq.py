@@ -4,13 +4,13 @@ import time
 from typing import Any
 
 from bench import record
-from bench.libs import QUEUE
+from bench.libs import QUEUE, concurrency
 
 
 class DramatiqAdapter:
     name = "dramatiq"
     has_batch = False
-    config = "RedisBroker, dramatiq.Worker with 8 threads (default), default middleware"
+    config = f"RedisBroker, dramatiq.Worker with {concurrency(8)} threads (default 8), default middleware"
 
     def __init__(self, url: str) -> None:
         import dramatiq
@@ -40,7 +40,7 @@ class DramatiqAdapter:
     def worker(self) -> None:
         import dramatiq
 
-        worker = dramatiq.Worker(self.broker, worker_threads=8)
+        worker = dramatiq.Worker(self.broker, worker_threads=concurrency(8))
         worker.start()
         while True:
             time.sleep(3600)

@@ -4,18 +4,19 @@ import os
 from typing import Any
 
 from bench import record
-from bench.libs import QUEUE
+from bench.libs import QUEUE, concurrency
 
 WORKER_TYPE = os.environ.get("BENCH_HUEY_WORKER", "thread")
 """``thread`` (huey's default) or ``greenlet`` (gevent, monkey-patched in the worker process
-only): 10 workers either way. On this 2-core machine greenlets drained 1.3-1.4x threads
-(docs/reference/performance.md, "huey's fastest worker")."""
+only): 10 workers either way, unless ``--concurrency`` sets another number. On this 2-core
+machine greenlets drained 1.3-1.4x threads (docs/reference/performance.md, "huey's fastest
+worker")."""
 
 
 class HueyAdapter:
     name = "huey"
     has_batch = False
-    config = f"RedisHuey (blocking BRPOP), consumer with 10 worker {WORKER_TYPE}s, results off"
+    config = f"RedisHuey (blocking BRPOP), consumer with {concurrency(10)} worker {WORKER_TYPE}s, results off"
     def_handler = True
     """Its no-op is a plain ``def`` always (huey runs handlers in threads)."""
 
@@ -52,7 +53,7 @@ class HueyAdapter:
 
             monkey.patch_all()
         logging.getLogger("huey").setLevel(logging.ERROR)
-        self.huey.create_consumer(workers=10, worker_type=WORKER_TYPE, periodic=False).run()
+        self.huey.create_consumer(workers=concurrency(10), worker_type=WORKER_TYPE, periodic=False).run()
 
     def close(self) -> None:
         pass

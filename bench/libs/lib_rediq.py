@@ -4,13 +4,15 @@ import os
 from typing import Any
 
 from bench import record
-from bench.libs import QUEUE
+from bench.libs import QUEUE, concurrency
 
 
 class RediqAdapter:
     name = "rediq"
     has_batch = True
-    config = "1 asyncio worker, concurrency 10, prefetch 0 (default), leases+history+events on"
+    config = (
+        f"1 asyncio worker, concurrency {concurrency(10)}, prefetch 0 (default), leases+history+events on"
+    )
     def_handler = True
     """The no-op can be a plain ``def`` (run in the worker's threads): ``BENCH_HANDLER=def``."""
 
@@ -64,7 +66,7 @@ class RediqAdapter:
         prefetch = os.environ.get("BENCH_PREFETCH")
         options = WorkerOptions(
             queues=[QUEUE],
-            concurrency=10,
+            concurrency=concurrency(10),
             prefetch=None if prefetch is None else int(prefetch),
             event_loop=loop,
         )

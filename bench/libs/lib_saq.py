@@ -4,7 +4,7 @@ import asyncio
 from typing import Any
 
 from bench import record
-from bench.libs import QUEUE
+from bench.libs import QUEUE, concurrency
 
 
 async def noop(ctx: Any, *, ts: float) -> None:
@@ -14,7 +14,7 @@ async def noop(ctx: Any, *, ts: float) -> None:
 class SaqAdapter:
     name = "saq"
     has_batch = False
-    config = "saq.Worker concurrency 10 (default)"
+    config = f"saq.Worker concurrency {concurrency(10)} (default 10)"
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -55,7 +55,7 @@ class SaqAdapter:
 
         async def main() -> None:
             queue = Queue.from_url(self.url, name=QUEUE)
-            await Worker(queue, functions=[noop], concurrency=10).start()
+            await Worker(queue, functions=[noop], concurrency=concurrency(10)).start()
 
         asyncio.run(main())
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.libs import CONCURRENCY_ENV, concurrency
 from bench.proxy import _RequestCounter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +187,44 @@ def test_the_bench_server_keeps_an_append_only_file_when_asked() -> None:
         assert sum(p.stat().st_size for p in server.data_dir.rglob("*.aof")) > before + 100
     with Valkey() as server:
         assert redis.Redis(port=server.port).config_get("appendonly") == {"appendonly": "no"}
+
+
+def test_python_m_bench_runs_every_worker_at_the_concurrency_asked(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--libs", "rediq", "--only", "drain1",
+         "--concurrency", "3", "--no-ceiling", "--output", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["concurrency"] == 3
+    (row,) = report["results"]
+    # the configuration is what the runner's adapter built its worker with
+    assert "concurrency 3," in row["config"], row["config"]
+    assert row["data"]["drain1"]["complete"], row["data"]["drain1"]
+
+
+def test_the_concurrency_setting_defaults_to_each_library_and_refuses_bad_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(CONCURRENCY_ENV, raising=False)
+    assert concurrency(8) == 8
+    monkeypatch.setenv(CONCURRENCY_ENV, "50")
+    assert concurrency(8) == 50
+    for bad in ("0", "-3", "ten"):
+        monkeypatch.setenv(CONCURRENCY_ENV, bad)
+        with pytest.raises(SystemExit, match="set it to a whole number of at least 1"):
+            concurrency(10)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--concurrency", "0", "--libs", "rediq"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith("'0' is not a whole number of at least 1")
