@@ -15,6 +15,13 @@ from bench.proxy import _RequestCounter
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """``python -m bench`` with these arguments, from the checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_request_counter_counts_whole_requests_across_chunks() -> None:
     counter = _RequestCounter()
     wire = b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv*\r\n\r\n" + b"PING\r\n"
@@ -25,13 +32,7 @@ def test_request_counter_counts_whole_requests_across_chunks() -> None:
 
 def test_python_m_bench_smoke(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--libs", "rediq", "--output", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = _bench("--smoke", "--libs", "rediq", "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "rediq" in proc.stdout  # the table
     report = json.loads(out.read_text())
@@ -58,14 +59,7 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
 def test_python_m_bench_rates_smoke(tmp_path: Path) -> None:
     """``--rates``: the latency workload at each rate, a row per library and rate."""
     out = tmp_path / "rates.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--libs", "rediq", "--rates", "100,400",
-         "--repeat", "2", "--output", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )  # fmt: skip
+    proc = _bench("--smoke", "--libs", "rediq", "--rates", "100,400", "--repeat", "2", "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     rows = report["rates"]
@@ -191,14 +185,18 @@ def test_the_bench_server_keeps_an_append_only_file_when_asked() -> None:
 
 def test_python_m_bench_runs_every_worker_at_the_concurrency_asked(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--libs", "rediq", "--only", "drain1",
-         "--concurrency", "3", "--no-ceiling", "--output", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )  # fmt: skip
+    proc = _bench(
+        "--smoke",
+        "--libs",
+        "rediq",
+        "--only",
+        "drain1",
+        "--concurrency",
+        "3",
+        "--no-ceiling",
+        "--output",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["machine"]["concurrency"] == 3
@@ -219,12 +217,6 @@ def test_the_concurrency_setting_defaults_to_each_library_and_refuses_bad_values
         monkeypatch.setenv(CONCURRENCY_ENV, bad)
         with pytest.raises(SystemExit, match="set it to a whole number of at least 1"):
             concurrency(10)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--concurrency", "0", "--libs", "rediq"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _bench("--concurrency", "0", "--libs", "rediq", timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith("'0' is not a whole number of at least 1")
