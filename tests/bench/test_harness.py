@@ -185,18 +185,8 @@ def test_the_bench_server_keeps_an_append_only_file_when_asked() -> None:
 
 def test_python_m_bench_runs_every_worker_at_the_concurrency_asked(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
-    proc = _bench(
-        "--smoke",
-        "--libs",
-        "rediq",
-        "--only",
-        "drain1",
-        "--concurrency",
-        "3",
-        "--no-ceiling",
-        "--output",
-        str(out),
-    )
+    args = "--smoke --libs rediq --only drain1 --concurrency 3 --no-ceiling".split()
+    proc = _bench(*args, "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["machine"]["concurrency"] == 3
