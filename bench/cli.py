@@ -473,6 +473,7 @@ def _rates_mode(
     text = rates.table(rows)
     print(text)
     machine_info = {**machine(), "valkey": version, "loadavg": os.getloadavg()}
+    machine_info["concurrency"] = args.concurrency
     _write_report(
         args.output,
         started,

@@ -17,14 +17,19 @@ CONCURRENCY_ENV = "BENCH_CONCURRENCY"
 """Set by ``python -m bench --concurrency N`` for the runners it starts."""
 
 
+def _at_least_one(text: str) -> int | None:
+    return int(text) if text.isdigit() and int(text) >= 1 else None
+
+
 def add_concurrency_option(parser: argparse.ArgumentParser) -> None:
     """``--concurrency N``: every library's worker runs N handlers at once (its runners read
     ``BENCH_CONCURRENCY``; see ``concurrency``)."""
 
     def positive(text: str) -> int:
-        if not text.isdigit() or int(text) < 1:
+        value = _at_least_one(text)
+        if value is None:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-        return int(text)
+        return value
 
     parser.add_argument(
         "--concurrency",
@@ -40,9 +45,10 @@ def concurrency(default: int) -> int:
     raw = os.environ.get(CONCURRENCY_ENV, "")
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    value = _at_least_one(raw)
+    if value is None:
         raise SystemExit(f"{CONCURRENCY_ENV}={raw!r}: set it to a whole number of at least 1")
-    return int(raw)
+    return value
 
 
 class Adapter(Protocol):

@@ -59,9 +59,11 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
 def test_python_m_bench_rates_smoke(tmp_path: Path) -> None:
     """``--rates``: the latency workload at each rate, a row per library and rate."""
     out = tmp_path / "rates.json"
-    proc = _bench("--smoke", "--libs", "rediq", "--rates", "100,400", "--repeat", "2", "--output", str(out))
+    args = "--smoke --libs rediq --rates 100,400 --repeat 2 --concurrency 4".split()
+    proc = _bench(*args, "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
+    assert report["machine"]["concurrency"] == 4
     rows = report["rates"]
     assert [(r["lib"], r["rate"], r["n_runs"]) for r in rows] == [("rediq", 100.0, 2), ("rediq", 400.0, 2)]
     for r in rows:
