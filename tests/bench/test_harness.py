@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,15 @@ def _bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]
     )
 
 
+def _bench_report(tmp_path: Path, args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``python -m bench ARGS`` run to success, and the report it wrote."""
+    out = tmp_path / "report.json"
+    proc = _bench(*args.split(), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report: dict[str, Any] = json.loads(out.read_text())
+    return proc, report
+
+
 def test_request_counter_counts_whole_requests_across_chunks() -> None:
     counter = _RequestCounter()
     wire = b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nv*\r\n\r\n" + b"PING\r\n"
@@ -31,11 +41,8 @@ def test_request_counter_counts_whole_requests_across_chunks() -> None:
 
 
 def test_python_m_bench_smoke(tmp_path: Path) -> None:
-    out = tmp_path / "latest.json"
-    proc = _bench("--smoke", "--libs", "rediq", "--output", str(out))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc, report = _bench_report(tmp_path, "--smoke --libs rediq")
     assert "rediq" in proc.stdout  # the table
-    report = json.loads(out.read_text())
     (row,) = report["results"]
     assert row["lib"] == "rediq" and row["status"] == "ok", row
     data = row["data"]
@@ -58,11 +65,7 @@ def test_python_m_bench_smoke(tmp_path: Path) -> None:
 
 def test_python_m_bench_rates_smoke(tmp_path: Path) -> None:
     """``--rates``: the latency workload at each rate, a row per library and rate."""
-    out = tmp_path / "rates.json"
-    args = "--smoke --libs rediq --rates 100,400 --repeat 2 --concurrency 4".split()
-    proc = _bench(*args, "--output", str(out))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    proc, report = _bench_report(tmp_path, "--smoke --libs rediq --rates 100,400 --repeat 2 --concurrency 4")
     assert report["machine"]["concurrency"] == 4
     rows = report["rates"]
     assert [(r["lib"], r["rate"], r["n_runs"]) for r in rows] == [("rediq", 100.0, 2), ("rediq", 400.0, 2)]
@@ -186,11 +189,7 @@ def test_the_bench_server_keeps_an_append_only_file_when_asked() -> None:
 
 
 def test_python_m_bench_runs_every_worker_at_the_concurrency_asked(tmp_path: Path) -> None:
-    out = tmp_path / "latest.json"
-    args = "--smoke --libs rediq --only drain1 --concurrency 3 --no-ceiling".split()
-    proc = _bench(*args, "--output", str(out))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    _, report = _bench_report(tmp_path, "--smoke --libs rediq --only drain1 --concurrency 3 --no-ceiling")
     assert report["machine"]["concurrency"] == 3
     (row,) = report["results"]
     # the configuration is what the runner's adapter built its worker with
