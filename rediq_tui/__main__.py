@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -111,17 +112,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _stop_demo(demo: Demo, owned_server: bool) -> None:
     """Stop the demo's workers and, when the demo started it, its Valkey. After a hang-up the
     terminal is gone: printing may fail, stopping must not."""
+    # A hang-up from here on (an SSH link dropped while quitting) sends SIGHUP and SIGCONT. The
+    # console's SIGHUP handler ended with its loop, and Textual's SIGCONT handler, still set,
+    # raises without one: either would end this process halfway, with the Valkey left running.
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCONT, signal.SIG_DFL)
     _say("stopping the demo's workers…")
-    demo.stop()
-    if owned_server:
-        # start-up time: only with the embedded server
-        from engine import embedded
-
-        pid = embedded.stop_server()
-        _say(f"stopped the demo's Valkey (pid {pid})" if pid else "the demo's Valkey had already stopped")
-    elif demo.url:
+    try:
+        demo.stop()
+    finally:
+        if owned_server:
+            _stop_embedded()
+    if not owned_server and demo.url:
         _say(f"left the Redis/Valkey at {demo.url} running (it was running before the demo)")
         _say("  stop the embedded one with: rediq server stop")
+
+
+def _stop_embedded() -> None:
+    # start-up time: only with the embedded server
+    from engine import embedded
+
+    pid = embedded.stop_server()
+    _say(f"stopped the demo's Valkey (pid {pid})" if pid else "the demo's Valkey had already stopped")
 
 
 def _say(text: str) -> None:

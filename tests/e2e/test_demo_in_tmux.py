@@ -199,3 +199,14 @@ def test_killing_the_console_does_not_orphan_demo_workers(demo: Terminal) -> Non
     demo.tmux("kill-server")  # the terminal goes away (SIGHUP, as an SSH drop)
     assert wait(lambda: not demo_workers(demo.data_dir), 30), "demo workers outlived the console"
     assert wait(lambda: not valkey_running(demo.tmp_path), 30), "the demo's Valkey outlived the console"
+
+
+def test_a_hang_up_while_quitting_still_stops_the_demos_valkey(demo: Terminal) -> None:
+    demo.wait_for(lambda s: "Queues ·" in s, "the console")
+    assert wait(lambda: len(demo_workers(demo.data_dir)) == 2, 20)
+    demo.keys("q", pause=0)
+    # the console has ended and the demo is stopping its workers: the SSH link drops now
+    demo.wait_for(lambda s: "stopping the demo's workers" in s, "the demo stopping", timeout=20)
+    demo.tmux("kill-server")
+    assert wait(lambda: not demo_workers(demo.data_dir), 30), "demo workers outlived the console"
+    assert wait(lambda: not valkey_running(demo.tmp_path), 30), "a hang-up while stopping left Valkey running"
